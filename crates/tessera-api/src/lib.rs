@@ -1,0 +1,285 @@
+//! Wire types of Tessera's admin REST API (`/api/v2`), shared by the server and the CLI.
+//!
+//! Field names here are contract (DESIGN.md, "Field names that outside tests rely on"):
+//! fields may be added, never renamed. Times are RFC 3339 strings in UTC.
+
+use serde::{Deserialize, Serialize};
+
+/// The scope the admin API requires.
+pub const ADMIN_SCOPE: &str = "tessera:admin";
+
+/// The body of every admin API error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    /// A stable code: `invalid_field`, `not_found`, `conflict`, `invalid_token`, ...
+    pub error: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The offending field (JSON path), when one is at fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub request_id: String,
+}
+
+/// `POST /api/v2/scopes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateScope {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A scope of the org's catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeView {
+    pub name: String,
+    pub description: String,
+}
+
+/// `POST /api/v2/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    #[serde(rename = "type")]
+    pub user_type: String,
+    pub username: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Humans only.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `PATCH /api/v2/users/{id}`: every field optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUser {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// `active` unlocks (and enables); `locked` locks, until `locked_until` if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
+}
+
+/// Who changed an account's state, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorView {
+    /// `admin`, `provisioning`, `lockout_policy` or `system`.
+    pub kind: String,
+    /// The admin's client id, for `admin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// A person-readable description, e.g. `admin client 'acme-admin'`.
+    pub description: String,
+}
+
+/// A user or service account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub org: String,
+    #[serde(rename = "type")]
+    pub user_type: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub enabled: bool,
+    pub roles: Vec<String>,
+    /// `active`, `disabled` or `locked`.
+    pub state: String,
+    pub disabled_by: Option<ActorView>,
+    pub disabled_at: Option<String>,
+    pub locked_by: Option<ActorView>,
+    pub locked_at: Option<String>,
+    pub locked_until: Option<String>,
+    pub has_password: bool,
+    pub created_at: String,
+}
+
+/// `POST /api/v2/oauth/clients`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClient {
+    /// Chosen by the caller, or generated.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
+    #[serde(default)]
+    pub service_account_id: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_methods: Option<Vec<String>>,
+    /// Access-token lifetime in seconds (60 to 86400; default 3600).
+    #[serde(default)]
+    pub access_token_ttl: Option<i64>,
+}
+
+/// `PATCH /api/v2/oauth/clients/{client_id}`: every field optional. A JSON `null`
+/// `service_account_id` detaches the service account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchClient {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_allowlist: Option<Vec<String>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub service_account_id: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uris: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_methods: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_ttl: Option<i64>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Ok(Some(Option::deserialize(d)?))
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<Option<String>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// A client secret's metadata (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretView {
+    pub id: String,
+    /// The secret's last 4 characters.
+    pub hint: String,
+    /// Usable now: not revoked, not past its expiry.
+    pub active: bool,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub last_used_from: Option<String>,
+}
+
+/// An OAuth client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientView {
+    pub client_id: String,
+    pub org: String,
+    pub name: String,
+    pub enabled: bool,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub token_endpoint_auth_methods: Vec<String>,
+    pub ip_allowlist: Vec<String>,
+    pub service_account_id: Option<String>,
+    pub access_token_ttl: i64,
+    pub created_at: String,
+    pub secrets: Vec<SecretView>,
+    /// Present once, in the answer to the call that created the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// `POST /api/v2/oauth/clients/{client_id}/secrets`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the previous secret(s) stay valid, in seconds (default 3600; 0 ends them now).
+    #[serde(default)]
+    pub grace_seconds: Option<i64>,
+}
+
+/// The answer to a rotation: the new secret, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotatedSecret {
+    pub id: String,
+    pub client_secret: String,
+    pub hint: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    /// The previous secrets and when they now expire.
+    pub previous: Vec<SecretView>,
+}
+
+/// One step of a decision trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStep {
+    pub check: String,
+    /// `pass`, `fail` or `skip`.
+    pub verdict: String,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// An audit event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEventView {
+    pub request_id: String,
+    pub time: String,
+    pub org: Option<String>,
+    /// `token`, `diagnose` or `admin`.
+    pub kind: String,
+    pub actor: Option<String>,
+    pub client_id: Option<String>,
+    pub subject: Option<String>,
+    pub source_ip: Option<String>,
+    /// `granted` or `denied` (token), `ok` (admin).
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+    pub grant_type: Option<String>,
+    pub scope: Option<String>,
+    pub secret_id: Option<String>,
+    pub secret_hint: Option<String>,
+    pub trace: Vec<TraceStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<serde_json::Value>,
+}
+
+/// `GET /api/v2/audit/events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEventList {
+    pub events: Vec<AuditEventView>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
+}
+
+/// A list answer: `{"items": [...]}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct List<T> {
+    pub items: Vec<T>,
+}

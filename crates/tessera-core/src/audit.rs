@@ -1,0 +1,82 @@
+//! Audit events: every token decision and admin change, with its reason and trace.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Timestamp;
+use crate::trace::Trace;
+
+/// What an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// A token request at the token endpoint.
+    Token,
+    /// A dry-run diagnosis (nothing issued).
+    Diagnose,
+    /// A change made through the admin API.
+    Admin,
+}
+
+impl AuditKind {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Token => "token",
+            AuditKind::Diagnose => "diagnose",
+            AuditKind::Admin => "admin",
+        }
+    }
+}
+
+/// One audit event. It holds ids, hints and descriptions, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub request_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// The org, when known (an unknown client has none).
+    pub org_id: Option<i64>,
+    pub kind: AuditKind,
+    /// Who acted: the admin client for admin changes.
+    pub actor: Option<String>,
+    pub client_id: Option<String>,
+    pub subject: Option<String>,
+    pub source_ip: Option<String>,
+    /// `granted` or `denied` for token requests, `ok` for admin changes.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+    pub grant_type: Option<String>,
+    /// The granted scopes.
+    pub scope: Option<String>,
+    /// The secret that authenticated the request (id and hint only).
+    pub secret_id: Option<String>,
+    pub secret_hint: Option<String>,
+    /// The decision trace (token events), or the change made (admin events).
+    pub trace: Trace,
+    /// What an admin change did, e.g. `{"op": "update_user", "enabled": false}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<serde_json::Value>,
+}
+
+impl AuditEvent {
+    /// The time in whole seconds.
+    pub fn time(&self) -> Timestamp {
+        self.time_ms / 1000
+    }
+}
+
+/// Filters for listing audit events; every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub client_id: Option<String>,
+    pub subject: Option<String>,
+    pub outcome: Option<String>,
+    pub reason: Option<String>,
+    pub kind: Option<AuditKind>,
+    /// Only events older than this request id (paging backwards).
+    pub before: Option<String>,
+    pub limit: u32,
+}

@@ -1,0 +1,538 @@
+//! The one decision function for token requests.
+//!
+//! [`decide`] is deterministic over (request, stored facts, clock): the token endpoint,
+//! the audit trail, the admin "explain" view and the dry-run diagnosis all call it, so the
+//! trace an admin reads is the decision that was made. The caller loads [`Facts`] for the
+//! presented client id first ([`facts_key`] says which), and applies the side effects the
+//! [`Decision`] asks for (throttle update, audit event, token issuance).
+
+use crate::model::{Client, GrantType, Org, ScopeName, StoredSecret, Timestamp, User};
+use crate::reason::Reason;
+use crate::request::{RawTokenRequest, TokenRequest, parse_token_request};
+use crate::secret::{hash_client_secret, hashes_equal};
+use crate::text::{clip, quoted_list, rfc3339};
+use crate::throttle::{ThrottlePolicy, ThrottleState};
+use crate::trace::{Check, Denial, Trace};
+
+/// Everything stored that a decision about one client needs.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The client and what hangs off it; `None` when no client has the presented id.
+    pub client: Option<ClientFacts>,
+    /// The failure record of (presented client id, source address).
+    pub throttle: ThrottleState,
+}
+
+/// A client with its secrets, org, service account and the org's scope catalogue.
+#[derive(Debug, Clone)]
+pub struct ClientFacts {
+    pub client: Client,
+    pub secrets: Vec<StoredSecret>,
+    pub org: Org,
+    pub service_account: Option<User>,
+    /// The org's scope catalogue, to tell unknown scopes from ones not granted.
+    pub known_scopes: Vec<ScopeName>,
+}
+
+/// What a granted request receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub client_id: String,
+    pub org: String,
+    /// The token's subject: the service account's id, or the client id.
+    pub subject: String,
+    pub scopes: Vec<String>,
+    pub ttl: i64,
+}
+
+/// The secret a request authenticated with (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretUse {
+    pub id: String,
+    pub hint: String,
+}
+
+/// A decision and its trace, with the context the audit trail records.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub outcome: Result<Grant, Denial>,
+    pub trace: Trace,
+    /// The client id as presented, once known.
+    pub client_id: Option<String>,
+    /// The client's org, once the client is known.
+    pub org_id: Option<i64>,
+    pub org_slug: Option<String>,
+    /// The subject (service account) when known.
+    pub subject: Option<String>,
+    pub grant_type: Option<GrantType>,
+    /// The secret that matched, if any.
+    pub secret_used: Option<SecretUse>,
+    /// The throttle record to store after this decision (a failure or a reset), if any.
+    pub throttle_update: Option<ThrottleState>,
+}
+
+impl Decision {
+    /// The reason of a refusal.
+    pub fn reason(&self) -> Option<Reason> {
+        self.outcome.as_ref().err().map(|d| d.reason)
+    }
+}
+
+/// Options of a decision that are not stored facts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecideOptions {
+    pub throttle: ThrottlePolicy,
+    /// A dry run (diagnosis): never changes the throttle record.
+    pub dry_run: bool,
+}
+
+/// Parses the raw request: the first half of a decision. Returns the request (or the
+/// refusal) and the trace so far.
+pub fn parse(raw: &RawTokenRequest<'_>) -> (Result<TokenRequest, Denial>, Trace) {
+    let mut trace = Trace::default();
+    let req = parse_token_request(raw, &mut trace);
+    (req, trace)
+}
+
+/// The client id whose [`Facts`] the decision needs, if the request got that far.
+pub fn facts_key(req: &Result<TokenRequest, Denial>) -> Option<&str> {
+    req.as_ref().ok().map(|r| r.client.client_id.as_str())
+}
+
+/// Decides a parsed token request over the stored facts at `now`.
+pub fn decide(
+    parsed: (Result<TokenRequest, Denial>, Trace),
+    facts: &Facts,
+    now: Timestamp,
+    opts: DecideOptions,
+) -> Decision {
+    let (req, mut trace) = parsed;
+    let mut d = Decision {
+        outcome: Err(Denial {
+            reason: Reason::BodyMalformed,
+            description: String::new(),
+            retry_after: None,
+        }),
+        trace: Trace::default(),
+        client_id: None,
+        org_id: None,
+        org_slug: None,
+        subject: None,
+        grant_type: None,
+        secret_used: None,
+        throttle_update: None,
+    };
+    d.outcome = match req {
+        Err(denial) => Err(denial),
+        Ok(req) => {
+            d.client_id = Some(req.client.client_id.clone());
+            d.grant_type = Some(req.grant_type);
+            decide_client_credentials(&req, facts, now, opts, &mut trace, &mut d)
+        }
+    };
+    d.trace = trace;
+    d
+}
+
+fn decide_client_credentials(
+    req: &TokenRequest,
+    facts: &Facts,
+    now: Timestamp,
+    opts: DecideOptions,
+    trace: &mut Trace,
+    d: &mut Decision,
+) -> Result<Grant, Denial> {
+    let presented_id = clip(&req.client.client_id);
+
+    // Throttle before anything touches the secret.
+    if opts.dry_run {
+        trace.skip(
+            Check::Throttle,
+            format!(
+                "dry run: throttling not applied ({} recent failure(s) from {})",
+                facts.throttle.failures, req.source_ip
+            ),
+        );
+    } else if let Some(wait) = opts.throttle.retry_after(&facts.throttle, now) {
+        let mut denial = trace.fail(
+            Check::Throttle,
+            Reason::ClientThrottled,
+            format!(
+                "too many failed authentications for client '{presented_id}' from {}; retry after {wait} s",
+                req.source_ip
+            ),
+        );
+        denial.retry_after = Some(wait);
+        return Err(denial);
+    } else {
+        trace.pass(
+            Check::Throttle,
+            format!(
+                "{} recent failure(s) from {}",
+                facts.throttle.failures, req.source_ip
+            ),
+        );
+    }
+
+    let fail_auth = |trace: &mut Trace, d: &mut Decision, check, reason, detail: String| {
+        if !opts.dry_run {
+            d.throttle_update = Some(opts.throttle.after_failure(&facts.throttle, now));
+        }
+        Err(trace.fail(check, reason, detail))
+    };
+
+    let Some(cf) = &facts.client else {
+        return fail_auth(
+            trace,
+            d,
+            Check::Client,
+            Reason::ClientUnknown,
+            format!(
+                "no client has client_id '{presented_id}'; check the client id and that you are calling the right server (issuer)"
+            ),
+        );
+    };
+    let client = &cf.client;
+    d.org_id = Some(cf.org.id);
+    d.org_slug = Some(cf.org.slug.to_string());
+    trace.pass(
+        Check::Client,
+        format!(
+            "client '{presented_id}' ('{}') in org '{}'",
+            clip(&client.name),
+            cf.org.slug
+        ),
+    );
+
+    // The secret: compare against every stored secret, each in constant time.
+    match &req.client.secret {
+        None => trace.skip(
+            Check::ClientSecret,
+            "dry run without a secret: assumed to match an active secret",
+        ),
+        Some(secret) => {
+            let presented = hash_client_secret(secret.expose());
+            let mut matched: Option<&StoredSecret> = None;
+            for s in &cf.secrets {
+                if hashes_equal(&presented, &s.hash) && matched.is_none() {
+                    matched = Some(s);
+                }
+            }
+            let active = cf.secrets.iter().filter(|s| s.is_active(now)).count();
+            match matched {
+                None => {
+                    return fail_auth(
+                        trace,
+                        d,
+                        Check::ClientSecret,
+                        Reason::ClientSecretMismatch,
+                        format!(
+                            "the client_secret does not match any of the {active} active secret(s) of client '{presented_id}'"
+                        ),
+                    );
+                }
+                Some(s) if s.revoked_at.is_some() => {
+                    let at = rfc3339(s.revoked_at.unwrap_or_default());
+                    return fail_auth(
+                        trace,
+                        d,
+                        Check::ClientSecret,
+                        Reason::ClientSecretRevoked,
+                        format!(
+                            "the client_secret is secret {} (…{}) of client '{presented_id}', revoked at {at}; use a current secret",
+                            s.id, s.hint
+                        ),
+                    );
+                }
+                Some(s) if !s.is_active(now) => {
+                    let at = rfc3339(s.expires_at.unwrap_or_default());
+                    return fail_auth(
+                        trace,
+                        d,
+                        Check::ClientSecret,
+                        Reason::ClientSecretExpired,
+                        format!(
+                            "the client_secret is secret {} (…{}) of client '{presented_id}', whose grace period ended at {at} after a rotation; use the newer secret",
+                            s.id, s.hint
+                        ),
+                    );
+                }
+                Some(s) => {
+                    d.secret_used = Some(SecretUse {
+                        id: s.id.clone(),
+                        hint: s.hint.clone(),
+                    });
+                    let expiry = match s.expires_at {
+                        Some(e) => format!(", expires at {} (rotation grace)", rfc3339(e)),
+                        None => String::new(),
+                    };
+                    trace.pass(
+                        Check::ClientSecret,
+                        format!("matches secret {} (…{}){expiry}", s.id, s.hint),
+                    );
+                    if !opts.dry_run && facts.throttle.failures > 0 {
+                        d.throttle_update = Some(ThrottleState::default());
+                    }
+                }
+            }
+        }
+    }
+
+    // Authenticated from here on: descriptions may be precise about policy.
+    if !client.auth_methods.contains(&req.client.method) {
+        return Err(trace.fail(
+            Check::ClientAuthMethod,
+            Reason::ClientAuthMethodNotAllowed,
+            format!(
+                "client '{presented_id}' may not authenticate with {}; allowed: {}",
+                req.client.method,
+                quoted_list(client.auth_methods.iter().map(|m| m.as_str()))
+            ),
+        ));
+    }
+    trace.pass(Check::ClientAuthMethod, req.client.method.as_str());
+
+    if !client.enabled {
+        return Err(trace.fail(
+            Check::ClientEnabled,
+            Reason::ClientDisabled,
+            format!("client '{presented_id}' is disabled; an org admin can enable it"),
+        ));
+    }
+    trace.pass(Check::ClientEnabled, "enabled");
+
+    if !cf.org.enabled {
+        return Err(trace.fail(
+            Check::Org,
+            Reason::OrgDisabled,
+            format!("org '{}' is disabled", cf.org.slug),
+        ));
+    }
+    trace.pass(Check::Org, format!("org '{}' is enabled", cf.org.slug));
+
+    if client.ip_allowlist.is_empty() {
+        trace.pass(
+            Check::SourceIp,
+            format!("{} (client has no IP allow-list)", req.source_ip),
+        );
+    } else if client.ip_allowlist.allows(req.source_ip) {
+        trace.pass(
+            Check::SourceIp,
+            format!(
+                "{} is inside the allow-list {}",
+                req.source_ip,
+                client.ip_allowlist.to_strings().join(", ")
+            ),
+        );
+    } else {
+        return Err(trace.fail(
+            Check::SourceIp,
+            Reason::ClientIpNotAllowed,
+            format!(
+                "source address {} is outside client '{presented_id}''s IP allow-list ({})",
+                req.source_ip,
+                client.ip_allowlist.to_strings().join(", ")
+            ),
+        ));
+    }
+
+    if !client.grant_types.contains(&req.grant_type) {
+        let allowed = if client.grant_types.is_empty() {
+            "none".to_string()
+        } else {
+            client
+                .grant_types
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(trace.fail(
+            Check::GrantTypeAllowed,
+            Reason::GrantTypeNotAllowed,
+            format!(
+                "client '{presented_id}' may not use grant type '{}'; allowed: {allowed}",
+                req.grant_type
+            ),
+        ));
+    }
+    trace.pass(
+        Check::GrantTypeAllowed,
+        format!("'{}' is enabled on the client", req.grant_type),
+    );
+
+    let subject = match (&client.service_account_id, &cf.service_account) {
+        (None, _) => {
+            trace.skip(
+                Check::ServiceAccount,
+                "the client runs as itself (no service account); sub is the client id",
+            );
+            client.client_id.to_string()
+        }
+        (Some(id), None) => {
+            return Err(trace.fail(
+                Check::ServiceAccount,
+                Reason::ServiceAccountMissing,
+                format!(
+                    "client '{presented_id}' runs as service account {id}, which no longer exists"
+                ),
+            ));
+        }
+        (Some(_), Some(sa)) => {
+            d.subject = Some(sa.id.clone());
+            check_service_account(sa, now, trace)?;
+            sa.id.clone()
+        }
+    };
+
+    let scopes = check_scopes(req, cf, trace)?;
+
+    if cf.org.sso_enforced {
+        trace.pass(
+            Check::SsoPolicy,
+            format!(
+                "org '{}' enforces SAML SSO for humans; client_credentials is never subject to SSO enforcement",
+                cf.org.slug
+            ),
+        );
+    } else {
+        trace.skip(
+            Check::SsoPolicy,
+            format!(
+                "org '{}' does not enforce SSO; client_credentials is never subject to it anyway",
+                cf.org.slug
+            ),
+        );
+    }
+
+    d.subject = Some(subject.clone());
+    Ok(Grant {
+        client_id: client.client_id.to_string(),
+        org: cf.org.slug.to_string(),
+        subject,
+        scopes,
+        ttl: client.token_ttl,
+    })
+}
+
+fn check_service_account(sa: &User, now: Timestamp, trace: &mut Trace) -> Result<(), Denial> {
+    use crate::model::UserState;
+    let by = sa
+        .state_changed_by
+        .as_ref()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "an unknown actor".into());
+    let at = sa
+        .state_changed_at
+        .map(rfc3339)
+        .unwrap_or_else(|| "an unknown time".into());
+    match sa.effective_state(now) {
+        UserState::Active => {
+            trace.pass(
+                Check::ServiceAccount,
+                format!("service account '{}' ({}) is active", sa.username, sa.id),
+            );
+            Ok(())
+        }
+        UserState::Disabled => Err(trace.fail(
+            Check::ServiceAccount,
+            Reason::ServiceAccountDisabled,
+            format!(
+                "service account '{}' ({}) was disabled by {by} at {at}; an org admin can re-enable it (PATCH /api/v2/users/{} {{\"enabled\": true}})",
+                sa.username, sa.id, sa.id
+            ),
+        )),
+        UserState::Locked => {
+            let until = sa
+                .locked_until
+                .map(|u| format!("until {}", rfc3339(u)))
+                .unwrap_or_else(|| "until an admin unlocks it".into());
+            Err(trace.fail(
+                Check::ServiceAccount,
+                Reason::ServiceAccountLocked,
+                format!(
+                    "service account '{}' ({}) was locked by {by} at {at}, {until}",
+                    sa.username, sa.id
+                ),
+            ))
+        }
+    }
+}
+
+fn check_scopes(
+    req: &TokenRequest,
+    cf: &ClientFacts,
+    trace: &mut Trace,
+) -> Result<Vec<String>, Denial> {
+    let allowed: Vec<&str> = cf.client.scopes.iter().map(ScopeName::as_str).collect();
+    let Some(asked) = &req.scope else {
+        trace.pass(
+            Check::Scope,
+            format!(
+                "no scope requested: granted every scope the client may have ({})",
+                if allowed.is_empty() {
+                    "none".into()
+                } else {
+                    allowed.join(" ")
+                }
+            ),
+        );
+        return Ok(allowed.iter().map(|s| s.to_string()).collect());
+    };
+    let mut malformed = vec![];
+    let mut unknown = vec![];
+    let mut refused = vec![];
+    let mut granted: Vec<String> = vec![];
+    for s in asked {
+        if ScopeName::parse(s).is_err() {
+            malformed.push(clip(s));
+        } else if !cf.known_scopes.iter().any(|k| k.as_str() == s) {
+            unknown.push(clip(s));
+        } else if !allowed.contains(&s.as_str()) {
+            refused.push(s.clone());
+        } else if !granted.contains(s) {
+            granted.push(s.clone());
+        }
+    }
+    if !malformed.is_empty() {
+        return Err(trace.fail(
+            Check::Scope,
+            Reason::ScopeMalformed,
+            format!("malformed scope(s): {}", quoted_list(&malformed)),
+        ));
+    }
+    if !unknown.is_empty() {
+        return Err(trace.fail(
+            Check::Scope,
+            Reason::ScopeUnknown,
+            format!(
+                "unknown scope(s) {} in org '{}'; the client may have: {}",
+                quoted_list(&unknown),
+                cf.org.slug,
+                if allowed.is_empty() {
+                    "none".into()
+                } else {
+                    allowed.join(" ")
+                }
+            ),
+        ));
+    }
+    if !refused.is_empty() {
+        return Err(trace.fail(
+            Check::Scope,
+            Reason::ScopeNotAllowed,
+            format!(
+                "client '{}' may not have scope(s) {}; it may have: {}",
+                cf.client.client_id,
+                quoted_list(&refused),
+                if allowed.is_empty() {
+                    "none".into()
+                } else {
+                    allowed.join(" ")
+                }
+            ),
+        ));
+    }
+    trace.pass(Check::Scope, format!("granted: {}", granted.join(" ")));
+    Ok(granted)
+}

@@ -1,0 +1,157 @@
+//! Stable reason codes: why a token request (or a login) was refused.
+//!
+//! Each code maps to one RFC 6749 §5.2 error and is documented in `docs/errors.md`.
+//! Codes are contract: callers match on them, so a code is never renamed.
+
+use serde::{Deserialize, Serialize};
+
+/// The RFC 6749 §5.2 (and RFC 6750) error codes Tessera answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthError {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+}
+
+impl OAuthError {
+    /// The wire spelling, e.g. `invalid_client`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant => "invalid_grant",
+            OAuthError::UnauthorizedClient => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope => "invalid_scope",
+        }
+    }
+}
+
+macro_rules! reasons {
+    ($( $variant:ident => $code:literal, $err:ident; )*) => {
+        /// Why a request was refused. `code()` is the stable wire spelling.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason { $( $variant, )* }
+
+        impl Reason {
+            /// Every reason, in documentation order.
+            pub const ALL: &'static [Reason] = &[ $( Reason::$variant, )* ];
+
+            /// The stable code, e.g. `client_secret_mismatch`.
+            pub fn code(self) -> &'static str {
+                match self { $( Reason::$variant => $code, )* }
+            }
+
+            /// The RFC 6749 error this reason is reported as.
+            pub fn oauth_error(self) -> OAuthError {
+                match self { $( Reason::$variant => OAuthError::$err, )* }
+            }
+
+            /// Parses a code back into a reason.
+            pub fn from_code(code: &str) -> Option<Reason> {
+                match code { $( $code => Some(Reason::$variant), )* _ => None }
+            }
+        }
+    };
+}
+
+reasons! {
+    ContentTypeUnsupported => "content_type_unsupported", InvalidRequest;
+    BodyMalformed => "body_malformed", InvalidRequest;
+    ParameterDuplicated => "parameter_duplicated", InvalidRequest;
+    GrantTypeMissing => "grant_type_missing", InvalidRequest;
+    GrantTypeUnsupported => "grant_type_unsupported", UnsupportedGrantType;
+    ClientAuthMissing => "client_auth_missing", InvalidClient;
+    ClientAuthMultiple => "client_auth_multiple", InvalidRequest;
+    ClientAuthSchemeUnsupported => "client_auth_scheme_unsupported", InvalidClient;
+    BasicHeaderMalformed => "basic_header_malformed", InvalidClient;
+    ClientThrottled => "client_throttled", InvalidClient;
+    ClientUnknown => "client_unknown", InvalidClient;
+    ClientSecretMismatch => "client_secret_mismatch", InvalidClient;
+    ClientSecretExpired => "client_secret_expired", InvalidClient;
+    ClientSecretRevoked => "client_secret_revoked", InvalidClient;
+    ClientAuthMethodNotAllowed => "client_auth_method_not_allowed", InvalidClient;
+    ClientDisabled => "client_disabled", InvalidClient;
+    OrgDisabled => "org_disabled", UnauthorizedClient;
+    ClientIpNotAllowed => "client_ip_not_allowed", UnauthorizedClient;
+    GrantTypeNotAllowed => "grant_type_not_allowed", UnauthorizedClient;
+    ServiceAccountDisabled => "service_account_disabled", UnauthorizedClient;
+    ServiceAccountLocked => "service_account_locked", UnauthorizedClient;
+    ServiceAccountMissing => "service_account_missing", UnauthorizedClient;
+    ScopeMalformed => "scope_malformed", InvalidScope;
+    ScopeUnknown => "scope_unknown", InvalidScope;
+    ScopeNotAllowed => "scope_not_allowed", InvalidScope;
+    SsoRequired => "sso_required", UnauthorizedClient;
+    UserCredentialsInvalid => "user_credentials_invalid", InvalidGrant;
+}
+
+impl Reason {
+    /// True for the refusals that count as a failed client authentication (throttling).
+    pub fn is_auth_failure(self) -> bool {
+        matches!(
+            self,
+            Reason::ClientUnknown
+                | Reason::ClientSecretMismatch
+                | Reason::ClientSecretExpired
+                | Reason::ClientSecretRevoked
+        )
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        Reason::from_code(&code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown reason code '{code}'")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(r.code()), "duplicate code {}", r.code());
+            assert_eq!(Reason::from_code(r.code()), Some(*r));
+        }
+    }
+
+    #[test]
+    fn design_table_errors() {
+        assert_eq!(
+            Reason::ClientAuthMultiple.oauth_error(),
+            OAuthError::InvalidRequest
+        );
+        assert_eq!(
+            Reason::GrantTypeUnsupported.oauth_error().as_str(),
+            "unsupported_grant_type"
+        );
+        assert_eq!(
+            Reason::ScopeNotAllowed.oauth_error().as_str(),
+            "invalid_scope"
+        );
+        assert_eq!(
+            Reason::ClientIpNotAllowed.oauth_error().as_str(),
+            "unauthorized_client"
+        );
+    }
+}

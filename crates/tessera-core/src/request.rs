@@ -1,0 +1,644 @@
+//! Turning the bytes of a token request into a [`TokenRequest`], recording each step in
+//! the trace. The HTTP layer hands over the raw pieces ([`RawTokenRequest`]); nothing
+//! here knows about HTTP types.
+
+use std::net::IpAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::model::{AuthMethod, GrantType};
+use crate::reason::Reason;
+use crate::secret::SecretString;
+use crate::text::{clip, quoted_list};
+use crate::trace::{Check, Denial, Trace};
+
+/// A token request as it arrived, before any parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct RawTokenRequest<'a> {
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+    /// The `Authorization` header, if any. Never logged.
+    pub authorization: Option<&'a str>,
+    pub source_ip: IpAddr,
+}
+
+/// The client credentials a request presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedClient {
+    pub method: AuthMethod,
+    pub client_id: String,
+    /// `None` only in a dry run that did not include the secret: the secret check is
+    /// then skipped and says so in the trace.
+    pub secret: Option<SecretString>,
+}
+
+/// A syntactically valid token request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub grant_type: GrantType,
+    pub client: PresentedClient,
+    /// The scope tokens asked for; `None` when `scope` was absent (RFC 6749 §3.3 default).
+    pub scope: Option<Vec<String>>,
+    pub source_ip: IpAddr,
+}
+
+/// The body encodings the token endpoint accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Form,
+    Json,
+}
+
+/// A request's parameters, in the order they came, with empty values dropped
+/// (RFC 6749 §3.1: "parameters sent without a value MUST be treated as if they were
+/// omitted").
+#[derive(Debug, Default)]
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses a raw token request, appending the `content_type`, `body`, `parameters`,
+/// `grant_type` and `client_auth` checks to `trace`.
+pub fn parse_token_request(
+    raw: &RawTokenRequest<'_>,
+    trace: &mut Trace,
+) -> Result<TokenRequest, Denial> {
+    let kind = content_type(raw.content_type, trace)?;
+    let params = body(kind, raw.body, trace)?;
+    no_duplicates(&params, trace)?;
+    let grant_type = grant_type(&params, trace)?;
+    let client = client_auth(raw.authorization, &params, trace)?;
+    let scope = params.get("scope").map(|s| {
+        s.split(' ')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
+    Ok(TokenRequest {
+        grant_type,
+        client,
+        scope,
+        source_ip: raw.source_ip,
+    })
+}
+
+fn content_type(ct: Option<&str>, trace: &mut Trace) -> Result<BodyKind, Denial> {
+    let Some(ct) = ct else {
+        trace.pass(
+            Check::ContentType,
+            "no Content-Type header; body read as application/x-www-form-urlencoded",
+        );
+        return Ok(BodyKind::Form);
+    };
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/x-www-form-urlencoded" => {
+            trace.pass(Check::ContentType, "application/x-www-form-urlencoded");
+            Ok(BodyKind::Form)
+        }
+        "application/json" => {
+            trace.pass(
+                Check::ContentType,
+                "application/json (accepted as an extension; the standard is form encoding)",
+            );
+            Ok(BodyKind::Json)
+        }
+        _ => Err(trace.fail(
+            Check::ContentType,
+            Reason::ContentTypeUnsupported,
+            format!(
+                "Content-Type '{}' is not supported; send application/x-www-form-urlencoded (RFC 6749 §4.4.2) or application/json",
+                clip(&media)
+            ),
+        )),
+    }
+}
+
+fn body(kind: BodyKind, body: &[u8], trace: &mut Trace) -> Result<Params, Denial> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Err(trace.fail(
+            Check::Body,
+            Reason::BodyMalformed,
+            "the request body is not valid UTF-8",
+        ));
+    };
+    let pairs = match kind {
+        BodyKind::Form => form_urlencoded::parse(text.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect::<Vec<_>>(),
+        BodyKind::Json => json_params(text).map_err(|why| {
+            trace.fail(
+                Check::Body,
+                Reason::BodyMalformed,
+                format!("the JSON body cannot be read: {why}"),
+            )
+        })?,
+    };
+    let params: Vec<_> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    if params.is_empty() {
+        return Err(trace.fail(
+            Check::Body,
+            Reason::GrantTypeMissing,
+            "the request body is empty; send at least grant_type=client_credentials",
+        ));
+    }
+    let names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+    trace.pass(
+        Check::Body,
+        format!("{} parameter(s): {}", names.len(), names.join(", ")),
+    );
+    Ok(Params(params))
+}
+
+/// Reads a JSON object of parameters, keeping repeated keys (so duplicates are reported,
+/// not silently merged). `scope` may also be an array of strings.
+fn json_params(text: &str) -> Result<Vec<(String, String)>, String> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+
+    struct Pairs(Vec<(String, serde_json::Value)>);
+    impl<'de> serde::Deserialize<'de> for Pairs {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Pairs;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Pairs, A::Error> {
+                    let mut v = Vec::new();
+                    while let Some((k, val)) = m.next_entry::<String, serde_json::Value>()? {
+                        v.push((k, val));
+                    }
+                    Ok(Pairs(v))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    let Pairs(raw) = serde_json::from_str(text).map_err(|e| {
+        // serde_json's messages name positions and expectations, never the input.
+        e.to_string()
+    })?;
+    let mut out = Vec::with_capacity(raw.len());
+    for (k, v) in raw {
+        let value = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::Array(items) if k == "scope" => {
+                let mut parts = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        serde_json::Value::String(s) => parts.push(s),
+                        _ => return Err("'scope' must be a string or an array of strings".into()),
+                    }
+                }
+                parts.join(" ")
+            }
+            _ => {
+                return Err(format!("the value of '{}' must be a string", clip(&k)));
+            }
+        };
+        out.push((k, value));
+    }
+    Ok(out)
+}
+
+fn no_duplicates(params: &Params, trace: &mut Trace) -> Result<(), Denial> {
+    let mut seen: Vec<&str> = Vec::with_capacity(params.0.len());
+    for (k, _) in &params.0 {
+        if seen.contains(&k.as_str()) {
+            return Err(trace.fail(
+                Check::Parameters,
+                Reason::ParameterDuplicated,
+                format!(
+                    "parameter '{}' appears more than once (RFC 6749 §3.2)",
+                    clip(k)
+                ),
+            ));
+        }
+        seen.push(k);
+    }
+    trace.pass(Check::Parameters, "no parameter is repeated");
+    Ok(())
+}
+
+fn grant_type(params: &Params, trace: &mut Trace) -> Result<GrantType, Denial> {
+    let Some(g) = params.get("grant_type") else {
+        return Err(trace.fail(
+            Check::GrantType,
+            Reason::GrantTypeMissing,
+            "the 'grant_type' parameter is missing; for a service use grant_type=client_credentials",
+        ));
+    };
+    match g.parse::<GrantType>() {
+        Ok(gt) if gt.is_implemented() => {
+            trace.pass(Check::GrantType, gt.as_str());
+            Ok(gt)
+        }
+        Ok(gt) => Err(trace.fail(
+            Check::GrantType,
+            Reason::GrantTypeUnsupported,
+            format!(
+                "grant type '{gt}' is not supported by this server; supported: {}",
+                quoted_list(supported_grants())
+            ),
+        )),
+        Err(_) => Err(trace.fail(
+            Check::GrantType,
+            Reason::GrantTypeUnsupported,
+            format!(
+                "grant type '{}' is unknown; supported: {}",
+                clip(g),
+                quoted_list(supported_grants())
+            ),
+        )),
+    }
+}
+
+fn supported_grants() -> Vec<&'static str> {
+    GrantType::ALL
+        .into_iter()
+        .filter(|g| g.is_implemented())
+        .map(GrantType::as_str)
+        .collect()
+}
+
+fn client_auth(
+    authorization: Option<&str>,
+    params: &Params,
+    trace: &mut Trace,
+) -> Result<PresentedClient, Denial> {
+    let body_id = params.get("client_id");
+    let body_secret = params.get("client_secret");
+    let check = Check::ClientAuth;
+    if let Some(header) = authorization {
+        let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+        if !scheme.eq_ignore_ascii_case("basic") {
+            // Name the scheme only when it looks like one: a header without a scheme
+            // may be a bare credential, which must not be echoed.
+            let named = if !scheme.is_empty()
+                && scheme.len() <= 16
+                && scheme.chars().all(|c| c.is_ascii_alphabetic())
+                && !rest.is_empty()
+            {
+                format!("scheme '{scheme}'")
+            } else {
+                "a value without a recognisable scheme".to_string()
+            };
+            return Err(trace.fail(
+                check,
+                Reason::ClientAuthSchemeUnsupported,
+                format!(
+                    "the Authorization header carries {named}, which the token endpoint does not accept; use Basic (client_secret_basic) or send client_id and client_secret in the body"
+                ),
+            ));
+        }
+        let (id, secret) = decode_basic(rest.trim())
+            .map_err(|why| trace.fail(check, Reason::BasicHeaderMalformed, why))?;
+        if body_secret.is_some() {
+            return Err(trace.fail(
+                check,
+                Reason::ClientAuthMultiple,
+                "client credentials were sent both in the Authorization header and in the body (client_secret); use exactly one method (RFC 6749 §2.3)",
+            ));
+        }
+        if let Some(bid) = body_id
+            && bid != id
+        {
+            return Err(trace.fail(
+                check,
+                Reason::ClientAuthMultiple,
+                format!(
+                    "client_id '{}' in the body differs from client_id '{}' in the Authorization header",
+                    clip(bid),
+                    clip(&id)
+                ),
+            ));
+        }
+        trace.pass(
+            check,
+            format!("client_secret_basic, client_id '{}'", clip(&id)),
+        );
+        return Ok(PresentedClient {
+            method: AuthMethod::ClientSecretBasic,
+            client_id: id,
+            secret: Some(secret),
+        });
+    }
+    match (body_id, body_secret) {
+        (Some(id), Some(secret)) => {
+            trace.pass(
+                check,
+                format!("client_secret_post, client_id '{}'", clip(id)),
+            );
+            Ok(PresentedClient {
+                method: AuthMethod::ClientSecretPost,
+                client_id: id.to_string(),
+                secret: Some(SecretString::new(secret)),
+            })
+        }
+        (Some(id), None) => Err(trace.fail(
+            check,
+            Reason::ClientAuthMissing,
+            format!(
+                "client_id '{}' was sent without a client_secret; send the secret in the body or use HTTP Basic authentication",
+                clip(id)
+            ),
+        )),
+        (None, Some(_)) => Err(trace.fail(
+            check,
+            Reason::ClientAuthMissing,
+            "client_secret was sent without client_id",
+        )),
+        (None, None) => Err(trace.fail(
+            check,
+            Reason::ClientAuthMissing,
+            "no client credentials: send an Authorization: Basic header with base64(client_id:client_secret), or client_id and client_secret in the body",
+        )),
+    }
+}
+
+/// Decodes `base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1). The error
+/// text never contains any part of the decoded value.
+fn decode_basic(b64: &str) -> Result<(String, SecretString), String> {
+    if b64.is_empty() {
+        return Err("the Authorization: Basic header carries no credentials".into());
+    }
+    let bytes = STANDARD
+        .decode(b64)
+        .map_err(|_| "the Authorization: Basic value is not valid base64".to_string())?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| "the decoded Authorization: Basic value is not UTF-8".to_string())?;
+    let Some((id, secret)) = text.split_once(':') else {
+        return Err("the decoded Authorization: Basic value has no ':' between client_id and client_secret; encode 'client_id:client_secret', not the client id alone".into());
+    };
+    let id = form_decode(id)
+        .ok_or("the client_id in the Basic header is not valid form-url-encoding")?;
+    let secret = form_decode(secret)
+        .ok_or("the client_secret in the Basic header is not valid form-url-encoding")?;
+    if id.is_empty() {
+        return Err("the client_id in the Authorization: Basic header is empty".into());
+    }
+    Ok((id, SecretString::new(secret)))
+}
+
+/// `application/x-www-form-urlencoded` decoding of one component (RFC 6749 §2.3.1, Appendix B).
+fn form_decode(s: &str) -> Option<String> {
+    if !s.contains(['%', '+']) {
+        return Some(s.to_string());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                out.push(v);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::Verdict;
+
+    fn raw<'a>(ct: Option<&'a str>, body: &'a str, auth: Option<&'a str>) -> RawTokenRequest<'a> {
+        RawTokenRequest {
+            content_type: ct,
+            body: body.as_bytes(),
+            authorization: auth,
+            source_ip: "127.0.0.1".parse().unwrap(),
+        }
+    }
+
+    fn parse(r: RawTokenRequest) -> (Result<TokenRequest, Denial>, Trace) {
+        let mut t = Trace::default();
+        let out = parse_token_request(&r, &mut t);
+        (out, t)
+    }
+
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+    #[test]
+    fn form_post_credentials() {
+        let (r, t) = parse(raw(
+            FORM,
+            "grant_type=client_credentials&client_id=a&client_secret=s3&scope=x%20y",
+            None,
+        ));
+        let r = r.unwrap();
+        assert_eq!(r.client.method, AuthMethod::ClientSecretPost);
+        assert_eq!(r.client.secret.unwrap().expose(), "s3");
+        assert_eq!(r.scope.unwrap(), vec!["x", "y"]);
+        assert!(t.steps().iter().all(|s| s.verdict == Verdict::Pass));
+    }
+
+    #[test]
+    fn json_body_is_accepted_with_scope_array() {
+        let (r, _) = parse(raw(
+            Some("application/json; charset=utf-8"),
+            r#"{"grant_type":"client_credentials","client_id":"a","client_secret":"s","scope":["p","q"]}"#,
+            None,
+        ));
+        assert_eq!(r.unwrap().scope.unwrap(), vec!["p", "q"]);
+    }
+
+    #[test]
+    fn refusals() {
+        let cases: &[(Option<&str>, &str, Option<&str>, Reason)] = &[
+            (
+                Some("text/plain"),
+                "x",
+                None,
+                Reason::ContentTypeUnsupported,
+            ),
+            (
+                Some("application/json"),
+                "{nope",
+                None,
+                Reason::BodyMalformed,
+            ),
+            (
+                Some("application/json"),
+                r#"{"grant_type":1}"#,
+                None,
+                Reason::BodyMalformed,
+            ),
+            (FORM, "", None, Reason::GrantTypeMissing),
+            (
+                FORM,
+                "grant_type=a&grant_type=b",
+                None,
+                Reason::ParameterDuplicated,
+            ),
+            (
+                Some("application/json"),
+                r#"{"grant_type":"client_credentials","grant_type":"x"}"#,
+                None,
+                Reason::ParameterDuplicated,
+            ),
+            (FORM, "client_id=a", None, Reason::GrantTypeMissing),
+            (
+                FORM,
+                "grant_type=implicit",
+                None,
+                Reason::GrantTypeUnsupported,
+            ),
+            (
+                FORM,
+                "grant_type=password",
+                None,
+                Reason::GrantTypeUnsupported,
+            ),
+            (
+                FORM,
+                "grant_type=client_credentials",
+                None,
+                Reason::ClientAuthMissing,
+            ),
+            (
+                FORM,
+                "grant_type=client_credentials&client_id=a",
+                None,
+                Reason::ClientAuthMissing,
+            ),
+            (
+                FORM,
+                "grant_type=client_credentials&client_secret=a",
+                None,
+                Reason::ClientAuthMissing,
+            ),
+            // base64("my-app-id"): the client id alone, as in the seeds.
+            (
+                FORM,
+                "grant_type=client_credentials",
+                Some("Basic bXktYXBwLWlk"),
+                Reason::BasicHeaderMalformed,
+            ),
+            (
+                FORM,
+                "grant_type=client_credentials",
+                Some("Basic !!!"),
+                Reason::BasicHeaderMalformed,
+            ),
+            (
+                FORM,
+                "grant_type=client_credentials",
+                Some("Bearer abc"),
+                Reason::ClientAuthSchemeUnsupported,
+            ),
+            (
+                FORM,
+                "grant_type=client_credentials",
+                Some("id:secret"),
+                Reason::ClientAuthSchemeUnsupported,
+            ),
+            // base64("a:b") plus a body secret.
+            (
+                FORM,
+                "grant_type=client_credentials&client_secret=b",
+                Some("Basic YTpi"),
+                Reason::ClientAuthMultiple,
+            ),
+            (
+                FORM,
+                "grant_type=client_credentials&client_id=z",
+                Some("Basic YTpi"),
+                Reason::ClientAuthMultiple,
+            ),
+        ];
+        for (ct, body, auth, want) in cases {
+            let (r, t) = parse(raw(*ct, body, *auth));
+            let d = r.expect_err(body);
+            assert_eq!(d.reason, *want, "{body} {auth:?}: {}", d.description);
+            let last = t.steps().last().unwrap();
+            assert_eq!(last.verdict, Verdict::Fail);
+        }
+    }
+
+    #[test]
+    fn basic_is_form_decoded() {
+        // base64("my%3Aid:p%40ss+word")
+        let h = format!("Basic {}", STANDARD.encode("my%3Aid:p%40ss+word"));
+        let (r, _) = parse(raw(FORM, "grant_type=client_credentials", Some(&h)));
+        let c = r.unwrap().client;
+        assert_eq!(c.client_id, "my:id");
+        assert_eq!(c.secret.unwrap().expose(), "p@ss word");
+        // A body client_id equal to the Basic one is fine.
+        let h = format!("Basic {}", STANDARD.encode("a:b"));
+        let (r, _) = parse(raw(
+            FORM,
+            "grant_type=client_credentials&client_id=a",
+            Some(&h),
+        ));
+        assert_eq!(r.unwrap().client.method, AuthMethod::ClientSecretBasic);
+    }
+
+    #[test]
+    fn refusal_never_echoes_secret() {
+        let secret = "tsec_SUPERSECRETVALUE";
+        let h = format!("Basic {}", STANDARD.encode(secret));
+        let (r, t) = parse(raw(FORM, "grant_type=client_credentials", Some(&h)));
+        let d = r.unwrap_err();
+        assert!(!d.description.contains("SUPERSECRET"));
+        assert!(!format!("{t:?}").contains("SUPERSECRET"));
+        let h = format!("Basic {}", STANDARD.encode(format!("a:{secret}")));
+        let (r, t) = parse(raw(
+            FORM,
+            &format!("grant_type=client_credentials&client_secret={secret}"),
+            Some(&h),
+        ));
+        assert!(!r.unwrap_err().description.contains("SUPERSECRET"));
+        assert!(!format!("{t:?}").contains("SUPERSECRET"));
+    }
+
+    #[test]
+    fn bare_credential_header_is_not_echoed() {
+        let (r, _) = parse(raw(
+            FORM,
+            "grant_type=client_credentials",
+            Some("my-app:SUPERSECRET"),
+        ));
+        assert!(!r.unwrap_err().description.contains("SUPERSECRET"));
+        let (r, _) = parse(raw(
+            FORM,
+            "grant_type=client_credentials",
+            Some("SUPERSECRET"),
+        ));
+        assert!(!r.unwrap_err().description.contains("SUPERSECRET"));
+    }
+
+    #[test]
+    fn empty_values_are_omitted() {
+        let (r, _) = parse(raw(
+            FORM,
+            "grant_type=client_credentials&client_id=a&client_secret=b&scope=",
+            None,
+        ));
+        assert_eq!(r.unwrap().scope, None);
+    }
+}

@@ -1,0 +1,151 @@
+//! The storage traits the core needs. Each database implements them (SQLite now,
+//! PostgreSQL next); nothing above the store knows which one runs.
+//!
+//! Methods return boxed futures so the server can hold an `Arc<dyn Store>` and choose
+//! the backend at start-up.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::audit::{AuditEvent, AuditFilter};
+use crate::decision::Facts;
+use crate::model::{Client, Org, OrgSlug, Scope, StoredSecret, Timestamp, User};
+use crate::throttle::ThrottleState;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Storage failures, as the layers above see them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken: the message names what already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The record to change does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The database failed; the message is for the log, not for callers.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A signing key as stored: the private key sealed with the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    pub sealed_private_key: Vec<u8>,
+    pub created_at: Timestamp,
+    /// When the key stopped signing (None: the current key).
+    pub retired_at: Option<Timestamp>,
+    /// When the key leaves the JWK Set.
+    pub remove_after: Option<Timestamp>,
+}
+
+/// Everything Tessera stores.
+pub trait Store: Send + Sync + 'static {
+    /// True when no org exists yet (a fresh database).
+    fn is_empty(&self) -> BoxFuture<'_, StoreResult<bool>>;
+
+    // Orgs and scopes.
+    fn create_org<'a>(
+        &'a self,
+        slug: &'a OrgSlug,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Org>>;
+    fn org_by_slug<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, StoreResult<Option<Org>>>;
+    fn org_by_id(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<Org>>>;
+    fn create_scope<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, StoreResult<()>>;
+    fn list_scopes(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<Scope>>>;
+
+    // Users and service accounts.
+    fn create_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>>;
+    fn get_user<'a>(&'a self, org_id: i64, id: &'a str)
+    -> BoxFuture<'a, StoreResult<Option<User>>>;
+    fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>>;
+    fn update_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>>;
+
+    // Clients and secrets.
+    /// Creates a client with its first secret, in one transaction.
+    fn create_client<'a>(
+        &'a self,
+        client: &'a Client,
+        secret: &'a StoredSecret,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    fn get_client<'a>(
+        &'a self,
+        org_id: i64,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<Client>>>;
+    fn list_clients(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<Client>>>;
+    fn update_client<'a>(&'a self, client: &'a Client) -> BoxFuture<'a, StoreResult<()>>;
+    /// Deletes a client, its secrets and throttle records.
+    fn delete_client<'a>(
+        &'a self,
+        org_id: i64,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    fn list_secrets<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoredSecret>>>;
+    /// Adds `new` and makes every other active secret expire at `old_expire_at` (or
+    /// earlier if it already would), in one transaction. Refused (`Conflict`) when two
+    /// secrets are already active at `now`.
+    fn rotate_secret<'a>(
+        &'a self,
+        new: &'a StoredSecret,
+        old_expire_at: Timestamp,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// Marks a secret revoked; false when it does not exist.
+    fn revoke_secret<'a>(
+        &'a self,
+        client_id: &'a str,
+        secret_id: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+
+    // The token path.
+    /// Loads what a decision about `client_id` from `source_ip` needs.
+    fn token_facts<'a>(
+        &'a self,
+        client_id: &'a str,
+        source_ip: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Facts>>;
+    /// Stores a throttle record (`None` clears it).
+    fn save_throttle<'a>(
+        &'a self,
+        client_id: &'a str,
+        source_ip: &'a str,
+        state: Option<ThrottleState>,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+
+    // The audit trail.
+    /// Appends events in one transaction, and records the last use of the secrets that
+    /// granted tokens.
+    fn append_audit<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, StoreResult<()>>;
+    fn get_audit_event<'a>(
+        &'a self,
+        org_id: i64,
+        request_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<AuditEvent>>>;
+    fn list_audit_events<'a>(
+        &'a self,
+        org_id: i64,
+        filter: &'a AuditFilter,
+    ) -> BoxFuture<'a, StoreResult<Vec<AuditEvent>>>;
+
+    // Signing keys.
+    fn signing_keys(&self) -> BoxFuture<'_, StoreResult<Vec<StoredKey>>>;
+    /// Inserts `key` as the current key and retires the previous current key at
+    /// `key.created_at`, keeping it published until `old_remove_after`.
+    fn add_signing_key<'a>(
+        &'a self,
+        key: &'a StoredKey,
+        old_remove_after: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+}

@@ -1,0 +1,462 @@
+//! `/api/v2/oauth/clients`: OAuth clients and their secrets.
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use serde_json::json;
+use tessera_api::{
+    ClientView, CreateClient, List, PatchClient, RotateSecret, RotatedSecret, SecretView,
+};
+use tessera_core::model::{
+    AuthMethod, Client, ClientId, GrantType, IpAllowList, ScopeName, StoredSecret, UserType,
+};
+use tessera_core::secret::{generate_client_secret, random_id};
+use tessera_core::text::{clip, rfc3339};
+
+use super::{Admin, ApiJson, OptionalJson, time_opt};
+use crate::clock;
+use crate::error::ApiError;
+
+/// Default grace period of a rotation, in seconds.
+const DEFAULT_GRACE: i64 = 3600;
+
+fn secret_view(s: &StoredSecret, now: i64) -> SecretView {
+    SecretView {
+        id: s.id.clone(),
+        hint: s.hint.clone(),
+        active: s.is_active(now),
+        created_at: rfc3339(s.created_at),
+        expires_at: time_opt(s.expires_at),
+        revoked_at: time_opt(s.revoked_at),
+        last_used_at: time_opt(s.last_used_at),
+        last_used_from: s.last_used_from.clone(),
+    }
+}
+
+fn view(admin: &Admin, c: &Client, secrets: &[StoredSecret]) -> ClientView {
+    let now = clock::now();
+    ClientView {
+        client_id: c.client_id.to_string(),
+        org: admin.org.slug.to_string(),
+        name: c.name.clone(),
+        enabled: c.enabled,
+        grant_types: c
+            .grant_types
+            .iter()
+            .map(|g| g.as_str().to_string())
+            .collect(),
+        scopes: c.scopes.iter().map(|s| s.to_string()).collect(),
+        redirect_uris: c.redirect_uris.clone(),
+        token_endpoint_auth_methods: c
+            .auth_methods
+            .iter()
+            .map(|m| m.as_str().to_string())
+            .collect(),
+        ip_allowlist: c.ip_allowlist.to_strings(),
+        service_account_id: c.service_account_id.clone(),
+        access_token_ttl: c.token_ttl,
+        created_at: rfc3339(c.created_at),
+        secrets: secrets.iter().map(|s| secret_view(s, now)).collect(),
+        client_secret: None,
+    }
+}
+
+fn parse_grants(v: &[String]) -> Result<Vec<GrantType>, ApiError> {
+    let mut out = vec![];
+    for (i, g) in v.iter().enumerate() {
+        let g: GrantType = g.parse().map_err(|e: tessera_core::model::ParseError| {
+            ApiError::field(
+                format!("grant_types[{i}]"),
+                format!(
+                    "{}; known: client_credentials, authorization_code, refresh_token, password",
+                    e.0
+                ),
+            )
+        })?;
+        if !out.contains(&g) {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_methods(v: &[String]) -> Result<Vec<AuthMethod>, ApiError> {
+    let mut out = vec![];
+    for (i, m) in v.iter().enumerate() {
+        let m = match m.as_str() {
+            "client_secret_basic" => AuthMethod::ClientSecretBasic,
+            "client_secret_post" => AuthMethod::ClientSecretPost,
+            other => {
+                return Err(ApiError::field(
+                    format!("token_endpoint_auth_methods[{i}]"),
+                    format!(
+                        "'{}' is not supported; use client_secret_basic or client_secret_post",
+                        clip(other)
+                    ),
+                ));
+            }
+        };
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::field(
+            "token_endpoint_auth_methods",
+            "at least one method",
+        ));
+    }
+    Ok(out)
+}
+
+async fn parse_scopes(admin: &Admin, v: &[String]) -> Result<Vec<ScopeName>, ApiError> {
+    let known = admin.st.store.list_scopes(admin.org.id).await?;
+    let mut out = vec![];
+    for (i, s) in v.iter().enumerate() {
+        let name = ScopeName::parse(s).map_err(|e| ApiError::field(format!("scopes[{i}]"), e.0))?;
+        if !known.iter().any(|k| k.name == name) {
+            return Err(ApiError::field(
+                format!("scopes[{i}]"),
+                format!(
+                    "scope '{name}' is not in org '{}''s catalogue; create it first with POST /api/v2/scopes",
+                    admin.org.slug
+                ),
+            ));
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_allowlist(v: &[String]) -> Result<IpAllowList, ApiError> {
+    IpAllowList::parse(v).map_err(|e| ApiError::field("ip_allowlist", e.0))
+}
+
+fn check_redirects(v: &[String]) -> Result<(), ApiError> {
+    for (i, u) in v.iter().enumerate() {
+        let local = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
+            .iter()
+            .any(|p| u.starts_with(p));
+        if !(u.starts_with("https://") || local) || u.contains('#') || u.len() > 2000 {
+            return Err(ApiError::field(
+                format!("redirect_uris[{i}]"),
+                "an absolute https URL (http only for localhost) without a fragment (RFC 9700 §4.1)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_ttl(t: i64) -> Result<i64, ApiError> {
+    if (60..=86_400).contains(&t) {
+        Ok(t)
+    } else {
+        Err(ApiError::field(
+            "access_token_ttl",
+            "between 60 and 86400 seconds",
+        ))
+    }
+}
+
+fn check_name(n: &str) -> Result<(), ApiError> {
+    if n.trim().is_empty() || n.len() > 200 {
+        return Err(ApiError::field("name", "1 to 200 characters"));
+    }
+    Ok(())
+}
+
+async fn check_service_account(admin: &Admin, id: &str) -> Result<(), ApiError> {
+    match admin.st.store.get_user(admin.org.id, id).await? {
+        Some(u) if u.user_type == UserType::Service => Ok(()),
+        Some(_) => Err(ApiError::field(
+            "service_account_id",
+            format!("user {id} is a human; a client can only run as a service account"),
+        )),
+        None => Err(ApiError::field(
+            "service_account_id",
+            format!("no service account {id} in org '{}'", admin.org.slug),
+        )),
+    }
+}
+
+async fn find(admin: &Admin, client_id: &str) -> Result<Client, ApiError> {
+    admin
+        .st
+        .store
+        .get_client(admin.org.id, client_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no client '{}' in org '{}'",
+                clip(client_id),
+                admin.org.slug
+            ))
+        })
+}
+
+/// `GET /api/v2/oauth/clients`.
+pub async fn list(admin: Admin) -> Result<Json<List<ClientView>>, ApiError> {
+    let clients = admin.st.store.list_clients(admin.org.id).await?;
+    let mut items = Vec::with_capacity(clients.len());
+    for c in &clients {
+        let secrets = admin.st.store.list_secrets(c.client_id.as_str()).await?;
+        items.push(view(&admin, c, &secrets));
+    }
+    Ok(Json(List { items }))
+}
+
+/// `GET /api/v2/oauth/clients/{client_id}`.
+pub async fn show(
+    admin: Admin,
+    Path(client_id): Path<String>,
+) -> Result<Json<ClientView>, ApiError> {
+    let c = find(&admin, &client_id).await?;
+    let secrets = admin.st.store.list_secrets(c.client_id.as_str()).await?;
+    Ok(Json(view(&admin, &c, &secrets)))
+}
+
+/// `POST /api/v2/oauth/clients`: creates a client and its first secret, shown once.
+pub async fn create(
+    admin: Admin,
+    ApiJson(body): ApiJson<CreateClient>,
+) -> Result<(StatusCode, Json<ClientView>), ApiError> {
+    let client_id = match &body.client_id {
+        Some(id) => ClientId::parse(id).map_err(|e| ApiError::field("client_id", e.0))?,
+        None => ClientId::parse(&random_id("cli_")).expect("generated ids are valid"),
+    };
+    check_name(&body.name)?;
+    let grant_types = match &body.grant_types {
+        Some(g) => parse_grants(g)?,
+        None => vec![GrantType::ClientCredentials],
+    };
+    let scopes = parse_scopes(&admin, &body.scopes).await?;
+    let ip_allowlist = parse_allowlist(&body.ip_allowlist)?;
+    check_redirects(&body.redirect_uris)?;
+    let auth_methods = match &body.token_endpoint_auth_methods {
+        Some(m) => parse_methods(m)?,
+        None => vec![AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost],
+    };
+    if let Some(sa) = &body.service_account_id {
+        check_service_account(&admin, sa).await?;
+    }
+    let now = clock::now();
+    let client = Client {
+        client_id: client_id.clone(),
+        org_id: admin.org.id,
+        name: body.name.clone(),
+        enabled: true,
+        grant_types,
+        scopes,
+        redirect_uris: body.redirect_uris.clone(),
+        auth_methods,
+        ip_allowlist,
+        service_account_id: body.service_account_id.clone(),
+        token_ttl: check_ttl(body.access_token_ttl.unwrap_or(3600))?,
+        created_at: now,
+    };
+    let generated = generate_client_secret();
+    let secret = StoredSecret {
+        id: random_id("sec_"),
+        client_id,
+        hash: generated.hash,
+        hint: generated.hint,
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+        last_used_from: None,
+    };
+    admin.st.store.create_client(&client, &secret).await?;
+    admin
+        .audit(
+            "create_client",
+            json!({ "client_id": client.client_id, "secret_id": secret.id, "secret_hint": secret.hint }),
+        )
+        .await?;
+    let mut v = view(&admin, &client, std::slice::from_ref(&secret));
+    v.client_secret = Some(generated.value.expose().to_string());
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// `PATCH /api/v2/oauth/clients/{client_id}`.
+pub async fn update(
+    admin: Admin,
+    Path(client_id): Path<String>,
+    ApiJson(patch): ApiJson<PatchClient>,
+) -> Result<Json<ClientView>, ApiError> {
+    let mut c = find(&admin, &client_id).await?;
+    if let Some(n) = &patch.name {
+        check_name(n)?;
+        c.name = n.clone();
+    }
+    if let Some(e) = patch.enabled {
+        if !e && c.client_id.as_str() == admin.client_id {
+            return Err(ApiError::Conflict(format!(
+                "client '{}' makes this request; disabling it would lock you out",
+                admin.client_id
+            )));
+        }
+        c.enabled = e;
+    }
+    if let Some(g) = &patch.grant_types {
+        c.grant_types = parse_grants(g)?;
+    }
+    if let Some(s) = &patch.scopes {
+        c.scopes = parse_scopes(&admin, s).await?;
+    }
+    if let Some(l) = &patch.ip_allowlist {
+        c.ip_allowlist = parse_allowlist(l)?;
+    }
+    if let Some(sa) = &patch.service_account_id {
+        if let Some(id) = sa {
+            check_service_account(&admin, id).await?;
+        }
+        c.service_account_id = sa.clone();
+    }
+    if let Some(r) = &patch.redirect_uris {
+        check_redirects(r)?;
+        c.redirect_uris = r.clone();
+    }
+    if let Some(m) = &patch.token_endpoint_auth_methods {
+        c.auth_methods = parse_methods(m)?;
+    }
+    if let Some(t) = patch.access_token_ttl {
+        c.token_ttl = check_ttl(t)?;
+    }
+    admin.st.store.update_client(&c).await?;
+    admin
+        .audit(
+            "update_client",
+            json!({ "client_id": c.client_id, "patch": serde_json::to_value(&patch).unwrap_or_default() }),
+        )
+        .await?;
+    let secrets = admin.st.store.list_secrets(c.client_id.as_str()).await?;
+    Ok(Json(view(&admin, &c, &secrets)))
+}
+
+/// `DELETE /api/v2/oauth/clients/{client_id}`.
+pub async fn delete(admin: Admin, Path(client_id): Path<String>) -> Result<StatusCode, ApiError> {
+    if client_id == admin.client_id {
+        return Err(ApiError::Conflict(format!(
+            "client '{client_id}' makes this request; deleting it would lock you out"
+        )));
+    }
+    if !admin
+        .st
+        .store
+        .delete_client(admin.org.id, &client_id)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "no client '{}' in org '{}'",
+            clip(&client_id),
+            admin.org.slug
+        )));
+    }
+    admin
+        .audit("delete_client", json!({ "client_id": client_id }))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v2/oauth/clients/{client_id}/secrets`: metadata and last use of each secret.
+pub async fn list_secrets(
+    admin: Admin,
+    Path(client_id): Path<String>,
+) -> Result<Json<List<SecretView>>, ApiError> {
+    let c = find(&admin, &client_id).await?;
+    let now = clock::now();
+    let secrets = admin.st.store.list_secrets(c.client_id.as_str()).await?;
+    Ok(Json(List {
+        items: secrets.iter().map(|s| secret_view(s, now)).collect(),
+    }))
+}
+
+/// `POST /api/v2/oauth/clients/{client_id}/secrets`: a new secret (shown once); the
+/// previous one keeps working for `grace_seconds`.
+pub async fn rotate_secret(
+    admin: Admin,
+    Path(client_id): Path<String>,
+    OptionalJson(body): OptionalJson<RotateSecret>,
+) -> Result<(StatusCode, Json<RotatedSecret>), ApiError> {
+    let c = find(&admin, &client_id).await?;
+    let grace = body.and_then(|b| b.grace_seconds).unwrap_or(DEFAULT_GRACE);
+    if !(0..=30 * 86_400).contains(&grace) {
+        return Err(ApiError::field(
+            "grace_seconds",
+            "between 0 and 2592000 (30 days)",
+        ));
+    }
+    let now = clock::now();
+    let generated = generate_client_secret();
+    let secret = StoredSecret {
+        id: random_id("sec_"),
+        client_id: c.client_id.clone(),
+        hash: generated.hash,
+        hint: generated.hint,
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+        last_used_from: None,
+    };
+    admin
+        .st
+        .store
+        .rotate_secret(&secret, now + grace, now)
+        .await?;
+    let all = admin.st.store.list_secrets(c.client_id.as_str()).await?;
+    let previous: Vec<SecretView> = all
+        .iter()
+        .filter(|s| {
+            s.id != secret.id && s.revoked_at.is_none() && s.expires_at.is_none_or(|e| e >= now)
+        })
+        .map(|s| secret_view(s, now))
+        .collect();
+    admin
+        .audit(
+            "rotate_secret",
+            json!({ "client_id": c.client_id, "secret_id": secret.id, "secret_hint": secret.hint, "grace_seconds": grace }),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RotatedSecret {
+            id: secret.id,
+            client_secret: generated.value.expose().to_string(),
+            hint: secret.hint,
+            created_at: rfc3339(now),
+            expires_at: None,
+            previous,
+        }),
+    ))
+}
+
+/// `DELETE /api/v2/oauth/clients/{client_id}/secrets/{secret_id}`: revokes at once.
+pub async fn revoke_secret(
+    admin: Admin,
+    Path((client_id, secret_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let c = find(&admin, &client_id).await?;
+    if !admin
+        .st
+        .store
+        .revoke_secret(c.client_id.as_str(), &secret_id, clock::now())
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "client '{}' has no unrevoked secret {}",
+            c.client_id,
+            clip(&secret_id)
+        )));
+    }
+    admin
+        .audit(
+            "revoke_secret",
+            json!({ "client_id": c.client_id, "secret_id": secret_id }),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

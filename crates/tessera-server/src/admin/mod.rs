@@ -1,0 +1,237 @@
+//! The admin REST API under `/api/v2`: org-scoped operations for an org's admins.
+//!
+//! Every handler takes an [`Admin`], which exists only once the bearer token has been
+//! verified and carries the admin scope: an operation cannot be reached without that
+//! check. The org comes from the token, never from the request.
+
+mod audit;
+mod clients;
+mod scopes;
+mod users;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use tessera_api::ADMIN_SCOPE;
+use tessera_core::audit::{AuditEvent, AuditKind};
+use tessera_core::jwt;
+use tessera_core::model::Org;
+use tessera_core::trace::Trace;
+
+use crate::error::ApiError;
+use crate::state::Shared;
+use crate::{clock, request_id};
+
+/// The admin API routes.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/scopes", get(scopes::list).post(scopes::create))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{id}", get(users::show).patch(users::update))
+        .route("/oauth/clients", get(clients::list).post(clients::create))
+        .route(
+            "/oauth/clients/{client_id}",
+            get(clients::show)
+                .patch(clients::update)
+                .delete(clients::delete),
+        )
+        .route(
+            "/oauth/clients/{client_id}/secrets",
+            get(clients::list_secrets).post(clients::rotate_secret),
+        )
+        .route(
+            "/oauth/clients/{client_id}/secrets/{secret_id}",
+            axum::routing::delete(clients::revoke_secret),
+        )
+        .route("/audit/events", get(audit::list))
+        .route("/audit/events/{request_id}", get(audit::show))
+        .route("/signing-keys/rotate", post(rotate_signing_key))
+}
+
+/// Proof that the caller holds a valid admin token for `org`.
+pub struct Admin {
+    pub org: Org,
+    /// The admin's client id.
+    pub client_id: String,
+    pub st: Shared,
+}
+
+impl FromRequestParts<Shared> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Shared) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "the admin API needs 'Authorization: Bearer <access token>'; get one from POST /oauth/token with a client holding the tessera:admin scope".into(),
+                )
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the Authorization header must use the Bearer scheme".into())
+            })?
+            .trim();
+        let keys = st.keys.get();
+        let claims = jwt::verify(token, &keys.verifiers, clock::now())
+            .map_err(|e| ApiError::Unauthorized(format!("the access token is not usable: {e}")))?;
+        if claims.iss != st.issuer {
+            return Err(ApiError::Unauthorized(format!(
+                "the access token was issued by '{}', not by this server ('{}')",
+                claims.iss, st.issuer
+            )));
+        }
+        if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
+            return Err(ApiError::Forbidden(format!(
+                "the access token lacks the '{ADMIN_SCOPE}' scope (it has: '{}')",
+                claims.scope
+            )));
+        }
+        let org = st
+            .store
+            .org_by_slug(&claims.org)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("the token's org no longer exists".into()))?;
+        // A token outlives nothing: a client disabled or deleted since loses access now.
+        match st.store.get_client(org.id, &claims.client_id).await? {
+            Some(c) if c.enabled => {}
+            _ => {
+                return Err(ApiError::Unauthorized(format!(
+                    "client '{}' that holds this token is disabled or deleted",
+                    claims.client_id
+                )));
+            }
+        }
+        Ok(Admin {
+            org,
+            client_id: claims.client_id,
+            st: st.clone(),
+        })
+    }
+}
+
+impl Admin {
+    /// Records an admin change in the audit trail (waits for the commit).
+    pub async fn audit(&self, op: &str, change: serde_json::Value) -> Result<(), ApiError> {
+        let mut change = change;
+        change["op"] = serde_json::Value::String(op.to_string());
+        let event = AuditEvent {
+            request_id: request_id::current(),
+            time_ms: clock::now_ms(),
+            org_id: Some(self.org.id),
+            kind: AuditKind::Admin,
+            actor: Some(self.client_id.clone()),
+            client_id: None,
+            subject: None,
+            source_ip: None,
+            outcome: "ok".into(),
+            reason: None,
+            description: Some(op.to_string()),
+            grant_type: None,
+            scope: None,
+            secret_id: None,
+            secret_hint: None,
+            trace: Trace::default(),
+            change: Some(change),
+        };
+        self.st
+            .audit
+            .record(event)
+            .await
+            .map_err(|e| ApiError::Store(e.to_string()))
+    }
+}
+
+/// A JSON body whose errors name the offending field (422) or say why it is not JSON (400).
+pub struct ApiJson<T>(pub T);
+
+/// Like [`ApiJson`], but an empty body is `None`.
+pub struct OptionalJson<T>(pub Option<T>);
+
+fn parse_json<T: DeserializeOwned>(ct: &str, bytes: &[u8]) -> Result<T, ApiError> {
+    if !ct.starts_with("application/json") {
+        return Err(ApiError::BadRequest(
+            "send the body as JSON with 'Content-Type: application/json'".into(),
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            let field = if path == "." {
+                "(body)".to_string()
+            } else {
+                path
+            };
+            ApiError::field(field, inner.to_string())
+        } else {
+            ApiError::BadRequest(format!("the body is not valid JSON: {inner}"))
+        }
+    })
+}
+
+async fn body_parts<S: Send + Sync>(req: Request, state: &S) -> Result<(String, Bytes), ApiError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("the body cannot be read: {e}")))?;
+    Ok((ct, bytes))
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (ct, bytes) = body_parts(req, state).await?;
+        parse_json(&ct, &bytes).map(ApiJson)
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (ct, bytes) = body_parts(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        parse_json(&ct, &bytes).map(|v| OptionalJson(Some(v)))
+    }
+}
+
+/// `POST /api/v2/signing-keys/rotate`: a new signing key; the old one stays published for
+/// the configured overlap. Signing keys are shared by every org on this server.
+async fn rotate_signing_key(admin: Admin) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let st = &admin.st;
+    let kid = st
+        .keys
+        .rotate(st.store.as_ref(), st.key_overlap_seconds)
+        .await
+        .map_err(|e| ApiError::Store(e.to_string()))?;
+    admin
+        .audit("rotate_signing_key", serde_json::json!({ "kid": kid }))
+        .await?;
+    Ok(axum::Json(serde_json::json!({
+        "kid": kid,
+        "previous_key_published_for_seconds": st.key_overlap_seconds,
+    })))
+}
+
+/// Formats an optional timestamp for the API.
+pub fn time_opt(t: Option<i64>) -> Option<String> {
+    t.map(tessera_core::text::rfc3339)
+}

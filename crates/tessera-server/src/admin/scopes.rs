@@ -1,0 +1,45 @@
+//! `/api/v2/scopes`: the org's scope catalogue.
+
+use axum::Json;
+use axum::http::StatusCode;
+use tessera_api::{CreateScope, List, ScopeView};
+use tessera_core::model::{Scope, ScopeName};
+
+use super::{Admin, ApiJson};
+use crate::error::ApiError;
+
+fn view(s: Scope) -> ScopeView {
+    ScopeView {
+        name: s.name.to_string(),
+        description: s.description,
+    }
+}
+
+/// `GET /api/v2/scopes`.
+pub async fn list(admin: Admin) -> Result<Json<List<ScopeView>>, ApiError> {
+    let items = admin.st.store.list_scopes(admin.org.id).await?;
+    Ok(Json(List {
+        items: items.into_iter().map(view).collect(),
+    }))
+}
+
+/// `POST /api/v2/scopes`.
+pub async fn create(
+    admin: Admin,
+    ApiJson(body): ApiJson<CreateScope>,
+) -> Result<(StatusCode, Json<ScopeView>), ApiError> {
+    let name = ScopeName::parse(&body.name).map_err(|e| ApiError::field("name", e.0))?;
+    if body.description.len() > 1000 {
+        return Err(ApiError::field("description", "at most 1000 characters"));
+    }
+    let scope = Scope {
+        org_id: admin.org.id,
+        name,
+        description: body.description,
+    };
+    admin.st.store.create_scope(&scope).await?;
+    admin
+        .audit("create_scope", serde_json::json!({ "name": scope.name }))
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(scope))))
+}

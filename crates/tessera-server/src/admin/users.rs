@@ -1,0 +1,296 @@
+//! `/api/v2/users`: humans and service accounts.
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use serde_json::json;
+use tessera_api::{ActorView, CreateUser, List, PatchUser, UserView};
+use tessera_core::model::{Actor, Org, User, UserState, UserType};
+use tessera_core::secret::{SecretString, hash_password, random_id};
+use tessera_core::text::{parse_rfc3339, rfc3339};
+
+use super::{Admin, ApiJson, time_opt};
+use crate::clock;
+use crate::error::ApiError;
+
+fn actor_view(a: &Actor) -> ActorView {
+    let (kind, client_id) = match a {
+        Actor::Admin { client_id } => ("admin", Some(client_id.clone())),
+        Actor::Provisioning { .. } => ("provisioning", None),
+        Actor::LockoutPolicy => ("lockout_policy", None),
+        Actor::System => ("system", None),
+    };
+    ActorView {
+        kind: kind.into(),
+        client_id,
+        description: a.to_string(),
+    }
+}
+
+/// The API view of a user.
+pub fn view(u: &User, org: &Org) -> UserView {
+    let now = clock::now();
+    let state = u.effective_state(now);
+    let by = u.state_changed_by.as_ref().map(actor_view);
+    let (disabled_by, disabled_at) = if state == UserState::Disabled {
+        (by.clone(), time_opt(u.state_changed_at))
+    } else {
+        (None, None)
+    };
+    let (locked_by, locked_at, locked_until) = if state == UserState::Locked {
+        (by, time_opt(u.state_changed_at), time_opt(u.locked_until))
+    } else {
+        (None, None, None)
+    };
+    UserView {
+        id: u.id.clone(),
+        org: org.slug.to_string(),
+        user_type: match u.user_type {
+            UserType::Human => "human",
+            UserType::Service => "service",
+        }
+        .into(),
+        username: u.username.clone(),
+        email: u.email.clone(),
+        enabled: u.enabled(),
+        roles: u.roles.clone(),
+        state: state.as_str().into(),
+        disabled_by,
+        disabled_at,
+        locked_by,
+        locked_at,
+        locked_until,
+        has_password: u.password_hash.is_some(),
+        created_at: rfc3339(u.created_at),
+    }
+}
+
+fn check_username(s: &str) -> Result<(), ApiError> {
+    if s.is_empty() || s.len() > 128 {
+        return Err(ApiError::field(
+            "username",
+            "must be 1 to 128 characters long",
+        ));
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._@+-".contains(c))
+    {
+        return Err(ApiError::field(
+            "username",
+            "may contain only letters, digits and . _ @ + -",
+        ));
+    }
+    Ok(())
+}
+
+fn check_email(s: &str) -> Result<(), ApiError> {
+    let ok = s.len() <= 254
+        && s.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !s.contains(char::is_whitespace)
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field("email", "not an email address"))
+    }
+}
+
+fn check_roles(roles: &[String]) -> Result<(), ApiError> {
+    for (i, r) in roles.iter().enumerate() {
+        if r.is_empty() || r.len() > 64 || r.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(ApiError::field(
+                format!("roles[{i}]"),
+                "a role is 1 to 64 characters without spaces",
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn find(admin: &Admin, id: &str) -> Result<User, ApiError> {
+    admin
+        .st
+        .store
+        .get_user(admin.org.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {id} in org '{}'", admin.org.slug)))
+}
+
+/// `GET /api/v2/users`.
+pub async fn list(admin: Admin) -> Result<Json<List<UserView>>, ApiError> {
+    let users = admin.st.store.list_users(admin.org.id).await?;
+    Ok(Json(List {
+        items: users.iter().map(|u| view(u, &admin.org)).collect(),
+    }))
+}
+
+/// `GET /api/v2/users/{id}`.
+pub async fn show(admin: Admin, Path(id): Path<String>) -> Result<Json<UserView>, ApiError> {
+    let u = find(&admin, &id).await?;
+    Ok(Json(view(&u, &admin.org)))
+}
+
+/// `POST /api/v2/users`.
+pub async fn create(
+    admin: Admin,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    let user_type = match body.user_type.as_str() {
+        "human" => UserType::Human,
+        "service" => UserType::Service,
+        other => {
+            return Err(ApiError::field(
+                "type",
+                format!(
+                    "'{}' is not a user type; use 'human' or 'service'",
+                    tessera_core::text::clip(other)
+                ),
+            ));
+        }
+    };
+    check_username(&body.username)?;
+    if let Some(e) = &body.email {
+        check_email(e)?;
+    }
+    check_roles(&body.roles)?;
+    let password_hash = match (&body.password, user_type) {
+        (Some(_), UserType::Service) => {
+            return Err(ApiError::field(
+                "password",
+                "service accounts never have a password: they authenticate through their OAuth clients' credentials",
+            ));
+        }
+        (Some(p), UserType::Human) => {
+            if p.chars().count() < 12 || p.len() > 1024 {
+                return Err(ApiError::field(
+                    "password",
+                    "must be 12 to 1024 characters long",
+                ));
+            }
+            let p = SecretString::new(p.clone());
+            Some(
+                tokio::task::spawn_blocking(move || hash_password(&p))
+                    .await
+                    .map_err(|e| ApiError::Store(e.to_string()))?,
+            )
+        }
+        (None, _) => None,
+    };
+    let user = User {
+        id: random_id("usr_"),
+        org_id: admin.org.id,
+        user_type,
+        username: body.username,
+        email: body.email,
+        roles: body.roles,
+        state: UserState::Active,
+        state_changed_by: None,
+        state_changed_at: None,
+        locked_until: None,
+        password_hash,
+        created_at: clock::now(),
+    };
+    admin.st.store.create_user(&user).await?;
+    admin
+        .audit(
+            "create_user",
+            json!({ "user_id": user.id, "type": body.user_type, "username": user.username }),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&user, &admin.org))))
+}
+
+/// `PATCH /api/v2/users/{id}`.
+pub async fn update(
+    admin: Admin,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<PatchUser>,
+) -> Result<Json<UserView>, ApiError> {
+    let mut u = find(&admin, &id).await?;
+    let now = clock::now();
+    let target = match (patch.enabled, patch.state.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                "state",
+                "send either 'enabled' or 'state', not both",
+            ));
+        }
+        (Some(true), None) | (None, Some("active")) => Some(UserState::Active),
+        (Some(false), None) | (None, Some("disabled")) => Some(UserState::Disabled),
+        (None, Some("locked")) => Some(UserState::Locked),
+        (None, Some(other)) => {
+            return Err(ApiError::field(
+                "state",
+                format!(
+                    "'{}' is not a state; use 'active', 'disabled' or 'locked'",
+                    tessera_core::text::clip(other)
+                ),
+            ));
+        }
+        (None, None) => None,
+    };
+    let locked_until = match &patch.locked_until {
+        Some(t) => {
+            if target != Some(UserState::Locked) {
+                return Err(ApiError::field(
+                    "locked_until",
+                    "only with \"state\": \"locked\"",
+                ));
+            }
+            let at = parse_rfc3339(t)
+                .ok_or_else(|| ApiError::field("locked_until", "not an RFC 3339 date-time"))?;
+            if at <= now {
+                return Err(ApiError::field("locked_until", "must be in the future"));
+            }
+            Some(at)
+        }
+        None => None,
+    };
+    if let Some(state) = target
+        && state != UserState::Active
+    {
+        let own = admin
+            .st
+            .store
+            .get_client(admin.org.id, &admin.client_id)
+            .await?;
+        if own.and_then(|c| c.service_account_id).as_deref() == Some(u.id.as_str()) {
+            return Err(ApiError::Conflict(format!(
+                "user {} is the service account of client '{}', which makes this request; disabling or locking it would lock you out",
+                u.id, admin.client_id
+            )));
+        }
+    }
+    if let Some(state) = target
+        && (state != u.effective_state(now) || state == UserState::Locked)
+    {
+        u.state = state;
+        u.locked_until = locked_until;
+        if state == UserState::Active {
+            u.state_changed_by = None;
+            u.state_changed_at = None;
+        } else {
+            u.state_changed_by = Some(Actor::Admin {
+                client_id: admin.client_id.clone(),
+            });
+            u.state_changed_at = Some(now);
+        }
+    }
+    if let Some(roles) = &patch.roles {
+        check_roles(roles)?;
+        u.roles = roles.clone();
+    }
+    if let Some(e) = &patch.email {
+        check_email(e)?;
+        u.email = Some(e.clone());
+    }
+    admin.st.store.update_user(&u).await?;
+    admin
+        .audit(
+            "update_user",
+            json!({ "user_id": u.id, "patch": serde_json::to_value(&patch).unwrap_or_default() }),
+        )
+        .await?;
+    Ok(Json(view(&u, &admin.org)))
+}

@@ -1,0 +1,56 @@
+//! The server's configuration, already resolved from defaults, file, environment and flags
+//! (the CLI does the layering).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tessera_core::secret::SecretString;
+use tessera_core::throttle::ThrottlePolicy;
+use tessera_store::Durability;
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// The key itself (standard base64), e.g. from `TESSERA_MASTER_KEY`.
+    Value(SecretString),
+    /// A file holding it; created with a new key when missing (`generate`).
+    File { path: PathBuf, generate: bool },
+    /// A new key for this process only (in-memory databases, tests).
+    Ephemeral,
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `sqlite:PATH`, a file path, or `sqlite::memory:`.
+    pub database_url: String,
+    /// The issuer URL (`iss`), without a trailing slash. `None`: `http://<listen>`.
+    pub issuer: Option<String>,
+    pub master_key: MasterKeySource,
+    pub durability: Durability,
+    pub throttle: ThrottlePolicy,
+    /// How long a rotated-out signing key stays published, in seconds.
+    pub key_overlap_seconds: i64,
+    /// How often each node reloads signing keys from the database, in seconds.
+    pub key_reload_seconds: u64,
+    /// Create org `default` and an admin client when the database is empty.
+    pub bootstrap_on_empty: bool,
+}
+
+impl Config {
+    /// Defaults for `listen` and `database_url`; everything else at its default.
+    pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
+        Self {
+            listen,
+            database_url: database_url.into(),
+            issuer: None,
+            master_key: MasterKeySource::Ephemeral,
+            durability: Durability::Full,
+            throttle: ThrottlePolicy::default(),
+            key_overlap_seconds: 86_400 + 3_600,
+            key_reload_seconds: 30,
+            bootstrap_on_empty: true,
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Tessera's HTTP server (axum): a thin layer that turns requests into plain values,
+//! calls the core and the store, and maps results to responses.
+//!
+//! [`App::build`] opens the database, loads keys and binds the listener (port 0 in
+//! tests); [`App::run_until_stopped`] serves until the shutdown signal, lets in-flight
+//! requests finish and flushes the audit writer.
+
+mod admin;
+mod audit_writer;
+pub mod bootstrap;
+mod clock;
+pub mod config;
+mod error;
+mod keys;
+mod meta;
+mod metrics;
+mod request_id;
+mod state;
+mod token;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tessera_core::jwt::MasterKey;
+use tessera_core::model::OrgSlug;
+use tessera_core::store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use bootstrap::{Bootstrapped, bootstrap};
+pub use config::{Config, MasterKeySource};
+
+use crate::audit_writer::AuditWriter;
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+use crate::state::{AppState, Shared};
+
+/// A built server, bound and ready to serve.
+pub struct App {
+    listener: TcpListener,
+    state: Shared,
+    audit_task: JoinHandle<()>,
+    reload_task: JoinHandle<()>,
+    /// Credentials created because the database was empty (print them once).
+    pub bootstrapped: Option<Bootstrapped>,
+}
+
+/// Reads the master key from its source, creating a key file when asked to.
+pub fn load_master_key(src: &MasterKeySource) -> anyhow::Result<MasterKey> {
+    match src {
+        MasterKeySource::Value(v) => {
+            MasterKey::from_base64(v.expose()).context("TESSERA_MASTER_KEY is not usable")
+        }
+        MasterKeySource::Ephemeral => Ok(MasterKey::from_base64(&MasterKey::generate_base64())?),
+        MasterKeySource::File { path, generate } => {
+            if !path.exists() && *generate {
+                let key = MasterKey::generate_base64();
+                write_private_file(path, &key)
+                    .with_context(|| format!("cannot create master key file {}", path.display()))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "no TESSERA_MASTER_KEY or TESSERA_MASTER_KEY_FILE given: generated a master key in this file. \
+                     Signing keys are encrypted with it: back it up with the database, or set TESSERA_MASTER_KEY"
+                );
+            }
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read master key file {}", path.display()))?;
+            MasterKey::from_base64(&text)
+                .with_context(|| format!("master key file {} is not usable", path.display()))
+        }
+    }
+}
+
+fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// Opens the store named by the configuration.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    tessera_store::open(&config.database_url, config.durability)
+        .await
+        .with_context(|| format!("cannot open database {}", config.database_url))
+}
+
+impl App {
+    /// Opens the database (migrating it), bootstraps an empty one, loads the signing keys
+    /// and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = open_store(&config).await?;
+        let bootstrapped = if config.bootstrap_on_empty && store.is_empty().await? {
+            let slug = OrgSlug::parse("default").expect("valid slug");
+            Some(
+                bootstrap(store.as_ref(), &slug)
+                    .await
+                    .context("bootstrap")?,
+            )
+        } else {
+            None
+        };
+        let master = load_master_key(&config.master_key)?;
+        let keys = Arc::new(
+            KeyRing::load(store.as_ref(), master)
+                .await
+                .context("cannot load signing keys")?,
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let issuer = config
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let metrics = Arc::new(Metrics::default());
+        let (audit, audit_task) = AuditWriter::start(store.clone(), metrics.clone());
+        let reload_task = {
+            let (keys, store) = (keys.clone(), store.clone());
+            let every = Duration::from_secs(config.key_reload_seconds.max(1));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = keys.reload(store.as_ref()).await {
+                        tracing::error!(error = %e, "signing keys not reloaded");
+                    }
+                }
+            })
+        };
+        let state = Arc::new(AppState {
+            store,
+            keys,
+            audit,
+            metrics,
+            issuer,
+            throttle: config.throttle,
+            key_overlap_seconds: config.key_overlap_seconds,
+        });
+        Ok(Self {
+            listener,
+            state,
+            audit_task,
+            reload_task,
+            bootstrapped,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// Serves until `shutdown` completes; in-flight requests finish and every queued
+    /// audit event is written before this returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App {
+            listener,
+            state,
+            audit_task,
+            reload_task,
+            ..
+        } = self;
+        let router = router(state.clone());
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server error")?;
+        reload_task.abort();
+        // The router (and its clones of the writer handle) are gone: the writer drains.
+        drop(state);
+        audit_task.await.context("audit writer")?;
+        tracing::info!("stopped; audit trail flushed");
+        Ok(())
+    }
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route(
+            "/oauth/token",
+            post(token::token)
+                .layer(DefaultBodyLimit::max(64 * 1024))
+                .fallback(meta::token_wrong_method),
+        )
+        .route("/oauth/jwks", get(meta::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(meta::oauth_metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(meta::openid_configuration),
+        )
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .route("/metrics", get(meta::metrics))
+        .route("/docs/errors", get(meta::errors_page))
+        .nest(
+            "/api/v2",
+            admin::routes().layer(DefaultBodyLimit::max(1024 * 1024)),
+        )
+        .fallback(meta::not_found)
+        .layer(axum::middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}
+
+/// Reason codes missing from docs/errors.md (empty when every code is documented).
+pub fn undocumented_reasons() -> Vec<&'static str> {
+    meta::undocumented_reasons()
+}

@@ -1,0 +1,196 @@
+//! Discovery, JWKS, health, metrics, the errors page, and help for wrong paths.
+
+use axum::Json;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+use tessera_core::Reason;
+
+use crate::request_id;
+use crate::state::Shared;
+
+/// The authorization server metadata (RFC 8414): what is implemented, nothing more.
+fn metadata(issuer: &str) -> serde_json::Value {
+    json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "jwks_uri": format!("{issuer}/oauth/jwks"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": [],
+        "service_documentation": format!("{issuer}/docs/errors"),
+        "access_token_signing_alg_values_supported": ["ES256"],
+    })
+}
+
+/// `GET /.well-known/oauth-authorization-server`.
+pub async fn oauth_metadata(State(st): State<Shared>) -> Response {
+    cached(Json(metadata(&st.issuer)).into_response())
+}
+
+/// `GET /.well-known/openid-configuration`: the same document plus the OIDC fields that
+/// are true today.
+pub async fn openid_configuration(State(st): State<Shared>) -> Response {
+    let mut m = metadata(&st.issuer);
+    m["subject_types_supported"] = json!(["public"]);
+    m["id_token_signing_alg_values_supported"] = json!(["ES256"]);
+    cached(Json(m).into_response())
+}
+
+/// `GET /oauth/jwks`.
+pub async fn jwks(State(st): State<Shared>) -> Response {
+    let keys = st.keys.get();
+    let mut res = keys.jwks.clone().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    cached(res)
+}
+
+fn cached(mut res: Response) -> Response {
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: the database answers.
+pub async fn readyz(State(st): State<Shared>) -> Response {
+    match st.store.is_empty().await {
+        Ok(_) => "ready\n".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}
+
+/// `GET /metrics` (Prometheus text format).
+pub async fn metrics(State(st): State<Shared>) -> Response {
+    let mut res = st.metrics.render().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    res
+}
+
+const ERRORS_MD: &str = include_str!("../../../docs/errors.md");
+
+/// `GET /docs/errors`: docs/errors.md as HTML, one anchor per reason code (the
+/// `error_uri` of every refusal points here).
+pub async fn errors_page() -> Html<String> {
+    let mut html = String::from(
+        "<!doctype html><meta charset=utf-8><title>Tessera reason codes</title>\
+         <style>body{font:16px/1.5 system-ui,sans-serif;max-width:50em;margin:2em auto;padding:0 1em}\
+         code{background:#f3f3f3;padding:0 .2em}</style>\n",
+    );
+    for line in ERRORS_MD.lines() {
+        let esc = escape(line);
+        if let Some(h) = line.strip_prefix("### ") {
+            let id = h.trim().trim_matches('`');
+            html.push_str(&format!("<h3 id=\"{}\">{}</h3>\n", escape(id), escape(h)));
+        } else if let Some(h) = line.strip_prefix("## ") {
+            html.push_str(&format!("<h2>{}</h2>\n", escape(h)));
+        } else if let Some(h) = line.strip_prefix("# ") {
+            html.push_str(&format!("<h1>{}</h1>\n", escape(h)));
+        } else if line.trim().is_empty() {
+            html.push_str("<p>\n");
+        } else {
+            html.push_str(&esc);
+            html.push('\n');
+        }
+    }
+    Html(html)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Every reason code is documented (checked by a test against [`Reason::ALL`]).
+pub fn undocumented_reasons() -> Vec<&'static str> {
+    Reason::ALL
+        .iter()
+        .map(|r| r.code())
+        .filter(|c| !ERRORS_MD.contains(&format!("### `{c}`")))
+        .collect()
+}
+
+/// Paths people try for the token endpoint.
+const TOKEN_LOOKALIKES: &[&str] = &[
+    "/api/v2/oauth/token",
+    "/api/oauth/token",
+    "/api/v1/oauth/token",
+    "/v1/oauth/token",
+    "/v2/oauth/token",
+    "/oauth2/token",
+    "/oauth/token/",
+    "/oauth2/v1/token",
+    "/token",
+    "/connect/token",
+    "/auth/token",
+];
+
+/// Fallback for unknown paths: a 404 that points to the right place.
+pub async fn not_found(
+    State(st): State<Shared>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    let path = uri.path();
+    let issuer = &st.issuer;
+    let message = if TOKEN_LOOKALIKES.contains(&path) || path.ends_with("/token") {
+        format!(
+            "there is no token endpoint at {path}; the token endpoint is POST {issuer}/oauth/token (see {issuer}/.well-known/oauth-authorization-server)"
+        )
+    } else if path.starts_with("/api/v2/") {
+        format!(
+            "no admin API resource at {method} {path}; the admin API is documented in {issuer}/api/v2/openapi.json once available, and in docs/"
+        )
+    } else {
+        format!(
+            "nothing at {path}; endpoints: POST {issuer}/oauth/token, GET {issuer}/oauth/jwks, GET {issuer}/.well-known/oauth-authorization-server, /api/v2/..."
+        )
+    };
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({
+            "error": "not_found",
+            "error_description": message,
+            "token_endpoint": format!("{issuer}/oauth/token"),
+            "discovery": format!("{issuer}/.well-known/oauth-authorization-server"),
+            "request_id": request_id::current(),
+        })),
+    )
+        .into_response()
+}
+
+/// `GET /oauth/token` and other wrong methods on it.
+pub async fn token_wrong_method(State(st): State<Shared>, method: Method) -> Response {
+    let mut res = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({
+            "error": "invalid_request",
+            "error_description": format!("the token endpoint takes POST, not {method} (RFC 6749 §3.2)"),
+            "reason": "method_not_allowed",
+            "request_id": request_id::current(),
+            "error_uri": format!("{}/docs/errors#method_not_allowed", st.issuer),
+        })),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    res
+}

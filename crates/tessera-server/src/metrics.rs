@@ -1,0 +1,95 @@
+//! Prometheus metrics, kept in atomics and rendered as text at `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use tessera_core::Reason;
+
+/// Counters the server keeps.
+pub struct Metrics {
+    granted: AtomicU64,
+    denied: Vec<AtomicU64>,
+    audit_batches: AtomicU64,
+    audit_events: AtomicU64,
+    audit_failures: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            granted: AtomicU64::new(0),
+            denied: Reason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            audit_batches: AtomicU64::new(0),
+            audit_events: AtomicU64::new(0),
+            audit_failures: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one token decision.
+    pub fn token(&self, reason: Option<Reason>) {
+        match reason {
+            None => self.granted.fetch_add(1, Relaxed),
+            Some(r) => {
+                let i = Reason::ALL.iter().position(|x| *x == r).unwrap_or(0);
+                self.denied[i].fetch_add(1, Relaxed)
+            }
+        };
+    }
+
+    /// Counts one audit batch.
+    pub fn audit_batch(&self, events: usize, ok: bool) {
+        self.audit_batches.fetch_add(1, Relaxed);
+        self.audit_events.fetch_add(events as u64, Relaxed);
+        if !ok {
+            self.audit_failures.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(4096);
+        s.push_str(
+            "# HELP tessera_token_requests_total Token endpoint decisions by outcome and reason.\n",
+        );
+        s.push_str("# TYPE tessera_token_requests_total counter\n");
+        let _ = writeln!(
+            s,
+            "tessera_token_requests_total{{outcome=\"granted\",reason=\"\"}} {}",
+            self.granted.load(Relaxed)
+        );
+        for (r, c) in Reason::ALL.iter().zip(&self.denied) {
+            let _ = writeln!(
+                s,
+                "tessera_token_requests_total{{outcome=\"denied\",reason=\"{}\"}} {}",
+                r.code(),
+                c.load(Relaxed)
+            );
+        }
+        for (name, help, v) in [
+            (
+                "tessera_audit_batches_total",
+                "Audit transactions committed or failed.",
+                &self.audit_batches,
+            ),
+            (
+                "tessera_audit_events_total",
+                "Audit events handed to the writer.",
+                &self.audit_events,
+            ),
+            (
+                "tessera_audit_batch_failures_total",
+                "Audit transactions that failed.",
+                &self.audit_failures,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,155 @@
+//! `POST /oauth/token`: turns the HTTP request into plain values, asks the core's
+//! decision function, applies its side effects (throttle record, audit event, token) and
+//! answers.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tessera_core::audit::{AuditEvent, AuditKind};
+use tessera_core::decision::{self, DecideOptions, Decision, Facts, Grant};
+use tessera_core::jwt::AccessClaims;
+use tessera_core::request::RawTokenRequest;
+use tessera_core::text::clip;
+
+use crate::error::{oauth_error, oauth_unavailable};
+use crate::state::{AppState, Shared};
+use crate::{clock, request_id};
+
+/// The token endpoint.
+pub async fn token(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let raw = RawTokenRequest {
+        content_type: text(header::CONTENT_TYPE),
+        body: &body,
+        authorization: text(header::AUTHORIZATION),
+        source_ip: peer.ip(),
+    };
+    let source = peer.ip().to_string();
+    let decision = match evaluate(&st, &raw, &source, false).await {
+        Ok(d) => d,
+        Err(()) => return oauth_unavailable(),
+    };
+    if let (Some(update), Some(client_id)) = (decision.throttle_update, &decision.client_id)
+        && let Err(e) = st
+            .store
+            .save_throttle(client_id, &source, Some(update))
+            .await
+    {
+        tracing::error!(error = %e, "throttle record not saved");
+        return oauth_unavailable();
+    }
+    let now_ms = clock::now_ms();
+    let request_id = request_id::current();
+    let token = decision
+        .outcome
+        .as_ref()
+        .ok()
+        .map(|g| issue(&st, g, &request_id, now_ms / 1000));
+    st.metrics.token(decision.reason());
+    let event = audit_event(&decision, AuditKind::Token, request_id, now_ms, &source);
+    if st.audit.record(event).await.is_err() {
+        return oauth_unavailable();
+    }
+    match (&decision.outcome, token) {
+        (Ok(grant), Some(token)) => {
+            let mut res = Json(json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": grant.ttl,
+                "scope": grant.scopes.join(" "),
+            }))
+            .into_response();
+            let h = res.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            res
+        }
+        (Err(denial), _) => oauth_error(denial, &st.issuer),
+        (Ok(_), None) => oauth_unavailable(),
+    }
+}
+
+/// Runs the decision function over a raw request: parse, load facts, decide. Shared by
+/// the token endpoint and the dry-run diagnosis.
+pub async fn evaluate(
+    st: &AppState,
+    raw: &RawTokenRequest<'_>,
+    source: &str,
+    dry_run: bool,
+) -> Result<Decision, ()> {
+    let parsed = decision::parse(raw);
+    let facts = match decision::facts_key(&parsed.0) {
+        Some(client_id) => st.store.token_facts(client_id, source).await.map_err(|e| {
+            tracing::error!(error = %e, "token facts not loaded");
+        })?,
+        None => Facts::default(),
+    };
+    let opts = DecideOptions {
+        throttle: st.throttle,
+        dry_run,
+    };
+    Ok(decision::decide(parsed, &facts, clock::now(), opts))
+}
+
+fn issue(st: &AppState, g: &Grant, jti: &str, now: i64) -> String {
+    let claims = AccessClaims {
+        iss: st.issuer.clone(),
+        sub: g.subject.clone(),
+        aud: st.issuer.clone(),
+        client_id: g.client_id.clone(),
+        org: g.org.clone(),
+        scope: g.scopes.join(" "),
+        jti: jti.to_string(),
+        iat: now,
+        exp: now + g.ttl,
+    };
+    st.keys.get().signer.sign(&claims)
+}
+
+/// The audit event of a decision (token or dry run).
+pub fn audit_event(
+    d: &Decision,
+    kind: AuditKind,
+    request_id: String,
+    time_ms: i64,
+    source: &str,
+) -> AuditEvent {
+    let (outcome, reason, description, scope) = match &d.outcome {
+        Ok(g) => ("granted", None, None, Some(g.scopes.join(" "))),
+        Err(den) => (
+            "denied",
+            Some(den.reason.code().to_string()),
+            Some(den.description.clone()),
+            None,
+        ),
+    };
+    AuditEvent {
+        request_id,
+        time_ms,
+        org_id: d.org_id,
+        kind,
+        actor: None,
+        client_id: d.client_id.as_deref().map(clip),
+        subject: d.subject.clone(),
+        source_ip: Some(source.to_string()),
+        outcome: outcome.into(),
+        reason,
+        description,
+        grant_type: d.grant_type.map(|g| g.as_str().to_string()),
+        scope,
+        secret_id: d.secret_used.as_ref().map(|s| s.id.clone()),
+        secret_hint: d.secret_used.as_ref().map(|s| s.hint.clone()),
+        trace: d.trace.clone(),
+        change: None,
+    }
+}

@@ -1,0 +1,50 @@
+//! Embedded, ordered migrations, each applied in its own transaction.
+//!
+//! A small runner instead of `sqlx::migrate!`: the macro needs sqlx's proc-macro stack,
+//! which compiles the SQLite driver a second time for the build host; this is 30 lines.
+
+use sqlx::SqlitePool;
+use tessera_core::store::StoreError;
+
+/// One migration: its version, name and SQL.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// SQLite migrations, in order.
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/sqlite/0001_init.sql"),
+}];
+
+/// Applies every migration not yet recorded in `tessera_migrations`.
+pub async fn run(pool: &SqlitePool, migrations: &[Migration]) -> Result<(), StoreError> {
+    let be = |e: sqlx::Error| StoreError::Backend(format!("migration: {e}"));
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS tessera_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .map_err(be)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM tessera_migrations")
+        .fetch_all(pool)
+        .await
+        .map_err(be)?;
+    for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
+        let mut tx = pool.begin().await.map_err(be)?;
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(be)?;
+        sqlx::query("INSERT INTO tessera_migrations (version, name, applied_at) VALUES (?, ?, strftime('%s','now'))")
+            .bind(m.version)
+            .bind(m.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+        tx.commit().await.map_err(be)?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,910 @@
+//! The SQLite implementation of [`Store`] (WAL mode, one pool).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
+use tessera_core::decision::{ClientFacts, Facts};
+use tessera_core::model::{
+    Client, ClientId, IpAllowList, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp, User,
+    UserState, UserType,
+};
+use tessera_core::store::{BoxFuture, Store, StoreError, StoreResult, StoredKey};
+use tessera_core::throttle::ThrottleState;
+use tessera_core::trace::Trace;
+
+use crate::Durability;
+use crate::migrate;
+
+/// Tessera's store on an SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn be(e: sqlx::Error) -> StoreError {
+    if let Some(db) = e.as_database_error()
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict(db.message().to_string());
+    }
+    StoreError::Backend(e.to_string())
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("domain values serialise to JSON")
+}
+
+fn from_json<T: DeserializeOwned>(s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("stored JSON is corrupt: {e}")))
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+    row: &'r SqliteRow,
+    col: &str,
+) -> StoreResult<T> {
+    row.try_get(col).map_err(be)
+}
+
+fn org_from(row: &SqliteRow) -> StoreResult<Org> {
+    Ok(Org {
+        id: get(row, "id")?,
+        slug: OrgSlug::parse(&get::<String>(row, "slug")?).map_err(|e| StoreError::Backend(e.0))?,
+        enabled: get(row, "enabled")?,
+        sso_enforced: get(row, "sso_enforced")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+fn user_from(row: &SqliteRow) -> StoreResult<User> {
+    let user_type: String = get(row, "user_type")?;
+    let state: String = get(row, "state")?;
+    let by: Option<String> = get(row, "state_changed_by")?;
+    Ok(User {
+        id: get(row, "id")?,
+        org_id: get(row, "org_id")?,
+        user_type: from_json(&format!("\"{user_type}\""))?,
+        username: get(row, "username")?,
+        email: get(row, "email")?,
+        roles: from_json(&get::<String>(row, "roles")?)?,
+        state: from_json(&format!("\"{state}\""))?,
+        state_changed_by: by.map(|b| from_json(&b)).transpose()?,
+        state_changed_at: get(row, "state_changed_at")?,
+        locked_until: get(row, "locked_until")?,
+        password_hash: get(row, "password_hash")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+fn client_from(row: &SqliteRow) -> StoreResult<Client> {
+    Ok(Client {
+        client_id: ClientId::parse(&get::<String>(row, "client_id")?)
+            .map_err(|e| StoreError::Backend(e.0))?,
+        org_id: get(row, "org_id")?,
+        name: get(row, "name")?,
+        enabled: get(row, "enabled")?,
+        grant_types: from_json(&get::<String>(row, "grant_types")?)?,
+        scopes: from_json(&get::<String>(row, "scopes")?)?,
+        redirect_uris: from_json(&get::<String>(row, "redirect_uris")?)?,
+        auth_methods: from_json(&get::<String>(row, "auth_methods")?)?,
+        ip_allowlist: from_json::<IpAllowList>(&get::<String>(row, "ip_allowlist")?)?,
+        service_account_id: get(row, "service_account_id")?,
+        token_ttl: get(row, "token_ttl")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+fn secret_from(row: &SqliteRow) -> StoreResult<StoredSecret> {
+    let hash: Vec<u8> = get(row, "hash")?;
+    Ok(StoredSecret {
+        id: get(row, "id")?,
+        client_id: ClientId::parse(&get::<String>(row, "client_id")?)
+            .map_err(|e| StoreError::Backend(e.0))?,
+        hash: hash
+            .try_into()
+            .map_err(|_| StoreError::Backend("a stored secret hash is not 32 bytes".into()))?,
+        hint: get(row, "hint")?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+        revoked_at: get(row, "revoked_at")?,
+        last_used_at: get(row, "last_used_at")?,
+        last_used_from: get(row, "last_used_from")?,
+    })
+}
+
+fn audit_from(row: &SqliteRow) -> StoreResult<AuditEvent> {
+    let kind: String = get(row, "kind")?;
+    let change: Option<String> = get(row, "change")?;
+    Ok(AuditEvent {
+        request_id: get(row, "request_id")?,
+        time_ms: get(row, "time_ms")?,
+        org_id: get(row, "org_id")?,
+        kind: from_json::<AuditKind>(&format!("\"{kind}\""))?,
+        actor: get(row, "actor")?,
+        client_id: get(row, "client_id")?,
+        subject: get(row, "subject")?,
+        source_ip: get(row, "source_ip")?,
+        outcome: get(row, "outcome")?,
+        reason: get(row, "reason")?,
+        description: get(row, "description")?,
+        grant_type: get(row, "grant_type")?,
+        scope: get(row, "scope")?,
+        secret_id: get(row, "secret_id")?,
+        secret_hint: get(row, "secret_hint")?,
+        trace: from_json::<Trace>(&get::<String>(row, "trace")?)?,
+        change: change.map(|c| from_json(&c)).transpose()?,
+    })
+}
+
+fn type_str(t: UserType) -> &'static str {
+    match t {
+        UserType::Human => "human",
+        UserType::Service => "service",
+    }
+}
+
+fn state_str(s: UserState) -> &'static str {
+    s.as_str()
+}
+
+impl SqliteStore {
+    /// Opens the SQLite database at `url` (creating the file) and migrates it.
+    pub async fn open(url: &str, durability: Durability) -> StoreResult<Self> {
+        let url = if url.starts_with("sqlite:") {
+            url.to_string()
+        } else {
+            format!("sqlite://{url}")
+        };
+        let opts = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Backend(format!("bad SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let in_memory = url.contains(":memory:");
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists per connection: keep exactly one.
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
+        migrate::run(&pool, migrate::SQLITE).await?;
+        Ok(Self { pool })
+    }
+
+    async fn facts(&self, client_id: &str, source_ip: &str) -> StoreResult<Facts> {
+        let throttle = sqlx::query(
+            "SELECT failures, last_failure, blocked_until FROM auth_failures WHERE client_id = ? AND source_ip = ?",
+        )
+        .bind(client_id)
+        .bind(source_ip)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(be)?
+        .map(|r| -> StoreResult<ThrottleState> {
+            Ok(ThrottleState {
+                failures: get::<i64>(&r, "failures")? as u32,
+                last_failure: get(&r, "last_failure")?,
+                blocked_until: get(&r, "blocked_until")?,
+            })
+        })
+        .transpose()?
+        .unwrap_or_default();
+        let Some(row) = sqlx::query("SELECT * FROM clients WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?
+        else {
+            return Ok(Facts {
+                client: None,
+                throttle,
+            });
+        };
+        let client = client_from(&row)?;
+        let secrets = self.secrets(client_id).await?;
+        let org = self
+            .org(client.org_id)
+            .await?
+            .ok_or_else(|| StoreError::Backend("client without org".into()))?;
+        let service_account = match &client.service_account_id {
+            Some(id) => self.user(client.org_id, id).await?,
+            None => None,
+        };
+        let known_scopes =
+            sqlx::query_scalar::<_, String>("SELECT name FROM scopes WHERE org_id = ?")
+                .bind(client.org_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(be)?
+                .into_iter()
+                .filter_map(|n| ScopeName::parse(&n).ok())
+                .collect();
+        Ok(Facts {
+            client: Some(ClientFacts {
+                client,
+                secrets,
+                org,
+                service_account,
+                known_scopes,
+            }),
+            throttle,
+        })
+    }
+
+    async fn secrets(&self, client_id: &str) -> StoreResult<Vec<StoredSecret>> {
+        sqlx::query("SELECT * FROM client_secrets WHERE client_id = ? ORDER BY created_at, id")
+            .bind(client_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(be)?
+            .iter()
+            .map(secret_from)
+            .collect()
+    }
+
+    async fn org(&self, id: i64) -> StoreResult<Option<Org>> {
+        sqlx::query("SELECT * FROM orgs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?
+            .as_ref()
+            .map(org_from)
+            .transpose()
+    }
+
+    async fn user(&self, org_id: i64, id: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE org_id = ? AND id = ?")
+            .bind(org_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?
+            .as_ref()
+            .map(user_from)
+            .transpose()
+    }
+
+    async fn insert_client(conn: &mut sqlx::SqliteConnection, c: &Client) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO clients (client_id, org_id, name, enabled, grant_types, scopes, redirect_uris,
+                auth_methods, ip_allowlist, service_account_id, token_ttl, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.client_id.as_str())
+        .bind(c.org_id)
+        .bind(&c.name)
+        .bind(c.enabled)
+        .bind(to_json(&c.grant_types))
+        .bind(to_json(&c.scopes))
+        .bind(to_json(&c.redirect_uris))
+        .bind(to_json(&c.auth_methods))
+        .bind(to_json(&c.ip_allowlist))
+        .bind(&c.service_account_id)
+        .bind(c.token_ttl)
+        .bind(c.created_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
+        Ok(())
+    }
+
+    async fn insert_secret(conn: &mut sqlx::SqliteConnection, s: &StoredSecret) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO client_secrets (id, client_id, hash, hint, created_at, expires_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(s.client_id.as_str())
+        .bind(&s.hash[..])
+        .bind(&s.hint)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
+        Ok(())
+    }
+
+    async fn append(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(be)?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO audit_events (request_id, time_ms, org_id, kind, actor, client_id, subject,
+                    source_ip, outcome, reason, description, grant_type, scope, secret_id, secret_hint,
+                    trace, change)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&e.request_id)
+            .bind(e.time_ms)
+            .bind(e.org_id)
+            .bind(e.kind.as_str())
+            .bind(&e.actor)
+            .bind(&e.client_id)
+            .bind(&e.subject)
+            .bind(&e.source_ip)
+            .bind(&e.outcome)
+            .bind(&e.reason)
+            .bind(&e.description)
+            .bind(&e.grant_type)
+            .bind(&e.scope)
+            .bind(&e.secret_id)
+            .bind(&e.secret_hint)
+            .bind(to_json(&e.trace))
+            .bind(e.change.as_ref().map(to_json))
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+        }
+        // Last use of each secret that authenticated a token request in this batch.
+        let mut last: Vec<(&str, i64, Option<&str>)> = vec![];
+        for e in events.iter().filter(|e| e.kind == AuditKind::Token) {
+            if let Some(id) = &e.secret_id {
+                match last.iter_mut().find(|(s, _, _)| *s == id) {
+                    Some(slot) => *slot = (id, e.time(), e.source_ip.as_deref()),
+                    None => last.push((id, e.time(), e.source_ip.as_deref())),
+                }
+            }
+        }
+        for (id, at, from) in last {
+            sqlx::query(
+                "UPDATE client_secrets SET last_used_at = ?, last_used_from = ? WHERE id = ?",
+            )
+            .bind(at)
+            .bind(from)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+        }
+        tx.commit().await.map_err(be)
+    }
+
+    async fn audit_list(&self, org_id: i64, f: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
+        let mut sql = String::from("SELECT * FROM audit_events WHERE org_id = ?");
+        let mut binds: Vec<String> = vec![];
+        let mut ints: Vec<(&str, i64)> = vec![];
+        if let Some(v) = f.since_ms {
+            ints.push(("time_ms >= ?", v));
+        }
+        if let Some(v) = f.until_ms {
+            ints.push(("time_ms < ?", v));
+        }
+        for (clause, _) in &ints {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+        }
+        for (col, val) in [
+            ("client_id", &f.client_id),
+            ("subject", &f.subject),
+            ("outcome", &f.outcome),
+            ("reason", &f.reason),
+        ] {
+            if let Some(v) = val {
+                sql.push_str(&format!(" AND {col} = ?"));
+                binds.push(v.clone());
+            }
+        }
+        if let Some(k) = f.kind {
+            sql.push_str(" AND kind = ?");
+            binds.push(k.as_str().to_string());
+        }
+        if let Some(b) = &f.before {
+            sql.push_str(" AND seq < (SELECT seq FROM audit_events WHERE request_id = ?)");
+            binds.push(b.clone());
+        }
+        sql.push_str(" ORDER BY seq DESC LIMIT ?");
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for (_, v) in &ints {
+            q = q.bind(*v);
+        }
+        for b in &binds {
+            q = q.bind(b);
+        }
+        q = q.bind(i64::from(f.limit.clamp(1, 1000)));
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(be)?
+            .iter()
+            .map(audit_from)
+            .collect()
+    }
+}
+
+impl Store for SqliteStore {
+    fn is_empty(&self) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(be)?;
+            Ok(n == 0)
+        })
+    }
+
+    fn create_org<'a>(
+        &'a self,
+        slug: &'a OrgSlug,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Org>> {
+        Box::pin(async move {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO orgs (slug, enabled, sso_enforced, created_at) VALUES (?, 1, 0, ?) RETURNING id",
+            )
+            .bind(slug.as_str())
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match be(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("org '{slug}' already exists")),
+                other => other,
+            })?;
+            Ok(Org {
+                id,
+                slug: slug.clone(),
+                enabled: true,
+                sso_enforced: false,
+                created_at: now,
+            })
+        })
+    }
+
+    fn org_by_slug<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, StoreResult<Option<Org>>> {
+        Box::pin(async move {
+            sqlx::query("SELECT * FROM orgs WHERE slug = ?")
+                .bind(slug)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(be)?
+                .as_ref()
+                .map(org_from)
+                .transpose()
+        })
+    }
+
+    fn org_by_id(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<Org>>> {
+        Box::pin(self.org(id))
+    }
+
+    fn create_scope<'a>(&'a self, s: &'a Scope) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO scopes (org_id, name, description) VALUES (?, ?, ?)")
+                .bind(s.org_id)
+                .bind(s.name.as_str())
+                .bind(&s.description)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match be(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("scope '{}' already exists", s.name))
+                    }
+                    other => other,
+                })?;
+            Ok(())
+        })
+    }
+
+    fn list_scopes(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<Scope>>> {
+        Box::pin(async move {
+            sqlx::query("SELECT * FROM scopes WHERE org_id = ? ORDER BY name")
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(be)?
+                .iter()
+                .map(|r| {
+                    Ok(Scope {
+                        org_id: get(r, "org_id")?,
+                        name: ScopeName::parse(&get::<String>(r, "name")?)
+                            .map_err(|e| StoreError::Backend(e.0))?,
+                        description: get(r, "description")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn create_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO users (id, org_id, user_type, username, email, roles, state, state_changed_by,
+                    state_changed_at, locked_until, password_hash, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&u.id)
+            .bind(u.org_id)
+            .bind(type_str(u.user_type))
+            .bind(&u.username)
+            .bind(&u.email)
+            .bind(to_json(&u.roles))
+            .bind(state_str(u.state))
+            .bind(u.state_changed_by.as_ref().map(to_json))
+            .bind(u.state_changed_at)
+            .bind(u.locked_until)
+            .bind(&u.password_hash)
+            .bind(u.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match be(e) {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("a user named '{}' already exists", u.username))
+                }
+                other => other,
+            })?;
+            Ok(())
+        })
+    }
+
+    fn get_user<'a>(
+        &'a self,
+        org_id: i64,
+        id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        Box::pin(self.user(org_id, id))
+    }
+
+    fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>> {
+        Box::pin(async move {
+            sqlx::query("SELECT * FROM users WHERE org_id = ? ORDER BY created_at, id")
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(be)?
+                .iter()
+                .map(user_from)
+                .collect()
+        })
+    }
+
+    fn update_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE users SET email = ?, roles = ?, state = ?, state_changed_by = ?, state_changed_at = ?,
+                    locked_until = ?, password_hash = ? WHERE org_id = ? AND id = ?",
+            )
+            .bind(&u.email)
+            .bind(to_json(&u.roles))
+            .bind(state_str(u.state))
+            .bind(u.state_changed_by.as_ref().map(to_json))
+            .bind(u.state_changed_at)
+            .bind(u.locked_until)
+            .bind(&u.password_hash)
+            .bind(u.org_id)
+            .bind(&u.id)
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("no user {}", u.id)));
+            }
+            Ok(())
+        })
+    }
+
+    fn create_client<'a>(
+        &'a self,
+        c: &'a Client,
+        s: &'a StoredSecret,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(be)?;
+            Self::insert_client(&mut tx, c).await.map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::Conflict(format!(
+                    "a client with client_id '{}' already exists",
+                    c.client_id
+                )),
+                other => other,
+            })?;
+            Self::insert_secret(&mut tx, s).await?;
+            tx.commit().await.map_err(be)
+        })
+    }
+
+    fn get_client<'a>(
+        &'a self,
+        org_id: i64,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<Client>>> {
+        Box::pin(async move {
+            sqlx::query("SELECT * FROM clients WHERE org_id = ? AND client_id = ?")
+                .bind(org_id)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(be)?
+                .as_ref()
+                .map(client_from)
+                .transpose()
+        })
+    }
+
+    fn list_clients(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<Client>>> {
+        Box::pin(async move {
+            sqlx::query("SELECT * FROM clients WHERE org_id = ? ORDER BY created_at, client_id")
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(be)?
+                .iter()
+                .map(client_from)
+                .collect()
+        })
+    }
+
+    fn update_client<'a>(&'a self, c: &'a Client) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE clients SET name = ?, enabled = ?, grant_types = ?, scopes = ?, redirect_uris = ?,
+                    auth_methods = ?, ip_allowlist = ?, service_account_id = ?, token_ttl = ?
+                 WHERE org_id = ? AND client_id = ?",
+            )
+            .bind(&c.name)
+            .bind(c.enabled)
+            .bind(to_json(&c.grant_types))
+            .bind(to_json(&c.scopes))
+            .bind(to_json(&c.redirect_uris))
+            .bind(to_json(&c.auth_methods))
+            .bind(to_json(&c.ip_allowlist))
+            .bind(&c.service_account_id)
+            .bind(c.token_ttl)
+            .bind(c.org_id)
+            .bind(c.client_id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("no client '{}'", c.client_id)));
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_client<'a>(
+        &'a self,
+        org_id: i64,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(be)?;
+            let r = sqlx::query("DELETE FROM clients WHERE org_id = ? AND client_id = ?")
+                .bind(org_id)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+            if r.rows_affected() > 0 {
+                sqlx::query("DELETE FROM auth_failures WHERE client_id = ?")
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+            }
+            tx.commit().await.map_err(be)?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    fn list_secrets<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoredSecret>>> {
+        Box::pin(self.secrets(client_id))
+    }
+
+    fn rotate_secret<'a>(
+        &'a self,
+        new: &'a StoredSecret,
+        old_expire_at: Timestamp,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(be)?;
+            // Take the write lock first, so two rotations cannot interleave.
+            sqlx::query("UPDATE clients SET client_id = client_id WHERE client_id = ?")
+                .bind(new.client_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+            let active: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM client_secrets WHERE client_id = ? AND revoked_at IS NULL
+                   AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at",
+            )
+            .bind(new.client_id.as_str())
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(be)?;
+            if active.len() >= 2 {
+                return Err(StoreError::Conflict(format!(
+                    "client '{}' already has two active secrets ({}); revoke one or wait for its grace period to end",
+                    new.client_id,
+                    active.join(", ")
+                )));
+            }
+            sqlx::query(
+                "UPDATE client_secrets SET expires_at = ? WHERE client_id = ? AND revoked_at IS NULL
+                   AND (expires_at IS NULL OR expires_at > ?)",
+            )
+            .bind(old_expire_at)
+            .bind(new.client_id.as_str())
+            .bind(old_expire_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+            Self::insert_secret(&mut tx, new).await?;
+            tx.commit().await.map_err(be)
+        })
+    }
+
+    fn revoke_secret<'a>(
+        &'a self,
+        client_id: &'a str,
+        secret_id: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE client_secrets SET revoked_at = ? WHERE client_id = ? AND id = ? AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(client_id)
+            .bind(secret_id)
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    fn token_facts<'a>(
+        &'a self,
+        client_id: &'a str,
+        source_ip: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Facts>> {
+        Box::pin(self.facts(client_id, source_ip))
+    }
+
+    fn save_throttle<'a>(
+        &'a self,
+        client_id: &'a str,
+        source_ip: &'a str,
+        state: Option<ThrottleState>,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            match state {
+                None => {
+                    sqlx::query("DELETE FROM auth_failures WHERE client_id = ? AND source_ip = ?")
+                        .bind(client_id)
+                        .bind(source_ip)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(be)?;
+                }
+                Some(s) if s.failures == 0 => {
+                    sqlx::query("DELETE FROM auth_failures WHERE client_id = ? AND source_ip = ?")
+                        .bind(client_id)
+                        .bind(source_ip)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(be)?;
+                }
+                Some(s) => {
+                    sqlx::query(
+                        "INSERT INTO auth_failures (client_id, source_ip, failures, last_failure, blocked_until)
+                         VALUES (?, ?, ?, ?, ?)
+                         ON CONFLICT (client_id, source_ip) DO UPDATE SET
+                           failures = excluded.failures, last_failure = excluded.last_failure,
+                           blocked_until = excluded.blocked_until",
+                    )
+                    .bind(client_id)
+                    .bind(source_ip)
+                    .bind(i64::from(s.failures))
+                    .bind(s.last_failure)
+                    .bind(s.blocked_until)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(be)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn append_audit<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(self.append(events))
+    }
+
+    fn get_audit_event<'a>(
+        &'a self,
+        org_id: i64,
+        request_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<AuditEvent>>> {
+        Box::pin(async move {
+            sqlx::query("SELECT * FROM audit_events WHERE org_id = ? AND request_id = ?")
+                .bind(org_id)
+                .bind(request_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(be)?
+                .as_ref()
+                .map(audit_from)
+                .transpose()
+        })
+    }
+
+    fn list_audit_events<'a>(
+        &'a self,
+        org_id: i64,
+        filter: &'a AuditFilter,
+    ) -> BoxFuture<'a, StoreResult<Vec<AuditEvent>>> {
+        Box::pin(self.audit_list(org_id, filter))
+    }
+
+    fn signing_keys(&self) -> BoxFuture<'_, StoreResult<Vec<StoredKey>>> {
+        Box::pin(async move {
+            sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(be)?
+                .iter()
+                .map(|r| {
+                    Ok(StoredKey {
+                        kid: get(r, "kid")?,
+                        alg: get(r, "alg")?,
+                        sealed_private_key: get(r, "sealed")?,
+                        created_at: get(r, "created_at")?,
+                        retired_at: get(r, "retired_at")?,
+                        remove_after: get(r, "remove_after")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn add_signing_key<'a>(
+        &'a self,
+        k: &'a StoredKey,
+        old_remove_after: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(be)?;
+            sqlx::query(
+                "UPDATE signing_keys SET retired_at = ?, remove_after = ? WHERE retired_at IS NULL",
+            )
+            .bind(k.created_at)
+            .bind(old_remove_after)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, sealed, created_at, retired_at, remove_after) VALUES (?, ?, ?, ?, NULL, NULL)",
+            )
+            .bind(&k.kid)
+            .bind(&k.alg)
+            .bind(&k.sealed_private_key)
+            .bind(k.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+            tx.commit().await.map_err(be)
+        })
+    }
+}

@@ -1,0 +1,256 @@
+//! `tessera`: the one binary. `serve` runs the server; `bootstrap` creates an org and its
+//! first admin client offline.
+//!
+//! Configuration is layered: defaults, then the TOML file given by `--config`, then
+//! `TESSERA_*` environment variables and flags (clap reads both).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use tessera_core::model::OrgSlug;
+use tessera_core::secret::SecretString;
+use tessera_core::throttle::ThrottlePolicy;
+use tessera_server::{App, Config, MasterKeySource};
+use tessera_store::Durability;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "OAuth 2.0 authorization server whose every refusal explains itself"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Create an org with an admin service account and client, offline; prints JSON
+    /// {"org", "client_id", "client_secret"}.
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Parser)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "TESSERA_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Database: an SQLite file path or sqlite: URL [default: tessera.db]
+    #[arg(long, env = "TESSERA_DATABASE_URL")]
+    database: Option<String>,
+    /// Issuer URL, as clients reach this server [default: http://<listen>]
+    #[arg(long, env = "TESSERA_ISSUER")]
+    issuer: Option<String>,
+    /// TOML configuration file (flags and environment override it)
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Audit durability: `full` survives power loss, `normal` survives a crash of Tessera
+    #[arg(long, env = "TESSERA_AUDIT_DURABILITY", value_enum)]
+    audit_durability: Option<DurabilityArg>,
+}
+
+#[derive(Parser)]
+struct BootstrapArgs {
+    /// The new org's slug
+    #[arg(long)]
+    org: String,
+    /// Database: an SQLite file path or sqlite: URL [default: tessera.db]
+    #[arg(long, env = "TESSERA_DATABASE_URL")]
+    database: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum DurabilityArg {
+    Full,
+    Normal,
+}
+
+/// The `--config` file. Every key is optional.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    database: Option<String>,
+    issuer: Option<String>,
+    master_key_file: Option<PathBuf>,
+    audit_durability: Option<DurabilityArg>,
+    key_overlap_seconds: Option<i64>,
+    throttle: Option<FileThrottle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileThrottle {
+    free_failures: Option<u32>,
+    base_delay_seconds: Option<i64>,
+    max_delay_seconds: Option<i64>,
+    window_seconds: Option<i64>,
+}
+
+const DEFAULT_DB: &str = "tessera.db";
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => rt.block_on(serve(args)),
+        Command::Bootstrap(args) => rt.block_on(bootstrap(args)),
+    }
+}
+
+/// The master key file for an SQLite database: `tessera-master.key` beside it.
+fn default_key_file(database: &str) -> Option<PathBuf> {
+    let path = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .unwrap_or(database);
+    if path.contains(":memory:") {
+        return None;
+    }
+    let dir = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Some(dir.join("tessera-master.key"))
+}
+
+fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("config file {} is invalid", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"));
+    let database = args
+        .database
+        .or(file.database)
+        .unwrap_or_else(|| DEFAULT_DB.into());
+    let mut config = Config::new(listen, database.clone());
+    config.issuer = args.issuer.or(file.issuer);
+    if let Some(issuer) = &config.issuer
+        && !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+    {
+        bail!("--issuer must be an http(s) URL, got '{issuer}'");
+    }
+    config.durability = match args.audit_durability.or(file.audit_durability) {
+        Some(DurabilityArg::Normal) => Durability::Normal,
+        _ => Durability::Full,
+    };
+    if let Some(o) = file.key_overlap_seconds {
+        config.key_overlap_seconds = o;
+    }
+    if let Some(t) = file.throttle {
+        let d = ThrottlePolicy::default();
+        config.throttle = ThrottlePolicy {
+            free_failures: t.free_failures.unwrap_or(d.free_failures),
+            base_delay: t.base_delay_seconds.unwrap_or(d.base_delay),
+            max_delay: t.max_delay_seconds.unwrap_or(d.max_delay),
+            window: t.window_seconds.unwrap_or(d.window),
+        };
+    }
+    config.master_key = if let Ok(v) = std::env::var("TESSERA_MASTER_KEY") {
+        MasterKeySource::Value(SecretString::new(v))
+    } else if let Ok(p) = std::env::var("TESSERA_MASTER_KEY_FILE") {
+        MasterKeySource::File {
+            path: p.into(),
+            generate: false,
+        }
+    } else if let Some(p) = file.master_key_file {
+        MasterKeySource::File {
+            path: p,
+            generate: false,
+        }
+    } else {
+        match default_key_file(&database) {
+            Some(path) => MasterKeySource::File {
+                path,
+                generate: true,
+            },
+            None => MasterKeySource::Ephemeral,
+        }
+    };
+    Ok(config)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = resolve(args)?;
+    let database = config.database_url.clone();
+    let app = App::build(config).await?;
+    if let Some(b) = &app.bootstrapped {
+        println!(
+            "\nTessera created org '{}' with an admin client. The secret is shown only this once:\n\n  client_id:     {}\n  client_secret: {}\n\nGet an admin token:\n  curl -s -u '{}:<secret>' -d grant_type=client_credentials {}/oauth/token\n",
+            b.org,
+            b.client_id,
+            b.client_secret.expose(),
+            b.client_id,
+            app.issuer()
+        );
+    }
+    tracing::info!(addr = %app.local_addr(), issuer = app.issuer(), database, "tessera listening");
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
+    let slug = OrgSlug::parse(&args.org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
+    let database = args.database.unwrap_or_else(|| DEFAULT_DB.into());
+    let config = Config::new("127.0.0.1:0".parse()?, database);
+    let store = tessera_server::open_store(&config).await?;
+    let b = tessera_server::bootstrap(store.as_ref(), &slug)
+        .await
+        .with_context(|| format!("cannot bootstrap org '{slug}'"))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "org": b.org,
+            "client_id": b.client_id,
+            "client_secret": b.client_secret.expose(),
+        })
+    );
+    Ok(())
+}
