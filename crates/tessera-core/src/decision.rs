@@ -8,7 +8,7 @@
 
 use crate::model::{Client, GrantType, Org, ScopeName, StoredSecret, Timestamp, User};
 use crate::reason::Reason;
-use crate::request::{RawTokenRequest, TokenRequest, parse_token_request};
+use crate::request::{ClientHint, RawTokenRequest, TokenRequest, parse_token_request};
 use crate::secret::{hash_client_secret, hashes_equal};
 use crate::text::{clip, quoted_list, rfc3339};
 use crate::throttle::{ThrottlePolicy, ThrottleState};
@@ -86,27 +86,42 @@ pub struct DecideOptions {
     pub dry_run: bool,
 }
 
-/// Parses the raw request: the first half of a decision. Returns the request (or the
-/// refusal) and the trace so far.
-pub fn parse(raw: &RawTokenRequest<'_>) -> (Result<TokenRequest, Denial>, Trace) {
-    let mut trace = Trace::default();
-    let req = parse_token_request(raw, &mut trace);
-    (req, trace)
+/// A parsed request: the first half of a decision.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub request: Result<TokenRequest, Denial>,
+    pub trace: Trace,
+    /// The client the request names, even when parsing failed after learning it.
+    pub hint: Option<ClientHint>,
 }
 
-/// The client id whose [`Facts`] the decision needs, if the request got that far.
-pub fn facts_key(req: &Result<TokenRequest, Denial>) -> Option<&str> {
-    req.as_ref().ok().map(|r| r.client.client_id.as_str())
+/// Parses the raw request: the first half of a decision.
+pub fn parse(raw: &RawTokenRequest<'_>) -> Parsed {
+    let mut trace = Trace::default();
+    let mut hint = None;
+    let request = parse_token_request(raw, &mut trace, &mut hint);
+    Parsed {
+        request,
+        trace,
+        hint,
+    }
+}
+
+/// The client id whose [`Facts`] the decision needs, if the request names one.
+pub fn facts_key(parsed: &Parsed) -> Option<&str> {
+    match &parsed.request {
+        Ok(r) => Some(r.client.client_id.as_str()),
+        Err(_) => parsed.hint.as_ref().map(|h| h.client_id.as_str()),
+    }
 }
 
 /// Decides a parsed token request over the stored facts at `now`.
-pub fn decide(
-    parsed: (Result<TokenRequest, Denial>, Trace),
-    facts: &Facts,
-    now: Timestamp,
-    opts: DecideOptions,
-) -> Decision {
-    let (req, mut trace) = parsed;
+pub fn decide(parsed: Parsed, facts: &Facts, now: Timestamp, opts: DecideOptions) -> Decision {
+    let Parsed {
+        request,
+        mut trace,
+        hint,
+    } = parsed;
     let mut d = Decision {
         outcome: Err(Denial {
             reason: Reason::BodyMalformed,
@@ -122,8 +137,25 @@ pub fn decide(
         secret_used: None,
         throttle_update: None,
     };
-    d.outcome = match req {
-        Err(denial) => Err(denial),
+    if let Some(cf) = &facts.client {
+        // The request names a client that exists: its org sees this decision.
+        d.org_id = Some(cf.org.id);
+        d.org_slug = Some(cf.org.slug.to_string());
+        d.client_id = Some(cf.client.client_id.to_string());
+    }
+    d.outcome = match request {
+        Err(mut denial) => {
+            if let (Some(h), Some(cf)) = (&hint, &facts.client)
+                && h.basic_without_colon
+                && let Some(detail) = trace.amend_failure(&format!(
+                    "; it decodes to the client id '{}' alone: encode '{}:<client_secret>'",
+                    cf.client.client_id, cf.client.client_id
+                ))
+            {
+                denial.description = detail;
+            }
+            Err(denial)
+        }
         Ok(req) => {
             d.client_id = Some(req.client.client_id.clone());
             d.grant_type = Some(req.grant_type);
@@ -193,8 +225,6 @@ fn decide_client_credentials(
         );
     };
     let client = &cf.client;
-    d.org_id = Some(cf.org.id);
-    d.org_slug = Some(cf.org.slug.to_string());
     trace.pass(
         Check::Client,
         format!(

@@ -44,6 +44,15 @@ pub struct TokenRequest {
     pub source_ip: IpAddr,
 }
 
+/// Which client a request names, known even when the request is refused before client
+/// authentication completes, so the refusal lands in that client's org audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientHint {
+    pub client_id: String,
+    /// The Basic header decoded to this value alone, without `:secret`.
+    pub basic_without_colon: bool,
+}
+
 /// The body encodings the token endpoint accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyKind {
@@ -67,16 +76,24 @@ impl Params {
 }
 
 /// Parses a raw token request, appending the `content_type`, `body`, `parameters`,
-/// `grant_type` and `client_auth` checks to `trace`.
+/// `grant_type` and `client_auth` checks to `trace`, and noting in `hint` the client the
+/// request names as soon as that is known.
 pub fn parse_token_request(
     raw: &RawTokenRequest<'_>,
     trace: &mut Trace,
+    hint: &mut Option<ClientHint>,
 ) -> Result<TokenRequest, Denial> {
     let kind = content_type(raw.content_type, trace)?;
     let params = body(kind, raw.body, trace)?;
+    if let Some(id) = params.get("client_id") {
+        *hint = Some(ClientHint {
+            client_id: id.to_string(),
+            basic_without_colon: false,
+        });
+    }
     no_duplicates(&params, trace)?;
     let grant_type = grant_type(&params, trace)?;
-    let client = client_auth(raw.authorization, &params, trace)?;
+    let client = client_auth(raw.authorization, &params, trace, hint)?;
     let scope = params.get("scope").map(|s| {
         s.split(' ')
             .filter(|t| !t.is_empty())
@@ -282,6 +299,7 @@ fn client_auth(
     authorization: Option<&str>,
     params: &Params,
     trace: &mut Trace,
+    hint: &mut Option<ClientHint>,
 ) -> Result<PresentedClient, Denial> {
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
@@ -308,8 +326,19 @@ fn client_auth(
                 ),
             ));
         }
-        let (id, secret) = decode_basic(rest.trim())
-            .map_err(|why| trace.fail(check, Reason::BasicHeaderMalformed, why))?;
+        let (id, secret) = decode_basic(rest.trim()).map_err(|(why, alone)| {
+            if let Some(value) = alone {
+                *hint = Some(ClientHint {
+                    client_id: value,
+                    basic_without_colon: true,
+                });
+            }
+            trace.fail(check, Reason::BasicHeaderMalformed, why)
+        })?;
+        *hint = Some(ClientHint {
+            client_id: id.clone(),
+            basic_without_colon: false,
+        });
         if body_secret.is_some() {
             return Err(trace.fail(
                 check,
@@ -374,25 +403,35 @@ fn client_auth(
 }
 
 /// Decodes `base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1). The error
-/// text never contains any part of the decoded value.
-fn decode_basic(b64: &str) -> Result<(String, SecretString), String> {
+/// text never contains any part of the decoded value; when the value has no `:` it is
+/// returned beside the error (it may be a client id alone, as in the seeds).
+fn decode_basic(b64: &str) -> Result<(String, SecretString), (String, Option<String>)> {
+    let plain = |m: &str| (m.to_string(), None);
     if b64.is_empty() {
-        return Err("the Authorization: Basic header carries no credentials".into());
+        return Err(plain(
+            "the Authorization: Basic header carries no credentials",
+        ));
     }
     let bytes = STANDARD
         .decode(b64)
-        .map_err(|_| "the Authorization: Basic value is not valid base64".to_string())?;
+        .map_err(|_| plain("the Authorization: Basic value is not valid base64"))?;
     let text = String::from_utf8(bytes)
-        .map_err(|_| "the decoded Authorization: Basic value is not UTF-8".to_string())?;
+        .map_err(|_| plain("the decoded Authorization: Basic value is not UTF-8"))?;
     let Some((id, secret)) = text.split_once(':') else {
-        return Err("the decoded Authorization: Basic value has no ':' between client_id and client_secret; encode 'client_id:client_secret', not the client id alone".into());
+        return Err((
+            "the decoded Authorization: Basic value has no ':' between client_id and client_secret; encode 'client_id:client_secret', not the client id alone".into(),
+            Some(text),
+        ));
     };
     let id = form_decode(id)
-        .ok_or("the client_id in the Basic header is not valid form-url-encoding")?;
-    let secret = form_decode(secret)
-        .ok_or("the client_secret in the Basic header is not valid form-url-encoding")?;
+        .ok_or_else(|| plain("the client_id in the Basic header is not valid form-url-encoding"))?;
+    let secret = form_decode(secret).ok_or_else(|| {
+        plain("the client_secret in the Basic header is not valid form-url-encoding")
+    })?;
     if id.is_empty() {
-        return Err("the client_id in the Authorization: Basic header is empty".into());
+        return Err(plain(
+            "the client_id in the Authorization: Basic header is empty",
+        ));
     }
     Ok((id, SecretString::new(secret)))
 }
@@ -437,7 +476,7 @@ mod tests {
 
     fn parse(r: RawTokenRequest) -> (Result<TokenRequest, Denial>, Trace) {
         let mut t = Trace::default();
-        let out = parse_token_request(&r, &mut t);
+        let out = parse_token_request(&r, &mut t, &mut None);
         (out, t)
     }
 

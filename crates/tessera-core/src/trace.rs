@@ -117,6 +117,13 @@ impl Trace {
         });
     }
 
+    /// Adds `extra` to the detail of the failing step (and returns the new detail).
+    pub fn amend_failure(&mut self, extra: &str) -> Option<String> {
+        let step = self.0.iter_mut().find(|s| s.verdict == Verdict::Fail)?;
+        step.detail.push_str(extra);
+        Some(step.detail.clone())
+    }
+
     /// The steps, in order.
     pub fn steps(&self) -> &[Step] {
         &self.0

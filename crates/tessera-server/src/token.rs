@@ -88,7 +88,7 @@ pub async fn evaluate(
     dry_run: bool,
 ) -> Result<Decision, ()> {
     let parsed = decision::parse(raw);
-    let facts = match decision::facts_key(&parsed.0) {
+    let facts = match decision::facts_key(&parsed) {
         Some(client_id) => st.store.token_facts(client_id, source).await.map_err(|e| {
             tracing::error!(error = %e, "token facts not loaded");
         })?,

@@ -1,0 +1,319 @@
+//! `spawn_app()` and the HTTP helpers every test uses.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::{Value, json};
+use tessera_core::secret::SecretString;
+use tessera_core::throttle::ThrottlePolicy;
+use tessera_server::{App, Config, MasterKeySource};
+use tokio::sync::oneshot;
+
+/// Everything the in-process servers logged (all tests share one subscriber).
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+#[derive(Clone)]
+struct BufWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for BufWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logs() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let buf = log_buffer().clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,sqlx=info,hyper=info,h2=info")
+            .with_ansi(false)
+            .with_writer(move || BufWriter(buf.clone()))
+            .try_init();
+    });
+}
+
+/// A running server and an admin client for it.
+pub struct TestApp {
+    pub base: String,
+    pub admin_id: String,
+    pub admin_secret: String,
+    pub http: reqwest::Client,
+    admin_token: String,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a server with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server after `adjust` has changed its configuration.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tessera.db");
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), db.to_str().unwrap());
+    config.master_key = MasterKeySource::Value(SecretString::new(
+        tessera_core::jwt::MasterKey::generate_base64(),
+    ));
+    // Long enough that no test depends on how fast it runs.
+    config.throttle = ThrottlePolicy {
+        base_delay: 120,
+        ..ThrottlePolicy::default()
+    };
+    adjust(&mut config);
+    let mut app = App::build(config).await.expect("server builds");
+    let boot = app.bootstrapped.take().expect("fresh database bootstraps");
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let mut t = TestApp {
+        base,
+        admin_id: boot.client_id,
+        admin_secret: boot.client_secret.expose().to_string(),
+        http,
+        admin_token: String::new(),
+        stop: Some(stop),
+        done: Some(done),
+        _dir: dir,
+    };
+    let (status, body) = t
+        .token_basic(
+            &t.admin_id.clone(),
+            &t.admin_secret.clone(),
+            "grant_type=client_credentials",
+        )
+        .await;
+    assert_eq!(status, 200, "admin token: {body}");
+    t.admin_token = body["access_token"].as_str().unwrap().to_string();
+    t
+}
+
+/// What a response carried.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(d) = self.done.take() {
+            d.await.unwrap().unwrap();
+        }
+    }
+
+    /// POST /oauth/token with a raw body, optional content type and Authorization header,
+    /// from `source` (a loopback address) when given.
+    pub async fn token_raw(
+        &self,
+        content_type: Option<&str>,
+        body: &str,
+        authorization: Option<&str>,
+        source: Option<IpAddr>,
+    ) -> Reply {
+        let http = match source {
+            Some(ip) => reqwest::Client::builder()
+                .local_address(ip)
+                .build()
+                .unwrap(),
+            None => self.http.clone(),
+        };
+        let mut req = http.post(self.url("/oauth/token")).body(body.to_string());
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A form-encoded token request with client_secret_basic.
+    pub async fn token_basic(&self, id: &str, secret: &str, form: &str) -> (u16, Value) {
+        let r = self
+            .token_raw(
+                Some("application/x-www-form-urlencoded"),
+                form,
+                Some(&basic(id, secret)),
+                None,
+            )
+            .await;
+        (r.status, r.body)
+    }
+
+    /// A form-encoded token request with client_secret_post.
+    pub async fn token_post(&self, id: &str, secret: &str, extra: &str) -> Reply {
+        let body = format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}{extra}",
+            enc(id),
+            enc(secret)
+        );
+        self.token_raw(Some("application/x-www-form-urlencoded"), &body, None, None)
+            .await
+    }
+
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(&format!("/api/v2{path}")))
+            .bearer_auth(&self.admin_token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.admin(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.admin(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.admin(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.admin(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Adds scopes to the org's catalogue.
+    pub async fn scopes(&self, names: &[&str]) {
+        for n in names {
+            let (s, b) = self
+                .post("/scopes", json!({"name": n, "description": "test"}))
+                .await;
+            assert_eq!(s, 201, "{b}");
+        }
+    }
+
+    /// Creates a service account; returns its id.
+    pub async fn service_account(&self, username: &str) -> String {
+        let (s, b) = self
+            .post("/users", json!({"type": "service", "username": username}))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a client from `body`; returns (client_id, client_secret).
+    pub async fn client(&self, body: Value) -> (String, String) {
+        let (s, b) = self.post("/oauth/clients", body).await;
+        assert_eq!(s, 201, "{b}");
+        (
+            b["client_id"].as_str().unwrap().to_string(),
+            b["client_secret"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// The audit event of `request_id` (waits for nothing: responses follow commits).
+    pub async fn audit(&self, request_id: &str) -> Value {
+        let (s, b) = self.get(&format!("/audit/events/{request_id}")).await;
+        assert_eq!(s, 200, "audit event {request_id}: {b}");
+        b
+    }
+
+    /// Asserts a token refusal and that its audit trace fails at `check`.
+    pub async fn assert_refused(
+        &self,
+        r: &Reply,
+        status: u16,
+        error: &str,
+        reason: &str,
+        check: &str,
+    ) -> Value {
+        assert_eq!(r.status, status, "{}", r.body);
+        assert_eq!(r.body["error"], error, "{}", r.body);
+        assert_eq!(r.body["reason"], reason, "{}", r.body);
+        let rid = r.body["request_id"]
+            .as_str()
+            .expect("request_id")
+            .to_string();
+        assert_eq!(r.headers["x-request-id"].to_str().unwrap(), rid);
+        assert!(
+            r.body["error_uri"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/docs/errors#{reason}")),
+            "{}",
+            r.body
+        );
+        let e = self.audit(&rid).await;
+        assert_eq!(e["outcome"], "denied");
+        assert_eq!(e["reason"], reason);
+        let failed: Vec<&Value> = e["trace"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["verdict"] == "fail")
+            .collect();
+        assert_eq!(failed.len(), 1, "{e}");
+        assert_eq!(failed[0]["check"], check, "{e}");
+        assert_eq!(failed[0]["reason"], reason, "{e}");
+        e
+    }
+}
+
+/// `Basic base64(urlencode(id):urlencode(secret))`.
+pub fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
+    )
+}
+
+/// Form-url-encodes one value.
+pub fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,8 @@
+//! Black-box tests: each starts the real server on a fresh SQLite database and a random
+//! loopback port, and talks HTTP to it. One test binary, so it links once.
+
+mod admin;
+mod helpers;
+mod interop;
+mod no_secret_leaks;
+mod token;
