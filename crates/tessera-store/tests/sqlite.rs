@@ -1,0 +1,315 @@
+//! The SQLite store against the core's Store contract, on a temporary file.
+
+use std::sync::Arc;
+
+use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
+use tessera_core::model::{
+    AuthMethod, Client, ClientId, GrantType, IpAllowList, OrgSlug, Scope, ScopeName, StoredSecret,
+    User, UserState, UserType,
+};
+use tessera_core::secret::hash_client_secret;
+use tessera_core::store::{Store, StoreError, StoredKey};
+use tessera_core::throttle::ThrottleState;
+use tessera_core::trace::Trace;
+use tessera_store::Durability;
+
+async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+    let path = dir.path().join("t.db");
+    tessera_store::open(path.to_str().unwrap(), Durability::Normal)
+        .await
+        .unwrap()
+}
+
+fn secret(id: &str, client: &str, value: &str, created_at: i64) -> StoredSecret {
+    StoredSecret {
+        id: id.into(),
+        client_id: ClientId::parse(client).unwrap(),
+        hash: hash_client_secret(value),
+        hint: value[value.len() - 4..].into(),
+        created_at,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+        last_used_from: None,
+    }
+}
+
+async fn org_with_client(s: &dyn Store) -> (i64, Client) {
+    let org = s
+        .create_org(&OrgSlug::parse("acme").unwrap(), 10)
+        .await
+        .unwrap();
+    s.create_scope(&Scope {
+        org_id: org.id,
+        name: ScopeName::parse("a").unwrap(),
+        description: "".into(),
+    })
+    .await
+    .unwrap();
+    let sa = User {
+        id: "usr_1".into(),
+        org_id: org.id,
+        user_type: UserType::Service,
+        username: "svc".into(),
+        email: None,
+        roles: vec!["r".into()],
+        state: UserState::Active,
+        state_changed_by: None,
+        state_changed_at: None,
+        locked_until: None,
+        password_hash: None,
+        created_at: 10,
+    };
+    s.create_user(&sa).await.unwrap();
+    let c = Client {
+        client_id: ClientId::parse("c1").unwrap(),
+        org_id: org.id,
+        name: "one".into(),
+        enabled: true,
+        grant_types: vec![GrantType::ClientCredentials],
+        scopes: vec![ScopeName::parse("a").unwrap()],
+        redirect_uris: vec![],
+        auth_methods: vec![AuthMethod::ClientSecretBasic],
+        ip_allowlist: IpAllowList::parse(&["10.0.0.0/8"]).unwrap(),
+        service_account_id: Some("usr_1".into()),
+        token_ttl: 600,
+        created_at: 10,
+    };
+    s.create_client(&c, &secret("s1", "c1", "tsec_one1", 10))
+        .await
+        .unwrap();
+    (org.id, c)
+}
+
+#[tokio::test]
+async fn facts_round_trip_and_reopen_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    assert!(s.is_empty().await.unwrap());
+    let (_, c) = org_with_client(s.as_ref()).await;
+    let f = s.token_facts("c1", "10.0.0.1").await.unwrap();
+    let cf = f.client.unwrap();
+    assert_eq!(cf.client, c);
+    assert_eq!(cf.secrets.len(), 1);
+    assert_eq!(cf.service_account.unwrap().roles, vec!["r"]);
+    assert_eq!(cf.known_scopes, vec![ScopeName::parse("a").unwrap()]);
+    assert!(s.token_facts("nope", "x").await.unwrap().client.is_none());
+    drop(s);
+    // Migrations run again on open and change nothing.
+    let s = store(&dir).await;
+    assert!(!s.is_empty().await.unwrap());
+    assert!(s.get_client(1, "c1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn uniqueness_is_a_conflict_naming_the_thing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let (org, c) = org_with_client(s.as_ref()).await;
+    match s.create_org(&OrgSlug::parse("acme").unwrap(), 0).await {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("acme")),
+        other => panic!("{other:?}"),
+    }
+    match s
+        .create_client(&c, &secret("s9", "c1", "tsec_nine", 0))
+        .await
+    {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("c1")),
+        other => panic!("{other:?}"),
+    }
+    // The failed create wrote nothing: its secret is not there.
+    assert_eq!(s.list_secrets("c1").await.unwrap().len(), 1);
+    assert_eq!(s.list_clients(org).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn rotation_keeps_at_most_two_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    org_with_client(s.as_ref()).await;
+    s.rotate_secret(&secret("s2", "c1", "tsec_two2", 100), 700, 100)
+        .await
+        .unwrap();
+    let all = s.list_secrets("c1").await.unwrap();
+    assert_eq!(all[0].expires_at, Some(700));
+    assert_eq!(all[1].expires_at, None);
+    match s
+        .rotate_secret(&secret("s3", "c1", "tsec_thr3", 200), 800, 200)
+        .await
+    {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("two active")),
+        other => panic!("{other:?}"),
+    }
+    // After the grace, rotating again is fine and never extends an earlier expiry.
+    s.rotate_secret(&secret("s3", "c1", "tsec_thr3", 800), 1000, 800)
+        .await
+        .unwrap();
+    let all = s.list_secrets("c1").await.unwrap();
+    assert_eq!(
+        all.iter().find(|x| x.id == "s1").unwrap().expires_at,
+        Some(700)
+    );
+    assert_eq!(
+        all.iter().find(|x| x.id == "s2").unwrap().expires_at,
+        Some(1000)
+    );
+    assert!(s.revoke_secret("c1", "s2", 900).await.unwrap());
+    assert!(!s.revoke_secret("c1", "s2", 901).await.unwrap());
+}
+
+#[tokio::test]
+async fn throttle_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    org_with_client(s.as_ref()).await;
+    let st = ThrottleState {
+        failures: 6,
+        last_failure: 50,
+        blocked_until: Some(51),
+    };
+    s.save_throttle("c1", "10.0.0.1", Some(st)).await.unwrap();
+    assert_eq!(s.token_facts("c1", "10.0.0.1").await.unwrap().throttle, st);
+    assert_eq!(
+        s.token_facts("c1", "10.0.0.2").await.unwrap().throttle,
+        ThrottleState::default()
+    );
+    s.save_throttle("c1", "10.0.0.1", Some(ThrottleState::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.token_facts("c1", "10.0.0.1").await.unwrap().throttle,
+        ThrottleState::default()
+    );
+}
+
+fn event(id: &str, org: Option<i64>, t: i64, outcome: &str, secret: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        request_id: id.into(),
+        time_ms: t,
+        org_id: org,
+        kind: AuditKind::Token,
+        actor: None,
+        client_id: Some("c1".into()),
+        subject: Some("usr_1".into()),
+        source_ip: Some("10.0.0.1".into()),
+        outcome: outcome.into(),
+        reason: (outcome == "denied").then(|| "client_secret_mismatch".into()),
+        description: None,
+        grant_type: Some("client_credentials".into()),
+        scope: None,
+        secret_id: secret.map(Into::into),
+        secret_hint: None,
+        trace: Trace::default(),
+        change: None,
+    }
+}
+
+#[tokio::test]
+async fn audit_batches_filters_and_last_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let (org, _) = org_with_client(s.as_ref()).await;
+    let batch = vec![
+        event("r1", Some(org), 1_000, "granted", Some("s1")),
+        event("r2", Some(org), 2_000, "denied", None),
+        event("r3", None, 3_000, "denied", None),
+        event("r4", Some(org), 4_000, "granted", Some("s1")),
+    ];
+    s.append_audit(&batch).await.unwrap();
+    let got = s.get_audit_event(org, "r2").await.unwrap().unwrap();
+    assert_eq!(got, batch[1]);
+    // Events of no org are visible to no org.
+    assert!(s.get_audit_event(org, "r3").await.unwrap().is_none());
+    let f = |outcome: Option<&str>| AuditFilter {
+        outcome: outcome.map(Into::into),
+        limit: 10,
+        ..Default::default()
+    };
+    let ids = |v: Vec<AuditEvent>| v.into_iter().map(|e| e.request_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.list_audit_events(org, &f(None)).await.unwrap()),
+        vec!["r4", "r2", "r1"]
+    );
+    assert_eq!(
+        ids(s.list_audit_events(org, &f(Some("granted"))).await.unwrap()),
+        vec!["r4", "r1"]
+    );
+    let page = AuditFilter {
+        before: Some("r4".into()),
+        limit: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(s.list_audit_events(org, &page).await.unwrap()),
+        vec!["r2"]
+    );
+    let since = AuditFilter {
+        since_ms: Some(1_500),
+        until_ms: Some(4_000),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(s.list_audit_events(org, &since).await.unwrap()),
+        vec!["r2"]
+    );
+    // The newest use of each secret is recorded with the batch.
+    let sec = &s.list_secrets("c1").await.unwrap()[0];
+    assert_eq!(sec.last_used_at, Some(4));
+    assert_eq!(sec.last_used_from.as_deref(), Some("10.0.0.1"));
+    // A duplicate request id fails the whole batch: nothing half-written.
+    let dup = vec![
+        event("r5", Some(org), 5_000, "granted", None),
+        event("r1", Some(org), 5_000, "granted", None),
+    ];
+    assert!(s.append_audit(&dup).await.is_err());
+    assert!(s.get_audit_event(org, "r5").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn signing_key_rotation_retires_the_previous() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let k = |kid: &str, at| StoredKey {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        sealed_private_key: vec![1, 2, 3],
+        created_at: at,
+        retired_at: None,
+        remove_after: None,
+    };
+    s.add_signing_key(&k("k1", 10), 0).await.unwrap();
+    s.add_signing_key(&k("k2", 20), 500).await.unwrap();
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (keys[0].retired_at, keys[0].remove_after),
+        (Some(20), Some(500))
+    );
+    assert_eq!(keys[1].retired_at, None);
+}
+
+#[tokio::test]
+async fn delete_client_removes_secrets_and_throttle() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let (org, _) = org_with_client(s.as_ref()).await;
+    s.save_throttle(
+        "c1",
+        "1.2.3.4",
+        Some(ThrottleState {
+            failures: 1,
+            last_failure: 1,
+            blocked_until: None,
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(s.delete_client(org, "c1").await.unwrap());
+    assert!(s.list_secrets("c1").await.unwrap().is_empty());
+    assert_eq!(
+        s.token_facts("c1", "1.2.3.4").await.unwrap().throttle,
+        ThrottleState::default()
+    );
+    assert!(!s.delete_client(org, "c1").await.unwrap());
+}
