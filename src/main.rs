@@ -82,6 +82,7 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     audit_durability: Option<DurabilityArg>,
     key_overlap_seconds: Option<i64>,
+    operator_org: Option<String>,
     throttle: Option<FileThrottle>,
 }
 
@@ -163,6 +164,9 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
     };
     if let Some(o) = file.key_overlap_seconds {
         config.key_overlap_seconds = o;
+    }
+    if let Some(o) = file.operator_org {
+        config.operator_org = o;
     }
     if let Some(t) = file.throttle {
         let d = ThrottlePolicy::default();

@@ -203,3 +203,53 @@ async fn every_reason_code_is_documented() {
     assert!(page.contains("id=\"client_secret_expired\""));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn orgs_are_isolated() {
+    let app = spawn_app().await;
+    app.scopes(&["admin:api"]).await;
+    let (id, _) = app
+        .client(json!({"name": "default's", "scopes": ["admin:api"]}))
+        .await;
+    let denied = app.token_post(&id, "tsec_wrong", "").await;
+    let rid = denied.body["request_id"].as_str().unwrap().to_string();
+    let other = app.other_org_admin("acme").await;
+    let get = |path: String| {
+        let (http, tok) = (app.http.clone(), other.clone());
+        async move { http.get(path).bearer_auth(tok).send().await.unwrap() }
+    };
+    // acme's admin sees only acme: not default's clients, users or audit events.
+    let res = get(app.url("/api/v2/oauth/clients")).await;
+    let list: serde_json::Value = res.json().await.unwrap();
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["acme-admin"]);
+    assert_eq!(
+        get(app.url(&format!("/api/v2/oauth/clients/{id}")))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        get(app.url(&format!("/api/v2/audit/events/{rid}")))
+            .await
+            .status(),
+        404
+    );
+    // The request id belongs to default's trail.
+    app.audit(&rid).await;
+    // Signing keys are server-wide: only the operator org may rotate them.
+    let res = app
+        .http
+        .post(app.url("/api/v2/signing-keys/rotate"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    app.stop().await;
+}

@@ -52,6 +52,7 @@ pub struct TestApp {
     pub admin_secret: String,
     pub http: reqwest::Client,
     admin_token: String,
+    db: std::path::PathBuf,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -91,6 +92,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         admin_secret: boot.client_secret.expose().to_string(),
         http,
         admin_token: String::new(),
+        db: db.clone(),
         stop: Some(stop),
         done: Some(done),
         _dir: dir,
@@ -118,6 +120,27 @@ impl TestApp {
     /// The URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Bootstraps another org in the same database; returns an admin token for it.
+    pub async fn other_org_admin(&self, slug: &str) -> String {
+        let store =
+            tessera_store::open(self.db.to_str().unwrap(), tessera_store::Durability::Normal)
+                .await
+                .unwrap();
+        let slug = tessera_core::model::OrgSlug::parse(slug).unwrap();
+        let b = tessera_server::bootstrap(store.as_ref(), &slug)
+            .await
+            .unwrap();
+        let (s, body) = self
+            .token_basic(
+                &b.client_id,
+                b.client_secret.expose(),
+                "grant_type=client_credentials",
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_string()
     }
 
     /// Stops the server gracefully and waits for it.

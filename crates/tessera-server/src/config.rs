@@ -36,6 +36,9 @@ pub struct Config {
     pub key_reload_seconds: u64,
     /// Create org `default` and an admin client when the database is empty.
     pub bootstrap_on_empty: bool,
+    /// The operator's org: only its admins may act on server-wide settings such as the
+    /// signing keys shared by every org.
+    pub operator_org: String,
 }
 
 impl Config {
@@ -51,6 +54,7 @@ impl Config {
             key_overlap_seconds: 86_400 + 3_600,
             key_reload_seconds: 30,
             bootstrap_on_empty: true,
+            operator_org: "default".into(),
         }
     }
 }

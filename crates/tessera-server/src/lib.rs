@@ -152,6 +152,7 @@ impl App {
             issuer,
             throttle: config.throttle,
             key_overlap_seconds: config.key_overlap_seconds,
+            operator_org: config.operator_org.clone(),
         });
         Ok(Self {
             listener,

@@ -20,6 +20,8 @@ pub struct AppState {
     pub throttle: ThrottlePolicy,
     /// How long a rotated-out signing key stays published, in seconds.
     pub key_overlap_seconds: i64,
+    /// The org whose admins may change server-wide settings.
+    pub operator_org: String,
 }
 
 /// What handlers extract.

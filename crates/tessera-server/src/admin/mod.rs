@@ -214,9 +214,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
 }
 
 /// `POST /api/v2/signing-keys/rotate`: a new signing key; the old one stays published for
-/// the configured overlap. Signing keys are shared by every org on this server.
+/// the configured overlap. Signing keys are shared by every org on this server, so only
+/// the operator org's admins may rotate them.
 async fn rotate_signing_key(admin: Admin) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let st = &admin.st;
+    if admin.org.slug.as_str() != st.operator_org {
+        return Err(ApiError::Forbidden(format!(
+            "signing keys are shared by every org on this server; only admins of the operator org '{}' may rotate them",
+            st.operator_org
+        )));
+    }
     let kid = st
         .keys
         .rotate(st.store.as_ref(), st.key_overlap_seconds)
