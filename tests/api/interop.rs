@@ -344,4 +344,60 @@ fn binary_bootstrap_serve_and_graceful_stop() {
         rest.iter().any(|l| l.contains("audit trail flushed")),
         "{rest:?}"
     );
+
+    // A lost master key file is not silently replaced by a new key.
+    std::fs::remove_file(dir.path().join("tessera-master.key")).unwrap();
+    let out = Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            db.to_str().unwrap(),
+        ])
+        .env_remove("TESSERA_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("master key file") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(!dir.path().join("tessera-master.key").exists());
+
+    // A start that fails (the port is taken) bootstraps nothing: the next start does.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fresh = dir.path().join("fresh.db");
+    let out = Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            &busy.local_addr().unwrap().to_string(),
+            "--database",
+            fresh.to_str().unwrap(),
+        ])
+        .env(
+            "TESSERA_MASTER_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("client_secret"));
+    let out = Command::new(exe)
+        .args([
+            "bootstrap",
+            "--org",
+            "default",
+            "--database",
+            fresh.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the failed start left the org free: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

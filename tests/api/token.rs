@@ -466,6 +466,15 @@ async fn malformed_requests() {
             "client_auth",
         ),
     ];
+    // Oversized bodies are refused unread, in the same error model.
+    let huge = format!(
+        "grant_type=client_credentials&client_id={id}&pad={}",
+        "x".repeat(70_000)
+    );
+    let r = app.token_raw(FORM, &huge, None, None).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.body["reason"], "body_too_large");
+    assert_eq!(r.body["error"], "invalid_request");
     for c in &named {
         let r = app.token_raw(c.content_type, &c.body, None, None).await;
         app.assert_refused(&r, c.status, c.error, c.reason, c.check)

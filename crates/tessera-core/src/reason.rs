@@ -62,6 +62,7 @@ macro_rules! reasons {
 reasons! {
     ContentTypeUnsupported => "content_type_unsupported", InvalidRequest;
     BodyMalformed => "body_malformed", InvalidRequest;
+    BodyTooLarge => "body_too_large", InvalidRequest;
     ParameterDuplicated => "parameter_duplicated", InvalidRequest;
     GrantTypeMissing => "grant_type_missing", InvalidRequest;
     GrantTypeUnsupported => "grant_type_unsupported", UnsupportedGrantType;

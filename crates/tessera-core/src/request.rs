@@ -13,12 +13,17 @@ use crate::secret::SecretString;
 use crate::text::{clip, quoted_list};
 use crate::trace::{Check, Denial, Trace};
 
+/// The largest token request body read, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// A token request as it arrived, before any parsing.
 #[derive(Debug, Clone, Copy)]
 pub struct RawTokenRequest<'a> {
     /// The `Content-Type` header, if any.
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
+    /// The body was larger than the endpoint accepts and was not read.
+    pub body_too_large: bool,
     /// The `Authorization` header, if any. Never logged.
     pub authorization: Option<&'a str>,
     pub source_ip: IpAddr,
@@ -84,6 +89,16 @@ pub fn parse_token_request(
     hint: &mut Option<ClientHint>,
 ) -> Result<TokenRequest, Denial> {
     let kind = content_type(raw.content_type, trace)?;
+    if raw.body_too_large {
+        return Err(trace.fail(
+            Check::Body,
+            Reason::BodyTooLarge,
+            format!(
+                "the request body is larger than {} KiB and was not read",
+                MAX_BODY / 1024
+            ),
+        ));
+    }
     let params = body(kind, raw.body, trace)?;
     if let Some(id) = params.get("client_id") {
         *hint = Some(ClientHint {
@@ -469,6 +484,7 @@ mod tests {
         RawTokenRequest {
             content_type: ct,
             body: body.as_bytes(),
+            body_too_large: false,
             authorization: auth,
             source_ip: "127.0.0.1".parse().unwrap(),
         }

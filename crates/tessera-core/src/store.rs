@@ -124,6 +124,11 @@ pub trait Store: Send + Sync + 'static {
         state: Option<ThrottleState>,
     ) -> BoxFuture<'a, StoreResult<()>>;
 
+    /// Forgets throttle records whose last failure is older than `before` and whose block
+    /// has lifted, so failures against made-up client ids cannot grow the table forever.
+    /// Returns how many were removed.
+    fn prune_throttle(&self, before: Timestamp, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>>;
+
     // The audit trail.
     /// Appends events in one transaction, and records the last use of the secrets that
     /// granted tokens.

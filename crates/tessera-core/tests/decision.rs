@@ -94,6 +94,7 @@ fn run(body: &str, auth: Option<&str>, ip: &str, f: &Facts, opts: DecideOptions)
     let raw = RawTokenRequest {
         content_type: Some("application/x-www-form-urlencoded"),
         body: body.as_bytes(),
+        body_too_large: false,
         authorization: auth,
         source_ip: ip.parse::<IpAddr>().unwrap(),
     };

@@ -109,6 +109,7 @@ impl IntoResponse for ApiError {
 fn oauth_status(reason: Reason) -> StatusCode {
     match reason {
         Reason::ClientThrottled => StatusCode::TOO_MANY_REQUESTS,
+        Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         r if r.oauth_error() == OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
         _ => StatusCode::BAD_REQUEST,
     }

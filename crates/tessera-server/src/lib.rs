@@ -104,6 +104,29 @@ impl App {
     /// and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
+        // Everything that can fail comes before bootstrap, so that the credentials it
+        // prints once are never created by a start that then fails.
+        if let MasterKeySource::File {
+            path,
+            generate: true,
+        } = &config.master_key
+            && !path.exists()
+            && !store.signing_keys().await?.is_empty()
+        {
+            anyhow::bail!(
+                "the database holds signing keys but the master key file {} is missing: restore it from your backup, or point TESSERA_MASTER_KEY / TESSERA_MASTER_KEY_FILE at it (a new key could not decrypt them)",
+                path.display()
+            );
+        }
+        let master = load_master_key(&config.master_key)?;
+        let keys = Arc::new(
+            KeyRing::load(store.as_ref(), master)
+                .await
+                .context("cannot load signing keys")?,
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let bootstrapped = if config.bootstrap_on_empty && store.is_empty().await? {
             let slug = OrgSlug::parse("default").expect("valid slug");
             Some(
@@ -114,15 +137,6 @@ impl App {
         } else {
             None
         };
-        let master = load_master_key(&config.master_key)?;
-        let keys = Arc::new(
-            KeyRing::load(store.as_ref(), master)
-                .await
-                .context("cannot load signing keys")?,
-        );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let issuer = config
             .issuer
@@ -135,11 +149,18 @@ impl App {
         let reload_task = {
             let (keys, store) = (keys.clone(), store.clone());
             let every = Duration::from_secs(config.key_reload_seconds.max(1));
+            let window = config.throttle.window;
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
                     if let Err(e) = keys.reload(store.as_ref()).await {
                         tracing::error!(error = %e, "signing keys not reloaded");
+                    }
+                    let now = clock::now();
+                    match store.prune_throttle(now - window, now).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(records = n, "pruned stale throttle records"),
+                        Err(e) => tracing::warn!(error = %e, "throttle records not pruned"),
                     }
                 }
             })
@@ -210,7 +231,7 @@ fn router(state: Shared) -> Router {
         .route(
             "/oauth/token",
             post(token::token)
-                .layer(DefaultBodyLimit::max(64 * 1024))
+                .layer(DefaultBodyLimit::max(tessera_core::request::MAX_BODY))
                 .fallback(meta::token_wrong_method),
         )
         .route("/oauth/jwks", get(meta::jwks))

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tessera_core::audit::{AuditEvent, AuditKind};
@@ -25,12 +26,20 @@ pub async fn token(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let (body, body_too_large) = match body {
+        Ok(b) => (b, false),
+        Err(rejection) => (
+            Bytes::new(),
+            rejection.status() == StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    };
     let raw = RawTokenRequest {
         content_type: text(header::CONTENT_TYPE),
         body: &body,
+        body_too_large,
         authorization: text(header::AUTHORIZATION),
         source_ip: peer.ip(),
     };
@@ -55,11 +64,11 @@ pub async fn token(
         .as_ref()
         .ok()
         .map(|g| issue(&st, g, &request_id, now_ms / 1000));
-    st.metrics.token(decision.reason());
     let event = audit_event(&decision, AuditKind::Token, request_id, now_ms, &source);
     if st.audit.record(event).await.is_err() {
         return oauth_unavailable();
     }
+    st.metrics.token(decision.reason());
     match (&decision.outcome, token) {
         (Ok(grant), Some(token)) => {
             let mut res = Json(json!({

@@ -246,7 +246,7 @@ impl SqliteStore {
     }
 
     async fn secrets(&self, client_id: &str) -> StoreResult<Vec<StoredSecret>> {
-        sqlx::query("SELECT * FROM client_secrets WHERE client_id = ? ORDER BY created_at, id")
+        sqlx::query("SELECT * FROM client_secrets WHERE client_id = ? ORDER BY created_at, rowid")
             .bind(client_id)
             .fetch_all(&self.pool)
             .await
@@ -563,7 +563,7 @@ impl Store for SqliteStore {
 
     fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>> {
         Box::pin(async move {
-            sqlx::query("SELECT * FROM users WHERE org_id = ? ORDER BY created_at, id")
+            sqlx::query("SELECT * FROM users WHERE org_id = ? ORDER BY created_at, rowid")
                 .bind(org_id)
                 .fetch_all(&self.pool)
                 .await
@@ -638,7 +638,7 @@ impl Store for SqliteStore {
 
     fn list_clients(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<Client>>> {
         Box::pin(async move {
-            sqlx::query("SELECT * FROM clients WHERE org_id = ? ORDER BY created_at, client_id")
+            sqlx::query("SELECT * FROM clients WHERE org_id = ? ORDER BY created_at, rowid")
                 .bind(org_id)
                 .fetch_all(&self.pool)
                 .await
@@ -825,6 +825,20 @@ impl Store for SqliteStore {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn prune_throttle(&self, before: Timestamp, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "DELETE FROM auth_failures WHERE last_failure < ? AND (blocked_until IS NULL OR blocked_until <= ?)",
+            )
+            .bind(before)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+            Ok(r.rows_affected())
         })
     }
 
