@@ -18,7 +18,8 @@ use crate::trace::{Check, Denial, Trace};
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
     /// The client and what hangs off it; `None` when no client has the presented id.
-    pub client: Option<ClientFacts>,
+    /// Shared: the store may hand out the same cached facts to many requests.
+    pub client: Option<std::sync::Arc<ClientFacts>>,
     /// The failure record of (presented client id, source address).
     pub throttle: ThrottleState,
 }

@@ -124,6 +124,11 @@ pub trait Store: Send + Sync + 'static {
         state: Option<ThrottleState>,
     ) -> BoxFuture<'a, StoreResult<()>>;
 
+    /// Refreshes node-local copies from the database: what other nodes changed since the
+    /// last call (cached client facts, throttle records of the last `window` seconds).
+    /// The server calls it every second.
+    fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>>;
+
     /// Forgets throttle records whose last failure is older than `before` and whose block
     /// has lifted, so failures against made-up client ids cannot grow the table forever.
     /// Returns how many were removed.

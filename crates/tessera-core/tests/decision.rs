@@ -4,6 +4,7 @@
 //! rules and determinism.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use base64::Engine;
 use tessera_core::Reason;
@@ -252,7 +253,7 @@ fn exhaustive_policy_matrix() {
                                     ScopeVariant::NotAllowed => Some("a%20c"),
                                 };
                                 let f = Facts {
-                                    client: Some(cf),
+                                    client: Some(Arc::new(cf)),
                                     throttle: ThrottleState::default(),
                                 };
                                 let d = run(
@@ -345,7 +346,7 @@ fn exhaustive_policy_matrix() {
 #[test]
 fn check_order_of_a_grant() {
     let f = Facts {
-        client: Some(facts()),
+        client: Some(Arc::new(facts())),
         throttle: ThrottleState::default(),
     };
     let d = run(
@@ -411,7 +412,7 @@ fn throttled_pair_is_refused_before_the_secret_is_checked() {
         blocked_until: Some(NOW + 30),
     };
     let f = Facts {
-        client: Some(facts()),
+        client: Some(Arc::new(facts())),
         throttle: blocked,
     };
     let d = run(
@@ -444,7 +445,7 @@ fn throttled_pair_is_refused_before_the_secret_is_checked() {
 #[test]
 fn success_after_failures_resets_the_counter() {
     let f = Facts {
-        client: Some(facts()),
+        client: Some(Arc::new(facts())),
         throttle: ThrottleState {
             failures: 3,
             last_failure: NOW - 5,
@@ -470,7 +471,7 @@ fn dry_run_never_touches_throttling() {
         blocked_until: Some(NOW + 30),
     };
     let f = Facts {
-        client: Some(facts()),
+        client: Some(Arc::new(facts())),
         throttle: blocked,
     };
     let opts = DecideOptions {
@@ -488,7 +489,7 @@ fn dry_run_never_touches_throttling() {
 #[test]
 fn deterministic() {
     let f = Facts {
-        client: Some(facts()),
+        client: Some(Arc::new(facts())),
         throttle: ThrottleState::default(),
     };
     for body in [
@@ -506,7 +507,7 @@ fn deterministic() {
 #[test]
 fn basic_header_with_only_the_client_id_names_it() {
     let f = Facts {
-        client: Some(facts()),
+        client: Some(Arc::new(facts())),
         throttle: ThrottleState::default(),
     };
     let h = format!(
@@ -541,7 +542,7 @@ fn disabled_service_account_says_by_whom() {
     });
     u.state_changed_at = Some(0);
     let f = Facts {
-        client: Some(cf),
+        client: Some(Arc::new(cf)),
         throttle: ThrottleState::default(),
     };
     let d = run(
@@ -565,7 +566,7 @@ fn ipv6_and_mapped_sources() {
     let mut cf = facts();
     cf.client.ip_allowlist = IpAllowList::parse(&["2001:db8::/32", "10.0.0.0/8"]).unwrap();
     let f = Facts {
-        client: Some(cf),
+        client: Some(Arc::new(cf)),
         throttle: ThrottleState::default(),
     };
     for (ip, ok) in [

@@ -47,6 +47,7 @@ pub struct App {
     state: Shared,
     audit_task: JoinHandle<()>,
     reload_task: JoinHandle<()>,
+    sync_task: JoinHandle<()>,
     /// Credentials created because the database was empty (print them once).
     pub bootstrapped: Option<Bootstrapped>,
 }
@@ -146,6 +147,20 @@ impl App {
             .to_string();
         let metrics = Arc::new(Metrics::default());
         let (audit, audit_task) = AuditWriter::start(store.clone(), metrics.clone());
+        let sync_task = {
+            let store = store.clone();
+            let window = config.throttle.window;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = store.sync(window).await {
+                        tracing::warn!(error = %e, "node-local caches not refreshed");
+                    }
+                }
+            })
+        };
         let reload_task = {
             let (keys, store) = (keys.clone(), store.clone());
             let every = Duration::from_secs(config.key_reload_seconds.max(1));
@@ -180,6 +195,7 @@ impl App {
             state,
             audit_task,
             reload_task,
+            sync_task,
             bootstrapped,
         })
     }
@@ -207,6 +223,7 @@ impl App {
             state,
             audit_task,
             reload_task,
+            sync_task,
             ..
         } = self;
         let router = router(state.clone());
@@ -218,6 +235,7 @@ impl App {
         .await
         .context("server error")?;
         reload_task.abort();
+        sync_task.abort();
         // The router (and its clones of the writer handle) are gone: the writer drains.
         drop(state);
         audit_task.await.context("audit writer")?;

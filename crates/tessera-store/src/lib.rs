@@ -4,6 +4,7 @@
 //! returns an `Arc<dyn Store>`; nothing above this crate knows which database runs.
 //! PostgreSQL joins as a second module implementing the same trait.
 
+mod hot;
 mod migrate;
 mod sqlite;
 

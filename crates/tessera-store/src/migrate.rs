@@ -14,11 +14,18 @@ pub struct Migration {
 }
 
 /// SQLite migrations, in order.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/sqlite/0001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "cache_version",
+        sql: include_str!("../migrations/sqlite/0002_cache_version.sql"),
+    },
+];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.
 pub async fn run(pool: &SqlitePool, migrations: &[Migration]) -> Result<(), StoreError> {

@@ -1,6 +1,8 @@
 //! The SQLite implementation of [`Store`] (WAL mode, one pool).
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,12 +22,18 @@ use tessera_core::throttle::ThrottleState;
 use tessera_core::trace::Trace;
 
 use crate::Durability;
+use crate::hot::{FactsCache, ThrottleMirror};
 use crate::migrate;
 
 /// Tessera's store on an SQLite file.
-#[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    facts_cache: FactsCache,
+    throttles: ThrottleMirror,
+    /// The database's cache version when this node last looked.
+    seen_version: AtomicI64,
+    /// When `sync` last merged throttle records (seconds).
+    last_sync: AtomicI64,
 }
 
 fn be(e: sqlx::Error) -> StoreError {
@@ -182,37 +190,100 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
         migrate::run(&pool, migrate::SQLITE).await?;
-        Ok(Self { pool })
+        let store = Self {
+            pool,
+            facts_cache: FactsCache::default(),
+            throttles: ThrottleMirror::default(),
+            seen_version: AtomicI64::new(0),
+            last_sync: AtomicI64::new(0),
+        };
+        store.sync_now(i64::MAX / 2).await?;
+        Ok(store)
+    }
+
+    /// Records that cached data changed: bumps the version other nodes poll, and clears
+    /// this node's cache.
+    async fn changed(&self) -> StoreResult<()> {
+        self.facts_cache.invalidate();
+        let v: i64 = sqlx::query_scalar(
+            "UPDATE tessera_meta SET value = value + 1 WHERE key = 'cache_version' RETURNING value",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(be)?;
+        self.seen_version.store(v, Ordering::Release);
+        Ok(())
+    }
+
+    async fn sync_now(&self, window: i64) -> StoreResult<()> {
+        let v: i64 =
+            sqlx::query_scalar("SELECT value FROM tessera_meta WHERE key = 'cache_version'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(be)?;
+        if self.seen_version.swap(v, Ordering::AcqRel) != v {
+            self.facts_cache.invalidate();
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let since = self
+            .last_sync
+            .swap(now, Ordering::AcqRel)
+            .max(now.saturating_sub(window))
+            - 1;
+        let rows = sqlx::query(
+            "SELECT client_id, source_ip, failures, last_failure, blocked_until FROM auth_failures
+             WHERE last_failure >= ? OR blocked_until > ?",
+        )
+        .bind(since)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(be)?
+        .iter()
+        .map(|r| {
+            Ok((
+                get::<String>(r, "client_id")?,
+                get::<String>(r, "source_ip")?,
+                ThrottleState {
+                    failures: get::<i64>(r, "failures")? as u32,
+                    last_failure: get(r, "last_failure")?,
+                    blocked_until: get(r, "blocked_until")?,
+                },
+            ))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        self.throttles
+            .merge(rows, now.saturating_sub(window.min(now)), now);
+        Ok(())
     }
 
     async fn facts(&self, client_id: &str, source_ip: &str) -> StoreResult<Facts> {
-        let throttle = sqlx::query(
-            "SELECT failures, last_failure, blocked_until FROM auth_failures WHERE client_id = ? AND source_ip = ?",
-        )
-        .bind(client_id)
-        .bind(source_ip)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(be)?
-        .map(|r| -> StoreResult<ThrottleState> {
-            Ok(ThrottleState {
-                failures: get::<i64>(&r, "failures")? as u32,
-                last_failure: get(&r, "last_failure")?,
-                blocked_until: get(&r, "blocked_until")?,
-            })
-        })
-        .transpose()?
-        .unwrap_or_default();
+        let throttle = self.throttles.get(client_id, source_ip);
+        let client = match self.facts_cache.get(client_id) {
+            Some(f) => Some(f),
+            None => {
+                let generation = self.facts_cache.generation();
+                let loaded = self.load_client_facts(client_id).await?.map(Arc::new);
+                if let Some(f) = &loaded {
+                    self.facts_cache.insert(client_id, f.clone(), generation);
+                }
+                loaded
+            }
+        };
+        Ok(Facts { client, throttle })
+    }
+
+    async fn load_client_facts(&self, client_id: &str) -> StoreResult<Option<ClientFacts>> {
         let Some(row) = sqlx::query("SELECT * FROM clients WHERE client_id = ?")
             .bind(client_id)
             .fetch_optional(&self.pool)
             .await
             .map_err(be)?
         else {
-            return Ok(Facts {
-                client: None,
-                throttle,
-            });
+            return Ok(None);
         };
         let client = client_from(&row)?;
         let secrets = self.secrets(client_id).await?;
@@ -233,16 +304,13 @@ impl SqliteStore {
                 .into_iter()
                 .filter_map(|n| ScopeName::parse(&n).ok())
                 .collect();
-        Ok(Facts {
-            client: Some(ClientFacts {
-                client,
-                secrets,
-                org,
-                service_account,
-                known_scopes,
-            }),
-            throttle,
-        })
+        Ok(Some(ClientFacts {
+            client,
+            secrets,
+            org,
+            service_account,
+            known_scopes,
+        }))
     }
 
     async fn secrets(&self, client_id: &str) -> StoreResult<Vec<StoredSecret>> {
@@ -326,33 +394,43 @@ impl SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(be)?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO audit_events (request_id, time_ms, org_id, kind, actor, client_id, subject,
-                    source_ip, outcome, reason, description, grant_type, scope, secret_id, secret_hint,
-                    trace, change)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&e.request_id)
-            .bind(e.time_ms)
-            .bind(e.org_id)
-            .bind(e.kind.as_str())
-            .bind(&e.actor)
-            .bind(&e.client_id)
-            .bind(&e.subject)
-            .bind(&e.source_ip)
-            .bind(&e.outcome)
-            .bind(&e.reason)
-            .bind(&e.description)
-            .bind(&e.grant_type)
-            .bind(&e.scope)
-            .bind(&e.secret_id)
-            .bind(&e.secret_hint)
-            .bind(to_json(&e.trace))
-            .bind(e.change.as_ref().map(to_json))
-            .execute(&mut *tx)
-            .await
-            .map_err(be)?;
+        // Multi-row INSERTs: one statement per chunk instead of one per event, since each
+        // statement is a round trip to sqlx's SQLite worker thread.
+        const COLS: &str =
+            "(request_id, time_ms, org_id, kind, actor, client_id, subject, source_ip, outcome,
+            reason, description, grant_type, scope, secret_id, secret_hint, trace, change)";
+        const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        const CHUNK: usize = 64;
+        for chunk in events.chunks(CHUNK) {
+            let mut sql = format!("INSERT INTO audit_events {COLS} VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(ROW);
+            }
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(&e.request_id)
+                    .bind(e.time_ms)
+                    .bind(e.org_id)
+                    .bind(e.kind.as_str())
+                    .bind(&e.actor)
+                    .bind(&e.client_id)
+                    .bind(&e.subject)
+                    .bind(&e.source_ip)
+                    .bind(&e.outcome)
+                    .bind(&e.reason)
+                    .bind(&e.description)
+                    .bind(&e.grant_type)
+                    .bind(&e.scope)
+                    .bind(&e.secret_id)
+                    .bind(&e.secret_hint)
+                    .bind(to_json(&e.trace))
+                    .bind(e.change.as_ref().map(to_json));
+            }
+            q.execute(&mut *tx).await.map_err(be)?;
         }
         // Last use of each secret that authenticated a token request in this batch.
         let mut last: Vec<(&str, i64, Option<&str>)> = vec![];
@@ -446,6 +524,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Org>> {
         Box::pin(async move {
+            let out = async {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO orgs (slug, enabled, sso_enforced, created_at) VALUES (?, 1, 0, ?) RETURNING id",
             )
@@ -464,6 +543,12 @@ impl Store for SqliteStore {
                 sso_enforced: false,
                 created_at: now,
             })
+        }
+            .await;
+            if out.is_ok() {
+                self.changed().await?;
+            }
+            out
         })
     }
 
@@ -486,19 +571,26 @@ impl Store for SqliteStore {
 
     fn create_scope<'a>(&'a self, s: &'a Scope) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            sqlx::query("INSERT INTO scopes (org_id, name, description) VALUES (?, ?, ?)")
-                .bind(s.org_id)
-                .bind(s.name.as_str())
-                .bind(&s.description)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| match be(e) {
-                    StoreError::Conflict(_) => {
-                        StoreError::Conflict(format!("scope '{}' already exists", s.name))
-                    }
-                    other => other,
-                })?;
-            Ok(())
+            let out = async {
+                sqlx::query("INSERT INTO scopes (org_id, name, description) VALUES (?, ?, ?)")
+                    .bind(s.org_id)
+                    .bind(s.name.as_str())
+                    .bind(&s.description)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| match be(e) {
+                        StoreError::Conflict(_) => {
+                            StoreError::Conflict(format!("scope '{}' already exists", s.name))
+                        }
+                        other => other,
+                    })?;
+                Ok(())
+            }
+            .await;
+            if out.is_ok() {
+                self.changed().await?;
+            }
+            out
         })
     }
 
@@ -524,6 +616,7 @@ impl Store for SqliteStore {
 
     fn create_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let out = async {
             sqlx::query(
                 "INSERT INTO users (id, org_id, user_type, username, email, roles, state, state_changed_by,
                     state_changed_at, locked_until, password_hash, created_at)
@@ -550,6 +643,12 @@ impl Store for SqliteStore {
                 other => other,
             })?;
             Ok(())
+        }
+            .await;
+            if out.is_ok() {
+                self.changed().await?;
+            }
+            out
         })
     }
 
@@ -576,6 +675,7 @@ impl Store for SqliteStore {
 
     fn update_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let out = async {
             let r = sqlx::query(
                 "UPDATE users SET email = ?, roles = ?, state = ?, state_changed_by = ?, state_changed_at = ?,
                     locked_until = ?, password_hash = ? WHERE org_id = ? AND id = ?",
@@ -596,6 +696,12 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound(format!("no user {}", u.id)));
             }
             Ok(())
+        }
+            .await;
+            if out.is_ok() {
+                self.changed().await?;
+            }
+            out
         })
     }
 
@@ -605,16 +711,23 @@ impl Store for SqliteStore {
         s: &'a StoredSecret,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(be)?;
-            Self::insert_client(&mut tx, c).await.map_err(|e| match e {
-                StoreError::Conflict(_) => StoreError::Conflict(format!(
-                    "a client with client_id '{}' already exists",
-                    c.client_id
-                )),
-                other => other,
-            })?;
-            Self::insert_secret(&mut tx, s).await?;
-            tx.commit().await.map_err(be)
+            let out = async {
+                let mut tx = self.pool.begin().await.map_err(be)?;
+                Self::insert_client(&mut tx, c).await.map_err(|e| match e {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!(
+                        "a client with client_id '{}' already exists",
+                        c.client_id
+                    )),
+                    other => other,
+                })?;
+                Self::insert_secret(&mut tx, s).await?;
+                tx.commit().await.map_err(be)
+            }
+            .await;
+            if out.is_ok() {
+                self.changed().await?;
+            }
+            out
         })
     }
 
@@ -651,6 +764,7 @@ impl Store for SqliteStore {
 
     fn update_client<'a>(&'a self, c: &'a Client) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let out = async {
             let r = sqlx::query(
                 "UPDATE clients SET name = ?, enabled = ?, grant_types = ?, scopes = ?, redirect_uris = ?,
                     auth_methods = ?, ip_allowlist = ?, service_account_id = ?, token_ttl = ?
@@ -674,6 +788,12 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound(format!("no client '{}'", c.client_id)));
             }
             Ok(())
+        }
+            .await;
+            if out.is_ok() {
+                self.changed().await?;
+            }
+            out
         })
     }
 
@@ -683,22 +803,30 @@ impl Store for SqliteStore {
         client_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(be)?;
-            let r = sqlx::query("DELETE FROM clients WHERE org_id = ? AND client_id = ?")
-                .bind(org_id)
-                .bind(client_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(be)?;
-            if r.rows_affected() > 0 {
-                sqlx::query("DELETE FROM auth_failures WHERE client_id = ?")
+            let out = async {
+                let mut tx = self.pool.begin().await.map_err(be)?;
+                let r = sqlx::query("DELETE FROM clients WHERE org_id = ? AND client_id = ?")
+                    .bind(org_id)
                     .bind(client_id)
                     .execute(&mut *tx)
                     .await
                     .map_err(be)?;
+                if r.rows_affected() > 0 {
+                    sqlx::query("DELETE FROM auth_failures WHERE client_id = ?")
+                        .bind(client_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(be)?;
+                }
+                tx.commit().await.map_err(be)?;
+                self.throttles.forget_client(client_id);
+                Ok(r.rows_affected() > 0)
             }
-            tx.commit().await.map_err(be)?;
-            Ok(r.rows_affected() > 0)
+            .await;
+            if out.is_ok() {
+                self.changed().await?;
+            }
+            out
         })
     }
 
@@ -716,6 +844,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let out = async {
             let mut tx = self.pool.begin().await.map_err(be)?;
             // Take the write lock first, so two rotations cannot interleave.
             sqlx::query("UPDATE clients SET client_id = client_id WHERE client_id = ?")
@@ -751,6 +880,12 @@ impl Store for SqliteStore {
             .map_err(be)?;
             Self::insert_secret(&mut tx, new).await?;
             tx.commit().await.map_err(be)
+        }
+            .await;
+            if out.is_ok() {
+                self.changed().await?;
+            }
+            out
         })
     }
 
@@ -761,6 +896,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
+            let out = async {
             let r = sqlx::query(
                 "UPDATE client_secrets SET revoked_at = ? WHERE client_id = ? AND id = ? AND revoked_at IS NULL",
             )
@@ -771,6 +907,12 @@ impl Store for SqliteStore {
             .await
             .map_err(be)?;
             Ok(r.rows_affected() > 0)
+        }
+            .await;
+            if out.is_ok() {
+                self.changed().await?;
+            }
+            out
         })
     }
 
@@ -789,6 +931,7 @@ impl Store for SqliteStore {
         state: Option<ThrottleState>,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            self.throttles.set(client_id, source_ip, state);
             match state {
                 None => {
                     sqlx::query("DELETE FROM auth_failures WHERE client_id = ? AND source_ip = ?")
@@ -826,6 +969,10 @@ impl Store for SqliteStore {
             }
             Ok(())
         })
+    }
+
+    fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(self.sync_now(window))
     }
 
     fn prune_throttle(&self, before: Timestamp, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {

@@ -91,7 +91,7 @@ async fn facts_round_trip_and_reopen_keeps_data() {
     let cf = f.client.unwrap();
     assert_eq!(cf.client, c);
     assert_eq!(cf.secrets.len(), 1);
-    assert_eq!(cf.service_account.unwrap().roles, vec!["r"]);
+    assert_eq!(cf.service_account.as_ref().unwrap().roles, vec!["r"]);
     assert_eq!(cf.known_scopes, vec![ScopeName::parse("a").unwrap()]);
     assert!(s.token_facts("nope", "x").await.unwrap().client.is_none());
     drop(s);
@@ -312,4 +312,73 @@ async fn delete_client_removes_secrets_and_throttle() {
         ThrottleState::default()
     );
     assert!(!s.delete_client(org, "c1").await.unwrap());
+}
+
+#[tokio::test]
+async fn caches_follow_changes_on_this_node_at_once_and_on_others_after_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = store(&dir).await;
+    let b = store(&dir).await;
+    let (_, mut c) = org_with_client(a.as_ref()).await;
+    assert!(
+        a.token_facts("c1", "ip")
+            .await
+            .unwrap()
+            .client
+            .unwrap()
+            .client
+            .enabled
+    );
+    assert!(
+        b.token_facts("c1", "ip")
+            .await
+            .unwrap()
+            .client
+            .unwrap()
+            .client
+            .enabled
+    );
+    // A change through node A: A sees it at once.
+    c.enabled = false;
+    a.update_client(&c).await.unwrap();
+    assert!(
+        !a.token_facts("c1", "ip")
+            .await
+            .unwrap()
+            .client
+            .unwrap()
+            .client
+            .enabled
+    );
+    // Node B sees it after its next sync (the server runs one every second).
+    b.sync(900).await.unwrap();
+    assert!(
+        !b.token_facts("c1", "ip")
+            .await
+            .unwrap()
+            .client
+            .unwrap()
+            .client
+            .enabled
+    );
+    // Throttle records written by A reach B's mirror through sync too.
+    let st = ThrottleState {
+        failures: 7,
+        last_failure: now(),
+        blocked_until: Some(now() + 60),
+    };
+    a.save_throttle("c1", "10.0.0.1", Some(st)).await.unwrap();
+    assert_eq!(
+        b.token_facts("c1", "10.0.0.1").await.unwrap().throttle,
+        ThrottleState::default()
+    );
+    b.sync(900).await.unwrap();
+    assert_eq!(b.token_facts("c1", "10.0.0.1").await.unwrap().throttle, st);
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }

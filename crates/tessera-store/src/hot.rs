@@ -1,0 +1,130 @@
+//! Node-local copies of what the token path reads, so a token request touches no disk
+//! except its audit write.
+//!
+//! - [`FactsCache`]: each client's facts (client, secrets, org, service account, scope
+//!   catalogue). Every write through this node clears it at once; writes by other nodes
+//!   are seen through a version number in the database, polled by [`crate::Store::sync`]
+//!   (every second by the server), and no entry lives longer than [`MAX_AGE`].
+//! - [`ThrottleMirror`]: the failure records of (client id, source address) pairs. The
+//!   database stays the source of truth: this node writes through, and `sync` merges
+//!   what other nodes recorded since the last poll.
+//!
+//! Loads race with invalidations safely: a load notes the generation before reading the
+//! database and its result is kept only if no invalidation happened meanwhile.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tessera_core::decision::ClientFacts;
+use tessera_core::model::Timestamp;
+use tessera_core::throttle::ThrottleState;
+
+/// The longest a cached entry is trusted without a reload.
+pub const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The most clients cached; past it the cache starts over (a bound, not an LRU).
+const MAX_ENTRIES: usize = 200_000;
+
+/// Cached client facts.
+#[derive(Default)]
+pub struct FactsCache {
+    map: RwLock<HashMap<String, (Arc<ClientFacts>, Instant)>>,
+    generation: AtomicU64,
+}
+
+impl FactsCache {
+    /// The current generation; pass it to [`FactsCache::insert`] after a load.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The cached facts of `client_id`, if fresh.
+    pub fn get(&self, client_id: &str) -> Option<Arc<ClientFacts>> {
+        let map = self.map.read().expect("facts cache lock");
+        map.get(client_id)
+            .filter(|(_, at)| at.elapsed() < MAX_AGE)
+            .map(|(f, _)| f.clone())
+    }
+
+    /// Keeps facts loaded while the cache was at `generation`.
+    pub fn insert(&self, client_id: &str, facts: Arc<ClientFacts>, generation: u64) {
+        let mut map = self.map.write().expect("facts cache lock");
+        if self.generation() != generation {
+            return;
+        }
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(client_id.to_string(), (facts, Instant::now()));
+    }
+
+    /// Forgets everything (after any change to clients, users, scopes or orgs).
+    pub fn invalidate(&self) {
+        let mut map = self.map.write().expect("facts cache lock");
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        map.clear();
+    }
+}
+
+type PairKey = (String, String);
+
+/// The throttle records this node knows of.
+#[derive(Default)]
+pub struct ThrottleMirror {
+    map: Mutex<HashMap<PairKey, ThrottleState>>,
+}
+
+impl ThrottleMirror {
+    /// The record of a pair (default: no failures).
+    pub fn get(&self, client_id: &str, source_ip: &str) -> ThrottleState {
+        let map = self.map.lock().expect("throttle mirror lock");
+        if map.is_empty() {
+            return ThrottleState::default();
+        }
+        map.get(&(client_id.to_string(), source_ip.to_string()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Records a pair's new state (`None` or zero failures: forget it).
+    pub fn set(&self, client_id: &str, source_ip: &str, state: Option<ThrottleState>) {
+        let mut map = self.map.lock().expect("throttle mirror lock");
+        let key = (client_id.to_string(), source_ip.to_string());
+        match state {
+            Some(s) if s.failures > 0 => {
+                map.insert(key, s);
+            }
+            _ => {
+                map.remove(&key);
+            }
+        }
+    }
+
+    /// Forgets every record of a client (it was deleted).
+    pub fn forget_client(&self, client_id: &str) {
+        let mut map = self.map.lock().expect("throttle mirror lock");
+        map.retain(|(c, _), _| c != client_id);
+    }
+
+    /// Merges records read from the database, and forgets local ones older than
+    /// `stale_before` whose block has lifted.
+    pub fn merge(
+        &self,
+        rows: Vec<(String, String, ThrottleState)>,
+        stale_before: Timestamp,
+        now: Timestamp,
+    ) {
+        let mut map = self.map.lock().expect("throttle mirror lock");
+        for (c, ip, s) in rows {
+            let e = map.entry((c, ip)).or_default();
+            if s.last_failure >= e.last_failure {
+                *e = s;
+            }
+        }
+        map.retain(|_, s| {
+            s.last_failure >= stale_before || s.blocked_until.is_some_and(|b| b > now)
+        });
+    }
+}
