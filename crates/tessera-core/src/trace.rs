@@ -1,6 +1,8 @@
 //! The decision trace: the ordered checks a decision made, each with its verdict and the
 //! facts it used. Details never contain a secret.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::reason::Reason;
@@ -65,7 +67,8 @@ pub enum Verdict {
 pub struct Step {
     pub check: Check,
     pub verdict: Verdict,
-    pub detail: String,
+    /// What the check saw. Borrowed when constant, so passing checks rarely allocate.
+    pub detail: Cow<'static, str>,
     /// Set on the failing step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
@@ -87,20 +90,25 @@ pub struct Denial {
 
 impl Trace {
     /// Records a passing check.
-    pub fn pass(&mut self, check: Check, detail: impl Into<String>) {
+    pub fn pass(&mut self, check: Check, detail: impl Into<Cow<'static, str>>) {
         self.push(check, Verdict::Pass, detail.into(), None);
     }
 
     /// Records a check that did not apply.
-    pub fn skip(&mut self, check: Check, detail: impl Into<String>) {
+    pub fn skip(&mut self, check: Check, detail: impl Into<Cow<'static, str>>) {
         self.push(check, Verdict::Skip, detail.into(), None);
     }
 
     /// Records a failing check and returns the denial it causes; the description is the
     /// step's detail.
     pub fn fail(&mut self, check: Check, reason: Reason, detail: impl Into<String>) -> Denial {
-        let detail = detail.into();
-        self.push(check, Verdict::Fail, detail.clone(), Some(reason));
+        let detail: String = detail.into();
+        self.push(
+            check,
+            Verdict::Fail,
+            Cow::Owned(detail.clone()),
+            Some(reason),
+        );
         Denial {
             reason,
             description: detail,
@@ -108,7 +116,16 @@ impl Trace {
         }
     }
 
-    fn push(&mut self, check: Check, verdict: Verdict, detail: String, reason: Option<Reason>) {
+    fn push(
+        &mut self,
+        check: Check,
+        verdict: Verdict,
+        detail: Cow<'static, str>,
+        reason: Option<Reason>,
+    ) {
+        if self.0.capacity() == 0 {
+            self.0.reserve(16);
+        }
         self.0.push(Step {
             check,
             verdict,
@@ -120,8 +137,8 @@ impl Trace {
     /// Adds `extra` to the detail of the failing step (and returns the new detail).
     pub fn amend_failure(&mut self, extra: &str) -> Option<String> {
         let step = self.0.iter_mut().find(|s| s.verdict == Verdict::Fail)?;
-        step.detail.push_str(extra);
-        Some(step.detail.clone())
+        step.detail.to_mut().push_str(extra);
+        Some(step.detail.to_string())
     }
 
     /// The steps, in order.

@@ -10,7 +10,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::decision::{self, DecideOptions, Decision, Facts, Grant};
 use tessera_core::jwt::AccessClaims;
@@ -59,33 +58,40 @@ pub async fn token(
     }
     let now_ms = clock::now_ms();
     let request_id = request_id::current();
-    let token = decision
-        .outcome
-        .as_ref()
-        .ok()
-        .map(|g| issue(&st, g, &request_id, now_ms / 1000));
-    let event = audit_event(&decision, AuditKind::Token, request_id, now_ms, &source);
+    let reason = decision.reason();
+    // The answer is built first; it goes out only once its audit event is committed.
+    let response = match &decision.outcome {
+        Ok(grant) => granted(grant, &issue(&st, grant, &request_id, now_ms / 1000)),
+        Err(denial) => oauth_error(denial, &st.issuer),
+    };
+    let event = audit_event(decision, AuditKind::Token, request_id, now_ms, &source);
     if st.audit.record(event).await.is_err() {
         return oauth_unavailable();
     }
-    st.metrics.token(decision.reason());
-    match (&decision.outcome, token) {
-        (Ok(grant), Some(token)) => {
-            let mut res = Json(json!({
-                "access_token": token,
-                "token_type": "Bearer",
-                "expires_in": grant.ttl,
-                "scope": grant.scopes.join(" "),
-            }))
-            .into_response();
-            let h = res.headers_mut();
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            res
-        }
-        (Err(denial), _) => oauth_error(denial, &st.issuer),
-        (Ok(_), None) => oauth_unavailable(),
+    st.metrics.token(reason);
+    response
+}
+
+/// The RFC 6749 §5.1 answer.
+fn granted(grant: &Grant, token: &str) -> Response {
+    #[derive(serde::Serialize)]
+    struct TokenResponse<'a> {
+        access_token: &'a str,
+        token_type: &'static str,
+        expires_in: i64,
+        scope: String,
     }
+    let mut res = Json(TokenResponse {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: grant.ttl,
+        scope: grant.scopes.join(" "),
+    })
+    .into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
 }
 
 /// Runs the decision function over a raw request: parse, load facts, decide. Shared by
@@ -127,7 +133,7 @@ fn issue(st: &AppState, g: &Grant, jti: &str, now: i64) -> String {
 
 /// The audit event of a decision (token or dry run).
 pub fn audit_event(
-    d: &Decision,
+    d: Decision,
     kind: AuditKind,
     request_id: String,
     time_ms: i64,
@@ -158,7 +164,7 @@ pub fn audit_event(
         scope,
         secret_id: d.secret_used.as_ref().map(|s| s.id.clone()),
         secret_hint: d.secret_used.as_ref().map(|s| s.hint.clone()),
-        trace: d.trace.clone(),
+        trace: d.trace,
         change: None,
     }
 }

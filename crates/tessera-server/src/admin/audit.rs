@@ -43,7 +43,7 @@ fn view(admin: &Admin, e: AuditEvent) -> AuditEventView {
                     tessera_core::trace::Verdict::Skip => "skip",
                 }
                 .into(),
-                detail: s.detail.clone(),
+                detail: s.detail.to_string(),
                 reason: s.reason.map(|r| r.code().to_string()),
             })
             .collect(),
