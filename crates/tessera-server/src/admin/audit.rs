@@ -31,24 +31,28 @@ fn view(admin: &Admin, e: AuditEvent) -> AuditEventView {
         scope: e.scope,
         secret_id: e.secret_id,
         secret_hint: e.secret_hint,
-        trace: e
-            .trace
-            .steps()
-            .iter()
-            .map(|s| TraceStep {
-                check: s.check.as_str().into(),
-                verdict: match s.verdict {
-                    tessera_core::trace::Verdict::Pass => "pass",
-                    tessera_core::trace::Verdict::Fail => "fail",
-                    tessera_core::trace::Verdict::Skip => "skip",
-                }
-                .into(),
-                detail: s.detail.to_string(),
-                reason: s.reason.map(|r| r.code().to_string()),
-            })
-            .collect(),
+        trace: trace_view(&e.trace),
         change: e.change,
     }
+}
+
+/// A trace as the API shows it.
+pub fn trace_view(trace: &tessera_core::trace::Trace) -> Vec<TraceStep> {
+    trace
+        .steps()
+        .iter()
+        .map(|s| TraceStep {
+            check: s.check.as_str().into(),
+            verdict: match s.verdict {
+                tessera_core::trace::Verdict::Pass => "pass",
+                tessera_core::trace::Verdict::Fail => "fail",
+                tessera_core::trace::Verdict::Skip => "skip",
+            }
+            .into(),
+            detail: s.detail.to_string(),
+            reason: s.reason.map(|r| r.code().to_string()),
+        })
+        .collect()
 }
 
 /// Query parameters of `GET /api/v2/audit/events`.

@@ -6,6 +6,7 @@
 
 mod audit;
 mod clients;
+mod diagnose;
 mod scopes;
 mod users;
 
@@ -47,6 +48,7 @@ pub fn routes() -> Router<Shared> {
             "/oauth/clients/{client_id}/secrets/{secret_id}",
             axum::routing::delete(clients::revoke_secret),
         )
+        .route("/oauth/diagnose", post(diagnose::diagnose))
         .route("/audit/events", get(audit::list))
         .route("/audit/events/{request_id}", get(audit::show))
         .route("/signing-keys/rotate", post(rotate_signing_key))
