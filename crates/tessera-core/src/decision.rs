@@ -418,21 +418,16 @@ fn decide_client_credentials(
 
     let scopes = check_scopes(req, cf, trace)?;
 
+    // SSO enforcement governs humans; the trace says so on every machine grant.
     if cf.org.sso_enforced {
         trace.pass(
             Check::SsoPolicy,
-            format!(
-                "org '{}' enforces SAML SSO for humans; client_credentials is never subject to SSO enforcement",
-                cf.org.slug
-            ),
+            "this org enforces SAML SSO for humans; client_credentials is never subject to SSO enforcement",
         );
     } else {
         trace.skip(
             Check::SsoPolicy,
-            format!(
-                "org '{}' does not enforce SSO; client_credentials is never subject to it anyway",
-                cf.org.slug
-            ),
+            "this org does not enforce SSO; client_credentials is never subject to it anyway",
         );
     }
 

@@ -30,6 +30,27 @@ pub enum Check {
 }
 
 impl Check {
+    /// Every check, in evaluation order. Append-only: the compact storage form of a trace
+    /// refers to checks by their position here.
+    pub const ALL: [Check; 16] = [
+        Check::ContentType,
+        Check::Body,
+        Check::Parameters,
+        Check::GrantType,
+        Check::ClientAuth,
+        Check::Throttle,
+        Check::Client,
+        Check::ClientSecret,
+        Check::ClientAuthMethod,
+        Check::ClientEnabled,
+        Check::Org,
+        Check::SourceIp,
+        Check::GrantTypeAllowed,
+        Check::ServiceAccount,
+        Check::Scope,
+        Check::SsoPolicy,
+    ];
+
     /// The stable name, e.g. `client_secret`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -149,5 +170,145 @@ impl Trace {
     /// The failing step, if any.
     pub fn failed(&self) -> Option<&Step> {
         self.0.iter().find(|s| s.verdict == Verdict::Fail)
+    }
+
+    /// The compact storage form: about a third of the JSON's size, which is most of an
+    /// audit row. `t1:` then one record per step (separated by U+001E): the check as one
+    /// letter, the verdict (`p`, `f`, `s`), the reason code of a failure, U+001F, then the
+    /// detail, or `#n` for the n-th of [`STATIC_DETAILS`] (a literal leading `#` is
+    /// doubled). U+001E and U+001F inside details become U+FFFD.
+    pub fn to_compact(&self) -> String {
+        let mut out = String::with_capacity(16 + self.0.len() * 40);
+        out.push_str("t1:");
+        for (i, step) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push('\u{1e}');
+            }
+            let idx = Check::ALL
+                .iter()
+                .position(|c| *c == step.check)
+                .unwrap_or(0);
+            out.push((b'a' + idx as u8) as char);
+            out.push(match step.verdict {
+                Verdict::Pass => 'p',
+                Verdict::Fail => 'f',
+                Verdict::Skip => 's',
+            });
+            if let Some(r) = step.reason {
+                out.push_str(r.code());
+            }
+            out.push('\u{1f}');
+            let detail: &str = &step.detail;
+            match STATIC_DETAILS.iter().position(|d| *d == detail) {
+                Some(n) => {
+                    out.push('#');
+                    out.push_str(&n.to_string());
+                }
+                None => {
+                    if detail.starts_with('#') {
+                        out.push('#');
+                    }
+                    out.extend(detail.chars().map(|c| match c {
+                        '\u{1e}' | '\u{1f}' => '\u{fffd}',
+                        c => c,
+                    }));
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads what [`Trace::to_compact`] wrote, or the JSON form older rows hold.
+    pub fn from_stored(s: &str) -> Option<Trace> {
+        let Some(body) = s.strip_prefix("t1:") else {
+            return serde_json::from_str(s).ok();
+        };
+        let mut steps = Vec::new();
+        if body.is_empty() {
+            return Some(Trace(steps));
+        }
+        for rec in body.split('\u{1e}') {
+            let (head, detail) = rec.split_once('\u{1f}')?;
+            let mut chars = head.chars();
+            let check = *Check::ALL.get((chars.next()? as u32).checked_sub('a' as u32)? as usize)?;
+            let verdict = match chars.next()? {
+                'p' => Verdict::Pass,
+                'f' => Verdict::Fail,
+                's' => Verdict::Skip,
+                _ => return None,
+            };
+            let code = chars.as_str();
+            let reason = if code.is_empty() {
+                None
+            } else {
+                Some(Reason::from_code(code)?)
+            };
+            let detail: Cow<'static, str> = match detail.strip_prefix('#') {
+                Some(lit) if lit.starts_with('#') => Cow::Owned(lit.to_string()),
+                Some(n) => Cow::Borrowed(*STATIC_DETAILS.get(n.parse::<usize>().ok()?)?),
+                None => Cow::Owned(detail.to_string()),
+            };
+            steps.push(Step {
+                check,
+                verdict,
+                detail,
+                reason,
+            });
+        }
+        Some(Trace(steps))
+    }
+}
+
+/// Details that recur word for word, stored by their position. Append-only.
+pub const STATIC_DETAILS: &[&str] = &[
+    "application/x-www-form-urlencoded",
+    "application/json (accepted as an extension; the standard is form encoding)",
+    "no Content-Type header; body read as application/x-www-form-urlencoded",
+    "no parameter is repeated",
+    "client_credentials",
+    "client_secret_basic",
+    "client_secret_post",
+    "enabled",
+    "the client runs as itself (no service account); sub is the client id",
+    "this org enforces SAML SSO for humans; client_credentials is never subject to SSO enforcement",
+    "this org does not enforce SSO; client_credentials is never subject to it anyway",
+    "'client_credentials' is enabled on the client",
+    "dry run without a secret: assumed to match an active secret",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_round_trip() {
+        let mut t = Trace::default();
+        t.pass(Check::ContentType, "application/x-www-form-urlencoded");
+        t.pass(Check::Client, "client 'a' in org 'b'");
+        t.skip(Check::ServiceAccount, "#not a reference");
+        t.pass(Check::Scope, String::new());
+        let _ = t.fail(
+            Check::SourceIp,
+            Reason::ClientIpNotAllowed,
+            "bad \u{1e} sep",
+        );
+        let c = t.to_compact();
+        assert!(
+            c.len() < serde_json::to_string(&t).unwrap().len() / 2,
+            "{c}"
+        );
+        let back = Trace::from_stored(&c).unwrap();
+        assert_eq!(back.steps().len(), 5);
+        assert_eq!(back.steps()[0], t.steps()[0]);
+        assert_eq!(back.steps()[1], t.steps()[1]);
+        assert_eq!(back.steps()[2].detail, "#not a reference");
+        assert_eq!(back.steps()[3].detail, "");
+        assert_eq!(back.steps()[4].detail, "bad \u{fffd} sep");
+        assert_eq!(back.steps()[4].reason, Some(Reason::ClientIpNotAllowed));
+        // Older rows hold JSON.
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(Trace::from_stored(&json).unwrap(), t);
+        assert_eq!(Trace::from_stored("t1:").unwrap(), Trace::default());
+        assert!(Trace::from_stored("t1:zz\u{1f}x").is_none());
     }
 }

@@ -145,7 +145,8 @@ fn audit_from(row: &SqliteRow) -> StoreResult<AuditEvent> {
         scope: get(row, "scope")?,
         secret_id: get(row, "secret_id")?,
         secret_hint: get(row, "secret_hint")?,
-        trace: from_json::<Trace>(&get::<String>(row, "trace")?)?,
+        trace: Trace::from_stored(&get::<String>(row, "trace")?)
+            .ok_or_else(|| StoreError::Backend("a stored trace is corrupt".into()))?,
         change: change.map(|c| from_json(&c)).transpose()?,
     })
 }
@@ -427,7 +428,7 @@ impl SqliteStore {
                     .bind(&e.scope)
                     .bind(&e.secret_id)
                     .bind(&e.secret_hint)
-                    .bind(to_json(&e.trace))
+                    .bind(e.trace.to_compact())
                     .bind(e.change.as_ref().map(to_json));
             }
             q.execute(&mut *tx).await.map_err(be)?;
