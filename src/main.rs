@@ -98,7 +98,7 @@ struct FileThrottle {
 const DEFAULT_DB: &str = "tessera.db";
 
 // mimalloc instead of glibc malloc: the token path allocates many small, short-lived
-// buffers (trace, claims, response); measured in bench/ (see docs/performance.md).
+// buffers (trace, claims, response); see docs/performance.md for what it changes.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -179,7 +179,11 @@ impl SqliteStore {
                 Durability::Normal => SqliteSynchronous::Normal,
             })
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // The audit trail appends constantly: checkpoint the WAL less often, and keep
+            // more pages in memory.
+            .pragma("wal_autocheckpoint", "4000")
+            .pragma("cache_size", "-16384");
         let in_memory = url.contains(":memory:");
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists per connection: keep exactly one.
