@@ -1,8 +1,12 @@
 //! `tessera`: the one binary. `serve` runs the server; `bootstrap` creates an org and its
-//! first admin client offline.
+//! first admin client offline; `admin` drives the admin API; `token` fetches a token like
+//! a client would and explains a failure.
 //!
 //! Configuration is layered: defaults, then the TOML file given by `--config`, then
 //! `TESSERA_*` environment variables and flags (clap reads both).
+
+mod admin_cmd;
+mod token_cmd;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +38,10 @@ enum Command {
     /// Create an org with an admin service account and client, offline; prints JSON
     /// {"org", "client_id", "client_secret"}.
     Bootstrap(BootstrapArgs),
+    /// Every admin API operation, as an OAuth client of a running server
+    Admin(admin_cmd::AdminArgs),
+    /// Fetch a token as a client would; on failure, explain why
+    Token(token_cmd::TokenArgs),
 }
 
 #[derive(Parser)]
@@ -119,6 +127,14 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => rt.block_on(serve(args)),
         Command::Bootstrap(args) => rt.block_on(bootstrap(args)),
+        Command::Admin(args) => {
+            let code = rt.block_on(admin_cmd::run(args))?;
+            std::process::exit(code)
+        }
+        Command::Token(args) => {
+            let code = rt.block_on(token_cmd::run(args))?;
+            std::process::exit(code)
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! loopback port, and talks HTTP to it. One test binary, so it links once.
 
 mod admin;
+mod cli;
 mod diagnose;
 mod helpers;
 mod interop;

@@ -1,0 +1,935 @@
+//! `tessera admin`: every admin API operation from the command line. It is an OAuth client
+//! of the server itself: it gets a token with `client_credentials` and caches it until
+//! shortly before it expires.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::token_cmd::exit;
+
+#[derive(Parser, Debug)]
+pub struct AdminArgs {
+    /// The server's base URL
+    #[arg(
+        long,
+        env = "TESSERA_URL",
+        global = true,
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// The admin client's id (it must hold the tessera:admin scope)
+    #[arg(
+        id = "admin_client_id",
+        long = "admin-client-id",
+        env = "TESSERA_CLIENT_ID",
+        global = true,
+        default_value = ""
+    )]
+    pub client_id: String,
+    /// The admin client's secret
+    #[arg(
+        id = "admin_client_secret",
+        long = "admin-client-secret",
+        env = "TESSERA_CLIENT_SECRET",
+        global = true,
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub client_secret: String,
+    /// Machine-readable output (the server's JSON)
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Users and service accounts
+    #[command(subcommand)]
+    Users(UsersCmd),
+    /// OAuth clients
+    #[command(subcommand)]
+    Clients(ClientsCmd),
+    /// Client secrets: list with last use, rotate with a grace period, revoke
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+    /// The org's scope catalogue
+    #[command(subcommand)]
+    Scopes(ScopesCmd),
+    /// The audit trail: tail it, or explain one decision
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Dry-run a token request: the decision and trace the token endpoint would give
+    Diagnose(DiagnoseArgs),
+    /// Rotate the server's signing key (operator org only)
+    RotateSigningKey,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCmd {
+    List,
+    Show {
+        id: String,
+    },
+    /// Create a user (`--type service` for a service account)
+    Create {
+        #[arg(long = "type", default_value = "service")]
+        user_type: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    Enable {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
+    /// Lift a lock (and enable)
+    Unlock {
+        id: String,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ClientFields {
+    #[arg(long)]
+    name: Option<String>,
+    /// A grant type the client may use (repeat for several)
+    #[arg(long = "grant")]
+    grants: Vec<String>,
+    /// A scope the client may have (repeat for several)
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// A CIDR the client may call from (repeat for several)
+    #[arg(long = "ip")]
+    ips: Vec<String>,
+    /// The service account the client runs as
+    #[arg(long)]
+    service_account: Option<String>,
+    /// Access-token lifetime, seconds
+    #[arg(long)]
+    ttl: Option<i64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientsCmd {
+    List,
+    Show {
+        client_id: String,
+    },
+    /// Create a client; prints its secret once
+    Create {
+        /// Choose the client id (default: generated)
+        #[arg(long)]
+        client_id: Option<String>,
+        #[command(flatten)]
+        fields: ClientFields,
+    },
+    /// Change the fields given
+    Update {
+        client_id: String,
+        #[command(flatten)]
+        fields: ClientFields,
+    },
+    Enable {
+        client_id: String,
+    },
+    Disable {
+        client_id: String,
+    },
+    Delete {
+        client_id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCmd {
+    /// The client's secrets with their last use
+    List { client_id: String },
+    /// A new secret (shown once); the old one keeps working for --grace seconds
+    Rotate {
+        client_id: String,
+        #[arg(long, default_value_t = 3600)]
+        grace: i64,
+    },
+    /// End a secret now
+    Revoke {
+        client_id: String,
+        secret_id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScopesCmd {
+    List,
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// The newest events, oldest first; --follow keeps printing new ones
+    Tail {
+        #[arg(long)]
+        client_id: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Every check of one decision, the failing one marked
+    Explain { request_id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    /// The client id the caller sends
+    #[arg(long)]
+    client_id: String,
+    /// The secret the caller uses (optional: without it the secret check is skipped)
+    #[arg(long)]
+    client_secret: Option<String>,
+    #[arg(long, default_value = "client_credentials")]
+    grant_type: String,
+    #[arg(long)]
+    scope: Option<String>,
+    /// The caller's address
+    #[arg(long)]
+    source_ip: Option<String>,
+    /// client_secret_basic or client_secret_post
+    #[arg(long)]
+    auth_method: Option<String>,
+}
+
+/// A failure that maps to an exit code.
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+/// The admin API client, with its cached token.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    client_id: String,
+    client_secret: String,
+    token: Option<String>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn cache_path(base: &str, client_id: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let key = tessera_core::secret::hash_client_secret(&format!("{base}\n{client_id}"));
+    let name: String = key[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Some(dir.join("tessera").join(format!("admin-token-{name}.json")))
+}
+
+impl Api {
+    fn new(args: &AdminArgs) -> Result<Self, Failure> {
+        if args.client_id.is_empty() || args.client_secret.is_empty() {
+            return Err(Failure {
+                code: exit::USAGE,
+                message: "set TESSERA_CLIENT_ID and TESSERA_CLIENT_SECRET (or --admin-client-id/--admin-client-secret) to an admin client's credentials, e.g. those printed by `tessera serve` on first start".into(),
+            });
+        }
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|e| Failure {
+                    code: exit::USAGE,
+                    message: e.to_string(),
+                })?,
+            base: args.url.trim_end_matches('/').to_string(),
+            client_id: args.client_id.clone(),
+            client_secret: args.client_secret.clone(),
+            token: None,
+        })
+    }
+
+    async fn token(&mut self, fresh: bool) -> Result<String, Failure> {
+        if let Some(t) = &self.token
+            && !fresh
+        {
+            return Ok(t.clone());
+        }
+        let cache = cache_path(&self.base, &self.client_id);
+        if !fresh
+            && let Some(p) = &cache
+            && let Ok(text) = std::fs::read_to_string(p)
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+            && v["expires_at"].as_i64().is_some_and(|e| e - 60 > now())
+            && let Some(t) = v["access_token"].as_str()
+        {
+            self.token = Some(t.to_string());
+            return Ok(t.to_string());
+        }
+        let form = |s: &str| -> String { form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            form(&self.client_id),
+            form(&self.client_secret)
+        ));
+        let res = self
+            .http
+            .post(format!("{}/oauth/token", self.base))
+            .header("authorization", format!("Basic {basic}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .map_err(|e| Failure {
+                code: exit::UNAVAILABLE,
+                message: format!("cannot reach {}: {e}", self.base),
+            })?;
+        let status = res.status().as_u16();
+        let v: Value = res.json().await.unwrap_or(Value::Null);
+        let Some(t) = v["access_token"].as_str() else {
+            return Err(Failure {
+                code: if status >= 500 {
+                    exit::UNAVAILABLE
+                } else {
+                    exit::AUTH
+                },
+                message: format!(
+                    "the admin client could not get a token ({}): {}{}",
+                    v["reason"]
+                        .as_str()
+                        .or(v["error"].as_str())
+                        .unwrap_or("no OAuth error"),
+                    v["error_description"].as_str().unwrap_or(""),
+                    v["request_id"]
+                        .as_str()
+                        .map(|r| format!(" [request_id {r}]"))
+                        .unwrap_or_default()
+                ),
+            });
+        };
+        if let Some(p) = &cache {
+            let doc = json!({"access_token": t, "expires_at": now() + v["expires_in"].as_i64().unwrap_or(0)});
+            let _ = write_private(p, &doc.to_string());
+        }
+        self.token = Some(t.to_string());
+        Ok(t.to_string())
+    }
+
+    /// Calls the admin API; refreshes the token once if the server refuses it.
+    async fn call(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
+        for attempt in 0..2 {
+            let token = self.token(attempt > 0).await?;
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}/api/v2{path}", self.base))
+                .bearer_auth(&token);
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let res = req.send().await.map_err(|e| Failure {
+                code: exit::UNAVAILABLE,
+                message: format!("cannot reach {}: {e}", self.base),
+            })?;
+            let status = res.status().as_u16();
+            let text = res.text().await.unwrap_or_default();
+            let v: Value = if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            };
+            if status == 401 && attempt == 0 {
+                continue;
+            }
+            if (200..300).contains(&status) {
+                return Ok(v);
+            }
+            let code = match status {
+                401 | 403 => exit::AUTH,
+                404 => exit::NOT_FOUND,
+                409 => exit::CONFLICT,
+                s if s >= 500 => exit::UNAVAILABLE,
+                _ => exit::REFUSED,
+            };
+            let hint = match status {
+                401 => {
+                    "\nhint: the admin client's token was refused; check TESSERA_CLIENT_ID/SECRET and that the client is enabled"
+                }
+                403 => "\nhint: the client needs the tessera:admin scope",
+                422 => "\nhint: fix the named field and try again",
+                _ => "",
+            };
+            return Err(Failure {
+                code,
+                message: format!(
+                    "{} ({}){}{}{hint}",
+                    v["message"].as_str().unwrap_or(&v.to_string()),
+                    v["error"].as_str().unwrap_or("error"),
+                    v["field"]
+                        .as_str()
+                        .map(|f| format!(", field '{f}'"))
+                        .unwrap_or_default(),
+                    v["request_id"]
+                        .as_str()
+                        .map(|r| format!(" [request_id {r}]"))
+                        .unwrap_or_default(),
+                ),
+            });
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn get(&mut self, path: &str) -> Result<Value, Failure> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&mut self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn patch(&mut self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+    async fn delete(&mut self, path: &str) -> Result<Value, Failure> {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    std::fs::rename(tmp, path)
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// Prints rows as an aligned table.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn items(v: &Value) -> Vec<Value> {
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn show_kv(v: &Value) {
+    if let Some(o) = v.as_object() {
+        for (k, val) in o {
+            if k == "secrets" || k == "trace" {
+                continue;
+            }
+            println!("{k:<28} {}", s(val));
+        }
+    }
+}
+
+fn client_body(f: &ClientFields, create: bool) -> Value {
+    let mut b = json!({});
+    if let Some(n) = &f.name {
+        b["name"] = json!(n);
+    }
+    if !f.grants.is_empty() || create {
+        b["grant_types"] = json!(if f.grants.is_empty() {
+            vec!["client_credentials".to_string()]
+        } else {
+            f.grants.clone()
+        });
+    }
+    if !f.scopes.is_empty() {
+        b["scopes"] = json!(f.scopes);
+    }
+    if !f.ips.is_empty() {
+        b["ip_allowlist"] = json!(f.ips);
+    }
+    if let Some(sa) = &f.service_account {
+        b["service_account_id"] = json!(sa);
+    }
+    if let Some(t) = f.ttl {
+        b["access_token_ttl"] = json!(t);
+    }
+    b
+}
+
+fn print_trace(e: &Value) {
+    println!(
+        "{} {} {} — {}{}",
+        s(&e["time"]),
+        s(&e["kind"]),
+        s(&e["request_id"]),
+        s(&e["outcome"]),
+        e["reason"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "client {}  subject {}  from {}{}",
+        s(&e["client_id"]),
+        s(&e["subject"]),
+        s(&e["source_ip"]),
+        e["secret_hint"]
+            .as_str()
+            .map(|h| format!("  secret …{h}"))
+            .unwrap_or_default()
+    );
+    if let Some(d) = e["description"].as_str() {
+        println!("{d}");
+    }
+    println!();
+    for (i, step) in e["trace"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let mark = match step["verdict"].as_str() {
+            Some("fail") => "✗ FAIL",
+            Some("skip") => "– skip",
+            _ => "✓ pass",
+        };
+        println!(
+            "{:>2}. {mark}  {:<20} {}{}",
+            i + 1,
+            s(&step["check"]),
+            s(&step["detail"]),
+            step["reason"]
+                .as_str()
+                .map(|r| format!("   [{r}]"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(r) = e["reason"].as_str() {
+        println!("\nreason '{r}': see docs/errors.md#{r} (also served at /docs/errors#{r})");
+    }
+    if let Some(c) = e.get("change").filter(|c| !c.is_null()) {
+        println!("change: {c}");
+    }
+}
+
+fn audit_query(
+    client_id: &Option<String>,
+    subject: &Option<String>,
+    outcome: &Option<String>,
+    reason: &Option<String>,
+    limit: u32,
+) -> String {
+    let mut q = vec![format!("limit={limit}")];
+    for (k, v) in [
+        ("client_id", client_id),
+        ("subject", subject),
+        ("outcome", outcome),
+        ("reason", reason),
+    ] {
+        if let Some(v) = v {
+            q.push(format!(
+                "{k}={}",
+                form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            ));
+        }
+    }
+    q.join("&")
+}
+
+fn audit_line(e: &Value) {
+    println!(
+        "{}  {:<8} {:<8} {:<26} {:<24} {:<15} {}",
+        s(&e["time"]),
+        s(&e["kind"]),
+        s(&e["outcome"]),
+        s(&e["reason"]),
+        s(&e["client_id"]),
+        s(&e["source_ip"]),
+        s(&e["request_id"])
+    );
+}
+
+/// Runs `tessera admin`; returns the exit code.
+pub async fn run(args: AdminArgs) -> anyhow::Result<i32> {
+    match execute(&args).await {
+        Ok(()) => Ok(0),
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            Ok(f.code)
+        }
+    }
+}
+
+async fn execute(args: &AdminArgs) -> Result<(), Failure> {
+    let mut api = Api::new(args)?;
+    let json_out = args.json;
+    let out = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    match &args.command {
+        AdminCommand::Users(cmd) => {
+            let v = match cmd {
+                UsersCmd::List => {
+                    let v = api.get("/users").await?;
+                    if !json_out {
+                        table(
+                            &["id", "type", "username", "state", "roles", "changed by"],
+                            items(&v)
+                                .iter()
+                                .map(|u| {
+                                    let by = if u["disabled_by"].is_null() { &u["locked_by"] } else { &u["disabled_by"] };
+                                    vec![s(&u["id"]), s(&u["type"]), s(&u["username"]), s(&u["state"]), s(&u["roles"]), s(&by["description"])]
+                                })
+                                .collect(),
+                        );
+                        return Ok(());
+                    }
+                    v
+                }
+                UsersCmd::Show { id } => api.get(&format!("/users/{id}")).await?,
+                UsersCmd::Create { user_type, username, email, roles } => {
+                    api.post("/users", json!({"type": user_type, "username": username, "email": email, "roles": roles})).await?
+                }
+                UsersCmd::Enable { id } => api.patch(&format!("/users/{id}"), json!({"enabled": true})).await?,
+                UsersCmd::Disable { id } => api.patch(&format!("/users/{id}"), json!({"enabled": false})).await?,
+                UsersCmd::Unlock { id } => api.patch(&format!("/users/{id}"), json!({"state": "active"})).await?,
+            };
+            if json_out { out(&v) } else { show_kv(&v) }
+        }
+        AdminCommand::Clients(cmd) => {
+            let v = match cmd {
+                ClientsCmd::List => {
+                    let v = api.get("/oauth/clients").await?;
+                    if !json_out {
+                        table(
+                            &[
+                                "client_id",
+                                "name",
+                                "enabled",
+                                "grants",
+                                "scopes",
+                                "ip allow-list",
+                                "service account",
+                            ],
+                            items(&v)
+                                .iter()
+                                .map(|c| {
+                                    vec![
+                                        s(&c["client_id"]),
+                                        s(&c["name"]),
+                                        s(&c["enabled"]),
+                                        s(&c["grant_types"]),
+                                        s(&c["scopes"]),
+                                        s(&c["ip_allowlist"]),
+                                        s(&c["service_account_id"]),
+                                    ]
+                                })
+                                .collect(),
+                        );
+                        return Ok(());
+                    }
+                    v
+                }
+                ClientsCmd::Show { client_id } => {
+                    api.get(&format!("/oauth/clients/{client_id}")).await?
+                }
+                ClientsCmd::Create { client_id, fields } => {
+                    let mut b = client_body(fields, true);
+                    if b.get("name").is_none() {
+                        b["name"] = json!(client_id.clone().unwrap_or_else(|| "client".into()));
+                    }
+                    if let Some(id) = client_id {
+                        b["client_id"] = json!(id);
+                    }
+                    let v = api.post("/oauth/clients", b).await?;
+                    if !json_out {
+                        show_kv(&v);
+                        eprintln!(
+                            "\nThe client_secret above is shown only this once: store it now."
+                        );
+                        return Ok(());
+                    }
+                    v
+                }
+                ClientsCmd::Update { client_id, fields } => {
+                    api.patch(
+                        &format!("/oauth/clients/{client_id}"),
+                        client_body(fields, false),
+                    )
+                    .await?
+                }
+                ClientsCmd::Enable { client_id } => {
+                    api.patch(
+                        &format!("/oauth/clients/{client_id}"),
+                        json!({"enabled": true}),
+                    )
+                    .await?
+                }
+                ClientsCmd::Disable { client_id } => {
+                    api.patch(
+                        &format!("/oauth/clients/{client_id}"),
+                        json!({"enabled": false}),
+                    )
+                    .await?
+                }
+                ClientsCmd::Delete { client_id } => {
+                    api.delete(&format!("/oauth/clients/{client_id}")).await?;
+                    json!({"deleted": client_id})
+                }
+            };
+            if json_out { out(&v) } else { show_kv(&v) }
+        }
+        AdminCommand::Secrets(cmd) => match cmd {
+            SecretsCmd::List { client_id } => {
+                let v = api
+                    .get(&format!("/oauth/clients/{client_id}/secrets"))
+                    .await?;
+                if json_out {
+                    out(&v);
+                } else {
+                    table(
+                        &[
+                            "id",
+                            "hint",
+                            "active",
+                            "created",
+                            "expires",
+                            "last used",
+                            "from",
+                        ],
+                        items(&v)
+                            .iter()
+                            .map(|x| {
+                                vec![
+                                    s(&x["id"]),
+                                    format!("…{}", s(&x["hint"])),
+                                    s(&x["active"]),
+                                    s(&x["created_at"]),
+                                    s(&x["expires_at"]),
+                                    s(&x["last_used_at"]),
+                                    s(&x["last_used_from"]),
+                                ]
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            SecretsCmd::Rotate { client_id, grace } => {
+                let v = api
+                    .post(
+                        &format!("/oauth/clients/{client_id}/secrets"),
+                        json!({"grace_seconds": grace}),
+                    )
+                    .await?;
+                if json_out {
+                    out(&v);
+                } else {
+                    println!(
+                        "new secret {} (…{}):\n{}",
+                        s(&v["id"]),
+                        s(&v["hint"]),
+                        s(&v["client_secret"])
+                    );
+                    for p in v["previous"].as_array().cloned().unwrap_or_default() {
+                        println!(
+                            "previous secret {} (…{}) now expires at {}",
+                            s(&p["id"]),
+                            s(&p["hint"]),
+                            s(&p["expires_at"])
+                        );
+                    }
+                    eprintln!("\nThe new secret is shown only this once: store it now.");
+                }
+            }
+            SecretsCmd::Revoke {
+                client_id,
+                secret_id,
+            } => {
+                api.delete(&format!("/oauth/clients/{client_id}/secrets/{secret_id}"))
+                    .await?;
+                if json_out {
+                    out(&json!({"revoked": secret_id}))
+                } else {
+                    println!("revoked {secret_id}")
+                }
+            }
+        },
+        AdminCommand::Scopes(cmd) => match cmd {
+            ScopesCmd::List => {
+                let v = api.get("/scopes").await?;
+                if json_out {
+                    out(&v);
+                } else {
+                    table(
+                        &["name", "description"],
+                        items(&v)
+                            .iter()
+                            .map(|x| vec![s(&x["name"]), s(&x["description"])])
+                            .collect(),
+                    );
+                }
+            }
+            ScopesCmd::Create { name, description } => {
+                let v = api
+                    .post("/scopes", json!({"name": name, "description": description}))
+                    .await?;
+                if json_out {
+                    out(&v)
+                } else {
+                    println!("created scope {}", s(&v["name"]))
+                }
+            }
+        },
+        AdminCommand::Audit(cmd) => match cmd {
+            AuditCmd::Explain { request_id } => {
+                let v = api.get(&format!("/audit/events/{request_id}")).await?;
+                if json_out { out(&v) } else { print_trace(&v) }
+            }
+            AuditCmd::Tail {
+                client_id,
+                subject,
+                outcome,
+                reason,
+                limit,
+                follow,
+            } => {
+                let q = audit_query(client_id, subject, outcome, reason, *limit);
+                let v = api.get(&format!("/audit/events?{q}")).await?;
+                let mut events: Vec<Value> = v["events"].as_array().cloned().unwrap_or_default();
+                events.reverse();
+                let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+                for e in &events {
+                    seen.insert(s(&e["request_id"]));
+                    if json_out {
+                        println!("{e}")
+                    } else {
+                        audit_line(e)
+                    }
+                }
+                if *follow {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let v = api
+                            .get(&format!(
+                                "/audit/events?{}",
+                                audit_query(client_id, subject, outcome, reason, 200)
+                            ))
+                            .await?;
+                        let mut fresh: Vec<Value> = v["events"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|e| !seen.contains(&s(&e["request_id"])))
+                            .collect();
+                        fresh.reverse();
+                        for e in &fresh {
+                            seen.insert(s(&e["request_id"]));
+                            if json_out {
+                                println!("{e}")
+                            } else {
+                                audit_line(e)
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        AdminCommand::Diagnose(d) => {
+            let v = api
+                .post(
+                    "/oauth/diagnose",
+                    json!({"client_id": d.client_id, "client_secret": d.client_secret, "grant_type": d.grant_type,
+                           "scope": d.scope, "source_ip": d.source_ip, "auth_method": d.auth_method}),
+                )
+                .await?;
+            if json_out {
+                out(&v);
+            } else {
+                println!(
+                    "dry run: {}{}",
+                    s(&v["outcome"]),
+                    v["reason"]
+                        .as_str()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+                if let Some(d) = v["error_description"].as_str() {
+                    println!("{d}");
+                }
+                println!();
+                print_trace(
+                    &json!({"trace": v["trace"], "time": "", "kind": "diagnose", "request_id": v["request_id"], "outcome": v["outcome"]}),
+                );
+            }
+        }
+        AdminCommand::RotateSigningKey => {
+            let v = api.post("/signing-keys/rotate", json!({})).await?;
+            if json_out {
+                out(&v)
+            } else {
+                println!(
+                    "new signing key {}; the previous one stays published for {} s",
+                    s(&v["kid"]),
+                    s(&v["previous_key_published_for_seconds"])
+                )
+            }
+        }
+    }
+    Ok(())
+}
