@@ -55,6 +55,13 @@ pub struct TokenArgs {
     pub json: bool,
 }
 
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 fn form(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -243,11 +250,20 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<i32> {
                 doc["scope"].as_str().unwrap_or("(none stated)")
             );
             println!("  expires_in: {} s", doc["expires_in"]);
+            println!("  claims (decoded, not verified):");
             if let Some(c) = &claims {
                 for k in ["iss", "sub", "aud", "client_id", "org", "exp", "jti"] {
-                    if !c[k].is_null() {
-                        println!("  {k:<10}  {}", c[k]);
-                    }
+                    let shown = match (&c[k], k) {
+                        (Value::Null, _) => continue,
+                        (Value::Number(n), "exp") => {
+                            let at = n.as_i64().unwrap_or(0);
+                            let left = at - now();
+                            format!("{} (in {} min)", tessera_core::text::rfc3339(at), left / 60)
+                        }
+                        (Value::String(s), _) => s.clone(),
+                        (v, _) => v.to_string(),
+                    };
+                    println!("    {k:<10}  {shown}");
                 }
             } else {
                 println!("  (an opaque token: no claims to show)");
