@@ -232,6 +232,22 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<i32> {
         && let Some(token) = doc["access_token"].as_str()
     {
         let claims = claims(token);
+        if let Some(asked) = &args.scope {
+            let granted = doc["scope"]
+                .as_str()
+                .or_else(|| claims.as_ref().and_then(|c| c["scope"].as_str()))
+                .unwrap_or("");
+            let missing: Vec<&str> = asked
+                .split(' ')
+                .filter(|s| !s.is_empty() && !granted.split(' ').any(|g| g == *s))
+                .collect();
+            if !missing.is_empty() {
+                notes.push(format!(
+                    "asked for scope '{asked}' but the token carries '{granted}': this server dropped {} without an error; calls that need them will fail with 403",
+                    missing.join(", ")
+                ));
+            }
+        }
         if args.json {
             println!(
                 "{}",

@@ -7,4 +7,5 @@ mod diagnose;
 mod helpers;
 mod interop;
 mod no_secret_leaks;
+mod peer_oidc_provider;
 mod token;
