@@ -7,5 +7,6 @@ mod diagnose;
 mod helpers;
 mod interop;
 mod no_secret_leaks;
+mod openapi;
 mod peer_oidc_provider;
 mod token;

@@ -4,12 +4,13 @@
 //! fields may be added, never renamed. Times are RFC 3339 strings in UTC.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The scope the admin API requires.
 pub const ADMIN_SCOPE: &str = "tessera:admin";
 
 /// The body of every admin API error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiErrorBody {
     /// A stable code: `invalid_field`, `not_found`, `conflict`, `invalid_token`, ...
     pub error: String,
@@ -22,7 +23,7 @@ pub struct ApiErrorBody {
 }
 
 /// `POST /api/v2/scopes`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateScope {
     pub name: String,
@@ -31,14 +32,14 @@ pub struct CreateScope {
 }
 
 /// A scope of the org's catalogue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ScopeView {
     pub name: String,
     pub description: String,
 }
 
 /// `POST /api/v2/users`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     #[serde(rename = "type")]
@@ -54,7 +55,7 @@ pub struct CreateUser {
 }
 
 /// `PATCH /api/v2/users/{id}`: every field optional.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,7 +72,7 @@ pub struct PatchUser {
 }
 
 /// Who changed an account's state, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ActorView {
     /// `admin`, `provisioning`, `lockout_policy` or `system`.
     pub kind: String,
@@ -83,7 +84,7 @@ pub struct ActorView {
 }
 
 /// A user or service account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserView {
     pub id: String,
     pub org: String,
@@ -105,7 +106,7 @@ pub struct UserView {
 }
 
 /// `POST /api/v2/oauth/clients`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClient {
     /// Chosen by the caller, or generated.
@@ -131,7 +132,7 @@ pub struct CreateClient {
 
 /// `PATCH /api/v2/oauth/clients/{client_id}`: every field optional. A JSON `null`
 /// `service_account_id` detaches the service account.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchClient {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,6 +150,7 @@ pub struct PatchClient {
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
+    #[schema(value_type = Option<String>)]
     pub service_account_id: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_uris: Option<Vec<String>>,
@@ -177,7 +179,7 @@ mod double_option {
 }
 
 /// A client secret's metadata (never the secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SecretView {
     pub id: String,
     /// The secret's last 4 characters.
@@ -192,7 +194,7 @@ pub struct SecretView {
 }
 
 /// An OAuth client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClientView {
     pub client_id: String,
     pub org: String,
@@ -213,7 +215,7 @@ pub struct ClientView {
 }
 
 /// `POST /api/v2/oauth/clients/{client_id}/secrets`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// How long the previous secret(s) stay valid, in seconds (default 3600; 0 ends them now).
@@ -222,7 +224,7 @@ pub struct RotateSecret {
 }
 
 /// The answer to a rotation: the new secret, shown once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RotatedSecret {
     pub id: String,
     pub client_secret: String,
@@ -234,7 +236,7 @@ pub struct RotatedSecret {
 }
 
 /// One step of a decision trace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TraceStep {
     pub check: String,
     /// `pass`, `fail` or `skip`.
@@ -245,7 +247,7 @@ pub struct TraceStep {
 }
 
 /// An audit event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEventView {
     pub request_id: String,
     pub time: String,
@@ -270,7 +272,7 @@ pub struct AuditEventView {
 }
 
 /// `GET /api/v2/audit/events`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditEventList {
     pub events: Vec<AuditEventView>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
@@ -278,8 +280,79 @@ pub struct AuditEventList {
     pub next_before: Option<String>,
 }
 
-/// A list answer: `{"items": [...]}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct List<T> {
-    pub items: Vec<T>,
+macro_rules! list {
+    ($(#[$doc:meta])* $name:ident, $item:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+        pub struct $name {
+            pub items: Vec<$item>,
+        }
+    };
+}
+
+list!(
+    /// `GET /api/v2/users`.
+    UserList,
+    UserView
+);
+list!(
+    /// `GET /api/v2/oauth/clients`.
+    ClientList,
+    ClientView
+);
+list!(
+    /// `GET /api/v2/scopes`.
+    ScopeList,
+    ScopeView
+);
+list!(
+    /// `GET /api/v2/oauth/clients/{client_id}/secrets`.
+    SecretList,
+    SecretView
+);
+
+/// `POST /api/v2/oauth/diagnose`: what a caller would send.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnoseRequest {
+    pub client_id: String,
+    /// Optional: without it the secret check is skipped (and the trace says so).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default = "default_grant")]
+    pub grant_type: String,
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The caller's address as the token endpoint would see it (default 127.0.0.1).
+    #[serde(default)]
+    pub source_ip: Option<String>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    #[serde(default)]
+    pub auth_method: Option<String>,
+}
+
+fn default_grant() -> String {
+    "client_credentials".into()
+}
+
+/// The dry run's answer: the decision the token endpoint would make.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DiagnoseResponse {
+    /// `granted` or `denied`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    /// The scopes a token would carry.
+    pub scope: Option<String>,
+    pub trace: Vec<TraceStep>,
+    /// The id of the dry run's own audit event.
+    pub request_id: String,
+}
+
+/// `POST /api/v2/signing-keys/rotate`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RotatedSigningKey {
+    pub kid: String,
+    pub previous_key_published_for_seconds: i64,
 }

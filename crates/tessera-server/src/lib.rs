@@ -274,6 +274,11 @@ fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// The admin API's OpenAPI document (JSON), built from the code without a database.
+pub fn openapi_document() -> String {
+    admin::openapi::document()
+}
+
 /// Reason codes missing from docs/errors.md (empty when every code is documented).
 pub fn undocumented_reasons() -> Vec<&'static str> {
     meta::undocumented_reasons()

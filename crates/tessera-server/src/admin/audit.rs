@@ -85,6 +85,7 @@ fn time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
 
 /// `GET /api/v2/audit/events?since=&until=&client_id=&subject=&outcome=&reason=&kind=&before=&limit=`,
 /// newest first.
+#[utoipa::path(get, path = "/api/v2/audit/events", tag = "audit", params(("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("client_id" = Option<String>, Query), ("subject" = Option<String>, Query), ("outcome" = Option<String>, Query, description = "granted, denied or ok"), ("reason" = Option<String>, Query, description = "a reason code"), ("kind" = Option<String>, Query, description = "token, diagnose or admin"), ("before" = Option<String>, Query, description = "a request id: older events only"), ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")), responses((status = 200, body = tessera_api::AuditEventList), (status = 422, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     admin: Admin,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -142,6 +143,7 @@ pub async fn list(
 }
 
 /// `GET /api/v2/audit/events/{request_id}`: one event with its full decision trace.
+#[utoipa::path(get, path = "/api/v2/audit/events/{request_id}", tag = "audit", params(("request_id" = String, Path)), responses((status = 200, description = "the event with its decision trace", body = tessera_api::AuditEventView), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn show(
     admin: Admin,
     Path(request_id): Path<String>,

@@ -6,8 +6,7 @@ use std::net::IpAddr;
 
 use axum::Json;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
-use tessera_api::TraceStep;
+use tessera_api::{DiagnoseRequest, DiagnoseResponse};
 use tessera_core::audit::AuditKind;
 use tessera_core::decision::{self, DecideOptions, Facts};
 use tessera_core::request::RawTokenRequest;
@@ -17,50 +16,12 @@ use crate::error::ApiError;
 use crate::token::audit_event;
 use crate::{clock, request_id};
 
-/// What a caller would send.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiagnoseRequest {
-    pub client_id: String,
-    /// Optional: without it the secret check is skipped (and says so).
-    #[serde(default)]
-    pub client_secret: Option<String>,
-    #[serde(default = "default_grant")]
-    pub grant_type: String,
-    #[serde(default)]
-    pub scope: Option<String>,
-    /// The caller's address as the token endpoint would see it (default 127.0.0.1).
-    #[serde(default)]
-    pub source_ip: Option<String>,
-    /// `client_secret_basic` (default) or `client_secret_post`.
-    #[serde(default)]
-    pub auth_method: Option<String>,
-}
-
-fn default_grant() -> String {
-    "client_credentials".into()
-}
-
-/// The dry run's answer.
-#[derive(Debug, Serialize)]
-pub struct DiagnoseResponse {
-    /// `granted` or `denied`.
-    pub outcome: &'static str,
-    pub reason: Option<String>,
-    pub error: Option<&'static str>,
-    pub error_description: Option<String>,
-    /// The scopes a token would carry.
-    pub scope: Option<String>,
-    pub trace: Vec<TraceStep>,
-    /// The id of the dry run's own audit event.
-    pub request_id: String,
-}
-
 fn form(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// `POST /api/v2/oauth/diagnose`.
+#[utoipa::path(post, path = "/api/v2/oauth/diagnose", tag = "diagnose", request_body = tessera_api::DiagnoseRequest, responses((status = 200, body = tessera_api::DiagnoseResponse), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn diagnose(
     admin: Admin,
     ApiJson(req): ApiJson<DiagnoseRequest>,
@@ -143,9 +104,10 @@ pub async fn diagnose(
             "granted"
         } else {
             "denied"
-        },
+        }
+        .to_string(),
         reason: d.reason().map(|r| r.code().to_string()),
-        error: d.reason().map(|r| r.oauth_error().as_str()),
+        error: d.reason().map(|r| r.oauth_error().as_str().to_string()),
         error_description: d.outcome.as_ref().err().map(|e| e.description.clone()),
         scope: d.outcome.as_ref().ok().map(|g| g.scopes.join(" ")),
         trace: trace_view(&d.trace),

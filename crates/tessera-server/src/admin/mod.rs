@@ -7,6 +7,7 @@
 mod audit;
 mod clients;
 mod diagnose;
+pub mod openapi;
 mod scopes;
 mod users;
 
@@ -52,6 +53,7 @@ pub fn routes() -> Router<Shared> {
         .route("/audit/events", get(audit::list))
         .route("/audit/events/{request_id}", get(audit::show))
         .route("/signing-keys/rotate", post(rotate_signing_key))
+        .route("/openapi.json", get(openapi::serve))
 }
 
 /// Proof that the caller holds a valid admin token for `org`.
@@ -218,7 +220,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
 /// `POST /api/v2/signing-keys/rotate`: a new signing key; the old one stays published for
 /// the configured overlap. Signing keys are shared by every org on this server, so only
 /// the operator org's admins may rotate them.
-async fn rotate_signing_key(admin: Admin) -> Result<axum::Json<serde_json::Value>, ApiError> {
+#[utoipa::path(post, path = "/api/v2/signing-keys/rotate", tag = "signing keys", responses((status = 200, body = tessera_api::RotatedSigningKey), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn rotate_signing_key(
+    admin: Admin,
+) -> Result<axum::Json<tessera_api::RotatedSigningKey>, ApiError> {
     let st = &admin.st;
     if admin.org.slug.as_str() != st.operator_org {
         return Err(ApiError::Forbidden(format!(
@@ -234,10 +239,10 @@ async fn rotate_signing_key(admin: Admin) -> Result<axum::Json<serde_json::Value
     admin
         .audit("rotate_signing_key", serde_json::json!({ "kid": kid }))
         .await?;
-    Ok(axum::Json(serde_json::json!({
-        "kid": kid,
-        "previous_key_published_for_seconds": st.key_overlap_seconds,
-    })))
+    Ok(axum::Json(tessera_api::RotatedSigningKey {
+        kid,
+        previous_key_published_for_seconds: st.key_overlap_seconds,
+    }))
 }
 
 /// Formats an optional timestamp for the API.

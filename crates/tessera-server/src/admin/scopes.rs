@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use tessera_api::{CreateScope, List, ScopeView};
+use tessera_api::{CreateScope, ScopeList, ScopeView};
 use tessera_core::model::{Scope, ScopeName};
 
 use super::{Admin, ApiJson};
@@ -16,14 +16,16 @@ fn view(s: Scope) -> ScopeView {
 }
 
 /// `GET /api/v2/scopes`.
-pub async fn list(admin: Admin) -> Result<Json<List<ScopeView>>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/scopes", tag = "scopes", responses((status = 200, body = tessera_api::ScopeList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn list(admin: Admin) -> Result<Json<ScopeList>, ApiError> {
     let items = admin.st.store.list_scopes(admin.org.id).await?;
-    Ok(Json(List {
+    Ok(Json(ScopeList {
         items: items.into_iter().map(view).collect(),
     }))
 }
 
 /// `POST /api/v2/scopes`.
+#[utoipa::path(post, path = "/api/v2/scopes", tag = "scopes", request_body = tessera_api::CreateScope, responses((status = 201, body = tessera_api::ScopeView), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     admin: Admin,
     ApiJson(body): ApiJson<CreateScope>,

@@ -1,0 +1,68 @@
+//! The OpenAPI document: served, complete, and identical to the checked-in golden file
+//! `docs/openapi.json` (update it with `UPDATE_GOLDEN=1 cargo test --test api openapi`).
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn openapi_document_is_served_complete_and_golden() {
+    let app = spawn_app().await;
+    let res = app
+        .http
+        .get(app.url("/api/v2/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let served = res.text().await.unwrap();
+    app.stop().await;
+    assert_eq!(
+        served,
+        tessera_server::openapi_document(),
+        "served == built without a database"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&served).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    // Every admin route is described, with its methods.
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/api/v2/scopes", &["get", "post"][..]),
+        ("/api/v2/users", &["get", "post"]),
+        ("/api/v2/users/{id}", &["get", "patch"]),
+        ("/api/v2/oauth/clients", &["get", "post"]),
+        (
+            "/api/v2/oauth/clients/{client_id}",
+            &["get", "patch", "delete"],
+        ),
+        (
+            "/api/v2/oauth/clients/{client_id}/secrets",
+            &["get", "post"],
+        ),
+        (
+            "/api/v2/oauth/clients/{client_id}/secrets/{secret_id}",
+            &["delete"],
+        ),
+        ("/api/v2/audit/events", &["get"]),
+        ("/api/v2/audit/events/{request_id}", &["get"]),
+        ("/api/v2/oauth/diagnose", &["post"]),
+        ("/api/v2/signing-keys/rotate", &["post"]),
+    ] {
+        for m in methods {
+            assert!(paths[path][m].is_object(), "{m} {path} missing");
+            assert!(
+                paths[path][m]["responses"]["401"].is_object(),
+                "{m} {path}: 401"
+            );
+        }
+    }
+    assert_eq!(paths.len(), 11, "an undocumented path, or a stale one");
+    assert!(doc["components"]["schemas"]["ApiErrorBody"].is_object());
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::write(&golden, &served).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).unwrap_or_default();
+    assert!(
+        want == served,
+        "docs/openapi.json is stale: run UPDATE_GOLDEN=1 cargo test --test api openapi, review and commit it"
+    );
+}
