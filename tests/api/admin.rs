@@ -106,6 +106,20 @@ async fn validation_errors_name_the_field() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+    // Found by the API fuzzer: serde reads a struct from a JSON array, so `[null, null]`
+    // was a valid PATCH. Bodies must be objects.
+    let (_, users) = app.get("/users").await;
+    let uid = users["items"][0]["id"].as_str().unwrap().to_string();
+    let res = app
+        .http
+        .patch(app.url(&format!("/api/v2/users/{uid}")))
+        .bearer_auth(app_token(&app).await)
+        .header("content-type", "application/json")
+        .body("[null, null]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
     // Nothing half-written: the refused client does not exist.
     let (_, list) = app.get("/oauth/clients").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");

@@ -26,8 +26,11 @@ pub struct ApiErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateScope {
+    /// RFC 6749 §3.3 scope-token: printable ASCII without space, `"` or `\`.
+    #[schema(min_length = 1, max_length = 128, pattern = r#"^[!#-\[\]-~]+$"#)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: String,
 }
 
@@ -43,7 +46,9 @@ pub struct ScopeView {
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     #[serde(rename = "type")]
+    #[schema(pattern = "^(human|service)$")]
     pub user_type: String,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._@+-]+$")]
     pub username: String,
     #[serde(default)]
     pub email: Option<String>,
@@ -66,8 +71,11 @@ pub struct PatchUser {
     pub email: Option<String>,
     /// `active` unlocks (and enables); `locked` locks, until `locked_until` if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(active|disabled|locked)$")]
     pub state: Option<String>,
+    /// Only with `"state": "locked"`: when the lock lifts (RFC 3339, in the future).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub locked_until: Option<String>,
 }
 
@@ -111,7 +119,9 @@ pub struct UserView {
 pub struct CreateClient {
     /// Chosen by the caller, or generated.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._~-]+$")]
     pub client_id: Option<String>,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
     pub grant_types: Option<Vec<String>>,
@@ -127,6 +137,7 @@ pub struct CreateClient {
     pub token_endpoint_auth_methods: Option<Vec<String>>,
     /// Access-token lifetime in seconds (60 to 86400; default 3600).
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 86400)]
     pub access_token_ttl: Option<i64>,
 }
 
@@ -220,6 +231,7 @@ pub struct ClientView {
 pub struct RotateSecret {
     /// How long the previous secret(s) stay valid, in seconds (default 3600; 0 ends them now).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_seconds: Option<i64>,
 }
 
@@ -325,9 +337,11 @@ pub struct DiagnoseRequest {
     pub scope: Option<String>,
     /// The caller's address as the token endpoint would see it (default 127.0.0.1).
     #[serde(default)]
+    #[schema(format = Ipv4)]
     pub source_ip: Option<String>,
     /// `client_secret_basic` (default) or `client_secret_post`.
     #[serde(default)]
+    #[schema(pattern = "^(client_secret_basic|client_secret_post)$")]
     pub auth_method: Option<String>,
 }
 

@@ -85,12 +85,25 @@ fn time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
 
 /// `GET /api/v2/audit/events?since=&until=&client_id=&subject=&outcome=&reason=&kind=&before=&limit=`,
 /// newest first.
-#[utoipa::path(get, path = "/api/v2/audit/events", tag = "audit", params(("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("client_id" = Option<String>, Query), ("subject" = Option<String>, Query), ("outcome" = Option<String>, Query, description = "granted, denied or ok"), ("reason" = Option<String>, Query, description = "a reason code"), ("kind" = Option<String>, Query, description = "token, diagnose or admin"), ("before" = Option<String>, Query, description = "a request id: older events only"), ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")), responses((status = 200, body = tessera_api::AuditEventList), (status = 422, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/audit/events", tag = "audit", params(("since" = Option<String>, Query, format = DateTime, description = "RFC 3339"), ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339"), ("client_id" = Option<String>, Query), ("subject" = Option<String>, Query), ("outcome" = Option<String>, Query, pattern = "^(granted|denied|ok)?$", description = "granted, denied or ok"), ("reason" = Option<String>, Query, pattern = "^[a-z_]*$", description = "a reason code (docs/errors.md)"), ("kind" = Option<String>, Query, pattern = "^(token|diagnose|admin)?$", description = "token, diagnose or admin"), ("before" = Option<String>, Query, description = "a request id: older events only"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100")), responses((status = 200, body = tessera_api::AuditEventList), (status = 422, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     admin: Admin,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AuditEventList>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::field("(query)", e.body_text()))?;
+    let Query(mut q) = query.map_err(|e| ApiError::field("(query)", e.body_text()))?;
+    // An empty filter (`?kind=`) means the filter was not given.
+    for v in [
+        &mut q.client_id,
+        &mut q.subject,
+        &mut q.outcome,
+        &mut q.reason,
+        &mut q.kind,
+        &mut q.before,
+    ] {
+        if v.as_deref() == Some("") {
+            *v = None;
+        }
+    }
     let kind = match q.kind.as_deref() {
         None => None,
         Some("token") => Some(AuditKind::Token),

@@ -166,6 +166,12 @@ fn parse_json<T: DeserializeOwned>(ct: &str, bytes: &[u8]) -> Result<T, ApiError
             "send the body as JSON with 'Content-Type: application/json'".into(),
         ));
     }
+    // serde accepts a struct as a JSON array too; the API takes objects only.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
