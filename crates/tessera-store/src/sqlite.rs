@@ -45,6 +45,14 @@ fn be(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// Maps a uniqueness violation to a conflict that names the thing; other errors as usual.
+fn conflict_as(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match be(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(what()),
+        other => other,
+    }
+}
+
 fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("domain values serialise to JSON")
 }
@@ -218,6 +226,14 @@ impl SqliteStore {
         .map_err(be)?;
         self.seen_version.store(v, Ordering::Release);
         Ok(())
+    }
+
+    /// Passes a write's result through, recording the change when it succeeded.
+    async fn committed<T>(&self, out: StoreResult<T>) -> StoreResult<T> {
+        if out.is_ok() {
+            self.changed().await?;
+        }
+        out
     }
 
     async fn sync_now(&self, window: i64) -> StoreResult<()> {
@@ -537,10 +553,7 @@ impl Store for SqliteStore {
             .bind(now)
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| match be(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("org '{slug}' already exists")),
-                other => other,
-            })?;
+            .map_err(|e| conflict_as(e, || format!("org '{slug}' already exists")))?;
             Ok(Org {
                 id,
                 slug: slug.clone(),
@@ -550,10 +563,7 @@ impl Store for SqliteStore {
             })
         }
             .await;
-            if out.is_ok() {
-                self.changed().await?;
-            }
-            out
+            self.committed(out).await
         })
     }
 
@@ -583,19 +593,11 @@ impl Store for SqliteStore {
                     .bind(&s.description)
                     .execute(&self.pool)
                     .await
-                    .map_err(|e| match be(e) {
-                        StoreError::Conflict(_) => {
-                            StoreError::Conflict(format!("scope '{}' already exists", s.name))
-                        }
-                        other => other,
-                    })?;
+                    .map_err(|e| conflict_as(e, || format!("scope '{}' already exists", s.name)))?;
                 Ok(())
             }
             .await;
-            if out.is_ok() {
-                self.changed().await?;
-            }
-            out
+            self.committed(out).await
         })
     }
 
@@ -641,19 +643,11 @@ impl Store for SqliteStore {
             .bind(u.created_at)
             .execute(&self.pool)
             .await
-            .map_err(|e| match be(e) {
-                StoreError::Conflict(_) => {
-                    StoreError::Conflict(format!("a user named '{}' already exists", u.username))
-                }
-                other => other,
-            })?;
+            .map_err(|e| conflict_as(e, || format!("a user named '{}' already exists", u.username)))?;
             Ok(())
         }
             .await;
-            if out.is_ok() {
-                self.changed().await?;
-            }
-            out
+            self.committed(out).await
         })
     }
 
@@ -703,10 +697,7 @@ impl Store for SqliteStore {
             Ok(())
         }
             .await;
-            if out.is_ok() {
-                self.changed().await?;
-            }
-            out
+            self.committed(out).await
         })
     }
 
@@ -729,10 +720,7 @@ impl Store for SqliteStore {
                 tx.commit().await.map_err(be)
             }
             .await;
-            if out.is_ok() {
-                self.changed().await?;
-            }
-            out
+            self.committed(out).await
         })
     }
 
@@ -795,10 +783,7 @@ impl Store for SqliteStore {
             Ok(())
         }
             .await;
-            if out.is_ok() {
-                self.changed().await?;
-            }
-            out
+            self.committed(out).await
         })
     }
 
@@ -828,10 +813,7 @@ impl Store for SqliteStore {
                 Ok(r.rows_affected() > 0)
             }
             .await;
-            if out.is_ok() {
-                self.changed().await?;
-            }
-            out
+            self.committed(out).await
         })
     }
 
@@ -887,10 +869,7 @@ impl Store for SqliteStore {
             tx.commit().await.map_err(be)
         }
             .await;
-            if out.is_ok() {
-                self.changed().await?;
-            }
-            out
+            self.committed(out).await
         })
     }
 
@@ -914,10 +893,7 @@ impl Store for SqliteStore {
             Ok(r.rows_affected() > 0)
         }
             .await;
-            if out.is_ok() {
-                self.changed().await?;
-            }
-            out
+            self.committed(out).await
         })
     }
 
