@@ -241,11 +241,13 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn cache_path(base: &str, client_id: &str) -> Option<PathBuf> {
+/// The token cache file, one per (URL, client id, secret): a changed secret never reuses
+/// a token obtained with the old one.
+fn cache_path(base: &str, client_id: &str, secret: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    let key = tessera_core::secret::hash_client_secret(&format!("{base}\n{client_id}"));
+    let key = tessera_core::secret::hash_client_secret(&format!("{base}\n{client_id}\n{secret}"));
     let name: String = key[..8].iter().map(|b| format!("{b:02x}")).collect();
     Some(dir.join("tessera").join(format!("admin-token-{name}.json")))
 }
@@ -279,7 +281,7 @@ impl Api {
         {
             return Ok(t.clone());
         }
-        let cache = cache_path(&self.base, &self.client_id);
+        let cache = cache_path(&self.base, &self.client_id, &self.client_secret);
         if !fresh
             && let Some(p) = &cache
             && let Ok(text) = std::fs::read_to_string(p)

@@ -176,7 +176,13 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<i32> {
         .build()
         .context("HTTP client")?;
     let mut notes = vec![];
-    let endpoint = resolve(&http, &args.url, &mut notes).await?;
+    let endpoint = match resolve(&http, &args.url, &mut notes).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(exit::UNAVAILABLE);
+        }
+    };
     let mut body = "grant_type=client_credentials".to_string();
     let mut shown_body = body.clone();
     if let Some(s) = &args.scope {

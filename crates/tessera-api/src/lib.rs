@@ -1,6 +1,6 @@
 //! Wire types of Tessera's admin REST API (`/api/v2`), shared by the server and the CLI.
 //!
-//! Field names here are contract (DESIGN.md, "Field names that outside tests rely on"):
+//! Field names here are contract (the design's "Field names that outside tests rely on"):
 //! fields may be added, never renamed. Times are RFC 3339 strings in UTC.
 
 use serde::{Deserialize, Serialize};
@@ -337,7 +337,6 @@ pub struct DiagnoseRequest {
     pub scope: Option<String>,
     /// The caller's address as the token endpoint would see it (default 127.0.0.1).
     #[serde(default)]
-    #[schema(format = Ipv4)]
     pub source_ip: Option<String>,
     /// `client_secret_basic` (default) or `client_secret_post`.
     #[serde(default)]

@@ -30,8 +30,9 @@ pub enum Check {
 }
 
 impl Check {
-    /// Every check, in evaluation order. Append-only: the compact storage form of a trace
-    /// refers to checks by their position here.
+    /// Every check, by its storage index ([`Check::index`]). Append-only: stored traces
+    /// refer to checks by their position here, so a new check goes at the end whatever
+    /// its place in the evaluation order.
     pub const ALL: [Check; 16] = [
         Check::ContentType,
         Check::Body,
@@ -50,6 +51,29 @@ impl Check {
         Check::Scope,
         Check::SsoPolicy,
     ];
+
+    /// The position in [`Check::ALL`]. An exhaustive match: a new variant does not compile
+    /// until it has an index (and the `check_indices` test wants it in `ALL`).
+    pub fn index(self) -> usize {
+        match self {
+            Check::ContentType => 0,
+            Check::Body => 1,
+            Check::Parameters => 2,
+            Check::GrantType => 3,
+            Check::ClientAuth => 4,
+            Check::Throttle => 5,
+            Check::Client => 6,
+            Check::ClientSecret => 7,
+            Check::ClientAuthMethod => 8,
+            Check::ClientEnabled => 9,
+            Check::Org => 10,
+            Check::SourceIp => 11,
+            Check::GrantTypeAllowed => 12,
+            Check::ServiceAccount => 13,
+            Check::Scope => 14,
+            Check::SsoPolicy => 15,
+        }
+    }
 
     /// The stable name, e.g. `client_secret`.
     pub fn as_str(self) -> &'static str {
@@ -279,6 +303,15 @@ pub const STATIC_DETAILS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_indices() {
+        for (i, c) in Check::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i, "{c:?}");
+        }
+        // Letters 'a'.. encode the index: room for 26 checks before the format changes.
+        assert!(Check::ALL.len() <= 26);
+    }
 
     #[test]
     fn compact_round_trip() {

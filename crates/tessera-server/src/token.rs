@@ -94,8 +94,8 @@ fn granted(grant: &Grant, token: &str) -> Response {
     res
 }
 
-/// Runs the decision function over a raw request: parse, load facts, decide. Shared by
-/// the token endpoint and the dry-run diagnosis.
+/// Runs the decision function over a raw request: parse, load facts, decide. (The dry run
+/// in `admin/diagnose.rs` makes the same calls, with its org check in between.)
 pub async fn evaluate(
     st: &AppState,
     raw: &RawTokenRequest<'_>,

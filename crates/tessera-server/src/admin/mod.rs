@@ -226,7 +226,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
 /// `POST /api/v2/signing-keys/rotate`: a new signing key; the old one stays published for
 /// the configured overlap. Signing keys are shared by every org on this server, so only
 /// the operator org's admins may rotate them.
-#[utoipa::path(post, path = "/api/v2/signing-keys/rotate", tag = "signing keys", responses((status = 200, body = tessera_api::RotatedSigningKey), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v2/signing-keys/rotate", tag = "signing keys", responses((status = 200, body = tessera_api::RotatedSigningKey), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin, or its org is not the operator org", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn rotate_signing_key(
     admin: Admin,
 ) -> Result<axum::Json<tessera_api::RotatedSigningKey>, ApiError> {
