@@ -450,6 +450,30 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// The request ids `audit tail --follow` has shown, the most recent few thousand.
+#[derive(Default)]
+struct Seen {
+    set: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Seen {
+    fn insert(&mut self, id: String) {
+        if self.set.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > 5_000
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+}
+
 /// Prints rows as an aligned table.
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -854,7 +878,7 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 let v = api.get(&format!("/audit/events?{q}")).await?;
                 let mut events: Vec<Value> = v["events"].as_array().cloned().unwrap_or_default();
                 events.reverse();
-                let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+                let mut seen = Seen::default();
                 for e in &events {
                     seen.insert(s(&e["request_id"]));
                     if json_out {
@@ -866,19 +890,28 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 if *follow {
                     loop {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        let v = api
-                            .get(&format!(
-                                "/audit/events?{}",
-                                audit_query(client_id, subject, outcome, reason, 200)
-                            ))
-                            .await?;
-                        let mut fresh: Vec<Value> = v["events"]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter(|e| !seen.contains(&s(&e["request_id"])))
-                            .collect();
+                        // Page back from the newest event until one already shown.
+                        let mut fresh: Vec<Value> = vec![];
+                        let mut before: Option<String> = None;
+                        'pages: loop {
+                            let mut q = audit_query(client_id, subject, outcome, reason, 200);
+                            if let Some(b) = &before {
+                                q.push_str(&format!("&before={b}"));
+                            }
+                            let page = api.get(&format!("/audit/events?{q}")).await?;
+                            let page = page["events"].as_array().cloned().unwrap_or_default();
+                            let full = page.len() == 200;
+                            for e in page {
+                                if seen.contains(&s(&e["request_id"])) {
+                                    break 'pages;
+                                }
+                                fresh.push(e);
+                            }
+                            if !full || fresh.len() >= 10_000 {
+                                break;
+                            }
+                            before = fresh.last().map(|e| s(&e["request_id"]));
+                        }
                         fresh.reverse();
                         for e in &fresh {
                             seen.insert(s(&e["request_id"]));

@@ -433,3 +433,45 @@ async fn token_command_succeeds_and_explains_failures() {
     assert_eq!(o.code, 6, "{}{}", o.stdout, o.stderr);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn audit_tail_follow_prints_new_events() {
+    let app = spawn_app().await;
+    let cache = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["admin", "audit", "tail", "--follow", "--limit", "1"])
+        .env("TESSERA_URL", &app.base)
+        .env("TESSERA_CLIENT_ID", &app.admin_id)
+        .env("TESSERA_CLIENT_SECRET", &app.admin_secret)
+        .env("XDG_CACHE_HOME", cache.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // 250 refusals while it follows: more than one page of 200.
+    let mut ids = vec![];
+    for i in 0..250 {
+        let r = app
+            .token_post(&app.admin_id, &format!("tsec_wrong{i}"), "")
+            .await;
+        ids.push(r.body["request_id"].as_str().unwrap().to_string());
+    }
+    // Most were throttled; every one is an audit event of the admin client's org.
+    assert_eq!(ids.len(), 250);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let pid = child.id().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let _ = Command::new("kill").arg(&pid).status();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for id in &ids {
+        assert!(
+            text.contains(id.as_str()),
+            "event {id} not followed:\n{text}"
+        );
+    }
+    app.stop().await;
+}
