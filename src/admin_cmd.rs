@@ -511,31 +511,44 @@ fn show_kv(v: &Value) {
     }
 }
 
-fn client_body(f: &ClientFields, create: bool) -> Value {
-    let mut b = json!({});
-    if let Some(n) = &f.name {
-        b["name"] = json!(n);
-    }
-    if !f.grants.is_empty() || create {
-        b["grant_types"] = json!(if f.grants.is_empty() {
+/// A request body from one of the API's wire types, so the CLI sends exactly the contract.
+fn body<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).expect("wire types serialise")
+}
+
+fn create_client_body(client_id: &Option<String>, f: &ClientFields) -> tessera_api::CreateClient {
+    tessera_api::CreateClient {
+        client_id: client_id.clone(),
+        name: f
+            .name
+            .clone()
+            .or_else(|| client_id.clone())
+            .unwrap_or_else(|| "client".into()),
+        grant_types: Some(if f.grants.is_empty() {
             vec!["client_credentials".to_string()]
         } else {
             f.grants.clone()
-        });
+        }),
+        scopes: f.scopes.clone(),
+        ip_allowlist: f.ips.clone(),
+        service_account_id: f.service_account.clone(),
+        redirect_uris: vec![],
+        token_endpoint_auth_methods: None,
+        access_token_ttl: f.ttl,
     }
-    if !f.scopes.is_empty() {
-        b["scopes"] = json!(f.scopes);
+}
+
+fn patch_client_body(f: &ClientFields) -> tessera_api::PatchClient {
+    let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    tessera_api::PatchClient {
+        name: f.name.clone(),
+        grant_types: list(&f.grants),
+        scopes: list(&f.scopes),
+        ip_allowlist: list(&f.ips),
+        service_account_id: f.service_account.clone().map(Some),
+        access_token_ttl: f.ttl,
+        ..Default::default()
     }
-    if !f.ips.is_empty() {
-        b["ip_allowlist"] = json!(f.ips);
-    }
-    if let Some(sa) = &f.service_account {
-        b["service_account_id"] = json!(sa);
-    }
-    if let Some(t) = f.ttl {
-        b["access_token_ttl"] = json!(t);
-    }
-    b
 }
 
 fn print_trace(e: &Value) {
@@ -658,8 +671,19 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                             items(&v)
                                 .iter()
                                 .map(|u| {
-                                    let by = if u["disabled_by"].is_null() { &u["locked_by"] } else { &u["disabled_by"] };
-                                    vec![s(&u["id"]), s(&u["type"]), s(&u["username"]), s(&u["state"]), s(&u["roles"]), s(&by["description"])]
+                                    let by = if u["disabled_by"].is_null() {
+                                        &u["locked_by"]
+                                    } else {
+                                        &u["disabled_by"]
+                                    };
+                                    vec![
+                                        s(&u["id"]),
+                                        s(&u["type"]),
+                                        s(&u["username"]),
+                                        s(&u["state"]),
+                                        s(&u["roles"]),
+                                        s(&by["description"]),
+                                    ]
                                 })
                                 .collect(),
                         );
@@ -668,12 +692,33 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                     v
                 }
                 UsersCmd::Show { id } => api.get(&format!("/users/{id}")).await?,
-                UsersCmd::Create { user_type, username, email, roles } => {
-                    api.post("/users", json!({"type": user_type, "username": username, "email": email, "roles": roles})).await?
+                UsersCmd::Create {
+                    user_type,
+                    username,
+                    email,
+                    roles,
+                } => {
+                    let b = tessera_api::CreateUser {
+                        user_type: user_type.clone(),
+                        username: username.clone(),
+                        email: email.clone(),
+                        password: None,
+                        roles: roles.clone(),
+                    };
+                    api.post("/users", body(&b)).await?
                 }
-                UsersCmd::Enable { id } => api.patch(&format!("/users/{id}"), json!({"enabled": true})).await?,
-                UsersCmd::Disable { id } => api.patch(&format!("/users/{id}"), json!({"enabled": false})).await?,
-                UsersCmd::Unlock { id } => api.patch(&format!("/users/{id}"), json!({"state": "active"})).await?,
+                UsersCmd::Enable { id } | UsersCmd::Disable { id } | UsersCmd::Unlock { id } => {
+                    let patch = tessera_api::PatchUser {
+                        enabled: match cmd {
+                            UsersCmd::Enable { .. } => Some(true),
+                            UsersCmd::Disable { .. } => Some(false),
+                            _ => None,
+                        },
+                        state: matches!(cmd, UsersCmd::Unlock { .. }).then(|| "active".to_string()),
+                        ..Default::default()
+                    };
+                    api.patch(&format!("/users/{id}"), body(&patch)).await?
+                }
             };
             if json_out { out(&v) } else { show_kv(&v) }
         }
@@ -715,14 +760,8 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                     api.get(&format!("/oauth/clients/{client_id}")).await?
                 }
                 ClientsCmd::Create { client_id, fields } => {
-                    let mut b = client_body(fields, true);
-                    if b.get("name").is_none() {
-                        b["name"] = json!(client_id.clone().unwrap_or_else(|| "client".into()));
-                    }
-                    if let Some(id) = client_id {
-                        b["client_id"] = json!(id);
-                    }
-                    let v = api.post("/oauth/clients", b).await?;
+                    let b = create_client_body(client_id, fields);
+                    let v = api.post("/oauth/clients", body(&b)).await?;
                     if !json_out {
                         show_kv(&v);
                         eprintln!(
@@ -735,21 +774,27 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 ClientsCmd::Update { client_id, fields } => {
                     api.patch(
                         &format!("/oauth/clients/{client_id}"),
-                        client_body(fields, false),
+                        body(&patch_client_body(fields)),
                     )
                     .await?
                 }
                 ClientsCmd::Enable { client_id } => {
                     api.patch(
                         &format!("/oauth/clients/{client_id}"),
-                        json!({"enabled": true}),
+                        body(&tessera_api::PatchClient {
+                            enabled: Some(true),
+                            ..Default::default()
+                        }),
                     )
                     .await?
                 }
                 ClientsCmd::Disable { client_id } => {
                     api.patch(
                         &format!("/oauth/clients/{client_id}"),
-                        json!({"enabled": false}),
+                        body(&tessera_api::PatchClient {
+                            enabled: Some(false),
+                            ..Default::default()
+                        }),
                     )
                     .await?
                 }
@@ -799,7 +844,9 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 let v = api
                     .post(
                         &format!("/oauth/clients/{client_id}/secrets"),
-                        json!({"grace_seconds": grace}),
+                        body(&tessera_api::RotateSecret {
+                            grace_seconds: Some(*grace),
+                        }),
                     )
                     .await?;
                 if json_out {
@@ -852,7 +899,13 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
             }
             ScopesCmd::Create { name, description } => {
                 let v = api
-                    .post("/scopes", json!({"name": name, "description": description}))
+                    .post(
+                        "/scopes",
+                        body(&tessera_api::CreateScope {
+                            name: name.clone(),
+                            description: description.clone(),
+                        }),
+                    )
                     .await?;
                 if json_out {
                     out(&v)
@@ -929,8 +982,14 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
             let v = api
                 .post(
                     "/oauth/diagnose",
-                    json!({"client_id": d.client_id, "client_secret": d.client_secret, "grant_type": d.grant_type,
-                           "scope": d.scope, "source_ip": d.source_ip, "auth_method": d.auth_method}),
+                    body(&tessera_api::DiagnoseRequest {
+                        client_id: d.client_id.clone(),
+                        client_secret: d.client_secret.clone(),
+                        grant_type: d.grant_type.clone(),
+                        scope: d.scope.clone(),
+                        source_ip: d.source_ip.clone(),
+                        auth_method: d.auth_method.clone(),
+                    }),
                 )
                 .await?;
             if json_out {
