@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod diagnose;
+mod golden;
 mod helpers;
 mod interop;
 mod no_secret_leaks;
