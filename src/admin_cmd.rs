@@ -778,25 +778,13 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                     )
                     .await?
                 }
-                ClientsCmd::Enable { client_id } => {
-                    api.patch(
-                        &format!("/oauth/clients/{client_id}"),
-                        body(&tessera_api::PatchClient {
-                            enabled: Some(true),
-                            ..Default::default()
-                        }),
-                    )
-                    .await?
-                }
-                ClientsCmd::Disable { client_id } => {
-                    api.patch(
-                        &format!("/oauth/clients/{client_id}"),
-                        body(&tessera_api::PatchClient {
-                            enabled: Some(false),
-                            ..Default::default()
-                        }),
-                    )
-                    .await?
+                ClientsCmd::Enable { client_id } | ClientsCmd::Disable { client_id } => {
+                    let patch = tessera_api::PatchClient {
+                        enabled: Some(matches!(cmd, ClientsCmd::Enable { .. })),
+                        ..Default::default()
+                    };
+                    api.patch(&format!("/oauth/clients/{client_id}"), body(&patch))
+                        .await?
                 }
                 ClientsCmd::Delete { client_id } => {
                     api.delete(&format!("/oauth/clients/{client_id}")).await?;

@@ -11,9 +11,10 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera_core::audit::{AuditEvent, AuditKind};
-use tessera_core::decision::{self, DecideOptions, Decision, Facts, Grant};
+use tessera_core::decision::{self, DecideOptions, Decision, Facts, Grant, Parsed};
 use tessera_core::jwt::AccessClaims;
 use tessera_core::request::RawTokenRequest;
+use tessera_core::store::StoreError;
 use tessera_core::text::clip;
 
 use crate::error::{oauth_error, oauth_unavailable};
@@ -43,7 +44,7 @@ pub async fn token(
         source_ip: peer.ip(),
     };
     let source = peer.ip().to_string();
-    let decision = match evaluate(&st, &raw, &source, false).await {
+    let decision = match evaluate(&st, &raw, &source).await {
         Ok(d) => d,
         Err(()) => return oauth_unavailable(),
     };
@@ -94,26 +95,26 @@ fn granted(grant: &Grant, token: &str) -> Response {
     res
 }
 
-/// Runs the decision function over a raw request: parse, load facts, decide. (The dry run
-/// in `admin/diagnose.rs` makes the same calls, with its org check in between.)
-pub async fn evaluate(
-    st: &AppState,
-    raw: &RawTokenRequest<'_>,
-    source: &str,
-    dry_run: bool,
-) -> Result<Decision, ()> {
+/// Runs the decision function over a raw request: parse, load facts, decide.
+async fn evaluate(st: &AppState, raw: &RawTokenRequest<'_>, source: &str) -> Result<Decision, ()> {
     let parsed = decision::parse(raw);
-    let facts = match decision::facts_key(&parsed) {
-        Some(client_id) => st.store.token_facts(client_id, source).await.map_err(|e| {
-            tracing::error!(error = %e, "token facts not loaded");
-        })?,
-        None => Facts::default(),
-    };
+    let facts = load_facts(st, &parsed, source).await.map_err(|e| {
+        tracing::error!(error = %e, "token facts not loaded");
+    })?;
     let opts = DecideOptions {
         throttle: st.throttle,
-        dry_run,
+        dry_run: false,
     };
     Ok(decision::decide(parsed, &facts, clock::now(), opts))
+}
+
+/// The stored facts a parsed request needs (none when it names no client). Shared by
+/// the token endpoint and the dry run.
+pub async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<Facts, StoreError> {
+    match decision::facts_key(parsed) {
+        Some(client_id) => st.store.token_facts(client_id, source).await,
+        None => Ok(Facts::default()),
+    }
 }
 
 fn issue(st: &AppState, g: &Grant, jti: &str, now: i64) -> String {

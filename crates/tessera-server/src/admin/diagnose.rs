@@ -13,7 +13,7 @@ use tessera_core::request::RawTokenRequest;
 
 use super::{Admin, ApiJson, audit::trace_view};
 use crate::error::ApiError;
-use crate::token::audit_event;
+use crate::token::{audit_event, load_facts};
 use crate::{clock, request_id};
 
 fn form(s: &str) -> String {
@@ -81,10 +81,7 @@ pub async fn diagnose(
         r.client.secret = None;
     }
     let st = &admin.st;
-    let facts = match decision::facts_key(&parsed) {
-        Some(id) => st.store.token_facts(id, &source.to_string()).await?,
-        None => Facts::default(),
-    };
+    let facts = load_facts(st, &parsed, &source.to_string()).await?;
     // Another org's client is, to this admin, no client at all.
     let facts = match &facts.client {
         Some(cf) if cf.org.id != admin.org.id => Facts {
