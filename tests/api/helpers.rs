@@ -106,8 +106,16 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         .await;
     assert_eq!(status, 200, "admin token: {body}");
     t.admin_token = body["access_token"].as_str().unwrap().to_string();
+    if std::env::var_os("TESSERA_TEST_SSO_ENFORCED").is_some_and(|v| v == "1") {
+        // `.ci/run` runs the client_credentials suite a second time like this: SSO
+        // enforcement must change nothing for machines.
+        t.enforce_sso(&[]).await;
+    }
     t
 }
+
+/// The test IdP's signing certificate (public part only).
+pub const IDP_CERT: &str = include_str!("../fixtures/idp-signing-cert.pem");
 
 /// What a response carried.
 pub struct Reply {
@@ -267,6 +275,63 @@ impl TestApp {
             .await;
         assert_eq!(s, 201, "{b}");
         b["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a human with a password; returns the id.
+    pub async fn human(&self, username: &str, password: &str) -> String {
+        let (s, b) = self
+            .post(
+                "/users",
+                json!({"type": "human", "username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["id"].as_str().unwrap().to_string()
+    }
+
+    /// Configures a test IdP with `break_glass` exempt, and enforces SSO (forced).
+    pub async fn enforce_sso(&self, break_glass: &[&str]) {
+        let (s, b) = self
+            .admin(
+                reqwest::Method::PUT,
+                "/sso/saml",
+                Some(json!({
+                    "idp_entity_id": "https://idp.example/metadata",
+                    "idp_sso_url": "https://idp.example/sso",
+                    "idp_certificates": [IDP_CERT],
+                    "break_glass_user_ids": break_glass,
+                })),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        let (s, b) = self
+            .patch("/sso/saml", json!({"enforced": true, "force": true}))
+            .await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["enforced"], true);
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.admin(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    /// A password grant with client_secret_post.
+    pub async fn password_grant(
+        &self,
+        id: &str,
+        secret: &str,
+        username: &str,
+        password: &str,
+    ) -> Reply {
+        let body = format!(
+            "grant_type=password&client_id={}&client_secret={}&username={}&password={}",
+            enc(id),
+            enc(secret),
+            enc(username),
+            enc(password)
+        );
+        self.token_raw(Some("application/x-www-form-urlencoded"), &body, None, None)
+            .await
     }
 
     /// Creates a client from `body`; returns (client_id, client_secret).

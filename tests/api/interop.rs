@@ -173,7 +173,10 @@ async fn jwt_verifies_against_jwks_with_an_independent_library() {
         .await
         .unwrap();
     assert_eq!(meta["issuer"], app.base);
-    assert_eq!(meta["grant_types_supported"], json!(["client_credentials"]));
+    assert_eq!(
+        meta["grant_types_supported"],
+        json!(["client_credentials", "password"])
+    );
     let jwks: JwkSet = app
         .http
         .get(meta["jwks_uri"].as_str().unwrap())

@@ -10,4 +10,5 @@ mod interop;
 mod no_secret_leaks;
 mod openapi;
 mod peer_oidc_provider;
+mod sso;
 mod token;

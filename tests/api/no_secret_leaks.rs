@@ -13,6 +13,12 @@ async fn secrets_never_leak() {
         .client(json!({"name": "leaky", "scopes": ["admin:api"]}))
         .await;
     let wrong = "tsec_WRONGbutSECRETlooking0123456789abcdefXYZ";
+    // A human password, used right and wrong through the password grant.
+    let human_pw = "HumanPasswordSECRETlooking-42";
+    app.human("dora", human_pw).await;
+    let (pg, pg_secret) = app
+        .client(json!({"name": "portal", "grant_types": ["password"]}))
+        .await;
     let form = Some("application/x-www-form-urlencoded");
     let mut bodies = vec![];
     let attempts = [
@@ -69,6 +75,21 @@ async fn secrets_never_leak() {
             ),
             None,
         ),
+        (
+            form,
+            format!("grant_type=password&client_id={pg}&client_secret={pg_secret}&username=dora&password={wrong}"),
+            None,
+        ),
+        (
+            form,
+            format!("grant_type=password&client_id={pg}&client_secret={pg_secret}&username=nobody&password={human_pw}"),
+            None,
+        ),
+        (
+            Some("application/json"),
+            json!({"grant_type": "password", "client_id": pg, "client_secret": pg_secret, "username": "dora", "password": human_pw}).to_string(),
+            None,
+        ),
     ];
     for (ct, body, auth) in &attempts {
         let r = app.token_raw(*ct, body, auth.as_deref(), None).await;
@@ -103,6 +124,8 @@ async fn secrets_never_leak() {
     assert!(logs.contains("tessera"), "logs were captured");
     for s in [
         secret.as_str(),
+        pg_secret.as_str(),
+        human_pw,
         wrong,
         rotated.as_str(),
         app_secret_marker(),
@@ -117,12 +140,12 @@ async fn secrets_never_leak() {
         }
     }
     // Every refusal had a body naming its request (the test looked at something): all
-    // attempts but the first, which was granted.
+    // attempts but the two granted (the first, and dora's right password).
     let refusals = bodies
         .iter()
         .filter(|b| b.contains("\"request_id\""))
         .count();
-    assert_eq!(refusals, attempts.len() - 1);
+    assert_eq!(refusals, attempts.len() - 2);
 }
 
 fn app_secret_marker() -> &'static str {

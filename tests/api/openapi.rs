@@ -45,6 +45,8 @@ async fn openapi_document_is_served_complete_and_golden() {
         ("/api/v2/audit/events/{request_id}", &["get"]),
         ("/api/v2/oauth/diagnose", &["post"]),
         ("/api/v2/signing-keys/rotate", &["post"]),
+        ("/api/v2/sso/saml", &["get", "put", "patch"]),
+        ("/api/v2/sso/saml/enforcement-impact", &["get"]),
     ] {
         for m in methods {
             assert!(paths[path][m].is_object(), "{m} {path} missing");
@@ -54,7 +56,7 @@ async fn openapi_document_is_served_complete_and_golden() {
             );
         }
     }
-    assert_eq!(paths.len(), 11, "an undocumented path, or a stale one");
+    assert_eq!(paths.len(), 13, "an undocumented path, or a stale one");
     assert!(doc["components"]["schemas"]["ApiErrorBody"].is_object());
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
     if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {

@@ -71,6 +71,7 @@ fn facts() -> Facts {
             known_scopes: vec![ScopeName::parse("api:read").unwrap()],
         })),
         throttle: Default::default(),
+        resource_owner: None,
     }
 }
 

@@ -369,3 +369,134 @@ pub struct RotatedSigningKey {
     pub kid: String,
     pub previous_key_published_for_seconds: i64,
 }
+
+/// `PUT /api/v2/sso/saml`: the org's whole SAML configuration (fields left out take their
+/// defaults). `enforced` is switched with `PATCH`, after a look at the impact.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutSsoConfig {
+    /// The IdP's entity id: the Issuer of its responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_entity_id: Option<String>,
+    /// The IdP's single sign-on URL (HTTP-Redirect binding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_sso_url: Option<String>,
+    /// The IdP's signing certificates, PEM; several while the IdP rotates.
+    #[serde(default)]
+    pub idp_certificates: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_id_format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute_display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute_groups: Option<String>,
+    /// IdP group → Tessera roles.
+    #[serde(default)]
+    pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub jit_provisioning: bool,
+    /// Accept SHA-1 signatures and digests (legacy IdPs only).
+    #[serde(default)]
+    pub allow_sha1: bool,
+    /// Allowed clock difference with the IdP, 0 to 600 seconds (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 600)]
+    pub clock_skew_seconds: Option<u32>,
+    #[serde(default)]
+    pub allow_idp_initiated: bool,
+    /// Humans exempt from enforcement (user ids), so an IdP outage locks nobody out.
+    #[serde(default)]
+    pub break_glass_user_ids: Vec<String>,
+}
+
+/// `PATCH /api/v2/sso/saml`: switch enforcement. Switching it on needs the id of a
+/// current impact preview, or `force`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSsoConfig {
+    pub enforced: bool,
+    /// From `GET /api/v2/sso/saml/enforcement-impact`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_id: Option<String>,
+    /// Switch on without a preview (audited as forced).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The org's SAML configuration as stored, with the service provider's own addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SsoConfigView {
+    pub org: String,
+    /// Humans must log in through the IdP (break-glass users excepted).
+    pub enforced: bool,
+    /// An IdP is configured (entity id, SSO URL and at least one certificate).
+    pub configured: bool,
+    pub idp_entity_id: Option<String>,
+    pub idp_sso_url: Option<String>,
+    pub idp_certificates: Vec<String>,
+    pub name_id_format: Option<String>,
+    pub attribute_email: Option<String>,
+    pub attribute_display_name: Option<String>,
+    pub attribute_groups: Option<String>,
+    pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
+    pub jit_provisioning: bool,
+    pub allow_sha1: bool,
+    pub clock_skew_seconds: u32,
+    pub allow_idp_initiated: bool,
+    pub break_glass_user_ids: Vec<String>,
+    /// What to give the IdP: Tessera's entity id, ACS URL and metadata for this org.
+    pub sp_entity_id: String,
+    pub sp_acs_url: String,
+    pub sp_metadata_url: String,
+    /// Where humans of this org start an SSO login.
+    pub sso_login_url: String,
+}
+
+/// A human whom enforcement would stop from using a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AffectedHumanView {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub last_password_login_at: Option<String>,
+}
+
+/// A client whose password grants enforcement would refuse for humans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PasswordGrantClientView {
+    pub client_id: String,
+    pub name: String,
+    pub password_grant_enabled: bool,
+    pub last_password_grant_at: Option<String>,
+}
+
+/// A user exempt from enforcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BreakGlassUserView {
+    pub id: String,
+    pub username: String,
+}
+
+/// `GET /api/v2/sso/saml/enforcement-impact`: what switching enforcement on would
+/// change now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnforcementImpactView {
+    /// Send it back in `PATCH /api/v2/sso/saml` to switch enforcement on; it changes as
+    /// soon as the affected accounts do.
+    pub preview_id: String,
+    pub enforced: bool,
+    /// Humans without a SAML link who used a password in the last 90 days.
+    pub humans_affected: Vec<AffectedHumanView>,
+    /// Clients with the password grant enabled or used in the last 90 days: their
+    /// password grants for humans will be refused with `sso_required`.
+    pub password_grant_clients: Vec<PasswordGrantClientView>,
+    pub break_glass_users: Vec<BreakGlassUserView>,
+    /// Clients with `client_credentials`: never affected by enforcement.
+    pub client_credentials_clients_unaffected: usize,
+    /// Service accounts: never affected by enforcement.
+    pub service_accounts_unaffected: usize,
+    /// The same in one sentence.
+    pub summary: String,
+}

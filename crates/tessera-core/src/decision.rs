@@ -6,10 +6,10 @@
 //! presented client id first ([`facts_key`] says which), and applies the side effects the
 //! [`Decision`] asks for (throttle update, audit event, token issuance).
 
-use crate::model::{Client, GrantType, Org, ScopeName, StoredSecret, Timestamp, User};
+use crate::model::{Client, GrantType, Org, ScopeName, StoredSecret, Timestamp, User, UserType};
 use crate::reason::Reason;
 use crate::request::{ClientHint, RawTokenRequest, TokenRequest, parse_token_request};
-use crate::secret::{hash_client_secret, hashes_equal};
+use crate::secret::{SecretString, dummy_password_hash, hash_client_secret, hashes_equal};
 use crate::text::{clip, quoted_list, rfc3339};
 use crate::throttle::{ThrottlePolicy, ThrottleState};
 use crate::trace::{Check, Denial, Trace};
@@ -22,6 +22,51 @@ pub struct Facts {
     pub client: Option<std::sync::Arc<ClientFacts>>,
     /// The failure record of (presented client id, source address).
     pub throttle: ThrottleState,
+    /// For a password grant: the user the `username` names in the client's org, if any.
+    pub resource_owner: Option<ResourceOwnerFacts>,
+}
+
+/// The user a password grant names, with what the decision needs to know about them.
+#[derive(Debug, Clone)]
+pub struct ResourceOwnerFacts {
+    pub user: User,
+    /// For a service account: the clients that run as it, as (client id, name).
+    pub clients: Vec<(String, String)>,
+    /// The org's SSO configuration lists this user as exempt from enforcement.
+    pub break_glass: bool,
+    /// Where humans of this org log in through SSO (named in `sso_required`).
+    pub sso_login_url: String,
+}
+
+/// What a password attempt changes on the user's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginUpdate {
+    /// A wrong password: count it, and lock the account until `lock_until` when the
+    /// lockout policy says so.
+    Failed {
+        user_id: String,
+        lock_until: Option<Timestamp>,
+    },
+    /// A right password: reset the count and record the login time.
+    Succeeded { user_id: String },
+}
+
+/// When repeated wrong passwords lock a human account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// The failure that locks the account (5: the fifth wrong password in a row).
+    pub max_failures: u32,
+    /// How long the lock lasts, in seconds; an admin can unlock sooner.
+    pub lock_seconds: i64,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            lock_seconds: 15 * 60,
+        }
+    }
 }
 
 /// A client with its secrets, org, service account and the org's scope catalogue.
@@ -70,6 +115,10 @@ pub struct Decision {
     pub secret_used: Option<SecretUse>,
     /// The throttle record to store after this decision (a failure or a reset), if any.
     pub throttle_update: Option<ThrottleState>,
+    /// What a password attempt changes on the user's record, if anything.
+    pub login_update: Option<LoginUpdate>,
+    /// A grant the audit trail records with a reason of its own (a break-glass login).
+    pub grant_reason: Option<Reason>,
 }
 
 impl Decision {
@@ -80,11 +129,26 @@ impl Decision {
 }
 
 /// Options of a decision that are not stored facts.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct DecideOptions {
     pub throttle: ThrottlePolicy,
+    pub lockout: LockoutPolicy,
     /// A dry run (diagnosis): never changes the throttle record.
     pub dry_run: bool,
+    /// Checks a human password against its stored hash (argon2id; tests use a cheap one).
+    /// The token endpoint runs password grants off the async runtime because of it.
+    pub verify_password: fn(&SecretString, &str) -> bool,
+}
+
+impl Default for DecideOptions {
+    fn default() -> Self {
+        Self {
+            throttle: ThrottlePolicy::default(),
+            lockout: LockoutPolicy::default(),
+            dry_run: false,
+            verify_password: crate::secret::verify_password,
+        }
+    }
 }
 
 /// A parsed request: the first half of a decision.
@@ -137,6 +201,8 @@ pub fn decide(parsed: Parsed, facts: &Facts, now: Timestamp, opts: DecideOptions
         grant_type: None,
         secret_used: None,
         throttle_update: None,
+        login_update: None,
+        grant_reason: None,
     };
     if let Some(cf) = &facts.client {
         // The request names a client that exists: its org sees this decision.
@@ -160,14 +226,14 @@ pub fn decide(parsed: Parsed, facts: &Facts, now: Timestamp, opts: DecideOptions
         Ok(req) => {
             d.client_id = Some(req.client.client_id.clone());
             d.grant_type = Some(req.grant_type);
-            decide_client_credentials(&req, facts, now, opts, &mut trace, &mut d)
+            decide_grant(&req, facts, now, opts, &mut trace, &mut d)
         }
     };
     d.trace = trace;
     d
 }
 
-fn decide_client_credentials(
+fn decide_grant(
     req: &TokenRequest,
     facts: &Facts,
     now: Timestamp,
@@ -392,6 +458,10 @@ fn decide_client_credentials(
         format!("'{}' is enabled on the client", req.grant_type),
     );
 
+    if req.grant_type == GrantType::Password {
+        return decide_password(req, facts, cf, now, opts, trace, d);
+    }
+
     let subject = match (&client.service_account_id, &cf.service_account) {
         (None, _) => {
             trace.skip(
@@ -441,17 +511,222 @@ fn decide_client_credentials(
     })
 }
 
-fn check_service_account(sa: &User, now: Timestamp, trace: &mut Trace) -> Result<(), Denial> {
-    use crate::model::UserState;
-    let by = sa
+/// The password grant (RFC 6749 §4.3) once the client has authenticated: who the user
+/// is, whether SSO enforcement lets them use a password, and the password itself.
+fn decide_password(
+    req: &TokenRequest,
+    facts: &Facts,
+    cf: &ClientFacts,
+    now: Timestamp,
+    opts: DecideOptions,
+    trace: &mut Trace,
+    d: &mut Decision,
+) -> Result<Grant, Denial> {
+    const WRONG: &str = "the username or password is incorrect";
+    let Some(creds) = &req.resource_owner else {
+        return Err(trace.fail(
+            Check::Parameters,
+            Reason::ParameterMissing,
+            "grant_type=password needs the 'username' and 'password' parameters (RFC 6749 §4.3.2)",
+        ));
+    };
+    let username = clip(&creds.username);
+    let org = &cf.org.slug;
+    // A wrong user or password counts against (client, source) like a wrong secret does.
+    let count_failure = |d: &mut Decision| {
+        if !opts.dry_run {
+            d.throttle_update = Some(opts.throttle.after_failure(&facts.throttle, now));
+        }
+    };
+
+    let Some(ro) = &facts.resource_owner else {
+        // As much work as a wrong password, so timing does not tell unknown users apart.
+        let _ = (opts.verify_password)(&creds.password, dummy_password_hash());
+        count_failure(d);
+        return Err(trace.fail_quietly(
+            Check::ResourceOwner,
+            Reason::UserCredentialsInvalid,
+            format!("no user has username '{username}' in org '{org}'"),
+            WRONG,
+        ));
+    };
+    let user = &ro.user;
+    d.subject = Some(user.id.clone());
+    if user.user_type == UserType::Service {
+        let clients = if ro.clients.is_empty() {
+            format!(
+                "no client runs as it yet: create one with POST /api/v2/oauth/clients and \"service_account_id\": \"{}\"",
+                user.id
+            )
+        } else {
+            let names: Vec<String> = ro
+                .clients
+                .iter()
+                .map(|(id, name)| format!("'{id}' ({})", clip(name)))
+                .collect();
+            format!(
+                "its client{}: {}",
+                if names.len() > 1 { "s" } else { "" },
+                names.join(", ")
+            )
+        };
+        return Err(trace.fail(
+            Check::ResourceOwner,
+            Reason::ServiceAccountNoPassword,
+            format!(
+                "'{username}' is a service account: service accounts have no password and never use the password grant; they authenticate with the id and secret of a client that runs as them (grant_type=client_credentials); {clients}"
+            ),
+        ));
+    }
+    check_human_state(user, now, trace)?;
+
+    if cf.org.sso_enforced {
+        if ro.break_glass {
+            trace.pass(
+                Check::SsoPolicy,
+                format!(
+                    "org '{org}' enforces SAML SSO for humans; '{username}' is a break-glass user, exempt from enforcement (audited as sso_break_glass)"
+                ),
+            );
+            d.grant_reason = Some(Reason::SsoBreakGlass);
+        } else {
+            return Err(trace.fail(
+                Check::SsoPolicy,
+                Reason::SsoRequired,
+                format!(
+                    "org '{org}' enforces SAML SSO: '{username}' is a human and must log in through SSO at {}; passwords are refused for humans in this org. Scripts and services should use grant_type=client_credentials with a client of their own, which SSO enforcement never affects",
+                    ro.sso_login_url
+                ),
+            ));
+        }
+    } else {
+        trace.skip(
+            Check::SsoPolicy,
+            format!("org '{org}' does not enforce SSO; humans may use local passwords"),
+        );
+    }
+
+    let Some(hash) = &user.password_hash else {
+        let _ = (opts.verify_password)(&creds.password, dummy_password_hash());
+        count_failure(d);
+        return Err(trace.fail_quietly(
+            Check::UserPassword,
+            Reason::UserCredentialsInvalid,
+            format!(
+                "'{username}' has no local password (an admin can set one, or they log in through SSO at {})",
+                ro.sso_login_url
+            ),
+            WRONG,
+        ));
+    };
+    if !(opts.verify_password)(&creds.password, hash) {
+        let failures = user.failed_logins.saturating_add(1);
+        let lock_until =
+            (failures >= opts.lockout.max_failures).then(|| now + opts.lockout.lock_seconds);
+        count_failure(d);
+        if !opts.dry_run {
+            d.login_update = Some(LoginUpdate::Failed {
+                user_id: user.id.clone(),
+                lock_until,
+            });
+        }
+        let (detail, description) = match lock_until {
+            Some(until) => {
+                let lock = format!(
+                    "; after {failures} wrong passwords in a row the account '{username}' is locked until {} (an org admin can unlock it sooner)",
+                    rfc3339(until)
+                );
+                (
+                    format!("wrong password for '{username}'{lock}"),
+                    format!("{WRONG}{lock}"),
+                )
+            }
+            None => (
+                format!(
+                    "wrong password for '{username}' ({failures} of {} allowed failures in a row)",
+                    opts.lockout.max_failures
+                ),
+                WRONG.to_string(),
+            ),
+        };
+        return Err(trace.fail_quietly(
+            Check::UserPassword,
+            Reason::UserCredentialsInvalid,
+            detail,
+            description,
+        ));
+    }
+    trace.pass(Check::UserPassword, "matches the user's password");
+
+    let scopes = check_scopes(req, cf, trace)?;
+    if !opts.dry_run {
+        d.login_update = Some(LoginUpdate::Succeeded {
+            user_id: user.id.clone(),
+        });
+    }
+    Ok(Grant {
+        client_id: cf.client.client_id.to_string(),
+        org: org.to_string(),
+        subject: user.id.clone(),
+        scopes,
+        ttl: cf.client.token_ttl,
+    })
+}
+
+/// Who last disabled or locked `user`, and when, for descriptions.
+fn state_change(user: &User) -> (String, String) {
+    let by = user
         .state_changed_by
         .as_ref()
         .map(|a| a.to_string())
         .unwrap_or_else(|| "an unknown actor".into());
-    let at = sa
+    let at = user
         .state_changed_at
         .map(rfc3339)
         .unwrap_or_else(|| "an unknown time".into());
+    (by, at)
+}
+
+/// A human's account state: disabled and locked accounts get no token.
+fn check_human_state(user: &User, now: Timestamp, trace: &mut Trace) -> Result<(), Denial> {
+    use crate::model::UserState;
+    let (by, at) = state_change(user);
+    match user.effective_state(now) {
+        UserState::Active => {
+            trace.pass(
+                Check::ResourceOwner,
+                format!("human '{}' ({}) is active", user.username, user.id),
+            );
+            Ok(())
+        }
+        UserState::Disabled => Err(trace.fail(
+            Check::ResourceOwner,
+            Reason::UserDisabled,
+            format!(
+                "user '{}' was disabled by {by} at {at}; an org admin can re-enable them",
+                user.username
+            ),
+        )),
+        UserState::Locked => {
+            let until = user
+                .locked_until
+                .map(|u| format!("until {}", rfc3339(u)))
+                .unwrap_or_else(|| "until an admin unlocks it".into());
+            Err(trace.fail(
+                Check::ResourceOwner,
+                Reason::UserLocked,
+                format!(
+                    "user '{}' was locked by {by} at {at}, {until}; an org admin can unlock it now (tessera admin users unlock {})",
+                    user.username, user.id
+                ),
+            ))
+        }
+    }
+}
+
+fn check_service_account(sa: &User, now: Timestamp, trace: &mut Trace) -> Result<(), Denial> {
+    use crate::model::UserState;
+    let (by, at) = state_change(sa);
     match sa.effective_state(now) {
         UserState::Active => {
             trace.pass(

@@ -154,7 +154,7 @@ impl GrantType {
 
     /// The grant types the token endpoint implements today.
     pub fn is_implemented(self) -> bool {
-        matches!(self, GrantType::ClientCredentials)
+        matches!(self, GrantType::ClientCredentials | GrantType::Password)
     }
 }
 
@@ -333,6 +333,15 @@ pub struct User {
     /// argon2id PHC string; humans only.
     pub password_hash: Option<String>,
     pub created_at: Timestamp,
+    /// The NameID of the user's SAML identity link, once they logged in through SSO.
+    #[serde(default)]
+    pub saml_name_id: Option<String>,
+    /// Failed password attempts since the last success (the lockout policy counts them).
+    #[serde(default)]
+    pub failed_logins: u32,
+    /// The last successful password login or password grant.
+    #[serde(default)]
+    pub last_password_login_at: Option<Timestamp>,
 }
 
 impl User {
@@ -464,6 +473,9 @@ mod tests {
             locked_until: Some(200),
             password_hash: None,
             created_at: 0,
+            saml_name_id: None,
+            failed_logins: 0,
+            last_password_login_at: None,
         };
         assert_eq!(u.effective_state(199), UserState::Locked);
         assert_eq!(u.effective_state(200), UserState::Active);

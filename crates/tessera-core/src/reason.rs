@@ -88,6 +88,11 @@ reasons! {
     ScopeNotAllowed => "scope_not_allowed", InvalidScope;
     SsoRequired => "sso_required", UnauthorizedClient;
     UserCredentialsInvalid => "user_credentials_invalid", InvalidGrant;
+    ParameterMissing => "parameter_missing", InvalidRequest;
+    ServiceAccountNoPassword => "service_account_no_password", InvalidGrant;
+    UserDisabled => "user_disabled", InvalidGrant;
+    UserLocked => "user_locked", InvalidGrant;
+    SsoBreakGlass => "sso_break_glass", InvalidGrant;
 }
 
 impl Reason {

@@ -47,6 +47,16 @@ pub struct TokenRequest {
     /// The scope tokens asked for; `None` when `scope` was absent (RFC 6749 §3.3 default).
     pub scope: Option<Vec<String>>,
     pub source_ip: IpAddr,
+    /// The resource owner's credentials: present exactly for the password grant.
+    pub resource_owner: Option<ResourceOwnerCredentials>,
+}
+
+/// `username` and `password` of a password grant (RFC 6749 §4.3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceOwnerCredentials {
+    pub username: String,
+    /// Never logged, traced or audited.
+    pub password: SecretString,
 }
 
 /// Which client a request names, known even when the request is refused before client
@@ -109,6 +119,10 @@ pub fn parse_token_request(
     no_duplicates(&params, trace)?;
     let grant_type = grant_type(&params, trace)?;
     let client = client_auth(raw.authorization, &params, trace, hint)?;
+    let resource_owner = match grant_type {
+        GrantType::Password => Some(resource_owner(&params, trace)?),
+        _ => None,
+    };
     let scope = params.get("scope").map(|s| {
         s.split(' ')
             .filter(|t| !t.is_empty())
@@ -120,7 +134,40 @@ pub fn parse_token_request(
         client,
         scope,
         source_ip: raw.source_ip,
+        resource_owner,
     })
+}
+
+/// The password grant's `username` and `password` (RFC 6749 §4.3.2: both required).
+fn resource_owner(params: &Params, trace: &mut Trace) -> Result<ResourceOwnerCredentials, Denial> {
+    let username = params.get("username");
+    let password = params.get("password");
+    let missing: Vec<&str> = [("username", username), ("password", password)]
+        .into_iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    match (username, password) {
+        (Some(u), Some(p)) => {
+            trace.pass(
+                Check::Parameters,
+                format!("password grant for username '{}'", clip(u)),
+            );
+            Ok(ResourceOwnerCredentials {
+                username: u.to_string(),
+                password: SecretString::new(p),
+            })
+        }
+        _ => Err(trace.fail(
+            Check::Parameters,
+            Reason::ParameterMissing,
+            format!(
+                "grant_type=password needs the {} parameter{} (RFC 6749 §4.3.2); services should use grant_type=client_credentials instead",
+                quoted_list(missing.iter().copied()),
+                if missing.len() > 1 { "s" } else { "" }
+            ),
+        )),
+    }
 }
 
 fn content_type(ct: Option<&str>, trace: &mut Trace) -> Result<BodyKind, Denial> {
@@ -565,9 +612,15 @@ mod tests {
             ),
             (
                 FORM,
-                "grant_type=password",
+                "grant_type=refresh_token",
                 None,
                 Reason::GrantTypeUnsupported,
+            ),
+            (
+                FORM,
+                "grant_type=password&client_id=a&client_secret=s&username=u",
+                None,
+                Reason::ParameterMissing,
             ),
             (
                 FORM,

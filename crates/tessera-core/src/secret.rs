@@ -105,6 +105,22 @@ pub fn hash_password(password: &SecretString) -> String {
         .to_string()
 }
 
+/// An argon2id hash of a random password, made once: checked against when there is no
+/// real hash, so an unknown user costs as much as a wrong password.
+pub fn dummy_password_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let mut pw = [0u8; 16];
+        random_bytes(&mut pw);
+        {
+            use base64::Engine;
+            hash_password(&SecretString::new(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pw),
+            ))
+        }
+    })
+}
+
 /// Verifies a human password against its argon2id PHC string.
 pub fn verify_password(password: &SecretString, phc: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};

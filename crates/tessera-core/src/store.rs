@@ -8,8 +8,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::audit::{AuditEvent, AuditFilter};
-use crate::decision::Facts;
+use crate::decision::{Facts, LoginUpdate};
 use crate::model::{Client, Org, OrgSlug, Scope, StoredSecret, Timestamp, User};
+use crate::sso::SsoConfig;
 use crate::throttle::ThrottleState;
 
 /// A boxed, sendable future.
@@ -67,6 +68,36 @@ pub trait Store: Send + Sync + 'static {
     -> BoxFuture<'a, StoreResult<Option<User>>>;
     fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>>;
     fn update_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>>;
+    fn user_by_username<'a>(
+        &'a self,
+        org_id: i64,
+        username: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>>;
+    /// Applies a password attempt's outcome: counts a failure (and locks the account when
+    /// the update says so), or resets the count and records the login and, for a password
+    /// grant, the client's use of it.
+    fn record_login<'a>(
+        &'a self,
+        update: &'a LoginUpdate,
+        client_id: Option<&'a str>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// Each client's last password grant in the org.
+    fn password_grant_uses(
+        &self,
+        org_id: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<(String, Timestamp)>>>;
+
+    // SSO.
+    fn sso_config(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Option<SsoConfig>>>;
+    fn put_sso_config<'a>(
+        &'a self,
+        org_id: i64,
+        config: &'a SsoConfig,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// Switches SSO enforcement for humans on or off.
+    fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>>;
 
     // Clients and secrets.
     /// Creates a client with its first secret, in one transaction.

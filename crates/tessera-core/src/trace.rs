@@ -27,13 +27,15 @@ pub enum Check {
     ServiceAccount,
     Scope,
     SsoPolicy,
+    ResourceOwner,
+    UserPassword,
 }
 
 impl Check {
     /// Every check, by its storage index ([`Check::index`]). Append-only: stored traces
     /// refer to checks by their position here, so a new check goes at the end whatever
     /// its place in the evaluation order.
-    pub const ALL: [Check; 16] = [
+    pub const ALL: [Check; 18] = [
         Check::ContentType,
         Check::Body,
         Check::Parameters,
@@ -50,6 +52,8 @@ impl Check {
         Check::ServiceAccount,
         Check::Scope,
         Check::SsoPolicy,
+        Check::ResourceOwner,
+        Check::UserPassword,
     ];
 
     /// The position in [`Check::ALL`]. An exhaustive match: a new variant does not compile
@@ -72,6 +76,8 @@ impl Check {
             Check::ServiceAccount => 13,
             Check::Scope => 14,
             Check::SsoPolicy => 15,
+            Check::ResourceOwner => 16,
+            Check::UserPassword => 17,
         }
     }
 
@@ -94,6 +100,8 @@ impl Check {
             Check::ServiceAccount => "service_account",
             Check::Scope => "scope",
             Check::SsoPolicy => "sso_policy",
+            Check::ResourceOwner => "resource_owner",
+            Check::UserPassword => "user_password",
         }
     }
 }
@@ -159,6 +167,20 @@ impl Trace {
             description: detail,
             retry_after: None,
         }
+    }
+
+    /// Records a failing check whose detail (for the audit trail and admins) says more
+    /// than the caller may learn: the caller gets `description`.
+    pub fn fail_quietly(
+        &mut self,
+        check: Check,
+        reason: Reason,
+        detail: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Denial {
+        let mut denial = self.fail(check, reason, detail);
+        denial.description = description.into();
+        denial
     }
 
     fn push(

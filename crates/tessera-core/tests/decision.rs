@@ -82,6 +82,9 @@ fn facts() -> ClientFacts {
             state_changed_at: None,
             locked_until: None,
             password_hash: None,
+            saml_name_id: None,
+            failed_logins: 0,
+            last_password_login_at: None,
             created_at: 0,
         }),
         known_scopes: ["a", "b", "c"]
@@ -254,6 +257,7 @@ fn exhaustive_policy_matrix() {
                                 };
                                 let f = Facts {
                                     client: Some(Arc::new(cf)),
+                                    resource_owner: None,
                                     throttle: ThrottleState::default(),
                                 };
                                 let d = run(
@@ -347,6 +351,7 @@ fn exhaustive_policy_matrix() {
 fn check_order_of_a_grant() {
     let f = Facts {
         client: Some(Arc::new(facts())),
+        resource_owner: None,
         throttle: ThrottleState::default(),
     };
     let d = run(
@@ -413,6 +418,7 @@ fn throttled_pair_is_refused_before_the_secret_is_checked() {
     };
     let f = Facts {
         client: Some(Arc::new(facts())),
+        resource_owner: None,
         throttle: blocked,
     };
     let d = run(
@@ -423,6 +429,7 @@ fn throttled_pair_is_refused_before_the_secret_is_checked() {
         DecideOptions {
             throttle: policy,
             dry_run: false,
+            ..DecideOptions::default()
         },
     );
     let den = d.outcome.unwrap_err();
@@ -446,6 +453,7 @@ fn throttled_pair_is_refused_before_the_secret_is_checked() {
 fn success_after_failures_resets_the_counter() {
     let f = Facts {
         client: Some(Arc::new(facts())),
+        resource_owner: None,
         throttle: ThrottleState {
             failures: 3,
             last_failure: NOW - 5,
@@ -472,11 +480,13 @@ fn dry_run_never_touches_throttling() {
     };
     let f = Facts {
         client: Some(Arc::new(facts())),
+        resource_owner: None,
         throttle: blocked,
     };
     let opts = DecideOptions {
         throttle: ThrottlePolicy::default(),
         dry_run: true,
+        ..DecideOptions::default()
     };
     let d = run(&post(SECRET, None), None, "127.0.0.1", &f, opts);
     assert!(d.outcome.is_ok(), "{:?}", d.outcome);
@@ -490,6 +500,7 @@ fn dry_run_never_touches_throttling() {
 fn deterministic() {
     let f = Facts {
         client: Some(Arc::new(facts())),
+        resource_owner: None,
         throttle: ThrottleState::default(),
     };
     for body in [
@@ -508,6 +519,7 @@ fn deterministic() {
 fn basic_header_with_only_the_client_id_names_it() {
     let f = Facts {
         client: Some(Arc::new(facts())),
+        resource_owner: None,
         throttle: ThrottleState::default(),
     };
     let h = format!(
@@ -543,6 +555,7 @@ fn disabled_service_account_says_by_whom() {
     u.state_changed_at = Some(0);
     let f = Facts {
         client: Some(Arc::new(cf)),
+        resource_owner: None,
         throttle: ThrottleState::default(),
     };
     let d = run(
@@ -567,6 +580,7 @@ fn ipv6_and_mapped_sources() {
     cf.client.ip_allowlist = IpAllowList::parse(&["2001:db8::/32", "10.0.0.0/8"]).unwrap();
     let f = Facts {
         client: Some(Arc::new(cf)),
+        resource_owner: None,
         throttle: ThrottleState::default(),
     };
     for (ip, ok) in [

@@ -44,6 +44,9 @@ pub async fn bootstrap(store: &dyn Store, slug: &OrgSlug) -> Result<Bootstrapped
         state_changed_at: None,
         locked_until: None,
         password_hash: None,
+        saml_name_id: None,
+        failed_logins: 0,
+        last_password_login_at: None,
         created_at: now,
     };
     store.create_user(&sa).await?;

@@ -16,7 +16,7 @@ fn metadata(issuer: &str) -> serde_json::Value {
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth/token"),
         "jwks_uri": format!("{issuer}/oauth/jwks"),
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["client_credentials", "password"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": [],
         "service_documentation": format!("{issuer}/docs/errors"),

@@ -11,8 +11,11 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera_core::audit::{AuditEvent, AuditKind};
-use tessera_core::decision::{self, DecideOptions, Decision, Facts, Grant, Parsed};
+use tessera_core::decision::{
+    self, ClientFacts, DecideOptions, Decision, Facts, Grant, Parsed, ResourceOwnerFacts,
+};
 use tessera_core::jwt::AccessClaims;
+use tessera_core::model::UserType;
 use tessera_core::request::RawTokenRequest;
 use tessera_core::store::StoreError;
 use tessera_core::text::clip;
@@ -56,6 +59,13 @@ pub async fn token(
     {
         tracing::error!(error = %e, "throttle record not saved");
         return oauth_unavailable();
+    }
+    if let Some(update) = &decision.login_update {
+        let client = decision.outcome.as_ref().ok().map(|g| g.client_id.as_str());
+        if let Err(e) = st.store.record_login(update, client, clock::now()).await {
+            tracing::error!(error = %e, "login attempt not recorded");
+            return oauth_unavailable();
+        }
     }
     let now_ms = clock::now_ms();
     let request_id = request_id::current();
@@ -103,18 +113,69 @@ async fn evaluate(st: &AppState, raw: &RawTokenRequest<'_>, source: &str) -> Res
     })?;
     let opts = DecideOptions {
         throttle: st.throttle,
-        dry_run: false,
+        ..DecideOptions::default()
     };
-    Ok(decision::decide(parsed, &facts, clock::now(), opts))
+    if facts.resource_owner.is_none() && !is_password_grant(&parsed) {
+        return Ok(decision::decide(parsed, &facts, clock::now(), opts));
+    }
+    // A password grant checks an argon2id hash (tens of milliseconds of CPU): off the
+    // async workers, so token requests of other clients do not wait behind it.
+    tokio::task::spawn_blocking(move || decision::decide(parsed, &facts, clock::now(), opts))
+        .await
+        .map_err(|e| tracing::error!(error = %e, "password decision failed"))
+}
+
+fn is_password_grant(parsed: &Parsed) -> bool {
+    matches!(&parsed.request, Ok(r) if r.resource_owner.is_some())
 }
 
 /// The stored facts a parsed request needs (none when it names no client). Shared by
 /// the token endpoint and the dry run.
 pub async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<Facts, StoreError> {
-    match decision::facts_key(parsed) {
-        Some(client_id) => st.store.token_facts(client_id, source).await,
-        None => Ok(Facts::default()),
+    let mut facts = match decision::facts_key(parsed) {
+        Some(client_id) => st.store.token_facts(client_id, source).await?,
+        None => return Ok(Facts::default()),
+    };
+    if let (Ok(req), Some(cf)) = (&parsed.request, &facts.client)
+        && let Some(creds) = &req.resource_owner
+    {
+        facts.resource_owner = resource_owner(st, cf, &creds.username).await?;
     }
+    Ok(facts)
+}
+
+/// The user a password grant names, in the client's org, with the clients that run as
+/// them (for a service account) and their SSO exemption.
+async fn resource_owner(
+    st: &AppState,
+    cf: &ClientFacts,
+    username: &str,
+) -> Result<Option<ResourceOwnerFacts>, StoreError> {
+    let Some(user) = st.store.user_by_username(cf.org.id, username).await? else {
+        return Ok(None);
+    };
+    let clients = if user.user_type == UserType::Service {
+        st.store
+            .list_clients(cf.org.id)
+            .await?
+            .into_iter()
+            .filter(|c| c.service_account_id.as_deref() == Some(user.id.as_str()))
+            .map(|c| (c.client_id.to_string(), c.name))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let break_glass = st
+        .store
+        .sso_config(cf.org.id)
+        .await?
+        .is_some_and(|c| c.is_break_glass(&user.id));
+    Ok(Some(ResourceOwnerFacts {
+        user,
+        clients,
+        break_glass,
+        sso_login_url: format!("{}/saml/{}/login", st.issuer, cf.org.slug),
+    }))
 }
 
 fn issue(st: &AppState, g: &Grant, jti: &str, now: i64) -> String {
@@ -141,7 +202,12 @@ pub fn audit_event(
     source: &str,
 ) -> AuditEvent {
     let (outcome, reason, description, scope) = match &d.outcome {
-        Ok(g) => ("granted", None, None, Some(g.scopes.join(" "))),
+        Ok(g) => (
+            "granted",
+            d.grant_reason.map(|r| r.code().to_string()),
+            None,
+            Some(g.scopes.join(" ")),
+        ),
         Err(den) => (
             "denied",
             Some(den.reason.code().to_string()),

@@ -25,6 +25,11 @@ pub const SQLITE: &[Migration] = &[
         name: "cache_version",
         sql: include_str!("../migrations/sqlite/0002_cache_version.sql"),
     },
+    Migration {
+        version: 3,
+        name: "sso",
+        sql: include_str!("../migrations/sqlite/0003_sso.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

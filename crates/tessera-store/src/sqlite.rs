@@ -12,11 +12,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
-use tessera_core::decision::{ClientFacts, Facts};
+use tessera_core::decision::{ClientFacts, Facts, LoginUpdate};
 use tessera_core::model::{
-    Client, ClientId, IpAllowList, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp, User,
-    UserState, UserType,
+    Actor, Client, ClientId, IpAllowList, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp,
+    User, UserState, UserType,
 };
+use tessera_core::sso::SsoConfig;
 use tessera_core::store::{BoxFuture, Store, StoreError, StoreResult, StoredKey};
 use tessera_core::throttle::ThrottleState;
 use tessera_core::trace::Trace;
@@ -95,6 +96,9 @@ fn user_from(row: &SqliteRow) -> StoreResult<User> {
         locked_until: get(row, "locked_until")?,
         password_hash: get(row, "password_hash")?,
         created_at: get(row, "created_at")?,
+        saml_name_id: get(row, "saml_name_id")?,
+        failed_logins: get::<i64>(row, "failed_logins")?.clamp(0, u32::MAX as i64) as u32,
+        last_password_login_at: get(row, "last_password_login_at")?,
     })
 }
 
@@ -297,7 +301,11 @@ impl SqliteStore {
                 loaded
             }
         };
-        Ok(Facts { client, throttle })
+        Ok(Facts {
+            client,
+            throttle,
+            resource_owner: None,
+        })
     }
 
     async fn load_client_facts(&self, client_id: &str) -> StoreResult<Option<ClientFacts>> {
@@ -360,15 +368,27 @@ impl SqliteStore {
     }
 
     async fn user(&self, org_id: i64, id: &str) -> StoreResult<Option<User>> {
-        sqlx::query("SELECT * FROM users WHERE org_id = ? AND id = ?")
-            .bind(org_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(be)?
-            .as_ref()
-            .map(user_from)
-            .transpose()
+        self.user_by(org_id, "id", id).await
+    }
+
+    /// The org's user whose `column` (`id` or `username`, both unique) is `value`.
+    async fn user_by(
+        &self,
+        org_id: i64,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<Option<User>> {
+        sqlx::query(&format!(
+            "SELECT * FROM users WHERE org_id = ? AND {column} = ?"
+        ))
+        .bind(org_id)
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(be)?
+        .as_ref()
+        .map(user_from)
+        .transpose()
     }
 
     async fn insert_client(conn: &mut sqlx::SqliteConnection, c: &Client) -> StoreResult<()> {
@@ -629,8 +649,9 @@ impl Store for SqliteStore {
             let out = async {
             sqlx::query(
                 "INSERT INTO users (id, org_id, user_type, username, email, roles, state, state_changed_by,
-                    state_changed_at, locked_until, password_hash, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    state_changed_at, locked_until, password_hash, created_at, saml_name_id,
+                    failed_logins, last_password_login_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&u.id)
             .bind(u.org_id)
@@ -644,6 +665,9 @@ impl Store for SqliteStore {
             .bind(u.locked_until)
             .bind(&u.password_hash)
             .bind(u.created_at)
+            .bind(&u.saml_name_id)
+            .bind(i64::from(u.failed_logins))
+            .bind(u.last_password_login_at)
             .execute(&self.pool)
             .await
             .map_err(|e| conflict_as(e, || format!("a user named '{}' already exists", u.username)))?;
@@ -680,7 +704,8 @@ impl Store for SqliteStore {
             let out = async {
             let r = sqlx::query(
                 "UPDATE users SET email = ?, roles = ?, state = ?, state_changed_by = ?, state_changed_at = ?,
-                    locked_until = ?, password_hash = ? WHERE org_id = ? AND id = ?",
+                    locked_until = ?, password_hash = ?, saml_name_id = ?, failed_logins = ?
+                 WHERE org_id = ? AND id = ?",
             )
             .bind(&u.email)
             .bind(to_json(&u.roles))
@@ -689,6 +714,8 @@ impl Store for SqliteStore {
             .bind(u.state_changed_at)
             .bind(u.locked_until)
             .bind(&u.password_hash)
+            .bind(&u.saml_name_id)
+            .bind(i64::from(u.failed_logins))
             .bind(u.org_id)
             .bind(&u.id)
             .execute(&self.pool)
@@ -700,6 +727,145 @@ impl Store for SqliteStore {
             Ok(())
         }
             .await;
+            self.committed(out).await
+        })
+    }
+
+    fn user_by_username<'a>(
+        &'a self,
+        org_id: i64,
+        username: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        Box::pin(self.user_by(org_id, "username", username))
+    }
+
+    fn record_login<'a>(
+        &'a self,
+        update: &'a LoginUpdate,
+        client_id: Option<&'a str>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            match update {
+                LoginUpdate::Failed {
+                    user_id,
+                    lock_until,
+                } => {
+                    // Counted in SQL, so concurrent failures are never lost.
+                    sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?")
+                        .bind(user_id)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(be)?;
+                    if let Some(until) = lock_until {
+                        sqlx::query(
+                            "UPDATE users SET state = 'locked', state_changed_by = ?, state_changed_at = ?,
+                                locked_until = ?, failed_logins = 0
+                             WHERE id = ? AND state != 'disabled'",
+                        )
+                        .bind(to_json(&Actor::LockoutPolicy))
+                        .bind(now)
+                        .bind(until)
+                        .bind(user_id)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(be)?;
+                        self.changed().await?;
+                    }
+                }
+                LoginUpdate::Succeeded { user_id } => {
+                    let mut tx = self.pool.begin().await.map_err(be)?;
+                    sqlx::query(
+                        "UPDATE users SET failed_logins = 0, last_password_login_at = ? WHERE id = ?",
+                    )
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+                    if let Some(client_id) = client_id {
+                        sqlx::query(
+                            "INSERT INTO password_grant_uses (client_id, org_id, last_used_at)
+                             SELECT client_id, org_id, ? FROM clients WHERE client_id = ?
+                             ON CONFLICT (client_id) DO UPDATE SET last_used_at = excluded.last_used_at",
+                        )
+                        .bind(now)
+                        .bind(client_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(be)?;
+                    }
+                    tx.commit().await.map_err(be)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn password_grant_uses(
+        &self,
+        org_id: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<(String, Timestamp)>>> {
+        Box::pin(async move {
+            sqlx::query("SELECT client_id, last_used_at FROM password_grant_uses WHERE org_id = ?")
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(be)?
+                .iter()
+                .map(|r| Ok((get(r, "client_id")?, get(r, "last_used_at")?)))
+                .collect()
+        })
+    }
+
+    fn sso_config(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Option<SsoConfig>>> {
+        Box::pin(async move {
+            let row: Option<String> =
+                sqlx::query_scalar("SELECT config FROM sso_configs WHERE org_id = ?")
+                    .bind(org_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(be)?;
+            row.map(|c| from_json(&c)).transpose()
+        })
+    }
+
+    fn put_sso_config<'a>(
+        &'a self,
+        org_id: i64,
+        config: &'a SsoConfig,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO sso_configs (org_id, config, updated_at) VALUES (?, ?, ?)
+                 ON CONFLICT (org_id) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+            )
+            .bind(org_id)
+            .bind(to_json(config))
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+            Ok(())
+        })
+    }
+
+    fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            let out = sqlx::query("UPDATE orgs SET sso_enforced = ? WHERE id = ?")
+                .bind(enforced)
+                .bind(org_id)
+                .execute(&self.pool)
+                .await
+                .map_err(be)
+                .and_then(|r| {
+                    if r.rows_affected() == 0 {
+                        Err(StoreError::NotFound(format!("no org {org_id}")))
+                    } else {
+                        Ok(())
+                    }
+                });
             self.committed(out).await
         })
     }

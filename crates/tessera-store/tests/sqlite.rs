@@ -58,6 +58,9 @@ async fn org_with_client(s: &dyn Store) -> (i64, Client) {
         state_changed_at: None,
         locked_until: None,
         password_hash: None,
+        saml_name_id: None,
+        failed_logins: 0,
+        last_password_login_at: None,
         created_at: 10,
     };
     s.create_user(&sa).await.unwrap();
@@ -381,4 +384,95 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+#[tokio::test]
+async fn password_attempts_count_lock_and_reset() {
+    use tessera_core::decision::LoginUpdate;
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let (org, c) = org_with_client(s.as_ref()).await;
+    let mut human = s.get_user(org, "usr_1").await.unwrap().unwrap();
+    human.id = "usr_h".into();
+    human.user_type = UserType::Human;
+    human.username = "alice".into();
+    s.create_user(&human).await.unwrap();
+    let failed = LoginUpdate::Failed {
+        user_id: "usr_h".into(),
+        lock_until: None,
+    };
+    // Concurrent failures are all counted (the count is an SQL increment).
+    let (a, b, d) = tokio::join!(
+        s.record_login(&failed, None, 100),
+        s.record_login(&failed, None, 100),
+        s.record_login(&failed, None, 100)
+    );
+    a.unwrap();
+    b.unwrap();
+    d.unwrap();
+    let u = s.user_by_username(org, "alice").await.unwrap().unwrap();
+    assert_eq!(u.failed_logins, 3);
+    assert_eq!(u.state, UserState::Active);
+    // The locking failure locks, by the lockout policy, until the given time.
+    s.record_login(
+        &LoginUpdate::Failed {
+            user_id: "usr_h".into(),
+            lock_until: Some(1000),
+        },
+        None,
+        200,
+    )
+    .await
+    .unwrap();
+    let u = s.user_by_username(org, "alice").await.unwrap().unwrap();
+    assert_eq!(u.state, UserState::Locked);
+    assert_eq!(u.locked_until, Some(1000));
+    assert_eq!(
+        u.state_changed_by,
+        Some(tessera_core::model::Actor::LockoutPolicy)
+    );
+    // Success resets the count and records the client's password grant.
+    s.record_login(
+        &LoginUpdate::Succeeded {
+            user_id: "usr_h".into(),
+        },
+        Some(c.client_id.as_str()),
+        2000,
+    )
+    .await
+    .unwrap();
+    let u = s.user_by_username(org, "alice").await.unwrap().unwrap();
+    assert_eq!(u.failed_logins, 0);
+    assert_eq!(u.last_password_login_at, Some(2000));
+    assert_eq!(
+        s.password_grant_uses(org).await.unwrap(),
+        vec![("c1".to_string(), 2000)]
+    );
+    assert_eq!(s.user_by_username(org, "nobody").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn sso_configuration_and_enforcement() {
+    use tessera_core::sso::SsoConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let (org, _) = org_with_client(s.as_ref()).await;
+    assert_eq!(s.sso_config(org).await.unwrap(), None);
+    let cfg = SsoConfig {
+        idp_entity_id: Some("https://idp.example".into()),
+        break_glass_user_ids: vec!["usr_1".into()],
+        ..SsoConfig::default()
+    };
+    s.put_sso_config(org, &cfg, 5).await.unwrap();
+    assert_eq!(s.sso_config(org).await.unwrap(), Some(cfg));
+    // Enforcement is part of the org the token path caches: the change shows at once.
+    let before = s.token_facts("c1", "10.0.0.1").await.unwrap();
+    assert!(!before.client.unwrap().org.sso_enforced);
+    s.set_sso_enforced(org, true).await.unwrap();
+    let after = s.token_facts("c1", "10.0.0.1").await.unwrap();
+    assert!(after.client.unwrap().org.sso_enforced);
+    assert!(matches!(
+        s.set_sso_enforced(999, true).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

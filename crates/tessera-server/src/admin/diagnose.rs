@@ -87,12 +87,14 @@ pub async fn diagnose(
         Some(cf) if cf.org.id != admin.org.id => Facts {
             client: None,
             throttle: facts.throttle,
+            resource_owner: None,
         },
         _ => facts,
     };
     let opts = DecideOptions {
         throttle: st.throttle,
         dry_run: true,
+        ..DecideOptions::default()
     };
     let d = decision::decide(parsed, &facts, clock::now(), opts);
     let request_id = request_id::current();

@@ -9,6 +9,7 @@ mod clients;
 mod diagnose;
 pub mod openapi;
 mod scopes;
+mod sso;
 mod users;
 
 use axum::Router;
@@ -53,6 +54,8 @@ pub fn routes() -> Router<Shared> {
         .route("/audit/events", get(audit::list))
         .route("/audit/events/{request_id}", get(audit::show))
         .route("/signing-keys/rotate", post(rotate_signing_key))
+        .route("/sso/saml", get(sso::show).put(sso::put).patch(sso::patch))
+        .route("/sso/saml/enforcement-impact", get(sso::enforcement_impact))
         .route("/openapi.json", get(openapi::serve))
 }
 

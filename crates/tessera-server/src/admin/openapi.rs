@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(
         title = "Tessera admin API",
-        description = "Org-scoped administration: users and service accounts, OAuth clients and secrets, the scope catalogue, the audit trail with decision traces, and dry-run diagnosis. Every call needs a bearer access token from POST /oauth/token holding the tessera:admin scope; the org comes from the token. Errors carry `error`, `message`, `field` (when one is at fault) and `request_id`."
+        description = "Org-scoped administration: users and service accounts, OAuth clients and secrets, the scope catalogue, the audit trail with decision traces, dry-run diagnosis, and SAML SSO configuration with its enforcement-impact preview. Every call needs a bearer access token from POST /oauth/token holding the tessera:admin scope; the org comes from the token. Errors carry `error`, `message`, `field` (when one is at fault) and `request_id`."
     ),
     paths(
         super::scopes::list,
@@ -31,6 +31,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::audit::show,
         super::diagnose::diagnose,
         super::rotate_signing_key,
+        super::sso::show,
+        super::sso::put,
+        super::sso::patch,
+        super::sso::enforcement_impact,
     ),
     modifiers(&BearerAuth)
 )]

@@ -192,6 +192,9 @@ pub async fn create(
         state_changed_at: None,
         locked_until: None,
         password_hash,
+        saml_name_id: None,
+        failed_logins: 0,
+        last_password_login_at: None,
         created_at: clock::now(),
     };
     admin.st.store.create_user(&user).await?;
@@ -274,6 +277,7 @@ pub async fn update(
         if state == UserState::Active {
             u.state_changed_by = None;
             u.state_changed_at = None;
+            u.failed_logins = 0;
         } else {
             u.state_changed_by = Some(Actor::Admin {
                 client_id: admin.client_id.clone(),

@@ -1,0 +1,440 @@
+//! The password grant and SSO enforcement, exhaustively: every combination of resource
+//! owner, account state, enforcement, break-glass exemption, password and failure count,
+//! checked against an independent statement of the policy. Also: client_credentials is
+//! never affected by enforcement, and no password reaches a trace or a description.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tessera_core::Reason;
+use tessera_core::decision::{
+    ClientFacts, DecideOptions, Decision, Facts, LockoutPolicy, LoginUpdate, ResourceOwnerFacts,
+    decide, parse,
+};
+use tessera_core::model::{
+    Actor, AuthMethod, Client, ClientId, GrantType, IpAllowList, Org, OrgSlug, ScopeName,
+    StoredSecret, User, UserState, UserType,
+};
+use tessera_core::request::RawTokenRequest;
+use tessera_core::secret::{SecretString, hash_client_secret};
+use tessera_core::throttle::ThrottleState;
+use tessera_core::trace::{Check, Verdict};
+
+const NOW: i64 = 1_800_000_000;
+const SECRET: &str = "tsec_client";
+const PASSWORD: &str = "correct horse battery staple";
+const WRONG_PASSWORD: &str = "Tr0ub4dor&3-guess";
+
+/// A cheap stand-in for argon2id: the "hash" is `plain:` + the password.
+fn verify(pw: &SecretString, hash: &str) -> bool {
+    hash.strip_prefix("plain:") == Some(pw.expose())
+}
+
+fn opts() -> DecideOptions {
+    DecideOptions {
+        verify_password: verify,
+        ..DecideOptions::default()
+    }
+}
+
+fn client_facts(enforced: bool, grants: Vec<GrantType>) -> ClientFacts {
+    ClientFacts {
+        client: Client {
+            client_id: ClientId::parse("app").unwrap(),
+            org_id: 1,
+            name: "legacy app".into(),
+            enabled: true,
+            grant_types: grants,
+            scopes: vec![ScopeName::parse("a").unwrap()],
+            redirect_uris: vec![],
+            auth_methods: vec![AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost],
+            ip_allowlist: IpAllowList::default(),
+            service_account_id: None,
+            token_ttl: 600,
+            created_at: 0,
+        },
+        secrets: vec![StoredSecret {
+            id: "sec_1".into(),
+            client_id: ClientId::parse("app").unwrap(),
+            hash: hash_client_secret(SECRET),
+            hint: "ient".into(),
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            last_used_from: None,
+        }],
+        org: Org {
+            id: 1,
+            slug: OrgSlug::parse("acme").unwrap(),
+            enabled: true,
+            sso_enforced: enforced,
+            created_at: 0,
+        },
+        service_account: None,
+        known_scopes: vec![ScopeName::parse("a").unwrap()],
+    }
+}
+
+fn user(kind: UserType, state: UserState, locked_until: Option<i64>, hash: bool) -> User {
+    User {
+        id: "usr_alice".into(),
+        org_id: 1,
+        user_type: kind,
+        username: "alice".into(),
+        email: Some("alice@example.com".into()),
+        roles: vec![],
+        state,
+        state_changed_by: (state != UserState::Active).then_some(Actor::LockoutPolicy),
+        state_changed_at: (state != UserState::Active).then_some(NOW - 60),
+        locked_until,
+        password_hash: hash.then(|| format!("plain:{PASSWORD}")),
+        saml_name_id: None,
+        failed_logins: 0,
+        last_password_login_at: None,
+        created_at: 0,
+    }
+}
+
+fn run(body: &str, f: &Facts, o: DecideOptions) -> Decision {
+    let raw = RawTokenRequest {
+        content_type: Some("application/x-www-form-urlencoded"),
+        body: body.as_bytes(),
+        body_too_large: false,
+        authorization: None,
+        source_ip: "10.0.0.7".parse::<IpAddr>().unwrap(),
+    };
+    decide(parse(&raw), f, NOW, o)
+}
+
+fn password_body(password: &str) -> String {
+    format!(
+        "grant_type=password&client_id=app&client_secret={SECRET}&username=alice&password={}",
+        password.replace(' ', "+").replace('&', "%26")
+    )
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Owner {
+    Unknown,
+    ServiceWithClients,
+    ServiceWithoutClients,
+    Active,
+    Disabled,
+    Locked,
+    LockExpired,
+    NoPassword,
+}
+
+const OWNERS: [Owner; 8] = [
+    Owner::Unknown,
+    Owner::ServiceWithClients,
+    Owner::ServiceWithoutClients,
+    Owner::Active,
+    Owner::Disabled,
+    Owner::Locked,
+    Owner::LockExpired,
+    Owner::NoPassword,
+];
+
+fn owner_facts(o: Owner, break_glass: bool, failed: u32) -> Option<ResourceOwnerFacts> {
+    let (u, clients) = match o {
+        Owner::Unknown => return None,
+        Owner::ServiceWithClients => (
+            user(UserType::Service, UserState::Active, None, false),
+            vec![("cli_bot".to_string(), "bot".to_string())],
+        ),
+        Owner::ServiceWithoutClients => (
+            user(UserType::Service, UserState::Active, None, false),
+            vec![],
+        ),
+        Owner::Active => (user(UserType::Human, UserState::Active, None, true), vec![]),
+        Owner::Disabled => (
+            user(UserType::Human, UserState::Disabled, None, true),
+            vec![],
+        ),
+        Owner::Locked => (
+            user(UserType::Human, UserState::Locked, Some(NOW + 600), true),
+            vec![],
+        ),
+        Owner::LockExpired => (
+            user(UserType::Human, UserState::Locked, Some(NOW - 1), true),
+            vec![],
+        ),
+        Owner::NoPassword => (
+            user(UserType::Human, UserState::Active, None, false),
+            vec![],
+        ),
+    };
+    let mut u = u;
+    u.failed_logins = failed;
+    Some(ResourceOwnerFacts {
+        user: u,
+        clients,
+        break_glass,
+        sso_login_url: "https://id.example/saml/acme/login".into(),
+    })
+}
+
+/// The policy, stated independently: the first failing check in documented order.
+fn expected(
+    grant_enabled: bool,
+    o: Owner,
+    enforced: bool,
+    break_glass: bool,
+    right: bool,
+) -> Result<(), (Reason, Check)> {
+    if !grant_enabled {
+        return Err((Reason::GrantTypeNotAllowed, Check::GrantTypeAllowed));
+    }
+    match o {
+        Owner::Unknown => return Err((Reason::UserCredentialsInvalid, Check::ResourceOwner)),
+        Owner::ServiceWithClients | Owner::ServiceWithoutClients => {
+            return Err((Reason::ServiceAccountNoPassword, Check::ResourceOwner));
+        }
+        Owner::Disabled => return Err((Reason::UserDisabled, Check::ResourceOwner)),
+        Owner::Locked => return Err((Reason::UserLocked, Check::ResourceOwner)),
+        _ => {}
+    }
+    if enforced && !break_glass {
+        return Err((Reason::SsoRequired, Check::SsoPolicy));
+    }
+    if o == Owner::NoPassword || !right {
+        return Err((Reason::UserCredentialsInvalid, Check::UserPassword));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_combination_follows_the_policy() {
+    let mut n = 0;
+    for grant_enabled in [true, false] {
+        for o in OWNERS {
+            for enforced in [false, true] {
+                for break_glass in [false, true] {
+                    for right in [true, false] {
+                        for failed in [0, 3, 4] {
+                            let grants = if grant_enabled {
+                                vec![GrantType::ClientCredentials, GrantType::Password]
+                            } else {
+                                vec![GrantType::ClientCredentials]
+                            };
+                            let f = Facts {
+                                client: Some(Arc::new(client_facts(enforced, grants))),
+                                throttle: ThrottleState::default(),
+                                resource_owner: owner_facts(o, break_glass, failed),
+                            };
+                            let pw = if right { PASSWORD } else { WRONG_PASSWORD };
+                            let d = run(&password_body(pw), &f, opts());
+                            let want = expected(grant_enabled, o, enforced, break_glass, right);
+                            let ctx = format!(
+                                "grant={grant_enabled} owner={o:?} enforced={enforced} break_glass={break_glass} right={right} failed={failed}"
+                            );
+                            check(&d, want, &ctx);
+                            side_effects(&d, want, o, enforced, break_glass, failed, &ctx);
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(n, 2 * 8 * 2 * 2 * 2 * 3);
+}
+
+fn check(d: &Decision, want: Result<(), (Reason, Check)>, ctx: &str) {
+    match want {
+        Ok(()) => {
+            let g = d
+                .outcome
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{ctx}: {e:?}"));
+            assert_eq!(g.subject, "usr_alice", "{ctx}");
+            assert_eq!(g.scopes, vec!["a"], "{ctx}");
+            assert_eq!(d.trace.failed(), None, "{ctx}");
+        }
+        Err((reason, at)) => {
+            let e = d.outcome.as_ref().expect_err(ctx);
+            assert_eq!(e.reason, reason, "{ctx}");
+            let step = d.trace.failed().expect(ctx);
+            assert_eq!(step.check, at, "{ctx}");
+            assert_eq!(step.reason, Some(reason), "{ctx}");
+        }
+    }
+    // No password, right or wrong, ever reaches the trace or the description.
+    for s in d.trace.steps() {
+        assert!(!s.detail.contains(PASSWORD), "{ctx}: {}", s.detail);
+        assert!(!s.detail.contains(WRONG_PASSWORD), "{ctx}: {}", s.detail);
+    }
+    if let Err(e) = &d.outcome {
+        assert!(!e.description.contains(PASSWORD), "{ctx}");
+        assert!(!e.description.contains(WRONG_PASSWORD), "{ctx}");
+    }
+}
+
+fn side_effects(
+    d: &Decision,
+    want: Result<(), (Reason, Check)>,
+    o: Owner,
+    enforced: bool,
+    break_glass: bool,
+    failed: u32,
+    ctx: &str,
+) {
+    match want {
+        Ok(()) => {
+            assert_eq!(
+                d.login_update,
+                Some(LoginUpdate::Succeeded {
+                    user_id: "usr_alice".into()
+                }),
+                "{ctx}"
+            );
+            let expect_reason = (enforced && break_glass).then_some(Reason::SsoBreakGlass);
+            assert_eq!(d.grant_reason, expect_reason, "{ctx}");
+        }
+        Err((Reason::UserCredentialsInvalid, Check::UserPassword)) if o != Owner::NoPassword => {
+            let lock = (failed + 1 >= LockoutPolicy::default().max_failures)
+                .then_some(NOW + LockoutPolicy::default().lock_seconds);
+            assert_eq!(
+                d.login_update,
+                Some(LoginUpdate::Failed {
+                    user_id: "usr_alice".into(),
+                    lock_until: lock
+                }),
+                "{ctx}"
+            );
+            assert_eq!(d.throttle_update.map(|t| t.failures), Some(1), "{ctx}");
+            let e = d.outcome.as_ref().unwrap_err();
+            assert!(
+                e.description
+                    .starts_with("the username or password is incorrect")
+            );
+            assert_eq!(
+                lock.is_some(),
+                e.description.contains("locked until"),
+                "{ctx}"
+            );
+        }
+        Err((Reason::UserCredentialsInvalid, _)) => {
+            // Unknown user or no password: counted against (client, source), quietly.
+            assert_eq!(d.login_update, None, "{ctx}");
+            assert_eq!(d.throttle_update.map(|t| t.failures), Some(1), "{ctx}");
+            let e = d.outcome.as_ref().unwrap_err();
+            assert_eq!(
+                e.description, "the username or password is incorrect",
+                "{ctx}"
+            );
+        }
+        Err(_) => assert_eq!(d.login_update, None, "{ctx}"),
+    }
+}
+
+#[test]
+fn sso_required_says_how_to_log_in_and_what_scripts_should_use() {
+    let f = Facts {
+        client: Some(Arc::new(client_facts(
+            true,
+            vec![GrantType::ClientCredentials, GrantType::Password],
+        ))),
+        throttle: ThrottleState::default(),
+        resource_owner: owner_facts(Owner::Active, false, 0),
+    };
+    let d = run(&password_body(PASSWORD), &f, opts());
+    let e = d.outcome.unwrap_err();
+    assert_eq!(e.reason, Reason::SsoRequired);
+    assert!(e.description.contains("https://id.example/saml/acme/login"));
+    assert!(e.description.contains("client_credentials"));
+    // The password is not even checked: the decision is the policy's, not the password's.
+    assert_eq!(d.login_update, None);
+}
+
+#[test]
+fn a_service_account_is_told_to_use_its_clients() {
+    let f = Facts {
+        client: Some(Arc::new(client_facts(
+            true,
+            vec![GrantType::ClientCredentials, GrantType::Password],
+        ))),
+        throttle: ThrottleState::default(),
+        resource_owner: owner_facts(Owner::ServiceWithClients, false, 0),
+    };
+    let e = run(&password_body("secret"), &f, opts())
+        .outcome
+        .unwrap_err();
+    assert_eq!(e.reason, Reason::ServiceAccountNoPassword);
+    assert!(
+        e.description.contains("'cli_bot' (bot)"),
+        "{}",
+        e.description
+    );
+    assert!(e.description.contains("grant_type=client_credentials"));
+}
+
+#[test]
+fn missing_username_or_password_is_named() {
+    let f = Facts::default();
+    for (body, missing) in [
+        (
+            "grant_type=password&client_id=app&client_secret=x&password=p",
+            "'username'",
+        ),
+        (
+            "grant_type=password&client_id=app&client_secret=x&username=u",
+            "'password'",
+        ),
+        (
+            "grant_type=password&client_id=app&client_secret=x",
+            "'username', 'password'",
+        ),
+    ] {
+        let e = run(body, &f, opts()).outcome.unwrap_err();
+        assert_eq!(e.reason, Reason::ParameterMissing, "{body}");
+        assert!(e.description.contains(missing), "{}", e.description);
+    }
+}
+
+#[test]
+fn client_credentials_is_never_subject_to_enforcement() {
+    for enforced in [false, true] {
+        let f = Facts {
+            client: Some(Arc::new(client_facts(
+                enforced,
+                vec![GrantType::ClientCredentials],
+            ))),
+            throttle: ThrottleState::default(),
+            resource_owner: None,
+        };
+        let d = run(
+            &format!("grant_type=client_credentials&client_id=app&client_secret={SECRET}"),
+            &f,
+            opts(),
+        );
+        assert!(d.outcome.is_ok(), "enforced={enforced}: {:?}", d.outcome);
+        let sso = d
+            .trace
+            .steps()
+            .iter()
+            .find(|s| s.check == Check::SsoPolicy)
+            .unwrap();
+        assert_ne!(sso.verdict, Verdict::Fail);
+        assert!(sso.detail.contains("never subject"));
+    }
+}
+
+#[test]
+fn a_dry_run_changes_nothing() {
+    let f = Facts {
+        client: Some(Arc::new(client_facts(false, vec![GrantType::Password]))),
+        throttle: ThrottleState::default(),
+        resource_owner: owner_facts(Owner::Active, false, 4),
+    };
+    let o = DecideOptions {
+        dry_run: true,
+        ..opts()
+    };
+    let d = run(&password_body(WRONG_PASSWORD), &f, o);
+    assert_eq!(d.reason(), Some(Reason::UserCredentialsInvalid));
+    assert_eq!(d.login_update, None);
+    assert_eq!(d.throttle_update, None);
+}

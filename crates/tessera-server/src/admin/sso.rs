@@ -1,0 +1,330 @@
+//! `/api/v2/sso/saml`: the org's SAML configuration, the enforcement-impact preview, and
+//! switching enforcement on (only after acknowledging that preview) or off.
+
+use axum::Json;
+use serde_json::json;
+use tessera_api::{
+    AffectedHumanView, BreakGlassUserView, EnforcementImpactView, PasswordGrantClientView,
+    PatchSsoConfig, PutSsoConfig, SsoConfigView,
+};
+use tessera_core::model::{Org, UserType};
+use tessera_core::sso::{self, EnforcementImpact, SsoConfig};
+use tessera_core::text::clip;
+
+use super::{Admin, ApiJson, time_opt};
+use crate::clock;
+use crate::error::ApiError;
+
+const IMPACT_PATH: &str = "GET /api/v2/sso/saml/enforcement-impact";
+
+fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView {
+    let base = format!("{}/saml/{}", st.issuer, org.slug);
+    SsoConfigView {
+        org: org.slug.to_string(),
+        enforced: org.sso_enforced,
+        configured: c.has_idp(),
+        idp_entity_id: c.idp_entity_id.clone(),
+        idp_sso_url: c.idp_sso_url.clone(),
+        idp_certificates: c.idp_certificates.clone(),
+        name_id_format: c.name_id_format.clone(),
+        attribute_email: c.attribute_email.clone(),
+        attribute_display_name: c.attribute_display_name.clone(),
+        attribute_groups: c.attribute_groups.clone(),
+        group_roles: c.group_roles.clone(),
+        jit_provisioning: c.jit_provisioning,
+        allow_sha1: c.allow_sha1,
+        clock_skew_seconds: c.clock_skew_seconds,
+        allow_idp_initiated: c.allow_idp_initiated,
+        break_glass_user_ids: c.break_glass_user_ids.clone(),
+        sp_entity_id: format!("{base}/metadata"),
+        sp_acs_url: format!("{base}/acs"),
+        sp_metadata_url: format!("{base}/metadata"),
+        sso_login_url: format!("{base}/login"),
+    }
+}
+
+async fn current(admin: &Admin) -> Result<SsoConfig, ApiError> {
+    Ok(admin
+        .st
+        .store
+        .sso_config(admin.org.id)
+        .await?
+        .unwrap_or_default())
+}
+
+/// `GET /api/v2/sso/saml`.
+#[utoipa::path(get, path = "/api/v2/sso/saml", tag = "sso", responses((status = 200, body = SsoConfigView), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn show(admin: Admin) -> Result<Json<SsoConfigView>, ApiError> {
+    let c = current(&admin).await?;
+    Ok(Json(view(&admin.st, &admin.org, &c)))
+}
+
+/// `PUT /api/v2/sso/saml`: replaces the configuration. Refused, naming the field, when it
+/// could never validate a response.
+#[utoipa::path(put, path = "/api/v2/sso/saml", tag = "sso", request_body = PutSsoConfig, responses((status = 200, body = SsoConfigView), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn put(
+    admin: Admin,
+    ApiJson(body): ApiJson<PutSsoConfig>,
+) -> Result<Json<SsoConfigView>, ApiError> {
+    let config = validate(&admin, body).await?;
+    if admin.org.sso_enforced && !config.has_idp() {
+        return Err(ApiError::field(
+            "idp_certificates",
+            "this org enforces SSO: the configuration must keep an IdP entity id, SSO URL and at least one certificate (switch enforcement off first to remove the IdP)",
+        ));
+    }
+    admin
+        .st
+        .store
+        .put_sso_config(admin.org.id, &config, clock::now())
+        .await?;
+    admin
+        .audit(
+            "put_sso_config",
+            json!({
+                "idp_entity_id": config.idp_entity_id,
+                "idp_sso_url": config.idp_sso_url,
+                "certificates": config.idp_certificates.len(),
+                "jit_provisioning": config.jit_provisioning,
+                "allow_sha1": config.allow_sha1,
+                "allow_idp_initiated": config.allow_idp_initiated,
+                "break_glass_user_ids": config.break_glass_user_ids,
+            }),
+        )
+        .await?;
+    Ok(Json(view(&admin.st, &admin.org, &config)))
+}
+
+async fn validate(admin: &Admin, b: PutSsoConfig) -> Result<SsoConfig, ApiError> {
+    let text = |field: &'static str, v: Option<String>, max: usize| match v {
+        Some(s) if s.trim().is_empty() => Err(ApiError::field(field, "must not be empty")),
+        Some(s) if s.len() > max => {
+            Err(ApiError::field(field, format!("at most {max} characters")))
+        }
+        other => Ok(other),
+    };
+    let idp_entity_id = text("idp_entity_id", b.idp_entity_id, 1024)?;
+    let idp_sso_url = text("idp_sso_url", b.idp_sso_url, 2048)?;
+    if let Some(u) = &idp_sso_url {
+        check_url(u).map_err(|why| ApiError::field("idp_sso_url", why))?;
+    }
+    let mut certificates = Vec::with_capacity(b.idp_certificates.len());
+    for (i, pem) in b.idp_certificates.iter().enumerate() {
+        let normalised = sso::normalise_certificate(pem)
+            .map_err(|why| ApiError::field(format!("idp_certificates[{i}]"), why))?;
+        certificates.push(normalised);
+    }
+    let any_idp = idp_entity_id.is_some() || idp_sso_url.is_some() || !certificates.is_empty();
+    if any_idp {
+        // Half an IdP could never validate a response: name what is missing.
+        if idp_entity_id.is_none() {
+            return Err(ApiError::field(
+                "idp_entity_id",
+                "required with an IdP: responses are accepted only from this Issuer",
+            ));
+        }
+        if idp_sso_url.is_none() {
+            return Err(ApiError::field(
+                "idp_sso_url",
+                "required with an IdP: where to send the AuthnRequest",
+            ));
+        }
+        if certificates.is_empty() {
+            return Err(ApiError::field(
+                "idp_certificates",
+                "at least one signing certificate is required: responses are accepted only when signed by the IdP",
+            ));
+        }
+    }
+    let skew = b
+        .clock_skew_seconds
+        .unwrap_or(sso::DEFAULT_CLOCK_SKEW_SECONDS);
+    if skew > 600 {
+        return Err(ApiError::field(
+            "clock_skew_seconds",
+            "at most 600 seconds (10 minutes); a larger window widens replay attacks",
+        ));
+    }
+    let users = admin.st.store.list_users(admin.org.id).await?;
+    for (i, id) in b.break_glass_user_ids.iter().enumerate() {
+        match users.iter().find(|u| &u.id == id) {
+            Some(u) if u.user_type == UserType::Human => {}
+            Some(u) => {
+                return Err(ApiError::field(
+                    format!("break_glass_user_ids[{i}]"),
+                    format!(
+                        "'{}' is a service account: service accounts are never subject to SSO enforcement, so they need no exemption",
+                        u.username
+                    ),
+                ));
+            }
+            None => {
+                return Err(ApiError::field(
+                    format!("break_glass_user_ids[{i}]"),
+                    format!("no user {} in org '{}'", clip(id), admin.org.slug),
+                ));
+            }
+        }
+    }
+    Ok(SsoConfig {
+        idp_entity_id,
+        idp_sso_url,
+        idp_certificates: certificates,
+        name_id_format: text("name_id_format", b.name_id_format, 256)?,
+        attribute_email: text("attribute_email", b.attribute_email, 256)?,
+        attribute_display_name: text("attribute_display_name", b.attribute_display_name, 256)?,
+        attribute_groups: text("attribute_groups", b.attribute_groups, 256)?,
+        group_roles: b.group_roles,
+        jit_provisioning: b.jit_provisioning,
+        allow_sha1: b.allow_sha1,
+        clock_skew_seconds: skew,
+        allow_idp_initiated: b.allow_idp_initiated,
+        break_glass_user_ids: b.break_glass_user_ids,
+    })
+}
+
+/// An IdP URL must be https, except on loopback (test IdPs).
+fn check_url(u: &str) -> Result<(), String> {
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
+    if u.starts_with("https://") || loopback.iter().any(|p| u.starts_with(p)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not an https URL (plain http is accepted on loopback only)",
+            clip(u)
+        ))
+    }
+}
+
+async fn impact(admin: &Admin, config: &SsoConfig) -> Result<EnforcementImpact, ApiError> {
+    let st = &admin.st;
+    let users = st.store.list_users(admin.org.id).await?;
+    let clients = st.store.list_clients(admin.org.id).await?;
+    let uses = st.store.password_grant_uses(admin.org.id).await?;
+    Ok(sso::enforcement_impact(
+        config,
+        &users,
+        &clients,
+        &uses,
+        clock::now(),
+    ))
+}
+
+/// `GET /api/v2/sso/saml/enforcement-impact`.
+#[utoipa::path(get, path = "/api/v2/sso/saml/enforcement-impact", tag = "sso", responses((status = 200, body = EnforcementImpactView), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn enforcement_impact(admin: Admin) -> Result<Json<EnforcementImpactView>, ApiError> {
+    let config = current(&admin).await?;
+    let i = impact(&admin, &config).await?;
+    Ok(Json(impact_view(&admin.org, i)))
+}
+
+fn impact_view(org: &Org, i: EnforcementImpact) -> EnforcementImpactView {
+    let summary = format!(
+        "Enforcing SSO in org '{}' stops {} human(s) who used a password in the last 90 days and the password grant of {} client(s); {} break-glass user(s) stay exempt; {} client_credentials client(s) and {} service account(s) are not affected.",
+        org.slug,
+        i.humans_affected.len(),
+        i.password_grant_clients.len(),
+        i.break_glass_users.len(),
+        i.client_credentials_clients_unaffected,
+        i.service_accounts_unaffected,
+    );
+    EnforcementImpactView {
+        preview_id: i.preview_id,
+        enforced: org.sso_enforced,
+        humans_affected: i
+            .humans_affected
+            .into_iter()
+            .map(|h| AffectedHumanView {
+                id: h.id,
+                username: h.username,
+                email: h.email,
+                last_password_login_at: time_opt(h.last_password_login_at),
+            })
+            .collect(),
+        password_grant_clients: i
+            .password_grant_clients
+            .into_iter()
+            .map(|c| PasswordGrantClientView {
+                client_id: c.client_id,
+                name: c.name,
+                password_grant_enabled: c.password_grant_enabled,
+                last_password_grant_at: time_opt(c.last_password_grant_at),
+            })
+            .collect(),
+        break_glass_users: i
+            .break_glass_users
+            .into_iter()
+            .map(|b| BreakGlassUserView {
+                id: b.id,
+                username: b.username,
+            })
+            .collect(),
+        client_credentials_clients_unaffected: i.client_credentials_clients_unaffected,
+        service_accounts_unaffected: i.service_accounts_unaffected,
+        summary,
+    }
+}
+
+/// `PATCH /api/v2/sso/saml`: switches enforcement. On needs a configured IdP and the id
+/// of a current impact preview (or `force`); off is always allowed.
+#[utoipa::path(patch, path = "/api/v2/sso/saml", tag = "sso", request_body = PatchSsoConfig, responses((status = 200, body = SsoConfigView), (status = 409, description = "switching on without acknowledging the current impact preview", body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid, or no IdP is configured; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn patch(
+    admin: Admin,
+    ApiJson(body): ApiJson<PatchSsoConfig>,
+) -> Result<Json<SsoConfigView>, ApiError> {
+    let config = current(&admin).await?;
+    let mut change = json!({ "enforced": body.enforced });
+    if body.enforced && !admin.org.sso_enforced {
+        if !config.has_idp() {
+            return Err(ApiError::field(
+                "enforced",
+                "no IdP is configured: humans would have no way to log in; set the IdP first (PUT /api/v2/sso/saml)",
+            ));
+        }
+        let i = impact(&admin, &config).await?;
+        match (&body.preview_id, body.force) {
+            (Some(id), _) if *id == i.preview_id => {}
+            (Some(id), _) => {
+                return Err(ApiError::Conflict(format!(
+                    "preview '{}' no longer describes the impact: the affected accounts changed since; review {IMPACT_PATH} again (current preview_id: {})",
+                    clip(id),
+                    i.preview_id
+                )));
+            }
+            (None, true) => {}
+            (None, false) => {
+                return Err(ApiError::Conflict(format!(
+                    "switching SSO enforcement on changes how {} human(s) and {} password-grant client(s) authenticate: review {IMPACT_PATH} and send its preview_id (now {}), or send \"force\": true",
+                    i.humans_affected.len(),
+                    i.password_grant_clients.len(),
+                    i.preview_id
+                )));
+            }
+        }
+        change = json!({
+            "enforced": true,
+            "preview_id": i.preview_id,
+            "forced": body.preview_id.is_none(),
+            "humans_affected": i.humans_affected.iter().map(|h| &h.id).collect::<Vec<_>>(),
+            "password_grant_clients": i.password_grant_clients.iter().map(|c| &c.client_id).collect::<Vec<_>>(),
+            "break_glass_users": i.break_glass_users.iter().map(|b| &b.id).collect::<Vec<_>>(),
+            "client_credentials_clients_unaffected": i.client_credentials_clients_unaffected,
+        });
+    } else if !body.enforced && (body.preview_id.is_some() || body.force) {
+        return Err(ApiError::field(
+            "preview_id",
+            "only when switching enforcement on",
+        ));
+    }
+    if body.enforced != admin.org.sso_enforced {
+        admin
+            .st
+            .store
+            .set_sso_enforced(admin.org.id, body.enforced)
+            .await?;
+        admin.audit("set_sso_enforced", change).await?;
+    }
+    let mut org = admin.org.clone();
+    org.sso_enforced = body.enforced;
+    Ok(Json(view(&admin.st, &org, &config)))
+}

@@ -1,0 +1,391 @@
+//! SSO enforcement over HTTP: the password grant for humans and service accounts, the
+//! SAML configuration's validation, the enforcement-impact preview and its
+//! acknowledgement, break-glass users, the lockout policy, and client_credentials
+//! untouched throughout.
+
+use serde_json::json;
+
+use crate::helpers::{IDP_CERT, spawn_app};
+
+const ALICE_PW: &str = "alice-Password-1234";
+const BOB_PW: &str = "bob-Password-5678";
+
+#[tokio::test]
+async fn enforcement_refuses_human_passwords_and_never_machines() {
+    let app = spawn_app().await;
+    app.scopes(&["api:read"]).await;
+    let alice = app.human("alice", ALICE_PW).await;
+    let bob = app.human("bob", BOB_PW).await;
+    let svc = app.service_account("svc-bot").await;
+    let (legacy, legacy_secret) = app
+        .client(json!({"name": "legacy portal", "grant_types": ["password", "client_credentials"], "scopes": ["api:read"]}))
+        .await;
+    let (bot, bot_secret) = app
+        .client(json!({"name": "bot", "scopes": ["api:read"], "service_account_id": svc}))
+        .await;
+
+    // Before enforcement: a human's password grant works and names them as subject.
+    let r = app
+        .password_grant(&legacy, &legacy_secret, "alice", ALICE_PW)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["scope"], "api:read");
+
+    // Seed 004: a service account's "password" is refused with its clients named.
+    let r = app
+        .password_grant(&legacy, &legacy_secret, "svc-bot", "secret")
+        .await;
+    let e = app
+        .assert_refused(
+            &r,
+            400,
+            "invalid_grant",
+            "service_account_no_password",
+            "resource_owner",
+        )
+        .await;
+    let d = r.body["error_description"].as_str().unwrap();
+    assert!(d.contains(&format!("'{bot}' (bot)")), "{d}");
+    assert!(d.contains("grant_type=client_credentials"), "{d}");
+    assert_eq!(e["subject"], svc.as_str());
+
+    // The preview: alice used a password, legacy used the grant, machines unaffected.
+    let (s, impact) = app.get("/sso/saml/enforcement-impact").await;
+    assert_eq!(s, 200, "{impact}");
+    let humans: Vec<&str> = impact["humans_affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(humans, vec!["alice"], "{impact}");
+    let clients = impact["password_grant_clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1, "{impact}");
+    assert_eq!(clients[0]["client_id"], legacy.as_str());
+    assert!(clients[0]["last_password_grant_at"].is_string(), "{impact}");
+    // The bootstrap admin, legacy and bot all use client_credentials.
+    assert_eq!(
+        impact["client_credentials_clients_unaffected"], 3,
+        "{impact}"
+    );
+    assert!(
+        impact["summary"]
+            .as_str()
+            .unwrap()
+            .contains("3 client_credentials client(s)")
+    );
+
+    // Enforcement needs an IdP first, then an acknowledged preview.
+    let (s, b) = app
+        .patch("/sso/saml", json!({"enforced": true, "force": true}))
+        .await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["field"], "enforced", "{b}");
+    let (s, b) = app
+        .put(
+            "/sso/saml",
+            json!({
+                "idp_entity_id": "https://idp.example/metadata",
+                "idp_sso_url": "https://idp.example/sso",
+                "idp_certificates": [IDP_CERT],
+                "break_glass_user_ids": [bob],
+            }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["configured"], true);
+    assert!(
+        b["sso_login_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/saml/default/login")
+    );
+    let (_, impact) = app.get("/sso/saml/enforcement-impact").await;
+    assert_eq!(
+        impact["break_glass_users"][0]["username"], "bob",
+        "{impact}"
+    );
+    let preview = impact["preview_id"].as_str().unwrap().to_string();
+    let (s, b) = app.patch("/sso/saml", json!({"enforced": true})).await;
+    assert_eq!(s, 409, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains(&preview),
+        "the refusal names the current preview: {b}"
+    );
+    let (s, b) = app
+        .patch(
+            "/sso/saml",
+            json!({"enforced": true, "preview_id": "imp_stale"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{b}");
+    let (s, b) = app
+        .patch(
+            "/sso/saml",
+            json!({"enforced": true, "preview_id": preview}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["enforced"], true);
+
+    // Alice: sso_required, pointing at the SSO login and at client_credentials.
+    let r = app
+        .password_grant(&legacy, &legacy_secret, "alice", ALICE_PW)
+        .await;
+    app.assert_refused(&r, 400, "unauthorized_client", "sso_required", "sso_policy")
+        .await;
+    let d = r.body["error_description"].as_str().unwrap();
+    assert!(d.contains("/saml/default/login"), "{d}");
+    assert!(d.contains("client_credentials"), "{d}");
+    // Even a wrong password gets the policy's answer, not the password's.
+    let r = app
+        .password_grant(&legacy, &legacy_secret, "alice", "wrong")
+        .await;
+    assert_eq!(r.body["reason"], "sso_required", "{}", r.body);
+
+    // Bob is break-glass: granted, and audited with a reason of its own.
+    let r = app
+        .password_grant(&legacy, &legacy_secret, "bob", BOB_PW)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.headers["x-request-id"].to_str().unwrap().to_string();
+    let e = app.audit(&rid).await;
+    assert_eq!(e["outcome"], "granted", "{e}");
+    assert_eq!(e["reason"], "sso_break_glass", "{e}");
+    assert_eq!(e["subject"], bob.as_str(), "{e}");
+
+    // Machines: unchanged. The trace says enforcement does not apply to them.
+    for (id, secret) in [(&bot, &bot_secret), (&legacy, &legacy_secret)] {
+        let r = app.token_post(id, secret, "").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let rid = r.headers["x-request-id"].to_str().unwrap().to_string();
+        let e = app.audit(&rid).await;
+        let sso = e["trace"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["check"] == "sso_policy")
+            .unwrap()
+            .clone();
+        assert_eq!(sso["verdict"], "pass", "{e}");
+        assert!(
+            sso["detail"]
+                .as_str()
+                .unwrap()
+                .contains("never subject to SSO enforcement")
+        );
+    }
+
+    // The switch is in the audit trail with what was acknowledged.
+    let (_, events) = app.get("/audit/events?limit=100").await;
+    let switch = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["description"] == "set_sso_enforced")
+        .cloned()
+        .expect("the switch is audited");
+    let (_, full) = app
+        .get(&format!(
+            "/audit/events/{}",
+            switch["request_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(full["change"]["preview_id"], preview.as_str(), "{full}");
+    assert_eq!(full["change"]["forced"], false, "{full}");
+
+    // Off again: alice may use her password.
+    let (s, b) = app.patch("/sso/saml", json!({"enforced": false})).await;
+    assert_eq!(s, 200, "{b}");
+    let r = app
+        .password_grant(&legacy, &legacy_secret, "alice", ALICE_PW)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let _ = alice;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_account_until_an_admin_unlocks_it() {
+    let app = spawn_app().await;
+    let carol = app.human("carol", "carol-Password-1").await;
+    let (app_id, app_secret) = app
+        .client(json!({"name": "portal", "grant_types": ["password"]}))
+        .await;
+    for attempt in 1..=5 {
+        let r = app
+            .password_grant(&app_id, &app_secret, "carol", "not-her-password")
+            .await;
+        app.assert_refused(
+            &r,
+            400,
+            "invalid_grant",
+            "user_credentials_invalid",
+            "user_password",
+        )
+        .await;
+        let d = r.body["error_description"].as_str().unwrap();
+        assert_eq!(
+            d.contains("locked until"),
+            attempt == 5,
+            "attempt {attempt}: {d}"
+        );
+    }
+    // Locked now: even the right password is refused, with when it lifts.
+    let r = app
+        .password_grant(&app_id, &app_secret, "carol", "carol-Password-1")
+        .await;
+    app.assert_refused(&r, 400, "invalid_grant", "user_locked", "resource_owner")
+        .await;
+    let d = r.body["error_description"].as_str().unwrap();
+    assert!(
+        d.contains("the lockout policy") && d.contains("until"),
+        "{d}"
+    );
+    let (_, u) = app.get(&format!("/users/{carol}")).await;
+    assert_eq!(u["state"], "locked", "{u}");
+    assert_eq!(u["locked_by"]["kind"], "lockout_policy", "{u}");
+    // An admin unlocks; the right password works again.
+    let (s, b) = app
+        .patch(&format!("/users/{carol}"), json!({"state": "active"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let r = app
+        .password_grant(&app_id, &app_secret, "carol", "carol-Password-1")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_users_and_missing_fields_are_refused_precisely() {
+    let app = spawn_app().await;
+    let (id, secret) = app
+        .client(json!({"name": "portal", "grant_types": ["password"]}))
+        .await;
+    let r = app.password_grant(&id, &secret, "nobody", "whatever").await;
+    let e = app
+        .assert_refused(
+            &r,
+            400,
+            "invalid_grant",
+            "user_credentials_invalid",
+            "resource_owner",
+        )
+        .await;
+    // The caller is not told whether the user exists; the admin's trace is.
+    assert_eq!(
+        r.body["error_description"],
+        "the username or password is incorrect"
+    );
+    assert!(
+        e["trace"]
+            .to_string()
+            .contains("no user has username 'nobody'")
+    );
+
+    let r = app
+        .token_raw(
+            Some("application/x-www-form-urlencoded"),
+            &format!("grant_type=password&client_id={id}&client_secret={secret}&username=x"),
+            None,
+            None,
+        )
+        .await;
+    app.assert_refused(
+        &r,
+        400,
+        "invalid_request",
+        "parameter_missing",
+        "parameters",
+    )
+    .await;
+
+    // A client without the password grant is told which grants it has.
+    let (cc, cc_secret) = app.client(json!({"name": "cc only"})).await;
+    let r = app.password_grant(&cc, &cc_secret, "nobody", "x").await;
+    app.assert_refused(
+        &r,
+        400,
+        "unauthorized_client",
+        "grant_type_not_allowed",
+        "grant_type_allowed",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_configuration_that_could_never_validate_is_refused_by_field() {
+    let app = spawn_app().await;
+    let svc = app.service_account("svc").await;
+    let idp = |extra: serde_json::Value| {
+        let mut b = json!({
+            "idp_entity_id": "https://idp.example/metadata",
+            "idp_sso_url": "https://idp.example/sso",
+            "idp_certificates": [IDP_CERT],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (body, field) in [
+        (idp(json!({"idp_certificates": []})), "idp_certificates"),
+        (
+            idp(
+                json!({"idp_certificates": ["-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----"]}),
+            ),
+            "idp_certificates[0]",
+        ),
+        (
+            idp(
+                json!({"idp_certificates": ["-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"]}),
+            ),
+            "idp_certificates[0]",
+        ),
+        (
+            json!({"idp_sso_url": "https://idp.example/sso", "idp_certificates": [IDP_CERT]}),
+            "idp_entity_id",
+        ),
+        (
+            idp(json!({"idp_sso_url": "http://idp.example/sso"})),
+            "idp_sso_url",
+        ),
+        (
+            idp(json!({"clock_skew_seconds": 3600})),
+            "clock_skew_seconds",
+        ),
+        (
+            idp(json!({"break_glass_user_ids": ["usr_nope"]})),
+            "break_glass_user_ids[0]",
+        ),
+        (
+            idp(json!({"break_glass_user_ids": [svc]})),
+            "break_glass_user_ids[0]",
+        ),
+    ] {
+        let (s, b) = app.put("/sso/saml", body.clone()).await;
+        assert_eq!(s, 422, "{body} -> {b}");
+        assert_eq!(b["field"], field, "{body} -> {b}");
+    }
+    // A bare base64 certificate (as in IdP metadata) is accepted and stored as PEM.
+    let bare: String = IDP_CERT
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let (s, b) = app
+        .put("/sso/saml", idp(json!({"idp_certificates": [bare]})))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        b["idp_certificates"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----\n")
+    );
+    let (s, got) = app.get("/sso/saml").await;
+    assert_eq!(s, 200);
+    assert_eq!(got, b);
+    app.stop().await;
+}
