@@ -6,6 +6,7 @@
 //! `TESSERA_*` environment variables and flags (clap reads both).
 
 mod admin_cmd;
+mod saml_cmd;
 mod token_cmd;
 
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ enum Command {
     Admin(admin_cmd::AdminArgs),
     /// Fetch a token as a client would; on failure, explain why
     Token(token_cmd::TokenArgs),
+    /// SAML tools: `saml check` validates a response offline, as the ACS would
+    Saml(saml_cmd::SamlArgs),
 }
 
 #[derive(Parser)]
@@ -135,6 +138,7 @@ fn main() -> anyhow::Result<()> {
             let code = rt.block_on(token_cmd::run(args))?;
             std::process::exit(code)
         }
+        Command::Saml(args) => std::process::exit(saml_cmd::run(args)),
     }
 }
 

@@ -10,5 +10,6 @@ mod interop;
 mod no_secret_leaks;
 mod openapi;
 mod peer_oidc_provider;
+mod saml_cli;
 mod sso;
 mod token;

@@ -387,5 +387,54 @@ async fn a_configuration_that_could_never_validate_is_refused_by_field() {
     let (s, got) = app.get("/sso/saml").await;
     assert_eq!(s, 200);
     assert_eq!(got, b);
+    assert_eq!(got["idp_certificate_details"][0]["key"], "EC", "{got}");
+    assert!(
+        got["idp_certificate_details"][0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("tessera-test-idp")
+    );
+
+    // A 1024-bit RSA key could never verify a response: refused by field.
+    let weak = include_str!("../fixtures/weak-rsa1024-cert.pem");
+    let (s, b) = app
+        .put(
+            "/sso/saml",
+            idp(json!({"idp_certificates": [IDP_CERT, weak]})),
+        )
+        .await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["field"], "idp_certificates[1]", "{b}");
+    assert!(b["message"].as_str().unwrap().contains("1024 bits"), "{b}");
+
+    // IdP metadata import fills the IdP fields.
+    let metadata = format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.imported.example/metadata"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{bare}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.imported.example/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+    );
+    let (s, b) = app
+        .put("/sso/saml", json!({"idp_metadata_xml": metadata}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["idp_entity_id"], "https://idp.imported.example/metadata");
+    assert_eq!(b["idp_sso_url"], "https://idp.imported.example/sso");
+    assert_eq!(
+        b["name_id_format"],
+        "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+    );
+    assert_eq!(b["configured"], true);
+    // Metadata without a signing certificate, or that is not metadata: refused by field.
+    let unsigned = metadata.replace(&bare, "").replace(
+        r#"<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate></ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+        "",
+    );
+    for bad in [
+        unsigned.as_str(),
+        "<html>not metadata</html>",
+        "<!DOCTYPE x><x/>",
+    ] {
+        let (s, b) = app.put("/sso/saml", json!({"idp_metadata_xml": bad})).await;
+        assert_eq!(s, 422, "{bad}: {b}");
+        assert_eq!(b["field"], "idp_metadata_xml", "{b}");
+    }
     app.stop().await;
 }

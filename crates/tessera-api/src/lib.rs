@@ -375,6 +375,10 @@ pub struct RotatedSigningKey {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSsoConfig {
+    /// The IdP's metadata document: fills the entity id, SSO URL, certificates and NameID
+    /// format (fields given explicitly win).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_metadata_xml: Option<String>,
     /// The IdP's entity id: the Issuer of its responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp_entity_id: Option<String>,
@@ -436,6 +440,8 @@ pub struct SsoConfigView {
     pub idp_entity_id: Option<String>,
     pub idp_sso_url: Option<String>,
     pub idp_certificates: Vec<String>,
+    /// What each certificate is, in the same order: check `not_after` before it expires.
+    pub idp_certificate_details: Vec<CertificateView>,
     pub name_id_format: Option<String>,
     pub attribute_email: Option<String>,
     pub attribute_display_name: Option<String>,
@@ -499,4 +505,14 @@ pub struct EnforcementImpactView {
     pub service_accounts_unaffected: usize,
     /// The same in one sentence.
     pub summary: String,
+}
+
+/// An IdP signing certificate, as parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CertificateView {
+    pub subject: String,
+    pub not_before: String,
+    pub not_after: String,
+    /// For instance `RSA 2048` or `EC`.
+    pub key: String,
 }

@@ -93,6 +93,35 @@ reasons! {
     UserDisabled => "user_disabled", InvalidGrant;
     UserLocked => "user_locked", InvalidGrant;
     SsoBreakGlass => "sso_break_glass", InvalidGrant;
+    // SAML SSO refusals (the ACS and `tessera saml check`); never token-endpoint answers.
+    SamlBodyTooLarge => "saml_body_too_large", InvalidGrant;
+    SamlMalformed => "saml_malformed", InvalidGrant;
+    SamlDtdForbidden => "saml_dtd_forbidden", InvalidGrant;
+    SamlStatusNotSuccess => "saml_status_not_success", InvalidGrant;
+    SamlUnsigned => "saml_unsigned", InvalidGrant;
+    SamlSignatureInvalid => "saml_signature_invalid", InvalidGrant;
+    SamlCertUntrusted => "saml_cert_untrusted", InvalidGrant;
+    SamlWrappingDetected => "saml_wrapping_detected", InvalidGrant;
+    SamlSignedContentMismatch => "saml_signed_content_mismatch", InvalidGrant;
+    SamlSha1Refused => "saml_sha1_refused", InvalidGrant;
+    SamlAlgorithmRefused => "saml_algorithm_refused", InvalidGrant;
+    SamlIssuerMismatch => "saml_issuer_mismatch", InvalidGrant;
+    SamlDestinationMismatch => "saml_destination_mismatch", InvalidGrant;
+    SamlRecipientMismatch => "saml_recipient_mismatch", InvalidGrant;
+    SamlAudienceMismatch => "saml_audience_mismatch", InvalidGrant;
+    SamlExpired => "saml_expired", InvalidGrant;
+    SamlNotYetValid => "saml_not_yet_valid", InvalidGrant;
+    SamlInResponseToMismatch => "saml_in_response_to_mismatch", InvalidGrant;
+    SamlUnsolicited => "saml_unsolicited", InvalidGrant;
+    SamlRelayStateInvalid => "saml_relay_state_invalid", InvalidGrant;
+    SamlReplay => "saml_replay", InvalidGrant;
+    SamlSubjectConfirmationInvalid => "saml_subject_confirmation_invalid", InvalidGrant;
+    SamlNameIdMissing => "saml_name_id_missing", InvalidGrant;
+    SamlConditionUnrecognized => "saml_condition_unrecognized", InvalidGrant;
+    SamlPrincipalMismatch => "saml_principal_mismatch", InvalidGrant;
+    SamlEncryptedUnsupported => "saml_encrypted_unsupported", InvalidGrant;
+    SamlCertExpired => "saml_cert_expired", InvalidGrant;
+    SamlNotConfigured => "saml_not_configured", InvalidGrant;
 }
 
 impl Reason {

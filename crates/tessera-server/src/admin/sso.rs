@@ -4,12 +4,12 @@
 use axum::Json;
 use serde_json::json;
 use tessera_api::{
-    AffectedHumanView, BreakGlassUserView, EnforcementImpactView, PasswordGrantClientView,
-    PatchSsoConfig, PutSsoConfig, SsoConfigView,
+    AffectedHumanView, BreakGlassUserView, CertificateView, EnforcementImpactView,
+    PasswordGrantClientView, PatchSsoConfig, PutSsoConfig, SsoConfigView,
 };
 use tessera_core::model::{Org, UserType};
 use tessera_core::sso::{self, EnforcementImpact, SsoConfig};
-use tessera_core::text::clip;
+use tessera_core::text::{clip, rfc3339};
 
 use super::{Admin, ApiJson, time_opt};
 use crate::clock;
@@ -26,6 +26,17 @@ fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView 
         idp_entity_id: c.idp_entity_id.clone(),
         idp_sso_url: c.idp_sso_url.clone(),
         idp_certificates: c.idp_certificates.clone(),
+        idp_certificate_details: c
+            .idp_certificates
+            .iter()
+            .filter_map(|pem| tessera_saml::certs::inspect(pem).ok())
+            .map(|i| CertificateView {
+                subject: i.subject,
+                not_before: rfc3339(i.not_before),
+                not_after: rfc3339(i.not_after),
+                key: i.key,
+            })
+            .collect(),
         name_id_format: c.name_id_format.clone(),
         attribute_email: c.attribute_email.clone(),
         attribute_display_name: c.attribute_display_name.clone(),
@@ -95,7 +106,32 @@ pub async fn put(
     Ok(Json(view(&admin.st, &admin.org, &config)))
 }
 
-async fn validate(admin: &Admin, b: PutSsoConfig) -> Result<SsoConfig, ApiError> {
+async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiError> {
+    if let Some(xml) = b.idp_metadata_xml.take() {
+        let m = tessera_saml::metadata::read_idp_metadata(&xml)
+            .map_err(|why| ApiError::field("idp_metadata_xml", why))?;
+        if m.signing_certificates.is_empty() && b.idp_certificates.is_empty() {
+            return Err(ApiError::field(
+                "idp_metadata_xml",
+                "the metadata has no signing certificate (KeyDescriptor use=\"signing\"): no response could ever be trusted",
+            ));
+        }
+        b.idp_entity_id.get_or_insert(m.entity_id);
+        if b.idp_sso_url.is_none() {
+            b.idp_sso_url = Some(m.sso_url.ok_or_else(|| {
+                ApiError::field(
+                    "idp_metadata_xml",
+                    "the metadata has no SingleSignOnService with the HTTP-Redirect binding",
+                )
+            })?);
+        }
+        if b.idp_certificates.is_empty() {
+            b.idp_certificates = m.signing_certificates;
+        }
+        if b.name_id_format.is_none() {
+            b.name_id_format = m.name_id_formats.into_iter().next();
+        }
+    }
     let text = |field: &'static str, v: Option<String>, max: usize| match v {
         Some(s) if s.trim().is_empty() => Err(ApiError::field(field, "must not be empty")),
         Some(s) if s.len() > max => {
@@ -110,9 +146,9 @@ async fn validate(admin: &Admin, b: PutSsoConfig) -> Result<SsoConfig, ApiError>
     }
     let mut certificates = Vec::with_capacity(b.idp_certificates.len());
     for (i, pem) in b.idp_certificates.iter().enumerate() {
-        let normalised = sso::normalise_certificate(pem)
+        let cert = tessera_saml::certs::inspect(pem)
             .map_err(|why| ApiError::field(format!("idp_certificates[{i}]"), why))?;
-        certificates.push(normalised);
+        certificates.push(cert.pem);
     }
     let any_idp = idp_entity_id.is_some() || idp_sso_url.is_some() || !certificates.is_empty();
     if any_idp {

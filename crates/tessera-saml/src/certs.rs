@@ -1,0 +1,83 @@
+//! The IdP's signing certificates: parsed when a configuration is saved (so a config that
+//! could never verify a response is refused) and for the optional validity-period check.
+
+use base64::Engine;
+use x509_cert::Certificate;
+use x509_cert::der::{Decode, Encode};
+
+/// The smallest RSA key accepted: the signature verifier refuses shorter ones, so a
+/// configuration with one could never validate a response.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// What Tessera needs to know about a signing certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub subject: String,
+    /// Validity, Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// For instance `RSA 2048` or `EC`.
+    pub key: String,
+    /// The certificate as PEM (normalised).
+    pub pem: String,
+}
+
+/// Parses one certificate, PEM or bare base64 (as in SAML metadata), and refuses keys
+/// the verifier would never accept. Errors are for a field-level message.
+pub fn inspect(text: &str) -> Result<CertInfo, String> {
+    let t = text.trim();
+    let body = match t.strip_prefix("-----BEGIN CERTIFICATE-----") {
+        Some(rest) => rest
+            .trim_end()
+            .strip_suffix("-----END CERTIFICATE-----")
+            .ok_or("a PEM certificate must end with -----END CERTIFICATE-----")?,
+        None if t.starts_with("-----BEGIN") => {
+            return Err(
+                "not a certificate (the PEM type must be CERTIFICATE; never send a private key)"
+                    .into(),
+            );
+        }
+        None => t,
+    };
+    let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(&b64)
+        .map_err(|_| "not base64 inside the PEM armour".to_string())?;
+    let cert = Certificate::from_der(&der)
+        .map_err(|e| format!("not a DER-encoded X.509 certificate: {e}"))?;
+    let tbs = &cert.tbs_certificate;
+    let spki = &tbs.subject_public_key_info;
+    const RSA: &str = "1.2.840.113549.1.1.1";
+    const EC: &str = "1.2.840.10045.2.1";
+    let key = match spki.algorithm.oid.to_string().as_str() {
+        RSA => {
+            let bits = pkcs1::RsaPublicKey::from_der(spki.subject_public_key.raw_bytes())
+                .map(|k| k.modulus.as_bytes().len() * 8)
+                .map_err(|e| format!("unreadable RSA public key: {e}"))?;
+            if bits < MIN_RSA_BITS {
+                return Err(format!(
+                    "the certificate's RSA key has {bits} bits; at least {MIN_RSA_BITS} are required (ask the IdP for a new signing certificate)"
+                ));
+            }
+            format!("RSA {bits}")
+        }
+        EC => "EC".to_string(),
+        other => return Err(format!("unsupported public key algorithm {other}")),
+    };
+    let secs = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs() as i64;
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    let canonical =
+        base64::engine::general_purpose::STANDARD.encode(cert.to_der().map_err(|e| e.to_string())?);
+    for line in canonical.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    Ok(CertInfo {
+        subject: tbs.subject.to_string(),
+        not_before: secs(&tbs.validity.not_before),
+        not_after: secs(&tbs.validity.not_after),
+        key,
+        pem,
+    })
+}

@@ -1,0 +1,37 @@
+//! Reading an IdP's metadata document into the fields Tessera stores.
+
+use saml_rs::constants::{Binding, CertUse};
+use saml_rs::metadata::idp::IdpMetadata;
+
+/// What an IdP metadata document says about the IdP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpFields {
+    pub entity_id: String,
+    /// The HTTP-Redirect single sign-on URL.
+    pub sso_url: Option<String>,
+    /// Signing certificates, bare base64 as in the document.
+    pub signing_certificates: Vec<String>,
+    pub name_id_formats: Vec<String>,
+}
+
+/// Parses IdP metadata XML. Errors say what is missing or wrong, for a field-level
+/// message.
+pub fn read_idp_metadata(xml: &str) -> Result<IdpFields, String> {
+    crate::scan::structure(xml.trim()).map_err(|e| e.detail)?;
+    let m = IdpMetadata::from_xml(xml).map_err(|e| format!("not IdP metadata: {e}"))?;
+    let entity_id = m
+        .get_entity_id()
+        .map(str::to_string)
+        .ok_or("the metadata has no entityID")?;
+    let signing_certificates: Vec<String> = m
+        .x509_certificates(CertUse::Signing)
+        .into_iter()
+        .map(|c| c.split_whitespace().collect())
+        .collect();
+    Ok(IdpFields {
+        entity_id,
+        sso_url: m.get_single_sign_on_service(Binding::Redirect),
+        signing_certificates,
+        name_id_formats: m.get_name_id_format(),
+    })
+}

@@ -1,0 +1,446 @@
+//! Validating one SAML Response: the ACS and `tessera saml check` both call [`validate`].
+//!
+//! Order: size and decoding, DTD and processing-instruction refusal, the algorithm
+//! allowlist (SHA-1 with its own reason) — all on the raw text — then saml-rs with a policy
+//! whose every field is set here (signature from a configured certificate only, over the
+//! exact element read; Destination, Recipient, Audience, Issuer, time with skew,
+//! InResponseTo, Status; wrapping and duplicate IDs refused), then our own checks on what
+//! it verified: the Response's Issuer, the verified signature algorithms again, and a
+//! non-empty NameID. Identity (NameID, attributes) comes only from the verified assertion.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use saml_rs::metadata::generate::{Endpoint, IdpMetadataConfig, try_generate_idp_metadata};
+use saml_rs::{
+    AcsEndpoint, AssertionSignaturePolicy, AudienceValidationPolicy, AuthnRequest,
+    AuthnRequestSigningPolicy, BrowserInput, ClockSkew, EntityId, FormField, IdpDescriptor,
+    LogoutPolicy, MetadataTrustPolicy, NameIdCreationPolicy, Pending, PendingSnapshot,
+    RelayStateParam, ReplayCache, ReplayKey, ReplayPolicy, ResponseSignaturePolicy, Saml,
+    SamlError, SamlValidationContext, SpConfig, SpValidationPolicy, SsoResponse, XmlPolicy,
+    XmlSignatureProfile,
+};
+use tessera_core::Reason;
+
+use crate::{Rejected, scan};
+
+/// The IdP a response must come from.
+#[derive(Debug, Clone)]
+pub struct IdpTrust {
+    /// The Issuer its responses carry.
+    pub entity_id: String,
+    /// Its signing certificates (PEM or bare base64); any one may sign.
+    pub certificates: Vec<String>,
+    /// Where AuthnRequests go (HTTP-Redirect); not needed to validate a response.
+    pub sso_url: Option<String>,
+}
+
+/// What the SP expects of a response.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    /// Our entity id: the Audience.
+    pub sp_entity_id: String,
+    /// Our ACS URL: the Destination and the bearer Recipient.
+    pub acs_url: String,
+    pub in_response_to: RequestCheck,
+    /// The clock.
+    pub now: SystemTime,
+    pub policy: Policy,
+}
+
+/// How `InResponseTo` is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestCheck {
+    /// The response must answer this AuthnRequest.
+    Request(String),
+    /// IdP-initiated: the response must not claim to answer any request.
+    Unsolicited,
+    /// Offline checks without a request id: whatever request the response names is
+    /// taken as the expected one (InResponseTo is not checked).
+    NotChecked,
+}
+
+/// Validation choices beyond the always-on checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Accept SHA-1 signatures and digests (legacy IdPs only).
+    pub allow_sha1: bool,
+    /// Allowed clock difference with the IdP.
+    pub skew_seconds: u32,
+    /// The Assertion itself must be signed (a Response signature is not enough).
+    pub require_signed_assertion: bool,
+    /// The Response must be signed.
+    pub require_signed_response: bool,
+    /// Some configured certificate must be inside its validity period at `now`.
+    pub check_cert_validity: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            allow_sha1: false,
+            skew_seconds: tessera_core::sso::DEFAULT_CLOCK_SKEW_SECONDS,
+            require_signed_assertion: false,
+            require_signed_response: false,
+            check_cert_validity: false,
+        }
+    }
+}
+
+/// A response that passed every check: who logged in, and what must never be accepted
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub name_id: String,
+    pub name_id_format: Option<String>,
+    /// Attribute name → values, from the verified assertion only.
+    pub attributes: BTreeMap<String, Vec<String>>,
+    /// The assertion's Issuer.
+    pub issuer: String,
+    pub response_id: String,
+    pub assertion_id: String,
+    pub in_response_to: Option<String>,
+    /// Identifiers to remember until their expiry so a replay is refused
+    /// (`kind:value`, expiry as Unix seconds).
+    pub replay_keys: Vec<(String, i64)>,
+    /// The algorithms of the verified signatures.
+    pub signature_algorithms: Vec<String>,
+}
+
+/// Validates one response (raw XML, base64, or deflate+base64) from `idp`.
+pub fn validate(input: &[u8], idp: &IdpTrust, expect: &Expectation) -> Result<Accepted, Rejected> {
+    let xml = scan::decode(input)?;
+    scan::structure(&xml)?;
+    scan::algorithms(&xml, expect.policy.allow_sha1)?;
+    scan::not_encrypted(&xml)?;
+    check_certificates(idp, expect)?;
+
+    let skew_ms = i64::from(expect.policy.skew_seconds) * 1000;
+    let sp = service_provider(&expect.sp_entity_id, &expect.acs_url, &expect.policy)?;
+    let descriptor = idp_descriptor(idp)?;
+    let mut replay = CollectReplay::default();
+    let context = SamlValidationContext::new(expect.now, ReplayPolicy::RequireCache(&mut replay))
+        .with_clock_skew(ClockSkew::from_millis(-skew_ms, skew_ms))
+        .with_replay_retention(Duration::from_secs(24 * 3600));
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &xml);
+    let form = BrowserInput::<SsoResponse>::post(vec![FormField::new("SAMLResponse", encoded)]);
+    let request = match &expect.in_response_to {
+        RequestCheck::Request(id) => Some(id.clone()),
+        RequestCheck::Unsolicited => None,
+        RequestCheck::NotChecked => scan::in_response_to(&xml),
+    };
+    let outcome = match request {
+        Some(id) => {
+            let snapshot = PendingSnapshot::<AuthnRequest>::authn_request(
+                id.as_str(),
+                RelayStateParam::absent(),
+                idp.entity_id.as_str(),
+                "post",
+                expect.acs_url.as_str(),
+                "post",
+            );
+            let pending = Pending::<AuthnRequest>::from_snapshot(snapshot)
+                .map_err(|e| Rejected::new(Reason::SamlInResponseToMismatch, e.to_string()))?;
+            sp.finish_sso(&descriptor, &pending, form, context)
+        }
+        None => sp.accept_unsolicited_sso(&descriptor, form, context),
+    };
+    let session = outcome.map_err(|e| rejected_by_saml_rs(e, &xml, expect))?;
+
+    // Our own checks on what was verified.
+    let mut algorithms = Vec::new();
+    for s in session.verified_xml_signatures() {
+        scan::check_algorithm(
+            "SignatureMethod",
+            s.algorithm_uri(),
+            expect.policy.allow_sha1,
+        )?;
+        algorithms.push(s.algorithm_uri().to_string());
+    }
+    if algorithms.is_empty() {
+        return Err(Rejected::new(
+            Reason::SamlUnsigned,
+            "no verified XML signature covers the assertion",
+        ));
+    }
+    if let Some(issuer) = scan::response_issuer(&xml)
+        && issuer != idp.entity_id
+    {
+        return Err(Rejected::new(
+            Reason::SamlIssuerMismatch,
+            format!(
+                "the Response's Issuer is '{}', not the configured IdP '{}'",
+                clip(&issuer),
+                clip(&idp.entity_id)
+            ),
+        ));
+    }
+    let name_id = session.name_id().value().trim().to_string();
+    if name_id.is_empty() {
+        return Err(Rejected::new(
+            Reason::SamlNameIdMissing,
+            "the assertion's NameID is empty",
+        ));
+    }
+    let mut attributes = BTreeMap::new();
+    for a in session.attributes().as_slice() {
+        let values: Vec<String> = a.values().iter().map(|v| v.as_str().to_string()).collect();
+        attributes
+            .entry(a.name().to_string())
+            .or_insert_with(Vec::new)
+            .extend(values);
+    }
+    Ok(Accepted {
+        name_id,
+        name_id_format: session.name_id().format().map(|f| f.as_uri().to_string()),
+        attributes,
+        issuer: session.issuer().as_str().to_string(),
+        response_id: session.response_id().as_str().to_string(),
+        assertion_id: session.assertion_id().as_str().to_string(),
+        in_response_to: session.in_response_to().map(|m| m.as_str().to_string()),
+        replay_keys: replay.keys,
+        signature_algorithms: algorithms,
+    })
+}
+
+/// The configured certificates must all be usable (a configuration error otherwise),
+/// and with `check_cert_validity`, one must be valid at `now`.
+pub fn check_certificates(idp: &IdpTrust, expect: &Expectation) -> Result<(), Rejected> {
+    if idp.certificates.is_empty() {
+        return Err(Rejected::new(
+            Reason::SamlNotConfigured,
+            "the IdP has no signing certificate: no response can be trusted",
+        ));
+    }
+    let mut infos = Vec::new();
+    for (i, c) in idp.certificates.iter().enumerate() {
+        let info = crate::certs::inspect(c).map_err(|why| {
+            Rejected::new(
+                Reason::SamlNotConfigured,
+                format!("IdP certificate {}: {why}", i + 1),
+            )
+        })?;
+        infos.push(info);
+    }
+    if expect.policy.check_cert_validity {
+        let now = unix(expect.now);
+        if !infos
+            .iter()
+            .any(|c| c.not_before <= now && now < c.not_after)
+        {
+            let spans: Vec<String> = infos
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} to {}",
+                        tessera_core::text::rfc3339(c.not_before),
+                        tessera_core::text::rfc3339(c.not_after)
+                    )
+                })
+                .collect();
+            return Err(Rejected::new(
+                Reason::SamlCertExpired,
+                format!(
+                    "no configured IdP certificate is valid at {} (valid: {})",
+                    tessera_core::text::rfc3339(now),
+                    spans.join("; ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Our SP, with every validation-policy field chosen here (never a preset: saml-rs's
+/// defaults skip the audience check and change between releases).
+pub(crate) fn service_provider(
+    sp_entity_id: &str,
+    acs_url: &str,
+    p: &Policy,
+) -> Result<Saml<saml_rs::Sp>, Rejected> {
+    let skew_ms = i64::from(p.skew_seconds) * 1000;
+    let config_error = |e: SamlError| Rejected::new(Reason::SamlNotConfigured, e.to_string());
+    let policy = SpValidationPolicy {
+        assertions: if p.require_signed_assertion {
+            AssertionSignaturePolicy::RequireSigned
+        } else {
+            // A Response signature may cover the assertion; that one assertion is then
+            // what is read. An unsigned response is still refused (checked above and by
+            // saml-rs: some trusted signature must cover the consumed assertion).
+            AssertionSignaturePolicy::AllowUnsignedForCompatibility
+        },
+        responses: if p.require_signed_response {
+            ResponseSignaturePolicy::RequireSigned
+        } else {
+            ResponseSignaturePolicy::RequireForEncryptedCbc
+        },
+        // Our own allowlist (scan.rs) runs before and after; this one only restricts
+        // what the provider can verify at all.
+        xml_signatures: XmlSignatureProfile::AllowProviderSupportedForCompatibility,
+        authn_requests: AuthnRequestSigningPolicy::DoNotSignForCompatibility,
+        audience: AudienceValidationPolicy::Validate,
+        name_id_creation: NameIdCreationPolicy::DoNotAllowCreate,
+        logout: LogoutPolicy::recommended(),
+    };
+    let xml_policy = XmlPolicy {
+        clock_drifts: (-skew_ms, skew_ms),
+        redirect_inflate_max_bytes: 1024 * 1024,
+        limits: saml_rs::xml::XmlLimits {
+            max_bytes: 1024 * 1024,
+            max_depth: 64,
+            max_nodes: 10_000,
+            max_attributes_per_element: 64,
+            max_attribute_value_bytes: 16 * 1024,
+            max_text_bytes: 64 * 1024,
+        },
+        encryption: Default::default(),
+    };
+    let config = SpConfig::builder(EntityId::try_new(sp_entity_id).map_err(config_error)?)
+        .acs_endpoint(AcsEndpoint::post(acs_url).map_err(config_error)?)
+        .validation(policy)
+        .xml(xml_policy)
+        .build()
+        .map_err(config_error)?;
+    Saml::sp(config).map_err(config_error)
+}
+
+/// The IdP as saml-rs wants it: metadata we generate from the configured fields, so the
+/// only keys it trusts are the configured certificates.
+pub fn idp_descriptor(idp: &IdpTrust) -> Result<IdpDescriptor, Rejected> {
+    let config_error = |e: SamlError| {
+        Rejected::new(
+            Reason::SamlNotConfigured,
+            format!("the IdP configuration is unusable: {e}"),
+        )
+    };
+    let certs: Vec<String> = idp
+        .certificates
+        .iter()
+        .map(|c| {
+            c.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::trim)
+                .collect::<String>()
+        })
+        .collect();
+    let metadata = try_generate_idp_metadata(&IdpMetadataConfig {
+        entity_id: idp.entity_id.clone(),
+        signing_certs: certs,
+        single_sign_on_service: vec![Endpoint::new(
+            saml_rs::constants::Binding::Redirect,
+            // Validation never sends anything: any URL will do when none is configured.
+            idp.sso_url.as_deref().unwrap_or("https://idp.invalid/sso"),
+        )],
+        ..IdpMetadataConfig::default()
+    })
+    .map_err(config_error)?;
+    IdpDescriptor::from_metadata_xml_for(
+        EntityId::try_new(idp.entity_id.as_str()).map_err(config_error)?,
+        &metadata,
+        MetadataTrustPolicy::UnsignedForCompatibility,
+    )
+    .map_err(config_error)
+}
+
+/// Records the identifiers saml-rs would have us remember; the caller stores them in the
+/// database (shared by every node), where a second use is refused.
+#[derive(Default)]
+struct CollectReplay {
+    keys: Vec<(String, i64)>,
+}
+
+impl ReplayCache for CollectReplay {
+    fn check_and_store(&mut self, key: ReplayKey, expires_at: SystemTime) -> Result<(), SamlError> {
+        let at = expires_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        self.keys
+            .push((format!("{}:{}", key.kind(), key.value()), at));
+        Ok(())
+    }
+}
+
+/// Maps a saml-rs refusal to our reason, with a detail that names what differed.
+fn rejected_by_saml_rs(e: SamlError, xml: &str, expect: &Expectation) -> Rejected {
+    use SamlError as E;
+    let detail = e.to_string();
+    let reason = match &e {
+        E::Base64(_) | E::Deflate(_) | E::Xml(_) => Reason::SamlMalformed,
+        E::IssuerMismatch { .. } | E::UnmatchIssuer => Reason::SamlIssuerMismatch,
+        E::DestinationMismatch { .. } | E::UnmatchDestination => Reason::SamlDestinationMismatch,
+        E::InResponseToMismatch { .. } | E::InvalidInResponseTo => {
+            if matches!(expect.in_response_to, RequestCheck::Unsolicited) {
+                Reason::SamlUnsolicited
+            } else {
+                Reason::SamlInResponseToMismatch
+            }
+        }
+        E::RelayStateMismatch { .. } => Reason::SamlRelayStateInvalid,
+        E::AudienceMismatch { .. } | E::UnmatchAudience => Reason::SamlAudienceMismatch,
+        E::UnrecognizedCondition { .. } => Reason::SamlConditionUnrecognized,
+        E::PrincipalMismatch => Reason::SamlPrincipalMismatch,
+        E::StatusNotSuccess { .. } | E::FailedStatus { .. } | E::UndefinedStatus => {
+            Reason::SamlStatusNotSuccess
+        }
+        E::TimeWindowInvalid { .. } | E::ExpiredSession => time_reason(xml, expect),
+        E::SubjectConfirmationInvalid { reason } => {
+            use saml_rs::error::SubjectConfirmationReason as R;
+            match reason {
+                R::RecipientMismatch => Reason::SamlRecipientMismatch,
+                R::TimeWindowInvalid => time_reason(xml, expect),
+                R::InResponseToMismatch => Reason::SamlInResponseToMismatch,
+                _ => Reason::SamlSubjectConfirmationInvalid,
+            }
+        }
+        E::SubjectUnconfirmed => Reason::SamlSubjectConfirmationInvalid,
+        E::ReplayDetected { .. } => Reason::SamlReplay,
+        E::SignatureMissing | E::AssertionSignatureRequired => Reason::SamlUnsigned,
+        E::SignatureVerification { .. }
+        | E::FailedToVerifySignature
+        | E::FailedMessageSignatureVerification => Reason::SamlSignatureInvalid,
+        E::ReferenceResolution { .. } | E::SignedReferenceMismatch => {
+            Reason::SamlSignedContentMismatch
+        }
+        E::PotentialWrappingAttack => Reason::SamlWrappingDetected,
+        E::AlgorithmUnsupported | E::MissingSigAlg => Reason::SamlAlgorithmRefused,
+        E::NoTrustedCertificate | E::CertificateMismatch | E::UnmatchCertificate => {
+            Reason::SamlCertUntrusted
+        }
+        E::MissingKey(_) => Reason::SamlEncryptedUnsupported,
+        E::Unsupported(m) | E::Invalid(m) | E::ProtocolProfile(m)
+            if m.to_ascii_lowercase().contains("encrypt") =>
+        {
+            Reason::SamlEncryptedUnsupported
+        }
+        _ => Reason::SamlMalformed,
+    };
+    Rejected::new(reason, detail)
+}
+
+/// Tells an expired response from one not yet valid, from the bounds it states.
+fn time_reason(xml: &str, expect: &Expectation) -> Reason {
+    let now = expect
+        .now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let skew = i64::from(expect.policy.skew_seconds);
+    let parse = |s: &String| tessera_core::text::parse_rfc3339(s);
+    let (before, _) = scan::time_bounds(xml);
+    if before.iter().filter_map(parse).any(|nb| now + skew < nb) {
+        Reason::SamlNotYetValid
+    } else {
+        Reason::SamlExpired
+    }
+}
+
+fn clip(s: &str) -> String {
+    tessera_core::text::clip(s)
+}

@@ -1,0 +1,187 @@
+//! Reading `../shared/saml-vectors/` (the manifest, certificates, clock and policy of each
+//! row) and running a row through the validator. Shared by the in-process vector test
+//! and the `tessera saml check` test (tests/api/saml_cli.rs includes this file).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tessera_saml::{Expectation, IdpTrust, Policy, RequestCheck, validate};
+
+/// One manifest row (see the corpus README for the columns).
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub project: String,
+    pub file: PathBuf,
+    pub expected: String,
+    pub reason: String,
+    pub idp_cert_file: PathBuf,
+    pub sp_entity_id: String,
+    pub acs_url: String,
+    pub now: String,
+    pub request_id: String,
+    pub idp_entity_id: String,
+    pub expected_nameid: String,
+    pub policy: String,
+    pub also_acceptable: String,
+}
+
+pub fn corpus_dir() -> Option<PathBuf> {
+    // `shared/` sits beside the repository; this file is compiled from two crates.
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let found = here
+        .ancestors()
+        .map(|a| a.join("shared/saml-vectors"))
+        .find(|d| d.join("README.md").exists());
+    if let Some(dir) = found {
+        return Some(dir);
+    }
+    let dir = here.join("../shared/saml-vectors");
+    let msg = format!(
+        "the SAML vector corpus is not at {} (it ships in the shared folder beside the repository)",
+        dir.display()
+    );
+    if std::env::var("TESSERA_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{msg}; TESSERA_REQUIRE_ALL=1 makes this a failure");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+pub fn rows(dir: &Path) -> Vec<Row> {
+    let mut out = Vec::new();
+    for project in [
+        "gosaml2",
+        "crewjam-saml",
+        "node-saml",
+        "python3-saml",
+        "ruby-saml",
+    ] {
+        let base = dir.join(project);
+        let manifest = std::fs::read_to_string(base.join("MANIFEST.tsv")).unwrap();
+        for line in manifest.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+            let c: Vec<&str> = line.split('\t').collect();
+            let col = |i: usize| c.get(i).copied().unwrap_or("").to_string();
+            out.push(Row {
+                project: project.to_string(),
+                file: base.join(col(0)),
+                expected: col(2),
+                reason: col(3),
+                idp_cert_file: base.join(col(4)),
+                sp_entity_id: col(5),
+                acs_url: col(6),
+                now: col(7),
+                request_id: col(8),
+                idp_entity_id: col(9),
+                expected_nameid: col(11),
+                policy: col(12),
+                also_acceptable: col(13),
+            });
+        }
+    }
+    out
+}
+
+/// The certificates a row trusts: a PEM file (one or more), or IdP metadata.
+pub fn certificates(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    if text.contains("EntityDescriptor") {
+        return tessera_saml::metadata::read_idp_metadata(&text)
+            .unwrap()
+            .signing_certificates;
+    }
+    let mut certs = Vec::new();
+    let mut cur = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("-----BEGIN CERTIFICATE") {
+            inside = true;
+            cur.clear();
+        } else if line.starts_with("-----END CERTIFICATE") {
+            inside = false;
+            certs.push(cur.clone());
+        } else if inside {
+            cur.push_str(line.trim());
+        }
+    }
+    if certs.is_empty() {
+        // A bare base64 certificate.
+        certs.push(text.split_whitespace().collect());
+    }
+    certs
+}
+
+/// The policy a row's `policy` column names, as far as the validator has one.
+pub fn policy(name: &str) -> Policy {
+    Policy {
+        // The corpus is mostly SHA-1 (see its README); SHA-1 refusal is tested apart.
+        allow_sha1: true,
+        skew_seconds: 60,
+        require_signed_assertion: name == "require-signed-assertion",
+        require_signed_response: name == "require-signed-response",
+        check_cert_validity: name == "check-idp-cert-validity",
+    }
+}
+
+pub fn now(s: &str) -> SystemTime {
+    let t = tessera_core::text::parse_rfc3339(s).unwrap_or_else(|| panic!("bad now '{s}'"));
+    SystemTime::UNIX_EPOCH + Duration::from_secs(t as u64)
+}
+
+/// The row's verdict and the NameIDs it forbids.
+pub fn allowed(row: &Row) -> (Vec<&'static str>, Vec<String>) {
+    let mut verdicts = vec![if row.expected == "accept" {
+        "accept"
+    } else {
+        "reject"
+    }];
+    let alt = row.also_acceptable.trim();
+    for v in ["accept", "reject"] {
+        if alt.starts_with(v) {
+            // "reject under policy X" allows the alternative only when X is applied.
+            let applies = match alt.split_once("under policy ") {
+                Some((_, rest)) => rest.split_whitespace().next() == Some(row.policy.as_str()),
+                None => true,
+            };
+            if applies && !verdicts.contains(&v) {
+                verdicts.push(v);
+            }
+        }
+    }
+    let mut forbidden = Vec::new();
+    if let Some((_, rest)) = alt.split_once("MUST NOT yield") {
+        let rest = rest.trim().trim_start_matches("NameID").trim();
+        for part in rest.split(" or ") {
+            let p = part.trim().trim_matches('"').trim();
+            if !p.is_empty() {
+                forbidden.push(p.to_string());
+            }
+        }
+    }
+    (verdicts, forbidden)
+}
+
+/// Runs one row in-process: (verdict, NameID or reason).
+pub fn run(row: &Row) -> (String, String) {
+    let input = std::fs::read(&row.file).unwrap();
+    let idp = IdpTrust {
+        entity_id: row.idp_entity_id.clone(),
+        certificates: certificates(&row.idp_cert_file),
+        sso_url: None,
+    };
+    let expect = Expectation {
+        sp_entity_id: row.sp_entity_id.clone(),
+        acs_url: row.acs_url.clone(),
+        in_response_to: if row.request_id.is_empty() {
+            RequestCheck::NotChecked
+        } else {
+            RequestCheck::Request(row.request_id.clone())
+        },
+        now: now(&row.now),
+        policy: policy(&row.policy),
+    };
+    match validate(&input, &idp, &expect) {
+        Ok(a) => ("accept".into(), a.name_id),
+        Err(r) => ("reject".into(), format!("{}: {}", r.reason, r.detail)),
+    }
+}

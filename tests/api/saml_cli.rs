@@ -1,0 +1,124 @@
+//! `tessera saml check` against the public SAML vectors: every row through the binary
+//! gets the same verdict and reason as the in-process validator (one code path), with
+//! the exit codes DESIGN gives (0 accept, 1 reject, 2 configuration error).
+
+use std::process::Command;
+
+#[path = "../../crates/tessera-saml/tests/corpus/mod.rs"]
+mod corpus;
+
+#[test]
+fn saml_check_agrees_with_the_validator_on_every_vector() {
+    let Some(dir) = corpus::corpus_dir() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = corpus::rows(&dir);
+    let mut checked = 0;
+    for (n, row) in rows.iter().enumerate() {
+        let (verdict, what) = corpus::run(row);
+        // The row's certificates as one PEM file, with the row's IdP entity id.
+        let pem: String = corpus::certificates(&row.idp_cert_file)
+            .iter()
+            .map(|c| {
+                let body: String = c
+                    .lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .collect::<Vec<_>>()
+                    .concat();
+                format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
+            })
+            .collect();
+        let cert = tmp.path().join(format!("idp-{n}.pem"));
+        std::fs::write(&cert, pem).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.args(["saml", "check"])
+            .arg(&row.file)
+            .arg("--idp-cert")
+            .arg(&cert)
+            .args(["--idp-entity-id", &row.idp_entity_id])
+            .args(["--sp-entity-id", &row.sp_entity_id])
+            .args(["--acs-url", &row.acs_url])
+            .args(["--now", &row.now])
+            .args(["--allow-sha1", "--skew", "60", "--json"]);
+        if !row.request_id.is_empty() {
+            cmd.args(["--request-id", &row.request_id]);
+        }
+        if matches!(
+            row.policy.as_str(),
+            "require-signed-assertion" | "require-signed-response" | "check-idp-cert-validity"
+        ) {
+            cmd.args(["--policy", &row.policy]);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {stdout}", row.file.display()));
+        let code = out.status.code().unwrap();
+        let ctx = format!("{} ({}): {stdout}", row.file.display(), row.reason);
+        if verdict == "accept" {
+            assert_eq!(code, 0, "{ctx}");
+            assert_eq!(v["verdict"], "accept", "{ctx}");
+            assert_eq!(v["name_id"], what.as_str(), "{ctx}");
+            assert!(v["attributes"].is_object(), "{ctx}");
+        } else if what.starts_with("saml_not_configured: ") {
+            // A certificate that could never verify: a configuration error, exit 2.
+            assert_eq!(code, 2, "{ctx}");
+            assert_eq!(v["verdict"], "error", "{ctx}");
+        } else {
+            assert_eq!(code, 1, "{ctx}");
+            assert_eq!(v["verdict"], "reject", "{ctx}");
+            let reason = what.split(':').next().unwrap();
+            assert_eq!(v["reason"], reason, "{ctx}");
+            assert!(!v["detail"].as_str().unwrap().is_empty(), "{ctx}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 200);
+}
+
+#[test]
+fn saml_check_usage_errors_exit_2() {
+    let bin = env!("CARGO_BIN_EXE_tessera");
+    let tmp = tempfile::tempdir().unwrap();
+    let resp = tmp.path().join("r.xml");
+    std::fs::write(&resp, "<samlp:Response/>").unwrap();
+    let md = tmp.path().join("md.xml");
+    std::fs::write(
+        &md,
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.example"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#,
+    )
+    .unwrap();
+    let common = |extra: &[&str]| {
+        let out = Command::new(bin)
+            .args(["saml", "check"])
+            .arg(&resp)
+            .args([
+                "--sp-entity-id",
+                "sp",
+                "--acs-url",
+                "https://sp/acs",
+                "--json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    // Metadata without a signing certificate could never validate anything.
+    let (code, out) = common(&["--idp-metadata", md.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no signing certificate"), "{out}");
+    let (code, out) = common(&[
+        "--idp-metadata",
+        md.to_str().unwrap(),
+        "--skip-recipient-check",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("not supported"), "{out}");
+    let (code, out) = common(&["--idp-metadata", md.to_str().unwrap(), "--now", "yesterday"]);
+    assert_eq!(code, 2, "{out}");
+}
