@@ -11,5 +11,6 @@ mod no_secret_leaks;
 mod openapi;
 mod peer_oidc_provider;
 mod saml_cli;
+mod saml_e2e;
 mod sso;
 mod token;

@@ -264,7 +264,7 @@ pub struct AuditEventView {
     pub request_id: String,
     pub time: String,
     pub org: Option<String>,
-    /// `token`, `diagnose` or `admin`.
+    /// `token`, `diagnose`, `admin` or `login`.
     pub kind: String,
     pub actor: Option<String>,
     pub client_id: Option<String>,

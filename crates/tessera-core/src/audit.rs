@@ -15,6 +15,8 @@ pub enum AuditKind {
     Diagnose,
     /// A change made through the admin API.
     Admin,
+    /// A person's login: SAML SSO at the ACS, or a local password.
+    Login,
 }
 
 impl AuditKind {
@@ -24,6 +26,7 @@ impl AuditKind {
             AuditKind::Token => "token",
             AuditKind::Diagnose => "diagnose",
             AuditKind::Admin => "admin",
+            AuditKind::Login => "login",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod model;
 pub mod reason;
 pub mod request;
 pub mod secret;
+pub mod session;
 pub mod sso;
 pub mod store;
 pub mod text;

@@ -122,6 +122,7 @@ reasons! {
     SamlEncryptedUnsupported => "saml_encrypted_unsupported", InvalidGrant;
     SamlCertExpired => "saml_cert_expired", InvalidGrant;
     SamlNotConfigured => "saml_not_configured", InvalidGrant;
+    SamlUserUnknown => "saml_user_unknown", InvalidGrant;
 }
 
 impl Reason {

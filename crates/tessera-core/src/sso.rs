@@ -220,3 +220,306 @@ pub fn enforcement_impact(
         service_accounts_unaffected,
     }
 }
+
+/// A verified SAML identity, read through the org's attribute mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlIdentity {
+    pub name_id: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub groups: Vec<String>,
+}
+
+impl SsoConfig {
+    /// Reads the mapped attributes of a verified assertion. Without an email attribute,
+    /// a NameID that looks like an address is the email.
+    pub fn identity(
+        &self,
+        name_id: &str,
+        attributes: &BTreeMap<String, Vec<String>>,
+    ) -> SamlIdentity {
+        let first = |name: &Option<String>| {
+            name.as_ref()
+                .and_then(|n| attributes.get(n))
+                .and_then(|v| v.first())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let email = first(&self.attribute_email).or_else(|| {
+            (name_id.contains('@') && !name_id.contains(char::is_whitespace))
+                .then(|| name_id.to_string())
+        });
+        let groups = self
+            .attribute_groups
+            .as_ref()
+            .and_then(|n| attributes.get(n))
+            .cloned()
+            .unwrap_or_default();
+        SamlIdentity {
+            name_id: name_id.to_string(),
+            email,
+            display_name: first(&self.attribute_display_name),
+            groups,
+        }
+    }
+
+    /// The roles `groups` map to, sorted and without repeats.
+    pub fn roles_for(&self, groups: &[String]) -> Vec<String> {
+        let mut roles: Vec<String> = groups
+            .iter()
+            .filter_map(|g| self.group_roles.get(g))
+            .flatten()
+            .cloned()
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+}
+
+/// What a verified SAML login does to the org's users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginPlan {
+    /// The user linked to this NameID, updated from the assertion.
+    Linked(User),
+    /// A human with the same email and no link yet: linked now (once), and updated.
+    LinkedByEmail(User),
+    /// Nobody yet, and just-in-time provisioning is on: created.
+    Provisioned(User),
+    /// Refused, with the reason and a detail for the audit trail.
+    Refused(crate::Reason, String),
+}
+
+/// Decides a verified SAML login: the user linked to the NameID, else a human with the
+/// same email (linked once), else a new user when JIT provisioning is on. Disabled and
+/// locked accounts are refused; service accounts never log in through SSO.
+pub fn plan_saml_login(
+    config: &SsoConfig,
+    identity: &SamlIdentity,
+    by_link: Option<User>,
+    by_email: Option<User>,
+    new_user: impl FnOnce() -> User,
+    now: Timestamp,
+) -> LoginPlan {
+    use crate::Reason;
+    use crate::model::UserState;
+    let update = |mut u: User| {
+        if let Some(e) = &identity.email {
+            u.email = Some(e.clone());
+        }
+        if !config.group_roles.is_empty() {
+            u.roles = config.roles_for(&identity.groups);
+        }
+        u.saml_name_id = Some(identity.name_id.clone());
+        u
+    };
+    let usable = |u: &User| -> Result<(), (Reason, String)> {
+        if u.user_type == UserType::Service {
+            return Err((
+                Reason::SamlUserUnknown,
+                format!(
+                    "'{}' is a service account: service accounts never log in through SSO",
+                    u.username
+                ),
+            ));
+        }
+        match u.effective_state(now) {
+            UserState::Active => Ok(()),
+            UserState::Disabled => Err((
+                Reason::UserDisabled,
+                format!("user '{}' is disabled", u.username),
+            )),
+            UserState::Locked => Err((
+                Reason::UserLocked,
+                format!(
+                    "user '{}' is locked{}",
+                    u.username,
+                    u.locked_until
+                        .map(|t| format!(" until {}", crate::text::rfc3339(t)))
+                        .unwrap_or_default()
+                ),
+            )),
+        }
+    };
+    if let Some(u) = by_link {
+        return match usable(&u) {
+            Ok(()) => LoginPlan::Linked(update(u)),
+            Err((reason, detail)) => LoginPlan::Refused(reason, detail),
+        };
+    }
+    if let Some(u) = by_email
+        && u.user_type == UserType::Human
+    {
+        if let Some(other) = &u.saml_name_id {
+            return LoginPlan::Refused(
+                Reason::SamlUserUnknown,
+                format!(
+                    "the email belongs to user '{}', who is linked to another SAML identity ('{}'); an admin must resolve the conflict",
+                    u.username,
+                    crate::text::clip(other)
+                ),
+            );
+        }
+        return match usable(&u) {
+            Ok(()) => LoginPlan::LinkedByEmail(update(u)),
+            Err((reason, detail)) => LoginPlan::Refused(reason, detail),
+        };
+    }
+    if !config.jit_provisioning {
+        return LoginPlan::Refused(
+            Reason::SamlUserUnknown,
+            format!(
+                "no user is linked to NameID '{}'{} and just-in-time provisioning is off; an admin can create the user (with this email) or turn jit_provisioning on",
+                crate::text::clip(&identity.name_id),
+                identity
+                    .email
+                    .as_ref()
+                    .map(|e| format!(" or has email '{}'", crate::text::clip(e)))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    LoginPlan::Provisioned(update(new_user()))
+}
+
+/// An SP-initiated login in progress, kept server-side under the opaque RelayState
+/// handle until the response arrives (once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlPending {
+    pub handle: String,
+    pub org_id: i64,
+    /// The AuthnRequest id the response must answer.
+    pub request_id: String,
+    /// Where the person goes after logging in (checked when the login started).
+    pub return_to: String,
+    pub expires_at: Timestamp,
+}
+
+/// How long a login may take between the redirect to the IdP and the response.
+pub const PENDING_SECONDS: i64 = 10 * 60;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reason;
+    use crate::model::UserState;
+
+    fn human(id: &str, email: &str, link: Option<&str>) -> User {
+        User {
+            id: id.into(),
+            org_id: 1,
+            user_type: UserType::Human,
+            username: id.into(),
+            email: Some(email.into()),
+            roles: vec!["old".into()],
+            state: UserState::Active,
+            state_changed_by: None,
+            state_changed_at: None,
+            locked_until: None,
+            password_hash: None,
+            created_at: 0,
+            saml_name_id: link.map(str::to_string),
+            failed_logins: 0,
+            last_password_login_at: None,
+        }
+    }
+
+    fn config(jit: bool) -> SsoConfig {
+        SsoConfig {
+            attribute_email: Some("mail".into()),
+            attribute_groups: Some("groups".into()),
+            group_roles: [("eng".to_string(), vec!["developer".to_string()])].into(),
+            jit_provisioning: jit,
+            ..SsoConfig::default()
+        }
+    }
+
+    fn identity(c: &SsoConfig) -> SamlIdentity {
+        let attrs: BTreeMap<String, Vec<String>> = [
+            ("mail".to_string(), vec!["Alice@Example.com".to_string()]),
+            ("groups".to_string(), vec!["eng".into(), "other".into()]),
+        ]
+        .into();
+        c.identity("nid-1", &attrs)
+    }
+
+    #[test]
+    fn link_then_email_then_jit() {
+        let c = config(false);
+        let id = identity(&c);
+        assert_eq!(id.email.as_deref(), Some("Alice@Example.com"));
+        assert_eq!(c.roles_for(&id.groups), vec!["developer"]);
+        let fresh = || human("new", "x@y", None);
+        match plan_saml_login(
+            &c,
+            &id,
+            Some(human("a", "a@x", Some("nid-1"))),
+            None,
+            fresh,
+            0,
+        ) {
+            LoginPlan::Linked(u) => {
+                assert_eq!(u.roles, vec!["developer"]);
+                assert_eq!(u.email.as_deref(), Some("Alice@Example.com"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match plan_saml_login(&c, &id, None, Some(human("a", "a@x", None)), fresh, 0) {
+            LoginPlan::LinkedByEmail(u) => assert_eq!(u.saml_name_id.as_deref(), Some("nid-1")),
+            other => panic!("{other:?}"),
+        }
+        // An email already linked to another identity is never re-linked.
+        assert!(matches!(
+            plan_saml_login(
+                &c,
+                &id,
+                None,
+                Some(human("a", "a@x", Some("nid-2"))),
+                fresh,
+                0
+            ),
+            LoginPlan::Refused(Reason::SamlUserUnknown, _)
+        ));
+        assert!(matches!(
+            plan_saml_login(&c, &id, None, None, fresh, 0),
+            LoginPlan::Refused(Reason::SamlUserUnknown, _)
+        ));
+        match plan_saml_login(&config(true), &id, None, None, fresh, 0) {
+            LoginPlan::Provisioned(u) => {
+                assert_eq!(u.saml_name_id.as_deref(), Some("nid-1"));
+                assert_eq!(u.roles, vec!["developer"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn disabled_locked_and_service_accounts_are_refused() {
+        let c = config(true);
+        let id = identity(&c);
+        let fresh = || human("new", "x@y", None);
+        let mut d = human("a", "a@x", Some("nid-1"));
+        d.state = UserState::Disabled;
+        assert!(matches!(
+            plan_saml_login(&c, &id, Some(d), None, fresh, 0),
+            LoginPlan::Refused(Reason::UserDisabled, _)
+        ));
+        let mut l = human("a", "a@x", Some("nid-1"));
+        l.state = UserState::Locked;
+        l.locked_until = Some(100);
+        assert!(matches!(
+            plan_saml_login(&c, &id, Some(l.clone()), None, fresh, 50),
+            LoginPlan::Refused(Reason::UserLocked, _)
+        ));
+        assert!(matches!(
+            plan_saml_login(&c, &id, Some(l), None, fresh, 100),
+            LoginPlan::Linked(_)
+        ));
+        let mut s = human("svc", "a@x", Some("nid-1"));
+        s.user_type = UserType::Service;
+        assert!(matches!(
+            plan_saml_login(&c, &id, Some(s), None, fresh, 0),
+            LoginPlan::Refused(Reason::SamlUserUnknown, _)
+        ));
+    }
+}

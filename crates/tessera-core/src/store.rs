@@ -10,7 +10,8 @@ use std::pin::Pin;
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::decision::{Facts, LoginUpdate};
 use crate::model::{Client, Org, OrgSlug, Scope, StoredSecret, Timestamp, User};
-use crate::sso::SsoConfig;
+use crate::session::Session;
+use crate::sso::{SamlPending, SsoConfig};
 use crate::throttle::ThrottleState;
 
 /// A boxed, sendable future.
@@ -98,6 +99,43 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<()>>;
     /// Switches SSO enforcement for humans on or off.
     fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>>;
+
+    // SAML logins and browser sessions.
+    fn put_saml_pending<'a>(&'a self, p: &'a SamlPending) -> BoxFuture<'a, StoreResult<()>>;
+    /// Takes (deletes and returns) a pending login: `None` when unknown, already used or
+    /// expired at `now`. Each handle is usable once.
+    fn take_saml_pending<'a>(
+        &'a self,
+        handle: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Option<SamlPending>>>;
+    /// Remembers a response's identifiers until they expire, in one transaction; false
+    /// when one of them was seen before (a replay), on this node or another.
+    fn remember_saml_ids<'a>(
+        &'a self,
+        org_id: i64,
+        keys: &'a [(String, Timestamp)],
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    fn user_by_saml_link<'a>(
+        &'a self,
+        org_id: i64,
+        name_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>>;
+    /// The org's user with this email (case-insensitive).
+    fn user_by_email<'a>(
+        &'a self,
+        org_id: i64,
+        email: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>>;
+    fn create_session<'a>(&'a self, s: &'a Session) -> BoxFuture<'a, StoreResult<()>>;
+    fn session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<Session>>>;
+    fn touch_session<'a>(
+        &'a self,
+        id_hash: &'a [u8],
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    fn delete_session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>>;
 
     // Clients and secrets.
     /// Creates a client with its first secret, in one transaction.

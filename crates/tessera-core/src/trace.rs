@@ -29,13 +29,17 @@ pub enum Check {
     SsoPolicy,
     ResourceOwner,
     UserPassword,
+    SamlRelayState,
+    SamlResponse,
+    SamlReplay,
+    SamlUser,
 }
 
 impl Check {
     /// Every check, by its storage index ([`Check::index`]). Append-only: stored traces
     /// refer to checks by their position here, so a new check goes at the end whatever
     /// its place in the evaluation order.
-    pub const ALL: [Check; 18] = [
+    pub const ALL: [Check; 22] = [
         Check::ContentType,
         Check::Body,
         Check::Parameters,
@@ -54,6 +58,10 @@ impl Check {
         Check::SsoPolicy,
         Check::ResourceOwner,
         Check::UserPassword,
+        Check::SamlRelayState,
+        Check::SamlResponse,
+        Check::SamlReplay,
+        Check::SamlUser,
     ];
 
     /// The position in [`Check::ALL`]. An exhaustive match: a new variant does not compile
@@ -78,6 +86,10 @@ impl Check {
             Check::SsoPolicy => 15,
             Check::ResourceOwner => 16,
             Check::UserPassword => 17,
+            Check::SamlRelayState => 18,
+            Check::SamlResponse => 19,
+            Check::SamlReplay => 20,
+            Check::SamlUser => 21,
         }
     }
 
@@ -102,6 +114,10 @@ impl Check {
             Check::SsoPolicy => "sso_policy",
             Check::ResourceOwner => "resource_owner",
             Check::UserPassword => "user_password",
+            Check::SamlRelayState => "saml_relay_state",
+            Check::SamlResponse => "saml_response",
+            Check::SamlReplay => "saml_replay",
+            Check::SamlUser => "saml_user",
         }
     }
 }

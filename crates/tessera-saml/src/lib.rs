@@ -7,6 +7,7 @@
 pub mod certs;
 pub mod metadata;
 pub mod scan;
+pub mod sp;
 pub mod validate;
 
 use tessera_core::Reason;

@@ -15,6 +15,7 @@ mod keys;
 mod meta;
 mod metrics;
 mod request_id;
+mod saml;
 mod state;
 mod token;
 
@@ -265,6 +266,14 @@ fn router(state: Shared) -> Router {
         .route("/readyz", get(meta::readyz))
         .route("/metrics", get(meta::metrics))
         .route("/docs/errors", get(meta::errors_page))
+        .route("/saml/{org}/metadata", get(saml::metadata))
+        .route("/saml/{org}/login", get(saml::login))
+        .route(
+            "/saml/{org}/acs",
+            post(saml::acs).layer(DefaultBodyLimit::max(saml::ACS_BODY_LIMIT)),
+        )
+        .route("/session", get(saml::whoami))
+        .route("/logout", post(saml::logout))
         .nest(
             "/api/v2",
             admin::routes().layer(DefaultBodyLimit::max(1024 * 1024)),

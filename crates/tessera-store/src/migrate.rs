@@ -30,6 +30,11 @@ pub const SQLITE: &[Migration] = &[
         name: "sso",
         sql: include_str!("../migrations/sqlite/0003_sso.sql"),
     },
+    Migration {
+        version: 4,
+        name: "saml_sessions",
+        sql: include_str!("../migrations/sqlite/0004_saml_sessions.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

@@ -17,7 +17,8 @@ use tessera_core::model::{
     Actor, Client, ClientId, IpAllowList, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp,
     User, UserState, UserType,
 };
-use tessera_core::sso::SsoConfig;
+use tessera_core::session::Session;
+use tessera_core::sso::{SamlPending, SsoConfig};
 use tessera_core::store::{BoxFuture, Store, StoreError, StoreResult, StoredKey};
 use tessera_core::throttle::ThrottleState;
 use tessera_core::trace::Trace;
@@ -867,6 +868,175 @@ impl Store for SqliteStore {
                     }
                 });
             self.committed(out).await
+        })
+    }
+
+    fn put_saml_pending<'a>(&'a self, p: &'a SamlPending) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            // Expired logins are forgotten as new ones start.
+            sqlx::query("DELETE FROM saml_pending WHERE expires_at <= ?")
+                .bind(p.expires_at - tessera_core::sso::PENDING_SECONDS)
+                .execute(&self.pool)
+                .await
+                .map_err(be)?;
+            sqlx::query(
+                "INSERT INTO saml_pending (handle, org_id, request_id, return_to, expires_at)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&p.handle)
+            .bind(p.org_id)
+            .bind(&p.request_id)
+            .bind(&p.return_to)
+            .bind(p.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+            Ok(())
+        })
+    }
+
+    fn take_saml_pending<'a>(
+        &'a self,
+        handle: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Option<SamlPending>>> {
+        Box::pin(async move {
+            // DELETE ... RETURNING: of two concurrent uses, only one gets the row.
+            let row = sqlx::query("DELETE FROM saml_pending WHERE handle = ? RETURNING *")
+                .bind(handle)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(be)?;
+            let Some(r) = row else { return Ok(None) };
+            let p = SamlPending {
+                handle: get(&r, "handle")?,
+                org_id: get(&r, "org_id")?,
+                request_id: get(&r, "request_id")?,
+                return_to: get(&r, "return_to")?,
+                expires_at: get(&r, "expires_at")?,
+            };
+            Ok((p.expires_at > now).then_some(p))
+        })
+    }
+
+    fn remember_saml_ids<'a>(
+        &'a self,
+        org_id: i64,
+        keys: &'a [(String, Timestamp)],
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(be)?;
+            sqlx::query("DELETE FROM saml_replay WHERE expires_at <= ?")
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+            for (key, expires_at) in keys {
+                // Kept at least a day: a response's own expiry can be short or absent.
+                let keep = (*expires_at).max(now + 24 * 3600);
+                let r = sqlx::query(
+                    "INSERT INTO saml_replay (org_id, key, expires_at) VALUES (?, ?, ?)
+                     ON CONFLICT (org_id, key) DO NOTHING",
+                )
+                .bind(org_id)
+                .bind(key)
+                .bind(keep)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+                if r.rows_affected() == 0 {
+                    return Ok(false);
+                }
+            }
+            tx.commit().await.map_err(be)?;
+            Ok(true)
+        })
+    }
+
+    fn user_by_saml_link<'a>(
+        &'a self,
+        org_id: i64,
+        name_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        Box::pin(self.user_by(org_id, "saml_name_id", name_id))
+    }
+
+    fn user_by_email<'a>(
+        &'a self,
+        org_id: i64,
+        email: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        Box::pin(async move {
+            self.user_by(org_id, "lower(email)", &email.to_lowercase())
+                .await
+        })
+    }
+
+    fn create_session<'a>(&'a self, s: &'a Session) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO sessions (id_hash, org_id, user_id, method, created_at, last_seen_at)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&s.id_hash)
+            .bind(s.org_id)
+            .bind(&s.user_id)
+            .bind(&s.method)
+            .bind(s.created_at)
+            .bind(s.last_seen_at)
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+            Ok(())
+        })
+    }
+
+    fn session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<Session>>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = ?")
+                .bind(id_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(be)?;
+            row.map(|r| {
+                Ok(Session {
+                    id_hash: get(&r, "id_hash")?,
+                    org_id: get(&r, "org_id")?,
+                    user_id: get(&r, "user_id")?,
+                    method: get(&r, "method")?,
+                    created_at: get(&r, "created_at")?,
+                    last_seen_at: get(&r, "last_seen_at")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn touch_session<'a>(
+        &'a self,
+        id_hash: &'a [u8],
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?")
+                .bind(now)
+                .bind(id_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(be)?;
+            Ok(())
+        })
+    }
+
+    fn delete_session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+                .bind(id_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(be)?;
+            Ok(())
         })
     }
 

@@ -476,3 +476,70 @@ async fn sso_configuration_and_enforcement() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip() {
+    use tessera_core::session::Session;
+    use tessera_core::sso::SamlPending;
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let (org, _) = org_with_client(s.as_ref()).await;
+    let p = SamlPending {
+        handle: "h1".into(),
+        org_id: org,
+        request_id: "_req1".into(),
+        return_to: "/app".into(),
+        expires_at: 1000,
+    };
+    s.put_saml_pending(&p).await.unwrap();
+    assert_eq!(
+        s.take_saml_pending("h1", 500).await.unwrap(),
+        Some(p.clone())
+    );
+    assert_eq!(
+        s.take_saml_pending("h1", 500).await.unwrap(),
+        None,
+        "used once"
+    );
+    s.put_saml_pending(&SamlPending {
+        handle: "h2".into(),
+        ..p
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.take_saml_pending("h2", 1000).await.unwrap(),
+        None,
+        "expired"
+    );
+
+    let keys = vec![
+        ("assertion_id:_a1".to_string(), 2000),
+        ("response_id:_r1".to_string(), 2000),
+    ];
+    assert!(s.remember_saml_ids(org, &keys, 100).await.unwrap());
+    assert!(
+        !s.remember_saml_ids(org, &keys[1..], 100).await.unwrap(),
+        "a replay"
+    );
+    // Another store on the same file (another node) sees the same cache.
+    let other = store(&dir).await;
+    assert!(!other.remember_saml_ids(org, &keys[..1], 100).await.unwrap());
+
+    let sess = Session {
+        id_hash: vec![1, 2, 3],
+        org_id: org,
+        user_id: "usr_1".into(),
+        method: "saml".into(),
+        created_at: 10,
+        last_seen_at: 10,
+    };
+    s.create_session(&sess).await.unwrap();
+    s.touch_session(&[1, 2, 3], 20).await.unwrap();
+    assert_eq!(
+        s.session(&[1, 2, 3]).await.unwrap().unwrap().last_seen_at,
+        20
+    );
+    s.delete_session(&[1, 2, 3]).await.unwrap();
+    assert_eq!(s.session(&[1, 2, 3]).await.unwrap(), None);
+}

@@ -85,7 +85,7 @@ fn time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
 
 /// `GET /api/v2/audit/events?since=&until=&client_id=&subject=&outcome=&reason=&kind=&before=&limit=`,
 /// newest first.
-#[utoipa::path(get, path = "/api/v2/audit/events", tag = "audit", params(("since" = Option<String>, Query, format = DateTime, description = "RFC 3339"), ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339"), ("client_id" = Option<String>, Query), ("subject" = Option<String>, Query), ("outcome" = Option<String>, Query, pattern = "^(granted|denied|ok)?$", description = "granted, denied or ok"), ("reason" = Option<String>, Query, pattern = "^[a-z_]*$", description = "a reason code (docs/errors.md)"), ("kind" = Option<String>, Query, pattern = "^(token|diagnose|admin)?$", description = "token, diagnose or admin"), ("before" = Option<String>, Query, description = "a request id: older events only"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100")), responses((status = 200, body = tessera_api::AuditEventList), (status = 422, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/audit/events", tag = "audit", params(("since" = Option<String>, Query, format = DateTime, description = "RFC 3339"), ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339"), ("client_id" = Option<String>, Query), ("subject" = Option<String>, Query), ("outcome" = Option<String>, Query, pattern = "^(granted|denied|ok)?$", description = "granted, denied or ok"), ("reason" = Option<String>, Query, pattern = "^[a-z_]*$", description = "a reason code (docs/errors.md)"), ("kind" = Option<String>, Query, pattern = "^(token|diagnose|admin|login)?$", description = "token, diagnose, admin or login"), ("before" = Option<String>, Query, description = "a request id: older events only"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100")), responses((status = 200, body = tessera_api::AuditEventList), (status = 422, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     admin: Admin,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -109,7 +109,13 @@ pub async fn list(
         Some("token") => Some(AuditKind::Token),
         Some("diagnose") => Some(AuditKind::Diagnose),
         Some("admin") => Some(AuditKind::Admin),
-        Some(_) => return Err(ApiError::field("kind", "one of token, diagnose, admin")),
+        Some("login") => Some(AuditKind::Login),
+        Some(_) => {
+            return Err(ApiError::field(
+                "kind",
+                "one of token, diagnose, admin, login",
+            ));
+        }
     };
     if let Some(o) = &q.outcome
         && !["granted", "denied", "ok"].contains(&o.as_str())

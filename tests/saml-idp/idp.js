@@ -1,0 +1,135 @@
+// A real SAML IdP for Tessera's end-to-end tests: samlify (npm), signing with its own
+// key. Loopback only. Started by tests/api/saml_e2e.rs with:
+//   node idp.js PORT SP_METADATA_URL MODE
+// MODE: assertion | response | both  (which element(s) the IdP signs)
+// Endpoints:
+//   GET /metadata                 the IdP's metadata (Tessera imports it)
+//   GET /sso?SAMLRequest&RelayState   parses the AuthnRequest (HTTP-Redirect) and answers
+//                                 JSON {SAMLResponse, RelayState, acs} instead of an
+//                                 auto-posting form, so the test can post it itself
+//   GET /unsolicited              an IdP-initiated response (no AuthnRequest)
+// Users: every login is alice@example.com, in groups "engineers" and "admins".
+'use strict';
+const http = require('node:http');
+const fs = require('node:fs');
+const path = require('node:path');
+const saml = require('samlify');
+
+const [port, spMetadataUrl, mode] = process.argv.slice(2);
+const here = __dirname;
+const key = fs.readFileSync(path.join(here, '../fixtures/samlify-idp.key'), 'utf8');
+const cert = fs.readFileSync(path.join(here, '../fixtures/samlify-idp.crt'), 'utf8');
+const base = `http://127.0.0.1:${port}`;
+
+// samlify validates XML against a schema before parsing; this test IdP only reads
+// Tessera's AuthnRequest, so a no-op validator is enough (samlify's README allows it).
+saml.setSchemaValidator({ validate: () => Promise.resolve('skipped') });
+
+const idp = saml.IdentityProvider({
+  entityID: `${base}/metadata`,
+  privateKey: key,
+  signingCert: cert,
+  isAssertionEncrypted: false,
+  singleSignOnService: [
+    { Binding: saml.Constants.namespace.binding.redirect, Location: `${base}/sso` },
+  ],
+  nameIDFormat: ['urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress'],
+  requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
+});
+
+const user = { email: 'alice@example.com' };
+
+// Adds attributes to samlify's default template (it has none).
+function withAttributes(requestInfo) {
+  return (template) => {
+    const id = `_${require('node:crypto').randomBytes(16).toString('hex')}`;
+    const assertionId = `_${require('node:crypto').randomBytes(16).toString('hex')}`;
+    const iso = (d) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const now = new Date();
+    const later = new Date(now.getTime() + 5 * 60 * 1000);
+    const attrs =
+      '<saml:Attribute Name="email"><saml:AttributeValue>alice@example.com</saml:AttributeValue></saml:Attribute>' +
+      '<saml:Attribute Name="displayName"><saml:AttributeValue>Alice Example</saml:AttributeValue></saml:Attribute>' +
+      '<saml:Attribute Name="groups"><saml:AttributeValue>engineers</saml:AttributeValue><saml:AttributeValue>admins</saml:AttributeValue></saml:Attribute>';
+    const acs = sp.entityMeta.getAssertionConsumerService('post');
+    const values = {
+      ID: id,
+      AssertionID: assertionId,
+      Destination: acs,
+      Audience: sp.entityMeta.getEntityID(),
+      EntityID: sp.entityMeta.getEntityID(),
+      SubjectRecipient: acs,
+      Issuer: idp.entityMeta.getEntityID(),
+      IssueInstant: iso(now),
+      AssertionConsumerServiceURL: acs,
+      StatusCode: 'urn:oasis:names:tc:SAML:2.0:status:Success',
+      ConditionsNotBefore: iso(now),
+      ConditionsNotOnOrAfter: iso(later),
+      SubjectConfirmationDataNotOnOrAfter: iso(later),
+      NameIDFormat: 'urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress',
+      NameID: user.email,
+      InResponseTo: requestInfo ? requestInfo.extract.request.id : '',
+      AuthnStatement: '',
+      AttributeStatement: `<saml:AttributeStatement>${attrs}</saml:AttributeStatement>`,
+    };
+    let context = template;
+    for (const [k, v] of Object.entries(values)) {
+      context = context.split(`{${k}}`).join(v);
+    }
+    if (!requestInfo) {
+      context = context.split(' InResponseTo=""').join('');
+    }
+    return { id, context };
+  };
+}
+
+let sp;
+
+async function main() {
+  const res = await fetch(spMetadataUrl);
+  let metadata = await res.text();
+  const wantAssertionsSigned = mode === 'assertion' || mode === 'both';
+  metadata = metadata.replace(/WantAssertionsSigned="[^"]*"/, `WantAssertionsSigned="${wantAssertionsSigned}"`);
+  sp = saml.ServiceProvider({ metadata, wantMessageSigned: mode === 'response' || mode === 'both' });
+
+  http
+    .createServer(async (req, res) => {
+      const url = new URL(req.url, base);
+      try {
+        if (url.pathname === '/metadata') {
+          res.writeHead(200, { 'content-type': 'application/xml' });
+          res.end(idp.getMetadata());
+          return;
+        }
+        if (url.pathname === '/sso') {
+          const query = Object.fromEntries(url.searchParams);
+          const parsed = await idp.parseLoginRequest(sp, 'redirect', { query, octetString: '' });
+          const out = await idp.createLoginResponse(sp, parsed, 'post', user, {
+            customTagReplacement: withAttributes(parsed),
+          });
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ SAMLResponse: out.context, RelayState: query.RelayState, acs: out.entityEndpoint }));
+          return;
+        }
+        if (url.pathname === '/unsolicited') {
+          const out = await idp.createLoginResponse(sp, null, 'post', user, {
+            customTagReplacement: withAttributes(null),
+          });
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ SAMLResponse: out.context, acs: out.entityEndpoint }));
+          return;
+        }
+        res.writeHead(404);
+        res.end();
+      } catch (e) {
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(String(e && e.stack ? e.stack : e));
+      }
+    })
+    .listen(Number(port), '127.0.0.1', () => console.log(`samlify IdP on ${base} (${mode})`));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
