@@ -7,6 +7,7 @@ mod diagnose;
 mod golden;
 mod helpers;
 mod interop;
+mod login_page;
 mod no_secret_leaks;
 mod openapi;
 mod peer_oidc_provider;

@@ -8,7 +8,9 @@
 
 use crate::model::{Client, GrantType, Org, ScopeName, StoredSecret, Timestamp, User, UserType};
 use crate::reason::Reason;
-use crate::request::{ClientHint, RawTokenRequest, TokenRequest, parse_token_request};
+use crate::request::{
+    ClientHint, RawTokenRequest, ResourceOwnerCredentials, TokenRequest, parse_token_request,
+};
 use crate::secret::{SecretString, dummy_password_hash, hash_client_secret, hashes_equal};
 use crate::text::{clip, quoted_list, rfc3339};
 use crate::throttle::{ThrottlePolicy, ThrottleState};
@@ -511,38 +513,37 @@ fn decide_grant(
     })
 }
 
-/// The password grant (RFC 6749 §4.3) once the client has authenticated: who the user
-/// is, whether SSO enforcement lets them use a password, and the password itself.
-fn decide_password(
-    req: &TokenRequest,
-    facts: &Facts,
-    cf: &ClientFacts,
+/// What authenticating a person produced besides the verdict.
+#[derive(Debug, Clone, Default)]
+struct PersonOutcome {
+    subject: Option<String>,
+    login_update: Option<LoginUpdate>,
+    grant_reason: Option<Reason>,
+    /// A wrong user or password: counts against the throttle like a wrong secret.
+    credential_failure: bool,
+}
+
+/// A person's username and password, for the password grant and the login page alike:
+/// who the user is, whether SSO enforcement lets them use a password, and the password
+/// itself (with the lockout policy). Returns the user's id.
+fn authenticate_person(
+    creds: &ResourceOwnerCredentials,
+    resource_owner: Option<&ResourceOwnerFacts>,
+    org_facts: &Org,
     now: Timestamp,
     opts: DecideOptions,
     trace: &mut Trace,
-    d: &mut Decision,
-) -> Result<Grant, Denial> {
+    p: &mut PersonOutcome,
+) -> Result<String, Denial> {
     const WRONG: &str = "the username or password is incorrect";
-    let Some(creds) = &req.resource_owner else {
-        return Err(trace.fail(
-            Check::Parameters,
-            Reason::ParameterMissing,
-            "grant_type=password needs the 'username' and 'password' parameters (RFC 6749 §4.3.2)",
-        ));
-    };
     let username = clip(&creds.username);
-    let org = &cf.org.slug;
-    // A wrong user or password counts against (client, source) like a wrong secret does.
-    let count_failure = |d: &mut Decision| {
-        if !opts.dry_run {
-            d.throttle_update = Some(opts.throttle.after_failure(&facts.throttle, now));
-        }
-    };
+    let org = &org_facts.slug;
+    let count_failure = |p: &mut PersonOutcome| p.credential_failure = true;
 
-    let Some(ro) = &facts.resource_owner else {
+    let Some(ro) = resource_owner else {
         // As much work as a wrong password, so timing does not tell unknown users apart.
         let _ = (opts.verify_password)(&creds.password, dummy_password_hash());
-        count_failure(d);
+        count_failure(p);
         return Err(trace.fail_quietly(
             Check::ResourceOwner,
             Reason::UserCredentialsInvalid,
@@ -551,7 +552,7 @@ fn decide_password(
         ));
     };
     let user = &ro.user;
-    d.subject = Some(user.id.clone());
+    p.subject = Some(user.id.clone());
     if user.user_type == UserType::Service {
         let clients = if ro.clients.is_empty() {
             format!(
@@ -580,7 +581,7 @@ fn decide_password(
     }
     check_human_state(user, now, trace)?;
 
-    if cf.org.sso_enforced {
+    if org_facts.sso_enforced {
         if ro.break_glass {
             trace.pass(
                 Check::SsoPolicy,
@@ -588,7 +589,7 @@ fn decide_password(
                     "org '{org}' enforces SAML SSO for humans; '{username}' is a break-glass user, exempt from enforcement (audited as sso_break_glass)"
                 ),
             );
-            d.grant_reason = Some(Reason::SsoBreakGlass);
+            p.grant_reason = Some(Reason::SsoBreakGlass);
         } else {
             return Err(trace.fail(
                 Check::SsoPolicy,
@@ -608,7 +609,7 @@ fn decide_password(
 
     let Some(hash) = &user.password_hash else {
         let _ = (opts.verify_password)(&creds.password, dummy_password_hash());
-        count_failure(d);
+        count_failure(p);
         return Err(trace.fail_quietly(
             Check::UserPassword,
             Reason::UserCredentialsInvalid,
@@ -623,9 +624,9 @@ fn decide_password(
         let failures = user.failed_logins.saturating_add(1);
         let lock_until =
             (failures >= opts.lockout.max_failures).then(|| now + opts.lockout.lock_seconds);
-        count_failure(d);
+        count_failure(p);
         if !opts.dry_run {
-            d.login_update = Some(LoginUpdate::Failed {
+            p.login_update = Some(LoginUpdate::Failed {
                 user_id: user.id.clone(),
                 lock_until,
             });
@@ -658,19 +659,144 @@ fn decide_password(
     }
     trace.pass(Check::UserPassword, "matches the user's password");
 
-    let scopes = check_scopes(req, cf, trace)?;
     if !opts.dry_run {
-        d.login_update = Some(LoginUpdate::Succeeded {
+        p.login_update = Some(LoginUpdate::Succeeded {
             user_id: user.id.clone(),
         });
     }
+    Ok(user.id.clone())
+}
+
+/// The password grant (RFC 6749 §4.3) once the client has authenticated: the person's
+/// checks ([`authenticate_person`]), then the client's scopes.
+fn decide_password(
+    req: &TokenRequest,
+    facts: &Facts,
+    cf: &ClientFacts,
+    now: Timestamp,
+    opts: DecideOptions,
+    trace: &mut Trace,
+    d: &mut Decision,
+) -> Result<Grant, Denial> {
+    let Some(creds) = &req.resource_owner else {
+        return Err(trace.fail(
+            Check::Parameters,
+            Reason::ParameterMissing,
+            "grant_type=password needs the 'username' and 'password' parameters (RFC 6749 §4.3.2)",
+        ));
+    };
+    let mut p = PersonOutcome::default();
+    let person = authenticate_person(
+        creds,
+        facts.resource_owner.as_ref(),
+        &cf.org,
+        now,
+        opts,
+        trace,
+        &mut p,
+    );
+    d.subject = p.subject;
+    d.grant_reason = p.grant_reason;
+    if p.credential_failure && !opts.dry_run {
+        d.throttle_update = Some(opts.throttle.after_failure(&facts.throttle, now));
+    }
+    let user_id = match person {
+        Ok(id) => id,
+        Err(denial) => {
+            d.login_update = p.login_update;
+            return Err(denial);
+        }
+    };
+    let scopes = check_scopes(req, cf, trace)?;
+    d.login_update = p.login_update;
     Ok(Grant {
         client_id: cf.client.client_id.to_string(),
-        org: org.to_string(),
-        subject: user.id.clone(),
+        org: cf.org.slug.to_string(),
+        subject: user_id,
         scopes,
         ttl: cf.client.token_ttl,
     })
+}
+
+/// A login at the login page: a person's username and password, without a client.
+#[derive(Debug, Clone)]
+pub struct LoginDecision {
+    /// The user's id, or the refusal.
+    pub outcome: Result<String, Denial>,
+    pub trace: Trace,
+    /// The user the username named, when known.
+    pub subject: Option<String>,
+    pub login_update: Option<LoginUpdate>,
+    /// A grant the audit trail records with a reason of its own (a break-glass login).
+    pub grant_reason: Option<Reason>,
+    /// The throttle record of (org login page, source address) to store, if any.
+    pub throttle_update: Option<ThrottleState>,
+}
+
+/// Decides a login-page attempt in `org` with the same person checks as the password
+/// grant (SSO enforcement, break-glass, account state, password, lockout), throttled per
+/// source address like client authentication.
+pub fn decide_login(
+    creds: &ResourceOwnerCredentials,
+    org: &Org,
+    resource_owner: Option<&ResourceOwnerFacts>,
+    throttle: &ThrottleState,
+    source_ip: std::net::IpAddr,
+    now: Timestamp,
+    opts: DecideOptions,
+) -> LoginDecision {
+    let mut trace = Trace::default();
+    let mut d = LoginDecision {
+        outcome: Err(Denial {
+            reason: Reason::UserCredentialsInvalid,
+            description: String::new(),
+            retry_after: None,
+        }),
+        trace: Trace::default(),
+        subject: None,
+        login_update: None,
+        grant_reason: None,
+        throttle_update: None,
+    };
+    d.outcome = (|| {
+        if let Some(wait) = opts.throttle.retry_after(throttle, now) {
+            let mut denial = trace.fail(
+                Check::Throttle,
+                Reason::LoginThrottled,
+                format!(
+                    "too many failed logins to org '{}' from {source_ip}; retry after {wait} s",
+                    org.slug
+                ),
+            );
+            denial.retry_after = Some(wait);
+            return Err(denial);
+        }
+        trace.pass(
+            Check::Throttle,
+            format!("{} recent failure(s) from {source_ip}", throttle.failures),
+        );
+        if !org.enabled {
+            return Err(trace.fail(
+                Check::Org,
+                Reason::OrgDisabled,
+                format!("org '{}' is disabled", org.slug),
+            ));
+        }
+        trace.pass(Check::Org, format!("org '{}' is enabled", org.slug));
+        let mut p = PersonOutcome::default();
+        let out = authenticate_person(creds, resource_owner, org, now, opts, &mut trace, &mut p);
+        d.subject = p.subject;
+        d.login_update = p.login_update;
+        d.grant_reason = p.grant_reason;
+        if p.credential_failure {
+            d.throttle_update = Some(opts.throttle.after_failure(throttle, now));
+        } else if out.is_ok() && throttle.failures > 0 {
+            d.throttle_update = Some(ThrottleState::default());
+        }
+        out
+    })();
+    d.trace = trace;
+    d
 }
 
 /// Who last disabled or locked `user`, and when, for descriptions.

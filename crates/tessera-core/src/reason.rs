@@ -93,6 +93,7 @@ reasons! {
     UserDisabled => "user_disabled", InvalidGrant;
     UserLocked => "user_locked", InvalidGrant;
     SsoBreakGlass => "sso_break_glass", InvalidGrant;
+    LoginThrottled => "login_throttled", InvalidGrant;
     // SAML SSO refusals (the ACS and `tessera saml check`); never token-endpoint answers.
     SamlBodyTooLarge => "saml_body_too_large", InvalidGrant;
     SamlMalformed => "saml_malformed", InvalidGrant;

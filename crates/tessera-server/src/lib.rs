@@ -11,11 +11,14 @@ pub mod bootstrap;
 mod clock;
 pub mod config;
 mod error;
+mod html;
 mod keys;
+mod login;
 mod meta;
 mod metrics;
 mod request_id;
 mod saml;
+mod session;
 mod state;
 mod token;
 
@@ -272,8 +275,14 @@ fn router(state: Shared) -> Router {
             "/saml/{org}/acs",
             post(saml::acs).layer(DefaultBodyLimit::max(saml::ACS_BODY_LIMIT)),
         )
-        .route("/session", get(saml::whoami))
-        .route("/logout", post(saml::logout))
+        .route(
+            "/login/{org}",
+            get(login::show)
+                .post(login::submit)
+                .layer(DefaultBodyLimit::max(16 * 1024)),
+        )
+        .route("/session", get(session::whoami))
+        .route("/logout", post(session::logout))
         .nest(
             "/api/v2",
             admin::routes().layer(DefaultBodyLimit::max(1024 * 1024)),

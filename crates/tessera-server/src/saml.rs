@@ -12,27 +12,24 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use tessera_core::Reason;
-use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::model::{Org, User, UserState, UserType};
-use tessera_core::session::{self, Session};
 use tessera_core::sso::{self, LoginPlan, SamlPending, SsoConfig};
-use tessera_core::text::{clip, rfc3339};
+use tessera_core::text::clip;
 use tessera_core::trace::{Check, Trace};
 use tessera_saml::sp::{SpSite, sp_metadata, start_login};
 use tessera_saml::{Expectation, IdpTrust, Policy, RequestCheck};
 
+use crate::clock;
+use crate::html::{page, unavailable};
+use crate::session;
 use crate::state::{AppState, Shared};
-use crate::{clock, request_id};
-
-/// The session cookie's name.
-pub const COOKIE: &str = "tessera_session";
 
 /// Where a login lands when it names no `return_to`.
-const DEFAULT_RETURN: &str = "/session";
+pub const DEFAULT_RETURN: &str = "/session";
 
 fn site(st: &AppState, org: &Org) -> SpSite {
     let base = format!("{}/saml/{}", st.issuer, org.slug);
@@ -89,16 +86,6 @@ async fn org_sso(st: &AppState, slug: &str) -> Result<(Org, SsoConfig), Response
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "SAML endpoint: store unavailable");
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Temporarily unavailable",
-        "Sign-in is unavailable right now; try again in a moment.",
-        None,
-    )
-}
-
 /// `GET /saml/{org}/metadata`: what to give the IdP.
 pub async fn metadata(State(st): State<Shared>, Path(slug): Path<String>) -> Response {
     let org = match st.store.org_by_slug(&slug).await {
@@ -136,7 +123,7 @@ pub struct LoginQuery {
 
 /// `return_to` must stay on this server: a path, or a URL under the issuer. Anything
 /// else would make the login an open redirect.
-fn check_return_to(st: &AppState, r: &str) -> Result<String, String> {
+pub fn check_return_to(st: &AppState, r: &str) -> Result<String, String> {
     let ok_path = |p: &str| {
         p.starts_with('/')
             && !p.starts_with("//")
@@ -224,6 +211,7 @@ pub const ACS_BODY_LIMIT: usize = 300 * 1024;
 pub async fn acs(
     State(st): State<Shared>,
     Path(slug): Path<String>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -233,6 +221,7 @@ pub async fn acs(
     };
     let mut trace = Trace::default();
     let now = clock::now();
+    let source = peer.ip().to_string();
     let outcome = consume(&st, &org, &config, &headers, body, now, &mut trace).await;
     let (user, return_to) = match outcome {
         Ok(x) => x,
@@ -241,7 +230,8 @@ pub async fn acs(
                 .failed()
                 .map(|s| s.detail.to_string())
                 .unwrap_or_default();
-            if audit(&st, &org, None, Some((reason, detail)), trace)
+            let result = session::LoginResult::Denied(reason, detail);
+            if session::audit_login(&st, &org, None, result, trace, Some(&source))
                 .await
                 .is_err()
             {
@@ -251,37 +241,25 @@ pub async fn acs(
         }
         Err(Failure::Unavailable(e)) => return unavailable(e),
     };
-    // A new session id at every login; any session this browser had ends.
-    if let Some(old) = cookie(&headers)
-        && let Err(e) = st.store.delete_session(&session::hash_token(&old)).await
-    {
-        return unavailable(e);
-    }
-    let (token, id_hash) = session::new_token();
-    let s = Session {
-        id_hash,
-        org_id: org.id,
-        user_id: user.id.clone(),
-        method: "saml".into(),
-        created_at: now,
-        last_seen_at: now,
+    let cookie = match session::start(&st, &headers, &org, &user, "saml", now).await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
     };
-    if let Err(e) = st.store.create_session(&s).await {
-        return unavailable(e);
-    }
-    if audit(&st, &org, Some(&user), None, trace).await.is_err() {
+    let result = session::LoginResult::Granted(None);
+    if session::audit_login(
+        &st,
+        &org,
+        Some(user.id.clone()),
+        result,
+        trace,
+        Some(&source),
+    )
+    .await
+    .is_err()
+    {
         return unavailable("audit");
     }
-    let mut res = StatusCode::SEE_OTHER.into_response();
-    let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&return_to) {
-        h.insert(header::LOCATION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&set_cookie(&st, &token, session::ABSOLUTE_SECONDS)) {
-        h.insert(header::SET_COOKIE, v);
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    session::landing(&return_to, &cookie)
 }
 
 enum Failure {
@@ -512,39 +490,6 @@ fn provisioned_username(identity: &sso::SamlIdentity) -> String {
     }
 }
 
-async fn audit(
-    st: &AppState,
-    org: &Org,
-    user: Option<&User>,
-    refusal: Option<(Reason, String)>,
-    trace: Trace,
-) -> Result<(), ()> {
-    let (outcome, reason, description) = match refusal {
-        None => ("granted", None, None),
-        Some((r, d)) => ("denied", Some(r.code().to_string()), Some(d)),
-    };
-    let event = AuditEvent {
-        request_id: request_id::current(),
-        time_ms: clock::now_ms(),
-        org_id: Some(org.id),
-        kind: AuditKind::Login,
-        actor: None,
-        client_id: None,
-        subject: user.map(|u| u.id.clone()),
-        source_ip: None,
-        outcome: outcome.into(),
-        reason,
-        description,
-        grant_type: None,
-        scope: None,
-        secret_id: None,
-        secret_hint: None,
-        trace,
-        change: None,
-    };
-    st.audit.record(event).await.map_err(|_| ())
-}
-
 fn refused_page(reason: Reason) -> Response {
     let (status, text) = match reason {
         Reason::SamlExpired | Reason::SamlNotYetValid => (
@@ -565,111 +510,4 @@ fn refused_page(reason: Reason) -> Response {
         ),
     };
     page(status, "Sign-in failed", text, Some(reason))
-}
-
-/// A small HTML page that leaks nothing: a sentence, the reason code, the request id.
-fn page(status: StatusCode, title: &str, text: &str, reason: Option<Reason>) -> Response {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let rid = request_id::current();
-    let reason_html = reason
-        .map(|r| {
-            format!(
-                "<p>Reason: <code>{0}</code> (<a href=\"/docs/errors#{0}\">what it means</a>)</p>",
-                r.code()
-            )
-        })
-        .unwrap_or_default();
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1><p>{x}</p>{reason_html}<p>Reference: <code>{rid}</code></p></body></html>",
-        t = esc(title),
-        x = esc(text),
-    );
-    let mut res = (status, Html(body)).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
-/// The session token in the request's cookie, if any.
-pub fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())
-}
-
-fn set_cookie(st: &AppState, token: &str, max_age: i64) -> String {
-    let secure = if st.issuer.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
-}
-
-/// The live session of the request, touched (idle timeout restarts).
-async fn current_session(st: &AppState, headers: &HeaderMap) -> Option<Session> {
-    let token = cookie(headers)?;
-    let hash = session::hash_token(&token);
-    let s = st.store.session(&hash).await.ok()??;
-    let now = clock::now();
-    if !s.is_live(now) {
-        let _ = st.store.delete_session(&hash).await;
-        return None;
-    }
-    let _ = st.store.touch_session(&hash, now).await;
-    Some(s)
-}
-
-/// `GET /session`: who is logged in.
-pub async fn whoami(State(st): State<Shared>, headers: HeaderMap) -> Response {
-    let Some(s) = current_session(&st, &headers).await else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(serde_json::json!({
-                "error": "no_session",
-                "message": "not logged in: start at /saml/{org}/login",
-            })),
-        )
-            .into_response();
-    };
-    let user = st.store.get_user(s.org_id, &s.user_id).await.ok().flatten();
-    let org = st.store.org_by_id(s.org_id).await.ok().flatten();
-    let (Some(user), Some(org)) = (user, org) else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    axum::Json(serde_json::json!({
-        "user_id": user.id,
-        "username": user.username,
-        "email": user.email,
-        "roles": user.roles,
-        "org": org.slug.to_string(),
-        "method": s.method,
-        "logged_in_at": rfc3339(s.created_at),
-        "expires_at": rfc3339(s.expires_at()),
-    }))
-    .into_response()
-}
-
-/// `POST /logout`: ends the session (SameSite=Lax keeps other sites from doing it).
-pub async fn logout(State(st): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(token) = cookie(&headers)
-        && let Err(e) = st.store.delete_session(&session::hash_token(&token)).await
-    {
-        return unavailable(e);
-    }
-    let mut res = axum::Json(serde_json::json!({"logged_out": true})).into_response();
-    if let Ok(v) = HeaderValue::from_str(&set_cookie(&st, "", 0)) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    res
 }

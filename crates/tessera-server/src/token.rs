@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::decision::{
-    self, ClientFacts, DecideOptions, Decision, Facts, Grant, Parsed, ResourceOwnerFacts,
+    self, DecideOptions, Decision, Facts, Grant, Parsed, ResourceOwnerFacts,
 };
 use tessera_core::jwt::AccessClaims;
-use tessera_core::model::UserType;
+use tessera_core::model::{Org, UserType};
 use tessera_core::request::RawTokenRequest;
 use tessera_core::store::StoreError;
 use tessera_core::text::clip;
@@ -139,24 +139,24 @@ pub async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<
     if let (Ok(req), Some(cf)) = (&parsed.request, &facts.client)
         && let Some(creds) = &req.resource_owner
     {
-        facts.resource_owner = resource_owner(st, cf, &creds.username).await?;
+        facts.resource_owner = resource_owner(st, &cf.org, &creds.username).await?;
     }
     Ok(facts)
 }
 
-/// The user a password grant names, in the client's org, with the clients that run as
-/// them (for a service account) and their SSO exemption.
-async fn resource_owner(
+/// The user a username names in `org`, with the clients that run as them (for a service
+/// account) and their SSO exemption: for the password grant and the login page.
+pub async fn resource_owner(
     st: &AppState,
-    cf: &ClientFacts,
+    org: &Org,
     username: &str,
 ) -> Result<Option<ResourceOwnerFacts>, StoreError> {
-    let Some(user) = st.store.user_by_username(cf.org.id, username).await? else {
+    let Some(user) = st.store.user_by_username(org.id, username).await? else {
         return Ok(None);
     };
     let clients = if user.user_type == UserType::Service {
         st.store
-            .list_clients(cf.org.id)
+            .list_clients(org.id)
             .await?
             .into_iter()
             .filter(|c| c.service_account_id.as_deref() == Some(user.id.as_str()))
@@ -167,14 +167,14 @@ async fn resource_owner(
     };
     let break_glass = st
         .store
-        .sso_config(cf.org.id)
+        .sso_config(org.id)
         .await?
         .is_some_and(|c| c.is_break_glass(&user.id));
     Ok(Some(ResourceOwnerFacts {
         user,
         clients,
         break_glass,
-        sso_login_url: format!("{}/saml/{}/login", st.issuer, cf.org.slug),
+        sso_login_url: format!("{}/saml/{}/login", st.issuer, org.slug),
     }))
 }
 

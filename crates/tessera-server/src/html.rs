@@ -1,0 +1,47 @@
+//! Small HTML pages for people (SSO and login errors): a sentence, a reason code and the
+//! request id, never internal details.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use tessera_core::Reason;
+
+use crate::request_id;
+
+/// A small HTML page that leaks nothing: a sentence, the reason code, the request id.
+pub fn page(status: StatusCode, title: &str, text: &str, reason: Option<Reason>) -> Response {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let rid = request_id::current();
+    let reason_html = reason
+        .map(|r| {
+            format!(
+                "<p>Reason: <code>{0}</code> (<a href=\"/docs/errors#{0}\">what it means</a>)</p>",
+                r.code()
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1><p>{x}</p>{reason_html}<p>Reference: <code>{rid}</code></p></body></html>",
+        t = esc(title),
+        x = esc(text),
+    );
+    let mut res = (status, Html(body)).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The page for a store failure (logged, not shown).
+pub fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "SAML endpoint: store unavailable");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        "Sign-in is unavailable right now; try again in a moment.",
+        None,
+    )
+}

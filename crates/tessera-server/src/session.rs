@@ -1,0 +1,188 @@
+//! Browser sessions: the cookie, starting one at login (a new id each time), reading it,
+//! `GET /session` and `POST /logout`; and the audit event of a login.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tessera_core::Reason;
+use tessera_core::audit::{AuditEvent, AuditKind};
+use tessera_core::model::{Org, User};
+use tessera_core::session::{self, Session};
+use tessera_core::text::rfc3339;
+use tessera_core::trace::Trace;
+
+use crate::html::unavailable;
+use crate::state::{AppState, Shared};
+use crate::{clock, request_id};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "tessera_session";
+
+/// Starts a session for `user` (any session this browser had ends: a new id at every
+/// login). Returns the `Set-Cookie` value.
+pub async fn start(
+    st: &AppState,
+    headers: &HeaderMap,
+    org: &Org,
+    user: &User,
+    method: &str,
+    now: i64,
+) -> Result<String, String> {
+    if let Some(old) = cookie(headers) {
+        st.store
+            .delete_session(&session::hash_token(&old))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let (token, id_hash) = session::new_token();
+    let s = Session {
+        id_hash,
+        org_id: org.id,
+        user_id: user.id.clone(),
+        method: method.into(),
+        created_at: now,
+        last_seen_at: now,
+    };
+    st.store
+        .create_session(&s)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(set_cookie(st, &token, session::ABSOLUTE_SECONDS))
+}
+
+/// The answer to a successful login: 303 to `return_to`, with the session cookie.
+pub fn landing(return_to: &str, cookie: &str) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(return_to) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        h.insert(header::SET_COOKIE, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// How a login attempt ended, for its audit event.
+pub enum LoginResult {
+    /// Granted; with a reason of its own for a break-glass login.
+    Granted(Option<Reason>),
+    /// Refused, with the reason and the failing step's detail.
+    Denied(Reason, String),
+}
+
+/// Records a login attempt with its trace. `subject` is the user it was about, when
+/// known; `source` the client address, when known.
+pub async fn audit_login(
+    st: &AppState,
+    org: &Org,
+    subject: Option<String>,
+    result: LoginResult,
+    trace: Trace,
+    source: Option<&str>,
+) -> Result<(), ()> {
+    let (outcome, reason, description) = match result {
+        LoginResult::Granted(r) => ("granted", r.map(|r| r.code().to_string()), None),
+        LoginResult::Denied(r, d) => ("denied", Some(r.code().to_string()), Some(d)),
+    };
+    let event = AuditEvent {
+        request_id: request_id::current(),
+        time_ms: clock::now_ms(),
+        org_id: Some(org.id),
+        kind: AuditKind::Login,
+        actor: None,
+        client_id: None,
+        subject,
+        source_ip: source.map(str::to_string),
+        outcome: outcome.into(),
+        reason,
+        description,
+        grant_type: None,
+        scope: None,
+        secret_id: None,
+        secret_hint: None,
+        trace,
+        change: None,
+    };
+    st.audit.record(event).await.map_err(|_| ())
+}
+
+/// The session token in the request's cookie, if any.
+pub fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+pub fn set_cookie(st: &AppState, token: &str, max_age: i64) -> String {
+    let secure = if st.issuer.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+}
+
+/// The live session of the request, touched (idle timeout restarts).
+pub async fn current(st: &AppState, headers: &HeaderMap) -> Option<Session> {
+    let token = cookie(headers)?;
+    let hash = session::hash_token(&token);
+    let s = st.store.session(&hash).await.ok()??;
+    let now = clock::now();
+    if !s.is_live(now) {
+        let _ = st.store.delete_session(&hash).await;
+        return None;
+    }
+    let _ = st.store.touch_session(&hash, now).await;
+    Some(s)
+}
+
+/// `GET /session`: who is logged in.
+pub async fn whoami(State(st): State<Shared>, headers: HeaderMap) -> Response {
+    let Some(s) = current(&st, &headers).await else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({
+                "error": "no_session",
+                "message": "not logged in: start at /saml/{org}/login",
+            })),
+        )
+            .into_response();
+    };
+    let user = st.store.get_user(s.org_id, &s.user_id).await.ok().flatten();
+    let org = st.store.org_by_id(s.org_id).await.ok().flatten();
+    let (Some(user), Some(org)) = (user, org) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    axum::Json(serde_json::json!({
+        "user_id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "roles": user.roles,
+        "org": org.slug.to_string(),
+        "method": s.method,
+        "logged_in_at": rfc3339(s.created_at),
+        "expires_at": rfc3339(s.expires_at()),
+    }))
+    .into_response()
+}
+
+/// `POST /logout`: ends the session (SameSite=Lax keeps other sites from doing it).
+pub async fn logout(State(st): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie(&headers)
+        && let Err(e) = st.store.delete_session(&session::hash_token(&token)).await
+    {
+        return unavailable(e);
+    }
+    let mut res = axum::Json(serde_json::json!({"logged_out": true})).into_response();
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(&st, "", 0)) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
