@@ -409,3 +409,119 @@ async fn open_redirects_and_unconfigured_orgs_are_refused() {
     refused_with(r, "saml_body_too_large").await;
     app.stop().await;
 }
+
+/// Signature-wrapping variants built from a response the real IdP signed (2048-bit RSA):
+/// an evil assertion before, after or inside the signed one, a duplicate ID, a comment
+/// in the NameID. Each is refused for a signature reason and never yields the evil name.
+#[tokio::test]
+async fn wrapping_variants_of_a_real_signed_response_are_refused() {
+    let app = spawn_app().await;
+    let Some(idp) = start_idp(&app, "assertion").await else {
+        return;
+    };
+    configure(&app, &idp, json!({})).await;
+    let http = no_redirects();
+    let answer = unsolicited_response(&http, &idp).await;
+    let b64 = answer["SAMLResponse"].as_str().unwrap();
+    let xml = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap(),
+    )
+    .unwrap();
+    let trust = tessera_saml::IdpTrust {
+        entity_id: format!("{}/metadata", idp.base),
+        certificates: vec![include_str!("../fixtures/samlify-idp.crt").to_string()],
+        sso_url: None,
+    };
+    let expect = tessera_saml::Expectation {
+        sp_entity_id: app.url("/saml/default/metadata"),
+        acs_url: app.url("/saml/default/acs"),
+        in_response_to: tessera_saml::RequestCheck::Unsolicited,
+        now: std::time::SystemTime::now(),
+        policy: tessera_saml::Policy::default(),
+    };
+    let ok = tessera_saml::validate(xml.as_bytes(), &trust, &expect).expect("the original passes");
+    assert_eq!(ok.name_id, "alice@example.com");
+
+    let start = xml.find("<saml:Assertion").unwrap();
+    let end = xml.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
+    let signed = &xml[start..end];
+    let sig_start = signed.find("<ds:Signature").unwrap();
+    let sig_end = signed.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+    let unsigned_copy = format!("{}{}", &signed[..sig_start], &signed[sig_end..]);
+    let evil = unsigned_copy.replace("alice@example.com", "admin@evil.example");
+    let evil_new_id = {
+        let id_start = evil.find(" ID=\"").unwrap() + 5;
+        let id_end = id_start + evil[id_start..].find('"').unwrap();
+        format!("{}_evil{}", &evil[..id_start], &evil[id_end..])
+    };
+    let variants = [
+        (
+            "evil assertion before the signed one",
+            format!("{}{}{}", &xml[..start], evil_new_id, &xml[start..]),
+        ),
+        (
+            "evil assertion after the signed one",
+            format!("{}{}{}", &xml[..end], evil_new_id, &xml[end..]),
+        ),
+        (
+            "evil copy with the same ID first",
+            format!("{}{}{}", &xml[..start], evil, &xml[start..]),
+        ),
+        (
+            "evil assertion inside SubjectConfirmationData",
+            xml.replacen(
+                "</saml:SubjectConfirmationData>",
+                &format!("{evil_new_id}</saml:SubjectConfirmationData>"),
+                1,
+            )
+            .replacen(
+                "/></saml:SubjectConfirmation>",
+                &format!(
+                    ">{evil_new_id}</saml:SubjectConfirmationData></saml:SubjectConfirmation>"
+                ),
+                1,
+            ),
+        ),
+        (
+            "signed assertion moved into Extensions, evil one in its place",
+            format!(
+                "{}<samlp:Extensions>{}</samlp:Extensions>{}{}",
+                &xml[..start],
+                signed,
+                evil_new_id,
+                &xml[end..]
+            ),
+        ),
+        (
+            "comment in the NameID",
+            xml.replacen(
+                "alice@example.com<",
+                "alice@example.com<!-- -->.evil.example<",
+                1,
+            ),
+        ),
+        (
+            "NameID changed after signing",
+            xml.replacen(">alice@example.com<", ">admin@evil.example<", 1),
+        ),
+    ];
+    for (what, variant) in &variants {
+        assert_ne!(variant, &xml, "{what}: the variant changed something");
+        let r = match tessera_saml::validate(variant.as_bytes(), &trust, &expect) {
+            Ok(a) => panic!("{what}: accepted as '{}'", a.name_id),
+            Err(r) => r,
+        };
+        eprintln!("{what}: {}", r.reason);
+        assert!(
+            matches!(
+                r.reason,
+                tessera_core::Reason::SamlWrappingDetected
+                    | tessera_core::Reason::SamlSignatureInvalid
+                    | tessera_core::Reason::SamlSignedContentMismatch
+                    | tessera_core::Reason::SamlUnsigned
+            ),
+            "{what}: {r}"
+        );
+    }
+    app.stop().await;
+}

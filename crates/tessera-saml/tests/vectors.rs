@@ -256,12 +256,29 @@ fn attacks_and_mistakes_have_their_own_reasons() {
         })
         .unwrap();
     let mut i = idp(&row);
-    i.certificates = other;
+    i.certificates = other.clone();
     let r = refuse(&bytes, &i, &expectation(&row));
     assert!(
         matches!(r, Reason::SamlCertUntrusted | Reason::SamlSignatureInvalid),
         "{r}"
     );
+
+    // An attacker's certificate in KeyInfo: keys in the response are never trusted.
+    let other_cert: String = other[0]
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    if let Some(start) = xml.find("X509Certificate>") {
+        let from = start + "X509Certificate>".len();
+        let end = from + xml[from..].find('<').unwrap();
+        let mut swapped = xml.clone();
+        swapped.replace_range(from..end, &other_cert);
+        let r = refuse(swapped.as_bytes(), &idp(&row), &expectation(&row));
+        assert!(
+            matches!(r, Reason::SamlCertUntrusted | Reason::SamlSignatureInvalid),
+            "{r}"
+        );
+    }
 
     // Unsigned: every Signature removed.
     let unsigned = strip_signatures(&xml);
@@ -326,4 +343,47 @@ fn strip_signatures(xml: &str) -> String {
         }
     }
     out
+}
+
+/// Signature-wrapping rows of the corpus are refused for a signature reason, never for
+/// something incidental (time, audience) that a differently built attack could avoid.
+#[test]
+fn wrapping_attacks_are_refused_as_signature_failures() {
+    let Some(dir) = corpus_dir() else { return };
+    let mut n = 0;
+    for row in rows(&dir).iter().filter(|r| {
+        r.expected == "reject"
+            && (r.reason.contains("XSW")
+                || r.reason.to_lowercase().contains("wrapping")
+                || r.reason.to_lowercase().contains("comment"))
+    }) {
+        // Rows signed with a 1024-bit key never reach the signature checks (the
+        // configuration is refused first); they are counted apart.
+        if certificates(&row.idp_cert_file)
+            .iter()
+            .any(|c| tessera_saml::certs::inspect(c).is_err())
+        {
+            continue;
+        }
+        let (verdict, what) = run(row);
+        assert_eq!(verdict, "reject", "{}", row.file.display());
+        let reason = what.split(':').next().unwrap();
+        assert!(
+            [
+                "saml_wrapping_detected",
+                "saml_signature_invalid",
+                "saml_signed_content_mismatch",
+                "saml_unsigned",
+                "saml_cert_untrusted",
+                "saml_malformed",
+            ]
+            .contains(&reason),
+            "{} ({}): {what}",
+            row.file.display(),
+            row.reason
+        );
+        n += 1;
+    }
+    eprintln!("{n} wrapping and comment-injection rows refused for a signature reason");
+    assert!(n >= 3, "only {n} wrapping rows");
 }
