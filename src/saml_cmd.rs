@@ -230,19 +230,9 @@ fn idp(a: &CheckArgs) -> Result<IdpTrust, String> {
         (Some(cert), Some(entity)) => {
             let text = std::fs::read_to_string(cert)
                 .map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-            let certs: Vec<String> = text
-                .split("-----END CERTIFICATE-----")
-                .filter(|c| c.contains("-----BEGIN CERTIFICATE-----"))
-                .map(|c| format!("{}-----END CERTIFICATE-----", c.trim_start()))
-                .collect();
-            let certs = if certs.is_empty() {
-                vec![text.trim().to_string()]
-            } else {
-                certs
-            };
             Ok(IdpTrust {
                 entity_id: entity.clone(),
-                certificates: certs,
+                certificates: tessera_saml::certs::split(&text),
                 sso_url: None,
             })
         }

@@ -14,7 +14,7 @@ const BOB_PW: &str = "bob-Password-5678";
 async fn enforcement_refuses_human_passwords_and_never_machines() {
     let app = spawn_app().await;
     app.scopes(&["api:read"]).await;
-    let alice = app.human("alice", ALICE_PW).await;
+    app.human("alice", ALICE_PW).await;
     let bob = app.human("bob", BOB_PW).await;
     let svc = app.service_account("svc-bot").await;
     let (legacy, legacy_secret) = app
@@ -201,7 +201,6 @@ async fn enforcement_refuses_human_passwords_and_never_machines() {
         .password_grant(&legacy, &legacy_secret, "alice", ALICE_PW)
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let _ = alice;
     app.stop().await;
 }
 

@@ -746,57 +746,62 @@ pub fn decide_login(
     opts: DecideOptions,
 ) -> LoginDecision {
     let mut trace = Trace::default();
-    let mut d = LoginDecision {
-        outcome: Err(Denial {
-            reason: Reason::UserCredentialsInvalid,
-            description: String::new(),
-            retry_after: None,
-        }),
-        trace: Trace::default(),
-        subject: None,
-        login_update: None,
-        grant_reason: None,
-        throttle_update: None,
+    let mut p = PersonOutcome::default();
+    let outcome = login_gate(org, throttle, source_ip, now, opts, &mut trace).and_then(|()| {
+        authenticate_person(creds, resource_owner, org, now, opts, &mut trace, &mut p)
+    });
+    let throttle_update = if p.credential_failure {
+        Some(opts.throttle.after_failure(throttle, now))
+    } else if outcome.is_ok() && throttle.failures > 0 {
+        Some(ThrottleState::default())
+    } else {
+        None
     };
-    d.outcome = (|| {
-        if let Some(wait) = opts.throttle.retry_after(throttle, now) {
-            let mut denial = trace.fail(
-                Check::Throttle,
-                Reason::LoginThrottled,
-                format!(
-                    "too many failed logins to org '{}' from {source_ip}; retry after {wait} s",
-                    org.slug
-                ),
-            );
-            denial.retry_after = Some(wait);
-            return Err(denial);
-        }
-        trace.pass(
+    LoginDecision {
+        outcome,
+        trace,
+        subject: p.subject,
+        login_update: p.login_update,
+        grant_reason: p.grant_reason,
+        throttle_update,
+    }
+}
+
+/// The login page's checks before any person is looked at: the throttle of this
+/// address, then the org.
+fn login_gate(
+    org: &Org,
+    throttle: &ThrottleState,
+    source_ip: std::net::IpAddr,
+    now: Timestamp,
+    opts: DecideOptions,
+    trace: &mut Trace,
+) -> Result<(), Denial> {
+    if let Some(wait) = opts.throttle.retry_after(throttle, now) {
+        let mut denial = trace.fail(
             Check::Throttle,
-            format!("{} recent failure(s) from {source_ip}", throttle.failures),
+            Reason::LoginThrottled,
+            format!(
+                "too many failed logins to org '{}' from {source_ip}; retry after {wait} s",
+                org.slug
+            ),
         );
-        if !org.enabled {
-            return Err(trace.fail(
-                Check::Org,
-                Reason::OrgDisabled,
-                format!("org '{}' is disabled", org.slug),
-            ));
-        }
-        trace.pass(Check::Org, format!("org '{}' is enabled", org.slug));
-        let mut p = PersonOutcome::default();
-        let out = authenticate_person(creds, resource_owner, org, now, opts, &mut trace, &mut p);
-        d.subject = p.subject;
-        d.login_update = p.login_update;
-        d.grant_reason = p.grant_reason;
-        if p.credential_failure {
-            d.throttle_update = Some(opts.throttle.after_failure(throttle, now));
-        } else if out.is_ok() && throttle.failures > 0 {
-            d.throttle_update = Some(ThrottleState::default());
-        }
-        out
-    })();
-    d.trace = trace;
-    d
+        denial.retry_after = Some(wait);
+        return Err(denial);
+    }
+    trace.pass(
+        Check::Throttle,
+        format!("{} recent failure(s) from {source_ip}", throttle.failures),
+    );
+    if !org.enabled {
+        return Err(trace.fail(
+            Check::Org,
+            Reason::OrgDisabled,
+            format!("org '{}' is disabled", org.slug),
+        ));
+    }
+    trace.pass(Check::Org, format!("org '{}' is enabled", org.slug));
+    Ok(())
 }
 
 /// Who last disabled or locked `user`, and when, for descriptions.

@@ -81,3 +81,23 @@ pub fn inspect(text: &str) -> Result<CertInfo, String> {
         pem,
     })
 }
+
+/// The certificates in a file's text, as bare base64: every PEM `CERTIFICATE` block, or
+/// the whole text when it holds one bare base64 certificate (as SAML metadata does).
+pub fn split(text: &str) -> Vec<String> {
+    let mut certs = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("-----BEGIN CERTIFICATE") {
+            cur = Some(String::new());
+        } else if line.starts_with("-----END CERTIFICATE") {
+            certs.extend(cur.take());
+        } else if let Some(c) = cur.as_mut() {
+            c.push_str(line);
+        }
+    }
+    if certs.is_empty() {
+        certs.push(text.split_whitespace().collect());
+    }
+    certs
+}

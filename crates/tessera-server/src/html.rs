@@ -7,14 +7,16 @@ use tessera_core::Reason;
 
 use crate::request_id;
 
+/// Escapes text for HTML content and double-quoted attribute values.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// A small HTML page that leaks nothing: a sentence, the reason code, the request id.
 pub fn page(status: StatusCode, title: &str, text: &str, reason: Option<Reason>) -> Response {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
     let rid = request_id::current();
     let reason_html = reason
         .map(|r| {

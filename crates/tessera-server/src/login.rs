@@ -17,8 +17,8 @@ use tessera_core::request::ResourceOwnerCredentials;
 use tessera_core::secret::{SecretString, hash_client_secret, hashes_equal, random_bytes};
 use tessera_core::text::clip;
 
-use crate::html::{page, unavailable};
-use crate::saml::{DEFAULT_RETURN, check_return_to};
+use crate::html::{esc, page, unavailable};
+use crate::session::{DEFAULT_RETURN, check_return_to};
 use crate::state::{AppState, Shared};
 use crate::{clock, session, token};
 
@@ -27,13 +27,6 @@ const CSRF_COOKIE: &str = "tessera_login_csrf";
 #[derive(serde::Deserialize)]
 pub struct FormQuery {
     return_to: Option<String>,
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The form, with a fresh CSRF token in a cookie and a hidden field, and an optional
@@ -122,15 +115,7 @@ pub async fn submit(
         check_return_to(&st, field("return_to")).unwrap_or_else(|_| DEFAULT_RETURN.into());
 
     // Login CSRF: the form's token must equal the cookie's (double submit).
-    let cookie_token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == CSRF_COOKIE)
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_default();
+    let cookie_token = session::cookie_named(&headers, CSRF_COOKIE).unwrap_or_default();
     if cookie_token.is_empty()
         || !hashes_equal(
             &hash_client_secret(&cookie_token),

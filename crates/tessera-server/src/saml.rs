@@ -25,11 +25,8 @@ use tessera_saml::{Expectation, IdpTrust, Policy, RequestCheck};
 
 use crate::clock;
 use crate::html::{page, unavailable};
-use crate::session;
+use crate::session::{self, DEFAULT_RETURN, check_return_to};
 use crate::state::{AppState, Shared};
-
-/// Where a login lands when it names no `return_to`.
-pub const DEFAULT_RETURN: &str = "/session";
 
 fn site(st: &AppState, org: &Org) -> SpSite {
     let base = format!("{}/saml/{}", st.issuer, org.slug);
@@ -43,9 +40,7 @@ fn policy(c: &SsoConfig) -> Policy {
     Policy {
         allow_sha1: c.allow_sha1,
         skew_seconds: c.clock_skew_seconds,
-        require_signed_assertion: false,
-        require_signed_response: false,
-        check_cert_validity: false,
+        ..Policy::default()
     }
 }
 
@@ -119,33 +114,6 @@ pub async fn metadata(State(st): State<Shared>, Path(slug): Path<String>) -> Res
 #[derive(serde::Deserialize)]
 pub struct LoginQuery {
     return_to: Option<String>,
-}
-
-/// `return_to` must stay on this server: a path, or a URL under the issuer. Anything
-/// else would make the login an open redirect.
-pub fn check_return_to(st: &AppState, r: &str) -> Result<String, String> {
-    let ok_path = |p: &str| {
-        p.starts_with('/')
-            && !p.starts_with("//")
-            && !p.starts_with("/\\")
-            && !p.chars().any(|c| c.is_control() || c == '\\')
-    };
-    if ok_path(r) {
-        return Ok(r.to_string());
-    }
-    if let Some(rest) = r.strip_prefix(&st.issuer)
-        && (rest.is_empty() || ok_path(rest))
-    {
-        return Ok(if rest.is_empty() {
-            "/".into()
-        } else {
-            rest.into()
-        });
-    }
-    Err(format!(
-        "return_to must be a path on this server (such as /app) or a URL under {}",
-        st.issuer
-    ))
 }
 
 /// `GET /saml/{org}/login`: sends the browser to the IdP with an AuthnRequest.
@@ -354,9 +322,10 @@ async fn consume(
         }
     };
 
+    let sp = site(st, org);
     let expect = Expectation {
-        sp_entity_id: site(st, org).entity_id,
-        acs_url: site(st, org).acs_url,
+        sp_entity_id: sp.entity_id,
+        acs_url: sp.acs_url,
         in_response_to: check,
         now: std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
         policy: policy(config),

@@ -15,6 +15,36 @@ use crate::html::unavailable;
 use crate::state::{AppState, Shared};
 use crate::{clock, request_id};
 
+/// Where a login lands when it names no `return_to`.
+pub const DEFAULT_RETURN: &str = "/session";
+
+/// `return_to` must stay on this server: a path, or a URL under the issuer. Anything
+/// else would make the login an open redirect.
+pub fn check_return_to(st: &AppState, r: &str) -> Result<String, String> {
+    let ok_path = |p: &str| {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.starts_with("/\\")
+            && !p.chars().any(|c| c.is_control() || c == '\\')
+    };
+    if ok_path(r) {
+        return Ok(r.to_string());
+    }
+    if let Some(rest) = r.strip_prefix(&st.issuer)
+        && (rest.is_empty() || ok_path(rest))
+    {
+        return Ok(if rest.is_empty() {
+            "/".into()
+        } else {
+            rest.into()
+        });
+    }
+    Err(format!(
+        "return_to must be a path on this server (such as /app) or a URL under {}",
+        st.issuer
+    ))
+}
+
 /// The session cookie's name.
 pub const COOKIE: &str = "tessera_session";
 
@@ -110,13 +140,18 @@ pub async fn audit_login(
 
 /// The session token in the request's cookie, if any.
 pub fn cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, COOKIE)
+}
+
+/// The value of cookie `name` in the request, if any.
+pub fn cookie_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
 }
 

@@ -90,25 +90,7 @@ pub fn certificates(path: &Path) -> Vec<String> {
             .unwrap()
             .signing_certificates;
     }
-    let mut certs = Vec::new();
-    let mut cur = String::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if line.starts_with("-----BEGIN CERTIFICATE") {
-            inside = true;
-            cur.clear();
-        } else if line.starts_with("-----END CERTIFICATE") {
-            inside = false;
-            certs.push(cur.clone());
-        } else if inside {
-            cur.push_str(line.trim());
-        }
-    }
-    if certs.is_empty() {
-        // A bare base64 certificate.
-        certs.push(text.split_whitespace().collect());
-    }
-    certs
+    tessera_saml::certs::split(&text)
 }
 
 /// The policy a row's `policy` column names, as far as the validator has one.
