@@ -39,7 +39,7 @@ pub fn page(status: StatusCode, title: &str, text: &str, reason: Option<Reason>)
 
 /// The page for a store failure (logged, not shown).
 pub fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "SAML endpoint: store unavailable");
+    tracing::error!(error = %e, "sign-in endpoint: store or audit unavailable");
     page(
         StatusCode::SERVICE_UNAVAILABLE,
         "Temporarily unavailable",
