@@ -205,8 +205,12 @@ pub trait Store: Send + Sync + 'static {
 
     // The audit trail.
     /// Appends events in one transaction, and records the last use of the secrets that
-    /// granted tokens.
+    /// granted tokens. Once it returns the events are committed, but they may not yet
+    /// survive a power cut: [`Store::flush_audit`] makes them durable.
     fn append_audit<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, StoreResult<()>>;
+    /// Makes every audit event appended so far durable (when the store was opened for
+    /// full durability; otherwise it does nothing). Appends may go on meanwhile.
+    fn flush_audit(&self) -> BoxFuture<'_, StoreResult<()>>;
     fn get_audit_event<'a>(
         &'a self,
         org_id: i64,

@@ -35,6 +35,11 @@ pub const SQLITE: &[Migration] = &[
         name: "saml_sessions",
         sql: include_str!("../migrations/sqlite/0004_saml_sessions.sql"),
     },
+    Migration {
+        version: 5,
+        name: "secret_last_use_trigger",
+        sql: include_str!("../migrations/sqlite/0005_secret_last_use_trigger.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

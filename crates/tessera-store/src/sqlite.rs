@@ -1,5 +1,7 @@
-//! The SQLite implementation of [`Store`] (WAL mode, one pool).
+//! The SQLite implementation of [`Store`] (WAL mode; one pool, plus one connection for
+//! the audit trail).
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -30,12 +32,74 @@ use crate::migrate;
 /// Tessera's store on an SQLite file.
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection that only appends audit events, with `synchronous=NORMAL`: its
+    /// commits reach the WAL without an fsync under SQLite's write lock, and
+    /// [`Store::flush_audit`] makes them durable with an fsync of the WAL outside that
+    /// lock, so the next batch is written while the previous one syncs.
+    audit: SqlitePool,
+    /// The WAL file that `flush_audit` syncs, and the database file (synced instead when
+    /// the WAL is gone: SQLite checkpoints and syncs before deleting it). `None` in
+    /// memory, or when durability is `Normal`.
+    durable_files: Option<(PathBuf, PathBuf)>,
     facts_cache: FactsCache,
     throttles: ThrottleMirror,
     /// The database's cache version when this node last looked.
     seen_version: AtomicI64,
     /// When `sync` last merged throttle records (seconds).
     last_sync: AtomicI64,
+}
+
+/// Inserts `events` with one multi-row INSERT statement.
+async fn insert_audit(conn: &mut sqlx::SqliteConnection, events: &[AuditEvent]) -> StoreResult<()> {
+    const COLS: &str = "(request_id, time_ms, org_id, kind, actor, client_id, subject, source_ip,
+        outcome, reason, description, grant_type, scope, secret_id, secret_hint, trace, change)";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let mut sql = format!("INSERT INTO audit_events {COLS} VALUES ");
+    for i in 0..events.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(ROW);
+    }
+    let mut q = sqlx::query(&sql);
+    for e in events {
+        q = q
+            .bind(&e.request_id)
+            .bind(e.time_ms)
+            .bind(e.org_id)
+            .bind(e.kind.as_str())
+            .bind(&e.actor)
+            .bind(&e.client_id)
+            .bind(&e.subject)
+            .bind(&e.source_ip)
+            .bind(&e.outcome)
+            .bind(&e.reason)
+            .bind(&e.description)
+            .bind(&e.grant_type)
+            .bind(&e.scope)
+            .bind(&e.secret_id)
+            .bind(&e.secret_hint)
+            .bind(e.trace.to_compact())
+            .bind(e.change.as_ref().map(to_json));
+    }
+    q.execute(&mut *conn).await.map_err(be)?;
+    Ok(())
+}
+
+/// Makes every commit in the WAL durable: an fsync of the WAL file covers all frames
+/// written before it, whichever connection wrote them. When the WAL does not exist, its
+/// content was checkpointed into the database file, which is synced instead.
+fn sync_wal(wal: &std::path::Path, db: &std::path::Path) -> StoreResult<()> {
+    let io = |what: &std::path::Path, e: std::io::Error| {
+        StoreError::Backend(format!("cannot sync {}: {e}", what.display()))
+    };
+    match std::fs::File::open(wal) {
+        Ok(f) => f.sync_data().map_err(|e| io(wal, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(db)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| io(db, e)),
+        Err(e) => Err(io(wal, e)),
+    }
 }
 
 fn be(e: sqlx::Error) -> StoreError {
@@ -198,6 +262,8 @@ impl SqliteStore {
             // speed and cost RSS with many clients.)
             .pragma("wal_autocheckpoint", "4000");
         let in_memory = url.contains(":memory:");
+        let audit_opts = opts.clone().synchronous(SqliteSynchronous::Normal);
+        let db_file = opts.get_filename().to_path_buf();
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists per connection: keep exactly one.
             .max_connections(if in_memory { 1 } else { 8 })
@@ -211,8 +277,28 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
         migrate::run(&pool, migrate::SQLITE).await?;
+        // An in-memory database exists per connection: the audit trail shares the pool.
+        let (audit, durable_files) = if in_memory {
+            (pool.clone(), None)
+        } else {
+            let audit = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .test_before_acquire(false)
+                .connect_with(audit_opts)
+                .await
+                .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
+            let mut wal = db_file.clone().into_os_string();
+            wal.push("-wal");
+            let files = (durability == Durability::Full).then(|| (wal.into(), db_file));
+            (audit, files)
+        };
         let store = Self {
             pool,
+            audit,
+            durable_files,
             facts_cache: FactsCache::default(),
             throttles: ThrottleMirror::default(),
             seen_version: AtomicI64::new(0),
@@ -435,70 +521,25 @@ impl SqliteStore {
     }
 
     async fn append(&self, events: &[AuditEvent]) -> StoreResult<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await.map_err(be)?;
         // Multi-row INSERTs: one statement per chunk instead of one per event, since each
-        // statement is a round trip to sqlx's SQLite worker thread.
-        const COLS: &str =
-            "(request_id, time_ms, org_id, kind, actor, client_id, subject, source_ip, outcome,
-            reason, description, grant_type, scope, secret_id, secret_hint, trace, change)";
-        const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        // statement is a round trip to sqlx's SQLite worker thread. A batch that fits in
+        // one statement needs no BEGIN/COMMIT (two more round trips): a statement is
+        // atomic, and the trigger of migration 0005 records the secrets' last use in it.
         const CHUNK: usize = 64;
-        for chunk in events.chunks(CHUNK) {
-            let mut sql = format!("INSERT INTO audit_events {COLS} VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
+        match events.len() {
+            0 => Ok(()),
+            1..=CHUNK => {
+                let mut conn = self.audit.acquire().await.map_err(be)?;
+                insert_audit(&mut conn, events).await
+            }
+            _ => {
+                let mut tx = self.audit.begin().await.map_err(be)?;
+                for chunk in events.chunks(CHUNK) {
+                    insert_audit(&mut tx, chunk).await?;
                 }
-                sql.push_str(ROW);
-            }
-            let mut q = sqlx::query(&sql);
-            for e in chunk {
-                q = q
-                    .bind(&e.request_id)
-                    .bind(e.time_ms)
-                    .bind(e.org_id)
-                    .bind(e.kind.as_str())
-                    .bind(&e.actor)
-                    .bind(&e.client_id)
-                    .bind(&e.subject)
-                    .bind(&e.source_ip)
-                    .bind(&e.outcome)
-                    .bind(&e.reason)
-                    .bind(&e.description)
-                    .bind(&e.grant_type)
-                    .bind(&e.scope)
-                    .bind(&e.secret_id)
-                    .bind(&e.secret_hint)
-                    .bind(e.trace.to_compact())
-                    .bind(e.change.as_ref().map(to_json));
-            }
-            q.execute(&mut *tx).await.map_err(be)?;
-        }
-        // Last use of each secret that authenticated a token request in this batch.
-        let mut last: Vec<(&str, i64, Option<&str>)> = vec![];
-        for e in events.iter().filter(|e| e.kind == AuditKind::Token) {
-            if let Some(id) = &e.secret_id {
-                match last.iter_mut().find(|(s, _, _)| *s == id) {
-                    Some(slot) => *slot = (id, e.time(), e.source_ip.as_deref()),
-                    None => last.push((id, e.time(), e.source_ip.as_deref())),
-                }
+                tx.commit().await.map_err(be)
             }
         }
-        for (id, at, from) in last {
-            sqlx::query(
-                "UPDATE client_secrets SET last_used_at = ?, last_used_from = ? WHERE id = ?",
-            )
-            .bind(at)
-            .bind(from)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(be)?;
-        }
-        tx.commit().await.map_err(be)
     }
 
     async fn audit_list(&self, org_id: i64, f: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
@@ -1311,6 +1352,18 @@ impl Store for SqliteStore {
 
     fn append_audit<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(self.append(events))
+    }
+
+    fn flush_audit(&self) -> BoxFuture<'_, StoreResult<()>> {
+        let files = self.durable_files.clone();
+        Box::pin(async move {
+            let Some((wal, db)) = files else {
+                return Ok(());
+            };
+            tokio::task::spawn_blocking(move || sync_wal(&wal, &db))
+                .await
+                .map_err(|e| StoreError::Backend(format!("audit sync task failed: {e}")))?
+        })
     }
 
     fn get_audit_event<'a>(

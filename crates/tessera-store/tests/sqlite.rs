@@ -270,6 +270,45 @@ async fn audit_batches_filters_and_last_use() {
 }
 
 #[tokio::test]
+async fn large_audit_batches_are_atomic_and_flushed_to_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.db");
+    let s = tessera_store::open(path.to_str().unwrap(), Durability::Full)
+        .await
+        .unwrap();
+    let (org, _) = org_with_client(s.as_ref()).await;
+    // More than one INSERT statement's worth: written in one transaction.
+    let mut batch: Vec<_> = (0..150)
+        .map(|i| {
+            event(
+                &format!("b{i}"),
+                Some(org),
+                10_000 + i,
+                "granted",
+                Some("s1"),
+            )
+        })
+        .collect();
+    s.append_audit(&batch).await.unwrap();
+    s.flush_audit().await.unwrap();
+    let sec = &s.list_secrets("c1").await.unwrap()[0];
+    assert_eq!(sec.last_used_at, Some(10));
+    // A duplicate in the last statement undoes the earlier statements of its batch too.
+    for (i, e) in batch.iter_mut().enumerate() {
+        e.request_id = format!("c{i}");
+    }
+    batch[149].request_id = "b0".into();
+    assert!(s.append_audit(&batch).await.is_err());
+    assert!(s.get_audit_event(org, "c0").await.unwrap().is_none());
+    // Durable on disk: another store on the same file sees every event.
+    s.flush_audit().await.unwrap();
+    let other = tessera_store::open(path.to_str().unwrap(), Durability::Full)
+        .await
+        .unwrap();
+    assert!(other.get_audit_event(org, "b149").await.unwrap().is_some());
+}
+
+#[tokio::test]
 async fn signing_key_rotation_retires_the_previous() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
