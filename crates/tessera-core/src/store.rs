@@ -14,6 +14,10 @@ use crate::session::Session;
 use crate::sso::{SamlPending, SsoConfig};
 use crate::throttle::ThrottleState;
 
+/// The SAML SP signing key as stored: (private key sealed with the master key,
+/// certificate PEM).
+pub type SealedSpKey = (Vec<u8>, String);
+
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -221,6 +225,17 @@ pub trait Store: Send + Sync + 'static {
         org_id: i64,
         filter: &'a AuditFilter,
     ) -> BoxFuture<'a, StoreResult<Vec<AuditEvent>>>;
+
+    // The SAML SP signing key.
+    /// The SP key as stored, if one was made.
+    fn saml_sp_key(&self) -> BoxFuture<'_, StoreResult<Option<SealedSpKey>>>;
+    /// Stores the SP key unless another node stored one first; returns the stored one.
+    fn init_saml_sp_key<'a>(
+        &'a self,
+        sealed: &'a [u8],
+        certificate: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<SealedSpKey>>;
 
     // Signing keys.
     fn signing_keys(&self) -> BoxFuture<'_, StoreResult<Vec<StoredKey>>>;

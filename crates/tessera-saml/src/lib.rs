@@ -8,6 +8,7 @@ pub mod certs;
 pub mod metadata;
 pub mod scan;
 pub mod sp;
+pub mod sp_key;
 pub mod validate;
 
 use tessera_core::Reason;

@@ -14,14 +14,15 @@ use std::time::{Duration, SystemTime};
 use saml_rs::metadata::generate::{Endpoint, IdpMetadataConfig, try_generate_idp_metadata};
 use saml_rs::{
     AcsEndpoint, AssertionSignaturePolicy, AudienceValidationPolicy, AuthnRequest,
-    AuthnRequestSigningPolicy, BrowserInput, ClockSkew, EntityId, FormField, IdpDescriptor,
-    LogoutPolicy, MetadataTrustPolicy, NameIdCreationPolicy, Pending, PendingSnapshot,
-    RelayStateParam, ReplayCache, ReplayKey, ReplayPolicy, ResponseSignaturePolicy, Saml,
-    SamlError, SamlValidationContext, SpConfig, SpValidationPolicy, SsoResponse, XmlPolicy,
-    XmlSignatureProfile,
+    AuthnRequestSigningPolicy, BrowserInput, CertificatePem, ClockSkew, Credentials, EntityId,
+    FormField, IdpDescriptor, LogoutPolicy, MetadataTrustPolicy, NameIdCreationPolicy,
+    NameIdFormat, Pending, PendingSnapshot, PrivateKeyPem, RelayStateParam, ReplayCache, ReplayKey,
+    ReplayPolicy, ResponseSignaturePolicy, Saml, SamlError, SamlValidationContext, SpConfig,
+    SpValidationPolicy, SsoResponse, XmlPolicy, XmlSignatureProfile,
 };
 use tessera_core::Reason;
 
+use crate::sp_key::SpSigningKey;
 use crate::{Rejected, scan};
 
 /// The IdP a response must come from.
@@ -116,7 +117,7 @@ pub fn validate(input: &[u8], idp: &IdpTrust, expect: &Expectation) -> Result<Ac
     check_certificates(idp, expect)?;
 
     let skew_ms = i64::from(expect.policy.skew_seconds) * 1000;
-    let sp = service_provider(&expect.sp_entity_id, &expect.acs_url, &expect.policy)?;
+    let sp = service_provider(&expect.sp_entity_id, &expect.acs_url, &expect.policy, None)?;
     let descriptor = idp_descriptor(idp)?;
     let mut replay = CollectReplay::default();
     let context = SamlValidationContext::new(expect.now, ReplayPolicy::RequireCache(&mut replay))
@@ -259,10 +260,13 @@ fn unix(t: SystemTime) -> i64 {
 
 /// Our SP, with every validation-policy field chosen here (never a preset: saml-rs's
 /// defaults skip the audience check and change between releases).
+/// Tessera's SP as saml-rs wants it. `local` adds what only outbound messages need: the
+/// AuthnRequest signing key (advertised in the metadata) and the requested NameID format.
 pub(crate) fn service_provider(
     sp_entity_id: &str,
     acs_url: &str,
     p: &Policy,
+    local: Option<(&SpSigningKey, Option<&str>)>,
 ) -> Result<Saml<saml_rs::Sp>, Rejected> {
     let skew_ms = i64::from(p.skew_seconds) * 1000;
     let config_error = |e: SamlError| Rejected::new(Reason::SamlNotConfigured, e.to_string());
@@ -283,7 +287,11 @@ pub(crate) fn service_provider(
         // Our own allowlist (scan.rs) runs before and after; this one only restricts
         // what the provider can verify at all.
         xml_signatures: XmlSignatureProfile::AllowProviderSupportedForCompatibility,
-        authn_requests: AuthnRequestSigningPolicy::DoNotSignForCompatibility,
+        authn_requests: if local.is_some() {
+            AuthnRequestSigningPolicy::Sign
+        } else {
+            AuthnRequestSigningPolicy::DoNotSignForCompatibility
+        },
         audience: AudienceValidationPolicy::Validate,
         name_id_creation: NameIdCreationPolicy::DoNotAllowCreate,
         logout: LogoutPolicy::recommended(),
@@ -301,13 +309,39 @@ pub(crate) fn service_provider(
         },
         encryption: Default::default(),
     };
-    let config = SpConfig::builder(EntityId::try_new(sp_entity_id).map_err(config_error)?)
+    let mut config = SpConfig::builder(EntityId::try_new(sp_entity_id).map_err(config_error)?)
         .acs_endpoint(AcsEndpoint::post(acs_url).map_err(config_error)?)
         .validation(policy)
-        .xml(xml_policy)
-        .build()
-        .map_err(config_error)?;
+        .xml(xml_policy);
+    if let Some((key, name_id_format)) = local {
+        config = config.credentials(Credentials {
+            signing_key: Some(PrivateKeyPem::new(key.key_pem.clone())),
+            signing_certificate: Some(CertificatePem::new(key.cert_pem.clone())),
+            ..Credentials::default()
+        });
+        if let Some(format) = name_id_format {
+            config = config.name_id_format(name_id_format_of(format));
+        }
+    }
+    let config = config.build().map_err(config_error)?;
     Saml::sp(config).map_err(config_error)
+}
+
+/// saml-rs's name for a NameID format URI.
+fn name_id_format_of(uri: &str) -> NameIdFormat {
+    [
+        NameIdFormat::EmailAddress,
+        NameIdFormat::Persistent,
+        NameIdFormat::Transient,
+        NameIdFormat::Entity,
+        NameIdFormat::Unspecified,
+        NameIdFormat::Kerberos,
+        NameIdFormat::WindowsDomainQualifiedName,
+        NameIdFormat::X509SubjectName,
+    ]
+    .into_iter()
+    .find(|f| f.as_uri() == uri)
+    .unwrap_or_else(|| NameIdFormat::Custom(uri.to_string()))
 }
 
 /// The IdP as saml-rs wants it: metadata we generate from the configured fields, so the
@@ -337,6 +371,8 @@ pub fn idp_descriptor(idp: &IdpTrust) -> Result<IdpDescriptor, Rejected> {
             // Validation never sends anything: any URL will do when none is configured.
             idp.sso_url.as_deref().unwrap_or("https://idp.invalid/sso"),
         )],
+        // Tessera signs every AuthnRequest; IdPs that do not ask for it ignore it.
+        want_authn_requests_signed: true,
         ..IdpMetadataConfig::default()
     })
     .map_err(config_error)?;

@@ -3,12 +3,14 @@
 //! Keys live in the database, sealed with the master key, so every node signs with the
 //! same key and publishes the same JWK Set. Each node reloads them periodically; a
 //! rotation adds a new current key and keeps the old one published for the overlap.
+//! The ring also holds the SAML SP key that signs AuthnRequests, made on first use.
 
 use std::sync::{Arc, RwLock};
 
 use tessera_core::jwt::{KeyError, MasterKey, SigningKey, VerifyingKey, generate_es256_pkcs8};
 use tessera_core::secret::random_id;
 use tessera_core::store::{Store, StoreError, StoredKey};
+use tessera_saml::sp_key::{SpSigningKey, generate_sp_signing_key};
 
 use crate::clock;
 
@@ -27,12 +29,18 @@ pub enum KeyRingError {
     Store(#[from] StoreError),
     #[error("signing key {kid}: {source}")]
     Key { kid: String, source: KeyError },
+    #[error("SAML SP key: {0}")]
+    SamlSp(String),
 }
+
+/// The seal context of the SAML SP key.
+const SAML_SP_KEY: &str = "saml-sp-key";
 
 /// The shared, reloadable key set.
 pub struct KeyRing {
     master: MasterKey,
     current: RwLock<Arc<KeySet>>,
+    saml_sp: tokio::sync::OnceCell<Arc<SpSigningKey>>,
 }
 
 impl KeyRing {
@@ -47,7 +55,44 @@ impl KeyRing {
         Ok(Self {
             master,
             current: RwLock::new(Arc::new(set)),
+            saml_sp: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The SAML SP signing key: loaded from the store, or made and stored on first use
+    /// (when nodes race, the first one stored wins and every node uses it).
+    pub async fn saml_sp_key(&self, store: &dyn Store) -> Result<Arc<SpSigningKey>, KeyRingError> {
+        self.saml_sp
+            .get_or_try_init(|| async {
+                let (sealed, cert_pem) = match store.saml_sp_key().await? {
+                    Some(k) => k,
+                    None => {
+                        let made = tokio::task::spawn_blocking(|| {
+                            generate_sp_signing_key("Tessera SAML service provider")
+                        })
+                        .await
+                        .map_err(|e| KeyRingError::SamlSp(e.to_string()))?
+                        .map_err(|e| KeyRingError::SamlSp(e.to_string()))?;
+                        let sealed = self.master.seal(SAML_SP_KEY, made.key_pem.as_bytes());
+                        store
+                            .init_saml_sp_key(&sealed, &made.cert_pem, clock::now())
+                            .await?
+                    }
+                };
+                let key_pem = self
+                    .master
+                    .open(SAML_SP_KEY, &sealed)
+                    .ok()
+                    .and_then(|k| String::from_utf8(k).ok())
+                    .ok_or_else(|| {
+                        KeyRingError::SamlSp(
+                            "cannot unseal it: is this the right master key?".into(),
+                        )
+                    })?;
+                Ok(Arc::new(SpSigningKey { key_pem, cert_pem }))
+            })
+            .await
+            .cloned()
     }
 
     /// The current key set.

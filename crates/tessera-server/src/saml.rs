@@ -28,12 +28,25 @@ use crate::html::{page, unavailable};
 use crate::session::{self, DEFAULT_RETURN, check_return_to};
 use crate::state::{AppState, Shared};
 
-fn site(st: &AppState, org: &Org) -> SpSite {
+/// The org's SP addresses (what a response must name).
+fn addresses(st: &AppState, org: &Org) -> (String, String) {
     let base = format!("{}/saml/{}", st.issuer, org.slug);
-    SpSite {
-        entity_id: format!("{base}/metadata"),
-        acs_url: format!("{base}/acs"),
-    }
+    (format!("{base}/metadata"), format!("{base}/acs"))
+}
+
+/// The org's SP with its signing key, or the page saying the key is unavailable.
+async fn site(st: &AppState, org: &Org, config: &SsoConfig) -> Result<SpSite, Response> {
+    let signing_key = match st.keys.saml_sp_key(st.store.as_ref()).await {
+        Ok(k) => (*k).clone(),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let (entity_id, acs_url) = addresses(st, org);
+    Ok(SpSite {
+        entity_id,
+        acs_url,
+        signing_key,
+        name_id_format: config.name_id_format.clone(),
+    })
 }
 
 fn policy(c: &SsoConfig) -> Policy {
@@ -95,7 +108,11 @@ pub async fn metadata(State(st): State<Shared>, Path(slug): Path<String>) -> Res
         .ok()
         .flatten()
         .unwrap_or_default();
-    match sp_metadata(&site(&st, &org), &policy(&config)) {
+    let sp = match site(&st, &org, &config).await {
+        Ok(sp) => sp,
+        Err(page) => return page,
+    };
+    match sp_metadata(&sp, &policy(&config)) {
         Ok(xml) => (
             [(
                 header::CONTENT_TYPE,
@@ -133,7 +150,11 @@ pub async fn login(
     let mut raw = [0u8; 16];
     tessera_core::secret::random_bytes(&mut raw);
     let handle = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw);
-    let start = match start_login(&site(&st, &org), &trust(&config), &handle, &policy(&config)) {
+    let sp = match site(&st, &org, &config).await {
+        Ok(sp) => sp,
+        Err(page) => return page,
+    };
+    let start = match start_login(&sp, &trust(&config), &handle, &policy(&config)) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, org = %org.slug, "AuthnRequest not built");
@@ -322,10 +343,10 @@ async fn consume(
         }
     };
 
-    let sp = site(st, org);
+    let (sp_entity_id, acs_url) = addresses(st, org);
     let expect = Expectation {
-        sp_entity_id: sp.entity_id,
-        acs_url: sp.acs_url,
+        sp_entity_id,
+        acs_url,
         in_response_to: check,
         now: std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
         policy: policy(config),

@@ -40,6 +40,11 @@ pub const SQLITE: &[Migration] = &[
         name: "secret_last_use_trigger",
         sql: include_str!("../migrations/sqlite/0005_secret_last_use_trigger.sql"),
     },
+    Migration {
+        version: 6,
+        name: "saml_sp_key",
+        sql: include_str!("../migrations/sqlite/0006_saml_sp_key.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

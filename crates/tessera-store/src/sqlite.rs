@@ -21,7 +21,7 @@ use tessera_core::model::{
 };
 use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};
-use tessera_core::store::{BoxFuture, Store, StoreError, StoreResult, StoredKey};
+use tessera_core::store::{BoxFuture, SealedSpKey, Store, StoreError, StoreResult, StoredKey};
 use tessera_core::throttle::ThrottleState;
 use tessera_core::trace::Trace;
 
@@ -1352,6 +1352,38 @@ impl Store for SqliteStore {
 
     fn append_audit<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(self.append(events))
+    }
+
+    fn saml_sp_key(&self) -> BoxFuture<'_, StoreResult<Option<SealedSpKey>>> {
+        Box::pin(async move {
+            sqlx::query_as("SELECT sealed, certificate FROM saml_sp_key WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(be)
+        })
+    }
+
+    fn init_saml_sp_key<'a>(
+        &'a self,
+        sealed: &'a [u8],
+        certificate: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<SealedSpKey>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO saml_sp_key (id, sealed, certificate, created_at) VALUES (1, ?, ?, ?)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(sealed)
+            .bind(certificate)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+            self.saml_sp_key()
+                .await?
+                .ok_or_else(|| StoreError::Backend("the SAML SP key vanished".into()))
+        })
     }
 
     fn flush_audit(&self) -> BoxFuture<'_, StoreResult<()>> {

@@ -582,3 +582,16 @@ async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip()
     s.delete_session(&[1, 2, 3]).await.unwrap();
     assert_eq!(s.session(&[1, 2, 3]).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn the_first_saml_sp_key_stored_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    assert!(s.saml_sp_key().await.unwrap().is_none());
+    let first = s.init_saml_sp_key(b"sealed-1", "cert-1", 10).await.unwrap();
+    assert_eq!(first, (b"sealed-1".to_vec(), "cert-1".to_string()));
+    // Another node that made its own key meanwhile gets the stored one back.
+    let second = s.init_saml_sp_key(b"sealed-2", "cert-2", 11).await.unwrap();
+    assert_eq!(second, first);
+    assert_eq!(s.saml_sp_key().await.unwrap(), Some(first));
+}
