@@ -232,8 +232,16 @@ class Server:
     proc: subprocess.Popen
     port: int
     log: Path
+    # More processes of the same server on the same database (--processes); the load
+    # is split over all of them and their CPU and memory are added up.
+    siblings: list["Server"] = field(default_factory=list)
+
+    def all(self) -> list["Server"]:
+        return [self, *self.siblings]
 
     def stop(self) -> None:
+        for sib in self.siblings:
+            sib.stop()
         if self.proc.poll() is not None:
             return
         tree = process_tree(self.proc.pid)
@@ -290,12 +298,12 @@ def prefill_audit(db: Path, rows: int) -> None:
 
 
 def start_tessera(binary: Path, work: Path, durability: str,
-                  restart: bool = False) -> tuple[Server, str | None]:
+                  restart: bool = False, tag: str = "") -> tuple[Server, str | None]:
     """Starts Tessera on work/tessera.db; returns the bootstrap admin secret (None when
     `restart`, on an existing database)."""
     port = free_port()
     db = work / "tessera.db"
-    out, err = work / "tessera.stdout", work / "tessera.log"
+    out, err = work / f"tessera{tag}.stdout", work / f"tessera{tag}.log"
     env = clean_env()
     key_file = work / "master.key"
     if not restart:
@@ -501,17 +509,40 @@ def write_lua(sc: Scenario, work: Path, tag: str) -> Path:
     return p
 
 
-def run_wrk(url: str, lua: Path, seconds: int) -> dict:
-    cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s",
-           "-s", str(lua), url]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"wrk did not finish within {seconds + 60}s")
-    for line in r.stdout.splitlines():
-        if line.startswith("BENCHJSON "):
-            return json.loads(line[len("BENCHJSON "):])
-    raise BenchError(f"wrk exited {r.returncode} without a result:\n{r.stdout[-800:]}\n{r.stderr[-800:]}")
+def run_wrk(urls: list[str], lua: Path, seconds: int) -> dict:
+    """One wrk per URL at the same time, the CONNECTIONS split between them; with several
+    URLs the counts are added up and each latency percentile is the worst of them."""
+    procs = []
+    for i, url in enumerate(urls):
+        conns = CONNECTIONS // len(urls) + (i < CONNECTIONS % len(urls))
+        cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s",
+               "-s", str(lua), url]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise BenchError(f"wrk did not finish within {seconds + 60}s")
+        got = [json.loads(l[len("BENCHJSON "):]) for l in out.splitlines() if l.startswith("BENCHJSON ")]
+        if not got:
+            raise BenchError(f"wrk exited {p.returncode} without a result:\n{out[-800:]}\n{err[-800:]}")
+        results.append(got[0])
+    if len(results) == 1:
+        return results[0]
+    total = {"requests": 0, "duration_us": 0, "bytes": 0, "errors": {}, "statuses": {}, "latency_us": {}}
+    for r in results:
+        total["requests"] += r["requests"]
+        total["bytes"] += r["bytes"]
+        total["duration_us"] = max(total["duration_us"], r["duration_us"])
+        for group in ("errors", "statuses"):
+            for k, v in r[group].items():
+                total[group][k] = total[group].get(k, 0) + v
+        for k, v in r["latency_us"].items():
+            total["latency_us"][k] = max(total["latency_us"].get(k, 0.0), v)
+    return total
 
 
 def preflight(sc: Scenario, port: int) -> str:
@@ -583,12 +614,13 @@ def wait_idle(max_wait: float) -> float:
 
 def measure(server: Server, server_label: str, sc: Scenario, work: Path, args) -> Row:
     """Pre-flight, then a measured run; a run disturbed by other processes is retried."""
-    url = f"http://{HOST}:{server.port}{sc.path}"
+    urls = [f"http://{HOST}:{s.port}{sc.path}" for s in server.all()]
     lua = write_lua(sc, work, f"{server.name}-{sc.key}")
-    info = preflight(sc, server.port)
+    for s in server.all():
+        info = preflight(sc, s.port)
     log(f"{server_label} / {sc.key}: pre-flight {info}")
     for attempt in range(1, args.retries + 2):
-        row = measure_once(server, server_label, sc, url, lua, args)
+        row = measure_once(server, server_label, sc, urls, lua, args)
         disturbed = [f for f in row.flags if not f.startswith("socket errors")]
         if not disturbed or attempt > args.retries:
             return row
@@ -596,24 +628,27 @@ def measure(server: Server, server_label: str, sc: Scenario, work: Path, args) -
     raise AssertionError
 
 
-def measure_once(server: Server, server_label: str, sc: Scenario, url: str, lua: Path, args) -> Row:
+def measure_once(server: Server, server_label: str, sc: Scenario, urls: list[str], lua: Path, args) -> Row:
     background = wait_idle(args.idle_wait)
     if background > 20:
         log(f"  WARNING: machine {background:.0f}% busy before the run (other processes)")
     if args.warmup > 0:
-        run_wrk(url, lua, args.warmup)
-    log(f"  wrk -t{WRK_THREADS} -c{CONNECTIONS} -d{args.duration}s {url}")
+        run_wrk(urls, lua, args.warmup)
+    log(f"  wrk -t{WRK_THREADS} -c{CONNECTIONS} -d{args.duration}s {' '.join(urls)}")
+    procs = [s.proc.pid for s in server.all()]
     mine = self_and_ancestors()
     p0 = all_process_ticks()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    m0, c0, t0 = machine_ticks(), tree_cpu_ticks(server.proc.pid), time.monotonic()
-    res = run_wrk(url, lua, args.duration)
-    m1, c1, t1 = machine_ticks(), tree_cpu_ticks(server.proc.pid), time.monotonic()
+    m0, c0, t0 = machine_ticks(), sum(map(tree_cpu_ticks, procs)), time.monotonic()
+    res = run_wrk(urls, lua, args.duration)
+    m1, c1, t1 = machine_ticks(), sum(map(tree_cpu_ticks, procs)), time.monotonic()
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     p1 = all_process_ticks()
-    if server.proc.poll() is not None:
-        raise BenchError(f"{server_label} exited during {sc.key}; log tail:\n{tail(server.log)}")
-    hwm, rss = tree_memory_kb(server.proc.pid)
+    for s in server.all():
+        if s.proc.poll() is not None:
+            raise BenchError(f"{server_label} exited during {sc.key}; log tail:\n{tail(s.log)}")
+    mem = [tree_memory_kb(p) for p in procs]
+    hwm, rss = sum(m[0] for m in mem), sum(m[1] for m in mem)
 
     wall = t1 - t0
     tot = m1[0] - m0[0]
@@ -632,7 +667,7 @@ def measure_once(server: Server, server_label: str, sc: Scenario, url: str, lua:
     wrk_pct = 100.0 * wrk_s / wall
     # Per-process sum; a reaped child's whole lifetime lands in its parent's cutime, so cap it
     # by what the machine as a whole did beyond the server and wrk.
-    others_pct = min(100.0 * other_process_ticks(p0, p1, mine | set(process_tree(server.proc.pid))) / HZ / wall,
+    others_pct = min(100.0 * other_process_ticks(p0, p1, mine | {t for p in procs for t in process_tree(p)}) / HZ / wall,
                      max(0.0, machine_pct - server_pct - wrk_pct))
     flags = []
     if others_pct > 15:
@@ -762,7 +797,7 @@ def report(rows: list[Row], notes: list[str], meta: dict, args, ceil: dict | Non
     L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     L += [fmt_row(r) for r in rows]
     L.append("")
-    tcc = next((r for r in rows if r.server == "tessera" and r.scenario == "cc-one"), None)
+    tcc = next((r for r in rows if r.server.startswith("tessera") and r.scenario == "cc-one"), None)
     peers = [r for r in rows if r.server.startswith("oidc-provider") and r.scenario == "cc-one"]
     if tcc and peers:
         L.append("Tessera / oidc-provider, client_credentials with one client:")
@@ -786,7 +821,7 @@ def report(rows: list[Row], notes: list[str], meta: dict, args, ceil: dict | Non
         L.append(f"| decision function (parse, checks, trace), for scale | {ceil['decision'] / 1000:.2f} |")
         L.append("")
         for r in rows:
-            if r.server == "tessera" and r.scenario.startswith("cc-") and r.cpu_per_1k > 0:
+            if r.server.startswith("tessera") and r.scenario.startswith("cc-") and r.cpu_per_1k > 0:
                 per_cpu_s = 1000 / r.cpu_per_1k
                 L.append(f"- tessera {r.scenario}: {per_cpu_s:,.0f} tokens per server CPU-second = "
                          f"**{100 * per_cpu_s / per_core:.0f}%** of the ceiling")
@@ -868,6 +903,9 @@ def parse_args(argv):
                     help="skip the per-token ceiling micro-benchmark (bench/ceiling, criterion)")
     ap.add_argument("--durability", choices=["full", "normal"], default="full",
                     help="Tessera's --audit-durability (default full: fsync before each answer)")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="Tessera server processes on the same database (1-3, default 1); "
+                         "wrk's connections are split between them")
     ap.add_argument("--audit-rows", type=int, default=0,
                     help="grow the audit table by this many events before measuring (0..20000000)")
     ap.add_argument("--out", type=Path, help="also write the Markdown report to this file")
@@ -880,6 +918,8 @@ def parse_args(argv):
         ap.error("--retries must be 0..3")
     if not 0 <= a.idle_wait <= 120:
         ap.error("--idle-wait must be 0..120")
+    if not 1 <= a.processes <= 3:
+        ap.error("--processes must be 1..3")
     if not 0 <= a.audit_rows <= 20_000_000:
         ap.error("--audit-rows must be 0..20000000")
     if not 1 <= a.clients <= 100_000:
@@ -985,6 +1025,9 @@ def main(argv) -> int:
             prefill_audit(work / "tessera.db", args.audit_rows)
             tess, _ = start_tessera(exe, work, args.durability, restart=True)
             servers.append(tess)
+        for i in range(1, args.processes):
+            sib, _ = start_tessera(exe, work, args.durability, restart=True, tag=f"-{i + 1}")
+            tess.siblings.append(sib)
         token = dict(method="POST", path="/oauth/token", body=TOKEN_BODY, expect="token")
         catalogue = {
             "cc-one": Scenario("cc-one", auth=basic("bench", creds["bench"]), **token),
@@ -998,7 +1041,8 @@ def main(argv) -> int:
         }
         for key in [s for s in SCENARIOS if s in want]:  # fixed order: wrong-secret after the token runs
             try:
-                rows.append(measure(tess, "tessera", catalogue[key], work, args))
+                label = "tessera" if args.processes == 1 else f"tessera ({args.processes} processes)"
+                rows.append(measure(tess, label, catalogue[key], work, args))
             except BenchError as e:
                 failed = True
                 notes.append(f"tessera / {key} failed: {str(e).splitlines()[0]}")
