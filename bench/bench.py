@@ -21,6 +21,7 @@ import resource
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -267,7 +268,6 @@ def clean_env() -> dict:
 def prefill_audit(db: Path, rows: int) -> None:
     """Appends `rows` synthetic audit events, copies of the newest token event with older
     request ids (so they sort before live ULIDs), to a stopped server's database."""
-    import sqlite3
     t = time.monotonic()
     con = sqlite3.connect(db, isolation_level=None)
     try:
@@ -276,7 +276,7 @@ def prefill_audit(db: Path, rows: int) -> None:
         con.execute("PRAGMA cache_size=-262144")
         cols = ("time_ms, org_id, kind, actor, client_id, subject, source_ip, outcome, reason, "
                 "description, grant_type, scope, secret_hint, trace, change")
-        model = con.execute(f"SELECT seq FROM audit_events WHERE kind = 'token' ORDER BY seq DESC LIMIT 1").fetchone()
+        model = con.execute("SELECT seq FROM audit_events WHERE kind = 'token' ORDER BY seq DESC LIMIT 1").fetchone()
         if not model:
             raise BenchError("no token event to copy for --audit-rows")
         step = 1_000_000

@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Timestamp;
 use crate::trace::Trace;
 
 /// What an audit event records.
@@ -60,13 +59,6 @@ pub struct AuditEvent {
     /// What an admin change did, e.g. `{"op": "update_user", "enabled": false}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<serde_json::Value>,
-}
-
-impl AuditEvent {
-    /// The time in whole seconds.
-    pub fn time(&self) -> Timestamp {
-        self.time_ms / 1000
-    }
 }
 
 /// Filters for listing audit events; every field narrows the list.

@@ -259,9 +259,9 @@ fn unix(t: SystemTime) -> i64 {
 }
 
 /// Our SP, with every validation-policy field chosen here (never a preset: saml-rs's
-/// defaults skip the audience check and change between releases).
-/// Tessera's SP as saml-rs wants it. `local` adds what only outbound messages need: the
-/// AuthnRequest signing key (advertised in the metadata) and the requested NameID format.
+/// defaults skip the audience check and change between releases). `local` adds what only
+/// outbound messages need: the AuthnRequest signing key (advertised in the metadata) and
+/// the requested NameID format.
 pub(crate) fn service_provider(
     sp_entity_id: &str,
     acs_url: &str,

@@ -264,32 +264,29 @@ impl SqliteStore {
         let in_memory = url.contains(":memory:");
         let audit_opts = opts.clone().synchronous(SqliteSynchronous::Normal);
         let db_file = opts.get_filename().to_path_buf();
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database exists per connection: keep exactly one.
-            .max_connections(if in_memory { 1 } else { 8 })
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            // A local file needs no liveness ping before each use (one round trip to the
-            // connection's worker thread per audit batch, seen in profiles).
-            .test_before_acquire(false)
-            .connect_with(opts)
-            .await
-            .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
+        // Connections live as long as the store, and a local file needs no liveness ping
+        // before each use (one round trip to the connection's worker thread per audit
+        // batch, seen in profiles).
+        let url = url.as_str();
+        let connect = |max: u32, opts: SqliteConnectOptions| async move {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .test_before_acquire(false)
+                .connect_with(opts)
+                .await
+                .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))
+        };
+        // An in-memory database exists per connection: keep exactly one.
+        let pool = connect(if in_memory { 1 } else { 8 }, opts).await?;
         migrate::run(&pool, migrate::SQLITE).await?;
         // An in-memory database exists per connection: the audit trail shares the pool.
         let (audit, durable_files) = if in_memory {
             (pool.clone(), None)
         } else {
-            let audit = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .test_before_acquire(false)
-                .connect_with(audit_opts)
-                .await
-                .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
+            let audit = connect(1, audit_opts).await?;
             let mut wal = db_file.clone().into_os_string();
             wal.push("-wal");
             let files = (durability == Durability::Full).then(|| (wal.into(), db_file));
