@@ -297,7 +297,7 @@ def prefill_audit(db: Path, rows: int) -> None:
     log(f"database now {db.stat().st_size / 2**30:.2f} GiB")
 
 
-def start_tessera(binary: Path, work: Path, durability: str,
+def start_tessera(binary: Path, work: Path, durability: str, alg: str = "ES256",
                   restart: bool = False, tag: str = "") -> tuple[Server, str | None]:
     """Starts Tessera on work/tessera.db; returns the bootstrap admin secret (None when
     `restart`, on an existing database)."""
@@ -309,6 +309,7 @@ def start_tessera(binary: Path, work: Path, durability: str,
     if not restart:
         key_file.write_text(base64.b64encode(os.urandom(32)).decode())
     env["TESSERA_MASTER_KEY"] = key_file.read_text()
+    env["TESSERA_SIGNING_ALG"] = alg  # the first key's algorithm, on a fresh database
     proc = subprocess.Popen(
         [str(binary), "serve", "--listen", f"{HOST}:{port}", "--database", str(db),
          "--audit-durability", durability],
@@ -816,7 +817,7 @@ def report(rows: list[Row], notes: list[str], meta: dict, args, ceil: dict | Non
         L.append("| step | µs |")
         L.append("|---|--:|")
         for k in CEILING_STEPS:
-            L.append(f"| {k} | {ceil[k] / 1000:.2f} |")
+            L.append(f"| {f'{args.alg} signature (JWS)' if k == 'jws' else k} | {ceil[k] / 1000:.2f} |")
         L.append(f"| **per token** | **{per_token / 1000:.2f}** (= {per_core:,.0f} tokens/s per core) |")
         L.append(f"| decision function (parse, checks, trace), for scale | {ceil['decision'] / 1000:.2f} |")
         L.append("")
@@ -903,6 +904,8 @@ def parse_args(argv):
                     help="skip the per-token ceiling micro-benchmark (bench/ceiling, criterion)")
     ap.add_argument("--durability", choices=["full", "normal"], default="full",
                     help="Tessera's --audit-durability (default full: fsync before each answer)")
+    ap.add_argument("--alg", choices=["ES256", "RS256", "EdDSA"], default="ES256",
+                    help="Tessera's signing algorithm (default ES256, as the reference)")
     ap.add_argument("--processes", type=int, default=1,
                     help="Tessera server processes on the same database (1-3, default 1); "
                          "wrk's connections are split between them")
@@ -939,10 +942,10 @@ def parse_args(argv):
     return a
 
 
-CEILING_STEPS = ["secret_check", "claims_json", "es256_jws"]
+CEILING_STEPS = ["secret_check", "claims_json", "jws"]  # "jws": the --alg signature
 
 
-def ceiling() -> dict[str, float] | None:
+def ceiling(alg: str) -> dict[str, float] | None:
     """The per-token ceiling: criterion timings (ns) of the unavoidable work, with the
     server's own code (bench/ceiling). Runs before any load, on an idle machine."""
     target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target").resolve()
@@ -957,7 +960,8 @@ def ceiling() -> dict[str, float] | None:
         return None
     out = {}
     for name in CEILING_STEPS + ["decision"]:
-        est = target / "criterion" / name / "new" / "estimates.json"
+        bench_name = f"{alg.lower()}_jws" if name == "jws" else name
+        est = target / "criterion" / bench_name / "new" / "estimates.json"
         try:
             out[name] = json.loads(est.read_text())["median"]["point_estimate"]
         except (OSError, KeyError, ValueError):
@@ -1004,14 +1008,14 @@ def main(argv) -> int:
         st = binary.stat()
         binary_info = (f"{binary} ({'built by this run' if built else 'existing, --no-build'}, "
                        f"modified {dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC)")
-        ceil = None if args.no_ceiling else ceiling()
+        ceil = None if args.no_ceiling else ceiling(args.alg)
         if not args.no_ceiling and ceil is None:
             notes.append("the ceiling micro-benchmark did not run (see the log).")
         # Run a private copy: others may rebuild target/release/tessera while we measure.
         exe = work / "tessera"
         shutil.copy2(binary, exe)
 
-        tess, admin_secret = start_tessera(exe, work, args.durability)
+        tess, admin_secret = start_tessera(exe, work, args.durability, args.alg)
         servers.append(tess)
         admin = Admin(tess.port, admin_secret)
         want = set(args.scenario_list)
@@ -1023,10 +1027,10 @@ def main(argv) -> int:
             tess.stop()
             log(f"adding {args.audit_rows:,} audit events to the database (--audit-rows)")
             prefill_audit(work / "tessera.db", args.audit_rows)
-            tess, _ = start_tessera(exe, work, args.durability, restart=True)
+            tess, _ = start_tessera(exe, work, args.durability, args.alg, restart=True)
             servers.append(tess)
         for i in range(1, args.processes):
-            sib, _ = start_tessera(exe, work, args.durability, restart=True, tag=f"-{i + 1}")
+            sib, _ = start_tessera(exe, work, args.durability, args.alg, restart=True, tag=f"-{i + 1}")
             tess.siblings.append(sib)
         token = dict(method="POST", path="/oauth/token", body=TOKEN_BODY, expect="token")
         catalogue = {
@@ -1041,7 +1045,9 @@ def main(argv) -> int:
         }
         for key in [s for s in SCENARIOS if s in want]:  # fixed order: wrong-secret after the token runs
             try:
-                label = "tessera" if args.processes == 1 else f"tessera ({args.processes} processes)"
+                label = "tessera" + "".join(f" ({x})" for x in [
+                    args.alg if args.alg != "ES256" else "",
+                    f"{args.processes} processes" if args.processes > 1 else ""] if x)
                 rows.append(measure(tess, label, catalogue[key], work, args))
             except BenchError as e:
                 failed = True

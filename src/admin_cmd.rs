@@ -67,7 +67,11 @@ pub enum AdminCommand {
     /// Dry-run a token request: the decision and trace the token endpoint would give
     Diagnose(DiagnoseArgs),
     /// Rotate the server's signing key (operator org only)
-    RotateSigningKey,
+    RotateSigningKey {
+        /// The new key's algorithm: ES256, RS256 or EdDSA [default: the server's signing_alg]
+        #[arg(long)]
+        alg: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -1000,13 +1004,18 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 );
             }
         }
-        AdminCommand::RotateSigningKey => {
-            let v = api.post("/signing-keys/rotate", json!({})).await?;
+        AdminCommand::RotateSigningKey { alg } => {
+            let body = match alg {
+                Some(alg) => json!({ "alg": alg }),
+                None => json!({}),
+            };
+            let v = api.post("/signing-keys/rotate", body).await?;
             if json_out {
                 out(&v)
             } else {
                 println!(
-                    "new signing key {}; the previous one stays published for {} s",
+                    "new {} signing key {}; the previous one stays published for {} s",
+                    s(&v["alg"]),
                     s(&v["kid"]),
                     s(&v["previous_key_published_for_seconds"])
                 )

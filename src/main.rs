@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
+use tessera_core::jwt::Alg;
 use tessera_core::model::OrgSlug;
 use tessera_core::secret::SecretString;
 use tessera_core::throttle::ThrottlePolicy;
@@ -64,6 +65,15 @@ struct ServeArgs {
     /// Audit durability: `full` survives power loss, `normal` survives a crash of Tessera
     #[arg(long, env = "TESSERA_AUDIT_DURABILITY", value_enum)]
     audit_durability: Option<DurabilityArg>,
+    /// Algorithm of the first signing key and of rotations that name none: ES256, RS256
+    /// or EdDSA [default: ES256]
+    #[arg(long, env = "TESSERA_SIGNING_ALG", value_parser = parse_alg)]
+    signing_alg: Option<Alg>,
+}
+
+fn parse_alg(s: &str) -> Result<Alg, String> {
+    Alg::parse(s)
+        .ok_or_else(|| format!("unknown signing algorithm '{s}': use ES256, RS256 or EdDSA"))
 }
 
 #[derive(Parser)]
@@ -92,6 +102,7 @@ struct FileConfig {
     issuer: Option<String>,
     master_key_file: Option<PathBuf>,
     audit_durability: Option<DurabilityArg>,
+    signing_alg: Option<String>,
     key_overlap_seconds: Option<i64>,
     operator_org: Option<String>,
     throttle: Option<FileThrottle>,
@@ -186,6 +197,11 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
     config.durability = match args.audit_durability.or(file.audit_durability) {
         Some(DurabilityArg::Normal) => Durability::Normal,
         _ => Durability::Full,
+    };
+    config.signing_alg = match (args.signing_alg, file.signing_alg) {
+        (Some(alg), _) => alg,
+        (None, Some(name)) => parse_alg(&name).map_err(|e| anyhow::anyhow!("signing_alg: {e}"))?,
+        (None, None) => Alg::Es256,
     };
     if let Some(o) = file.key_overlap_seconds {
         config.key_overlap_seconds = o;

@@ -195,6 +195,16 @@ async fn admin_commands_drive_the_api() {
     assert_eq!(o.code, 4, "{}", o.stderr);
     let o = t(&["admin", "clients", "delete", "ci-terraform"]).await;
     assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = t(&["admin", "rotate-signing-key", "--alg", "eddsa"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.starts_with("new EdDSA signing key k_"),
+        "{}",
+        o.stdout
+    );
+    let o = t(&["admin", "rotate-signing-key", "--alg", "HS256"]).await;
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("field 'alg'"), "{}", o.stderr);
 
     // Wrong admin credentials: exit 3, with the reason.
     let exe = env!("CARGO_BIN_EXE_tessera");
@@ -474,4 +484,21 @@ async fn audit_tail_follow_prints_new_events() {
         );
     }
     app.stop().await;
+}
+
+#[test]
+fn serve_refuses_an_unknown_signing_algorithm() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--signing-alg", "HS256"])
+        .arg("--database")
+        .arg(dir.path().join("t.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown signing algorithm 'HS256': use ES256, RS256 or EdDSA"),
+        "{err}"
+    );
 }

@@ -130,6 +130,14 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// GETs a public JSON document (discovery, JWKS) at an absolute `url`, without a token.
+    pub async fn public_json<T: serde::de::DeserializeOwned>(&self, url: impl AsRef<str>) -> T {
+        let url = url.as_ref();
+        let res = self.http.get(url).send().await.unwrap();
+        assert_eq!(res.status(), 200, "GET {url}");
+        res.json().await.unwrap()
+    }
+
     /// Bootstraps another org in the same database; returns an admin token for it.
     pub async fn other_org_admin(&self, slug: &str) -> String {
         let store =

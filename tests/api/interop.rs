@@ -164,28 +164,14 @@ async fn jwt_verifies_against_jwks_with_an_independent_library() {
     let r = app.token_post(&id, &secret, "").await;
     let token = r.body["access_token"].as_str().unwrap();
     let meta: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .public_json(app.url("/.well-known/oauth-authorization-server"))
+        .await;
     assert_eq!(meta["issuer"], app.base);
     assert_eq!(
         meta["grant_types_supported"],
         json!(["client_credentials", "password"])
     );
-    let jwks: JwkSet = app
-        .http
-        .get(meta["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: JwkSet = app.public_json(meta["jwks_uri"].as_str().unwrap()).await;
     let header = decode_header(token).unwrap();
     assert_eq!(header.alg, Algorithm::ES256);
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
@@ -216,15 +202,7 @@ async fn jwt_verifies_against_jwks_with_an_independent_library() {
     assert_eq!(s, 200, "{rot}");
     let r2 = app.token_post(&id, &secret, "").await;
     let t2 = r2.body["access_token"].as_str().unwrap();
-    let jwks: JwkSet = app
-        .http
-        .get(app.url("/oauth/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: JwkSet = app.public_json(app.url("/oauth/jwks")).await;
     assert_eq!(jwks.keys.len(), 2);
     let kid2 = decode_header(t2).unwrap().kid.unwrap();
     assert_eq!(kid2, rot["kid"]);
@@ -237,6 +215,90 @@ async fn jwt_verifies_against_jwks_with_an_independent_library() {
         )
         .unwrap();
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_signing_algorithm_verifies_with_an_independent_library() {
+    use jsonwebtoken::jwk::JwkSet;
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+    // The first key follows `signing_alg`; a rotation may name another algorithm.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.signing_alg = tessera_core::jwt::Alg::EdDsa;
+    })
+    .await;
+    let (id, secret) = seed(&app).await;
+    let ed = app.token_post(&id, &secret, "").await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, rot) = app
+        .post("/signing-keys/rotate", json!({"alg": "RS256"}))
+        .await;
+    assert_eq!(s, 200, "{rot}");
+    assert_eq!(rot["alg"], "RS256");
+    let rs = app.token_post(&id, &secret, "").await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, rot) = app
+        .post("/signing-keys/rotate", json!({"alg": "ES256"}))
+        .await;
+    assert_eq!(s, 200, "{rot}");
+    let es = app.token_post(&id, &secret, "").await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jwks: JwkSet = app.public_json(app.url("/oauth/jwks")).await;
+    assert_eq!(jwks.keys.len(), 3);
+    for (token, alg) in [
+        (&ed, Algorithm::EdDSA),
+        (&rs, Algorithm::RS256),
+        (&es, Algorithm::ES256),
+    ] {
+        let header = decode_header(token).unwrap();
+        assert_eq!(header.alg, alg);
+        let jwk = jwks
+            .find(header.kid.as_deref().unwrap())
+            .expect("kid published");
+        let mut v = Validation::new(alg);
+        v.set_issuer(&[&app.base]);
+        v.set_audience(&[&app.base]);
+        let c = decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v)
+            .unwrap_or_else(|e| panic!("{alg:?}: {e}"))
+            .claims;
+        assert_eq!(c["client_id"], id);
+    }
+    // Discovery names the published algorithms, the current one first.
+    let meta: Value = app
+        .public_json(app.url("/.well-known/openid-configuration"))
+        .await;
+    assert_eq!(
+        meta["access_token_signing_alg_values_supported"],
+        json!(["ES256", "RS256", "EdDSA"])
+    );
+    // The admin API takes tokens of every published algorithm: this one is EdDSA.
+    let res = app
+        .http
+        .get(app.url("/api/v2/oauth/clients"))
+        .bearer_auth(&ed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "a valid token without tessera:admin");
+    // An algorithm Tessera does not sign with is a field error.
+    let (s, body) = app
+        .post("/signing-keys/rotate", json!({"alg": "HS256"}))
+        .await;
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(body["field"], "alg");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("ES256, RS256 or EdDSA"),
+        "{body}"
+    );
     app.stop().await;
 }
 

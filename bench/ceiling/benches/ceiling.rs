@@ -1,13 +1,14 @@
 //! What one client_credentials token costs at the least, piece by piece, with the same
 //! code the server runs: the secret check (SHA-256 and a constant-time compare), the
-//! claims serialisation, the ES256 signature (JWS compact), and the whole decision
-//! function (parse, checks, trace) for a granted request.
+//! claims serialisation, the signature (JWS compact) in each algorithm Tessera signs with
+//! (ES256, RS256, EdDSA), and the whole decision function (parse, checks, trace) for a
+//! granted request.
 
 use std::sync::Arc;
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use tessera_core::decision::{ClientFacts, DecideOptions, Facts, decide, parse};
-use tessera_core::jwt::{AccessClaims, SigningKey, generate_es256_pkcs8};
+use tessera_core::jwt::{AccessClaims, Alg, SigningKey, generate_pkcs8};
 use tessera_core::model::{
     AuthMethod, Client, ClientId, GrantType, IpAllowList, Org, OrgSlug, ScopeName, StoredSecret,
 };
@@ -82,8 +83,11 @@ fn bench(c: &mut Criterion) {
     });
     let cl = claims();
     c.bench_function("claims_json", |b| b.iter(|| serde_json_len(black_box(&cl))));
-    let key = SigningKey::from_pkcs8("k1", &generate_es256_pkcs8()).unwrap();
-    c.bench_function("es256_jws", |b| b.iter(|| key.sign(black_box(&cl))));
+    for alg in Alg::ALL {
+        let key = SigningKey::from_pkcs8("k1", alg, &generate_pkcs8(alg)).unwrap();
+        let name = format!("{}_jws", alg.as_str().to_ascii_lowercase());
+        c.bench_function(&name, |b| b.iter(|| key.sign(black_box(&cl))));
+    }
     let f = facts();
     let auth = format!(
         "Basic {}",

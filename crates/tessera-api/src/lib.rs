@@ -363,10 +363,22 @@ pub struct DiagnoseResponse {
     pub request_id: String,
 }
 
-/// `POST /api/v2/signing-keys/rotate`.
+/// `POST /api/v2/signing-keys/rotate` (the body is optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSigningKey {
+    /// `ES256`, `RS256` or `EdDSA`; default: the server's `signing_alg` (ES256 unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "EdDSA")]
+    pub alg: Option<String>,
+}
+
+/// The answer to a signing key rotation.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RotatedSigningKey {
     pub kid: String,
+    /// The new key's algorithm.
+    pub alg: String,
     pub previous_key_published_for_seconds: i64,
 }
 

@@ -1,22 +1,65 @@
-//! JWT access tokens (RFC 9068) signed with ES256, signing keys encrypted at rest with the
-//! master key (AES-256-GCM), and the JWK Set that publishes them.
+//! JWT access tokens (RFC 9068) signed with ES256 (default), RS256 or EdDSA (Ed25519),
+//! signing keys encrypted at rest with the master key (AES-256-GCM), and the JWK Set that
+//! publishes them.
 //!
 //! JWS compact serialisation is written here by hand on top of `ring` rather than through
 //! `jsonwebtoken`: that crate re-parses the PKCS#8 key (a P-256 scalar multiplication) on
 //! every signature, which would double the cost of each token. A parsed key is kept here.
+//! `ring` cannot generate RSA keys, so RS256 keys are made with the RustCrypto `rsa` crate
+//! (already in the tree for SAML) and then parsed and used by `ring` like the others.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::SystemRandom;
 use ring::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-    UnparsedPublicKey,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
+    Ed25519KeyPair, KeyPair, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair,
+    RsaPublicKeyComponents, UnparsedPublicKey,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::model::Timestamp;
 use crate::secret::random_bytes;
+
+/// A JWS signing algorithm Tessera signs access tokens with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Alg {
+    /// ECDSA P-256 with SHA-256: the default, and the fastest to sign.
+    #[default]
+    Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys: for verifiers that know only RSA.
+    Rs256,
+    /// Ed25519 (RFC 8037).
+    EdDsa,
+}
+
+impl Alg {
+    /// Every algorithm, default first.
+    pub const ALL: [Alg; 3] = [Alg::Es256, Alg::Rs256, Alg::EdDsa];
+
+    /// The JOSE name (`alg` header and JWK parameter).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::Es256 => "ES256",
+            Alg::Rs256 => "RS256",
+            Alg::EdDsa => "EdDSA",
+        }
+    }
+
+    /// Parses a JOSE name; case-insensitive, so `eddsa` and `es256` are accepted too.
+    pub fn parse(s: &str) -> Option<Alg> {
+        Alg::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+impl std::fmt::Display for Alg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Errors of key handling and token verification.
 #[derive(Debug, thiserror::Error)]
@@ -97,18 +140,41 @@ impl MasterKey {
     }
 }
 
-/// A new ES256 private key as PKCS#8 DER.
-pub fn generate_es256_pkcs8() -> Vec<u8> {
-    EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-        .expect("P-256 key generation cannot fail with the system RNG")
-        .as_ref()
-        .to_vec()
+/// A new private key for `alg` as PKCS#8 DER. An RSA key takes tens to hundreds of
+/// milliseconds to make: call it off the async runtime.
+pub fn generate_pkcs8(alg: Alg) -> Vec<u8> {
+    let rng = SystemRandom::new();
+    match alg {
+        Alg::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("P-256 key generation cannot fail with the system RNG")
+            .as_ref()
+            .to_vec(),
+        Alg::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng)
+            .expect("Ed25519 key generation cannot fail with the system RNG")
+            .as_ref()
+            .to_vec(),
+        Alg::Rs256 => {
+            use rsa::pkcs8::EncodePrivateKey;
+            rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+                .and_then(|k| k.to_pkcs8_der().map_err(rsa::Error::from))
+                .expect("RSA-2048 key generation cannot fail with the system RNG")
+                .as_bytes()
+                .to_vec()
+        }
+    }
 }
 
-/// A parsed ES256 signing key.
+/// The parsed private key of one algorithm.
+enum Pair {
+    Es256(EcdsaKeyPair),
+    Rs256(RsaKeyPair),
+    EdDsa(Ed25519KeyPair),
+}
+
+/// A parsed signing key.
 pub struct SigningKey {
     pub kid: String,
-    pair: EcdsaKeyPair,
+    pair: Pair,
     rng: SystemRandom,
     header_b64: String,
 }
@@ -117,6 +183,7 @@ impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKey")
             .field("kid", &self.kid)
+            .field("alg", &self.alg())
             .finish()
     }
 }
@@ -125,17 +192,32 @@ impl std::fmt::Debug for SigningKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyingKey {
     pub kid: String,
-    /// The uncompressed SEC1 point (0x04 || X || Y).
-    pub point: Vec<u8>,
+    pub alg: Alg,
+    /// The public key as `ring` verifies it: the uncompressed SEC1 point for ES256, the
+    /// 32 bytes for EdDSA, the DER `RSAPublicKey` for RS256.
+    public: Vec<u8>,
+    /// The JWK members that carry the key (`kty`, `crv`, `x`, `y`, `n`, `e`).
+    jwk_members: Vec<(&'static str, String)>,
 }
 
 impl SigningKey {
-    /// Parses a PKCS#8 ES256 key.
-    pub fn from_pkcs8(kid: &str, pkcs8: &[u8]) -> Result<Self, KeyError> {
+    /// Parses a PKCS#8 key of `alg`.
+    pub fn from_pkcs8(kid: &str, alg: Alg, pkcs8: &[u8]) -> Result<Self, KeyError> {
         let rng = SystemRandom::new();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
-            .map_err(|_| KeyError::Malformed)?;
-        let header = serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": kid});
+        let pair = match alg {
+            Alg::Es256 => Pair::Es256(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
+                    .map_err(|_| KeyError::Malformed)?,
+            ),
+            Alg::Rs256 => {
+                Pair::Rs256(RsaKeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Malformed)?)
+            }
+            Alg::EdDsa => Pair::EdDsa(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+                    .map_err(|_| KeyError::Malformed)?,
+            ),
+        };
+        let header = serde_json::json!({"alg": alg.as_str(), "typ": "at+jwt", "kid": kid});
         Ok(Self {
             kid: kid.to_string(),
             pair,
@@ -144,44 +226,107 @@ impl SigningKey {
         })
     }
 
-    /// The public half.
-    pub fn verifying_key(&self) -> VerifyingKey {
-        VerifyingKey {
-            kid: self.kid.clone(),
-            point: self.pair.public_key().as_ref().to_vec(),
+    /// The key's algorithm.
+    pub fn alg(&self) -> Alg {
+        match self.pair {
+            Pair::Es256(_) => Alg::Es256,
+            Pair::Rs256(_) => Alg::Rs256,
+            Pair::EdDsa(_) => Alg::EdDsa,
         }
     }
 
-    /// Signs `claims` as a compact JWS with header `{"alg":"ES256","typ":"at+jwt","kid":..}`.
+    /// The public half.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let (public, jwk_members) = match &self.pair {
+            Pair::Es256(p) => {
+                let point = p.public_key().as_ref().to_vec();
+                let (x, y) = point[1..].split_at(32);
+                let members = vec![
+                    ("kty", "EC".into()),
+                    ("crv", "P-256".into()),
+                    ("x", b64(x)),
+                    ("y", b64(y)),
+                ];
+                (point, members)
+            }
+            Pair::Rs256(p) => {
+                let c = RsaPublicKeyComponents::<Vec<u8>>::from(p.public());
+                let members = vec![("kty", "RSA".into()), ("n", b64(&c.n)), ("e", b64(&c.e))];
+                (p.public().as_ref().to_vec(), members)
+            }
+            Pair::EdDsa(p) => {
+                let x = p.public_key().as_ref().to_vec();
+                let members = vec![
+                    ("kty", "OKP".into()),
+                    ("crv", "Ed25519".into()),
+                    ("x", b64(&x)),
+                ];
+                (x, members)
+            }
+        };
+        VerifyingKey {
+            kid: self.kid.clone(),
+            alg: self.alg(),
+            public,
+            jwk_members,
+        }
+    }
+
+    /// Signs `claims` as a compact JWS with header `{"alg":..,"typ":"at+jwt","kid":..}`.
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
         let payload = serde_json::to_vec(claims).expect("claims serialise to JSON");
-        let mut out = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
+        let mut out = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 400);
         out.push_str(&self.header_b64);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
-        let sig = self
-            .pair
-            .sign(&self.rng, out.as_bytes())
-            .expect("ECDSA signing cannot fail with the system RNG");
+        let signed = out.as_bytes();
+        let sig = match &self.pair {
+            Pair::Es256(p) => p
+                .sign(&self.rng, signed)
+                .expect("ECDSA signing cannot fail with the system RNG")
+                .as_ref()
+                .to_vec(),
+            Pair::EdDsa(p) => p.sign(signed).as_ref().to_vec(),
+            Pair::Rs256(p) => {
+                let mut sig = vec![0; p.public().modulus_len()];
+                p.sign(&RSA_PKCS1_SHA256, &self.rng, signed, &mut sig)
+                    .expect("RSA signing cannot fail with the system RNG");
+                sig
+            }
+        };
         out.push('.');
-        URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut out);
+        URL_SAFE_NO_PAD.encode_string(&sig, &mut out);
         out
     }
 }
 
 impl VerifyingKey {
-    /// The key as a JWK (RFC 7517/7518).
+    /// The key as a JWK (RFC 7517/7518, RFC 8037 for Ed25519).
     pub fn jwk(&self) -> serde_json::Value {
-        let (x, y) = self.point[1..].split_at(32);
-        serde_json::json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(x),
-            "y": URL_SAFE_NO_PAD.encode(y),
-            "kid": self.kid,
-            "use": "sig",
-            "alg": "ES256",
-        })
+        let mut m = serde_json::Map::new();
+        for (k, v) in &self.jwk_members {
+            m.insert((*k).into(), v.clone().into());
+        }
+        m.insert("kid".into(), self.kid.clone().into());
+        m.insert("use".into(), "sig".into());
+        m.insert("alg".into(), self.alg.as_str().into());
+        m.into()
+    }
+
+    /// Checks `signature` over `signed` with this key's algorithm.
+    fn verify_signature(&self, signed: &[u8], signature: &[u8]) -> bool {
+        match self.alg {
+            Alg::Es256 => UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.public)
+                .verify(signed, signature)
+                .is_ok(),
+            Alg::Rs256 => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.public)
+                .verify(signed, signature)
+                .is_ok(),
+            Alg::EdDsa => UnparsedPublicKey::new(&ED25519, &self.public)
+                .verify(signed, signature)
+                .is_ok(),
+        }
     }
 }
 
@@ -199,7 +344,8 @@ pub struct AccessClaims {
     pub exp: Timestamp,
 }
 
-/// Verifies an ES256 compact JWS against `keys` and checks `exp` at `now`.
+/// Verifies a compact JWS against `keys` and checks `exp` at `now`. The header's `alg`
+/// must be the algorithm of the key its `kid` names (no algorithm confusion).
 /// The caller checks `iss`, `aud` and scope.
 pub fn verify(
     token: &str,
@@ -222,20 +368,20 @@ pub fn verify(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(KeyError::TokenMalformed)?;
-    if header.alg != "ES256" {
-        return Err(KeyError::TokenSignature);
-    }
     let key = keys
         .iter()
         .find(|k| Some(&k.kid) == header.kid.as_ref())
         .ok_or(KeyError::TokenSignature)?;
+    if header.alg != key.alg.as_str() {
+        return Err(KeyError::TokenSignature);
+    }
     let sig = URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| KeyError::TokenMalformed)?;
     let signed = &token[..h.len() + 1 + p.len()];
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &key.point)
-        .verify(signed.as_bytes(), &sig)
-        .map_err(|_| KeyError::TokenSignature)?;
+    if !key.verify_signature(signed.as_bytes(), &sig) {
+        return Err(KeyError::TokenSignature);
+    }
     let claims: AccessClaims = URL_SAFE_NO_PAD
         .decode(p)
         .ok()
@@ -266,24 +412,102 @@ mod tests {
     }
 
     #[test]
-    fn sign_and_verify() {
-        let k = SigningKey::from_pkcs8("k1", &generate_es256_pkcs8()).unwrap();
-        let t = k.sign(&claims(100));
-        let v = verify(&t, &[k.verifying_key()], 50).unwrap();
-        assert_eq!(v, claims(100));
-        assert!(matches!(
-            verify(&t, &[k.verifying_key()], 100),
-            Err(KeyError::TokenExpired)
-        ));
-        let other = SigningKey::from_pkcs8("k1", &generate_es256_pkcs8()).unwrap();
-        assert!(verify(&t, &[other.verifying_key()], 50).is_err());
-        // Tampered payload.
-        let mut parts: Vec<&str> = t.split('.').collect();
-        let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(999)).unwrap());
-        parts[1] = &forged;
-        assert!(verify(&parts.join("."), &[k.verifying_key()], 50).is_err());
-        let jwk = k.verifying_key().jwk();
-        assert_eq!(jwk["crv"], "P-256");
+    fn sign_and_verify_every_alg() {
+        for alg in Alg::ALL {
+            let k = SigningKey::from_pkcs8("k1", alg, &generate_pkcs8(alg)).unwrap();
+            assert_eq!(k.alg(), alg);
+            let t = k.sign(&claims(100));
+            let header: serde_json::Value = serde_json::from_slice(
+                &URL_SAFE_NO_PAD
+                    .decode(t.split('.').next().unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(header["alg"], alg.as_str());
+            let v = verify(&t, &[k.verifying_key()], 50).unwrap();
+            assert_eq!(v, claims(100));
+            assert!(matches!(
+                verify(&t, &[k.verifying_key()], 100),
+                Err(KeyError::TokenExpired)
+            ));
+            // Same kid, another key of the same algorithm.
+            let other = SigningKey::from_pkcs8("k1", alg, &generate_pkcs8(alg)).unwrap();
+            assert!(verify(&t, &[other.verifying_key()], 50).is_err());
+            // Tampered payload.
+            let mut parts: Vec<&str> = t.split('.').collect();
+            let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(999)).unwrap());
+            parts[1] = &forged;
+            assert!(verify(&parts.join("."), &[k.verifying_key()], 50).is_err());
+            let jwk = k.verifying_key().jwk();
+            assert_eq!(jwk["alg"], alg.as_str());
+            assert_eq!(jwk["kid"], "k1");
+        }
+    }
+
+    #[test]
+    fn jwks_members_follow_the_rfcs() {
+        let es = SigningKey::from_pkcs8("a", Alg::Es256, &generate_pkcs8(Alg::Es256)).unwrap();
+        let jwk = es.verifying_key().jwk();
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["crv"].as_str()),
+            (Some("EC"), Some("P-256"))
+        );
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(jwk["x"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
+        let rs = SigningKey::from_pkcs8("b", Alg::Rs256, &generate_pkcs8(Alg::Rs256)).unwrap();
+        let jwk = rs.verifying_key().jwk();
+        assert_eq!(jwk["kty"], "RSA");
+        assert_eq!(jwk["e"], "AQAB");
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(jwk["n"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            256
+        );
+        let ed = SigningKey::from_pkcs8("c", Alg::EdDsa, &generate_pkcs8(Alg::EdDsa)).unwrap();
+        let jwk = ed.verifying_key().jwk();
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["crv"].as_str()),
+            (Some("OKP"), Some("Ed25519"))
+        );
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(jwk["x"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
+    }
+
+    #[test]
+    fn no_algorithm_confusion() {
+        // A token whose header names another algorithm than its key's is refused, even
+        // when the kid matches; so is a key parsed as the wrong algorithm.
+        let es = SigningKey::from_pkcs8("k", Alg::Es256, &generate_pkcs8(Alg::Es256)).unwrap();
+        let ed = SigningKey::from_pkcs8("k", Alg::EdDsa, &generate_pkcs8(Alg::EdDsa)).unwrap();
+        let t = ed.sign(&claims(100));
+        assert!(verify(&t, &[es.verifying_key()], 50).is_err());
+        let mut parts: Vec<String> = t.split('.').map(String::from).collect();
+        parts[0] = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k"}"#);
+        assert!(verify(&parts.join("."), &[ed.verifying_key()], 50).is_err());
+        assert!(SigningKey::from_pkcs8("k", Alg::Rs256, &generate_pkcs8(Alg::Es256)).is_err());
+        assert!(SigningKey::from_pkcs8("k", Alg::Es256, &generate_pkcs8(Alg::EdDsa)).is_err());
+    }
+
+    #[test]
+    fn alg_names() {
+        for alg in Alg::ALL {
+            assert_eq!(Alg::parse(alg.as_str()), Some(alg));
+        }
+        assert_eq!(Alg::parse("eddsa"), Some(Alg::EdDsa));
+        assert_eq!(Alg::parse("HS256"), None);
+        assert_eq!(Alg::default(), Alg::Es256);
     }
 
     #[test]

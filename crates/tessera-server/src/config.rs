@@ -30,6 +30,8 @@ pub struct Config {
     pub master_key: MasterKeySource,
     pub durability: Durability,
     pub throttle: ThrottlePolicy,
+    /// The algorithm of the first signing key and of rotations that name none.
+    pub signing_alg: tessera_core::jwt::Alg,
     /// How long a rotated-out signing key stays published, in seconds.
     pub key_overlap_seconds: i64,
     /// How often each node reloads signing keys from the database, in seconds.
@@ -51,6 +53,7 @@ impl Config {
             master_key: MasterKeySource::Ephemeral,
             durability: Durability::Full,
             throttle: ThrottlePolicy::default(),
+            signing_alg: tessera_core::jwt::Alg::Es256,
             key_overlap_seconds: 86_400 + 3_600,
             key_reload_seconds: 30,
             bootstrap_on_empty: true,

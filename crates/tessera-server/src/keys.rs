@@ -1,4 +1,5 @@
-//! The signing key ring: the current ES256 key and every key still published.
+//! The signing key ring: the current signing key (ES256, RS256 or EdDSA) and every key
+//! still published.
 //!
 //! Keys live in the database, sealed with the master key, so every node signs with the
 //! same key and publishes the same JWK Set. Each node reloads them periodically; a
@@ -7,7 +8,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use tessera_core::jwt::{KeyError, MasterKey, SigningKey, VerifyingKey, generate_es256_pkcs8};
+use tessera_core::jwt::{Alg, KeyError, MasterKey, SigningKey, VerifyingKey, generate_pkcs8};
 use tessera_core::secret::random_id;
 use tessera_core::store::{Store, StoreError, StoredKey};
 use tessera_saml::sp_key::{SpSigningKey, generate_sp_signing_key};
@@ -20,6 +21,8 @@ pub struct KeySet {
     pub verifiers: Vec<VerifyingKey>,
     /// The JWK Set document, rendered once.
     pub jwks: String,
+    /// The algorithms of the published keys, the current key's first (for discovery).
+    pub algs: Vec<Alg>,
 }
 
 /// Errors while loading keys.
@@ -31,6 +34,10 @@ pub enum KeyRingError {
     Key { kid: String, source: KeyError },
     #[error("SAML SP key: {0}")]
     SamlSp(String),
+    #[error("signing key {kid}: unknown algorithm '{alg}'")]
+    UnknownAlg { kid: String, alg: String },
+    #[error("cannot make a signing key: {0}")]
+    Generate(String),
 }
 
 /// The seal context of the SAML SP key.
@@ -44,11 +51,15 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Loads keys from the store, creating the first key on a fresh database.
-    pub async fn load(store: &dyn Store, master: MasterKey) -> Result<Self, KeyRingError> {
+    /// Loads keys from the store, creating the first key (of `alg`) on a fresh database.
+    pub async fn load(
+        store: &dyn Store,
+        master: MasterKey,
+        alg: Alg,
+    ) -> Result<Self, KeyRingError> {
         let mut stored = store.signing_keys().await?;
         if !stored.iter().any(|k| k.retired_at.is_none()) {
-            add_key(store, &master, 0).await?;
+            add_key(store, &master, 0, alg).await?;
             stored = store.signing_keys().await?;
         }
         let set = build(&master, &stored)?;
@@ -108,9 +119,15 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Adds a new current key; the previous one stays published for `overlap` seconds.
-    pub async fn rotate(&self, store: &dyn Store, overlap: i64) -> Result<String, KeyRingError> {
-        let kid = add_key(store, &self.master, overlap).await?;
+    /// Adds a new current key of `alg`; the previous one stays published for `overlap`
+    /// seconds.
+    pub async fn rotate(
+        &self,
+        store: &dyn Store,
+        overlap: i64,
+        alg: Alg,
+    ) -> Result<String, KeyRingError> {
+        let kid = add_key(store, &self.master, overlap, alg).await?;
         self.reload(store).await?;
         Ok(kid)
     }
@@ -120,13 +137,18 @@ async fn add_key(
     store: &dyn Store,
     master: &MasterKey,
     overlap: i64,
+    alg: Alg,
 ) -> Result<String, KeyRingError> {
+    // RSA key generation takes up to a second: keep it off the async workers.
+    let pkcs8 = tokio::task::spawn_blocking(move || generate_pkcs8(alg))
+        .await
+        .map_err(|e| KeyRingError::Generate(e.to_string()))?;
     let now = clock::now();
     let kid = random_id("k_");
     let key = StoredKey {
         kid: kid.clone(),
-        alg: "ES256".into(),
-        sealed_private_key: master.seal(&kid, &generate_es256_pkcs8()),
+        alg: alg.as_str().into(),
+        sealed_private_key: master.seal(&kid, &pkcs8),
         created_at: now,
         retired_at: None,
         remove_after: None,
@@ -147,8 +169,12 @@ fn build(master: &MasterKey, stored: &[StoredKey]) -> Result<KeySet, KeyRingErro
             kid: k.kid.clone(),
             source,
         };
+        let alg = Alg::parse(&k.alg).ok_or_else(|| KeyRingError::UnknownAlg {
+            kid: k.kid.clone(),
+            alg: k.alg.clone(),
+        })?;
         let pkcs8 = master.open(&k.kid, &k.sealed_private_key).map_err(err)?;
-        let key = SigningKey::from_pkcs8(&k.kid, &pkcs8).map_err(err)?;
+        let key = SigningKey::from_pkcs8(&k.kid, alg, &pkcs8).map_err(err)?;
         verifiers.push(key.verifying_key());
         if k.retired_at.is_none() {
             signer = Some(key);
@@ -160,9 +186,16 @@ fn build(master: &MasterKey, stored: &[StoredKey]) -> Result<KeySet, KeyRingErro
     verifiers.reverse();
     let jwks = serde_json::json!({ "keys": verifiers.iter().map(|v| v.jwk()).collect::<Vec<_>>() })
         .to_string();
+    let mut algs = vec![signer.alg()];
+    for v in &verifiers {
+        if !algs.contains(&v.alg) {
+            algs.push(v.alg);
+        }
+    }
     Ok(KeySet {
         signer,
         verifiers,
         jwks,
+        algs,
     })
 }

@@ -125,10 +125,19 @@ impl App {
         }
         let master = load_master_key(&config.master_key)?;
         let keys = Arc::new(
-            KeyRing::load(store.as_ref(), master)
+            KeyRing::load(store.as_ref(), master, config.signing_alg)
                 .await
                 .context("cannot load signing keys")?,
         );
+        let signer_alg = keys.get().signer.alg();
+        if signer_alg != config.signing_alg {
+            tracing::info!(
+                current = %signer_alg,
+                signing_alg = %config.signing_alg,
+                "the current signing key is {signer_alg}; signing_alg {} applies from the next rotation (POST /api/v2/signing-keys/rotate)",
+                config.signing_alg
+            );
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -192,6 +201,7 @@ impl App {
             issuer,
             throttle: config.throttle,
             key_overlap_seconds: config.key_overlap_seconds,
+            signing_alg: config.signing_alg,
             operator_org: config.operator_org.clone(),
         });
         Ok(Self {

@@ -11,7 +11,7 @@ use crate::request_id;
 use crate::state::Shared;
 
 /// The authorization server metadata (RFC 8414): what is implemented, nothing more.
-fn metadata(issuer: &str) -> serde_json::Value {
+fn metadata(issuer: &str, algs: &[&str]) -> serde_json::Value {
     json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth/token"),
@@ -20,21 +20,27 @@ fn metadata(issuer: &str) -> serde_json::Value {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": [],
         "service_documentation": format!("{issuer}/docs/errors"),
-        "access_token_signing_alg_values_supported": ["ES256"],
+        "access_token_signing_alg_values_supported": algs,
     })
+}
+
+/// The algorithms of the published signing keys, the current key's first.
+fn published_algs(st: &Shared) -> Vec<&'static str> {
+    st.keys.get().algs.iter().map(|a| a.as_str()).collect()
 }
 
 /// `GET /.well-known/oauth-authorization-server`.
 pub async fn oauth_metadata(State(st): State<Shared>) -> Response {
-    cached(Json(metadata(&st.issuer)).into_response())
+    cached(Json(metadata(&st.issuer, &published_algs(&st))).into_response())
 }
 
 /// `GET /.well-known/openid-configuration`: the same document plus the OIDC fields that
 /// are true today.
 pub async fn openid_configuration(State(st): State<Shared>) -> Response {
-    let mut m = metadata(&st.issuer);
+    let algs = published_algs(&st);
+    let mut m = metadata(&st.issuer, &algs);
     m["subject_types_supported"] = json!(["public"]);
-    m["id_token_signing_alg_values_supported"] = json!(["ES256"]);
+    m["id_token_signing_alg_values_supported"] = json!(algs);
     cached(Json(m).into_response())
 }
 

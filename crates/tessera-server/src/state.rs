@@ -20,6 +20,8 @@ pub struct AppState {
     pub throttle: ThrottlePolicy,
     /// How long a rotated-out signing key stays published, in seconds.
     pub key_overlap_seconds: i64,
+    /// The algorithm of a rotation that names none.
+    pub signing_alg: tessera_core::jwt::Alg,
     /// The org whose admins may change server-wide settings.
     pub operator_org: String,
 }

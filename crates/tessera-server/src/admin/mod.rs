@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use tessera_api::ADMIN_SCOPE;
 use tessera_core::audit::{AuditEvent, AuditKind};
-use tessera_core::jwt;
+use tessera_core::jwt::{self, Alg};
 use tessera_core::model::Org;
 use tessera_core::trace::Trace;
 
@@ -226,12 +226,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
     }
 }
 
-/// `POST /api/v2/signing-keys/rotate`: a new signing key; the old one stays published for
-/// the configured overlap. Signing keys are shared by every org on this server, so only
-/// the operator org's admins may rotate them.
-#[utoipa::path(post, path = "/api/v2/signing-keys/rotate", tag = "signing keys", responses((status = 200, body = tessera_api::RotatedSigningKey), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin, or its org is not the operator org", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+/// `POST /api/v2/signing-keys/rotate`: a new signing key (of the body's `alg`, or the
+/// configured one); the old one stays published for the configured overlap. Signing keys
+/// are shared by every org on this server, so only the operator org's admins may rotate
+/// them.
+#[utoipa::path(post, path = "/api/v2/signing-keys/rotate", tag = "signing keys", request_body(content = Option<tessera_api::RotateSigningKey>, description = "optional; default alg: the server's signing_alg"), responses((status = 200, body = tessera_api::RotatedSigningKey), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "unknown algorithm; `field` is `alg`", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin, or its org is not the operator org", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn rotate_signing_key(
     admin: Admin,
+    OptionalJson(body): OptionalJson<tessera_api::RotateSigningKey>,
 ) -> Result<axum::Json<tessera_api::RotatedSigningKey>, ApiError> {
     let st = &admin.st;
     if admin.org.slug.as_str() != st.operator_org {
@@ -240,16 +242,29 @@ pub async fn rotate_signing_key(
             st.operator_org
         )));
     }
+    let alg = match body.and_then(|b| b.alg) {
+        None => st.signing_alg,
+        Some(name) => Alg::parse(&name).ok_or_else(|| {
+            ApiError::field(
+                "alg",
+                format!("unknown signing algorithm '{name}': use ES256, RS256 or EdDSA"),
+            )
+        })?,
+    };
     let kid = st
         .keys
-        .rotate(st.store.as_ref(), st.key_overlap_seconds)
+        .rotate(st.store.as_ref(), st.key_overlap_seconds, alg)
         .await
         .map_err(|e| ApiError::Store(e.to_string()))?;
     admin
-        .audit("rotate_signing_key", serde_json::json!({ "kid": kid }))
+        .audit(
+            "rotate_signing_key",
+            serde_json::json!({ "kid": kid, "alg": alg.as_str() }),
+        )
         .await?;
     Ok(axum::Json(tessera_api::RotatedSigningKey {
         kid,
+        alg: alg.as_str().into(),
         previous_key_published_for_seconds: st.key_overlap_seconds,
     }))
 }
