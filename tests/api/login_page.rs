@@ -88,6 +88,20 @@ async fn password_login_starts_a_session_and_csrf_is_required() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("login_csrf_invalid"), "{page}");
+    assert!(!page.contains("erin-Password-1"));
+    // Audited with its own reason and which half was missing, never the token.
+    let (_, events) = app.get("/audit/events?kind=login&outcome=denied").await;
+    let e = &events["events"][0];
+    assert_eq!(e["reason"], "login_csrf_invalid", "{events}");
+    assert_eq!(e["source_ip"], "127.0.0.1");
+    let trace = e["trace"].to_string();
+    assert!(
+        trace.contains("login_form") && trace.contains("no tessera_login_csrf cookie"),
+        "{trace}"
+    );
+    assert!(!trace.contains(&csrf), "the token is never recorded");
 
     let r = b.submit(&app, "erin", "erin-Password-1").await;
     assert_eq!(r.status(), 303);

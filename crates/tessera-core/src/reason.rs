@@ -94,6 +94,7 @@ reasons! {
     UserLocked => "user_locked", InvalidGrant;
     SsoBreakGlass => "sso_break_glass", InvalidGrant;
     LoginThrottled => "login_throttled", InvalidGrant;
+    LoginCsrfInvalid => "login_csrf_invalid", InvalidRequest;
     // SAML SSO refusals (the ACS and `tessera saml check`); never token-endpoint answers.
     SamlBodyTooLarge => "saml_body_too_large", InvalidGrant;
     SamlMalformed => "saml_malformed", InvalidGrant;

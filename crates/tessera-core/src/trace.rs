@@ -33,13 +33,15 @@ pub enum Check {
     SamlResponse,
     SamlReplay,
     SamlUser,
+    /// The login page's form itself (its CSRF token), before any credential is read.
+    LoginForm,
 }
 
 impl Check {
     /// Every check, by its storage index ([`Check::index`]). Append-only: stored traces
     /// refer to checks by their position here, so a new check goes at the end whatever
     /// its place in the evaluation order.
-    pub const ALL: [Check; 22] = [
+    pub const ALL: [Check; 23] = [
         Check::ContentType,
         Check::Body,
         Check::Parameters,
@@ -62,6 +64,7 @@ impl Check {
         Check::SamlResponse,
         Check::SamlReplay,
         Check::SamlUser,
+        Check::LoginForm,
     ];
 
     /// The position in [`Check::ALL`]. An exhaustive match: a new variant does not compile
@@ -90,6 +93,7 @@ impl Check {
             Check::SamlResponse => 19,
             Check::SamlReplay => 20,
             Check::SamlUser => 21,
+            Check::LoginForm => 22,
         }
     }
 
@@ -118,6 +122,7 @@ impl Check {
             Check::SamlResponse => "saml_response",
             Check::SamlReplay => "saml_replay",
             Check::SamlUser => "saml_user",
+            Check::LoginForm => "login_form",
         }
     }
 }

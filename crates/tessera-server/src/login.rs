@@ -11,11 +11,13 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use tessera_core::Reason;
 use tessera_core::decision::{self, DecideOptions};
 use tessera_core::model::Org;
 use tessera_core::request::ResourceOwnerCredentials;
 use tessera_core::secret::{SecretString, hash_client_secret, hashes_equal, random_bytes};
 use tessera_core::text::clip;
+use tessera_core::trace::{Check, Trace};
 
 use crate::html::{esc, page, unavailable};
 use crate::session::{DEFAULT_RETURN, check_return_to};
@@ -114,7 +116,10 @@ pub async fn submit(
     let return_to =
         check_return_to(&st, field("return_to")).unwrap_or_else(|_| DEFAULT_RETURN.into());
 
-    // Login CSRF: the form's token must equal the cookie's (double submit).
+    let source = peer.ip().to_string();
+    // Login CSRF: the form's token must equal the cookie's (double submit). A refusal is
+    // audited (a burst of them from one address is a forged-form attack) with which half
+    // was missing, never with the tokens themselves.
     let cookie_token = session::cookie_named(&headers, CSRF_COOKIE).unwrap_or_default();
     if cookie_token.is_empty()
         || !hashes_equal(
@@ -122,12 +127,28 @@ pub async fn submit(
             &hash_client_secret(field("csrf")),
         )
     {
+        let detail = if cookie_token.is_empty() {
+            "no tessera_login_csrf cookie came with the form (cookies blocked, the form open for over an hour, or a post from another site)"
+        } else if field("csrf").is_empty() {
+            "the form carried no csrf field (a post not made from the login page)"
+        } else {
+            "the form's csrf field does not match the tessera_login_csrf cookie (a stale tab, or a post from another site)"
+        };
+        let mut trace = Trace::default();
+        let denial = trace.fail(Check::LoginForm, Reason::LoginCsrfInvalid, detail);
+        let result = session::LoginResult::Denied(denial.reason, denial.description);
+        if session::audit_login(&st, &org, None, result, trace, Some(&source))
+            .await
+            .is_err()
+        {
+            return unavailable("audit");
+        }
         return form(
             &org,
             &return_to,
             StatusCode::FORBIDDEN,
             Some((
-                "body_malformed",
+                Reason::LoginCsrfInvalid.code(),
                 "The form expired or was not sent from this page; please try again.",
             )),
         );
@@ -144,7 +165,6 @@ pub async fn submit(
         username: field("username").to_string(),
         password: SecretString::new(field("password")),
     };
-    let source = peer.ip().to_string();
     // The throttle record of this org's login page from this address.
     let throttle_key = format!("login:{}", org.slug);
     let throttle = match st.store.token_facts(&throttle_key, &source).await {
