@@ -238,6 +238,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<SealedSpKey>>;
 
     // Signing keys.
+    /// Every stored signing key, oldest first (in the order they were added, also within
+    /// one second).
     fn signing_keys(&self) -> BoxFuture<'_, StoreResult<Vec<StoredKey>>>;
     /// Inserts `key` as the current key and retires the previous current key at
     /// `key.created_at`, keeping it published until `old_remove_after`.

@@ -1426,7 +1426,7 @@ impl Store for SqliteStore {
 
     fn signing_keys(&self) -> BoxFuture<'_, StoreResult<Vec<StoredKey>>> {
         Box::pin(async move {
-            sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+            sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, rowid")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(be)?
