@@ -72,8 +72,7 @@ struct ServeArgs {
 }
 
 fn parse_alg(s: &str) -> Result<Alg, String> {
-    Alg::parse(s)
-        .ok_or_else(|| format!("unknown signing algorithm '{s}': use ES256, RS256 or EdDSA"))
+    Alg::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Parser)]

@@ -15,7 +15,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
     Ed25519KeyPair, KeyPair, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair,
-    RsaPublicKeyComponents, UnparsedPublicKey,
+    RsaPublicKeyComponents, UnparsedPublicKey, VerificationAlgorithm,
 };
 use serde::{Deserialize, Serialize};
 
@@ -48,12 +48,18 @@ impl Alg {
     }
 
     /// Parses a JOSE name; case-insensitive, so `eddsa` and `es256` are accepted too.
-    pub fn parse(s: &str) -> Option<Alg> {
+    pub fn parse(s: &str) -> Result<Alg, UnknownAlg> {
         Alg::ALL
             .into_iter()
             .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownAlg(s.to_string()))
     }
 }
+
+/// A signing algorithm name Tessera does not sign with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown signing algorithm '{0}': use ES256, RS256 or EdDSA")]
+pub struct UnknownAlg(pub String);
 
 impl std::fmt::Display for Alg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -281,22 +287,29 @@ impl SigningKey {
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
         let signed = out.as_bytes();
-        let sig = match &self.pair {
-            Pair::Es256(p) => p
-                .sign(&self.rng, signed)
-                .expect("ECDSA signing cannot fail with the system RNG")
-                .as_ref()
-                .to_vec(),
-            Pair::EdDsa(p) => p.sign(signed).as_ref().to_vec(),
+        // ring's signatures live on the stack; only RSA needs a buffer.
+        let (ring_sig, rsa_sig);
+        let sig: &[u8] = match &self.pair {
+            Pair::Es256(p) => {
+                ring_sig = p
+                    .sign(&self.rng, signed)
+                    .expect("ECDSA signing cannot fail with the system RNG");
+                ring_sig.as_ref()
+            }
+            Pair::EdDsa(p) => {
+                ring_sig = p.sign(signed);
+                ring_sig.as_ref()
+            }
             Pair::Rs256(p) => {
-                let mut sig = vec![0; p.public().modulus_len()];
-                p.sign(&RSA_PKCS1_SHA256, &self.rng, signed, &mut sig)
+                let mut buf = vec![0; p.public().modulus_len()];
+                p.sign(&RSA_PKCS1_SHA256, &self.rng, signed, &mut buf)
                     .expect("RSA signing cannot fail with the system RNG");
-                sig
+                rsa_sig = buf;
+                &rsa_sig
             }
         };
         out.push('.');
-        URL_SAFE_NO_PAD.encode_string(&sig, &mut out);
+        URL_SAFE_NO_PAD.encode_string(sig, &mut out);
         out
     }
 }
@@ -316,17 +329,14 @@ impl VerifyingKey {
 
     /// Checks `signature` over `signed` with this key's algorithm.
     fn verify_signature(&self, signed: &[u8], signature: &[u8]) -> bool {
-        match self.alg {
-            Alg::Es256 => UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.public)
-                .verify(signed, signature)
-                .is_ok(),
-            Alg::Rs256 => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.public)
-                .verify(signed, signature)
-                .is_ok(),
-            Alg::EdDsa => UnparsedPublicKey::new(&ED25519, &self.public)
-                .verify(signed, signature)
-                .is_ok(),
-        }
+        let alg: &'static dyn VerificationAlgorithm = match self.alg {
+            Alg::Es256 => &ECDSA_P256_SHA256_FIXED,
+            Alg::Rs256 => &RSA_PKCS1_2048_8192_SHA256,
+            Alg::EdDsa => &ED25519,
+        };
+        UnparsedPublicKey::new(alg, &self.public)
+            .verify(signed, signature)
+            .is_ok()
     }
 }
 
@@ -503,10 +513,13 @@ mod tests {
     #[test]
     fn alg_names() {
         for alg in Alg::ALL {
-            assert_eq!(Alg::parse(alg.as_str()), Some(alg));
+            assert_eq!(Alg::parse(alg.as_str()), Ok(alg));
         }
-        assert_eq!(Alg::parse("eddsa"), Some(Alg::EdDsa));
-        assert_eq!(Alg::parse("HS256"), None);
+        assert_eq!(Alg::parse("eddsa"), Ok(Alg::EdDsa));
+        assert_eq!(
+            Alg::parse("HS256").unwrap_err().to_string(),
+            "unknown signing algorithm 'HS256': use ES256, RS256 or EdDSA"
+        );
         assert_eq!(Alg::default(), Alg::Es256);
     }
 

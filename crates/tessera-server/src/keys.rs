@@ -8,7 +8,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use tessera_core::jwt::{Alg, KeyError, MasterKey, SigningKey, VerifyingKey, generate_pkcs8};
+use tessera_core::jwt::{
+    Alg, KeyError, MasterKey, SigningKey, UnknownAlg, VerifyingKey, generate_pkcs8,
+};
 use tessera_core::secret::random_id;
 use tessera_core::store::{Store, StoreError, StoredKey};
 use tessera_saml::sp_key::{SpSigningKey, generate_sp_signing_key};
@@ -34,8 +36,8 @@ pub enum KeyRingError {
     Key { kid: String, source: KeyError },
     #[error("SAML SP key: {0}")]
     SamlSp(String),
-    #[error("signing key {kid}: unknown algorithm '{alg}'")]
-    UnknownAlg { kid: String, alg: String },
+    #[error("signing key {kid}: {source}")]
+    UnknownAlg { kid: String, source: UnknownAlg },
     #[error("cannot make a signing key: {0}")]
     Generate(String),
 }
@@ -169,9 +171,9 @@ fn build(master: &MasterKey, stored: &[StoredKey]) -> Result<KeySet, KeyRingErro
             kid: k.kid.clone(),
             source,
         };
-        let alg = Alg::parse(&k.alg).ok_or_else(|| KeyRingError::UnknownAlg {
+        let alg = Alg::parse(&k.alg).map_err(|source| KeyRingError::UnknownAlg {
             kid: k.kid.clone(),
-            alg: k.alg.clone(),
+            source,
         })?;
         let pkcs8 = master.open(&k.kid, &k.sealed_private_key).map_err(err)?;
         let key = SigningKey::from_pkcs8(&k.kid, alg, &pkcs8).map_err(err)?;

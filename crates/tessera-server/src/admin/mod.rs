@@ -244,12 +244,7 @@ pub async fn rotate_signing_key(
     }
     let alg = match body.and_then(|b| b.alg) {
         None => st.signing_alg,
-        Some(name) => Alg::parse(&name).ok_or_else(|| {
-            ApiError::field(
-                "alg",
-                format!("unknown signing algorithm '{name}': use ES256, RS256 or EdDSA"),
-            )
-        })?,
+        Some(name) => Alg::parse(&name).map_err(|e| ApiError::field("alg", e.to_string()))?,
     };
     let kid = st
         .keys
