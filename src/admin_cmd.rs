@@ -88,6 +88,8 @@ pub enum UsersCmd {
         username: String,
         #[arg(long)]
         email: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
         #[arg(long = "role")]
         roles: Vec<String>,
     },
@@ -700,12 +702,14 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                     user_type,
                     username,
                     email,
+                    display_name,
                     roles,
                 } => {
                     let b = tessera_api::CreateUser {
                         user_type: user_type.clone(),
                         username: username.clone(),
                         email: email.clone(),
+                        display_name: display_name.clone(),
                         password: None,
                         roles: roles.clone(),
                     };

@@ -1,6 +1,6 @@
 //! The admin API: authentication, validation errors naming fields, org scoping.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::spawn_app;
 
@@ -87,6 +87,11 @@ async fn validation_errors_name_the_field() {
             "password",
         ),
         ("/scopes", json!({"name": "has space"}), "name"),
+        (
+            "/users",
+            json!({"type": "human", "username": "h", "display_name": "a\u{0}b"}),
+            "display_name",
+        ),
     ];
     for (path, body, field) in cases {
         let (s, b) = app.post(path, body.clone()).await;
@@ -120,6 +125,26 @@ async fn validation_errors_name_the_field() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+    // A display name is set at creation, changed by PATCH, and shown.
+    let (s, u) = app
+        .post(
+            "/users",
+            json!({"type": "human", "username": "grace", "display_name": "Grace H."}),
+        )
+        .await;
+    assert_eq!((s, &u["display_name"]), (201, &json!("Grace H.")), "{u}");
+    assert_eq!(u["saml_name_id"], Value::Null, "{u}");
+    let path = format!("/users/{}", u["id"].as_str().unwrap());
+    let (s, u) = app
+        .patch(&path, json!({"display_name": "Grace Hopper"}))
+        .await;
+    assert_eq!(
+        (s, &u["display_name"]),
+        (200, &json!("Grace Hopper")),
+        "{u}"
+    );
+    let (s, b) = app.patch(&path, json!({"display_name": " "})).await;
+    assert_eq!((s, &b["field"]), (422, &json!("display_name")), "{b}");
     // Nothing half-written: the refused client does not exist.
     let (_, list) = app.get("/oauth/clients").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");

@@ -206,6 +206,17 @@ async fn sp_initiated_login_through_samlify_in_each_signing_mode() {
             return;
         };
         configure(&app, &idp, json!({})).await;
+        if mode == "both" {
+            // Someone already holds the username the IdP's email would give: the new
+            // user gets another one, never this account.
+            let (status, _) = app
+                .post(
+                    "/users",
+                    json!({"type": "human", "username": "alice@example.com"}),
+                )
+                .await;
+            assert_eq!(status, 201);
+        }
         let http = no_redirects();
         let (r, answer) = login(&app, &http, "/app/home").await;
         assert_eq!(r.status(), 303, "{mode}: {:?}", r.text().await);
@@ -272,13 +283,22 @@ async fn sp_initiated_login_through_samlify_in_each_signing_mode() {
             "a new session id at each login"
         );
         let (_, users) = app.get("/users").await;
-        let alices = users["items"]
+        let alices: Vec<&Value> = users["items"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|u| u["email"] == "alice@example.com")
-            .count();
-        assert_eq!(alices, 1, "{users}");
+            .collect();
+        assert_eq!(alices.len(), 1, "{users}");
+        let alice = alices[0];
+        assert_eq!(alice["display_name"], "Alice Example", "{alice}");
+        assert_eq!(alice["saml_name_id"], "alice@example.com", "{alice}");
+        let username = if mode == "both" {
+            "alice@example.com-2"
+        } else {
+            "alice@example.com"
+        };
+        assert_eq!(alice["username"], username, "{mode}: {users}");
 
         // Logout ends the session.
         let out = http

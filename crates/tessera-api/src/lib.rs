@@ -52,6 +52,10 @@ pub struct CreateUser {
     pub username: String,
     #[serde(default)]
     pub email: Option<String>,
+    /// The person's name, as shown to admins (SSO logins update it from the IdP).
+    #[serde(default)]
+    #[schema(max_length = 256)]
+    pub display_name: Option<String>,
     /// Humans only.
     #[serde(default)]
     pub password: Option<String>,
@@ -69,6 +73,9 @@ pub struct PatchUser {
     pub roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
+    pub display_name: Option<String>,
     /// `active` unlocks (and enables); `locked` locks, until `locked_until` if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^(active|disabled|locked)$")]
@@ -100,6 +107,10 @@ pub struct UserView {
     pub user_type: String,
     pub username: String,
     pub email: Option<String>,
+    pub display_name: Option<String>,
+    /// The NameID of the SAML identity this user logs in with (set at their first SSO
+    /// login, by link or email); none for local-only users.
+    pub saml_name_id: Option<String>,
     pub enabled: bool,
     pub roles: Vec<String>,
     /// `active`, `disabled` or `locked`.

@@ -322,6 +322,9 @@ pub struct User {
     pub user_type: UserType,
     pub username: String,
     pub email: Option<String>,
+    /// The person's name, from the IdP's display-name attribute or set by an admin.
+    #[serde(default)]
+    pub display_name: Option<String>,
     pub roles: Vec<String>,
     pub state: UserState,
     /// Who disabled or locked the account (None while active).
@@ -466,6 +469,7 @@ mod tests {
             user_type: UserType::Service,
             username: "svc".into(),
             email: None,
+            display_name: None,
             roles: vec![],
             state: UserState::Locked,
             state_changed_by: Some(Actor::LockoutPolicy),

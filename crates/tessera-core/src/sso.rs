@@ -258,7 +258,9 @@ impl SsoConfig {
         SamlIdentity {
             name_id: name_id.to_string(),
             email,
-            display_name: first(&self.attribute_display_name),
+            // What an IdP sends is shown to admins: no control characters, bounded.
+            display_name: first(&self.attribute_display_name)
+                .map(|n| n.chars().filter(|c| !c.is_control()).take(256).collect()),
             groups,
         }
     }
@@ -306,6 +308,9 @@ pub fn plan_saml_login(
     let update = |mut u: User| {
         if let Some(e) = &identity.email {
             u.email = Some(e.clone());
+        }
+        if let Some(n) = &identity.display_name {
+            u.display_name = Some(n.clone());
         }
         if !config.group_roles.is_empty() {
             u.roles = config.roles_for(&identity.groups);
@@ -411,6 +416,7 @@ mod tests {
             user_type: UserType::Human,
             username: id.into(),
             email: Some(email.into()),
+            display_name: None,
             roles: vec!["old".into()],
             state: UserState::Active,
             state_changed_by: None,
@@ -438,9 +444,38 @@ mod tests {
         let attrs: BTreeMap<String, Vec<String>> = [
             ("mail".to_string(), vec!["Alice@Example.com".to_string()]),
             ("groups".to_string(), vec!["eng".into(), "other".into()]),
+            ("name".to_string(), vec!["Alice\u{7}  Liddell".to_string()]),
         ]
         .into();
         c.identity("nid-1", &attrs)
+    }
+
+    #[test]
+    fn display_name_is_mapped_cleaned_and_kept_when_absent() {
+        let c = SsoConfig {
+            attribute_display_name: Some("name".into()),
+            ..config(true)
+        };
+        let id = identity(&c);
+        assert_eq!(id.display_name.as_deref(), Some("Alice  Liddell"));
+        let mut known = human("a", "a@x", Some("nid-1"));
+        known.display_name = Some("Old".into());
+        match plan_saml_login(&c, &id, Some(known.clone()), None, || known.clone(), 0) {
+            LoginPlan::Linked(u) => assert_eq!(u.display_name.as_deref(), Some("Alice  Liddell")),
+            other => panic!("{other:?}"),
+        }
+        // An assertion without the attribute leaves the stored name alone.
+        let without = config(true).identity("nid-1", &BTreeMap::new());
+        match plan_saml_login(&c, &without, Some(known.clone()), None, || known.clone(), 0) {
+            LoginPlan::Linked(u) => assert_eq!(u.display_name.as_deref(), Some("Old")),
+            other => panic!("{other:?}"),
+        }
+        let long = SsoConfig {
+            attribute_display_name: Some("name".into()),
+            ..SsoConfig::default()
+        }
+        .identity("n", &[("name".to_string(), vec!["x".repeat(1000)])].into());
+        assert_eq!(long.display_name.map(|n| n.chars().count()), Some(256));
     }
 
     #[test]

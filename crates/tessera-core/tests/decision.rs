@@ -76,6 +76,7 @@ fn facts() -> ClientFacts {
             user_type: UserType::Service,
             username: "svc-bot".into(),
             email: None,
+            display_name: None,
             roles: vec![],
             state: UserState::Active,
             state_changed_by: None,

@@ -83,6 +83,7 @@ fn user(kind: UserType, state: UserState, locked_until: Option<i64>, hash: bool)
         user_type: kind,
         username: "alice".into(),
         email: Some("alice@example.com".into()),
+        display_name: None,
         roles: vec![],
         state,
         state_changed_by: (state != UserState::Active).then_some(Actor::LockoutPolicy),

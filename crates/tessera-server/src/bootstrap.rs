@@ -38,6 +38,7 @@ pub async fn bootstrap(store: &dyn Store, slug: &OrgSlug) -> Result<Bootstrapped
         user_type: UserType::Service,
         username: name.clone(),
         email: None,
+        display_name: None,
         roles: vec!["admin".into()],
         state: UserState::Active,
         state_changed_by: None,

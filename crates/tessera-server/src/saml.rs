@@ -403,6 +403,7 @@ async fn consume(
         user_type: UserType::Human,
         username: provisioned_username(&identity),
         email: None,
+        display_name: None,
         roles: vec![],
         state: UserState::Active,
         state_changed_by: None,
@@ -434,17 +435,59 @@ async fn consume(
             );
             Ok((u, return_to))
         }
-        LoginPlan::Provisioned(u) => {
-            st.store.create_user(&u).await.map_err(|e| match e {
-                tessera_core::store::StoreError::Conflict(m) => Failure::Unavailable(m),
-                other => store_err(other),
-            })?;
+        LoginPlan::Provisioned(mut u) => {
+            let wanted = u.username.clone();
+            // A username someone else holds is never a link (that would hand them this
+            // identity's sessions): the new user gets the first free `name-N` instead.
+            for n in 2..=MAX_USERNAME_TRIES + 1 {
+                let taken = st
+                    .store
+                    .user_by_username(org.id, &u.username)
+                    .await
+                    .map_err(store_err)?
+                    .is_some();
+                if !taken {
+                    match st.store.create_user(&u).await {
+                        Ok(()) => break,
+                        Err(tessera_core::store::StoreError::Conflict(_)) => {
+                            // The same identity, provisioned by a concurrent login.
+                            if let Some(other) = st
+                                .store
+                                .user_by_saml_link(org.id, &identity.name_id)
+                                .await
+                                .map_err(store_err)?
+                            {
+                                trace.pass(
+                                    Check::SamlUser,
+                                    format!(
+                                        "user '{}' ({}), provisioned by a concurrent login of this NameID",
+                                        other.username, other.id
+                                    ),
+                                );
+                                return Ok((other, return_to));
+                            }
+                        }
+                        Err(e) => return Err(store_err(e)),
+                    }
+                }
+                if n > MAX_USERNAME_TRIES {
+                    return Err(Failure::Unavailable(format!(
+                        "no free username near '{wanted}' after {MAX_USERNAME_TRIES} tries"
+                    )));
+                }
+                u.username = numbered_username(&wanted, n);
+            }
             trace.pass(
                 Check::SamlUser,
                 format!(
-                    "user '{}' ({}) provisioned just in time, roles: {}",
+                    "user '{}' ({}) provisioned just in time{}, roles: {}",
                     u.username,
                     u.id,
+                    if u.username == wanted {
+                        String::new()
+                    } else {
+                        format!(" ('{wanted}' belongs to another user)")
+                    },
                     if u.roles.is_empty() {
                         "none".into()
                     } else {
@@ -456,6 +499,16 @@ async fn consume(
         }
         LoginPlan::Refused(reason, detail) => refuse(trace, Check::SamlUser, reason, detail),
     }
+}
+
+/// How many usernames a just-in-time user may try (`name`, `name-2`, …).
+const MAX_USERNAME_TRIES: usize = 20;
+
+/// `base-n`, within the 128 characters a username may have.
+fn numbered_username(base: &str, n: usize) -> String {
+    let suffix = format!("-{n}");
+    let keep = base.len().min(128 - suffix.len());
+    format!("{}{suffix}", &base[..keep])
 }
 
 /// A username for a just-in-time user: the email, else the NameID, within the

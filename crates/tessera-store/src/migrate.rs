@@ -45,6 +45,11 @@ pub const SQLITE: &[Migration] = &[
         name: "saml_sp_key",
         sql: include_str!("../migrations/sqlite/0006_saml_sp_key.sql"),
     },
+    Migration {
+        version: 7,
+        name: "user_display_name",
+        sql: include_str!("../migrations/sqlite/0007_user_display_name.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

@@ -154,6 +154,7 @@ fn user_from(row: &SqliteRow) -> StoreResult<User> {
         user_type: from_json(&format!("\"{user_type}\""))?,
         username: get(row, "username")?,
         email: get(row, "email")?,
+        display_name: get(row, "display_name")?,
         roles: from_json(&get::<String>(row, "roles")?)?,
         state: from_json(&format!("\"{state}\""))?,
         state_changed_by: by.map(|b| from_json(&b)).transpose()?,
@@ -692,8 +693,8 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO users (id, org_id, user_type, username, email, roles, state, state_changed_by,
                     state_changed_at, locked_until, password_hash, created_at, saml_name_id,
-                    failed_logins, last_password_login_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    failed_logins, last_password_login_at, display_name)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&u.id)
             .bind(u.org_id)
@@ -710,6 +711,7 @@ impl Store for SqliteStore {
             .bind(&u.saml_name_id)
             .bind(i64::from(u.failed_logins))
             .bind(u.last_password_login_at)
+            .bind(&u.display_name)
             .execute(&self.pool)
             .await
             .map_err(|e| conflict_as(e, || format!("a user named '{}' already exists", u.username)))?;
@@ -745,11 +747,13 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let out = async {
             let r = sqlx::query(
-                "UPDATE users SET email = ?, roles = ?, state = ?, state_changed_by = ?, state_changed_at = ?,
-                    locked_until = ?, password_hash = ?, saml_name_id = ?, failed_logins = ?
+                "UPDATE users SET email = ?, display_name = ?, roles = ?, state = ?, state_changed_by = ?,
+                    state_changed_at = ?, locked_until = ?, password_hash = ?, saml_name_id = ?,
+                    failed_logins = ?
                  WHERE org_id = ? AND id = ?",
             )
             .bind(&u.email)
+            .bind(&u.display_name)
             .bind(to_json(&u.roles))
             .bind(state_str(u.state))
             .bind(u.state_changed_by.as_ref().map(to_json))

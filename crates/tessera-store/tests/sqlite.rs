@@ -52,6 +52,7 @@ async fn org_with_client(s: &dyn Store) -> (i64, Client) {
         user_type: UserType::Service,
         username: "svc".into(),
         email: None,
+        display_name: None,
         roles: vec!["r".into()],
         state: UserState::Active,
         state_changed_by: None,

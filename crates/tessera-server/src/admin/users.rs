@@ -52,6 +52,8 @@ pub fn view(u: &User, org: &Org) -> UserView {
         .into(),
         username: u.username.clone(),
         email: u.email.clone(),
+        display_name: u.display_name.clone(),
+        saml_name_id: u.saml_name_id.clone(),
         enabled: u.enabled(),
         roles: u.roles.clone(),
         state: state.as_str().into(),
@@ -94,6 +96,16 @@ fn check_email(s: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::field("email", "not an email address"))
     }
+}
+
+fn check_display_name(s: &str) -> Result<(), ApiError> {
+    if s.trim().is_empty() || s.chars().count() > 256 || s.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "display_name",
+            "a display name is 1 to 256 characters, without control characters",
+        ));
+    }
+    Ok(())
 }
 
 fn check_roles(roles: &[String]) -> Result<(), ApiError> {
@@ -156,6 +168,9 @@ pub async fn create(
     if let Some(e) = &body.email {
         check_email(e)?;
     }
+    if let Some(n) = &body.display_name {
+        check_display_name(n)?;
+    }
     check_roles(&body.roles)?;
     let password_hash = match (&body.password, user_type) {
         (Some(_), UserType::Service) => {
@@ -186,6 +201,7 @@ pub async fn create(
         user_type,
         username: body.username,
         email: body.email,
+        display_name: body.display_name,
         roles: body.roles,
         state: UserState::Active,
         state_changed_by: None,
@@ -292,6 +308,10 @@ pub async fn update(
     if let Some(e) = &patch.email {
         check_email(e)?;
         u.email = Some(e.clone());
+    }
+    if let Some(n) = &patch.display_name {
+        check_display_name(n)?;
+        u.display_name = Some(n.clone());
     }
     admin.st.store.update_user(&u).await?;
     admin
