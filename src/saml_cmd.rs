@@ -53,6 +53,9 @@ struct CheckArgs {
     /// Accept SHA-1 signatures and digests (legacy IdPs)
     #[arg(long)]
     allow_sha1: bool,
+    /// Accept an IdP certificate with a 1024-bit RSA key (legacy IdPs)
+    #[arg(long)]
+    allow_rsa_1024: bool,
     /// Not supported: the Recipient is always checked (exits 2 to say so)
     #[arg(long)]
     skip_recipient_check: bool,
@@ -106,6 +109,7 @@ fn check(a: CheckArgs) -> i32 {
     }
     let mut policy = Policy {
         allow_sha1: a.allow_sha1,
+        allow_rsa_1024: a.allow_rsa_1024,
         skew_seconds: a.skew,
         ..Policy::default()
     };

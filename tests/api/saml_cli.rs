@@ -15,6 +15,7 @@ fn saml_check_agrees_with_the_validator_on_every_vector() {
     let tmp = tempfile::tempdir().unwrap();
     let rows = corpus::rows(&dir);
     let mut checked = 0;
+    let mut legacy_checked = false;
     for (n, row) in rows.iter().enumerate() {
         let (verdict, what) = corpus::run(row);
         // The row's certificates as one PEM file, with the row's IdP entity id.
@@ -31,30 +32,7 @@ fn saml_check_agrees_with_the_validator_on_every_vector() {
             .collect();
         let cert = tmp.path().join(format!("idp-{n}.pem"));
         std::fs::write(&cert, pem).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
-        cmd.args(["saml", "check"])
-            .arg(&row.file)
-            .arg("--idp-cert")
-            .arg(&cert)
-            .args(["--idp-entity-id", &row.idp_entity_id])
-            .args(["--sp-entity-id", &row.sp_entity_id])
-            .args(["--acs-url", &row.acs_url])
-            .args(["--now", &row.now])
-            .args(["--allow-sha1", "--skew", "60", "--json"]);
-        if !row.request_id.is_empty() {
-            cmd.args(["--request-id", &row.request_id]);
-        }
-        if matches!(
-            row.policy.as_str(),
-            "require-signed-assertion" | "require-signed-response" | "check-idp-cert-validity"
-        ) {
-            cmd.args(["--policy", &row.policy]);
-        }
-        let out = cmd.output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let v: serde_json::Value = serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {stdout}", row.file.display()));
-        let code = out.status.code().unwrap();
+        let (code, v, stdout) = check(row, &cert, &["--allow-sha1", "--allow-rsa-1024"]);
         let ctx = format!("{} ({}): {stdout}", row.file.display(), row.reason);
         if verdict == "accept" {
             assert_eq!(code, 0, "{ctx}");
@@ -72,9 +50,55 @@ fn saml_check_agrees_with_the_validator_on_every_vector() {
             assert_eq!(v["reason"], reason, "{ctx}");
             assert!(!v["detail"].as_str().unwrap().is_empty(), "{ctx}");
         }
+        // A 1024-bit IdP key needs --allow-rsa-1024: without it, a configuration error.
+        if row.file.ends_with("gosaml2/oam_response.xml") {
+            let (code, v, stdout) = check(row, &cert, &["--allow-sha1"]);
+            assert_eq!(
+                (code, &v["verdict"]),
+                (2, &serde_json::json!("error")),
+                "{stdout}"
+            );
+            assert!(stdout.contains("allow_rsa_1024"), "{stdout}");
+            legacy_checked = true;
+        }
         checked += 1;
     }
     assert_eq!(checked, 200);
+    assert!(legacy_checked, "the 1024-bit row was found");
+}
+
+/// Runs `tessera saml check --json` on a row with its context, the certificate file and
+/// `flags`: the exit code, the JSON verdict and the raw output.
+fn check(
+    row: &corpus::Row,
+    cert: &std::path::Path,
+    flags: &[&str],
+) -> (i32, serde_json::Value, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(["saml", "check"])
+        .arg(&row.file)
+        .arg("--idp-cert")
+        .arg(cert)
+        .args(["--idp-entity-id", &row.idp_entity_id])
+        .args(["--sp-entity-id", &row.sp_entity_id])
+        .args(["--acs-url", &row.acs_url])
+        .args(["--now", &row.now])
+        .args(flags)
+        .args(["--skew", "60", "--json"]);
+    if !row.request_id.is_empty() {
+        cmd.args(["--request-id", &row.request_id]);
+    }
+    if matches!(
+        row.policy.as_str(),
+        "require-signed-assertion" | "require-signed-response" | "check-idp-cert-validity"
+    ) {
+        cmd.args(["--policy", &row.policy]);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {stdout}", row.file.display()));
+    (out.status.code().unwrap(), v, stdout)
 }
 
 #[test]

@@ -394,7 +394,8 @@ async fn a_configuration_that_could_never_validate_is_refused_by_field() {
             .contains("tessera-test-idp")
     );
 
-    // A 1024-bit RSA key could never verify a response: refused by field.
+    // A 1024-bit RSA key is refused by field, naming the legacy switch; with the switch
+    // set it is taken, and shown as what it is.
     let weak = include_str!("../fixtures/weak-rsa1024-cert.pem");
     let (s, b) = app
         .put(
@@ -404,7 +405,18 @@ async fn a_configuration_that_could_never_validate_is_refused_by_field() {
         .await;
     assert_eq!(s, 422, "{b}");
     assert_eq!(b["field"], "idp_certificates[1]", "{b}");
-    assert!(b["message"].as_str().unwrap().contains("1024 bits"), "{b}");
+    let message = b["message"].as_str().unwrap();
+    assert!(message.contains("1024 bits"), "{b}");
+    assert!(message.contains("allow_rsa_1024"), "{b}");
+    let (s, b) = app
+        .put(
+            "/sso/saml",
+            idp(json!({"idp_certificates": [IDP_CERT, weak], "allow_rsa_1024": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["allow_rsa_1024"], true, "{b}");
+    assert_eq!(b["idp_certificate_details"][1]["key"], "RSA 1024", "{b}");
 
     // IdP metadata import fills the IdP fields.
     let metadata = format!(

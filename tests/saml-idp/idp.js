@@ -71,7 +71,10 @@ function withAttributes(requestInfo) {
       NameIDFormat: 'urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress',
       NameID: user.email,
       InResponseTo: requestInfo ? requestInfo.extract.request.id : '',
-      AuthnStatement: '',
+      AuthnStatement:
+        `<saml:AuthnStatement AuthnInstant="${iso(now)}" SessionIndex="${assertionId}">` +
+        '<saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext>' +
+        '</saml:AuthnStatement>',
       AttributeStatement: `<saml:AttributeStatement>${attrs}</saml:AttributeStatement>`,
     };
     let context = template;

@@ -427,6 +427,10 @@ pub struct PutSsoConfig {
     /// Accept SHA-1 signatures and digests (legacy IdPs only).
     #[serde(default)]
     pub allow_sha1: bool,
+    /// Accept IdP certificates with 1024-bit RSA keys (legacy IdPs only; 2048 bits are
+    /// required otherwise).
+    #[serde(default)]
+    pub allow_rsa_1024: bool,
     /// Allowed clock difference with the IdP, 0 to 600 seconds (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 600)]
@@ -472,6 +476,7 @@ pub struct SsoConfigView {
     pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
     pub jit_provisioning: bool,
     pub allow_sha1: bool,
+    pub allow_rsa_1024: bool,
     pub clock_skew_seconds: u32,
     pub allow_idp_initiated: bool,
     pub break_glass_user_ids: Vec<String>,

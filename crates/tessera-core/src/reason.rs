@@ -119,6 +119,7 @@ reasons! {
     SamlReplay => "saml_replay", InvalidGrant;
     SamlSubjectConfirmationInvalid => "saml_subject_confirmation_invalid", InvalidGrant;
     SamlNameIdMissing => "saml_name_id_missing", InvalidGrant;
+    SamlAuthnStatementMissing => "saml_authn_statement_missing", InvalidGrant;
     SamlConditionUnrecognized => "saml_condition_unrecognized", InvalidGrant;
     SamlPrincipalMismatch => "saml_principal_mismatch", InvalidGrant;
     SamlEncryptedUnsupported => "saml_encrypted_unsupported", InvalidGrant;

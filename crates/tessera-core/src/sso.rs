@@ -42,6 +42,8 @@ pub struct SsoConfig {
     pub jit_provisioning: bool,
     /// Accept RSA-SHA1 / SHA-1 digests (legacy IdPs only).
     pub allow_sha1: bool,
+    /// Accept IdP certificates with 1024-bit RSA keys (legacy IdPs only).
+    pub allow_rsa_1024: bool,
     pub clock_skew_seconds: u32,
     /// Accept responses no AuthnRequest of ours asked for.
     pub allow_idp_initiated: bool,
@@ -62,6 +64,7 @@ impl Default for SsoConfig {
             group_roles: BTreeMap::new(),
             jit_provisioning: false,
             allow_sha1: false,
+            allow_rsa_1024: false,
             clock_skew_seconds: DEFAULT_CLOCK_SKEW_SECONDS,
             allow_idp_initiated: false,
             break_glass_user_ids: Vec::new(),

@@ -5,9 +5,12 @@ use base64::Engine;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, Encode};
 
-/// The smallest RSA key accepted: the signature verifier refuses shorter ones, so a
-/// configuration with one could never validate a response.
+/// The smallest RSA key accepted by default (NIST SP 800-131A: 1024-bit RSA signatures
+/// are legacy-use only).
 pub const MIN_RSA_BITS: usize = 2048;
+
+/// The smallest RSA key accepted for an IdP whose configuration sets `allow_rsa_1024`.
+pub const LEGACY_MIN_RSA_BITS: usize = 1024;
 
 /// What Tessera needs to know about a signing certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +26,9 @@ pub struct CertInfo {
 }
 
 /// Parses one certificate, PEM or bare base64 (as in SAML metadata), and refuses keys
-/// the verifier would never accept. Errors are for a field-level message.
-pub fn inspect(text: &str) -> Result<CertInfo, String> {
+/// too weak to trust: RSA under 2048 bits, or under 1024 with `allow_rsa_1024` (legacy
+/// IdPs only). Errors are for a field-level message.
+pub fn inspect(text: &str, allow_rsa_1024: bool) -> Result<CertInfo, String> {
     let t = text.trim();
     let body = match t.strip_prefix("-----BEGIN CERTIFICATE-----") {
         Some(rest) => rest
@@ -54,9 +58,14 @@ pub fn inspect(text: &str) -> Result<CertInfo, String> {
             let bits = pkcs1::RsaPublicKey::from_der(spki.subject_public_key.raw_bytes())
                 .map(|k| k.modulus.as_bytes().len() * 8)
                 .map_err(|e| format!("unreadable RSA public key: {e}"))?;
-            if bits < MIN_RSA_BITS {
+            if bits < LEGACY_MIN_RSA_BITS {
                 return Err(format!(
-                    "the certificate's RSA key has {bits} bits; at least {MIN_RSA_BITS} are required (ask the IdP for a new signing certificate)"
+                    "the certificate's RSA key has {bits} bits, which anyone can break (ask the IdP for a new signing certificate of at least {MIN_RSA_BITS} bits)"
+                ));
+            }
+            if bits < MIN_RSA_BITS && !allow_rsa_1024 {
+                return Err(format!(
+                    "the certificate's RSA key has {bits} bits; at least {MIN_RSA_BITS} are required (ask the IdP for a new signing certificate; for a legacy IdP that cannot, set allow_rsa_1024)"
                 ));
             }
             format!("RSA {bits}")

@@ -82,7 +82,7 @@ mod tests {
     fn the_certificate_carries_the_key_and_passes_our_own_checks() {
         let k = generate_sp_signing_key("Tessera SAML SP").unwrap();
         assert!(k.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-        let info = crate::certs::inspect(&k.cert_pem).unwrap();
+        let info = crate::certs::inspect(&k.cert_pem, false).unwrap();
         assert!(info.subject.contains("Tessera SAML SP"), "{}", info.subject);
         assert!(!format!("{k:?}").contains("PRIVATE"));
     }

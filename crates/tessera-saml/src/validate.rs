@@ -5,8 +5,8 @@
 //! whose every field is set here (signature from a configured certificate only, over the
 //! exact element read; Destination, Recipient, Audience, Issuer, time with skew,
 //! InResponseTo, Status; wrapping and duplicate IDs refused), then our own checks on what
-//! it verified: the Response's Issuer, the verified signature algorithms again, and a
-//! non-empty NameID. Identity (NameID, attributes) comes only from the verified assertion.
+//! it verified: the Response's Issuer, the verified signature algorithms again, an
+//! AuthnStatement and a non-empty NameID. Identity (NameID, attributes) comes only from the verified assertion.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -66,6 +66,8 @@ pub enum RequestCheck {
 pub struct Policy {
     /// Accept SHA-1 signatures and digests (legacy IdPs only).
     pub allow_sha1: bool,
+    /// Accept IdP certificates with 1024-bit RSA keys (legacy IdPs only).
+    pub allow_rsa_1024: bool,
     /// Allowed clock difference with the IdP.
     pub skew_seconds: u32,
     /// The Assertion itself must be signed (a Response signature is not enough).
@@ -80,6 +82,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             allow_sha1: false,
+            allow_rsa_1024: false,
             skew_seconds: tessera_core::sso::DEFAULT_CLOCK_SKEW_SECONDS,
             require_signed_assertion: false,
             require_signed_response: false,
@@ -176,6 +179,14 @@ pub fn validate(input: &[u8], idp: &IdpTrust, expect: &Expectation) -> Result<Ac
             ),
         ));
     }
+    // Web Browser SSO: the assertion must say how and when the person authenticated
+    // (SAML profiles §4.1.4.2); an assertion without it only describes someone.
+    if session.authn_sessions().is_empty() {
+        return Err(Rejected::new(
+            Reason::SamlAuthnStatementMissing,
+            "the assertion has no AuthnStatement: it does not say that the person authenticated",
+        ));
+    }
     let name_id = session.name_id().value().trim().to_string();
     if name_id.is_empty() {
         return Err(Rejected::new(
@@ -215,7 +226,7 @@ pub fn check_certificates(idp: &IdpTrust, expect: &Expectation) -> Result<(), Re
     }
     let mut infos = Vec::new();
     for (i, c) in idp.certificates.iter().enumerate() {
-        let info = crate::certs::inspect(c).map_err(|why| {
+        let info = crate::certs::inspect(c, expect.policy.allow_rsa_1024).map_err(|why| {
             Rejected::new(
                 Reason::SamlNotConfigured,
                 format!("IdP certificate {}: {why}", i + 1),

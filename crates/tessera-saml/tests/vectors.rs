@@ -23,9 +23,10 @@ const DEVIATIONS: &str = include_str!("vector-deviations.tsv");
 fn deviation_reasons(category: &str) -> &'static [Reason] {
     match category {
         "encrypted-assertion" => &[Reason::SamlEncryptedUnsupported],
-        "rsa-1024" => &[Reason::SamlNotConfigured],
         "issue-instant-offset" => &[Reason::SamlMalformed],
         "signed-without-destination" => &[Reason::SamlDestinationMismatch],
+        "unsolicited-bearer-in-response-to" => &[Reason::SamlInResponseToMismatch],
+        "keyinfo-not-der" => &[Reason::SamlCertUntrusted],
         _ => &[],
     }
 }
@@ -133,23 +134,74 @@ fn sha1_rows_are_refused_with_their_own_reason_unless_allowed() {
         }
         let mut p = policy(&row.policy);
         p.allow_sha1 = false;
-        let expect = Expectation {
-            sp_entity_id: row.sp_entity_id.clone(),
-            acs_url: row.acs_url.clone(),
-            in_response_to: RequestCheck::NotChecked,
-            now: now(&row.now),
-            policy: p,
-        };
-        let idp = IdpTrust {
-            entity_id: row.idp_entity_id.clone(),
-            certificates: certificates(&row.idp_cert_file),
-            sso_url: None,
-        };
-        let e = validate(&std::fs::read(&row.file).unwrap(), &idp, &expect).unwrap_err();
+        let e = validate_with(row, p).unwrap_err();
         assert_eq!(e.reason, Reason::SamlSha1Refused, "{}", row.file.display());
         n += 1;
     }
     assert!(n >= 40, "only {n} SHA-1 accept rows found");
+}
+
+#[test]
+fn rsa_1024_rows_are_refused_unless_allowed() {
+    let Some(dir) = corpus_dir() else { return };
+    let mut n = 0;
+    for row in rows(&dir).iter().filter(|r| r.expected == "accept") {
+        let certs = certificates(&row.idp_cert_file);
+        let encrypted = tessera_saml::scan::decode(&std::fs::read(&row.file).unwrap())
+            .is_ok_and(|x| x.contains("EncryptedAssertion"));
+        if encrypted
+            || certs
+                .iter()
+                .all(|c| tessera_saml::certs::inspect(c, false).is_ok())
+        {
+            continue;
+        }
+        let mut p = policy(&row.policy);
+        p.allow_rsa_1024 = false;
+        let e = validate_with(row, p).unwrap_err();
+        assert_eq!(
+            e.reason,
+            Reason::SamlNotConfigured,
+            "{}",
+            row.file.display()
+        );
+        assert!(e.detail.contains("allow_rsa_1024"), "{}", e.detail);
+        if run(row).0 == "accept" {
+            n += 1;
+        }
+    }
+    assert!(n >= 10, "only {n} accepted rows with a 1024-bit IdP key");
+}
+
+#[test]
+fn an_assertion_without_authn_statement_is_refused_with_its_reason() {
+    let Some(dir) = corpus_dir() else { return };
+    let row = rows(&dir)
+        .into_iter()
+        .find(|r| r.file.ends_with("invalids/no_authnstatement.xml.base64"))
+        .expect("python3-saml's no_authnstatement row");
+    let e = validate_with(&row, policy(&row.policy)).unwrap_err();
+    assert_eq!(e.reason, Reason::SamlAuthnStatementMissing, "{}", e.detail);
+}
+
+/// Validates a row with another policy, InResponseTo unchecked.
+fn validate_with(
+    row: &Row,
+    p: tessera_saml::Policy,
+) -> Result<tessera_saml::Accepted, tessera_saml::Rejected> {
+    let expect = Expectation {
+        sp_entity_id: row.sp_entity_id.clone(),
+        acs_url: row.acs_url.clone(),
+        in_response_to: RequestCheck::NotChecked,
+        now: now(&row.now),
+        policy: p,
+    };
+    let idp = IdpTrust {
+        entity_id: row.idp_entity_id.clone(),
+        certificates: certificates(&row.idp_cert_file),
+        sso_url: None,
+    };
+    validate(&std::fs::read(&row.file).unwrap(), &idp, &expect)
 }
 
 /// A response the validator accepts, with the context that accepts it.
@@ -252,7 +304,8 @@ fn attacks_and_mistakes_have_their_own_reasons() {
         .map(|r| certificates(&r.idp_cert_file))
         .find(|c| {
             *c != idp(&row).certificates
-                && c.iter().all(|x| tessera_saml::certs::inspect(x).is_ok())
+                && c.iter()
+                    .all(|x| tessera_saml::certs::inspect(x, true).is_ok())
         })
         .unwrap();
     let mut i = idp(&row);
@@ -357,11 +410,11 @@ fn wrapping_attacks_are_refused_as_signature_failures() {
                 || r.reason.to_lowercase().contains("wrapping")
                 || r.reason.to_lowercase().contains("comment"))
     }) {
-        // Rows signed with a 1024-bit key never reach the signature checks (the
-        // configuration is refused first); they are counted apart.
+        // A row whose configured certificate does not even parse never reaches the
+        // signature checks (the configuration is refused first).
         if certificates(&row.idp_cert_file)
             .iter()
-            .any(|c| tessera_saml::certs::inspect(c).is_err())
+            .any(|c| tessera_saml::certs::inspect(c, true).is_err())
         {
             continue;
         }
@@ -376,6 +429,8 @@ fn wrapping_attacks_are_refused_as_signature_failures() {
                 "saml_unsigned",
                 "saml_cert_untrusted",
                 "saml_malformed",
+                // Wrapped inside an EncryptedAssertion: refused before any signature.
+                "saml_encrypted_unsupported",
             ]
             .contains(&reason),
             "{} ({}): {what}",

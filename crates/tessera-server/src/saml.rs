@@ -52,6 +52,7 @@ async fn site(st: &AppState, org: &Org, config: &SsoConfig) -> Result<SpSite, Re
 fn policy(c: &SsoConfig) -> Policy {
     Policy {
         allow_sha1: c.allow_sha1,
+        allow_rsa_1024: c.allow_rsa_1024,
         skew_seconds: c.clock_skew_seconds,
         ..Policy::default()
     }

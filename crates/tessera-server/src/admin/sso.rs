@@ -29,7 +29,7 @@ fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView 
         idp_certificate_details: c
             .idp_certificates
             .iter()
-            .filter_map(|pem| tessera_saml::certs::inspect(pem).ok())
+            .filter_map(|pem| tessera_saml::certs::inspect(pem, true).ok())
             .map(|i| CertificateView {
                 subject: i.subject,
                 not_before: rfc3339(i.not_before),
@@ -44,6 +44,7 @@ fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView 
         group_roles: c.group_roles.clone(),
         jit_provisioning: c.jit_provisioning,
         allow_sha1: c.allow_sha1,
+        allow_rsa_1024: c.allow_rsa_1024,
         clock_skew_seconds: c.clock_skew_seconds,
         allow_idp_initiated: c.allow_idp_initiated,
         break_glass_user_ids: c.break_glass_user_ids.clone(),
@@ -98,6 +99,7 @@ pub async fn put(
                 "certificates": config.idp_certificates.len(),
                 "jit_provisioning": config.jit_provisioning,
                 "allow_sha1": config.allow_sha1,
+                "allow_rsa_1024": config.allow_rsa_1024,
                 "allow_idp_initiated": config.allow_idp_initiated,
                 "break_glass_user_ids": config.break_glass_user_ids,
             }),
@@ -146,7 +148,7 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
     }
     let mut certificates = Vec::with_capacity(b.idp_certificates.len());
     for (i, pem) in b.idp_certificates.iter().enumerate() {
-        let cert = tessera_saml::certs::inspect(pem)
+        let cert = tessera_saml::certs::inspect(pem, b.allow_rsa_1024)
             .map_err(|why| ApiError::field(format!("idp_certificates[{i}]"), why))?;
         certificates.push(cert.pem);
     }
@@ -213,6 +215,7 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
         group_roles: b.group_roles,
         jit_provisioning: b.jit_provisioning,
         allow_sha1: b.allow_sha1,
+        allow_rsa_1024: b.allow_rsa_1024,
         clock_skew_seconds: skew,
         allow_idp_initiated: b.allow_idp_initiated,
         break_glass_user_ids: b.break_glass_user_ids,
