@@ -140,6 +140,14 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>>;
     fn delete_session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>>;
+    /// Forgets sessions idle since `idle_before` or created before `created_before` (both
+    /// inclusive: such a session is no longer live), so sessions nobody comes back to do
+    /// not stay in the database. Returns how many were removed.
+    fn prune_sessions(
+        &self,
+        idle_before: Timestamp,
+        created_before: Timestamp,
+    ) -> BoxFuture<'_, StoreResult<u64>>;
 
     // Clients and secrets.
     /// Creates a client with its first secret, in one transaction.

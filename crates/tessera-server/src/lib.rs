@@ -190,6 +190,15 @@ impl App {
                         Ok(n) => tracing::debug!(records = n, "pruned stale throttle records"),
                         Err(e) => tracing::warn!(error = %e, "throttle records not pruned"),
                     }
+                    use tessera_core::session::{ABSOLUTE_SECONDS, IDLE_SECONDS};
+                    match store
+                        .prune_sessions(now - IDLE_SECONDS, now - ABSOLUTE_SECONDS)
+                        .await
+                    {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(sessions = n, "pruned ended browser sessions"),
+                        Err(e) => tracing::warn!(error = %e, "ended sessions not pruned"),
+                    }
                 }
             })
         };

@@ -1085,6 +1085,22 @@ impl Store for SqliteStore {
         })
     }
 
+    fn prune_sessions(
+        &self,
+        idle_before: Timestamp,
+        created_before: Timestamp,
+    ) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            let r = sqlx::query("DELETE FROM sessions WHERE last_seen_at <= ? OR created_at <= ?")
+                .bind(idle_before)
+                .bind(created_before)
+                .execute(&self.pool)
+                .await
+                .map_err(be)?;
+            Ok(r.rows_affected())
+        })
+    }
+
     fn create_client<'a>(
         &'a self,
         c: &'a Client,

@@ -582,6 +582,21 @@ async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip()
     );
     s.delete_session(&[1, 2, 3]).await.unwrap();
     assert_eq!(s.session(&[1, 2, 3]).await.unwrap(), None);
+
+    // Pruning removes sessions idle or too old, and only those.
+    for (id, created, seen) in [(4u8, 10, 50), (5, 10, 100), (6, 100, 100)] {
+        let mut x = sess.clone();
+        x.id_hash = vec![id];
+        (x.created_at, x.last_seen_at) = (created, seen);
+        s.create_session(&x).await.unwrap();
+    }
+    // Idle since 50 or earlier (none created at 5 or earlier)...
+    assert_eq!(s.prune_sessions(50, 5).await.unwrap(), 1);
+    assert!(s.session(&[4]).await.unwrap().is_none(), "idle");
+    // ...and created too long ago, however busy.
+    assert_eq!(s.prune_sessions(0, 10).await.unwrap(), 1);
+    assert!(s.session(&[5]).await.unwrap().is_none(), "too old");
+    assert!(s.session(&[6]).await.unwrap().is_some(), "live");
 }
 
 #[tokio::test]
