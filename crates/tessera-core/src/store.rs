@@ -51,6 +51,15 @@ pub struct StoredKey {
     pub remove_after: Option<Timestamp>,
 }
 
+/// Appends audit events from a thread of its own, without an async runtime: the audit
+/// writer's group commit calls it with whatever events arrived meanwhile.
+pub trait AuditAppender: Send {
+    /// Appends `events` in one transaction and records the last use of the secrets that
+    /// granted tokens. Once it returns the events are committed and, when the store was
+    /// opened for full durability, survive a power cut.
+    fn append(&mut self, events: &[AuditEvent]) -> StoreResult<()>;
+}
+
 /// Everything Tessera stores.
 pub trait Store: Send + Sync + 'static {
     /// True when no org exists yet (a fresh database).
@@ -216,13 +225,9 @@ pub trait Store: Send + Sync + 'static {
     fn prune_throttle(&self, before: Timestamp, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>>;
 
     // The audit trail.
-    /// Appends events in one transaction, and records the last use of the secrets that
-    /// granted tokens. Once it returns the events are committed, but they may not yet
-    /// survive a power cut: [`Store::flush_audit`] makes them durable.
-    fn append_audit<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, StoreResult<()>>;
-    /// Makes every audit event appended so far durable (when the store was opened for
-    /// full durability; otherwise it does nothing). Appends may go on meanwhile.
-    fn flush_audit(&self) -> BoxFuture<'_, StoreResult<()>>;
+    /// The audit trail's writer, for a thread of its own (see [`AuditAppender`]). Called
+    /// once, at startup.
+    fn audit_appender(&self) -> StoreResult<Box<dyn AuditAppender>>;
     fn get_audit_event<'a>(
         &'a self,
         org_id: i64,

@@ -1,17 +1,18 @@
-//! The audit writer: group commit of audit events, pipelined.
+//! The audit writer: group commit of audit events, on a thread of its own.
 //!
-//! Handlers hand an event over and wait for it to be durable. One task collects whatever
-//! events arrived meanwhile and commits them in one transaction; a second task makes the
-//! committed batches durable (one fsync for all of them) and only then acknowledges them.
-//! While one fsync runs, the next batch is being written, so the disk's latency no longer
-//! caps throughput at one batch per fsync. A response is sent only after its event is
-//! durable, so no response ever reports a decision the audit trail lost. On shutdown both
-//! tasks drain what is queued.
+//! Handlers hand an event over and wait for it to be durable. One thread owns the audit
+//! trail's connection ([`AuditAppender`]): it takes whatever events arrived while it
+//! wrote the previous batch, commits them in one transaction (durable when it returns,
+//! with durability `full`) and acknowledges them. A batch thus costs one wake-up of this
+//! thread and one of each waiting handler, and no hop through the async runtime or a
+//! connection pool. A response is sent only after its event is durable, so no response
+//! ever reports a decision the audit trail lost. On shutdown the thread drains what is
+//! queued.
 
 use std::sync::Arc;
 
 use tessera_core::audit::AuditEvent;
-use tessera_core::store::Store;
+use tessera_core::store::{AuditAppender, Store, StoreResult};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -22,7 +23,7 @@ const MAX_BATCH: usize = 1024;
 
 type Ack = oneshot::Sender<bool>;
 
-/// A handle to the audit writer task.
+/// A handle to the audit writer.
 #[derive(Clone)]
 pub struct AuditWriter {
     tx: mpsc::Sender<(AuditEvent, Ack)>,
@@ -34,14 +35,28 @@ pub struct AuditWriter {
 pub struct AuditUnavailable;
 
 impl AuditWriter {
-    /// Starts the writer task.
-    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> (Self, JoinHandle<()>) {
+    /// Opens the audit connection and starts the writer thread. The returned task ends
+    /// once every handle is dropped and the queue is written.
+    pub fn start(store: &dyn Store, metrics: Arc<Metrics>) -> StoreResult<(Self, JoinHandle<()>)> {
+        let appender = store.audit_appender()?;
         let (tx, rx) = mpsc::channel(16 * MAX_BATCH);
-        let task = tokio::spawn(run(store, rx, metrics));
-        (Self { tx }, task)
+        let thread = std::thread::Builder::new()
+            .name("tessera-audit".into())
+            .spawn(move || run(appender, rx, &metrics))
+            .map_err(|e| {
+                tessera_core::store::StoreError::Backend(format!(
+                    "cannot start the audit writer thread: {e}"
+                ))
+            })?;
+        let task = tokio::task::spawn_blocking(move || {
+            if thread.join().is_err() {
+                tracing::error!("the audit writer thread panicked");
+            }
+        });
+        Ok((Self { tx }, task))
     }
 
-    /// Records `event` and returns once it is committed.
+    /// Records `event` and returns once it is durable.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditUnavailable> {
         let (ack, done) = oneshot::channel();
         self.tx
@@ -55,24 +70,26 @@ impl AuditWriter {
     }
 }
 
-async fn run(
-    store: Arc<dyn Store>,
+fn run(
+    mut appender: Box<dyn AuditAppender>,
     mut rx: mpsc::Receiver<(AuditEvent, Ack)>,
-    metrics: Arc<Metrics>,
+    metrics: &Metrics,
 ) {
-    // Committed batches waiting for their fsync. Bounded, so a slow disk slows the
-    // writer down instead of piling up acknowledgements.
-    let (committed, to_sync) = mpsc::channel::<Vec<Ack>>(64);
-    let syncer = tokio::spawn(sync(store.clone(), to_sync));
     let mut events = Vec::with_capacity(MAX_BATCH);
-    let mut buf = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut buf, MAX_BATCH).await > 0 {
-        let mut acks = Vec::with_capacity(buf.len());
-        for (e, a) in buf.drain(..) {
-            events.push(e);
-            acks.push(a);
+    let mut acks = Vec::with_capacity(MAX_BATCH);
+    while let Some((e, a)) = rx.blocking_recv() {
+        events.push(e);
+        acks.push(a);
+        while events.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok((e, a)) => {
+                    events.push(e);
+                    acks.push(a);
+                }
+                Err(_) => break,
+            }
         }
-        let ok = match store.append_audit(&events).await {
+        let ok = match appender.append(&events) {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, events = events.len(), "audit batch not written");
@@ -81,37 +98,9 @@ async fn run(
         };
         metrics.audit_batch(events.len(), ok);
         events.clear();
-        if !ok {
-            answer(acks, false);
-        } else if let Err(mpsc::error::SendError(acks)) = committed.send(acks).await {
-            answer(acks, false);
+        for a in acks.drain(..) {
+            let _ = a.send(ok);
         }
     }
-    drop(committed);
-    let _ = syncer.await;
     tracing::debug!("audit writer drained and stopped");
-}
-
-/// Makes committed batches durable, as many at a time as are waiting, and acknowledges
-/// them.
-async fn sync(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Vec<Ack>>) {
-    let mut batches = Vec::with_capacity(64);
-    while rx.recv_many(&mut batches, 64).await > 0 {
-        let ok = match store.flush_audit().await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "audit events committed but not made durable");
-                false
-            }
-        };
-        for acks in batches.drain(..) {
-            answer(acks, ok);
-        }
-    }
-}
-
-fn answer(acks: Vec<Ack>, ok: bool) {
-    for a in acks {
-        let _ = a.send(ok);
-    }
 }

@@ -159,7 +159,8 @@ impl App {
             .trim_end_matches('/')
             .to_string();
         let metrics = Arc::new(Metrics::default());
-        let (audit, audit_task) = AuditWriter::start(store.clone(), metrics.clone());
+        let (audit, audit_task) = AuditWriter::start(store.as_ref(), metrics.clone())
+            .context("cannot start the audit writer")?;
         let sync_task = {
             let store = store.clone();
             let window = config.throttle.window;

@@ -1,5 +1,5 @@
 //! The SQLite implementation of [`Store`] (WAL mode; one pool, plus one connection for
-//! the audit trail).
+//! the audit trail, owned by the audit writer's thread).
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -21,7 +21,9 @@ use tessera_core::model::{
 };
 use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};
-use tessera_core::store::{BoxFuture, SealedSpKey, Store, StoreError, StoreResult, StoredKey};
+use tessera_core::store::{
+    AuditAppender, BoxFuture, SealedSpKey, Store, StoreError, StoreResult, StoredKey,
+};
 use tessera_core::throttle::ThrottleState;
 use tessera_core::trace::Trace;
 
@@ -32,15 +34,9 @@ use crate::migrate;
 /// Tessera's store on an SQLite file.
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// One connection that only appends audit events, with `synchronous=NORMAL`: its
-    /// commits reach the WAL without an fsync under SQLite's write lock, and
-    /// [`Store::flush_audit`] makes them durable with an fsync of the WAL outside that
-    /// lock, so the next batch is written while the previous one syncs.
-    audit: SqlitePool,
-    /// The WAL file that `flush_audit` syncs, and the database file (synced instead when
-    /// the WAL is gone: SQLite checkpoints and syncs before deleting it). `None` in
-    /// memory, or when durability is `Normal`.
-    durable_files: Option<(PathBuf, PathBuf)>,
+    /// The database file (`None` in memory), for the audit trail's own connection.
+    file: Option<PathBuf>,
+    durability: Durability,
     facts_cache: FactsCache,
     throttles: ThrottleMirror,
     /// The database's cache version when this node last looked.
@@ -49,56 +45,136 @@ pub struct SqliteStore {
     last_sync: AtomicI64,
 }
 
-/// Inserts `events` with one multi-row INSERT statement.
-async fn insert_audit(conn: &mut sqlx::SqliteConnection, events: &[AuditEvent]) -> StoreResult<()> {
+/// The most events in one INSERT statement (17 parameters each, under SQLite's limit of
+/// 32,766); larger batches take several statements in one transaction.
+const AUDIT_CHUNK: usize = 64;
+
+/// The multi-row INSERT for `rows` audit events.
+fn audit_insert_sql(rows: usize) -> String {
     const COLS: &str = "(request_id, time_ms, org_id, kind, actor, client_id, subject, source_ip,
         outcome, reason, description, grant_type, scope, secret_id, secret_hint, trace, change)";
     const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     let mut sql = format!("INSERT INTO audit_events {COLS} VALUES ");
-    for i in 0..events.len() {
+    for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
         sql.push_str(ROW);
     }
-    let mut q = sqlx::query(&sql);
-    for e in events {
-        q = q
-            .bind(&e.request_id)
-            .bind(e.time_ms)
-            .bind(e.org_id)
-            .bind(e.kind.as_str())
-            .bind(&e.actor)
-            .bind(&e.client_id)
-            .bind(&e.subject)
-            .bind(&e.source_ip)
-            .bind(&e.outcome)
-            .bind(&e.reason)
-            .bind(&e.description)
-            .bind(&e.grant_type)
-            .bind(&e.scope)
-            .bind(&e.secret_id)
-            .bind(&e.secret_hint)
-            .bind(e.trace.to_compact())
-            .bind(e.change.as_ref().map(to_json));
-    }
-    q.execute(&mut *conn).await.map_err(be)?;
-    Ok(())
+    sql
 }
 
-/// Makes every commit in the WAL durable: an fsync of the WAL file covers all frames
-/// written before it, whichever connection wrote them. When the WAL does not exist, its
-/// content was checkpointed into the database file, which is synced instead.
-fn sync_wal(wal: &std::path::Path, db: &std::path::Path) -> StoreResult<()> {
-    let io = |what: &std::path::Path, e: std::io::Error| {
-        StoreError::Backend(format!("cannot sync {}: {e}", what.display()))
-    };
-    match std::fs::File::open(wal) {
-        Ok(f) => f.sync_data().map_err(|e| io(wal, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(db)
-            .and_then(|f| f.sync_data())
-            .map_err(|e| io(db, e)),
-        Err(e) => Err(io(wal, e)),
+/// The audit trail's connection on a database file, owned by the audit writer's thread:
+/// each batch is a few direct calls into SQLite. With full durability the connection
+/// runs `synchronous=FULL`, so a commit returns once the WAL is on disk.
+struct FileAppender {
+    conn: rusqlite::Connection,
+    /// [`audit_insert_sql`] for 1 to [`AUDIT_CHUNK`] rows, built once.
+    sql: Vec<String>,
+}
+
+impl FileAppender {
+    fn open(path: &std::path::Path, durability: Durability) -> StoreResult<Self> {
+        use rusqlite::OpenFlags;
+        let e = |e: rusqlite::Error| {
+            StoreError::Backend(format!("cannot open the audit connection: {e}"))
+        };
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(e)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(e)?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync).map_err(e)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(e)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)
+            .map_err(e)?;
+        conn.set_prepared_statement_cache_capacity(AUDIT_CHUNK + 4);
+        Ok(Self {
+            conn,
+            sql: (0..=AUDIT_CHUNK).map(audit_insert_sql).collect(),
+        })
+    }
+}
+
+impl AuditAppender for FileAppender {
+    fn append(&mut self, events: &[AuditEvent]) -> StoreResult<()> {
+        let e = |e: rusqlite::Error| StoreError::Backend(format!("audit append: {e}"));
+        let tx = self.conn.transaction().map_err(e)?;
+        for chunk in events.chunks(AUDIT_CHUNK) {
+            let mut stmt = tx.prepare_cached(&self.sql[chunk.len()]).map_err(e)?;
+            let mut i = 0;
+            let mut bind = |v: &dyn rusqlite::ToSql| {
+                i += 1;
+                stmt.raw_bind_parameter(i, v)
+            };
+            for ev in chunk {
+                bind(&ev.request_id).map_err(e)?;
+                bind(&ev.time_ms).map_err(e)?;
+                bind(&ev.org_id).map_err(e)?;
+                bind(&ev.kind.as_str()).map_err(e)?;
+                bind(&ev.actor).map_err(e)?;
+                bind(&ev.client_id).map_err(e)?;
+                bind(&ev.subject).map_err(e)?;
+                bind(&ev.source_ip).map_err(e)?;
+                bind(&ev.outcome).map_err(e)?;
+                bind(&ev.reason).map_err(e)?;
+                bind(&ev.description).map_err(e)?;
+                bind(&ev.grant_type).map_err(e)?;
+                bind(&ev.scope).map_err(e)?;
+                bind(&ev.secret_id).map_err(e)?;
+                bind(&ev.secret_hint).map_err(e)?;
+                bind(&ev.trace.to_compact()).map_err(e)?;
+                bind(&ev.change.as_ref().map(to_json)).map_err(e)?;
+            }
+            stmt.raw_execute().map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+}
+
+/// The audit trail of an in-memory database, which exists only inside the pool's one
+/// connection: the writer's thread waits for the pool.
+struct PoolAppender {
+    pool: SqlitePool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl AuditAppender for PoolAppender {
+    fn append(&mut self, events: &[AuditEvent]) -> StoreResult<()> {
+        self.runtime.block_on(async {
+            let mut tx = self.pool.begin().await.map_err(be)?;
+            for chunk in events.chunks(AUDIT_CHUNK) {
+                let sql = audit_insert_sql(chunk.len());
+                let mut q = sqlx::query(&sql);
+                for e in chunk {
+                    q = q
+                        .bind(&e.request_id)
+                        .bind(e.time_ms)
+                        .bind(e.org_id)
+                        .bind(e.kind.as_str())
+                        .bind(&e.actor)
+                        .bind(&e.client_id)
+                        .bind(&e.subject)
+                        .bind(&e.source_ip)
+                        .bind(&e.outcome)
+                        .bind(&e.reason)
+                        .bind(&e.description)
+                        .bind(&e.grant_type)
+                        .bind(&e.scope)
+                        .bind(&e.secret_id)
+                        .bind(&e.secret_hint)
+                        .bind(e.trace.to_compact())
+                        .bind(e.change.as_ref().map(to_json));
+                }
+                q.execute(&mut *tx).await.map_err(be)?;
+            }
+            tx.commit().await.map_err(be)
+        })
     }
 }
 
@@ -263,8 +339,7 @@ impl SqliteStore {
             // speed and cost RSS with many clients.)
             .pragma("wal_autocheckpoint", "4000");
         let in_memory = url.contains(":memory:");
-        let audit_opts = opts.clone().synchronous(SqliteSynchronous::Normal);
-        let db_file = opts.get_filename().to_path_buf();
+        let file = (!in_memory).then(|| opts.get_filename().to_path_buf());
         // Connections live as long as the store, and a local file needs no liveness ping
         // before each use (one round trip to the connection's worker thread per audit
         // batch, seen in profiles).
@@ -286,20 +361,10 @@ impl SqliteStore {
         // bought no throughput).
         let pool = connect(if in_memory { 1 } else { 4 }, opts).await?;
         migrate::run(&pool, migrate::SQLITE).await?;
-        // An in-memory database exists per connection: the audit trail shares the pool.
-        let (audit, durable_files) = if in_memory {
-            (pool.clone(), None)
-        } else {
-            let audit = connect(1, audit_opts).await?;
-            let mut wal = db_file.clone().into_os_string();
-            wal.push("-wal");
-            let files = (durability == Durability::Full).then(|| (wal.into(), db_file));
-            (audit, files)
-        };
         let store = Self {
             pool,
-            audit,
-            durable_files,
+            file,
+            durability,
             facts_cache: FactsCache::default(),
             throttles: ThrottleMirror::default(),
             seen_version: AtomicI64::new(0),
@@ -519,28 +584,6 @@ impl SqliteStore {
         .await
         .map_err(be)?;
         Ok(())
-    }
-
-    async fn append(&self, events: &[AuditEvent]) -> StoreResult<()> {
-        // Multi-row INSERTs: one statement per chunk instead of one per event, since each
-        // statement is a round trip to sqlx's SQLite worker thread. A batch that fits in
-        // one statement needs no BEGIN/COMMIT (two more round trips): a statement is
-        // atomic, and the trigger of migration 0005 records the secrets' last use in it.
-        const CHUNK: usize = 64;
-        match events.len() {
-            0 => Ok(()),
-            1..=CHUNK => {
-                let mut conn = self.audit.acquire().await.map_err(be)?;
-                insert_audit(&mut conn, events).await
-            }
-            _ => {
-                let mut tx = self.audit.begin().await.map_err(be)?;
-                for chunk in events.chunks(CHUNK) {
-                    insert_audit(&mut tx, chunk).await?;
-                }
-                tx.commit().await.map_err(be)
-            }
-        }
     }
 
     async fn audit_list(&self, org_id: i64, f: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
@@ -1370,8 +1413,16 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append_audit<'a>(&'a self, events: &'a [AuditEvent]) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(self.append(events))
+    fn audit_appender(&self) -> StoreResult<Box<dyn AuditAppender>> {
+        match &self.file {
+            Some(path) => Ok(Box::new(FileAppender::open(path, self.durability)?)),
+            None => Ok(Box::new(PoolAppender {
+                pool: self.pool.clone(),
+                runtime: tokio::runtime::Handle::try_current().map_err(|e| {
+                    StoreError::Backend(format!("an in-memory store needs a runtime: {e}"))
+                })?,
+            })),
+        }
     }
 
     fn saml_sp_key(&self) -> BoxFuture<'_, StoreResult<Option<SealedSpKey>>> {
@@ -1403,18 +1454,6 @@ impl Store for SqliteStore {
             self.saml_sp_key()
                 .await?
                 .ok_or_else(|| StoreError::Backend("the SAML SP key vanished".into()))
-        })
-    }
-
-    fn flush_audit(&self) -> BoxFuture<'_, StoreResult<()>> {
-        let files = self.durable_files.clone();
-        Box::pin(async move {
-            let Some((wal, db)) = files else {
-                return Ok(());
-            };
-            tokio::task::spawn_blocking(move || sync_wal(&wal, &db))
-                .await
-                .map_err(|e| StoreError::Backend(format!("audit sync task failed: {e}")))?
         })
     }
 

@@ -213,13 +213,14 @@ async fn audit_batches_filters_and_last_use() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
+    let mut appender = s.audit_appender().unwrap();
     let batch = vec![
         event("r1", Some(org), 1_000, "granted", Some("s1")),
         event("r2", Some(org), 2_000, "denied", None),
         event("r3", None, 3_000, "denied", None),
         event("r4", Some(org), 4_000, "granted", Some("s1")),
     ];
-    s.append_audit(&batch).await.unwrap();
+    appender.append(&batch).unwrap();
     let got = s.get_audit_event(org, "r2").await.unwrap().unwrap();
     assert_eq!(got, batch[1]);
     // Events of no org are visible to no org.
@@ -266,7 +267,7 @@ async fn audit_batches_filters_and_last_use() {
         event("r5", Some(org), 5_000, "granted", None),
         event("r1", Some(org), 5_000, "granted", None),
     ];
-    assert!(s.append_audit(&dup).await.is_err());
+    assert!(appender.append(&dup).is_err());
     assert!(s.get_audit_event(org, "r5").await.unwrap().is_none());
 }
 
@@ -278,6 +279,7 @@ async fn large_audit_batches_are_atomic_and_flushed_to_disk() {
         .await
         .unwrap();
     let (org, _) = org_with_client(s.as_ref()).await;
+    let mut appender = s.audit_appender().unwrap();
     // More than one INSERT statement's worth: written in one transaction.
     let mut batch: Vec<_> = (0..150)
         .map(|i| {
@@ -290,8 +292,7 @@ async fn large_audit_batches_are_atomic_and_flushed_to_disk() {
             )
         })
         .collect();
-    s.append_audit(&batch).await.unwrap();
-    s.flush_audit().await.unwrap();
+    appender.append(&batch).unwrap();
     let sec = &s.list_secrets("c1").await.unwrap()[0];
     assert_eq!(sec.last_used_at, Some(10));
     // A duplicate in the last statement undoes the earlier statements of its batch too.
@@ -299,14 +300,32 @@ async fn large_audit_batches_are_atomic_and_flushed_to_disk() {
         e.request_id = format!("c{i}");
     }
     batch[149].request_id = "b0".into();
-    assert!(s.append_audit(&batch).await.is_err());
+    assert!(appender.append(&batch).is_err());
     assert!(s.get_audit_event(org, "c0").await.unwrap().is_none());
     // Durable on disk: another store on the same file sees every event.
-    s.flush_audit().await.unwrap();
     let other = tessera_store::open(path.to_str().unwrap(), Durability::Full)
         .await
         .unwrap();
     assert!(other.get_audit_event(org, "b149").await.unwrap().is_some());
+}
+
+/// An in-memory database lives in the pool's one connection: its appender, called from
+/// the writer's own thread as the server does, goes through the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn an_in_memory_store_appends_from_another_thread() {
+    let s = tessera_store::open("sqlite::memory:", Durability::Full)
+        .await
+        .unwrap();
+    let (org, _) = org_with_client(s.as_ref()).await;
+    let mut appender = s.audit_appender().unwrap();
+    std::thread::spawn(move || {
+        appender
+            .append(&[event("m1", Some(org), 1_000, "granted", Some("s1"))])
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    assert!(s.get_audit_event(org, "m1").await.unwrap().is_some());
 }
 
 #[tokio::test]
