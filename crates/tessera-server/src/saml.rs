@@ -440,37 +440,31 @@ async fn consume(
             let wanted = u.username.clone();
             // A username someone else holds is never a link (that would hand them this
             // identity's sessions): the new user gets the first free `name-N` instead.
-            for n in 2..=MAX_USERNAME_TRIES + 1 {
-                let taken = st
+            let mut n = 1;
+            loop {
+                match st.store.create_user(&u).await {
+                    Ok(()) => break,
+                    Err(tessera_core::store::StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(store_err(e)),
+                }
+                // The unique index refused it: the same identity, provisioned meanwhile by
+                // a concurrent login, or a username another user holds.
+                if let Some(other) = st
                     .store
-                    .user_by_username(org.id, &u.username)
+                    .user_by_saml_link(org.id, &identity.name_id)
                     .await
                     .map_err(store_err)?
-                    .is_some();
-                if !taken {
-                    match st.store.create_user(&u).await {
-                        Ok(()) => break,
-                        Err(tessera_core::store::StoreError::Conflict(_)) => {
-                            // The same identity, provisioned by a concurrent login.
-                            if let Some(other) = st
-                                .store
-                                .user_by_saml_link(org.id, &identity.name_id)
-                                .await
-                                .map_err(store_err)?
-                            {
-                                trace.pass(
-                                    Check::SamlUser,
-                                    format!(
-                                        "user '{}' ({}), provisioned by a concurrent login of this NameID",
-                                        other.username, other.id
-                                    ),
-                                );
-                                return Ok((other, return_to));
-                            }
-                        }
-                        Err(e) => return Err(store_err(e)),
-                    }
+                {
+                    trace.pass(
+                        Check::SamlUser,
+                        format!(
+                            "user '{}' ({}), provisioned by a concurrent login of this NameID",
+                            other.username, other.id
+                        ),
+                    );
+                    return Ok((other, return_to));
                 }
+                n += 1;
                 if n > MAX_USERNAME_TRIES {
                     return Err(Failure::Unavailable(format!(
                         "no free username near '{wanted}' after {MAX_USERNAME_TRIES} tries"

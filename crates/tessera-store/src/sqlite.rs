@@ -343,26 +343,21 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let in_memory = url.contains(":memory:");
         let file = (!in_memory).then(|| opts.get_filename().to_path_buf());
-        // Connections live as long as the store, and a local file needs no liveness ping
-        // before each use (one round trip to the connection's worker thread per audit
-        // batch, seen in profiles).
-        let url = url.as_str();
-        let connect = |max: u32, opts: SqliteConnectOptions| async move {
-            SqlitePoolOptions::new()
-                .max_connections(max)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .test_before_acquire(false)
-                .connect_with(opts)
-                .await
-                .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))
-        };
         // An in-memory database exists per connection: keep exactly one. Otherwise four:
         // the token path reads only on a cache miss, and each connection's page cache
         // holds up to 2 MB (eight connections cost 9 MB of RSS with 10,000 clients and
-        // bought no throughput).
-        let pool = connect(if in_memory { 1 } else { 4 }, opts).await?;
+        // bought no throughput). Connections live as long as the store, and a local file
+        // needs no liveness ping before each use (a round trip to the connection's worker
+        // thread per query, seen in profiles).
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { 4 })
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .test_before_acquire(false)
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
         migrate::run(&pool, migrate::SQLITE).await?;
         let store = Self {
             pool,
