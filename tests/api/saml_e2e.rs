@@ -379,6 +379,20 @@ async fn open_redirects_and_unconfigured_orgs_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.text().await.unwrap().contains("saml_not_configured"));
+    // A response posted to an org without an IdP is refused and audited, source included.
+    let r = http
+        .post(app.url("/saml/default/acs"))
+        .form(&[("SAMLResponse", "PHNhbWxwOlJlc3BvbnNlLz4=")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("saml_not_configured"));
+    let (_, events) = app.get("/audit/events?kind=login").await;
+    let e = &events["events"][0];
+    assert_eq!(e["outcome"], "denied", "{events}");
+    assert_eq!(e["reason"], "saml_not_configured", "{events}");
+    assert_eq!(e["source_ip"], "127.0.0.1", "{events}");
     let (s, b) = app
         .put(
             "/sso/saml",

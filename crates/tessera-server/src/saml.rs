@@ -66,32 +66,46 @@ fn trust(c: &SsoConfig) -> IdpTrust {
     }
 }
 
+/// Why an org cannot take a SAML login: the page to show, and the org when it exists
+/// but has no identity provider (the ACS audits that attempt in the org's trail).
+struct NoSso {
+    page: Response,
+    unconfigured: Option<Org>,
+}
+
 /// The org and its SSO configuration, or the page saying why there is none.
-async fn org_sso(st: &AppState, slug: &str) -> Result<(Org, SsoConfig), Response> {
+async fn org_sso(st: &AppState, slug: &str) -> Result<(Org, SsoConfig), NoSso> {
+    let only_page = |page| NoSso {
+        page,
+        unconfigured: None,
+    };
     let org = match st.store.org_by_slug(slug).await {
         Ok(Some(o)) => o,
         Ok(None) => {
-            return Err(page(
+            return Err(only_page(page(
                 StatusCode::NOT_FOUND,
                 "Unknown organisation",
                 &format!("There is no organisation '{}' here.", clip(slug)),
                 None,
-            ));
+            )));
         }
-        Err(e) => return Err(unavailable(e)),
+        Err(e) => return Err(only_page(unavailable(e))),
     };
     match st.store.sso_config(org.id).await {
         Ok(Some(c)) if c.has_idp() => Ok((org, c)),
-        Ok(_) => Err(page(
-            StatusCode::NOT_FOUND,
-            "Single sign-on is not set up",
-            &format!(
-                "Organisation '{}' has no identity provider configured. An admin sets it with PUT /api/v2/sso/saml.",
-                org.slug
+        Ok(_) => Err(NoSso {
+            page: page(
+                StatusCode::NOT_FOUND,
+                "Single sign-on is not set up",
+                &format!(
+                    "Organisation '{}' has no identity provider configured. An admin sets it with PUT /api/v2/sso/saml.",
+                    org.slug
+                ),
+                Some(Reason::SamlNotConfigured),
             ),
-            Some(Reason::SamlNotConfigured),
-        )),
-        Err(e) => Err(unavailable(e)),
+            unconfigured: Some(org),
+        }),
+        Err(e) => Err(only_page(unavailable(e))),
     }
 }
 
@@ -142,7 +156,7 @@ pub async fn login(
 ) -> Response {
     let (org, config) = match org_sso(&st, &slug).await {
         Ok(x) => x,
-        Err(p) => return p,
+        Err(no) => return no.page,
     };
     let return_to = match check_return_to(&st, q.return_to.as_deref().unwrap_or(DEFAULT_RETURN)) {
         Ok(r) => r,
@@ -205,13 +219,35 @@ pub async fn acs(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let source = peer.ip().to_string();
     let (org, config) = match org_sso(&st, &slug).await {
         Ok(x) => x,
-        Err(p) => return p,
+        Err(NoSso {
+            page,
+            unconfigured: Some(org),
+        }) => {
+            // A response posted to an org without an IdP is a login attempt all the same:
+            // the org's admins see it (and its source) in their trail.
+            let mut trace = Trace::default();
+            let detail = "the organisation has no identity provider configured".to_string();
+            trace.fail(
+                Check::SamlResponse,
+                Reason::SamlNotConfigured,
+                detail.clone(),
+            );
+            let result = session::LoginResult::Denied(Reason::SamlNotConfigured, detail);
+            if session::audit_login(&st, &org, None, result, trace, Some(&source))
+                .await
+                .is_err()
+            {
+                return unavailable("audit");
+            }
+            return page;
+        }
+        Err(NoSso { page, .. }) => return page,
     };
     let mut trace = Trace::default();
     let now = clock::now();
-    let source = peer.ip().to_string();
     let outcome = consume(&st, &org, &config, &headers, body, now, &mut trace).await;
     let (user, return_to) = match outcome {
         Ok(x) => x,
