@@ -602,6 +602,46 @@ class Row:
     statuses: dict
     errors: dict
     flags: list = field(default_factory=list)
+    audit: str = ""  # Tessera only: the audit writer's batches during the run, from /metrics
+
+
+def audit_metrics(servers: list["Server"]) -> dict[str, float] | None:
+    """Tessera's audit counters and commit-time histogram (summed over processes)."""
+    out: dict[str, float] = {}
+    for s in servers:
+        try:
+            st, body = http_request(s.port, "GET", "/metrics")
+        except (OSError, http.client.HTTPException):
+            return None
+        if st != 200:
+            return None
+        for line in body.decode().splitlines():
+            if line.startswith(("tessera_audit_batches_total ", "tessera_audit_events_total ",
+                                "tessera_audit_commit_seconds_bucket")):
+                k, v = line.rsplit(" ", 1)
+                out[k] = out.get(k, 0.0) + float(v)
+    return out
+
+
+def audit_summary(before: dict | None, after: dict | None) -> str:
+    """Events per batch and commit-time percentiles (histogram bucket bounds) of a run."""
+    if not before or not after:
+        return ""
+    d = {k: after[k] - before.get(k, 0.0) for k in after}
+    batches = d.get("tessera_audit_batches_total", 0.0)
+    if batches <= 0:
+        return ""
+    buckets = sorted(((float(k.split('le="')[1].rstrip('"}')), v) for k, v in d.items()
+                      if k.startswith("tessera_audit_commit_seconds_bucket")), key=lambda b: b[0])
+
+    def upto(q: float) -> str:
+        for le, n in buckets:
+            if n >= q * batches:
+                return "> 1 s" if le == float("inf") else f"≤ {le * 1000:g} ms"
+        return "?"
+
+    return (f"audit writer: {batches:,.0f} batches, {d.get('tessera_audit_events_total', 0.0) / batches:.1f} "
+            f"events per batch, commit p50 {upto(0.5)}, p99 {upto(0.99)}")
 
 
 def wait_idle(max_wait: float) -> float:
@@ -640,9 +680,12 @@ def measure_once(server: Server, server_label: str, sc: Scenario, urls: list[str
     mine = self_and_ancestors()
     p0 = all_process_ticks()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tessera = server.name == "tessera"
+    a0 = audit_metrics(server.all()) if tessera else None
     m0, c0, t0 = machine_ticks(), sum(map(tree_cpu_ticks, procs)), time.monotonic()
     res = run_wrk(urls, lua, args.duration)
     m1, c1, t1 = machine_ticks(), sum(map(tree_cpu_ticks, procs)), time.monotonic()
+    a1 = audit_metrics(server.all()) if tessera else None
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     p1 = all_process_ticks()
     for s in server.all():
@@ -681,7 +724,7 @@ def measure_once(server: Server, server_label: str, sc: Scenario, urls: list[str
     row = Row(server_label, sc.key, n / secs if secs else 0.0, lat["p50"] / 1000, lat["p99"] / 1000,
               lat["p999"] / 1000, 1000.0 * srv_s / n if n else float("nan"), hwm / 1024, rss / 1024,
               non2xx, other, server_pct, wrk_pct, background, others_pct, steal_pct, n, statuses,
-              res["errors"], flags)
+              res["errors"], flags, audit_summary(a0, a1))
     log(f"  {row.rps:,.0f} req/s  p50 {row.p50:.2f} ms  p99 {row.p99:.2f} ms  "
         f"server CPU {server_pct:.0f}%  wrk {row.wrk_pct:.0f}%  statuses {statuses}")
     return row
@@ -855,7 +898,7 @@ def report(rows: list[Row], notes: list[str], meta: dict, args, ceil: dict | Non
                  f"CPU in % of one core: server {r.server_pct:.0f}, wrk {r.wrk_pct:.0f}, "
                  f"other processes {r.others_pct:.0f} (machine {r.background_pct:.0f} just before), "
                  f"hypervisor steal {r.steal_pct:.0f}; "
-                 f"RSS {r.rss_mb:.1f} MiB at end{extra}")
+                 f"RSS {r.rss_mb:.1f} MiB at end" + (f"; {r.audit}" if r.audit else "") + extra)
     L.append("")
     L.append("Machine:")
     L.append("")

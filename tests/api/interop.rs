@@ -322,6 +322,26 @@ async fn health_ready_metrics() {
         m.contains("tessera_token_requests_total{outcome=\"granted\",reason=\"\"} 1"),
         "{m}"
     );
+    // Every committed audit batch is in the commit-time histogram, whose buckets are
+    // cumulative and end with +Inf = _count.
+    let value = |line: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in {m}"))
+    };
+    let batches = value("tessera_audit_batches_total ");
+    assert!(batches >= 1.0, "{m}");
+    assert_eq!(value("tessera_audit_commit_seconds_count "), batches, "{m}");
+    assert_eq!(
+        value("tessera_audit_commit_seconds_bucket{le=\"+Inf\"} "),
+        batches,
+        "{m}"
+    );
+    assert!(
+        m.contains("# TYPE tessera_audit_commit_seconds histogram"),
+        "{m}"
+    );
     app.stop().await;
 }
 

@@ -89,6 +89,7 @@ fn run(
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let ok = match appender.append(&events) {
             Ok(()) => true,
             Err(e) => {
@@ -96,7 +97,7 @@ fn run(
                 false
             }
         };
-        metrics.audit_batch(events.len(), ok);
+        metrics.audit_batch(events.len(), ok, started.elapsed());
         events.clear();
         for a in acks.drain(..) {
             let _ = a.send(ok);

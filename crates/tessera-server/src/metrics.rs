@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use tessera_core::Reason;
 
@@ -12,7 +13,17 @@ pub struct Metrics {
     audit_batches: AtomicU64,
     audit_events: AtomicU64,
     audit_failures: AtomicU64,
+    /// Audit commits by duration, one counter per [`COMMIT_BUCKETS_US`] bucket and one
+    /// for longer ones (rendered cumulative, as Prometheus wants).
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
+    commit_micros: AtomicU64,
 }
+
+/// Upper bounds of the audit commit histogram, in microseconds: from what one fsync on
+/// a fast disk takes to what would show in every request's latency.
+const COMMIT_BUCKETS_US: [u64; 10] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -22,6 +33,8 @@ impl Default for Metrics {
             audit_batches: AtomicU64::new(0),
             audit_events: AtomicU64::new(0),
             audit_failures: AtomicU64::new(0),
+            commit_buckets: Default::default(),
+            commit_micros: AtomicU64::new(0),
         }
     }
 }
@@ -39,7 +52,14 @@ impl Metrics {
     }
 
     /// Counts one audit batch.
-    pub fn audit_batch(&self, events: usize, ok: bool) {
+    pub fn audit_batch(&self, events: usize, ok: bool, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let bucket = COMMIT_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(COMMIT_BUCKETS_US.len());
+        self.commit_buckets[bucket].fetch_add(1, Relaxed);
+        self.commit_micros.fetch_add(us, Relaxed);
         self.audit_batches.fetch_add(1, Relaxed);
         self.audit_events.fetch_add(events as u64, Relaxed);
         if !ok {
@@ -90,6 +110,27 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+        let name = "tessera_audit_commit_seconds";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Time to write and commit one audit batch (durable when the \
+             durability is full); every request of the batch waits for it.\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, c) in self.commit_buckets.iter().enumerate() {
+            cumulative += c.load(Relaxed);
+            match COMMIT_BUCKETS_US.get(i) {
+                Some(us) => {
+                    let le = *us as f64 / 1e6;
+                    let _ = writeln!(s, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+                }
+                None => {
+                    let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let sum = self.commit_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(s, "{name}_sum {sum}\n{name}_count {cumulative}");
         s
     }
 }
