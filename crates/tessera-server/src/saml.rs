@@ -229,13 +229,12 @@ pub async fn acs(
             // A response posted to an org without an IdP is a login attempt all the same:
             // the org's admins see it (and its source) in their trail.
             let mut trace = Trace::default();
-            let detail = "the organisation has no identity provider configured".to_string();
-            trace.fail(
+            let denial = trace.fail(
                 Check::SamlResponse,
                 Reason::SamlNotConfigured,
-                detail.clone(),
+                "the organisation has no identity provider configured",
             );
-            let result = session::LoginResult::Denied(Reason::SamlNotConfigured, detail);
+            let result = session::LoginResult::Denied(denial.reason, denial.description);
             if session::audit_login(&st, &org, None, result, trace, Some(&source))
                 .await
                 .is_err()

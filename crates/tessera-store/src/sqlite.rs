@@ -1,6 +1,7 @@
 //! The SQLite implementation of [`Store`] (WAL mode; one pool, plus one connection for
 //! the audit trail, owned by the audit writer's thread).
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -64,6 +65,43 @@ fn audit_insert_sql(rows: usize) -> String {
     sql
 }
 
+/// One audit column's value, for either driver.
+enum Cell<'a> {
+    Int(Option<i64>),
+    Text(Option<Cow<'a, str>>),
+}
+
+/// An event's values in [`audit_insert_sql`]'s column order: the one place that order is
+/// written for both appenders.
+fn audit_row(ev: &AuditEvent) -> [Cell<'_>; 17] {
+    use Cell::{Int, Text};
+    fn text(s: &str) -> Cell<'_> {
+        Text(Some(Cow::Borrowed(s)))
+    }
+    fn opt(s: &Option<String>) -> Cell<'_> {
+        Text(s.as_deref().map(Cow::Borrowed))
+    }
+    [
+        text(&ev.request_id),
+        Int(Some(ev.time_ms)),
+        Int(ev.org_id),
+        Text(Some(Cow::Borrowed(ev.kind.as_str()))),
+        opt(&ev.actor),
+        opt(&ev.client_id),
+        opt(&ev.subject),
+        opt(&ev.source_ip),
+        text(&ev.outcome),
+        opt(&ev.reason),
+        opt(&ev.description),
+        opt(&ev.grant_type),
+        opt(&ev.scope),
+        opt(&ev.secret_id),
+        opt(&ev.secret_hint),
+        Text(Some(Cow::Owned(ev.trace.to_compact()))),
+        Text(ev.change.as_ref().map(|c| Cow::Owned(to_json(c)))),
+    ]
+}
+
 /// The audit trail's connection on a database file, owned by the audit writer's thread:
 /// each batch is a few direct calls into SQLite. With full durability the connection
 /// runs `synchronous=FULL`, so a commit returns once the WAL is on disk.
@@ -111,29 +149,13 @@ impl AuditAppender for FileAppender {
         let tx = self.conn.transaction().map_err(e)?;
         for chunk in events.chunks(AUDIT_CHUNK) {
             let mut stmt = tx.prepare_cached(&self.sql[chunk.len()]).map_err(e)?;
-            let mut i = 0;
-            let mut bind = |v: &dyn rusqlite::ToSql| {
-                i += 1;
-                stmt.raw_bind_parameter(i, v)
-            };
-            for ev in chunk {
-                bind(&ev.request_id).map_err(e)?;
-                bind(&ev.time_ms).map_err(e)?;
-                bind(&ev.org_id).map_err(e)?;
-                bind(&ev.kind.as_str()).map_err(e)?;
-                bind(&ev.actor).map_err(e)?;
-                bind(&ev.client_id).map_err(e)?;
-                bind(&ev.subject).map_err(e)?;
-                bind(&ev.source_ip).map_err(e)?;
-                bind(&ev.outcome).map_err(e)?;
-                bind(&ev.reason).map_err(e)?;
-                bind(&ev.description).map_err(e)?;
-                bind(&ev.grant_type).map_err(e)?;
-                bind(&ev.scope).map_err(e)?;
-                bind(&ev.secret_id).map_err(e)?;
-                bind(&ev.secret_hint).map_err(e)?;
-                bind(&ev.trace.to_compact()).map_err(e)?;
-                bind(&ev.change.as_ref().map(to_json)).map_err(e)?;
+            let cells = chunk.iter().flat_map(audit_row);
+            for (i, cell) in cells.enumerate() {
+                match cell {
+                    Cell::Int(v) => stmt.raw_bind_parameter(i + 1, v),
+                    Cell::Text(v) => stmt.raw_bind_parameter(i + 1, v.as_deref()),
+                }
+                .map_err(e)?;
             }
             stmt.raw_execute().map_err(e)?;
         }
@@ -155,25 +177,11 @@ impl AuditAppender for PoolAppender {
             for chunk in events.chunks(AUDIT_CHUNK) {
                 let sql = audit_insert_sql(chunk.len());
                 let mut q = sqlx::query(&sql);
-                for e in chunk {
-                    q = q
-                        .bind(&e.request_id)
-                        .bind(e.time_ms)
-                        .bind(e.org_id)
-                        .bind(e.kind.as_str())
-                        .bind(&e.actor)
-                        .bind(&e.client_id)
-                        .bind(&e.subject)
-                        .bind(&e.source_ip)
-                        .bind(&e.outcome)
-                        .bind(&e.reason)
-                        .bind(&e.description)
-                        .bind(&e.grant_type)
-                        .bind(&e.scope)
-                        .bind(&e.secret_id)
-                        .bind(&e.secret_hint)
-                        .bind(e.trace.to_compact())
-                        .bind(e.change.as_ref().map(to_json));
+                for cell in chunk.iter().flat_map(audit_row) {
+                    q = match cell {
+                        Cell::Int(v) => q.bind(v),
+                        Cell::Text(v) => q.bind(v.map(Cow::into_owned)),
+                    };
                 }
                 q.execute(&mut *tx).await.map_err(be)?;
             }
