@@ -283,6 +283,49 @@ pub fn not_encrypted(xml: &str) -> Result<(), Rejected> {
     Ok(())
 }
 
+/// Rewrites each `X509Certificate` whose text is base64 of PEM text (some ADFS set-ups
+/// write the PEM file, armour and all) as base64 of the DER inside, so that saml-rs can
+/// match the KeyInfo with a configured certificate. Trust is unchanged: only configured
+/// certificates verify, and KeyInfo lies outside what a signature digests (SignedInfo
+/// names elements by reference; the enveloped transform drops the Signature). A rewrite
+/// inside signed content would break its digest and be refused, never accepted.
+pub fn unwrap_pem_certificates(xml: String) -> String {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut edits = Vec::new();
+    for t in start_tags(&xml) {
+        if t.name.rsplit(':').next() != Some("X509Certificate") || t.attrs.ends_with('/') {
+            continue;
+        }
+        let Some(len) = xml[t.end..].find('<') else {
+            continue;
+        };
+        let compact: String = xml[t.end..t.end + len].split_ascii_whitespace().collect();
+        let Some(pem) = engine
+            .decode(compact)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+        else {
+            continue;
+        };
+        let Some(body) = pem
+            .trim()
+            .strip_prefix("-----BEGIN CERTIFICATE-----")
+            .and_then(|r| r.strip_suffix("-----END CERTIFICATE-----"))
+        else {
+            continue;
+        };
+        let der: String = body.split_ascii_whitespace().collect();
+        if engine.decode(&der).is_ok() {
+            edits.push((t.end..t.end + len, der));
+        }
+    }
+    let mut xml = xml;
+    for (range, der) in edits.into_iter().rev() {
+        xml.replace_range(range, &der);
+    }
+    xml
+}
+
 /// `InResponseTo` of the root element, else of the first `SubjectConfirmationData`:
 /// what an offline check without an expected request id treats as the request.
 pub fn in_response_to(xml: &str) -> Option<String> {
@@ -338,6 +381,36 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pem_wrapped_keyinfo_certificates_are_unwrapped_and_nothing_else() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let pem = "-----BEGIN CERTIFICATE-----\nTUlJ\nQkFB\n-----END CERTIFICATE-----\n";
+        let xml = format!(
+            "<r><ds:X509Certificate>{}</ds:X509Certificate><X509Certificate>TUlJQg==</X509Certificate><!-- <X509Certificate>{}</X509Certificate> --><p>{}</p></r>",
+            b64(pem),
+            b64(pem),
+            b64(pem)
+        );
+        let out = unwrap_pem_certificates(xml.clone());
+        assert_eq!(
+            out,
+            format!(
+                "<r><ds:X509Certificate>TUlJQkFB</ds:X509Certificate><X509Certificate>TUlJQg==</X509Certificate><!-- <X509Certificate>{}</X509Certificate> --><p>{}</p></r>",
+                b64(pem),
+                b64(pem)
+            )
+        );
+        // Not base64 of a PEM certificate: left exactly as it was.
+        for text in [
+            "not base64!",
+            &b64("-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----"),
+            &b64("-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----"),
+        ] {
+            let x = format!("<X509Certificate>{text}</X509Certificate>");
+            assert_eq!(unwrap_pem_certificates(x.clone()), x);
+        }
+    }
 
     #[test]
     fn dtds_entities_and_pis_are_refused() {

@@ -115,6 +115,7 @@ pub struct Accepted {
 pub fn validate(input: &[u8], idp: &IdpTrust, expect: &Expectation) -> Result<Accepted, Rejected> {
     let xml = scan::decode(input)?;
     scan::structure(&xml)?;
+    let xml = scan::unwrap_pem_certificates(xml);
     scan::algorithms(&xml, expect.policy.allow_sha1)?;
     scan::not_encrypted(&xml)?;
     check_certificates(idp, expect)?;

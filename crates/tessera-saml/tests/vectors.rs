@@ -26,7 +26,6 @@ fn deviation_reasons(category: &str) -> &'static [Reason] {
         "issue-instant-offset" => &[Reason::SamlMalformed],
         "signed-without-destination" => &[Reason::SamlDestinationMismatch],
         "unsolicited-bearer-in-response-to" => &[Reason::SamlInResponseToMismatch],
-        "keyinfo-not-der" => &[Reason::SamlCertUntrusted],
         _ => &[],
     }
 }
