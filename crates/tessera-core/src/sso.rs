@@ -349,6 +349,14 @@ pub fn plan_saml_login(
             )),
         }
     };
+    // A concurrent login may have linked this NameID between the caller's two reads: the
+    // user found by email is then the linked one, not a conflict.
+    let (by_link, by_email) = match (by_link, by_email) {
+        (None, Some(u)) if u.saml_name_id.as_deref() == Some(identity.name_id.as_str()) => {
+            (Some(u), None)
+        }
+        other => other,
+    };
     if let Some(u) = by_link {
         return match usable(&u) {
             Ok(()) => LoginPlan::Linked(update(u)),
@@ -518,6 +526,19 @@ mod tests {
             ),
             LoginPlan::Refused(Reason::SamlUserUnknown, _)
         ));
+        // Linked to this very identity by a concurrent login between the two reads: the
+        // same user, not a conflict.
+        match plan_saml_login(
+            &c,
+            &id,
+            None,
+            Some(human("a", "a@x", Some("nid-1"))),
+            fresh,
+            0,
+        ) {
+            LoginPlan::Linked(u) => assert_eq!(u.username, "a"),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             plan_saml_login(&c, &id, None, None, fresh, 0),
             LoginPlan::Refused(Reason::SamlUserUnknown, _)

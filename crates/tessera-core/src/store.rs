@@ -82,6 +82,9 @@ pub trait Store: Send + Sync + 'static {
     -> BoxFuture<'a, StoreResult<Option<User>>>;
     fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>>;
     fn update_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>>;
+    /// Writes only what the IdP manages (email, display name, roles, SAML link), so a
+    /// login never undoes a concurrent change of the user's state, lock or password.
+    fn update_user_from_idp<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>>;
     fn user_by_username<'a>(
         &'a self,
         org_id: i64,

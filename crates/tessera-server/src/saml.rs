@@ -433,6 +433,7 @@ async fn consume(
         (None, Some(e)) => st.store.user_by_email(org.id, e).await.map_err(store_err)?,
         _ => None,
     };
+    let stored = by_link.clone();
     let new_user = || User {
         id: format!("usr_{}", ulid::Ulid::new().to_string().to_lowercase()),
         org_id: org.id,
@@ -453,15 +454,28 @@ async fn consume(
     };
     match sso::plan_saml_login(config, &identity, by_link, by_email, new_user, now) {
         LoginPlan::Linked(u) => {
-            st.store.update_user(&u).await.map_err(store_err)?;
+            // Most logins change nothing: then nothing is written.
+            let changed = stored.as_ref() != Some(&u);
+            if changed {
+                st.store.update_user_from_idp(&u).await.map_err(store_err)?;
+            }
             trace.pass(
                 Check::SamlUser,
-                format!("user '{}' ({}), linked to this NameID", u.username, u.id),
+                format!(
+                    "user '{}' ({}), linked to this NameID{}",
+                    u.username,
+                    u.id,
+                    if changed {
+                        "; email, name or roles updated from the IdP"
+                    } else {
+                        ""
+                    }
+                ),
             );
             Ok((u, return_to))
         }
         LoginPlan::LinkedByEmail(u) => {
-            st.store.update_user(&u).await.map_err(store_err)?;
+            st.store.update_user_from_idp(&u).await.map_err(store_err)?;
             trace.pass(
                 Check::SamlUser,
                 format!(

@@ -190,6 +190,14 @@ impl AuditAppender for PoolAppender {
     }
 }
 
+/// The result of an UPDATE of one user: not found when no row matched.
+fn user_updated(rows: u64, id: &str) -> StoreResult<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound(format!("no user {id}")));
+    }
+    Ok(())
+}
+
 fn be(e: sqlx::Error) -> StoreError {
     if let Some(db) = e.as_database_error()
         && db.is_unique_violation()
@@ -792,6 +800,34 @@ impl Store for SqliteStore {
         })
     }
 
+    fn update_user_from_idp<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
+        // Only humans log in through an IdP, and no cached fact names a human (client facts
+        // name service accounts): the token path's cache stays, and no version bump (one
+        // more synced write per login) is needed.
+        Box::pin(async move {
+            if u.user_type != UserType::Human {
+                return Err(StoreError::Conflict(format!(
+                    "user {} is a service account: the IdP manages humans only",
+                    u.id
+                )));
+            }
+            let r = sqlx::query(
+                "UPDATE users SET email = ?, display_name = ?, roles = ?, saml_name_id = ?
+                     WHERE org_id = ? AND id = ?",
+            )
+            .bind(&u.email)
+            .bind(&u.display_name)
+            .bind(to_json(&u.roles))
+            .bind(&u.saml_name_id)
+            .bind(u.org_id)
+            .bind(&u.id)
+            .execute(&self.pool)
+            .await
+            .map_err(be)?;
+            user_updated(r.rows_affected(), &u.id)
+        })
+    }
+
     fn update_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let out = async {
@@ -816,10 +852,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(be)?;
-            if r.rows_affected() == 0 {
-                return Err(StoreError::NotFound(format!("no user {}", u.id)));
-            }
-            Ok(())
+            user_updated(r.rows_affected(), &u.id)
         }
             .await;
             self.committed(out).await

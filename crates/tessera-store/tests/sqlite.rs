@@ -630,3 +630,61 @@ async fn the_first_saml_sp_key_stored_wins() {
     assert_eq!(second, first);
     assert_eq!(s.saml_sp_key().await.unwrap(), Some(first));
 }
+
+#[tokio::test]
+async fn an_idp_update_writes_only_what_the_idp_manages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let (org, _) = org_with_client(s.as_ref()).await;
+    // An admin disabled alice, and she has a password and a lock-out history.
+    let alice = User {
+        id: "usr_alice".into(),
+        org_id: org,
+        user_type: UserType::Human,
+        username: "alice".into(),
+        email: Some("old@example.com".into()),
+        display_name: None,
+        roles: vec![],
+        state: UserState::Disabled,
+        state_changed_by: None,
+        state_changed_at: Some(20),
+        locked_until: Some(99),
+        password_hash: Some("$argon2id$stand-in".into()),
+        saml_name_id: None,
+        failed_logins: 3,
+        last_password_login_at: None,
+        created_at: 10,
+    };
+    s.create_user(&alice).await.unwrap();
+    // A login that read her before the change writes back its stale copy.
+    let from_idp = User {
+        email: Some("alice@example.com".into()),
+        display_name: Some("Alice".into()),
+        roles: vec!["developer".into()],
+        saml_name_id: Some("nid-alice".into()),
+        state: UserState::Active,
+        state_changed_at: None,
+        locked_until: None,
+        password_hash: None,
+        failed_logins: 0,
+        ..alice.clone()
+    };
+    s.update_user_from_idp(&from_idp).await.unwrap();
+    let got = s.get_user(org, "usr_alice").await.unwrap().unwrap();
+    assert_eq!(got.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(got.display_name.as_deref(), Some("Alice"));
+    assert_eq!(got.roles, vec!["developer".to_string()]);
+    assert_eq!(got.saml_name_id.as_deref(), Some("nid-alice"));
+    // What the admin and the password checks own is untouched.
+    assert_eq!(got.state, UserState::Disabled);
+    assert_eq!(got.state_changed_at, Some(20));
+    assert_eq!(got.locked_until, Some(99));
+    assert_eq!(got.password_hash.as_deref(), Some("$argon2id$stand-in"));
+    assert_eq!(got.failed_logins, 3);
+    // Service accounts are never managed by an IdP.
+    let svc = s.get_user(org, "usr_1").await.unwrap().unwrap();
+    assert!(matches!(
+        s.update_user_from_idp(&svc).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
