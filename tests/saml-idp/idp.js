@@ -8,6 +8,11 @@
 //                                 JSON {SAMLResponse, RelayState, acs} instead of an
 //                                 auto-posting form, so the test can post it itself
 //   GET /unsolicited              an IdP-initiated response (no AuthnRequest)
+// For bench/ (the `acs` scenario), without a server:
+//   node idp.js generate SP_METADATA_URL COUNT OUT_DIR
+// writes COUNT IdP-initiated responses (assertion signed, valid for 30 minutes, each with
+// its own IDs), one urlencoded form body per line, to OUT_DIR/acs-bodies.txt, and the
+// IdP's metadata to OUT_DIR/idp-metadata.xml.
 // Users: every login is alice@example.com, in groups "engineers" and "admins".
 'use strict';
 const http = require('node:http');
@@ -15,11 +20,14 @@ const fs = require('node:fs');
 const path = require('node:path');
 const saml = require('samlify');
 
-const [port, spMetadataUrl, mode] = process.argv.slice(2);
+const generating = process.argv[2] === 'generate';
+const [port, spMetadataUrl, mode] = generating
+  ? [null, process.argv[3], 'assertion']
+  : process.argv.slice(2);
 const here = __dirname;
 const key = fs.readFileSync(path.join(here, '../fixtures/samlify-idp.key'), 'utf8');
 const cert = fs.readFileSync(path.join(here, '../fixtures/samlify-idp.crt'), 'utf8');
-const base = `http://127.0.0.1:${port}`;
+const base = generating ? 'https://bench-idp.invalid' : `http://127.0.0.1:${port}`;
 
 // samlify validates XML against a schema before parsing; this test IdP only reads
 // Tessera's AuthnRequest, so a no-op validator is enough (samlify's README allows it).
@@ -42,13 +50,13 @@ const idp = saml.IdentityProvider({
 const user = { email: 'alice@example.com' };
 
 // Adds attributes to samlify's default template (it has none).
-function withAttributes(requestInfo) {
+function withAttributes(requestInfo, lifetimeMs = 5 * 60 * 1000) {
   return (template) => {
     const id = `_${require('node:crypto').randomBytes(16).toString('hex')}`;
     const assertionId = `_${require('node:crypto').randomBytes(16).toString('hex')}`;
     const iso = (d) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
     const now = new Date();
-    const later = new Date(now.getTime() + 5 * 60 * 1000);
+    const later = new Date(now.getTime() + lifetimeMs);
     const attrs =
       '<saml:Attribute Name="email"><saml:AttributeValue>alice@example.com</saml:AttributeValue></saml:Attribute>' +
       '<saml:Attribute Name="displayName"><saml:AttributeValue>Alice Example</saml:AttributeValue></saml:Attribute>' +
@@ -90,12 +98,33 @@ function withAttributes(requestInfo) {
 
 let sp;
 
-async function main() {
+async function loadSp() {
   const res = await fetch(spMetadataUrl);
   let metadata = await res.text();
   const wantAssertionsSigned = mode === 'assertion' || mode === 'both';
   metadata = metadata.replace(/WantAssertionsSigned="[^"]*"/, `WantAssertionsSigned="${wantAssertionsSigned}"`);
   sp = saml.ServiceProvider({ metadata, wantMessageSigned: mode === 'response' || mode === 'both' });
+}
+
+async function generate(count, outDir) {
+  await loadSp();
+  fs.writeFileSync(path.join(outDir, 'idp-metadata.xml'), idp.getMetadata());
+  const out = fs.openSync(path.join(outDir, 'acs-bodies.txt'), 'w');
+  const started = Date.now();
+  for (let i = 1; i <= count; i++) {
+    const r = await idp.createLoginResponse(sp, null, 'post', user, {
+      customTagReplacement: withAttributes(null, 30 * 60 * 1000),
+    });
+    fs.writeSync(out, `SAMLResponse=${encodeURIComponent(r.context)}\n`);
+    if (i % 5000 === 0 || i === count) {
+      console.error(`  ${i}/${count} responses signed (${((Date.now() - started) / 1000).toFixed(1)}s)`);
+    }
+  }
+  fs.closeSync(out);
+}
+
+async function main() {
+  await loadSp();
 
   http
     .createServer(async (req, res) => {
@@ -142,7 +171,7 @@ async function main() {
     .listen(Number(port), '127.0.0.1', () => console.log(`samlify IdP on ${base} (${mode})`));
 }
 
-main().catch((e) => {
+(generating ? generate(Number(process.argv[4]), process.argv[5]) : main()).catch((e) => {
   console.error(e);
   process.exit(1);
 });
