@@ -314,6 +314,10 @@ impl fmt::Display for Actor {
     }
 }
 
+/// The longest display name kept, in characters: what an admin may set, and where a name
+/// from an IdP is cut.
+pub const DISPLAY_NAME_MAX_CHARS: usize = 256;
+
 /// A user: a human or a service account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {

@@ -262,8 +262,12 @@ impl SsoConfig {
             name_id: name_id.to_string(),
             email,
             // What an IdP sends is shown to admins: no control characters, bounded.
-            display_name: first(&self.attribute_display_name)
-                .map(|n| n.chars().filter(|c| !c.is_control()).take(256).collect()),
+            display_name: first(&self.attribute_display_name).map(|n| {
+                n.chars()
+                    .filter(|c| !c.is_control())
+                    .take(crate::model::DISPLAY_NAME_MAX_CHARS)
+                    .collect()
+            }),
             groups,
         }
     }

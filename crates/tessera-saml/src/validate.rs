@@ -1,12 +1,14 @@
 //! Validating one SAML Response: the ACS and `tessera saml check` both call [`validate`].
 //!
-//! Order: size and decoding, DTD and processing-instruction refusal, the algorithm
-//! allowlist (SHA-1 with its own reason) — all on the raw text — then saml-rs with a policy
+//! Order: size and decoding, DTD and processing-instruction refusal, KeyInfo certificates
+//! written as PEM text unwrapped, the algorithm allowlist (SHA-1 with its own reason) —
+//! all on the raw text — then saml-rs with a policy
 //! whose every field is set here (signature from a configured certificate only, over the
 //! exact element read; Destination, Recipient, Audience, Issuer, time with skew,
 //! InResponseTo, Status; wrapping and duplicate IDs refused), then our own checks on what
 //! it verified: the Response's Issuer, the verified signature algorithms again, an
-//! AuthnStatement and a non-empty NameID. Identity (NameID, attributes) comes only from the verified assertion.
+//! AuthnStatement and a non-empty NameID. Identity (NameID, attributes) comes only from
+//! the verified assertion.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

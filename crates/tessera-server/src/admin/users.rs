@@ -99,10 +99,11 @@ fn check_email(s: &str) -> Result<(), ApiError> {
 }
 
 fn check_display_name(s: &str) -> Result<(), ApiError> {
-    if s.trim().is_empty() || s.chars().count() > 256 || s.chars().any(char::is_control) {
+    use tessera_core::model::DISPLAY_NAME_MAX_CHARS as MAX;
+    if s.trim().is_empty() || s.chars().count() > MAX || s.chars().any(char::is_control) {
         return Err(ApiError::field(
             "display_name",
-            "a display name is 1 to 256 characters, without control characters",
+            format!("a display name is 1 to {MAX} characters, without control characters"),
         ));
     }
     Ok(())
