@@ -1,5 +1,6 @@
 //! The SQLite implementation of [`Store`] (WAL mode; one pool, plus one connection for
-//! the audit trail, owned by the audit writer's thread).
+//! the audit trail, owned by the audit writer's thread; all of them write in turn, see
+//! [`WriteGate`]).
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -10,10 +11,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
 use tessera_core::decision::{ClientFacts, Facts, LoginUpdate};
 use tessera_core::model::{
@@ -35,6 +37,8 @@ use crate::migrate;
 /// Tessera's store on an SQLite file.
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Whose turn it is to write: see [`Writer`].
+    gate: Arc<WriteGate>,
     /// The database file (`None` in memory), for the audit trail's own connection.
     file: Option<PathBuf>,
     durability: Durability,
@@ -44,6 +48,33 @@ pub struct SqliteStore {
     seen_version: AtomicI64,
     /// When `sync` last merged throttle records (seconds).
     last_sync: AtomicI64,
+}
+
+/// The write gate: one turn at a time for this process's writers (the pool's connections
+/// and the audit thread's own). SQLite lets one connection write at a time and makes the
+/// others retry in its busy handler, which sleeps 1, 2, 5 … 100 ms between tries: under a
+/// stream of SAML logins the audit thread's commits waited up to 100 ms. Waiting here
+/// instead is first come, first served, and wakes the next writer as soon as the last
+/// one commits. Other processes on the same file still meet the busy handler.
+type WriteGate = tokio::sync::Mutex<()>;
+
+/// A pool connection held with the write gate's turn; it derefs to the connection.
+struct Writer<'a> {
+    conn: PoolConnection<Sqlite>,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl std::ops::Deref for Writer<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
 }
 
 /// The most events in one INSERT statement (17 parameters each, under SQLite's limit of
@@ -107,12 +138,17 @@ fn audit_row(ev: &AuditEvent) -> [Cell<'_>; 17] {
 /// runs `synchronous=FULL`, so a commit returns once the WAL is on disk.
 struct FileAppender {
     conn: rusqlite::Connection,
+    gate: Arc<WriteGate>,
     /// [`audit_insert_sql`] for 1 to [`AUDIT_CHUNK`] rows, built once.
     sql: Vec<String>,
 }
 
 impl FileAppender {
-    fn open(path: &std::path::Path, durability: Durability) -> StoreResult<Self> {
+    fn open(
+        path: &std::path::Path,
+        durability: Durability,
+        gate: Arc<WriteGate>,
+    ) -> StoreResult<Self> {
         use rusqlite::OpenFlags;
         let e = |e: rusqlite::Error| {
             StoreError::Backend(format!("cannot open the audit connection: {e}"))
@@ -138,6 +174,7 @@ impl FileAppender {
         conn.set_prepared_statement_cache_capacity(AUDIT_CHUNK + 4);
         Ok(Self {
             conn,
+            gate,
             sql: (0..=AUDIT_CHUNK).map(audit_insert_sql).collect(),
         })
     }
@@ -146,6 +183,8 @@ impl FileAppender {
 impl AuditAppender for FileAppender {
     fn append(&mut self, events: &[AuditEvent]) -> StoreResult<()> {
         let e = |e: rusqlite::Error| StoreError::Backend(format!("audit append: {e}"));
+        // This thread is outside the async runtime: it may block for its turn.
+        let _turn = self.gate.blocking_lock();
         let tx = self.conn.transaction().map_err(e)?;
         for chunk in events.chunks(AUDIT_CHUNK) {
             let mut stmt = tx.prepare_cached(&self.sql[chunk.len()]).map_err(e)?;
@@ -167,12 +206,14 @@ impl AuditAppender for FileAppender {
 /// connection: the writer's thread waits for the pool.
 struct PoolAppender {
     pool: SqlitePool,
+    gate: Arc<WriteGate>,
     runtime: tokio::runtime::Handle,
 }
 
 impl AuditAppender for PoolAppender {
     fn append(&mut self, events: &[AuditEvent]) -> StoreResult<()> {
         self.runtime.block_on(async {
+            let _turn = self.gate.lock().await;
             let mut tx = self.pool.begin().await.map_err(be)?;
             for chunk in events.chunks(AUDIT_CHUNK) {
                 let sql = audit_insert_sql(chunk.len());
@@ -377,6 +418,7 @@ impl SqliteStore {
         migrate::run(&pool, migrate::SQLITE).await?;
         let store = Self {
             pool,
+            gate: Arc::default(),
             file,
             durability,
             facts_cache: FactsCache::default(),
@@ -388,21 +430,31 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// A pool connection, once it is this task's turn to write. Never called while the
+    /// task holds another pool connection or a `Writer` (the gate is not re-entrant).
+    async fn writer(&self) -> StoreResult<Writer<'_>> {
+        let turn = self.gate.lock().await;
+        let conn = self.pool.acquire().await.map_err(be)?;
+        Ok(Writer { conn, _turn: turn })
+    }
+
     /// Records that cached data changed: bumps the version other nodes poll, and clears
     /// this node's cache.
     async fn changed(&self) -> StoreResult<()> {
         self.facts_cache.invalidate();
+        let mut w = self.writer().await?;
         let v: i64 = sqlx::query_scalar(
             "UPDATE tessera_meta SET value = value + 1 WHERE key = 'cache_version' RETURNING value",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *w)
         .await
         .map_err(be)?;
         self.seen_version.store(v, Ordering::Release);
         Ok(())
     }
 
-    /// Passes a write's result through, recording the change when it succeeded.
+    /// Passes a write's result through, recording the change when it succeeded. The
+    /// write must have let go of its [`Writer`]: `changed` takes one.
     async fn committed<T>(&self, out: StoreResult<T>) -> StoreResult<T> {
         if out.is_ok() {
             self.changed().await?;
@@ -669,12 +721,13 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<Org>> {
         Box::pin(async move {
             let out = async {
+                let mut w = self.writer().await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO orgs (slug, enabled, sso_enforced, created_at) VALUES (?, 1, 0, ?) RETURNING id",
             )
             .bind(slug.as_str())
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *w)
             .await
             .map_err(|e| conflict_as(e, || format!("org '{slug}' already exists")))?;
             Ok(Org {
@@ -710,11 +763,12 @@ impl Store for SqliteStore {
     fn create_scope<'a>(&'a self, s: &'a Scope) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let out = async {
+                let mut w = self.writer().await?;
                 sqlx::query("INSERT INTO scopes (org_id, name, description) VALUES (?, ?, ?)")
                     .bind(s.org_id)
                     .bind(s.name.as_str())
                     .bind(&s.description)
-                    .execute(&self.pool)
+                    .execute(&mut *w)
                     .await
                     .map_err(|e| conflict_as(e, || format!("scope '{}' already exists", s.name)))?;
                 Ok(())
@@ -747,6 +801,7 @@ impl Store for SqliteStore {
     fn create_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let out = async {
+                let mut w = self.writer().await?;
             sqlx::query(
                 "INSERT INTO users (id, org_id, user_type, username, email, roles, state, state_changed_by,
                     state_changed_at, locked_until, password_hash, created_at, saml_name_id,
@@ -769,7 +824,7 @@ impl Store for SqliteStore {
             .bind(i64::from(u.failed_logins))
             .bind(u.last_password_login_at)
             .bind(&u.display_name)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
             .map_err(|e| conflict_as(e, || format!("a user named '{}' already exists", u.username)))?;
             Ok(())
@@ -811,6 +866,7 @@ impl Store for SqliteStore {
                     u.id
                 )));
             }
+            let mut w = self.writer().await?;
             let r = sqlx::query(
                 "UPDATE users SET email = ?, display_name = ?, roles = ?, saml_name_id = ?
                      WHERE org_id = ? AND id = ?",
@@ -821,7 +877,7 @@ impl Store for SqliteStore {
             .bind(&u.saml_name_id)
             .bind(u.org_id)
             .bind(&u.id)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
             .map_err(be)?;
             user_updated(r.rows_affected(), &u.id)
@@ -831,6 +887,7 @@ impl Store for SqliteStore {
     fn update_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let out = async {
+                let mut w = self.writer().await?;
             let r = sqlx::query(
                 "UPDATE users SET email = ?, display_name = ?, roles = ?, state = ?, state_changed_by = ?,
                     state_changed_at = ?, locked_until = ?, password_hash = ?, saml_name_id = ?,
@@ -849,7 +906,7 @@ impl Store for SqliteStore {
             .bind(i64::from(u.failed_logins))
             .bind(u.org_id)
             .bind(&u.id)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
             .map_err(be)?;
             user_updated(r.rows_affected(), &u.id)
@@ -880,9 +937,10 @@ impl Store for SqliteStore {
                     lock_until,
                 } => {
                     // Counted in SQL, so concurrent failures are never lost.
+                    let mut w = self.writer().await?;
                     sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?")
                         .bind(user_id)
-                        .execute(&self.pool)
+                        .execute(&mut *w)
                         .await
                         .map_err(be)?;
                     if let Some(until) = lock_until {
@@ -895,14 +953,16 @@ impl Store for SqliteStore {
                         .bind(now)
                         .bind(until)
                         .bind(user_id)
-                        .execute(&self.pool)
+                        .execute(&mut *w)
                         .await
                         .map_err(be)?;
+                        drop(w);
                         self.changed().await?;
                     }
                 }
                 LoginUpdate::Succeeded { user_id } => {
-                    let mut tx = self.pool.begin().await.map_err(be)?;
+                    let mut w = self.writer().await?;
+                    let mut tx = w.begin().await.map_err(be)?;
                     sqlx::query(
                         "UPDATE users SET failed_logins = 0, last_password_login_at = ? WHERE id = ?",
                     )
@@ -965,6 +1025,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             sqlx::query(
                 "INSERT INTO sso_configs (org_id, config, updated_at) VALUES (?, ?, ?)
                  ON CONFLICT (org_id) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
@@ -972,7 +1033,7 @@ impl Store for SqliteStore {
             .bind(org_id)
             .bind(to_json(config))
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
             .map_err(be)?;
             Ok(())
@@ -981,10 +1042,11 @@ impl Store for SqliteStore {
 
     fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let out = sqlx::query("UPDATE orgs SET sso_enforced = ? WHERE id = ?")
                 .bind(enforced)
                 .bind(org_id)
-                .execute(&self.pool)
+                .execute(&mut *w)
                 .await
                 .map_err(be)
                 .and_then(|r| {
@@ -994,16 +1056,19 @@ impl Store for SqliteStore {
                         Ok(())
                     }
                 });
+            drop(w);
             self.committed(out).await
         })
     }
 
     fn put_saml_pending<'a>(&'a self, p: &'a SamlPending) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
+            let mut tx = w.begin().await.map_err(be)?;
             // Expired logins are forgotten as new ones start.
             sqlx::query("DELETE FROM saml_pending WHERE expires_at <= ?")
                 .bind(p.expires_at - tessera_core::sso::PENDING_SECONDS)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(be)?;
             sqlx::query(
@@ -1015,10 +1080,10 @@ impl Store for SqliteStore {
             .bind(&p.request_id)
             .bind(&p.return_to)
             .bind(p.expires_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(be)?;
-            Ok(())
+            tx.commit().await.map_err(be)
         })
     }
 
@@ -1028,10 +1093,11 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Option<SamlPending>>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             // DELETE ... RETURNING: of two concurrent uses, only one gets the row.
             let row = sqlx::query("DELETE FROM saml_pending WHERE handle = ? RETURNING *")
                 .bind(handle)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *w)
                 .await
                 .map_err(be)?;
             let Some(r) = row else { return Ok(None) };
@@ -1053,7 +1119,8 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(be)?;
+            let mut w = self.writer().await?;
+            let mut tx = w.begin().await.map_err(be)?;
             sqlx::query("DELETE FROM saml_replay WHERE expires_at <= ?")
                 .bind(now)
                 .execute(&mut *tx)
@@ -1073,6 +1140,8 @@ impl Store for SqliteStore {
                 .await
                 .map_err(be)?;
                 if r.rows_affected() == 0 {
+                    // Rolled back before the gate opens for the next writer.
+                    tx.rollback().await.map_err(be)?;
                     return Ok(false);
                 }
             }
@@ -1102,6 +1171,7 @@ impl Store for SqliteStore {
 
     fn create_session<'a>(&'a self, s: &'a Session) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             sqlx::query(
                 "INSERT INTO sessions (id_hash, org_id, user_id, method, created_at, last_seen_at)
                  VALUES (?, ?, ?, ?, ?, ?)",
@@ -1112,7 +1182,7 @@ impl Store for SqliteStore {
             .bind(&s.method)
             .bind(s.created_at)
             .bind(s.last_seen_at)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
             .map_err(be)?;
             Ok(())
@@ -1146,10 +1216,11 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?")
                 .bind(now)
                 .bind(id_hash)
-                .execute(&self.pool)
+                .execute(&mut *w)
                 .await
                 .map_err(be)?;
             Ok(())
@@ -1158,9 +1229,10 @@ impl Store for SqliteStore {
 
     fn delete_session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
                 .bind(id_hash)
-                .execute(&self.pool)
+                .execute(&mut *w)
                 .await
                 .map_err(be)?;
             Ok(())
@@ -1173,10 +1245,11 @@ impl Store for SqliteStore {
         created_before: Timestamp,
     ) -> BoxFuture<'_, StoreResult<u64>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let r = sqlx::query("DELETE FROM sessions WHERE last_seen_at <= ? OR created_at <= ?")
                 .bind(idle_before)
                 .bind(created_before)
-                .execute(&self.pool)
+                .execute(&mut *w)
                 .await
                 .map_err(be)?;
             Ok(r.rows_affected())
@@ -1190,7 +1263,8 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let out = async {
-                let mut tx = self.pool.begin().await.map_err(be)?;
+                let mut w = self.writer().await?;
+                let mut tx = w.begin().await.map_err(be)?;
                 Self::insert_client(&mut tx, c).await.map_err(|e| match e {
                     StoreError::Conflict(_) => StoreError::Conflict(format!(
                         "a client with client_id '{}' already exists",
@@ -1240,6 +1314,7 @@ impl Store for SqliteStore {
     fn update_client<'a>(&'a self, c: &'a Client) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let out = async {
+                let mut w = self.writer().await?;
             let r = sqlx::query(
                 "UPDATE clients SET name = ?, enabled = ?, grant_types = ?, scopes = ?, redirect_uris = ?,
                     auth_methods = ?, ip_allowlist = ?, service_account_id = ?, token_ttl = ?
@@ -1256,7 +1331,7 @@ impl Store for SqliteStore {
             .bind(c.token_ttl)
             .bind(c.org_id)
             .bind(c.client_id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
             .map_err(be)?;
             if r.rows_affected() == 0 {
@@ -1276,7 +1351,8 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
             let out = async {
-                let mut tx = self.pool.begin().await.map_err(be)?;
+                let mut w = self.writer().await?;
+                let mut tx = w.begin().await.map_err(be)?;
                 let r = sqlx::query("DELETE FROM clients WHERE org_id = ? AND client_id = ?")
                     .bind(org_id)
                     .bind(client_id)
@@ -1314,7 +1390,8 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let out = async {
-            let mut tx = self.pool.begin().await.map_err(be)?;
+                let mut w = self.writer().await?;
+            let mut tx = w.begin().await.map_err(be)?;
             // Take the write lock first, so two rotations cannot interleave.
             sqlx::query("UPDATE clients SET client_id = client_id WHERE client_id = ?")
                 .bind(new.client_id.as_str())
@@ -1363,13 +1440,14 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
             let out = async {
+                let mut w = self.writer().await?;
             let r = sqlx::query(
                 "UPDATE client_secrets SET revoked_at = ? WHERE client_id = ? AND id = ? AND revoked_at IS NULL",
             )
             .bind(now)
             .bind(client_id)
             .bind(secret_id)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
             .map_err(be)?;
             Ok(r.rows_affected() > 0)
@@ -1394,13 +1472,14 @@ impl Store for SqliteStore {
         state: Option<ThrottleState>,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             self.throttles.set(client_id, source_ip, state);
             match state {
                 None => {
                     sqlx::query("DELETE FROM auth_failures WHERE client_id = ? AND source_ip = ?")
                         .bind(client_id)
                         .bind(source_ip)
-                        .execute(&self.pool)
+                        .execute(&mut *w)
                         .await
                         .map_err(be)?;
                 }
@@ -1408,7 +1487,7 @@ impl Store for SqliteStore {
                     sqlx::query("DELETE FROM auth_failures WHERE client_id = ? AND source_ip = ?")
                         .bind(client_id)
                         .bind(source_ip)
-                        .execute(&self.pool)
+                        .execute(&mut *w)
                         .await
                         .map_err(be)?;
                 }
@@ -1425,7 +1504,7 @@ impl Store for SqliteStore {
                     .bind(i64::from(s.failures))
                     .bind(s.last_failure)
                     .bind(s.blocked_until)
-                    .execute(&self.pool)
+                    .execute(&mut *w)
                     .await
                     .map_err(be)?;
                 }
@@ -1440,12 +1519,13 @@ impl Store for SqliteStore {
 
     fn prune_throttle(&self, before: Timestamp, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let r = sqlx::query(
                 "DELETE FROM auth_failures WHERE last_failure < ? AND (blocked_until IS NULL OR blocked_until <= ?)",
             )
             .bind(before)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
             .map_err(be)?;
             Ok(r.rows_affected())
@@ -1454,9 +1534,14 @@ impl Store for SqliteStore {
 
     fn audit_appender(&self) -> StoreResult<Box<dyn AuditAppender>> {
         match &self.file {
-            Some(path) => Ok(Box::new(FileAppender::open(path, self.durability)?)),
+            Some(path) => Ok(Box::new(FileAppender::open(
+                path,
+                self.durability,
+                self.gate.clone(),
+            )?)),
             None => Ok(Box::new(PoolAppender {
                 pool: self.pool.clone(),
+                gate: self.gate.clone(),
                 runtime: tokio::runtime::Handle::try_current().map_err(|e| {
                     StoreError::Backend(format!("an in-memory store needs a runtime: {e}"))
                 })?,
@@ -1480,6 +1565,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<SealedSpKey>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             sqlx::query(
                 "INSERT INTO saml_sp_key (id, sealed, certificate, created_at) VALUES (1, ?, ?, ?)
                  ON CONFLICT (id) DO NOTHING",
@@ -1487,9 +1573,10 @@ impl Store for SqliteStore {
             .bind(sealed)
             .bind(certificate)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
             .map_err(be)?;
+            drop(w);
             self.saml_sp_key()
                 .await?
                 .ok_or_else(|| StoreError::Backend("the SAML SP key vanished".into()))
@@ -1549,7 +1636,8 @@ impl Store for SqliteStore {
         old_remove_after: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(be)?;
+            let mut w = self.writer().await?;
+            let mut tx = w.begin().await.map_err(be)?;
             sqlx::query(
                 "UPDATE signing_keys SET retired_at = ?, remove_after = ? WHERE retired_at IS NULL",
             )

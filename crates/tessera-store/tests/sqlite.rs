@@ -8,7 +8,7 @@ use tessera_core::model::{
     User, UserState, UserType,
 };
 use tessera_core::secret::hash_client_secret;
-use tessera_core::store::{Store, StoreError, StoredKey};
+use tessera_core::store::{AuditAppender, Store, StoreError, StoreResult, StoredKey};
 use tessera_core::throttle::ThrottleState;
 use tessera_core::trace::Trace;
 use tessera_store::Durability;
@@ -208,6 +208,12 @@ fn event(id: &str, org: Option<i64>, t: i64, outcome: &str, secret: Option<&str>
     }
 }
 
+/// Appends from a thread of its own, as the server's audit writer does (the appender
+/// may block, which a runtime's thread must not).
+fn append(appender: &mut Box<dyn AuditAppender>, events: &[AuditEvent]) -> StoreResult<()> {
+    std::thread::scope(|s| s.spawn(|| appender.append(events)).join().unwrap())
+}
+
 #[tokio::test]
 async fn audit_batches_filters_and_last_use() {
     let dir = tempfile::tempdir().unwrap();
@@ -220,7 +226,7 @@ async fn audit_batches_filters_and_last_use() {
         event("r3", None, 3_000, "denied", None),
         event("r4", Some(org), 4_000, "granted", Some("s1")),
     ];
-    appender.append(&batch).unwrap();
+    append(&mut appender, &batch).unwrap();
     let got = s.get_audit_event(org, "r2").await.unwrap().unwrap();
     assert_eq!(got, batch[1]);
     // Events of no org are visible to no org.
@@ -267,7 +273,7 @@ async fn audit_batches_filters_and_last_use() {
         event("r5", Some(org), 5_000, "granted", None),
         event("r1", Some(org), 5_000, "granted", None),
     ];
-    assert!(appender.append(&dup).is_err());
+    assert!(append(&mut appender, &dup).is_err());
     assert!(s.get_audit_event(org, "r5").await.unwrap().is_none());
 }
 
@@ -292,7 +298,7 @@ async fn large_audit_batches_are_atomic_and_flushed_to_disk() {
             )
         })
         .collect();
-    appender.append(&batch).unwrap();
+    append(&mut appender, &batch).unwrap();
     let sec = &s.list_secrets("c1").await.unwrap()[0];
     assert_eq!(sec.last_used_at, Some(10));
     // A duplicate in the last statement undoes the earlier statements of its batch too.
@@ -300,7 +306,7 @@ async fn large_audit_batches_are_atomic_and_flushed_to_disk() {
         e.request_id = format!("c{i}");
     }
     batch[149].request_id = "b0".into();
-    assert!(appender.append(&batch).is_err());
+    assert!(append(&mut appender, &batch).is_err());
     assert!(s.get_audit_event(org, "c0").await.unwrap().is_none());
     // Durable on disk: another store on the same file sees every event.
     let other = tessera_store::open(path.to_str().unwrap(), Durability::Full)
@@ -687,4 +693,54 @@ async fn an_idp_update_writes_only_what_the_idp_manages() {
         s.update_user_from_idp(&svc).await,
         Err(StoreError::Conflict(_))
     ));
+}
+
+/// The audit thread and the pool's writers take turns at the write gate: interleaved,
+/// every write lands and none waits forever (a write that recorded a change takes the
+/// gate twice, which would hang if the first turn were still held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_thread_and_pool_writers_take_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let (org, client) = org_with_client(s.as_ref()).await;
+    let mut appender = s.audit_appender().unwrap();
+    let audit = std::thread::spawn(move || {
+        for i in 0..50 {
+            let batch: Vec<_> = (0..4)
+                .map(|j| event(&format!("g{i}-{j}"), Some(org), 1_000 + i, "granted", None))
+                .collect();
+            appender.append(&batch).unwrap();
+        }
+    });
+    let writes = (0..40).map(|i| {
+        let s = s.clone();
+        let mut c = client.clone();
+        tokio::spawn(async move {
+            c.name = format!("renamed {i}");
+            s.update_client(&c).await.unwrap();
+            let ip = format!("10.0.0.{i}");
+            let state = ThrottleState {
+                failures: 1,
+                last_failure: 5,
+                blocked_until: None,
+            };
+            s.save_throttle("c1", &ip, Some(state)).await.unwrap();
+            let key = [(format!("k{i}"), 100)];
+            assert!(s.remember_saml_ids(org, &key, 5).await.unwrap());
+            assert!(!s.remember_saml_ids(org, &key, 5).await.unwrap());
+        })
+    });
+    let all = async {
+        for w in writes.collect::<Vec<_>>() {
+            w.await.unwrap();
+        }
+    };
+    // A deadlock guard, not a timing: the writes take milliseconds.
+    tokio::time::timeout(std::time::Duration::from_secs(120), all)
+        .await
+        .expect("the pool's writers were stuck at the write gate");
+    tokio::task::spawn_blocking(move || audit.join().unwrap())
+        .await
+        .unwrap();
+    assert!(s.get_audit_event(org, "g49-3").await.unwrap().is_some());
 }
