@@ -38,6 +38,32 @@ pub enum StoreError {
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A successful SAML login's writes, for [`Store::finish_saml_login`].
+#[derive(Debug)]
+pub struct SamlLogin<'a> {
+    /// The response's and assertion's identifiers, each with when it may be forgotten.
+    pub replay_keys: &'a [(String, Timestamp)],
+    /// The user who logs in (a human), as the IdP's attributes left them.
+    pub user: &'a User,
+    pub user_write: UserWrite,
+    /// The hash of the session this browser had, which ends.
+    pub old_session: Option<&'a [u8]>,
+    pub session: &'a Session,
+    pub now: Timestamp,
+}
+
+/// What a SAML login writes to its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserWrite {
+    /// The stored user already matches the IdP's attributes.
+    Unchanged,
+    /// Email, display name, roles and the SAML link, and nothing else: a login never
+    /// undoes a concurrent change of the user's state, lock or password.
+    FromIdp,
+    /// A user provisioned just in time.
+    Create,
+}
+
 /// A signing key as stored: the private key sealed with the master key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
@@ -82,9 +108,6 @@ pub trait Store: Send + Sync + 'static {
     -> BoxFuture<'a, StoreResult<Option<User>>>;
     fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>>;
     fn update_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>>;
-    /// Writes only what the IdP manages (email, display name, roles, SAML link), so a
-    /// login never undoes a concurrent change of the user's state, lock or password.
-    fn update_user_from_idp<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>>;
     fn user_by_username<'a>(
         &'a self,
         org_id: i64,
@@ -132,6 +155,16 @@ pub trait Store: Send + Sync + 'static {
         org_id: i64,
         keys: &'a [(String, Timestamp)],
         now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Writes a successful SAML login in one transaction (one synced commit): remembers
+    /// the response's identifiers as [`remember_saml_ids`](Store::remember_saml_ids)
+    /// does, applies [`SamlLogin::user_write`], ends the browser's previous session and
+    /// starts the new one. False, with nothing written, when an identifier was seen
+    /// before (a replay); `Conflict`, with nothing written, when a user to create
+    /// clashes with an existing one.
+    fn finish_saml_login<'a>(
+        &'a self,
+        login: &'a SamlLogin<'a>,
     ) -> BoxFuture<'a, StoreResult<bool>>;
     fn user_by_saml_link<'a>(
         &'a self,

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use tessera_core::Reason;
 use tessera_core::model::{Org, User, UserState, UserType};
 use tessera_core::sso::{self, LoginPlan, SamlPending, SsoConfig};
+use tessera_core::store::{SamlLogin, StoreError, UserWrite};
 use tessera_core::text::clip;
 use tessera_core::trace::{Check, Trace};
 use tessera_saml::sp::{SpSite, sp_metadata, start_login};
@@ -248,7 +249,11 @@ pub async fn acs(
     let mut trace = Trace::default();
     let now = clock::now();
     let outcome = consume(&st, &org, &config, &headers, body, now, &mut trace).await;
-    let (user, return_to) = match outcome {
+    let Verified {
+        user,
+        cookie,
+        return_to,
+    } = match outcome {
         Ok(x) => x,
         Err(Failure::Refused(reason)) => {
             let detail = trace
@@ -265,10 +270,6 @@ pub async fn acs(
             return refused_page(reason);
         }
         Err(Failure::Unavailable(e)) => return unavailable(e),
-    };
-    let cookie = match session::start(&st, &headers, &org, &user, "saml", now).await {
-        Ok(c) => c,
-        Err(e) => return unavailable(e),
     };
     let result = session::LoginResult::Granted(None);
     if session::audit_login(
@@ -287,6 +288,13 @@ pub async fn acs(
     session::landing(&return_to, &cookie)
 }
 
+/// A login the ACS accepted and wrote: its user, the new session's cookie, where to go.
+struct Verified {
+    user: User,
+    cookie: String,
+    return_to: String,
+}
+
 enum Failure {
     /// Refused: the failing step is in the trace.
     Refused(Reason),
@@ -294,7 +302,7 @@ enum Failure {
 }
 
 /// The ACS checks in order, each recorded in `trace`: RelayState, the response, replay,
-/// the user. Returns the user (saved) and where to send them.
+/// the user. Returns the user and session (saved) and where to send them.
 async fn consume(
     st: &AppState,
     org: &Org,
@@ -303,7 +311,7 @@ async fn consume(
     body: Result<Bytes, BytesRejection>,
     now: i64,
     trace: &mut Trace,
-) -> Result<(User, String), Failure> {
+) -> Result<Verified, Failure> {
     let store_err = |e: tessera_core::store::StoreError| Failure::Unavailable(e.to_string());
     let refuse = |trace: &mut Trace, check, reason, detail: String| {
         trace.fail(check, reason, detail);
@@ -401,28 +409,8 @@ async fn consume(
         ),
     );
 
-    if !st
-        .store
-        .remember_saml_ids(org.id, &accepted.replay_keys, now)
-        .await
-        .map_err(store_err)?
-    {
-        return refuse(
-            trace,
-            Check::SamlReplay,
-            Reason::SamlReplay,
-            format!(
-                "response {} / assertion {} was already used",
-                clip(&accepted.response_id),
-                clip(&accepted.assertion_id)
-            ),
-        );
-    }
-    trace.pass(
-        Check::SamlReplay,
-        "first use of this response and assertion",
-    );
-
+    // Who logs in, from reads only: nothing is written before the replay check, which
+    // shares one transaction with the user's update and the new session.
     let identity = config.identity(&accepted.name_id, &accepted.attributes);
     let by_link = st
         .store
@@ -452,98 +440,135 @@ async fn consume(
         failed_logins: 0,
         last_password_login_at: None,
     };
-    match sso::plan_saml_login(config, &identity, by_link, by_email, new_user, now) {
-        LoginPlan::Linked(u) => {
-            // Most logins change nothing: then nothing is written.
-            let changed = stored.as_ref() != Some(&u);
-            if changed {
-                st.store.update_user_from_idp(&u).await.map_err(store_err)?;
-            }
-            trace.pass(
-                Check::SamlUser,
-                format!(
-                    "user '{}' ({}), linked to this NameID{}",
-                    u.username,
-                    u.id,
-                    if changed {
-                        "; email, name or roles updated from the IdP"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-            Ok((u, return_to))
-        }
-        LoginPlan::LinkedByEmail(u) => {
-            st.store.update_user_from_idp(&u).await.map_err(store_err)?;
-            trace.pass(
-                Check::SamlUser,
-                format!(
-                    "user '{}' ({}) found by email and linked to this NameID (first SSO login)",
-                    u.username, u.id
-                ),
-            );
-            Ok((u, return_to))
-        }
-        LoginPlan::Provisioned(mut u) => {
-            let wanted = u.username.clone();
-            // A username someone else holds is never a link (that would hand them this
-            // identity's sessions): the new user gets the first free `name-N` instead.
-            let mut n = 1;
-            loop {
-                match st.store.create_user(&u).await {
-                    Ok(()) => break,
-                    Err(tessera_core::store::StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(store_err(e)),
-                }
-                // The unique index refused it: the same identity, provisioned meanwhile by
-                // a concurrent login, or a username another user holds.
-                if let Some(other) = st
+    let (mut user, mut write) =
+        match sso::plan_saml_login(config, &identity, by_link, by_email, new_user, now) {
+            // Most logins change nothing: then nothing is written to the user.
+            LoginPlan::Linked(u) if stored.as_ref() == Some(&u) => (u, UserWrite::Unchanged),
+            LoginPlan::Linked(u) | LoginPlan::LinkedByEmail(u) => (u, UserWrite::FromIdp),
+            LoginPlan::Provisioned(u) => (u, UserWrite::Create),
+            LoginPlan::Refused(reason, detail) => {
+                // A refused response is spent all the same.
+                if !st
                     .store
-                    .user_by_saml_link(org.id, &identity.name_id)
+                    .remember_saml_ids(org.id, &accepted.replay_keys, now)
                     .await
                     .map_err(store_err)?
                 {
-                    trace.pass(
-                        Check::SamlUser,
-                        format!(
-                            "user '{}' ({}), provisioned by a concurrent login of this NameID",
-                            other.username, other.id
-                        ),
+                    return refuse(
+                        trace,
+                        Check::SamlReplay,
+                        Reason::SamlReplay,
+                        replayed(&accepted),
                     );
-                    return Ok((other, return_to));
                 }
-                n += 1;
-                if n > MAX_USERNAME_TRIES {
-                    return Err(Failure::Unavailable(format!(
-                        "no free username near '{wanted}' after {MAX_USERNAME_TRIES} tries"
-                    )));
-                }
-                u.username = numbered_username(&wanted, n);
+                trace.pass(Check::SamlReplay, FIRST_USE);
+                return refuse(trace, Check::SamlUser, reason, detail);
             }
-            trace.pass(
-                Check::SamlUser,
-                format!(
-                    "user '{}' ({}) provisioned just in time{}, roles: {}",
-                    u.username,
-                    u.id,
-                    if u.username == wanted {
-                        String::new()
-                    } else {
-                        format!(" ('{wanted}' belongs to another user)")
-                    },
-                    if u.roles.is_empty() {
-                        "none".into()
-                    } else {
-                        u.roles.join(", ")
-                    }
-                ),
-            );
-            Ok((u, return_to))
+        };
+    let linked_by_email = write == UserWrite::FromIdp && stored.is_none();
+    let wanted = user.username.clone();
+    let mut concurrent = false;
+    // A username someone else holds is never a link (that would hand them this identity's
+    // sessions): a new user gets the first free `name-N` instead.
+    let mut n = 1;
+    let next = loop {
+        let next = session::Next::new(headers, org, &user, "saml", now);
+        let login = SamlLogin {
+            replay_keys: &accepted.replay_keys,
+            user: &user,
+            user_write: write,
+            old_session: next.old.as_deref(),
+            session: &next.session,
+            now,
+        };
+        match st.store.finish_saml_login(&login).await {
+            Ok(true) => break next,
+            Ok(false) => {
+                return refuse(
+                    trace,
+                    Check::SamlReplay,
+                    Reason::SamlReplay,
+                    replayed(&accepted),
+                );
+            }
+            Err(StoreError::Conflict(_)) if write == UserWrite::Create => {}
+            Err(e) => return Err(store_err(e)),
         }
-        LoginPlan::Refused(reason, detail) => refuse(trace, Check::SamlUser, reason, detail),
-    }
+        // The unique index refused the new user: the same identity, provisioned meanwhile
+        // by a concurrent login, or a username another user holds.
+        if let Some(other) = st
+            .store
+            .user_by_saml_link(org.id, &identity.name_id)
+            .await
+            .map_err(store_err)?
+        {
+            (user, write, concurrent) = (other, UserWrite::Unchanged, true);
+            continue;
+        }
+        n += 1;
+        if n > MAX_USERNAME_TRIES {
+            return Err(Failure::Unavailable(format!(
+                "no free username near '{wanted}' after {MAX_USERNAME_TRIES} tries"
+            )));
+        }
+        user.username = numbered_username(&wanted, n);
+    };
+    trace.pass(Check::SamlReplay, FIRST_USE);
+    let detail = if concurrent {
+        format!(
+            "user '{}' ({}), provisioned by a concurrent login of this NameID",
+            user.username, user.id
+        )
+    } else {
+        match write {
+            UserWrite::Unchanged => format!(
+                "user '{}' ({}), linked to this NameID",
+                user.username, user.id
+            ),
+            UserWrite::FromIdp if linked_by_email => format!(
+                "user '{}' ({}) found by email and linked to this NameID (first SSO login)",
+                user.username, user.id
+            ),
+            UserWrite::FromIdp => format!(
+                "user '{}' ({}), linked to this NameID; email, name or roles updated from the IdP",
+                user.username, user.id
+            ),
+            UserWrite::Create => format!(
+                "user '{}' ({}) provisioned just in time{}, roles: {}",
+                user.username,
+                user.id,
+                if user.username == wanted {
+                    String::new()
+                } else {
+                    format!(" ('{wanted}' belongs to another user)")
+                },
+                if user.roles.is_empty() {
+                    "none".into()
+                } else {
+                    user.roles.join(", ")
+                }
+            ),
+        }
+    };
+    trace.pass(Check::SamlUser, detail);
+    Ok(Verified {
+        cookie: next.cookie(st),
+        user,
+        return_to,
+    })
 }
+
+/// The replay step's detail when a response was used before.
+fn replayed(a: &tessera_saml::Accepted) -> String {
+    format!(
+        "response {} / assertion {} was already used",
+        clip(&a.response_id),
+        clip(&a.assertion_id)
+    )
+}
+
+/// The replay step's detail on a first use.
+const FIRST_USE: &str = "first use of this response and assertion";
 
 /// How many usernames a just-in-time user may try (`name`, `name-2`, …).
 const MAX_USERNAME_TRIES: usize = 20;

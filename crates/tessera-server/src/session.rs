@@ -58,26 +58,50 @@ pub async fn start(
     method: &str,
     now: i64,
 ) -> Result<String, String> {
-    if let Some(old) = cookie(headers) {
+    let next = Next::new(headers, org, user, method, now);
+    if let Some(old) = &next.old {
         st.store
-            .delete_session(&session::hash_token(&old))
+            .delete_session(old)
             .await
             .map_err(|e| e.to_string())?;
     }
-    let (token, id_hash) = session::new_token();
-    let s = Session {
-        id_hash,
-        org_id: org.id,
-        user_id: user.id.clone(),
-        method: method.into(),
-        created_at: now,
-        last_seen_at: now,
-    };
     st.store
-        .create_session(&s)
+        .create_session(&next.session)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(set_cookie(st, &token, session::ABSOLUTE_SECONDS))
+    Ok(next.cookie(st))
+}
+
+/// A session about to start: the one this browser had (its id hash), the new one, and
+/// the token its cookie carries.
+pub struct Next {
+    pub old: Option<Vec<u8>>,
+    pub session: Session,
+    token: String,
+}
+
+impl Next {
+    /// A new session of `user`, replacing the one the request's cookie names.
+    pub fn new(headers: &HeaderMap, org: &Org, user: &User, method: &str, now: i64) -> Self {
+        let (token, id_hash) = session::new_token();
+        Self {
+            old: cookie(headers).map(|c| session::hash_token(&c)),
+            session: Session {
+                id_hash,
+                org_id: org.id,
+                user_id: user.id.clone(),
+                method: method.into(),
+                created_at: now,
+                last_seen_at: now,
+            },
+            token,
+        }
+    }
+
+    /// The `Set-Cookie` value, once the session is stored.
+    pub fn cookie(&self, st: &AppState) -> String {
+        set_cookie(st, &self.token, session::ABSOLUTE_SECONDS)
+    }
 }
 
 /// The answer to a successful login: 303 to `return_to`, with the session cookie.

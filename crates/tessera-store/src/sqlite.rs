@@ -1,6 +1,6 @@
-//! The SQLite implementation of [`Store`] (WAL mode; one pool, plus one connection for
-//! the audit trail, owned by the audit writer's thread; all of them write in turn, see
-//! [`WriteGate`]).
+//! The SQLite implementation of [`Store`] (WAL mode): a pool of connections that read,
+//! one connection that writes, and one for the audit trail, owned by the audit writer's
+//! thread; the two writers take turns at the [`WriteGate`].
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -25,7 +25,8 @@ use tessera_core::model::{
 use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};
 use tessera_core::store::{
-    AuditAppender, BoxFuture, SealedSpKey, Store, StoreError, StoreResult, StoredKey,
+    AuditAppender, BoxFuture, SamlLogin, SealedSpKey, Store, StoreError, StoreResult, StoredKey,
+    UserWrite,
 };
 use tessera_core::throttle::ThrottleState;
 use tessera_core::trace::Trace;
@@ -36,8 +37,9 @@ use crate::migrate;
 
 /// Tessera's store on an SQLite file.
 pub struct SqliteStore {
+    /// Reads, and in memory writes too.
     pool: SqlitePool,
-    /// Whose turn it is to write: see [`Writer`].
+    /// Whose turn it is to write, and the connection to write with: see [`WriteGate`].
     gate: Arc<WriteGate>,
     /// The database file (`None` in memory), for the audit trail's own connection.
     file: Option<PathBuf>,
@@ -50,30 +52,42 @@ pub struct SqliteStore {
     last_sync: AtomicI64,
 }
 
-/// The write gate: one turn at a time for this process's writers (the pool's connections
-/// and the audit thread's own). SQLite lets one connection write at a time and makes the
-/// others retry in its busy handler, which sleeps 1, 2, 5 … 100 ms between tries: under a
-/// stream of SAML logins the audit thread's commits waited up to 100 ms. Waiting here
-/// instead is first come, first served, and wakes the next writer as soon as the last
-/// one commits. Other processes on the same file still meet the busy handler.
-type WriteGate = tokio::sync::Mutex<()>;
+/// The write gate: one turn at a time for this process's writers, and on a database file
+/// the connection they write with. SQLite lets one connection write at a time and makes
+/// the others retry in its busy handler, which sleeps 1, 2, 5 … 100 ms between tries:
+/// under a stream of SAML logins the audit thread's commits waited up to 100 ms. Waiting
+/// here instead is first come, first served, and wakes the next writer as soon as the
+/// last one commits. The audit thread takes its turn here too, with a connection of its
+/// own. Writers on a file have a connection of their own (`Some`), so a writer's turn
+/// never waits behind the pool's readers; in memory (`None`) they write through the
+/// pool's one connection. Other processes on the same file still meet the busy handler.
+type WriteGate = tokio::sync::Mutex<Option<SqliteConnection>>;
 
-/// A pool connection held with the write gate's turn; it derefs to the connection.
+/// The write turn and the connection to write with; it derefs to the connection.
 struct Writer<'a> {
-    conn: PoolConnection<Sqlite>,
-    _turn: tokio::sync::MutexGuard<'a, ()>,
+    turn: tokio::sync::MutexGuard<'a, Option<SqliteConnection>>,
+    /// The pool's connection, for an in-memory database.
+    pooled: Option<PoolConnection<Sqlite>>,
 }
 
 impl std::ops::Deref for Writer<'_> {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
-        &self.conn
+        match (&self.pooled, &*self.turn) {
+            (Some(c), _) => c,
+            (None, Some(c)) => c,
+            (None, None) => unreachable!("a writer always has a connection"),
+        }
     }
 }
 
 impl std::ops::DerefMut for Writer<'_> {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.conn
+        match (&mut self.pooled, &mut *self.turn) {
+            (Some(c), _) => c,
+            (None, Some(c)) => c,
+            (None, None) => unreachable!("a writer always has a connection"),
+        }
     }
 }
 
@@ -412,13 +426,21 @@ impl SqliteStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .test_before_acquire(false)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
         migrate::run(&pool, migrate::SQLITE).await?;
+        let writer = match in_memory {
+            true => None,
+            false => Some(
+                SqliteConnection::connect_with(&opts)
+                    .await
+                    .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?,
+            ),
+        };
         let store = Self {
             pool,
-            gate: Arc::default(),
+            gate: Arc::new(tokio::sync::Mutex::new(writer)),
             file,
             durability,
             facts_cache: FactsCache::default(),
@@ -430,12 +452,15 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// A pool connection, once it is this task's turn to write. Never called while the
-    /// task holds another pool connection or a `Writer` (the gate is not re-entrant).
+    /// The connection to write with, once it is this task's turn. Never called while the
+    /// task holds a pool connection or a `Writer` (the gate is not re-entrant).
     async fn writer(&self) -> StoreResult<Writer<'_>> {
         let turn = self.gate.lock().await;
-        let conn = self.pool.acquire().await.map_err(be)?;
-        Ok(Writer { conn, _turn: turn })
+        let pooled = match *turn {
+            Some(_) => None,
+            None => Some(self.pool.acquire().await.map_err(be)?),
+        };
+        Ok(Writer { turn, pooled })
     }
 
     /// Records that cached data changed: bumps the version other nodes poll, and clears
@@ -608,6 +633,104 @@ impl SqliteStore {
         .as_ref()
         .map(user_from)
         .transpose()
+    }
+
+    async fn insert_user(conn: &mut SqliteConnection, u: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, org_id, user_type, username, email, roles, state, state_changed_by,
+                state_changed_at, locked_until, password_hash, created_at, saml_name_id,
+                failed_logins, last_password_login_at, display_name)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&u.id)
+        .bind(u.org_id)
+        .bind(type_str(u.user_type))
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(to_json(&u.roles))
+        .bind(state_str(u.state))
+        .bind(u.state_changed_by.as_ref().map(to_json))
+        .bind(u.state_changed_at)
+        .bind(u.locked_until)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .bind(&u.saml_name_id)
+        .bind(i64::from(u.failed_logins))
+        .bind(u.last_password_login_at)
+        .bind(&u.display_name)
+        .execute(conn)
+        .await
+        .map_err(|e| conflict_as(e, || format!("a user named '{}' already exists", u.username)))?;
+        Ok(())
+    }
+
+    /// Writes what the IdP manages (email, display name, roles, SAML link) and nothing
+    /// else, so a login never undoes a concurrent change of state, lock or password.
+    async fn write_idp_fields(conn: &mut SqliteConnection, u: &User) -> StoreResult<()> {
+        let r = sqlx::query(
+            "UPDATE users SET email = ?, display_name = ?, roles = ?, saml_name_id = ?
+                 WHERE org_id = ? AND id = ? AND user_type = 'human'",
+        )
+        .bind(&u.email)
+        .bind(&u.display_name)
+        .bind(to_json(&u.roles))
+        .bind(&u.saml_name_id)
+        .bind(u.org_id)
+        .bind(&u.id)
+        .execute(conn)
+        .await
+        .map_err(be)?;
+        user_updated(r.rows_affected(), &u.id)
+    }
+
+    async fn insert_session(conn: &mut SqliteConnection, s: &Session) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, org_id, user_id, method, created_at, last_seen_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id_hash)
+        .bind(s.org_id)
+        .bind(&s.user_id)
+        .bind(&s.method)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .execute(conn)
+        .await
+        .map_err(be)?;
+        Ok(())
+    }
+
+    /// Inserts a SAML response's identifiers (forgetting expired ones first); false when
+    /// one was seen before, and the caller must roll back.
+    async fn insert_replay_keys(
+        conn: &mut SqliteConnection,
+        org_id: i64,
+        keys: &[(String, Timestamp)],
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM saml_replay WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(be)?;
+        for (key, expires_at) in keys {
+            // Kept at least a day: a response's own expiry can be short or absent.
+            let keep = (*expires_at).max(now + 24 * 3600);
+            let r = sqlx::query(
+                "INSERT INTO saml_replay (org_id, key, expires_at) VALUES (?, ?, ?)
+                 ON CONFLICT (org_id, key) DO NOTHING",
+            )
+            .bind(org_id)
+            .bind(key)
+            .bind(keep)
+            .execute(&mut *conn)
+            .await
+            .map_err(be)?;
+            if r.rows_affected() == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     async fn insert_client(conn: &mut sqlx::SqliteConnection, c: &Client) -> StoreResult<()> {
@@ -802,33 +925,8 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let out = async {
                 let mut w = self.writer().await?;
-            sqlx::query(
-                "INSERT INTO users (id, org_id, user_type, username, email, roles, state, state_changed_by,
-                    state_changed_at, locked_until, password_hash, created_at, saml_name_id,
-                    failed_logins, last_password_login_at, display_name)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&u.id)
-            .bind(u.org_id)
-            .bind(type_str(u.user_type))
-            .bind(&u.username)
-            .bind(&u.email)
-            .bind(to_json(&u.roles))
-            .bind(state_str(u.state))
-            .bind(u.state_changed_by.as_ref().map(to_json))
-            .bind(u.state_changed_at)
-            .bind(u.locked_until)
-            .bind(&u.password_hash)
-            .bind(u.created_at)
-            .bind(&u.saml_name_id)
-            .bind(i64::from(u.failed_logins))
-            .bind(u.last_password_login_at)
-            .bind(&u.display_name)
-            .execute(&mut *w)
-            .await
-            .map_err(|e| conflict_as(e, || format!("a user named '{}' already exists", u.username)))?;
-            Ok(())
-        }
+                Self::insert_user(&mut w, u).await
+            }
             .await;
             self.committed(out).await
         })
@@ -852,35 +950,6 @@ impl Store for SqliteStore {
                 .iter()
                 .map(user_from)
                 .collect()
-        })
-    }
-
-    fn update_user_from_idp<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
-        // Only humans log in through an IdP, and no cached fact names a human (client facts
-        // name service accounts): the token path's cache stays, and no version bump (one
-        // more synced write per login) is needed.
-        Box::pin(async move {
-            if u.user_type != UserType::Human {
-                return Err(StoreError::Conflict(format!(
-                    "user {} is a service account: the IdP manages humans only",
-                    u.id
-                )));
-            }
-            let mut w = self.writer().await?;
-            let r = sqlx::query(
-                "UPDATE users SET email = ?, display_name = ?, roles = ?, saml_name_id = ?
-                     WHERE org_id = ? AND id = ?",
-            )
-            .bind(&u.email)
-            .bind(&u.display_name)
-            .bind(to_json(&u.roles))
-            .bind(&u.saml_name_id)
-            .bind(u.org_id)
-            .bind(&u.id)
-            .execute(&mut *w)
-            .await
-            .map_err(be)?;
-            user_updated(r.rows_affected(), &u.id)
         })
     }
 
@@ -1121,30 +1190,50 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut w = self.writer().await?;
             let mut tx = w.begin().await.map_err(be)?;
-            sqlx::query("DELETE FROM saml_replay WHERE expires_at <= ?")
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(be)?;
-            for (key, expires_at) in keys {
-                // Kept at least a day: a response's own expiry can be short or absent.
-                let keep = (*expires_at).max(now + 24 * 3600);
-                let r = sqlx::query(
-                    "INSERT INTO saml_replay (org_id, key, expires_at) VALUES (?, ?, ?)
-                     ON CONFLICT (org_id, key) DO NOTHING",
-                )
-                .bind(org_id)
-                .bind(key)
-                .bind(keep)
-                .execute(&mut *tx)
-                .await
-                .map_err(be)?;
-                if r.rows_affected() == 0 {
-                    // Rolled back before the gate opens for the next writer.
-                    tx.rollback().await.map_err(be)?;
-                    return Ok(false);
-                }
+            if !Self::insert_replay_keys(&mut tx, org_id, keys, now).await? {
+                // Rolled back before the gate opens for the next writer.
+                tx.rollback().await.map_err(be)?;
+                return Ok(false);
             }
+            tx.commit().await.map_err(be)?;
+            Ok(true)
+        })
+    }
+
+    fn finish_saml_login<'a>(
+        &'a self,
+        login: &'a SamlLogin<'a>,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        // Only humans log in through an IdP, and no cached fact names a human (client facts
+        // name service accounts): the token path's cache stays, and no version bump (one
+        // more synced write per login) is needed.
+        Box::pin(async move {
+            let u = login.user;
+            if u.user_type != UserType::Human {
+                return Err(StoreError::Conflict(format!(
+                    "user {} is a service account: the IdP manages humans only",
+                    u.id
+                )));
+            }
+            let mut w = self.writer().await?;
+            let mut tx = w.begin().await.map_err(be)?;
+            if !Self::insert_replay_keys(&mut tx, u.org_id, login.replay_keys, login.now).await? {
+                tx.rollback().await.map_err(be)?;
+                return Ok(false);
+            }
+            match login.user_write {
+                UserWrite::Unchanged => {}
+                UserWrite::FromIdp => Self::write_idp_fields(&mut tx, u).await?,
+                UserWrite::Create => Self::insert_user(&mut tx, u).await?,
+            }
+            if let Some(old) = login.old_session {
+                sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+            }
+            Self::insert_session(&mut tx, login.session).await?;
             tx.commit().await.map_err(be)?;
             Ok(true)
         })
@@ -1172,20 +1261,7 @@ impl Store for SqliteStore {
     fn create_session<'a>(&'a self, s: &'a Session) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let mut w = self.writer().await?;
-            sqlx::query(
-                "INSERT INTO sessions (id_hash, org_id, user_id, method, created_at, last_seen_at)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&s.id_hash)
-            .bind(s.org_id)
-            .bind(&s.user_id)
-            .bind(&s.method)
-            .bind(s.created_at)
-            .bind(s.last_seen_at)
-            .execute(&mut *w)
-            .await
-            .map_err(be)?;
-            Ok(())
+            Self::insert_session(&mut w, s).await
         })
     }
 

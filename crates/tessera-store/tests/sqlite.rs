@@ -638,7 +638,9 @@ async fn the_first_saml_sp_key_stored_wins() {
 }
 
 #[tokio::test]
-async fn an_idp_update_writes_only_what_the_idp_manages() {
+async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages() {
+    use tessera_core::session::Session;
+    use tessera_core::store::{SamlLogin, UserWrite};
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
@@ -675,7 +677,28 @@ async fn an_idp_update_writes_only_what_the_idp_manages() {
         failed_logins: 0,
         ..alice.clone()
     };
-    s.update_user_from_idp(&from_idp).await.unwrap();
+    let session = |id: &[u8]| Session {
+        id_hash: id.to_vec(),
+        org_id: org,
+        user_id: "usr_alice".into(),
+        method: "saml".into(),
+        created_at: 30,
+        last_seen_at: 30,
+    };
+    s.create_session(&session(b"old")).await.unwrap();
+    let keys = [("r1".to_string(), 100), ("a1".to_string(), 100)];
+    let new_session = session(b"new");
+    let login = SamlLogin {
+        replay_keys: &keys,
+        user: &from_idp,
+        user_write: UserWrite::FromIdp,
+        old_session: Some(b"old"),
+        session: &new_session,
+        now: 30,
+    };
+    assert!(s.finish_saml_login(&login).await.unwrap());
+    assert!(s.session(b"old").await.unwrap().is_none());
+    assert!(s.session(b"new").await.unwrap().is_some());
     let got = s.get_user(org, "usr_alice").await.unwrap().unwrap();
     assert_eq!(got.email.as_deref(), Some("alice@example.com"));
     assert_eq!(got.display_name.as_deref(), Some("Alice"));
@@ -689,10 +712,54 @@ async fn an_idp_update_writes_only_what_the_idp_manages() {
     assert_eq!(got.failed_logins, 3);
     // Service accounts are never managed by an IdP.
     let svc = s.get_user(org, "usr_1").await.unwrap().unwrap();
+    let fresh_keys = [("r9".to_string(), 100)];
+    let as_svc = SamlLogin {
+        user: &svc,
+        replay_keys: &fresh_keys,
+        ..login
+    };
     assert!(matches!(
-        s.update_user_from_idp(&svc).await,
+        s.finish_saml_login(&as_svc).await,
         Err(StoreError::Conflict(_))
     ));
+    // A replay writes nothing: neither the user nor a session.
+    let other_session = session(b"replayed");
+    let replayed_user = User {
+        roles: vec!["admin".into()],
+        ..from_idp.clone()
+    };
+    let replay = SamlLogin {
+        replay_keys: &keys[1..],
+        user: &replayed_user,
+        session: &other_session,
+        old_session: None,
+        ..login
+    };
+    assert!(!s.finish_saml_login(&replay).await.unwrap());
+    assert!(s.session(b"replayed").await.unwrap().is_none());
+    let got = s.get_user(org, "usr_alice").await.unwrap().unwrap();
+    assert_eq!(got.roles, vec!["developer".to_string()]);
+    // A user to create that clashes writes nothing either: its identifiers stay unused.
+    let clash = User {
+        id: "usr_bob".into(),
+        saml_name_id: Some("nid-bob".into()),
+        ..from_idp.clone()
+    };
+    let bob_keys = [("r2".to_string(), 100)];
+    let create = SamlLogin {
+        replay_keys: &bob_keys,
+        user: &clash,
+        user_write: UserWrite::Create,
+        session: &other_session,
+        old_session: None,
+        now: 30,
+    };
+    assert!(matches!(
+        s.finish_saml_login(&create).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.session(b"replayed").await.unwrap().is_none());
+    assert!(s.remember_saml_ids(org, &bob_keys, 30).await.unwrap());
 }
 
 /// The audit thread and the pool's writers take turns at the write gate: interleaved,
