@@ -107,7 +107,16 @@ pub trait Store: Send + Sync + 'static {
     fn get_user<'a>(&'a self, org_id: i64, id: &'a str)
     -> BoxFuture<'a, StoreResult<Option<User>>>;
     fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>>;
-    fn update_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>>;
+    /// Writes what an admin edits: email, display name, roles and, when `with_state`,
+    /// the state with who changed it and when and the lock's end (back to `active`, the
+    /// failed-login counter restarts). Never the password hash, the SAML link or the
+    /// counter otherwise, which other paths own: an edit never undoes a concurrent
+    /// password change, first SSO login or failed login.
+    fn update_user<'a>(
+        &'a self,
+        user: &'a User,
+        with_state: bool,
+    ) -> BoxFuture<'a, StoreResult<()>>;
     fn user_by_username<'a>(
         &'a self,
         org_id: i64,

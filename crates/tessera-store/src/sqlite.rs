@@ -953,33 +953,42 @@ impl Store for SqliteStore {
         })
     }
 
-    fn update_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
+    fn update_user<'a>(&'a self, u: &'a User, with_state: bool) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let out = async {
                 let mut w = self.writer().await?;
-            let r = sqlx::query(
-                "UPDATE users SET email = ?, display_name = ?, roles = ?, state = ?, state_changed_by = ?,
-                    state_changed_at = ?, locked_until = ?, password_hash = ?, saml_name_id = ?,
-                    failed_logins = ?
-                 WHERE org_id = ? AND id = ?",
-            )
-            .bind(&u.email)
-            .bind(&u.display_name)
-            .bind(to_json(&u.roles))
-            .bind(state_str(u.state))
-            .bind(u.state_changed_by.as_ref().map(to_json))
-            .bind(u.state_changed_at)
-            .bind(u.locked_until)
-            .bind(&u.password_hash)
-            .bind(&u.saml_name_id)
-            .bind(i64::from(u.failed_logins))
-            .bind(u.org_id)
-            .bind(&u.id)
-            .execute(&mut *w)
-            .await
-            .map_err(be)?;
-            user_updated(r.rows_affected(), &u.id)
-        }
+                let mut tx = w.begin().await.map_err(be)?;
+                let r = sqlx::query(
+                    "UPDATE users SET email = ?, display_name = ?, roles = ? WHERE org_id = ? AND id = ?",
+                )
+                .bind(&u.email)
+                .bind(&u.display_name)
+                .bind(to_json(&u.roles))
+                .bind(u.org_id)
+                .bind(&u.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+                user_updated(r.rows_affected(), &u.id)?;
+                if with_state {
+                    sqlx::query(
+                        "UPDATE users SET state = ?1, state_changed_by = ?2, state_changed_at = ?3,
+                            locked_until = ?4,
+                            failed_logins = CASE WHEN ?1 = 'active' THEN 0 ELSE failed_logins END
+                         WHERE org_id = ?5 AND id = ?6",
+                    )
+                    .bind(state_str(u.state))
+                    .bind(u.state_changed_by.as_ref().map(to_json))
+                    .bind(u.state_changed_at)
+                    .bind(u.locked_until)
+                    .bind(u.org_id)
+                    .bind(&u.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+                }
+                tx.commit().await.map_err(be)
+            }
             .await;
             self.committed(out).await
         })

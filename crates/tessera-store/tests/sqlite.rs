@@ -34,6 +34,28 @@ fn secret(id: &str, client: &str, value: &str, created_at: i64) -> StoredSecret 
     }
 }
 
+/// An active human `usr_{name}` with a password and no SAML link.
+fn human(org_id: i64, name: &str) -> User {
+    User {
+        id: format!("usr_{name}"),
+        org_id,
+        user_type: UserType::Human,
+        username: name.into(),
+        email: None,
+        display_name: None,
+        roles: vec![],
+        state: UserState::Active,
+        state_changed_by: None,
+        state_changed_at: None,
+        locked_until: None,
+        password_hash: Some("$argon2id$stand-in".into()),
+        saml_name_id: None,
+        failed_logins: 0,
+        last_password_login_at: None,
+        created_at: 10,
+    }
+}
+
 async fn org_with_client(s: &dyn Store) -> (i64, Client) {
     let org = s
         .create_org(&OrgSlug::parse("acme").unwrap(), 10)
@@ -646,22 +668,12 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages()
     let (org, _) = org_with_client(s.as_ref()).await;
     // An admin disabled alice, and she has a password and a lock-out history.
     let alice = User {
-        id: "usr_alice".into(),
-        org_id: org,
-        user_type: UserType::Human,
-        username: "alice".into(),
         email: Some("old@example.com".into()),
-        display_name: None,
-        roles: vec![],
         state: UserState::Disabled,
-        state_changed_by: None,
         state_changed_at: Some(20),
         locked_until: Some(99),
-        password_hash: Some("$argon2id$stand-in".into()),
-        saml_name_id: None,
         failed_logins: 3,
-        last_password_login_at: None,
-        created_at: 10,
+        ..human(org, "alice")
     };
     s.create_user(&alice).await.unwrap();
     // A login that read her before the change writes back its stale copy.
@@ -810,4 +822,72 @@ async fn audit_thread_and_pool_writers_take_turns() {
         .await
         .unwrap();
     assert!(s.get_audit_event(org, "g49-3").await.unwrap().is_some());
+}
+
+/// An admin's edit, written from a copy read before a first SSO login and a failed
+/// password login, undoes neither.
+#[tokio::test]
+async fn an_admin_edit_writes_only_what_an_admin_manages() {
+    use tessera_core::decision::LoginUpdate;
+    use tessera_core::session::Session;
+    use tessera_core::store::{SamlLogin, UserWrite};
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let (org, _) = org_with_client(s.as_ref()).await;
+    let bob = human(org, "bob");
+    s.create_user(&bob).await.unwrap();
+    let stale = s.get_user(org, "usr_bob").await.unwrap().unwrap();
+    // Meanwhile: a first SSO login links him, a password login fails.
+    let linked = User {
+        saml_name_id: Some("nid-bob".into()),
+        ..stale.clone()
+    };
+    let session = Session {
+        id_hash: b"s".to_vec(),
+        org_id: org,
+        user_id: "usr_bob".into(),
+        method: "saml".into(),
+        created_at: 20,
+        last_seen_at: 20,
+    };
+    let login = SamlLogin {
+        replay_keys: &[],
+        user: &linked,
+        user_write: UserWrite::FromIdp,
+        old_session: None,
+        session: &session,
+        now: 20,
+    };
+    assert!(s.finish_saml_login(&login).await.unwrap());
+    let failed = LoginUpdate::Failed {
+        user_id: "usr_bob".into(),
+        lock_until: None,
+    };
+    s.record_login(&failed, None, 20).await.unwrap();
+    // The admin renames him from the stale copy, state untouched.
+    let edit = User {
+        display_name: Some("Bob".into()),
+        roles: vec!["developer".into()],
+        ..stale.clone()
+    };
+    s.update_user(&edit, false).await.unwrap();
+    let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
+    assert_eq!(got.display_name.as_deref(), Some("Bob"));
+    assert_eq!(got.roles, vec!["developer".to_string()]);
+    assert_eq!(got.saml_name_id.as_deref(), Some("nid-bob"));
+    assert_eq!(got.failed_logins, 1);
+    // Disabling keeps the counter; enabling again restarts it.
+    let disable = User {
+        state: UserState::Disabled,
+        state_changed_at: Some(30),
+        ..edit.clone()
+    };
+    s.update_user(&disable, true).await.unwrap();
+    let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
+    assert_eq!((got.state, got.failed_logins), (UserState::Disabled, 1));
+    s.update_user(&edit, true).await.unwrap();
+    let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
+    assert_eq!((got.state, got.failed_logins), (UserState::Active, 0));
+    assert_eq!(got.password_hash.as_deref(), Some("$argon2id$stand-in"));
+    assert_eq!(got.saml_name_id.as_deref(), Some("nid-bob"));
 }

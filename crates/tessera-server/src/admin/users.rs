@@ -286,9 +286,9 @@ pub async fn update(
             )));
         }
     }
-    if let Some(state) = target
-        && (state != u.effective_state(now) || state == UserState::Locked)
-    {
+    let with_state =
+        target.is_some_and(|state| state != u.effective_state(now) || state == UserState::Locked);
+    if let Some(state) = target.filter(|_| with_state) {
         u.state = state;
         u.locked_until = locked_until;
         if state == UserState::Active {
@@ -314,7 +314,7 @@ pub async fn update(
         check_display_name(n)?;
         u.display_name = Some(n.clone());
     }
-    admin.st.store.update_user(&u).await?;
+    admin.st.store.update_user(&u, with_state).await?;
     admin
         .audit(
             "update_user",
