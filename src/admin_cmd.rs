@@ -64,6 +64,9 @@ pub enum AdminCommand {
     /// The audit trail: tail it, or explain one decision
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// SAML single sign-on: the org's IdP, the enforcement preview, enforcement
+    #[command(subcommand)]
+    Sso(SsoCmd),
     /// Dry-run a token request: the decision and trace the token endpoint would give
     Diagnose(DiagnoseArgs),
     /// Rotate the server's signing key (operator org only)
@@ -103,6 +106,230 @@ pub enum UsersCmd {
     Unlock {
         id: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SsoCmd {
+    /// The configuration, with the addresses to give the IdP
+    Show,
+    /// Replace the configuration, as `PUT /api/v2/sso/saml` does: options left out take
+    /// their defaults. Enforcement is switched with `enforce` and `unenforce`.
+    Set(Box<SsoFields>),
+    /// What enforcement would change now, and the preview id that `enforce` needs
+    Impact,
+    /// Switch enforcement on: humans log in through the IdP; machines are unaffected
+    Enforce {
+        /// The preview id `tessera admin sso impact` printed
+        #[arg(long, required_unless_present = "force", conflicts_with = "force")]
+        preview_id: Option<String>,
+        /// Switch on without looking at the impact (audited as forced)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Switch enforcement off: humans may use local passwords again
+    Unenforce,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct SsoFields {
+    /// The IdP's metadata document, a file (`-`: standard input); fills the entity id,
+    /// SSO URL, certificates and NameID format, which options given here override
+    #[arg(long, value_name = "FILE")]
+    metadata: Option<PathBuf>,
+    /// The IdP's entity id (the Issuer of its responses)
+    #[arg(long)]
+    idp_entity_id: Option<String>,
+    /// The IdP's single sign-on URL (HTTP-Redirect binding)
+    #[arg(long)]
+    idp_sso_url: Option<String>,
+    /// An IdP signing certificate, a PEM file (repeat while the IdP rotates)
+    #[arg(long = "idp-cert", value_name = "PEM_FILE")]
+    idp_certs: Vec<PathBuf>,
+    #[arg(long)]
+    name_id_format: Option<String>,
+    /// The attribute carrying the email
+    #[arg(long)]
+    attribute_email: Option<String>,
+    /// The attribute carrying the display name
+    #[arg(long)]
+    attribute_display_name: Option<String>,
+    /// The attribute carrying the groups
+    #[arg(long)]
+    attribute_groups: Option<String>,
+    /// IdP group to Tessera roles, `GROUP=ROLE[,ROLE...]`, split at the last `=` (so a
+    /// group DN such as `CN=Admins,OU=Groups=admin` works); repeat for several groups
+    #[arg(long = "group-role", value_name = "GROUP=ROLES")]
+    group_roles: Vec<String>,
+    /// Provision unknown people just in time at their first login
+    #[arg(long)]
+    jit: bool,
+    /// Accept SHA-1 signatures and digests (legacy IdPs only)
+    #[arg(long)]
+    allow_sha1: bool,
+    /// Accept IdP certificates with 1024-bit RSA keys (legacy IdPs only)
+    #[arg(long)]
+    allow_rsa_1024: bool,
+    /// Accept IdP-initiated logins (no AuthnRequest of ours)
+    #[arg(long)]
+    allow_idp_initiated: bool,
+    /// Allowed clock difference with the IdP, seconds [server default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    clock_skew: Option<u32>,
+    /// A user exempt from enforcement (repeat for several)
+    #[arg(long = "break-glass", value_name = "USER_ID")]
+    break_glass: Vec<String>,
+}
+
+/// `PUT /api/v2/sso/saml`'s body from `sso set`'s options, reading the files they name.
+fn put_sso_body(f: &SsoFields) -> Result<tessera_api::PutSsoConfig, Failure> {
+    let read = |path: &PathBuf, what: &str| -> Result<String, Failure> {
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(path)
+        };
+        text.map_err(|e| Failure {
+            code: exit::USAGE,
+            message: format!("cannot read the {what} {}: {e}", path.display()),
+        })
+    };
+    let mut group_roles = std::collections::BTreeMap::new();
+    for g in &f.group_roles {
+        let Some((group, roles)) = g
+            .rsplit_once('=')
+            .filter(|(g, r)| !g.is_empty() && !r.is_empty())
+        else {
+            return Err(Failure {
+                code: exit::USAGE,
+                message: format!("--group-role '{g}': expected GROUP=ROLE[,ROLE...]"),
+            });
+        };
+        group_roles.insert(
+            group.to_string(),
+            roles.split(',').map(|r| r.trim().to_string()).collect(),
+        );
+    }
+    Ok(tessera_api::PutSsoConfig {
+        idp_metadata_xml: f
+            .metadata
+            .as_ref()
+            .map(|p| read(p, "metadata file"))
+            .transpose()?,
+        idp_entity_id: f.idp_entity_id.clone(),
+        idp_sso_url: f.idp_sso_url.clone(),
+        idp_certificates: f
+            .idp_certs
+            .iter()
+            .map(|p| read(p, "certificate file"))
+            .collect::<Result<_, _>>()?,
+        name_id_format: f.name_id_format.clone(),
+        attribute_email: f.attribute_email.clone(),
+        attribute_display_name: f.attribute_display_name.clone(),
+        attribute_groups: f.attribute_groups.clone(),
+        group_roles,
+        jit_provisioning: f.jit,
+        allow_sha1: f.allow_sha1,
+        allow_rsa_1024: f.allow_rsa_1024,
+        clock_skew_seconds: f.clock_skew,
+        allow_idp_initiated: f.allow_idp_initiated,
+        break_glass_user_ids: f.break_glass.clone(),
+    })
+}
+
+/// The SAML configuration for people: certificates by subject and validity, not PEM.
+fn print_sso(v: &Value) {
+    if let Some(o) = v.as_object() {
+        for (k, val) in o {
+            if k == "idp_certificates" || k == "idp_certificate_details" || k == "group_roles" {
+                continue;
+            }
+            println!("{k:<28} {}", s(val));
+        }
+    }
+    for (group, roles) in v["group_roles"].as_object().into_iter().flatten() {
+        println!("{:<28} {group} -> {}", "group_roles", s(roles));
+    }
+    for c in v["idp_certificate_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "{:<28} {} ({}), valid {} to {}",
+            "idp_certificate",
+            s(&c["subject"]),
+            s(&c["key"]),
+            s(&c["not_before"]),
+            s(&c["not_after"])
+        );
+    }
+}
+
+/// The enforcement preview for people, ending with the command that acknowledges it.
+fn print_impact(v: &Value) {
+    println!(
+        "{}
+",
+        s(&v["summary"])
+    );
+    let list = |key: &str| v[key].as_array().cloned().unwrap_or_default();
+    let humans = list("humans_affected");
+    println!("Humans who would lose password login ({}):", humans.len());
+    if !humans.is_empty() {
+        table(
+            &["id", "username", "email", "last password login"],
+            humans
+                .iter()
+                .map(|h| {
+                    vec![
+                        s(&h["id"]),
+                        s(&h["username"]),
+                        s(&h["email"]),
+                        s(&h["last_password_login_at"]),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    let clients = list("password_grant_clients");
+    println!(
+        "\nClients whose password grants for humans would be refused ({}):",
+        clients.len()
+    );
+    if !clients.is_empty() {
+        table(
+            &["client_id", "name", "grant enabled", "last password grant"],
+            clients
+                .iter()
+                .map(|c| {
+                    vec![
+                        s(&c["client_id"]),
+                        s(&c["name"]),
+                        s(&c["password_grant_enabled"]),
+                        s(&c["last_password_grant_at"]),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    let exempt = list("break_glass_users");
+    println!("\nBreak-glass users, exempt ({}):", exempt.len());
+    for u in &exempt {
+        println!("  {} ({})", s(&u["username"]), s(&u["id"]));
+    }
+    println!(
+        "\nUnaffected: {} client_credentials clients, {} service accounts.",
+        s(&v["client_credentials_clients_unaffected"]),
+        s(&v["service_accounts_unaffected"])
+    );
+    if v["enforced"] == json!(true) {
+        println!("Enforcement is already on.");
+    } else {
+        println!(
+            "\nTo switch enforcement on: tessera admin sso enforce --preview-id {}",
+            s(&v["preview_id"])
+        );
+    }
 }
 
 #[derive(Args, Debug, Default)]
@@ -421,6 +648,9 @@ impl Api {
     async fn post(&mut self, path: &str, body: Value) -> Result<Value, Failure> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
+    async fn put(&mut self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
     async fn patch(&mut self, path: &str, body: Value) -> Result<Value, Failure> {
         self.call(reqwest::Method::PATCH, path, Some(body)).await
     }
@@ -450,6 +680,7 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
+        Value::Array(a) if a.is_empty() => "-".into(),
         Value::String(s) => s.clone(),
         Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
         other => other.to_string(),
@@ -974,6 +1205,43 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 }
             }
         },
+        AdminCommand::Sso(cmd) => {
+            let v = match cmd {
+                SsoCmd::Show => api.get("/sso/saml").await?,
+                SsoCmd::Set(fields) => api.put("/sso/saml", body(&put_sso_body(fields)?)).await?,
+                SsoCmd::Impact => {
+                    let v = api.get("/sso/saml/enforcement-impact").await?;
+                    if json_out {
+                        out(&v)
+                    } else {
+                        print_impact(&v)
+                    }
+                    return Ok(());
+                }
+                SsoCmd::Enforce { preview_id, force } => {
+                    let patch = tessera_api::PatchSsoConfig {
+                        enforced: true,
+                        preview_id: preview_id.clone(),
+                        force: *force,
+                    };
+                    api.patch("/sso/saml", body(&patch))
+                        .await
+                        .map_err(|mut f| {
+                            if f.code == exit::CONFLICT {
+                                f.message.push_str(
+                                    "\nhint: `tessera admin sso impact` shows the current impact and its preview id",
+                                );
+                            }
+                            f
+                        })?
+                }
+                SsoCmd::Unenforce => {
+                    let patch = tessera_api::PatchSsoConfig::default();
+                    api.patch("/sso/saml", body(&patch)).await?
+                }
+            };
+            if json_out { out(&v) } else { print_sso(&v) }
+        }
         AdminCommand::Diagnose(d) => {
             let v = api
                 .post(

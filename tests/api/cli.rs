@@ -502,3 +502,124 @@ fn serve_refuses_an_unknown_signing_algorithm() {
         "{err}"
     );
 }
+
+/// `tessera admin sso`: the IdP from its metadata file, the impact preview, enforcement
+/// switched on only with that preview's id, and off again.
+#[tokio::test]
+async fn sso_commands_configure_preview_and_enforce() {
+    let app = spawn_app().await;
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path();
+    let bare: String = crate::helpers::IDP_CERT
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let metadata = c.join("idp-metadata.xml");
+    std::fs::write(
+        &metadata,
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.cli.example/metadata"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{bare}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.cli.example/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+        ),
+    )
+    .unwrap();
+    let metadata = metadata.to_str().unwrap();
+
+    let o = tessera(
+        &app,
+        c,
+        &[
+            "admin",
+            "sso",
+            "set",
+            "--metadata",
+            metadata,
+            "--jit",
+            "--group-role",
+            "CN=Admins,OU=Groups=org-admin,developer",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v = o.json();
+    assert_eq!(
+        v["idp_entity_id"], "https://idp.cli.example/metadata",
+        "{v}"
+    );
+    assert_eq!(v["jit_provisioning"], true, "{v}");
+    assert_eq!(
+        v["group_roles"]["CN=Admins,OU=Groups"],
+        json!(["org-admin", "developer"]),
+        "{v}"
+    );
+    // For people: certificates by subject and validity, not as PEM.
+    let o = tessera(&app, c, &["admin", "sso", "show"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("idp_certificate "), "{}", o.stdout);
+    assert!(o.stdout.contains("sp_acs_url"), "{}", o.stdout);
+    assert!(!o.stdout.contains("BEGIN CERTIFICATE"), "{}", o.stdout);
+
+    // Bad input is named before anything is sent.
+    let o = tessera(&app, c, &["admin", "sso", "set", "--group-role", "admins"]).await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("GROUP=ROLE"), "{}", o.stderr);
+    let o = tessera(
+        &app,
+        c,
+        &["admin", "sso", "set", "--metadata", "/nonexistent.xml"],
+    )
+    .await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("cannot read the metadata file"),
+        "{}",
+        o.stderr
+    );
+    let o = tessera(&app, c, &["admin", "sso", "enforce"]).await;
+    assert_eq!(
+        o.code, 2,
+        "clap requires --preview-id or --force: {}",
+        o.stderr
+    );
+
+    // The preview names what changes and ends with the command that acknowledges it.
+    let o = tessera(&app, c, &["admin", "sso", "impact"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains("client_credentials clients"),
+        "{}",
+        o.stdout
+    );
+    let id = o
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("To switch enforcement on: tessera admin sso enforce --preview-id ")
+        })
+        .unwrap_or_else(|| panic!("{}", o.stdout))
+        .to_string();
+    let o = tessera(
+        &app,
+        c,
+        &["admin", "sso", "enforce", "--preview-id", "stale"],
+    )
+    .await;
+    assert_eq!(o.code, 5, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("tessera admin sso impact"),
+        "{}",
+        o.stderr
+    );
+    let o = tessera(
+        &app,
+        c,
+        &["admin", "sso", "enforce", "--preview-id", &id, "--json"],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.json()["enforced"], true);
+    let o = tessera(&app, c, &["admin", "sso", "unenforce", "--json"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.json()["enforced"], false);
+    app.stop().await;
+}
