@@ -50,6 +50,11 @@ pub const SQLITE: &[Migration] = &[
         name: "user_display_name",
         sql: include_str!("../migrations/sqlite/0007_user_display_name.sql"),
     },
+    Migration {
+        version: 8,
+        name: "expiry_indexes",
+        sql: include_str!("../migrations/sqlite/0008_expiry_indexes.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

@@ -1745,3 +1745,38 @@ impl Store for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The deletes each login and the prune task run find expired rows by index, never
+    /// by reading the whole table (which holds a day of logins).
+    #[tokio::test]
+    async fn expiry_deletes_use_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.db");
+        let s = SqliteStore::open(path.to_str().unwrap(), Durability::Normal)
+            .await
+            .unwrap();
+        for sql in [
+            "DELETE FROM saml_replay WHERE expires_at <= 1",
+            "DELETE FROM saml_pending WHERE expires_at <= 1",
+            "DELETE FROM sessions WHERE last_seen_at <= 1 OR created_at <= 1",
+            "DELETE FROM sessions WHERE user_id = 'usr_x'",
+        ] {
+            let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&s.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>("detail"))
+                .collect();
+            assert!(
+                plan.iter().all(|d| !d.starts_with("SCAN"))
+                    && plan.iter().any(|d| d.contains("INDEX")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
+}
