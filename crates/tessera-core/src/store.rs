@@ -46,10 +46,25 @@ pub struct SamlLogin<'a> {
     /// The user who logs in (a human), as the IdP's attributes left them.
     pub user: &'a User,
     pub user_write: UserWrite,
+    /// The stored user the login was planned from (`None` for a user to create): if the
+    /// stored row differs when the transaction reads it (disabled, locked, linked
+    /// elsewhere meanwhile), nothing is written and the login must be planned again.
+    pub planned_from: Option<&'a User>,
     /// The hash of the session this browser had, which ends.
     pub old_session: Option<&'a [u8]>,
     pub session: &'a Session,
     pub now: Timestamp,
+}
+
+/// How [`Store::finish_saml_login`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamlLoginWritten {
+    /// The login is written: user, session, replay record.
+    Done,
+    /// An identifier was seen before: a replay. Nothing written.
+    Replayed,
+    /// The stored user is no longer the one the login was planned from. Nothing written.
+    Stale,
 }
 
 /// What a SAML login writes to its user.
@@ -167,14 +182,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<bool>>;
     /// Writes a successful SAML login in one transaction (one synced commit): remembers
     /// the response's identifiers as [`remember_saml_ids`](Store::remember_saml_ids)
-    /// does, applies [`SamlLogin::user_write`], ends the browser's previous session and
-    /// starts the new one. False, with nothing written, when an identifier was seen
-    /// before (a replay); `Conflict`, with nothing written, when a user to create
-    /// clashes with an existing one.
+    /// does, checks the user is still as planned, applies [`SamlLogin::user_write`],
+    /// ends the browser's previous session and starts the new one. Nothing is written
+    /// unless it answers [`SamlLoginWritten::Done`]; `Conflict`, with nothing written,
+    /// when a user to create clashes with an existing one.
     fn finish_saml_login<'a>(
         &'a self,
         login: &'a SamlLogin<'a>,
-    ) -> BoxFuture<'a, StoreResult<bool>>;
+    ) -> BoxFuture<'a, StoreResult<SamlLoginWritten>>;
     fn user_by_saml_link<'a>(
         &'a self,
         org_id: i64,

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use tessera_core::Reason;
 use tessera_core::model::{Org, User, UserState, UserType};
 use tessera_core::sso::{self, LoginPlan, SamlPending, SsoConfig};
-use tessera_core::store::{SamlLogin, StoreError, UserWrite};
+use tessera_core::store::{SamlLogin, SamlLoginWritten, StoreError, UserWrite};
 use tessera_core::text::clip;
 use tessera_core::trace::{Check, Trace};
 use tessera_saml::sp::{SpSite, sp_metadata, start_login};
@@ -409,81 +409,95 @@ async fn consume(
         ),
     );
 
-    // Who logs in, from reads only: nothing is written before the replay check, which
-    // shares one transaction with the user's update and the new session.
+    // Who logs in, planned from reads; the replay check, a re-read of that user and the
+    // writes share one transaction. If the user changed in between (disabled, locked,
+    // linked elsewhere, or provisioned by a concurrent login), the login is planned again.
     let identity = config.identity(&accepted.name_id, &accepted.attributes);
-    let by_link = st
-        .store
-        .user_by_saml_link(org.id, &identity.name_id)
-        .await
-        .map_err(store_err)?;
-    let by_email = match (&by_link, &identity.email) {
-        (None, Some(e)) => st.store.user_by_email(org.id, e).await.map_err(store_err)?,
-        _ => None,
-    };
-    let stored = by_link.clone();
-    let new_user = || User {
-        id: format!("usr_{}", ulid::Ulid::new().to_string().to_lowercase()),
-        org_id: org.id,
-        user_type: UserType::Human,
-        username: provisioned_username(&identity),
-        email: None,
-        display_name: None,
-        roles: vec![],
-        state: UserState::Active,
-        state_changed_by: None,
-        state_changed_at: None,
-        locked_until: None,
-        password_hash: None,
-        created_at: now,
-        saml_name_id: None,
-        failed_logins: 0,
-        last_password_login_at: None,
-    };
-    let (mut user, mut write) =
-        match sso::plan_saml_login(config, &identity, by_link, by_email, new_user, now) {
-            // Most logins change nothing: then nothing is written to the user.
-            LoginPlan::Linked(u) if stored.as_ref() == Some(&u) => (u, UserWrite::Unchanged),
-            LoginPlan::Linked(u) | LoginPlan::LinkedByEmail(u) => (u, UserWrite::FromIdp),
-            LoginPlan::Provisioned(u) => (u, UserWrite::Create),
-            LoginPlan::Refused(reason, detail) => {
-                // A refused response is spent all the same.
-                if !st
-                    .store
-                    .remember_saml_ids(org.id, &accepted.replay_keys, now)
-                    .await
-                    .map_err(store_err)?
-                {
-                    return refuse(
-                        trace,
-                        Check::SamlReplay,
-                        Reason::SamlReplay,
-                        replayed(&accepted),
-                    );
-                }
-                trace.pass(Check::SamlReplay, FIRST_USE);
-                return refuse(trace, Check::SamlUser, reason, detail);
-            }
-        };
-    let linked_by_email = write == UserWrite::FromIdp && stored.is_none();
-    let wanted = user.username.clone();
-    let mut concurrent = false;
+    let wanted = provisioned_username(&identity);
     // A username someone else holds is never a link (that would hand them this identity's
     // sessions): a new user gets the first free `name-N` instead.
     let mut n = 1;
-    let next = loop {
+    let mut concurrent = false;
+    let mut tries = 0;
+    let (next, user, write, linked_by_email) = loop {
+        tries += 1;
+        if tries > MAX_PLAN_TRIES {
+            return Err(Failure::Unavailable(format!(
+                "the login could not be written after {MAX_PLAN_TRIES} tries (no free username near '{wanted}', or the user kept changing)"
+            )));
+        }
+        let by_link = st
+            .store
+            .user_by_saml_link(org.id, &identity.name_id)
+            .await
+            .map_err(store_err)?;
+        let by_email = match (&by_link, &identity.email) {
+            (None, Some(e)) => st.store.user_by_email(org.id, e).await.map_err(store_err)?,
+            _ => None,
+        };
+        // The stored user the plan starts from, checked again when it is written.
+        let stored = by_link.clone().or_else(|| by_email.clone());
+        let linked_by_email = by_link.is_none();
+        let new_user = || User {
+            id: format!("usr_{}", ulid::Ulid::new().to_string().to_lowercase()),
+            org_id: org.id,
+            user_type: UserType::Human,
+            username: if n == 1 {
+                wanted.clone()
+            } else {
+                numbered_username(&wanted, n)
+            },
+            email: None,
+            display_name: None,
+            roles: vec![],
+            state: UserState::Active,
+            state_changed_by: None,
+            state_changed_at: None,
+            locked_until: None,
+            password_hash: None,
+            created_at: now,
+            saml_name_id: None,
+            failed_logins: 0,
+            last_password_login_at: None,
+        };
+        let (user, write) =
+            match sso::plan_saml_login(config, &identity, by_link, by_email, new_user, now) {
+                // Most logins change nothing: then nothing is written to the user.
+                LoginPlan::Linked(u) if stored.as_ref() == Some(&u) => (u, UserWrite::Unchanged),
+                LoginPlan::Linked(u) | LoginPlan::LinkedByEmail(u) => (u, UserWrite::FromIdp),
+                LoginPlan::Provisioned(u) => (u, UserWrite::Create),
+                LoginPlan::Refused(reason, detail) => {
+                    // A refused response is spent all the same.
+                    if !st
+                        .store
+                        .remember_saml_ids(org.id, &accepted.replay_keys, now)
+                        .await
+                        .map_err(store_err)?
+                    {
+                        return refuse(
+                            trace,
+                            Check::SamlReplay,
+                            Reason::SamlReplay,
+                            replayed(&accepted),
+                        );
+                    }
+                    trace.pass(Check::SamlReplay, FIRST_USE);
+                    return refuse(trace, Check::SamlUser, reason, detail);
+                }
+            };
         let next = session::Next::new(headers, org, &user, "saml", now);
         let login = SamlLogin {
             replay_keys: &accepted.replay_keys,
             user: &user,
             user_write: write,
+            planned_from: stored.as_ref().filter(|_| write != UserWrite::Create),
             old_session: next.old.as_deref(),
             session: &next.session,
             now,
         };
         match st.store.finish_saml_login(&login).await {
-            Ok(true) => break next,
-            Ok(false) => {
+            Ok(SamlLoginWritten::Done) => break (next, user, write, linked_by_email),
+            Ok(SamlLoginWritten::Replayed) => {
                 return refuse(
                     trace,
                     Check::SamlReplay,
@@ -491,32 +505,30 @@ async fn consume(
                     replayed(&accepted),
                 );
             }
-            Err(StoreError::Conflict(_)) if write == UserWrite::Create => {}
+            Ok(SamlLoginWritten::Stale) => concurrent = true,
+            // The unique index refused the new user: the same identity, provisioned
+            // meanwhile by a concurrent login (found by link next time round), or a
+            // username another user holds (the next number is tried).
+            Err(StoreError::Conflict(_)) if write == UserWrite::Create => {
+                concurrent = true;
+                if st
+                    .store
+                    .user_by_saml_link(org.id, &identity.name_id)
+                    .await
+                    .map_err(store_err)?
+                    .is_none()
+                {
+                    concurrent = false;
+                    n += 1;
+                }
+            }
             Err(e) => return Err(store_err(e)),
         }
-        // The unique index refused the new user: the same identity, provisioned meanwhile
-        // by a concurrent login, or a username another user holds.
-        if let Some(other) = st
-            .store
-            .user_by_saml_link(org.id, &identity.name_id)
-            .await
-            .map_err(store_err)?
-        {
-            (user, write, concurrent) = (other, UserWrite::Unchanged, true);
-            continue;
-        }
-        n += 1;
-        if n > MAX_USERNAME_TRIES {
-            return Err(Failure::Unavailable(format!(
-                "no free username near '{wanted}' after {MAX_USERNAME_TRIES} tries"
-            )));
-        }
-        user.username = numbered_username(&wanted, n);
     };
     trace.pass(Check::SamlReplay, FIRST_USE);
-    let detail = if concurrent {
+    let detail = if concurrent && write == UserWrite::Unchanged {
         format!(
-            "user '{}' ({}), provisioned by a concurrent login of this NameID",
+            "user '{}' ({}), linked to this NameID (written meanwhile by a concurrent login)",
             user.username, user.id
         )
     } else {
@@ -570,8 +582,9 @@ fn replayed(a: &tessera_saml::Accepted) -> String {
 /// The replay step's detail on a first use.
 const FIRST_USE: &str = "first use of this response and assertion";
 
-/// How many usernames a just-in-time user may try (`name`, `name-2`, …).
-const MAX_USERNAME_TRIES: usize = 20;
+/// How many times a login is planned and written: a just-in-time user tries `name`,
+/// `name-2`, … and a user changed meanwhile is planned again.
+const MAX_PLAN_TRIES: usize = 20;
 
 /// `base-n`, within the 128 characters a username may have.
 fn numbered_username(base: &str, n: usize) -> String {

@@ -25,8 +25,8 @@ use tessera_core::model::{
 use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};
 use tessera_core::store::{
-    AuditAppender, BoxFuture, SamlLogin, SealedSpKey, Store, StoreError, StoreResult, StoredKey,
-    UserWrite,
+    AuditAppender, BoxFuture, SamlLogin, SamlLoginWritten, SealedSpKey, Store, StoreError,
+    StoreResult, StoredKey, UserWrite,
 };
 use tessera_core::throttle::ThrottleState;
 use tessera_core::trace::Trace;
@@ -1212,7 +1212,7 @@ impl Store for SqliteStore {
     fn finish_saml_login<'a>(
         &'a self,
         login: &'a SamlLogin<'a>,
-    ) -> BoxFuture<'a, StoreResult<bool>> {
+    ) -> BoxFuture<'a, StoreResult<SamlLoginWritten>> {
         // Only humans log in through an IdP, and no cached fact names a human (client facts
         // name service accounts): the token path's cache stays, and no version bump (one
         // more synced write per login) is needed.
@@ -1228,7 +1228,24 @@ impl Store for SqliteStore {
             let mut tx = w.begin().await.map_err(be)?;
             if !Self::insert_replay_keys(&mut tx, u.org_id, login.replay_keys, login.now).await? {
                 tx.rollback().await.map_err(be)?;
-                return Ok(false);
+                return Ok(SamlLoginWritten::Replayed);
+            }
+            // The write lock is held from the first statement: the user read here stays
+            // as it is until the commit, on this node and every other.
+            if let Some(planned) = login.planned_from {
+                let now = sqlx::query("SELECT * FROM users WHERE org_id = ? AND id = ?")
+                    .bind(planned.org_id)
+                    .bind(&planned.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(be)?
+                    .as_ref()
+                    .map(user_from)
+                    .transpose()?;
+                if now.as_ref() != Some(planned) {
+                    tx.rollback().await.map_err(be)?;
+                    return Ok(SamlLoginWritten::Stale);
+                }
             }
             match login.user_write {
                 UserWrite::Unchanged => {}
@@ -1244,7 +1261,7 @@ impl Store for SqliteStore {
             }
             Self::insert_session(&mut tx, login.session).await?;
             tx.commit().await.map_err(be)?;
-            Ok(true)
+            Ok(SamlLoginWritten::Done)
         })
     }
 

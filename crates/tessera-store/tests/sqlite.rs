@@ -662,7 +662,7 @@ async fn the_first_saml_sp_key_stored_wins() {
 #[tokio::test]
 async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages() {
     use tessera_core::session::Session;
-    use tessera_core::store::{SamlLogin, UserWrite};
+    use tessera_core::store::{SamlLogin, SamlLoginWritten, UserWrite};
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
@@ -704,11 +704,15 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages()
         replay_keys: &keys,
         user: &from_idp,
         user_write: UserWrite::FromIdp,
+        planned_from: None,
         old_session: Some(b"old"),
         session: &new_session,
         now: 30,
     };
-    assert!(s.finish_saml_login(&login).await.unwrap());
+    assert_eq!(
+        s.finish_saml_login(&login).await.unwrap(),
+        SamlLoginWritten::Done
+    );
     assert!(s.session(b"old").await.unwrap().is_none());
     assert!(s.session(b"new").await.unwrap().is_some());
     let got = s.get_user(org, "usr_alice").await.unwrap().unwrap();
@@ -747,10 +751,40 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages()
         old_session: None,
         ..login
     };
-    assert!(!s.finish_saml_login(&replay).await.unwrap());
+    assert_eq!(
+        s.finish_saml_login(&replay).await.unwrap(),
+        SamlLoginWritten::Replayed
+    );
     assert!(s.session(b"replayed").await.unwrap().is_none());
     let got = s.get_user(org, "usr_alice").await.unwrap().unwrap();
     assert_eq!(got.roles, vec!["developer".to_string()]);
+    // A login planned from a copy of the user that is no longer stored (an admin or
+    // another login changed her since) writes nothing, and its identifiers stay unused.
+    let stale_keys = [("r3".to_string(), 100)];
+    let stale = SamlLogin {
+        replay_keys: &stale_keys,
+        user: &replayed_user,
+        planned_from: Some(&alice),
+        session: &other_session,
+        old_session: None,
+        ..login
+    };
+    assert_eq!(
+        s.finish_saml_login(&stale).await.unwrap(),
+        SamlLoginWritten::Stale
+    );
+    assert!(s.session(b"replayed").await.unwrap().is_none());
+    assert!(s.remember_saml_ids(org, &stale_keys, 30).await.unwrap());
+    let current = SamlLogin {
+        replay_keys: &[],
+        planned_from: Some(&got),
+        ..stale
+    };
+    assert_eq!(
+        s.finish_saml_login(&current).await.unwrap(),
+        SamlLoginWritten::Done
+    );
+    assert!(s.session(b"replayed").await.unwrap().is_some());
     // A user to create that clashes writes nothing either: its identifiers stay unused.
     let clash = User {
         id: "usr_bob".into(),
@@ -762,7 +796,8 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages()
         replay_keys: &bob_keys,
         user: &clash,
         user_write: UserWrite::Create,
-        session: &other_session,
+        planned_from: None,
+        session: &session(b"clash"),
         old_session: None,
         now: 30,
     };
@@ -770,7 +805,7 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages()
         s.finish_saml_login(&create).await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(s.session(b"replayed").await.unwrap().is_none());
+    assert!(s.session(b"clash").await.unwrap().is_none());
     assert!(s.remember_saml_ids(org, &bob_keys, 30).await.unwrap());
 }
 
@@ -830,7 +865,7 @@ async fn audit_thread_and_pool_writers_take_turns() {
 async fn an_admin_edit_writes_only_what_an_admin_manages() {
     use tessera_core::decision::LoginUpdate;
     use tessera_core::session::Session;
-    use tessera_core::store::{SamlLogin, UserWrite};
+    use tessera_core::store::{SamlLogin, SamlLoginWritten, UserWrite};
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
@@ -854,11 +889,15 @@ async fn an_admin_edit_writes_only_what_an_admin_manages() {
         replay_keys: &[],
         user: &linked,
         user_write: UserWrite::FromIdp,
+        planned_from: Some(&stale),
         old_session: None,
         session: &session,
         now: 20,
     };
-    assert!(s.finish_saml_login(&login).await.unwrap());
+    assert_eq!(
+        s.finish_saml_login(&login).await.unwrap(),
+        SamlLoginWritten::Done
+    );
     let failed = LoginUpdate::Failed {
         user_id: "usr_bob".into(),
         lock_until: None,
