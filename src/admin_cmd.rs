@@ -178,6 +178,63 @@ pub struct SsoFields {
     /// A user exempt from enforcement (repeat for several)
     #[arg(long = "break-glass", value_name = "USER_ID")]
     break_glass: Vec<String>,
+    /// Drop the settings that are set now and not given here (without it, `set` refuses
+    /// and lists them)
+    #[arg(long)]
+    replace: bool,
+}
+
+/// The settings of the stored configuration `current` (the API's view) that `new`
+/// would drop, by field name: `set` replaces the whole configuration, and a forgotten
+/// `--break-glass` must not silently end an exemption.
+fn dropped_sso_settings(current: &Value, new: &tessera_api::PutSsoConfig) -> Vec<String> {
+    let mut dropped = vec![];
+    let metadata = new.idp_metadata_xml.is_some();
+    let set = |k: &str| !current[k].is_null();
+    if set("idp_entity_id") && !metadata && new.idp_entity_id.is_none() {
+        dropped.push("the IdP (idp_entity_id, idp_sso_url, idp_certificates)".to_string());
+    }
+    for (k, given) in [
+        ("name_id_format", new.name_id_format.is_some() || metadata),
+        ("attribute_email", new.attribute_email.is_some()),
+        (
+            "attribute_display_name",
+            new.attribute_display_name.is_some(),
+        ),
+        ("attribute_groups", new.attribute_groups.is_some()),
+        ("clock_skew_seconds", new.clock_skew_seconds.is_some()),
+    ] {
+        let default_skew = k == "clock_skew_seconds" && current[k] == json!(60);
+        if set(k) && !given && !default_skew {
+            dropped.push(k.to_string());
+        }
+    }
+    for (k, given) in [
+        ("jit_provisioning", new.jit_provisioning),
+        ("allow_sha1", new.allow_sha1),
+        ("allow_rsa_1024", new.allow_rsa_1024),
+        ("allow_idp_initiated", new.allow_idp_initiated),
+    ] {
+        if current[k] == json!(true) && !given {
+            dropped.push(k.to_string());
+        }
+    }
+    let groups = current["group_roles"].as_object();
+    if groups.is_some_and(|g| g.keys().any(|k| !new.group_roles.contains_key(k))) {
+        dropped.push("group_roles".to_string());
+    }
+    let exempt = current["break_glass_user_ids"].as_array().cloned();
+    let lost: Vec<String> = exempt
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|id| !new.break_glass_user_ids.iter().any(|n| n == id))
+        .map(str::to_string)
+        .collect();
+    if !lost.is_empty() {
+        dropped.push(format!("break_glass_user_ids ({})", lost.join(", ")));
+    }
+    dropped
 }
 
 /// `PUT /api/v2/sso/saml`'s body from `sso set`'s options, reading the files they name.
@@ -1208,7 +1265,22 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
         AdminCommand::Sso(cmd) => {
             let v = match cmd {
                 SsoCmd::Show => api.get("/sso/saml").await?,
-                SsoCmd::Set(fields) => api.put("/sso/saml", body(&put_sso_body(fields)?)).await?,
+                SsoCmd::Set(fields) => {
+                    let new = put_sso_body(fields)?;
+                    if !fields.replace {
+                        let dropped = dropped_sso_settings(&api.get("/sso/saml").await?, &new);
+                        if !dropped.is_empty() {
+                            return Err(Failure {
+                                code: exit::USAGE,
+                                message: format!(
+                                    "`sso set` replaces the whole configuration, and these settings are set now but not given: {}\nhint: give them again (`tessera admin sso show` lists them), or pass --replace to drop them",
+                                    dropped.join("; ")
+                                ),
+                            });
+                        }
+                    }
+                    api.put("/sso/saml", body(&new)).await?
+                }
                 SsoCmd::Impact => {
                     let v = api.get("/sso/saml/enforcement-impact").await?;
                     if json_out {

@@ -559,6 +559,17 @@ async fn sso_commands_configure_preview_and_enforce() {
     assert!(o.stdout.contains("sp_acs_url"), "{}", o.stdout);
     assert!(!o.stdout.contains("BEGIN CERTIFICATE"), "{}", o.stdout);
 
+    // `set` replaces everything: forgetting a setting is refused, naming it.
+    let o = tessera(&app, c, &["admin", "sso", "set", "--metadata", metadata]).await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("jit_provisioning") && o.stderr.contains("group_roles"),
+        "{}",
+        o.stderr
+    );
+    let o = tessera(&app, c, &["admin", "sso", "show", "--json"]).await;
+    assert_eq!(o.json()["jit_provisioning"], true, "nothing was sent");
+
     // Bad input is named before anything is sent.
     let o = tessera(&app, c, &["admin", "sso", "set", "--group-role", "admins"]).await;
     assert_eq!(o.code, 2, "{}", o.stderr);
