@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -41,6 +41,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Whose turn it is to write, and the connection to write with: see [`WriteGate`].
     gate: Arc<WriteGate>,
+    /// How to open a connection, to replace a failed write connection.
+    opts: SqliteConnectOptions,
     /// The database file (`None` in memory), for the audit trail's own connection.
     file: Option<PathBuf>,
     durability: Durability,
@@ -259,8 +261,17 @@ fn be(e: sqlx::Error) -> StoreError {
     {
         return StoreError::Conflict(db.message().to_string());
     }
+    if matches!(e, sqlx::Error::WorkerCrashed | sqlx::Error::Io(_)) {
+        // Perhaps the write connection: the next writer checks it (see `writer`).
+        CHECK_WRITE_CONNECTION.store(true, Ordering::Release);
+    }
     StoreError::Backend(e.to_string())
 }
+
+/// Set when a query failed in a way that can leave a connection unusable. The pool
+/// replaces its own connections; the write connection is checked, and replaced, by the
+/// next writer.
+static CHECK_WRITE_CONNECTION: AtomicBool = AtomicBool::new(false);
 
 /// Maps a uniqueness violation to a conflict that names the thing; other errors as usual.
 fn conflict_as(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
@@ -441,6 +452,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             gate: Arc::new(tokio::sync::Mutex::new(writer)),
+            opts,
             file,
             durability,
             facts_cache: FactsCache::default(),
@@ -455,7 +467,22 @@ impl SqliteStore {
     /// The connection to write with, once it is this task's turn. Never called while the
     /// task holds a pool connection or a `Writer` (the gate is not re-entrant).
     async fn writer(&self) -> StoreResult<Writer<'_>> {
-        let turn = self.gate.lock().await;
+        let mut turn = self.gate.lock().await;
+        if let Some(conn) = turn.as_mut()
+            && CHECK_WRITE_CONNECTION.swap(false, Ordering::AcqRel)
+            && conn.ping().await.is_err()
+        {
+            tracing::warn!("the SQLite write connection failed; opening a new one");
+            match SqliteConnection::connect_with(&self.opts).await {
+                Ok(fresh) => *turn = Some(fresh),
+                Err(e) => {
+                    CHECK_WRITE_CONNECTION.store(true, Ordering::Release);
+                    return Err(StoreError::Backend(format!(
+                        "cannot reopen the write connection: {e}"
+                    )));
+                }
+            }
+        }
         let pooled = match *turn {
             Some(_) => None,
             None => Some(self.pool.acquire().await.map_err(be)?),
@@ -464,25 +491,25 @@ impl SqliteStore {
     }
 
     /// Records that cached data changed: bumps the version other nodes poll, and clears
-    /// this node's cache.
-    async fn changed(&self) -> StoreResult<()> {
+    /// this node's cache. Called in the same write turn as the change, so no other write
+    /// comes between them and no second wait for the gate can be cut short.
+    async fn changed(&self, w: &mut SqliteConnection) -> StoreResult<()> {
         self.facts_cache.invalidate();
-        let mut w = self.writer().await?;
         let v: i64 = sqlx::query_scalar(
             "UPDATE tessera_meta SET value = value + 1 WHERE key = 'cache_version' RETURNING value",
         )
-        .fetch_one(&mut *w)
+        .fetch_one(w)
         .await
         .map_err(be)?;
         self.seen_version.store(v, Ordering::Release);
         Ok(())
     }
 
-    /// Passes a write's result through, recording the change when it succeeded. The
-    /// write must have let go of its [`Writer`]: `changed` takes one.
-    async fn committed<T>(&self, out: StoreResult<T>) -> StoreResult<T> {
+    /// Passes a write's result through, recording the change when it succeeded, on the
+    /// write's own connection and turn.
+    async fn committed<T>(&self, w: &mut SqliteConnection, out: StoreResult<T>) -> StoreResult<T> {
         if out.is_ok() {
-            self.changed().await?;
+            self.changed(w).await?;
         }
         out
     }
@@ -843,8 +870,8 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Org>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let out = async {
-                let mut w = self.writer().await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO orgs (slug, enabled, sso_enforced, created_at) VALUES (?, 1, 0, ?) RETURNING id",
             )
@@ -862,7 +889,7 @@ impl Store for SqliteStore {
             })
         }
             .await;
-            self.committed(out).await
+            self.committed(&mut w, out).await
         })
     }
 
@@ -885,8 +912,8 @@ impl Store for SqliteStore {
 
     fn create_scope<'a>(&'a self, s: &'a Scope) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let out = async {
-                let mut w = self.writer().await?;
                 sqlx::query("INSERT INTO scopes (org_id, name, description) VALUES (?, ?, ?)")
                     .bind(s.org_id)
                     .bind(s.name.as_str())
@@ -897,7 +924,7 @@ impl Store for SqliteStore {
                 Ok(())
             }
             .await;
-            self.committed(out).await
+            self.committed(&mut w, out).await
         })
     }
 
@@ -923,12 +950,9 @@ impl Store for SqliteStore {
 
     fn create_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let out = async {
-                let mut w = self.writer().await?;
-                Self::insert_user(&mut w, u).await
-            }
-            .await;
-            self.committed(out).await
+            let mut w = self.writer().await?;
+            let out = async { Self::insert_user(&mut w, u).await }.await;
+            self.committed(&mut w, out).await
         })
     }
 
@@ -955,8 +979,8 @@ impl Store for SqliteStore {
 
     fn update_user<'a>(&'a self, u: &'a User, with_state: bool) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let out = async {
-                let mut w = self.writer().await?;
                 let mut tx = w.begin().await.map_err(be)?;
                 let r = sqlx::query(
                     "UPDATE users SET email = ?, display_name = ?, roles = ? WHERE org_id = ? AND id = ?",
@@ -990,7 +1014,7 @@ impl Store for SqliteStore {
                 tx.commit().await.map_err(be)
             }
             .await;
-            self.committed(out).await
+            self.committed(&mut w, out).await
         })
     }
 
@@ -1034,8 +1058,7 @@ impl Store for SqliteStore {
                         .execute(&mut *w)
                         .await
                         .map_err(be)?;
-                        drop(w);
-                        self.changed().await?;
+                        self.changed(&mut w).await?;
                     }
                 }
                 LoginUpdate::Succeeded { user_id } => {
@@ -1134,8 +1157,7 @@ impl Store for SqliteStore {
                         Ok(())
                     }
                 });
-            drop(w);
-            self.committed(out).await
+            self.committed(&mut w, out).await
         })
     }
 
@@ -1364,8 +1386,8 @@ impl Store for SqliteStore {
         s: &'a StoredSecret,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let out = async {
-                let mut w = self.writer().await?;
                 let mut tx = w.begin().await.map_err(be)?;
                 Self::insert_client(&mut tx, c).await.map_err(|e| match e {
                     StoreError::Conflict(_) => StoreError::Conflict(format!(
@@ -1378,7 +1400,7 @@ impl Store for SqliteStore {
                 tx.commit().await.map_err(be)
             }
             .await;
-            self.committed(out).await
+            self.committed(&mut w, out).await
         })
     }
 
@@ -1415,8 +1437,8 @@ impl Store for SqliteStore {
 
     fn update_client<'a>(&'a self, c: &'a Client) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let out = async {
-                let mut w = self.writer().await?;
             let r = sqlx::query(
                 "UPDATE clients SET name = ?, enabled = ?, grant_types = ?, scopes = ?, redirect_uris = ?,
                     auth_methods = ?, ip_allowlist = ?, service_account_id = ?, token_ttl = ?
@@ -1442,7 +1464,7 @@ impl Store for SqliteStore {
             Ok(())
         }
             .await;
-            self.committed(out).await
+            self.committed(&mut w, out).await
         })
     }
 
@@ -1452,8 +1474,8 @@ impl Store for SqliteStore {
         client_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let out = async {
-                let mut w = self.writer().await?;
                 let mut tx = w.begin().await.map_err(be)?;
                 let r = sqlx::query("DELETE FROM clients WHERE org_id = ? AND client_id = ?")
                     .bind(org_id)
@@ -1473,7 +1495,7 @@ impl Store for SqliteStore {
                 Ok(r.rows_affected() > 0)
             }
             .await;
-            self.committed(out).await
+            self.committed(&mut w, out).await
         })
     }
 
@@ -1491,8 +1513,8 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let out = async {
-                let mut w = self.writer().await?;
             let mut tx = w.begin().await.map_err(be)?;
             // Take the write lock first, so two rotations cannot interleave.
             sqlx::query("UPDATE clients SET client_id = client_id WHERE client_id = ?")
@@ -1530,7 +1552,7 @@ impl Store for SqliteStore {
             tx.commit().await.map_err(be)
         }
             .await;
-            self.committed(out).await
+            self.committed(&mut w, out).await
         })
     }
 
@@ -1541,8 +1563,8 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
+            let mut w = self.writer().await?;
             let out = async {
-                let mut w = self.writer().await?;
             let r = sqlx::query(
                 "UPDATE client_secrets SET revoked_at = ? WHERE client_id = ? AND id = ? AND revoked_at IS NULL",
             )
@@ -1555,7 +1577,7 @@ impl Store for SqliteStore {
             Ok(r.rows_affected() > 0)
         }
             .await;
-            self.committed(out).await
+            self.committed(&mut w, out).await
         })
     }
 

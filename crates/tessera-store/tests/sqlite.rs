@@ -809,9 +809,8 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages()
     assert!(s.remember_saml_ids(org, &bob_keys, 30).await.unwrap());
 }
 
-/// The audit thread and the pool's writers take turns at the write gate: interleaved,
-/// every write lands and none waits forever (a write that recorded a change takes the
-/// gate twice, which would hang if the first turn were still held).
+/// The audit thread and the store's writers take turns at the write gate: interleaved,
+/// every write lands and none waits forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_thread_and_pool_writers_take_turns() {
     let dir = tempfile::tempdir().unwrap();
