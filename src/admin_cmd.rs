@@ -145,6 +145,7 @@ pub struct SsoFields {
     /// An IdP signing certificate, a PEM file (repeat while the IdP rotates)
     #[arg(long = "idp-cert", value_name = "PEM_FILE")]
     idp_certs: Vec<PathBuf>,
+    /// The NameID format to ask the IdP for (e.g. urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress)
     #[arg(long)]
     name_id_format: Option<String>,
     /// The attribute carrying the email
@@ -250,6 +251,17 @@ fn put_sso_body(f: &SsoFields) -> Result<tessera_api::PutSsoConfig, Failure> {
             message: format!("cannot read the {what} {}: {e}", path.display()),
         })
     };
+    let stdin_reads = f
+        .metadata
+        .iter()
+        .chain(&f.idp_certs)
+        .filter(|p| p.as_os_str() == "-");
+    if stdin_reads.count() > 1 {
+        return Err(Failure {
+            code: exit::USAGE,
+            message: "only one of --metadata and --idp-cert can read standard input ('-')".into(),
+        });
+    }
     let mut group_roles = std::collections::BTreeMap::new();
     for g in &f.group_roles {
         let Some((group, roles)) = g
@@ -261,10 +273,21 @@ fn put_sso_body(f: &SsoFields) -> Result<tessera_api::PutSsoConfig, Failure> {
                 message: format!("--group-role '{g}': expected GROUP=ROLE[,ROLE...]"),
             });
         };
-        group_roles.insert(
-            group.to_string(),
-            roles.split(',').map(|r| r.trim().to_string()).collect(),
-        );
+        let roles: Vec<String> = roles.split(',').map(|r| r.trim().to_string()).collect();
+        if roles.iter().any(String::is_empty) {
+            return Err(Failure {
+                code: exit::USAGE,
+                message: format!("--group-role '{g}': an empty role name"),
+            });
+        }
+        if group_roles.insert(group.to_string(), roles).is_some() {
+            return Err(Failure {
+                code: exit::USAGE,
+                message: format!(
+                    "--group-role: group '{group}' is given twice; list all its roles once, as {group}=ROLE,ROLE"
+                ),
+            });
+        }
     }
     Ok(tessera_api::PutSsoConfig {
         idp_metadata_xml: f

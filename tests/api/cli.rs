@@ -574,6 +574,16 @@ async fn sso_commands_configure_preview_and_enforce() {
     let o = tessera(&app, c, &["admin", "sso", "set", "--group-role", "admins"]).await;
     assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(o.stderr.contains("GROUP=ROLE"), "{}", o.stderr);
+    for bad in [
+        &["--group-role", "admins=a", "--group-role", "admins=b"][..],
+        &["--group-role", "admins=a,"],
+        &["--metadata", "-", "--idp-cert", "-"],
+    ] {
+        let mut args = vec!["admin", "sso", "set"];
+        args.extend_from_slice(bad);
+        let o = tessera(&app, c, &args).await;
+        assert_eq!(o.code, 2, "{bad:?}: {}", o.stderr);
+    }
     let o = tessera(
         &app,
         c,
