@@ -56,6 +56,17 @@ pub struct SamlLogin<'a> {
     pub now: Timestamp,
 }
 
+/// Which admin-managed fields [`Store::update_user`] writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserFields {
+    pub email: bool,
+    pub display_name: bool,
+    pub roles: bool,
+    /// The state with who changed it and when, and the lock's end; back to `active`, the
+    /// failed-login counter restarts.
+    pub state: bool,
+}
+
 /// How [`Store::finish_saml_login`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SamlLoginWritten {
@@ -122,15 +133,13 @@ pub trait Store: Send + Sync + 'static {
     fn get_user<'a>(&'a self, org_id: i64, id: &'a str)
     -> BoxFuture<'a, StoreResult<Option<User>>>;
     fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>>;
-    /// Writes what an admin edits: email, display name, roles and, when `with_state`,
-    /// the state with who changed it and when and the lock's end (back to `active`, the
-    /// failed-login counter restarts). Never the password hash, the SAML link or the
-    /// counter otherwise, which other paths own: an edit never undoes a concurrent
-    /// password change, first SSO login or failed login.
+    /// Writes the admin-managed `fields` of `user` and nothing else: an edit never undoes
+    /// a concurrent change of a field it was not asked to change (an IdP's roles, a first
+    /// SSO login's link, a failed login's count).
     fn update_user<'a>(
         &'a self,
         user: &'a User,
-        with_state: bool,
+        fields: UserFields,
     ) -> BoxFuture<'a, StoreResult<()>>;
     fn user_by_username<'a>(
         &'a self,

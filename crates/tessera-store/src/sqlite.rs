@@ -26,7 +26,7 @@ use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};
 use tessera_core::store::{
     AuditAppender, BoxFuture, SamlLogin, SamlLoginWritten, SealedSpKey, Store, StoreError,
-    StoreResult, StoredKey, UserWrite,
+    StoreResult, StoredKey, UserFields, UserWrite,
 };
 use tessera_core::throttle::ThrottleState;
 use tessera_core::trace::Trace;
@@ -977,41 +977,41 @@ impl Store for SqliteStore {
         })
     }
 
-    fn update_user<'a>(&'a self, u: &'a User, with_state: bool) -> BoxFuture<'a, StoreResult<()>> {
+    fn update_user<'a>(&'a self, u: &'a User, f: UserFields) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let mut w = self.writer().await?;
             let out = async {
-                let mut tx = w.begin().await.map_err(be)?;
+                // One statement for every combination: each column keeps its stored value
+                // unless its flag is set.
                 let r = sqlx::query(
-                    "UPDATE users SET email = ?, display_name = ?, roles = ? WHERE org_id = ? AND id = ?",
+                    "UPDATE users SET
+                        email = CASE WHEN ?1 THEN ?2 ELSE email END,
+                        display_name = CASE WHEN ?3 THEN ?4 ELSE display_name END,
+                        roles = CASE WHEN ?5 THEN ?6 ELSE roles END,
+                        state = CASE WHEN ?7 THEN ?8 ELSE state END,
+                        state_changed_by = CASE WHEN ?7 THEN ?9 ELSE state_changed_by END,
+                        state_changed_at = CASE WHEN ?7 THEN ?10 ELSE state_changed_at END,
+                        locked_until = CASE WHEN ?7 THEN ?11 ELSE locked_until END,
+                        failed_logins = CASE WHEN ?7 AND ?8 = 'active' THEN 0 ELSE failed_logins END
+                     WHERE org_id = ?12 AND id = ?13",
                 )
+                .bind(f.email)
                 .bind(&u.email)
+                .bind(f.display_name)
                 .bind(&u.display_name)
+                .bind(f.roles)
                 .bind(to_json(&u.roles))
+                .bind(f.state)
+                .bind(state_str(u.state))
+                .bind(u.state_changed_by.as_ref().map(to_json))
+                .bind(u.state_changed_at)
+                .bind(u.locked_until)
                 .bind(u.org_id)
                 .bind(&u.id)
-                .execute(&mut *tx)
+                .execute(&mut *w)
                 .await
                 .map_err(be)?;
-                user_updated(r.rows_affected(), &u.id)?;
-                if with_state {
-                    sqlx::query(
-                        "UPDATE users SET state = ?1, state_changed_by = ?2, state_changed_at = ?3,
-                            locked_until = ?4,
-                            failed_logins = CASE WHEN ?1 = 'active' THEN 0 ELSE failed_logins END
-                         WHERE org_id = ?5 AND id = ?6",
-                    )
-                    .bind(state_str(u.state))
-                    .bind(u.state_changed_by.as_ref().map(to_json))
-                    .bind(u.state_changed_at)
-                    .bind(u.locked_until)
-                    .bind(u.org_id)
-                    .bind(&u.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(be)?;
-                }
-                tx.commit().await.map_err(be)
+                user_updated(r.rows_affected(), &u.id)
             }
             .await;
             self.committed(&mut w, out).await

@@ -858,13 +858,13 @@ async fn audit_thread_and_pool_writers_take_turns() {
     assert!(s.get_audit_event(org, "g49-3").await.unwrap().is_some());
 }
 
-/// An admin's edit, written from a copy read before a first SSO login and a failed
-/// password login, undoes neither.
+/// An admin's edit, written from a copy read before a first SSO login, a failed password
+/// login and another edit, undoes none of them: only the fields asked for are written.
 #[tokio::test]
 async fn an_admin_edit_writes_only_what_an_admin_manages() {
     use tessera_core::decision::LoginUpdate;
     use tessera_core::session::Session;
-    use tessera_core::store::{SamlLogin, SamlLoginWritten, UserWrite};
+    use tessera_core::store::{SamlLogin, SamlLoginWritten, UserFields, UserWrite};
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
@@ -908,7 +908,12 @@ async fn an_admin_edit_writes_only_what_an_admin_manages() {
         roles: vec!["developer".into()],
         ..stale.clone()
     };
-    s.update_user(&edit, false).await.unwrap();
+    let profile = UserFields {
+        display_name: true,
+        roles: true,
+        ..UserFields::default()
+    };
+    s.update_user(&edit, profile).await.unwrap();
     let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
     assert_eq!(got.display_name.as_deref(), Some("Bob"));
     assert_eq!(got.roles, vec!["developer".to_string()]);
@@ -918,12 +923,19 @@ async fn an_admin_edit_writes_only_what_an_admin_manages() {
     let disable = User {
         state: UserState::Disabled,
         state_changed_at: Some(30),
-        ..edit.clone()
+        ..stale.clone()
     };
-    s.update_user(&disable, true).await.unwrap();
+    let state = UserFields {
+        state: true,
+        ..UserFields::default()
+    };
+    s.update_user(&disable, state).await.unwrap();
     let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
     assert_eq!((got.state, got.failed_logins), (UserState::Disabled, 1));
-    s.update_user(&edit, true).await.unwrap();
+    // A state change from the stale copy leaves the renamed profile alone.
+    assert_eq!(got.display_name.as_deref(), Some("Bob"));
+    assert_eq!(got.roles, vec!["developer".to_string()]);
+    s.update_user(&edit, state).await.unwrap();
     let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
     assert_eq!((got.state, got.failed_logins), (UserState::Active, 0));
     assert_eq!(got.password_hash.as_deref(), Some("$argon2id$stand-in"));

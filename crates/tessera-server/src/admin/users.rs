@@ -7,6 +7,7 @@ use serde_json::json;
 use tessera_api::{ActorView, CreateUser, PatchUser, UserList, UserView};
 use tessera_core::model::{Actor, Org, User, UserState, UserType};
 use tessera_core::secret::{SecretString, hash_password, random_id};
+use tessera_core::store::UserFields;
 use tessera_core::text::{parse_rfc3339, rfc3339};
 
 use super::{Admin, ApiJson, time_opt};
@@ -314,12 +315,20 @@ pub async fn update(
         check_display_name(n)?;
         u.display_name = Some(n.clone());
     }
-    admin.st.store.update_user(&u, with_state).await?;
+    let fields = UserFields {
+        email: patch.email.is_some(),
+        display_name: patch.display_name.is_some(),
+        roles: patch.roles.is_some(),
+        state: with_state,
+    };
+    admin.st.store.update_user(&u, fields).await?;
     admin
         .audit(
             "update_user",
             json!({ "user_id": u.id, "patch": serde_json::to_value(&patch).unwrap_or_default() }),
         )
         .await?;
+    // The user as stored: fields this request did not touch may have changed meanwhile.
+    let u = find(&admin, &id).await?;
     Ok(Json(view(&u, &admin.org)))
 }
