@@ -507,60 +507,48 @@ async fn consume(
             }
             Ok(SamlLoginWritten::Stale) => concurrent = true,
             // The unique index refused the new user: the same identity, provisioned
-            // meanwhile by a concurrent login (found by link next time round), or a
-            // username another user holds (the next number is tried).
+            // meanwhile by a concurrent login (found by link next time round, when the
+            // number is unused), or a username another user holds (the next number).
             Err(StoreError::Conflict(_)) if write == UserWrite::Create => {
                 concurrent = true;
-                if st
-                    .store
-                    .user_by_saml_link(org.id, &identity.name_id)
-                    .await
-                    .map_err(store_err)?
-                    .is_none()
-                {
-                    concurrent = false;
-                    n += 1;
-                }
+                n += 1;
             }
             Err(e) => return Err(store_err(e)),
         }
     };
     trace.pass(Check::SamlReplay, FIRST_USE);
-    let detail = if concurrent && write == UserWrite::Unchanged {
-        format!(
+    let detail = match write {
+        UserWrite::Unchanged if concurrent => format!(
             "user '{}' ({}), linked to this NameID (written meanwhile by a concurrent login)",
             user.username, user.id
-        )
-    } else {
-        match write {
-            UserWrite::Unchanged => format!(
-                "user '{}' ({}), linked to this NameID",
-                user.username, user.id
-            ),
-            UserWrite::FromIdp if linked_by_email => format!(
-                "user '{}' ({}) found by email and linked to this NameID (first SSO login)",
-                user.username, user.id
-            ),
-            UserWrite::FromIdp => format!(
-                "user '{}' ({}), linked to this NameID; email, name or roles updated from the IdP",
-                user.username, user.id
-            ),
-            UserWrite::Create => format!(
-                "user '{}' ({}) provisioned just in time{}, roles: {}",
-                user.username,
-                user.id,
-                if user.username == wanted {
-                    String::new()
-                } else {
-                    format!(" ('{wanted}' belongs to another user)")
-                },
-                if user.roles.is_empty() {
-                    "none".into()
-                } else {
-                    user.roles.join(", ")
-                }
-            ),
-        }
+        ),
+        UserWrite::Unchanged => format!(
+            "user '{}' ({}), linked to this NameID",
+            user.username, user.id
+        ),
+        UserWrite::FromIdp if linked_by_email => format!(
+            "user '{}' ({}) found by email and linked to this NameID (first SSO login)",
+            user.username, user.id
+        ),
+        UserWrite::FromIdp => format!(
+            "user '{}' ({}), linked to this NameID; email, name or roles updated from the IdP",
+            user.username, user.id
+        ),
+        UserWrite::Create => format!(
+            "user '{}' ({}) provisioned just in time{}, roles: {}",
+            user.username,
+            user.id,
+            if user.username == wanted {
+                String::new()
+            } else {
+                format!(" ('{wanted}' belongs to another user)")
+            },
+            if user.roles.is_empty() {
+                "none".into()
+            } else {
+                user.roles.join(", ")
+            }
+        ),
     };
     trace.pass(Check::SamlUser, detail);
     Ok(Verified {

@@ -441,13 +441,14 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
         migrate::run(&pool, migrate::SQLITE).await?;
-        let writer = match in_memory {
-            true => None,
-            false => Some(
+        let writer = if in_memory {
+            None
+        } else {
+            Some(
                 SqliteConnection::connect_with(&opts)
                     .await
                     .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?,
-            ),
+            )
         };
         let store = Self {
             pool,
@@ -951,7 +952,7 @@ impl Store for SqliteStore {
     fn create_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let mut w = self.writer().await?;
-            let out = async { Self::insert_user(&mut w, u).await }.await;
+            let out = Self::insert_user(&mut w, u).await;
             self.committed(&mut w, out).await
         })
     }
