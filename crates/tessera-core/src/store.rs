@@ -63,7 +63,9 @@ pub struct UserFields {
     pub display_name: bool,
     pub roles: bool,
     /// The state with who changed it and when, and the lock's end; back to `active`, the
-    /// failed-login counter restarts.
+    /// failed-login counter restarts. Written only if the stored user is not already in
+    /// that state at the time of the write (a lock is always written: it may move the
+    /// lock's end), so a repeated `active` keeps who changed the state last.
     pub state: bool,
 }
 
@@ -135,11 +137,13 @@ pub trait Store: Send + Sync + 'static {
     fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>>;
     /// Writes the admin-managed `fields` of `user` and nothing else: an edit never undoes
     /// a concurrent change of a field it was not asked to change (an IdP's roles, a first
-    /// SSO login's link, a failed login's count).
+    /// SSO login's link, a failed login's count). Whether the state changes is decided
+    /// against the stored row at `now`, not against the caller's copy.
     fn update_user<'a>(
         &'a self,
         user: &'a User,
         fields: UserFields,
+        now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>>;
     fn user_by_username<'a>(
         &'a self,

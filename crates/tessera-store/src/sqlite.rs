@@ -978,24 +978,35 @@ impl Store for SqliteStore {
         })
     }
 
-    fn update_user<'a>(&'a self, u: &'a User, f: UserFields) -> BoxFuture<'a, StoreResult<()>> {
+    fn update_user<'a>(
+        &'a self,
+        u: &'a User,
+        f: UserFields,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let mut w = self.writer().await?;
             let out = async {
                 // One statement for every combination: each column keeps its stored value
-                // unless its flag is set.
-                let r = sqlx::query(
+                // unless its flag is set. The state is compared with the stored row's
+                // (`User::effective_state`: a lock that has ended counts as active), so an
+                // unlock racing a lock-out still unlocks.
+                const STATE: &str = "(?7 AND (?8 = 'locked' OR ?8 != CASE
+                    WHEN state = 'locked' AND locked_until IS NOT NULL AND locked_until <= ?14
+                    THEN 'active' ELSE state END))";
+                let sql = format!(
                     "UPDATE users SET
                         email = CASE WHEN ?1 THEN ?2 ELSE email END,
                         display_name = CASE WHEN ?3 THEN ?4 ELSE display_name END,
                         roles = CASE WHEN ?5 THEN ?6 ELSE roles END,
-                        state = CASE WHEN ?7 THEN ?8 ELSE state END,
-                        state_changed_by = CASE WHEN ?7 THEN ?9 ELSE state_changed_by END,
-                        state_changed_at = CASE WHEN ?7 THEN ?10 ELSE state_changed_at END,
-                        locked_until = CASE WHEN ?7 THEN ?11 ELSE locked_until END,
-                        failed_logins = CASE WHEN ?7 AND ?8 = 'active' THEN 0 ELSE failed_logins END
-                     WHERE org_id = ?12 AND id = ?13",
-                )
+                        state = CASE WHEN {STATE} THEN ?8 ELSE state END,
+                        state_changed_by = CASE WHEN {STATE} THEN ?9 ELSE state_changed_by END,
+                        state_changed_at = CASE WHEN {STATE} THEN ?10 ELSE state_changed_at END,
+                        locked_until = CASE WHEN {STATE} THEN ?11 ELSE locked_until END,
+                        failed_logins = CASE WHEN {STATE} AND ?8 = 'active' THEN 0 ELSE failed_logins END
+                     WHERE org_id = ?12 AND id = ?13"
+                );
+                let r = sqlx::query(&sql)
                 .bind(f.email)
                 .bind(&u.email)
                 .bind(f.display_name)
@@ -1009,6 +1020,7 @@ impl Store for SqliteStore {
                 .bind(u.locked_until)
                 .bind(u.org_id)
                 .bind(&u.id)
+                .bind(now)
                 .execute(&mut *w)
                 .await
                 .map_err(be)?;

@@ -913,7 +913,7 @@ async fn an_admin_edit_writes_only_what_an_admin_manages() {
         roles: true,
         ..UserFields::default()
     };
-    s.update_user(&edit, profile).await.unwrap();
+    s.update_user(&edit, profile, 20).await.unwrap();
     let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
     assert_eq!(got.display_name.as_deref(), Some("Bob"));
     assert_eq!(got.roles, vec!["developer".to_string()]);
@@ -929,15 +929,44 @@ async fn an_admin_edit_writes_only_what_an_admin_manages() {
         state: true,
         ..UserFields::default()
     };
-    s.update_user(&disable, state).await.unwrap();
+    s.update_user(&disable, state, 30).await.unwrap();
     let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
     assert_eq!((got.state, got.failed_logins), (UserState::Disabled, 1));
     // A state change from the stale copy leaves the renamed profile alone.
     assert_eq!(got.display_name.as_deref(), Some("Bob"));
     assert_eq!(got.roles, vec!["developer".to_string()]);
-    s.update_user(&edit, state).await.unwrap();
+    s.update_user(&edit, state, 30).await.unwrap();
     let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
     assert_eq!((got.state, got.failed_logins), (UserState::Active, 0));
     assert_eq!(got.password_hash.as_deref(), Some("$argon2id$stand-in"));
     assert_eq!(got.saml_name_id.as_deref(), Some("nid-bob"));
+    // An unlock from a copy read before a lock-out landed still unlocks: whether the
+    // state changes is decided against the stored row, not the caller's copy.
+    let lockout = LoginUpdate::Failed {
+        user_id: "usr_bob".into(),
+        lock_until: Some(1_000),
+    };
+    s.record_login(&lockout, None, 40).await.unwrap();
+    let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
+    assert_eq!(got.effective_state(41), UserState::Locked);
+    assert_eq!(edit.effective_state(41), UserState::Active);
+    s.update_user(&edit, state, 41).await.unwrap();
+    let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
+    assert_eq!(
+        (got.state, got.locked_until, got.failed_logins),
+        (UserState::Active, None, 0)
+    );
+    // Asking for the state the user is already in writes nothing: who changed it and
+    // when stay as they were.
+    s.update_user(&disable, state, 50).await.unwrap();
+    let again = User {
+        state_changed_at: Some(60),
+        ..disable.clone()
+    };
+    s.update_user(&again, state, 60).await.unwrap();
+    let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
+    assert_eq!(
+        (got.state, got.state_changed_at),
+        (UserState::Disabled, Some(30))
+    );
 }

@@ -287,9 +287,9 @@ pub async fn update(
             )));
         }
     }
-    let with_state =
-        target.is_some_and(|state| state != u.effective_state(now) || state == UserState::Locked);
-    if let Some(state) = target.filter(|_| with_state) {
+    // Whether the state actually changes is the store's call, against the row as stored
+    // when it writes: this copy may already be stale.
+    if let Some(state) = target {
         u.state = state;
         u.locked_until = locked_until;
         if state == UserState::Active {
@@ -319,9 +319,9 @@ pub async fn update(
         email: patch.email.is_some(),
         display_name: patch.display_name.is_some(),
         roles: patch.roles.is_some(),
-        state: with_state,
+        state: target.is_some(),
     };
-    admin.st.store.update_user(&u, fields).await?;
+    admin.st.store.update_user(&u, fields, now).await?;
     admin
         .audit(
             "update_user",
