@@ -61,15 +61,15 @@ fn facts() -> Facts {
         client: Some(Arc::new(ClientFacts {
             client,
             secrets: vec![secret],
-            org: Org {
+            org: Arc::new(Org {
                 id: 1,
                 slug: OrgSlug::parse("default").unwrap(),
                 enabled: true,
                 sso_enforced: false,
                 created_at: 0,
-            },
+            }),
             service_account: None,
-            known_scopes: vec![ScopeName::parse("api:read").unwrap()],
+            known_scopes: vec![ScopeName::parse("api:read").unwrap()].into(),
         })),
         throttle: Default::default(),
         resource_owner: None,

@@ -6,6 +6,8 @@
 //! presented client id first ([`facts_key`] says which), and applies the side effects the
 //! [`Decision`] asks for (throttle update, audit event, token issuance).
 
+use std::sync::Arc;
+
 use crate::model::{Client, GrantType, Org, ScopeName, StoredSecret, Timestamp, User, UserType};
 use crate::reason::Reason;
 use crate::request::{
@@ -76,10 +78,12 @@ impl Default for LockoutPolicy {
 pub struct ClientFacts {
     pub client: Client,
     pub secrets: Vec<StoredSecret>,
-    pub org: Org,
+    /// Shared: a store may hand the same org to the facts of all its clients.
+    pub org: Arc<Org>,
     pub service_account: Option<User>,
-    /// The org's scope catalogue, to tell unknown scopes from ones not granted.
-    pub known_scopes: Vec<ScopeName>,
+    /// The org's scope catalogue, to tell unknown scopes from ones not granted (shared
+    /// like the org).
+    pub known_scopes: Arc<[ScopeName]>,
 }
 
 /// What a granted request receives.

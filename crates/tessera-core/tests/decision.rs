@@ -63,13 +63,13 @@ fn facts() -> ClientFacts {
             secret("sec_old", OLD, Some(NOW - 1), None),
             secret("sec_rev", REVOKED, None, Some(NOW - 5)),
         ],
-        org: Org {
+        org: Arc::new(Org {
             id: 1,
             slug: OrgSlug::parse("acme").unwrap(),
             enabled: true,
             sso_enforced: true,
             created_at: 0,
-        },
+        }),
         service_account: Some(User {
             id: "usr_1".into(),
             org_id: 1,
@@ -215,7 +215,7 @@ fn exhaustive_policy_matrix() {
                                 combos += 1;
                                 let mut cf = facts();
                                 cf.client.enabled = client_enabled;
-                                cf.org.enabled = org_enabled;
+                                Arc::make_mut(&mut cf.org).enabled = org_enabled;
                                 if !ip_ok {
                                     cf.client.ip_allowlist =
                                         IpAllowList::parse(&["10.0.0.0/8"]).unwrap();

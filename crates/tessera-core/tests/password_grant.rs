@@ -64,15 +64,15 @@ fn client_facts(enforced: bool, grants: Vec<GrantType>) -> ClientFacts {
             last_used_at: None,
             last_used_from: None,
         }],
-        org: Org {
+        org: Arc::new(Org {
             id: 1,
             slug: OrgSlug::parse("acme").unwrap(),
             enabled: true,
             sso_enforced: enforced,
             created_at: 0,
-        },
+        }),
         service_account: None,
-        known_scopes: vec![ScopeName::parse("a").unwrap()],
+        known_scopes: vec![ScopeName::parse("a").unwrap()].into(),
     }
 }
 

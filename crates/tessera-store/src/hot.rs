@@ -2,9 +2,10 @@
 //! except its audit write.
 //!
 //! - [`FactsCache`]: each client's facts (client, secrets, org, service account, scope
-//!   catalogue). Every write through this node clears it at once; writes by other nodes
-//!   are seen through a version number in the database, polled by [`crate::Store::sync`]
-//!   (every second by the server), and no entry lives longer than [`MAX_AGE`].
+//!   catalogue), and each org with its scope catalogue, shared by its clients' facts.
+//!   Every write through this node clears it at once; writes by other nodes are seen
+//!   through a version number in the database, polled by [`crate::Store::sync`] (every
+//!   second by the server), and no entry lives longer than [`MAX_AGE`].
 //! - [`ThrottleMirror`]: the failure records of (client id, source address) pairs. The
 //!   database stays the source of truth: this node writes through, and `sync` merges
 //!   what other nodes recorded since the last poll.
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tessera_core::decision::ClientFacts;
-use tessera_core::model::Timestamp;
+use tessera_core::model::{Org, ScopeName, Timestamp};
 use tessera_core::throttle::ThrottleState;
 
 /// The longest a cached entry is trusted without a reload.
@@ -27,10 +28,14 @@ pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// The most clients cached; past it the cache starts over (a bound, not an LRU).
 const MAX_ENTRIES: usize = 200_000;
 
-/// Cached client facts.
+/// An org and its scope catalogue, as the facts of each of its clients share them.
+pub type OrgFacts = (Arc<Org>, Arc<[ScopeName]>);
+
+/// Cached client facts, and the orgs they share.
 #[derive(Default)]
 pub struct FactsCache {
     map: RwLock<HashMap<String, (Arc<ClientFacts>, Instant)>>,
+    orgs: RwLock<HashMap<i64, (OrgFacts, Instant)>>,
     generation: AtomicU64,
 }
 
@@ -60,11 +65,33 @@ impl FactsCache {
         map.insert(client_id.to_string(), (facts, Instant::now()));
     }
 
+    /// The cached org `id` with its scope catalogue, if fresh.
+    pub fn get_org(&self, id: i64) -> Option<OrgFacts> {
+        let orgs = self.orgs.read().expect("facts cache lock");
+        orgs.get(&id)
+            .filter(|(_, at)| at.elapsed() < MAX_AGE)
+            .map(|(f, _)| f.clone())
+    }
+
+    /// Keeps an org loaded while the cache was at `generation`.
+    pub fn insert_org(&self, id: i64, facts: OrgFacts, generation: u64) {
+        let mut orgs = self.orgs.write().expect("facts cache lock");
+        if self.generation() != generation {
+            return;
+        }
+        if orgs.len() >= MAX_ENTRIES {
+            orgs.clear();
+        }
+        orgs.insert(id, (facts, Instant::now()));
+    }
+
     /// Forgets everything (after any change to clients, users, scopes or orgs).
     pub fn invalidate(&self) {
         let mut map = self.map.write().expect("facts cache lock");
+        let mut orgs = self.orgs.write().expect("facts cache lock");
         self.generation.fetch_add(1, Ordering::AcqRel);
         map.clear();
+        orgs.clear();
     }
 }
 

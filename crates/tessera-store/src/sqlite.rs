@@ -32,7 +32,7 @@ use tessera_core::throttle::ThrottleState;
 use tessera_core::trace::Trace;
 
 use crate::Durability;
-use crate::hot::{FactsCache, ThrottleMirror};
+use crate::hot::{FactsCache, OrgFacts, ThrottleMirror};
 use crate::migrate;
 
 /// Tessera's store on an SQLite file.
@@ -591,23 +591,11 @@ impl SqliteStore {
         };
         let client = client_from(&row)?;
         let secrets = self.secrets(client_id).await?;
-        let org = self
-            .org(client.org_id)
-            .await?
-            .ok_or_else(|| StoreError::Backend("client without org".into()))?;
+        let (org, known_scopes) = self.org_facts(client.org_id).await?;
         let service_account = match &client.service_account_id {
             Some(id) => self.user(client.org_id, id).await?,
             None => None,
         };
-        let known_scopes =
-            sqlx::query_scalar::<_, String>("SELECT name FROM scopes WHERE org_id = ?")
-                .bind(client.org_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(be)?
-                .into_iter()
-                .filter_map(|n| ScopeName::parse(&n).ok())
-                .collect();
         Ok(Some(ClientFacts {
             client,
             secrets,
@@ -615,6 +603,32 @@ impl SqliteStore {
             service_account,
             known_scopes,
         }))
+    }
+
+    /// An org with its scope catalogue, from the cache when it has them: a cold start
+    /// over many clients of one org then reads the org once, not once per client.
+    async fn org_facts(&self, org_id: i64) -> StoreResult<OrgFacts> {
+        if let Some(f) = self.facts_cache.get_org(org_id) {
+            return Ok(f);
+        }
+        let generation = self.facts_cache.generation();
+        let org = self
+            .org(org_id)
+            .await?
+            .ok_or_else(|| StoreError::Backend("client without org".into()))?;
+        let known_scopes =
+            sqlx::query_scalar::<_, String>("SELECT name FROM scopes WHERE org_id = ?")
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(be)?
+                .into_iter()
+                .filter_map(|n| ScopeName::parse(&n).ok())
+                .collect();
+        let facts: OrgFacts = (Arc::new(org), known_scopes);
+        self.facts_cache
+            .insert_org(org_id, facts.clone(), generation);
+        Ok(facts)
     }
 
     async fn secrets(&self, client_id: &str) -> StoreResult<Vec<StoredSecret>> {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
+use tessera_core::decision::ClientFacts;
 use tessera_core::model::{
     AuthMethod, Client, ClientId, GrantType, IpAllowList, OrgSlug, Scope, ScopeName, StoredSecret,
     User, UserState, UserType,
@@ -118,7 +119,7 @@ async fn facts_round_trip_and_reopen_keeps_data() {
     assert_eq!(cf.client, c);
     assert_eq!(cf.secrets.len(), 1);
     assert_eq!(cf.service_account.as_ref().unwrap().roles, vec!["r"]);
-    assert_eq!(cf.known_scopes, vec![ScopeName::parse("a").unwrap()]);
+    assert_eq!(*cf.known_scopes, [ScopeName::parse("a").unwrap()]);
     assert!(s.token_facts("nope", "x").await.unwrap().client.is_none());
     drop(s);
     // Migrations run again on open and change nothing.
@@ -464,6 +465,51 @@ async fn caches_follow_changes_on_this_node_at_once_and_on_others_after_sync() {
     );
     b.sync(900).await.unwrap();
     assert_eq!(b.token_facts("c1", "10.0.0.1").await.unwrap().throttle, st);
+}
+
+#[tokio::test]
+async fn clients_of_one_org_share_its_cached_facts_and_see_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = store(&dir).await;
+    let b = store(&dir).await;
+    let (org, c1) = org_with_client(a.as_ref()).await;
+    let c2 = Client {
+        client_id: ClientId::parse("c2").unwrap(),
+        name: "two".into(),
+        service_account_id: None,
+        ..c1.clone()
+    };
+    a.create_client(&c2, &secret("s2", "c2", "tsec_two2", 10))
+        .await
+        .unwrap();
+    let facts = |s: &Arc<dyn Store>, id: &'static str| {
+        let s = s.clone();
+        async move { s.token_facts(id, "ip").await.unwrap().client.unwrap() }
+    };
+    let (f1, f2) = (facts(&b, "c1").await, facts(&b, "c2").await);
+    // One org and one catalogue in memory for both clients.
+    assert!(Arc::ptr_eq(&f1.org, &f2.org));
+    assert!(Arc::ptr_eq(&f1.known_scopes, &f2.known_scopes));
+    // A new scope is seen by every client of the org: at once on the node that wrote
+    // it, after a sync on the others.
+    a.create_scope(&Scope {
+        org_id: org,
+        name: ScopeName::parse("b").unwrap(),
+        description: "".into(),
+    })
+    .await
+    .unwrap();
+    let names = |f: &Arc<ClientFacts>| {
+        f.known_scopes
+            .iter()
+            .map(|n| n.as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&facts(&a, "c2").await), ["a", "b"]);
+    assert_eq!(names(&facts(&b, "c2").await), ["a"]);
+    b.sync(900).await.unwrap();
+    assert_eq!(names(&facts(&b, "c1").await), ["a", "b"]);
+    assert_eq!(names(&facts(&b, "c2").await), ["a", "b"]);
 }
 
 fn now() -> i64 {
