@@ -25,7 +25,8 @@ use tessera_core::throttle::ThrottleState;
 /// The longest a cached entry is trusted without a reload.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 
-/// The most clients cached; past it the cache starts over (a bound, not an LRU).
+/// The most entries of one kind cached; past it that map starts over (a bound, not an
+/// LRU).
 const MAX_ENTRIES: usize = 200_000;
 
 /// An org and its scope catalogue, as the facts of each of its clients share them.
@@ -34,9 +35,44 @@ pub type OrgFacts = (Arc<Org>, Arc<[ScopeName]>);
 /// Cached client facts, and the orgs they share.
 #[derive(Default)]
 pub struct FactsCache {
-    map: RwLock<HashMap<String, (Arc<ClientFacts>, Instant)>>,
-    orgs: RwLock<HashMap<i64, (OrgFacts, Instant)>>,
+    clients: Aged<String, Arc<ClientFacts>>,
+    orgs: Aged<i64, OrgFacts>,
     generation: AtomicU64,
+}
+
+/// Entries trusted for [`MAX_AGE`], kept only if loaded at the current generation.
+struct Aged<K, V>(RwLock<HashMap<K, (V, Instant)>>);
+
+impl<K, V> Default for Aged<K, V> {
+    fn default() -> Self {
+        Self(RwLock::default())
+    }
+}
+
+impl<K: Eq + std::hash::Hash, V: Clone> Aged<K, V> {
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
+        let map = self.0.read().expect("facts cache lock");
+        map.get(key)
+            .filter(|(_, at)| at.elapsed() < MAX_AGE)
+            .map(|(v, _)| v.clone())
+    }
+
+    /// Keeps `value` if the cache is still at `generation`: checked under this map's
+    /// lock, which [`FactsCache::invalidate`] holds while it moves the generation.
+    fn insert(&self, key: K, value: V, current: &AtomicU64, generation: u64) {
+        let mut map = self.0.write().expect("facts cache lock");
+        if current.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, (value, Instant::now()));
+    }
 }
 
 impl FactsCache {
@@ -47,50 +83,31 @@ impl FactsCache {
 
     /// The cached facts of `client_id`, if fresh.
     pub fn get(&self, client_id: &str) -> Option<Arc<ClientFacts>> {
-        let map = self.map.read().expect("facts cache lock");
-        map.get(client_id)
-            .filter(|(_, at)| at.elapsed() < MAX_AGE)
-            .map(|(f, _)| f.clone())
+        self.clients.get(client_id)
     }
 
     /// Keeps facts loaded while the cache was at `generation`.
     pub fn insert(&self, client_id: &str, facts: Arc<ClientFacts>, generation: u64) {
-        let mut map = self.map.write().expect("facts cache lock");
-        if self.generation() != generation {
-            return;
-        }
-        if map.len() >= MAX_ENTRIES {
-            map.clear();
-        }
-        map.insert(client_id.to_string(), (facts, Instant::now()));
+        self.clients
+            .insert(client_id.to_string(), facts, &self.generation, generation);
     }
 
     /// The cached org `id` with its scope catalogue, if fresh.
     pub fn get_org(&self, id: i64) -> Option<OrgFacts> {
-        let orgs = self.orgs.read().expect("facts cache lock");
-        orgs.get(&id)
-            .filter(|(_, at)| at.elapsed() < MAX_AGE)
-            .map(|(f, _)| f.clone())
+        self.orgs.get(&id)
     }
 
     /// Keeps an org loaded while the cache was at `generation`.
     pub fn insert_org(&self, id: i64, facts: OrgFacts, generation: u64) {
-        let mut orgs = self.orgs.write().expect("facts cache lock");
-        if self.generation() != generation {
-            return;
-        }
-        if orgs.len() >= MAX_ENTRIES {
-            orgs.clear();
-        }
-        orgs.insert(id, (facts, Instant::now()));
+        self.orgs.insert(id, facts, &self.generation, generation);
     }
 
     /// Forgets everything (after any change to clients, users, scopes or orgs).
     pub fn invalidate(&self) {
-        let mut map = self.map.write().expect("facts cache lock");
-        let mut orgs = self.orgs.write().expect("facts cache lock");
+        let mut clients = self.clients.0.write().expect("facts cache lock");
+        let mut orgs = self.orgs.0.write().expect("facts cache lock");
         self.generation.fetch_add(1, Ordering::AcqRel);
-        map.clear();
+        clients.clear();
         orgs.clear();
     }
 }

@@ -295,7 +295,6 @@ pub async fn update(
         if state == UserState::Active {
             u.state_changed_by = None;
             u.state_changed_at = None;
-            u.failed_logins = 0;
         } else {
             u.state_changed_by = Some(Actor::Admin {
                 client_id: admin.client_id.clone(),
