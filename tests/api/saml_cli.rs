@@ -9,9 +9,7 @@ mod corpus;
 
 #[test]
 fn saml_check_agrees_with_the_validator_on_every_vector() {
-    let Some(dir) = corpus::corpus_dir() else {
-        return;
-    };
+    let dir = corpus::corpus_dir();
     let tmp = tempfile::tempdir().unwrap();
     let rows = corpus::rows(&dir);
     let mut checked = 0;
