@@ -342,6 +342,33 @@ impl TestApp {
             .await
     }
 
+    /// A password grant sent from another loopback address: (status, JSON body).
+    pub async fn password_grant_from(
+        &self,
+        ip: [u8; 4],
+        id: &str,
+        secret: &str,
+        username: &str,
+        password: &str,
+    ) -> (u16, Value) {
+        let res = reqwest::Client::builder()
+            .local_address(IpAddr::from(ip))
+            .build()
+            .unwrap()
+            .post(self.url("/oauth/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", id),
+                ("client_secret", secret),
+                ("username", username),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap())
+    }
+
     /// Creates a client from `body`; returns (client_id, client_secret).
     pub async fn client(&self, body: Value) -> (String, String) {
         let (s, b) = self.post("/oauth/clients", body).await;

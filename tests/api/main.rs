@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod diagnose;
 mod golden;
+mod hardening;
 mod helpers;
 mod interop;
 mod login_page;

@@ -15,7 +15,7 @@ use crate::request::{
 };
 use crate::secret::{SecretString, dummy_password_hash, hash_client_secret, hashes_equal};
 use crate::text::{clip, quoted_list, rfc3339};
-use crate::throttle::{ThrottlePolicy, ThrottleState};
+use crate::throttle::{AttemptOutcome, PersonThrottle, ThrottlePolicy, ThrottleState};
 use crate::trace::{Check, Denial, Trace};
 
 /// Everything stored that a decision about one client needs.
@@ -28,6 +28,11 @@ pub struct Facts {
     pub throttle: ThrottleState,
     /// For a password grant: the user the `username` names in the client's org, if any.
     pub resource_owner: Option<ResourceOwnerFacts>,
+    /// For a password grant: the throttle records of the username.
+    pub person_throttle: PersonThrottle,
+    /// For a password grant: the server runs as many password hashes as it allows at
+    /// once, so this one would have to wait too long.
+    pub hashing_busy: bool,
 }
 
 /// The user a password grant names, with what the decision needs to know about them.
@@ -45,32 +50,11 @@ pub struct ResourceOwnerFacts {
 /// What a password attempt changes on the user's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginUpdate {
-    /// A wrong password: count it, and lock the account until `lock_until` when the
-    /// lockout policy says so.
-    Failed {
-        user_id: String,
-        lock_until: Option<Timestamp>,
-    },
-    /// A right password: reset the count and record the login time.
+    /// A wrong password: count it (the count is for admins to see; throttling, not a
+    /// lock, is what slows guessing down: see [`crate::throttle`]).
+    Failed { user_id: String },
+    /// A right password and a login: reset the count and record the login time.
     Succeeded { user_id: String },
-}
-
-/// When repeated wrong passwords lock a human account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockoutPolicy {
-    /// The failure that locks the account (5: the fifth wrong password in a row).
-    pub max_failures: u32,
-    /// How long the lock lasts, in seconds; an admin can unlock sooner.
-    pub lock_seconds: i64,
-}
-
-impl Default for LockoutPolicy {
-    fn default() -> Self {
-        Self {
-            max_failures: 5,
-            lock_seconds: 15 * 60,
-        }
-    }
 }
 
 /// A client with its secrets, org, service account and the org's scope catalogue.
@@ -123,6 +107,9 @@ pub struct Decision {
     pub throttle_update: Option<ThrottleState>,
     /// What a password attempt changes on the user's record, if anything.
     pub login_update: Option<LoginUpdate>,
+    /// How the person's attempt ended for their throttle records (`None`: the password
+    /// check was not reached).
+    pub person_attempt: Option<AttemptOutcome>,
     /// A grant the audit trail records with a reason of its own (a break-glass login).
     pub grant_reason: Option<Reason>,
 }
@@ -138,7 +125,8 @@ impl Decision {
 #[derive(Debug, Clone, Copy)]
 pub struct DecideOptions {
     pub throttle: ThrottlePolicy,
-    pub lockout: LockoutPolicy,
+    /// The account-wide ceiling of a person's failed passwords from all addresses.
+    pub account_throttle: ThrottlePolicy,
     /// A dry run (diagnosis): never changes the throttle record.
     pub dry_run: bool,
     /// Checks a human password against its stored hash (argon2id; tests use a cheap one).
@@ -150,7 +138,7 @@ impl Default for DecideOptions {
     fn default() -> Self {
         Self {
             throttle: ThrottlePolicy::default(),
-            lockout: LockoutPolicy::default(),
+            account_throttle: ThrottlePolicy::account_ceiling(),
             dry_run: false,
             verify_password: crate::secret::verify_password,
         }
@@ -208,6 +196,7 @@ pub fn decide(parsed: Parsed, facts: &Facts, now: Timestamp, opts: DecideOptions
         secret_used: None,
         throttle_update: None,
         login_update: None,
+        person_attempt: None,
         grant_reason: None,
     };
     if let Some(cf) = &facts.client {
@@ -525,143 +514,194 @@ struct PersonOutcome {
     grant_reason: Option<Reason>,
     /// A wrong user or password: counts against the throttle like a wrong secret.
     credential_failure: bool,
+    /// The password was checked and right.
+    password_verified: bool,
 }
 
+impl PersonOutcome {
+    /// How the attempt ends for the person's throttle records.
+    fn attempt(&self) -> Option<AttemptOutcome> {
+        if self.credential_failure {
+            Some(AttemptOutcome::Failed)
+        } else if self.password_verified {
+            Some(AttemptOutcome::Succeeded)
+        } else {
+            None
+        }
+    }
+}
+
+/// Who is asking about a person's password, which decides how much they are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asker {
+    /// An authenticated client (the password grant): precise descriptions, in the order
+    /// the checks run (account state and SSO before the password).
+    Client,
+    /// Anybody at the login page: one answer for every account it will not let in, and
+    /// precise help about the account only once its password has been verified. The
+    /// trace (audit trail, admins) is precise either way.
+    Stranger,
+}
+
+/// What a person's checks read besides the credentials.
+struct PersonFacts<'a> {
+    resource_owner: Option<&'a ResourceOwnerFacts>,
+    throttle: &'a PersonThrottle,
+    hashing_busy: bool,
+    source_ip: std::net::IpAddr,
+}
+
+const WRONG: &str = "the username or password is incorrect";
+
 /// A person's username and password, for the password grant and the login page alike:
-/// who the user is, whether SSO enforcement lets them use a password, and the password
-/// itself (with the lockout policy). Returns the user's id.
+/// the username's throttle records, who the user is, whether SSO enforcement lets them
+/// use a password, and the password itself. Returns the user's id.
+#[allow(clippy::too_many_arguments)]
 fn authenticate_person(
     creds: &ResourceOwnerCredentials,
-    resource_owner: Option<&ResourceOwnerFacts>,
+    facts: &PersonFacts<'_>,
     org_facts: &Org,
     now: Timestamp,
     opts: DecideOptions,
+    asker: Asker,
     trace: &mut Trace,
     p: &mut PersonOutcome,
 ) -> Result<String, Denial> {
-    const WRONG: &str = "the username or password is incorrect";
     let username = clip(&creds.username);
     let org = &org_facts.slug;
-    let count_failure = |p: &mut PersonOutcome| p.credential_failure = true;
+    let ip = facts.source_ip;
+    let quiet = asker == Asker::Stranger;
 
-    let Some(ro) = resource_owner else {
-        // As much work as a wrong password, so timing does not tell unknown users apart.
+    // The username's budgets, before any hash runs.
+    let t = facts.throttle;
+    if opts.dry_run {
+        trace.skip(
+            Check::UserThrottle,
+            format!(
+                "dry run: throttling not applied ({} recent failure(s) for '{username}' from {ip}, {} from all addresses)",
+                t.source.failures, t.account.failures
+            ),
+        );
+    } else {
+        let blocked = opts
+            .throttle
+            .retry_after(&t.source, now)
+            .map(|w| (w, format!("from {ip}")))
+            .or_else(|| {
+                opts.account_throttle
+                    .retry_after(&t.account, now)
+                    .map(|w| (w, "from all addresses together".to_string()))
+            });
+        if let Some((wait, from)) = blocked {
+            let detail = format!(
+                "too many failed passwords for username '{username}' in org '{org}' {from}; retry after {wait} s"
+            );
+            let mut denial = if quiet {
+                trace.fail_quietly(
+                    Check::UserThrottle,
+                    Reason::UserThrottled,
+                    detail,
+                    format!("too many failed logins; retry after {wait} s"),
+                )
+            } else {
+                trace.fail(Check::UserThrottle, Reason::UserThrottled, detail)
+            };
+            denial.retry_after = Some(wait);
+            return Err(denial);
+        }
+        trace.pass(
+            Check::UserThrottle,
+            format!(
+                "{} recent failure(s) for '{username}' from {ip}, {} from all addresses",
+                t.source.failures, t.account.failures
+            ),
+        );
+    }
+    if facts.hashing_busy {
+        let mut denial = trace.fail(
+            Check::PasswordCapacity,
+            Reason::PasswordCheckBusy,
+            "every password check slot is busy and the queue is full; retry in a moment",
+        );
+        denial.retry_after = Some(1);
+        return Err(denial);
+    }
+
+    // A refusal before the password has been verified: the stranger hears only that the
+    // username or password is wrong, after as much work as a wrong password.
+    let refuse = |trace: &mut Trace, p: &mut PersonOutcome, check, reason, detail: String| {
         let _ = (opts.verify_password)(&creds.password, dummy_password_hash());
-        count_failure(p);
-        return Err(trace.fail_quietly(
+        p.credential_failure = true;
+        trace.fail_quietly(check, reason, detail, WRONG)
+    };
+
+    let Some(ro) = facts.resource_owner else {
+        return Err(refuse(
+            trace,
+            p,
             Check::ResourceOwner,
             Reason::UserCredentialsInvalid,
             format!("no user has username '{username}' in org '{org}'"),
-            WRONG,
         ));
     };
     let user = &ro.user;
     p.subject = Some(user.id.clone());
     if user.user_type == UserType::Service {
-        let clients = if ro.clients.is_empty() {
-            format!(
-                "no client runs as it yet: create one with POST /api/v2/oauth/clients and \"service_account_id\": \"{}\"",
-                user.id
-            )
-        } else {
-            let names: Vec<String> = ro
-                .clients
-                .iter()
-                .map(|(id, name)| format!("'{id}' ({})", clip(name)))
-                .collect();
-            format!(
-                "its client{}: {}",
-                if names.len() > 1 { "s" } else { "" },
-                names.join(", ")
-            )
-        };
+        let detail = service_account_password_detail(&username, ro);
+        if quiet {
+            return Err(refuse(
+                trace,
+                p,
+                Check::ResourceOwner,
+                Reason::ServiceAccountNoPassword,
+                detail,
+            ));
+        }
         return Err(trace.fail(
             Check::ResourceOwner,
             Reason::ServiceAccountNoPassword,
-            format!(
-                "'{username}' is a service account: service accounts have no password and never use the password grant; they authenticate with the id and secret of a client that runs as them (grant_type=client_credentials); {clients}"
-            ),
+            detail,
         ));
     }
-    check_human_state(user, now, trace)?;
-
-    if org_facts.sso_enforced {
-        if ro.break_glass {
-            trace.pass(
-                Check::SsoPolicy,
-                format!(
-                    "org '{org}' enforces SAML SSO for humans; '{username}' is a break-glass user, exempt from enforcement (audited as sso_break_glass)"
-                ),
-            );
-            p.grant_reason = Some(Reason::SsoBreakGlass);
-        } else {
-            return Err(trace.fail(
-                Check::SsoPolicy,
-                Reason::SsoRequired,
-                format!(
-                    "org '{org}' enforces SAML SSO: '{username}' is a human and must log in through SSO at {}; passwords are refused for humans in this org. Scripts and services should use grant_type=client_credentials with a client of their own, which SSO enforcement never affects",
-                    ro.sso_login_url
-                ),
-            ));
-        }
-    } else {
-        trace.skip(
-            Check::SsoPolicy,
-            format!("org '{org}' does not enforce SSO; humans may use local passwords"),
-        );
+    if !quiet {
+        check_human_state(user, now, asker, trace)?;
+        check_sso_policy(ro, org_facts, &username, trace, p)?;
     }
 
     let Some(hash) = &user.password_hash else {
-        let _ = (opts.verify_password)(&creds.password, dummy_password_hash());
-        count_failure(p);
-        return Err(trace.fail_quietly(
+        return Err(refuse(
+            trace,
+            p,
             Check::UserPassword,
             Reason::UserCredentialsInvalid,
             format!(
                 "'{username}' has no local password (an admin can set one, or they log in through SSO at {})",
                 ro.sso_login_url
             ),
-            WRONG,
         ));
     };
     if !(opts.verify_password)(&creds.password, hash) {
         let failures = user.failed_logins.saturating_add(1);
-        let lock_until =
-            (failures >= opts.lockout.max_failures).then(|| now + opts.lockout.lock_seconds);
-        count_failure(p);
+        p.credential_failure = true;
         if !opts.dry_run {
             p.login_update = Some(LoginUpdate::Failed {
                 user_id: user.id.clone(),
-                lock_until,
             });
         }
-        let (detail, description) = match lock_until {
-            Some(until) => {
-                let lock = format!(
-                    "; after {failures} wrong passwords in a row the account '{username}' is locked until {} (an org admin can unlock it sooner)",
-                    rfc3339(until)
-                );
-                (
-                    format!("wrong password for '{username}'{lock}"),
-                    format!("{WRONG}{lock}"),
-                )
-            }
-            None => (
-                format!(
-                    "wrong password for '{username}' ({failures} of {} allowed failures in a row)",
-                    opts.lockout.max_failures
-                ),
-                WRONG.to_string(),
-            ),
-        };
         return Err(trace.fail_quietly(
             Check::UserPassword,
             Reason::UserCredentialsInvalid,
-            detail,
-            description,
+            format!("wrong password for '{username}' ({failures} in a row)"),
+            WRONG,
         ));
     }
     trace.pass(Check::UserPassword, "matches the user's password");
+    p.password_verified = true;
+    if quiet {
+        // Verified: the person may now learn why their own account cannot log in.
+        check_human_state(user, now, asker, trace)?;
+        check_sso_policy(ro, org_facts, &username, trace, p)?;
+    }
 
     if !opts.dry_run {
         p.login_update = Some(LoginUpdate::Succeeded {
@@ -669,6 +709,67 @@ fn authenticate_person(
         });
     }
     Ok(user.id.clone())
+}
+
+/// Why a service account cannot use a password, naming the clients that run as it (for
+/// the trace; a stranger never sees it).
+fn service_account_password_detail(username: &str, ro: &ResourceOwnerFacts) -> String {
+    let clients = if ro.clients.is_empty() {
+        format!(
+            "no client runs as it yet: create one with POST /api/v2/oauth/clients and \"service_account_id\": \"{}\"",
+            ro.user.id
+        )
+    } else {
+        let names: Vec<String> = ro
+            .clients
+            .iter()
+            .map(|(id, name)| format!("'{id}' ({})", clip(name)))
+            .collect();
+        format!(
+            "its client{}: {}",
+            if names.len() > 1 { "s" } else { "" },
+            names.join(", ")
+        )
+    };
+    format!(
+        "'{username}' is a service account: service accounts have no password and never use the password grant; they authenticate with the id and secret of a client that runs as them (grant_type=client_credentials); {clients}"
+    )
+}
+
+/// SSO enforcement for a human's password: break-glass users pass (audited as such).
+fn check_sso_policy(
+    ro: &ResourceOwnerFacts,
+    org_facts: &Org,
+    username: &str,
+    trace: &mut Trace,
+    p: &mut PersonOutcome,
+) -> Result<(), Denial> {
+    let org = &org_facts.slug;
+    if !org_facts.sso_enforced {
+        trace.skip(
+            Check::SsoPolicy,
+            format!("org '{org}' does not enforce SSO; humans may use local passwords"),
+        );
+        return Ok(());
+    }
+    if ro.break_glass {
+        trace.pass(
+            Check::SsoPolicy,
+            format!(
+                "org '{org}' enforces SAML SSO for humans; '{username}' is a break-glass user, exempt from enforcement (audited as sso_break_glass)"
+            ),
+        );
+        p.grant_reason = Some(Reason::SsoBreakGlass);
+        return Ok(());
+    }
+    Err(trace.fail(
+        Check::SsoPolicy,
+        Reason::SsoRequired,
+        format!(
+            "org '{org}' enforces SAML SSO: '{username}' is a human and must log in through SSO at {}; passwords are refused for humans in this org. Scripts and services should use grant_type=client_credentials with a client of their own, which SSO enforcement never affects",
+            ro.sso_login_url
+        ),
+    ))
 }
 
 /// The password grant (RFC 6749 §4.3) once the client has authenticated: the person's
@@ -690,17 +791,27 @@ fn decide_password(
         ));
     };
     let mut p = PersonOutcome::default();
+    let person_facts = PersonFacts {
+        resource_owner: facts.resource_owner.as_ref(),
+        throttle: &facts.person_throttle,
+        hashing_busy: facts.hashing_busy,
+        source_ip: req.source_ip,
+    };
     let person = authenticate_person(
         creds,
-        facts.resource_owner.as_ref(),
+        &person_facts,
         &cf.org,
         now,
         opts,
+        Asker::Client,
         trace,
         &mut p,
     );
-    d.subject = p.subject;
+    d.subject = p.subject.clone();
     d.grant_reason = p.grant_reason;
+    if !opts.dry_run {
+        d.person_attempt = p.attempt();
+    }
     if p.credential_failure && !opts.dry_run {
         d.throttle_update = Some(opts.throttle.after_failure(&facts.throttle, now));
     }
@@ -722,6 +833,19 @@ fn decide_password(
     })
 }
 
+/// What a login-page attempt is decided over besides the credentials and the org.
+#[derive(Debug, Clone, Default)]
+pub struct LoginFacts {
+    /// The throttle record of (org login page, source address).
+    pub throttle: ThrottleState,
+    /// The throttle records of the username.
+    pub person_throttle: PersonThrottle,
+    /// The user the username names in the org, if any.
+    pub resource_owner: Option<ResourceOwnerFacts>,
+    /// No room for another password hash now (see [`Facts::hashing_busy`]).
+    pub hashing_busy: bool,
+}
+
 /// A login at the login page: a person's username and password, without a client.
 #[derive(Debug, Clone)]
 pub struct LoginDecision {
@@ -735,28 +859,64 @@ pub struct LoginDecision {
     pub grant_reason: Option<Reason>,
     /// The throttle record of (org login page, source address) to store, if any.
     pub throttle_update: Option<ThrottleState>,
+    /// How the attempt ended for the username's throttle records (`None`: not reached).
+    pub person_attempt: Option<AttemptOutcome>,
+}
+
+impl LoginDecision {
+    /// The reason code the person at the page is shown: the same one for every account
+    /// refused before its password was verified (the audit trail keeps the precise one).
+    pub fn shown_reason(&self) -> Option<Reason> {
+        self.outcome.as_ref().err().map(|d| {
+            if d.description == WRONG {
+                Reason::UserCredentialsInvalid
+            } else {
+                d.reason
+            }
+        })
+    }
 }
 
 /// Decides a login-page attempt in `org` with the same person checks as the password
-/// grant (SSO enforcement, break-glass, account state, password, lockout), throttled per
-/// source address like client authentication.
+/// grant (SSO enforcement, break-glass, account state, password), throttled per source
+/// address and per username. The person at the page has not authenticated: every account
+/// it will not let in gets the same answer until the password has been verified, and
+/// every refusal past the page's own throttle counts against it.
 pub fn decide_login(
     creds: &ResourceOwnerCredentials,
     org: &Org,
-    resource_owner: Option<&ResourceOwnerFacts>,
-    throttle: &ThrottleState,
+    facts: &LoginFacts,
     source_ip: std::net::IpAddr,
     now: Timestamp,
     opts: DecideOptions,
 ) -> LoginDecision {
     let mut trace = Trace::default();
     let mut p = PersonOutcome::default();
-    let outcome = login_gate(org, throttle, source_ip, now, opts, &mut trace).and_then(|()| {
-        authenticate_person(creds, resource_owner, org, now, opts, &mut trace, &mut p)
+    let gate = login_gate(org, &facts.throttle, source_ip, now, opts, &mut trace);
+    let outcome = gate.clone().and_then(|()| {
+        let person_facts = PersonFacts {
+            resource_owner: facts.resource_owner.as_ref(),
+            throttle: &facts.person_throttle,
+            hashing_busy: facts.hashing_busy,
+            source_ip,
+        };
+        authenticate_person(
+            creds,
+            &person_facts,
+            org,
+            now,
+            opts,
+            Asker::Stranger,
+            &mut trace,
+            &mut p,
+        )
     });
-    let throttle_update = if p.credential_failure {
-        Some(opts.throttle.after_failure(throttle, now))
-    } else if outcome.is_ok() && throttle.failures > 0 {
+    let busy = matches!(&outcome, Err(d) if d.reason == Reason::PasswordCheckBusy);
+    let throttle_update = if gate.is_err() || busy {
+        None
+    } else if outcome.is_err() {
+        Some(opts.throttle.after_failure(&facts.throttle, now))
+    } else if facts.throttle.failures > 0 {
         Some(ThrottleState::default())
     } else {
         None
@@ -764,10 +924,11 @@ pub fn decide_login(
     LoginDecision {
         outcome,
         trace,
-        subject: p.subject,
-        login_update: p.login_update,
+        subject: p.subject.clone(),
+        login_update: p.login_update.clone(),
         grant_reason: p.grant_reason,
         throttle_update,
+        person_attempt: p.attempt(),
     }
 }
 
@@ -822,41 +983,59 @@ fn state_change(user: &User) -> (String, String) {
     (by, at)
 }
 
-/// A human's account state: disabled and locked accounts get no token.
-fn check_human_state(user: &User, now: Timestamp, trace: &mut Trace) -> Result<(), Denial> {
+/// A human's account state: disabled and locked accounts get no token. A stranger (who
+/// has just proved the password) learns the state of their own account, never who changed
+/// it: that names another account.
+fn check_human_state(
+    user: &User,
+    now: Timestamp,
+    asker: Asker,
+    trace: &mut Trace,
+) -> Result<(), Denial> {
     use crate::model::UserState;
     let (by, at) = state_change(user);
-    match user.effective_state(now) {
+    let denial = match user.effective_state(now) {
         UserState::Active => {
             trace.pass(
                 Check::ResourceOwner,
                 format!("human '{}' ({}) is active", user.username, user.id),
             );
-            Ok(())
+            return Ok(());
         }
-        UserState::Disabled => Err(trace.fail(
+        UserState::Disabled => trace.fail(
             Check::ResourceOwner,
             Reason::UserDisabled,
             format!(
                 "user '{}' was disabled by {by} at {at}; an org admin can re-enable them",
                 user.username
             ),
-        )),
+        ),
         UserState::Locked => {
             let until = user
                 .locked_until
                 .map(|u| format!("until {}", rfc3339(u)))
                 .unwrap_or_else(|| "until an admin unlocks it".into());
-            Err(trace.fail(
+            trace.fail(
                 Check::ResourceOwner,
                 Reason::UserLocked,
                 format!(
                     "user '{}' was locked by {by} at {at}, {until}; an org admin can unlock it now (tessera admin users unlock {})",
                     user.username, user.id
                 ),
-            ))
+            )
         }
-    }
+    };
+    Err(match (asker, denial.reason) {
+        (Asker::Client, _) => denial,
+        (Asker::Stranger, Reason::UserDisabled) => Denial {
+            description: "this account is disabled; an org admin can re-enable it".into(),
+            ..denial
+        },
+        (Asker::Stranger, _) => Denial {
+            description: "this account is locked; an org admin can unlock it".into(),
+            ..denial
+        },
+    })
 }
 
 fn check_service_account(sa: &User, now: Timestamp, trace: &mut Trace) -> Result<(), Denial> {

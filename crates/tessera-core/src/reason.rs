@@ -15,6 +15,8 @@ pub enum OAuthError {
     UnauthorizedClient,
     UnsupportedGrantType,
     InvalidScope,
+    /// The server cannot handle the request now (RFC 6749 §4.1.2.1); retry later.
+    TemporarilyUnavailable,
 }
 
 impl OAuthError {
@@ -27,6 +29,7 @@ impl OAuthError {
             OAuthError::UnauthorizedClient => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
@@ -95,6 +98,8 @@ reasons! {
     SsoBreakGlass => "sso_break_glass", InvalidGrant;
     LoginThrottled => "login_throttled", InvalidGrant;
     LoginCsrfInvalid => "login_csrf_invalid", InvalidRequest;
+    UserThrottled => "user_throttled", InvalidGrant;
+    PasswordCheckBusy => "password_check_busy", TemporarilyUnavailable;
     // SAML SSO refusals (the ACS and `tessera saml check`); never token-endpoint answers.
     SamlBodyTooLarge => "saml_body_too_large", InvalidGrant;
     SamlMalformed => "saml_malformed", InvalidGrant;

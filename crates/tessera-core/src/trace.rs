@@ -35,13 +35,17 @@ pub enum Check {
     SamlUser,
     /// The login page's form itself (its CSRF token), before any credential is read.
     LoginForm,
+    /// A person's failed passwords: per username from this address, and from all.
+    UserThrottle,
+    /// Room for one more password hash (the server bounds how many run at once).
+    PasswordCapacity,
 }
 
 impl Check {
     /// Every check, by its storage index ([`Check::index`]). Append-only: stored traces
     /// refer to checks by their position here, so a new check goes at the end whatever
     /// its place in the evaluation order.
-    pub const ALL: [Check; 23] = [
+    pub const ALL: [Check; 25] = [
         Check::ContentType,
         Check::Body,
         Check::Parameters,
@@ -65,6 +69,8 @@ impl Check {
         Check::SamlReplay,
         Check::SamlUser,
         Check::LoginForm,
+        Check::UserThrottle,
+        Check::PasswordCapacity,
     ];
 
     /// The position in [`Check::ALL`]. An exhaustive match: a new variant does not compile
@@ -94,6 +100,8 @@ impl Check {
             Check::SamlReplay => 20,
             Check::SamlUser => 21,
             Check::LoginForm => 22,
+            Check::UserThrottle => 23,
+            Check::PasswordCapacity => 24,
         }
     }
 
@@ -123,6 +131,8 @@ impl Check {
             Check::SamlReplay => "saml_replay",
             Check::SamlUser => "saml_user",
             Check::LoginForm => "login_form",
+            Check::UserThrottle => "user_throttle",
+            Check::PasswordCapacity => "password_capacity",
         }
     }
 }

@@ -258,8 +258,8 @@ fn exhaustive_policy_matrix() {
                                 };
                                 let f = Facts {
                                     client: Some(Arc::new(cf)),
-                                    resource_owner: None,
                                     throttle: ThrottleState::default(),
+                                    ..Facts::default()
                                 };
                                 let d = run(
                                     &post(value, scope),
@@ -352,8 +352,8 @@ fn exhaustive_policy_matrix() {
 fn check_order_of_a_grant() {
     let f = Facts {
         client: Some(Arc::new(facts())),
-        resource_owner: None,
         throttle: ThrottleState::default(),
+        ..Facts::default()
     };
     let d = run(
         &post(SECRET, None),
@@ -419,8 +419,8 @@ fn throttled_pair_is_refused_before_the_secret_is_checked() {
     };
     let f = Facts {
         client: Some(Arc::new(facts())),
-        resource_owner: None,
         throttle: blocked,
+        ..Facts::default()
     };
     let d = run(
         &post(SECRET, None),
@@ -454,12 +454,12 @@ fn throttled_pair_is_refused_before_the_secret_is_checked() {
 fn success_after_failures_resets_the_counter() {
     let f = Facts {
         client: Some(Arc::new(facts())),
-        resource_owner: None,
         throttle: ThrottleState {
             failures: 3,
             last_failure: NOW - 5,
             blocked_until: None,
         },
+        ..Facts::default()
     };
     let d = run(
         &post(SECRET, None),
@@ -481,8 +481,8 @@ fn dry_run_never_touches_throttling() {
     };
     let f = Facts {
         client: Some(Arc::new(facts())),
-        resource_owner: None,
         throttle: blocked,
+        ..Facts::default()
     };
     let opts = DecideOptions {
         throttle: ThrottlePolicy::default(),
@@ -501,8 +501,8 @@ fn dry_run_never_touches_throttling() {
 fn deterministic() {
     let f = Facts {
         client: Some(Arc::new(facts())),
-        resource_owner: None,
         throttle: ThrottleState::default(),
+        ..Facts::default()
     };
     for body in [
         post(SECRET, Some("a")),
@@ -520,8 +520,8 @@ fn deterministic() {
 fn basic_header_with_only_the_client_id_names_it() {
     let f = Facts {
         client: Some(Arc::new(facts())),
-        resource_owner: None,
         throttle: ThrottleState::default(),
+        ..Facts::default()
     };
     let h = format!(
         "Basic {}",
@@ -556,8 +556,8 @@ fn disabled_service_account_says_by_whom() {
     u.state_changed_at = Some(0);
     let f = Facts {
         client: Some(Arc::new(cf)),
-        resource_owner: None,
         throttle: ThrottleState::default(),
+        ..Facts::default()
     };
     let d = run(
         &post(SECRET, None),
@@ -581,8 +581,8 @@ fn ipv6_and_mapped_sources() {
     cf.client.ip_allowlist = IpAllowList::parse(&["2001:db8::/32", "10.0.0.0/8"]).unwrap();
     let f = Facts {
         client: Some(Arc::new(cf)),
-        resource_owner: None,
         throttle: ThrottleState::default(),
+        ..Facts::default()
     };
     for (ip, ok) in [
         ("2001:db8::7", true),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use tessera_core::Reason;
 use tessera_core::decision::{
-    ClientFacts, DecideOptions, Decision, Facts, LockoutPolicy, LoginUpdate, ResourceOwnerFacts,
-    decide, parse,
+    ClientFacts, DecideOptions, Decision, Facts, LoginFacts, LoginUpdate, ResourceOwnerFacts,
+    decide, decide_login, parse,
 };
 use tessera_core::model::{
     Actor, AuthMethod, Client, ClientId, GrantType, IpAllowList, Org, OrgSlug, ScopeName,
@@ -17,7 +17,7 @@ use tessera_core::model::{
 };
 use tessera_core::request::RawTokenRequest;
 use tessera_core::secret::{SecretString, hash_client_secret};
-use tessera_core::throttle::ThrottleState;
+use tessera_core::throttle::{AttemptOutcome, PersonThrottle, ThrottleState};
 use tessera_core::trace::{Check, Verdict};
 
 const NOW: i64 = 1_800_000_000;
@@ -224,6 +224,7 @@ fn every_combination_follows_the_policy() {
                                 client: Some(Arc::new(client_facts(enforced, grants))),
                                 throttle: ThrottleState::default(),
                                 resource_owner: owner_facts(o, break_glass, failed),
+                                ..Facts::default()
                             };
                             let pw = if right { PASSWORD } else { WRONG_PASSWORD };
                             let d = run(&password_body(pw), &f, opts());
@@ -295,31 +296,27 @@ fn side_effects(
             assert_eq!(d.grant_reason, expect_reason, "{ctx}");
         }
         Err((Reason::UserCredentialsInvalid, Check::UserPassword)) if o != Owner::NoPassword => {
-            let lock = (failed + 1 >= LockoutPolicy::default().max_failures)
-                .then_some(NOW + LockoutPolicy::default().lock_seconds);
+            // A wrong password is counted, never a lock: throttling slows guessing down.
             assert_eq!(
                 d.login_update,
                 Some(LoginUpdate::Failed {
                     user_id: "usr_alice".into(),
-                    lock_until: lock
                 }),
                 "{ctx}"
             );
             assert_eq!(d.throttle_update.map(|t| t.failures), Some(1), "{ctx}");
+            assert_eq!(d.person_attempt, Some(AttemptOutcome::Failed), "{ctx}");
             let e = d.outcome.as_ref().unwrap_err();
-            assert!(
-                e.description
-                    .starts_with("the username or password is incorrect")
-            );
             assert_eq!(
-                lock.is_some(),
-                e.description.contains("locked until"),
+                e.description, "the username or password is incorrect",
                 "{ctx}"
             );
+            let _ = failed;
         }
         Err((Reason::UserCredentialsInvalid, _)) => {
             // Unknown user or no password: counted against (client, source), quietly.
             assert_eq!(d.login_update, None, "{ctx}");
+            assert_eq!(d.person_attempt, Some(AttemptOutcome::Failed), "{ctx}");
             assert_eq!(d.throttle_update.map(|t| t.failures), Some(1), "{ctx}");
             let e = d.outcome.as_ref().unwrap_err();
             assert_eq!(
@@ -327,7 +324,10 @@ fn side_effects(
                 "{ctx}"
             );
         }
-        Err(_) => assert_eq!(d.login_update, None, "{ctx}"),
+        Err(_) => {
+            assert_eq!(d.login_update, None, "{ctx}");
+            assert_ne!(d.person_attempt, Some(AttemptOutcome::Failed), "{ctx}");
+        }
     }
 }
 
@@ -340,6 +340,7 @@ fn sso_required_says_how_to_log_in_and_what_scripts_should_use() {
         ))),
         throttle: ThrottleState::default(),
         resource_owner: owner_facts(Owner::Active, false, 0),
+        ..Facts::default()
     };
     let d = run(&password_body(PASSWORD), &f, opts());
     let e = d.outcome.unwrap_err();
@@ -359,6 +360,7 @@ fn a_service_account_is_told_to_use_its_clients() {
         ))),
         throttle: ThrottleState::default(),
         resource_owner: owner_facts(Owner::ServiceWithClients, false, 0),
+        ..Facts::default()
     };
     let e = run(&password_body("secret"), &f, opts())
         .outcome
@@ -405,6 +407,7 @@ fn client_credentials_is_never_subject_to_enforcement() {
             ))),
             throttle: ThrottleState::default(),
             resource_owner: None,
+            ..Facts::default()
         };
         let d = run(
             &format!("grant_type=client_credentials&client_id=app&client_secret={SECRET}"),
@@ -429,6 +432,7 @@ fn a_dry_run_changes_nothing() {
         client: Some(Arc::new(client_facts(false, vec![GrantType::Password]))),
         throttle: ThrottleState::default(),
         resource_owner: owner_facts(Owner::Active, false, 4),
+        ..Facts::default()
     };
     let o = DecideOptions {
         dry_run: true,
@@ -438,4 +442,175 @@ fn a_dry_run_changes_nothing() {
     assert_eq!(d.reason(), Some(Reason::UserCredentialsInvalid));
     assert_eq!(d.login_update, None);
     assert_eq!(d.throttle_update, None);
+}
+
+#[test]
+fn a_throttled_username_or_a_full_hash_queue_refuses_before_any_hash() {
+    let blocked = ThrottleState {
+        failures: 9,
+        last_failure: NOW,
+        blocked_until: Some(NOW + 30),
+    };
+    let never = |_: &SecretString, _: &str| -> bool { panic!("no hash may run") };
+    for (person, busy, reason, check) in [
+        (
+            PersonThrottle {
+                source: blocked,
+                ..Default::default()
+            },
+            false,
+            Reason::UserThrottled,
+            Check::UserThrottle,
+        ),
+        (
+            PersonThrottle {
+                account: ThrottleState {
+                    failures: 60,
+                    ..blocked
+                },
+                ..Default::default()
+            },
+            false,
+            Reason::UserThrottled,
+            Check::UserThrottle,
+        ),
+        (
+            PersonThrottle::default(),
+            true,
+            Reason::PasswordCheckBusy,
+            Check::PasswordCapacity,
+        ),
+    ] {
+        for o in OWNERS {
+            let f = Facts {
+                client: Some(Arc::new(client_facts(false, vec![GrantType::Password]))),
+                resource_owner: owner_facts(o, false, 0),
+                person_throttle: person,
+                hashing_busy: busy,
+                ..Facts::default()
+            };
+            let o2 = DecideOptions {
+                verify_password: never,
+                ..opts()
+            };
+            let d = run(&password_body(PASSWORD), &f, o2);
+            let e = d.outcome.as_ref().unwrap_err();
+            assert_eq!(e.reason, reason, "{o:?}");
+            assert_eq!(d.trace.failed().unwrap().check, check);
+            assert!(e.retry_after.is_some());
+            assert_eq!(d.person_attempt, None, "nothing checked, nothing counted");
+            assert_eq!(d.throttle_update, None, "the client's secret was right");
+        }
+    }
+}
+
+/// The login page's policy, stated independently: one answer for every account it will
+/// not let in until the password is verified; then the account's own state, then SSO.
+fn expected_at_the_page(
+    o: Owner,
+    enforced: bool,
+    break_glass: bool,
+    right: bool,
+) -> Result<(), Reason> {
+    match o {
+        Owner::Unknown
+        | Owner::ServiceWithClients
+        | Owner::ServiceWithoutClients
+        | Owner::NoPassword => return Err(Reason::UserCredentialsInvalid),
+        _ if !right => return Err(Reason::UserCredentialsInvalid),
+        Owner::Disabled => return Err(Reason::UserDisabled),
+        Owner::Locked => return Err(Reason::UserLocked),
+        _ => {}
+    }
+    if enforced && !break_glass {
+        return Err(Reason::SsoRequired);
+    }
+    Ok(())
+}
+
+#[test]
+fn the_login_page_tells_strangers_nothing_before_the_password_is_verified() {
+    let mut n = 0;
+    for o in OWNERS {
+        for enforced in [false, true] {
+            for break_glass in [false, true] {
+                for right in [true, false] {
+                    let ctx = format!(
+                        "owner={o:?} enforced={enforced} break_glass={break_glass} right={right}"
+                    );
+                    let mut org = (*client_facts(enforced, vec![]).org).clone();
+                    org.sso_enforced = enforced;
+                    let facts = LoginFacts {
+                        throttle: ThrottleState {
+                            failures: 2,
+                            last_failure: NOW - 5,
+                            blocked_until: None,
+                        },
+                        resource_owner: owner_facts(o, break_glass, 0),
+                        ..LoginFacts::default()
+                    };
+                    thread_local!(static HASHES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+                    fn counting(pw: &SecretString, hash: &str) -> bool {
+                        HASHES.with(|h| h.set(h.get() + 1));
+                        verify(pw, hash)
+                    }
+                    HASHES.with(|h| h.set(0));
+                    let creds = tessera_core::request::ResourceOwnerCredentials {
+                        username: "alice".into(),
+                        password: SecretString::new(if right { PASSWORD } else { WRONG_PASSWORD }),
+                    };
+                    let d = decide_login(
+                        &creds,
+                        &org,
+                        &facts,
+                        "10.0.0.7".parse().unwrap(),
+                        NOW,
+                        DecideOptions {
+                            verify_password: counting,
+                            ..opts()
+                        },
+                    );
+                    assert_eq!(
+                        HASHES.with(|h| h.get()),
+                        1,
+                        "{ctx}: exactly one hash, whoever it is"
+                    );
+                    match expected_at_the_page(o, enforced, break_glass, right) {
+                        Ok(()) => {
+                            assert!(d.outcome.is_ok(), "{ctx}: {:?}", d.outcome);
+                            assert_eq!(d.throttle_update, Some(ThrottleState::default()), "{ctx}");
+                            assert_eq!(d.person_attempt, Some(AttemptOutcome::Succeeded), "{ctx}");
+                        }
+                        Err(shown) => {
+                            let e = d.outcome.as_ref().unwrap_err();
+                            assert_eq!(d.shown_reason(), Some(shown), "{ctx}");
+                            if shown == Reason::UserCredentialsInvalid {
+                                assert_eq!(
+                                    e.description, "the username or password is incorrect",
+                                    "{ctx}"
+                                );
+                                assert_eq!(d.person_attempt, Some(AttemptOutcome::Failed), "{ctx}");
+                            } else {
+                                assert_eq!(
+                                    d.person_attempt,
+                                    Some(AttemptOutcome::Succeeded),
+                                    "{ctx}"
+                                );
+                            }
+                            // Every refusal counts against the page's budget.
+                            assert_eq!(d.throttle_update.map(|t| t.failures), Some(3), "{ctx}");
+                            // Never another account's details: no client, no actor.
+                            assert!(!e.description.contains("cli_bot"), "{ctx}");
+                            assert!(!e.description.contains("lockout"), "{ctx}");
+                            assert!(!e.description.contains("service account"), "{ctx}");
+                            // The audit trail keeps the precise cause.
+                            assert!(d.trace.failed().is_some(), "{ctx}");
+                        }
+                    }
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(n, 8 * 2 * 2 * 2);
 }

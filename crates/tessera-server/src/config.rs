@@ -30,6 +30,10 @@ pub struct Config {
     pub master_key: MasterKeySource,
     pub durability: Durability,
     pub throttle: ThrottlePolicy,
+    /// The account-wide ceiling of a person's failed passwords from all addresses.
+    pub account_throttle: ThrottlePolicy,
+    /// Server limits on what clients, and strangers, can make it hold.
+    pub limits: Limits,
     /// The algorithm of the first signing key and of rotations that name none.
     pub signing_alg: tessera_core::jwt::Alg,
     /// How long a rotated-out signing key stays published, in seconds.
@@ -53,11 +57,36 @@ impl Config {
             master_key: MasterKeySource::Ephemeral,
             durability: Durability::Full,
             throttle: ThrottlePolicy::default(),
+            account_throttle: ThrottlePolicy::account_ceiling(),
+            limits: Limits::default(),
             signing_alg: tessera_core::jwt::Alg::Es256,
             key_overlap_seconds: 86_400 + 3_600,
             key_reload_seconds: 30,
             bootstrap_on_empty: true,
             operator_org: "default".into(),
+        }
+    }
+}
+
+/// Bounds on connections, time and work (docs/operations.md lists each with its default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Password hashes (argon2id, about 19 MiB each) computed at once.
+    pub password_hashes: usize,
+    /// Password checks waiting for a slot; beyond this they are answered busy at once.
+    pub password_queue: usize,
+    /// The longest a password check waits for a slot, in milliseconds.
+    pub password_wait_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            password_hashes: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            password_queue: 64,
+            password_wait_ms: 2_000,
         }
     }
 }

@@ -108,7 +108,8 @@ impl IntoResponse for ApiError {
 /// The HTTP status of a token endpoint refusal.
 fn oauth_status(reason: Reason) -> StatusCode {
     match reason {
-        Reason::ClientThrottled => StatusCode::TOO_MANY_REQUESTS,
+        Reason::ClientThrottled | Reason::UserThrottled => StatusCode::TOO_MANY_REQUESTS,
+        Reason::PasswordCheckBusy => StatusCode::SERVICE_UNAVAILABLE,
         Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         r if r.oauth_error() == OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
         _ => StatusCode::BAD_REQUEST,

@@ -6,6 +6,7 @@
 //! requests finish and flushes the audit writer.
 
 mod admin;
+mod attempts;
 mod audit_writer;
 pub mod bootstrap;
 mod clock;
@@ -38,7 +39,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use bootstrap::{Bootstrapped, bootstrap};
-pub use config::{Config, MasterKeySource};
+pub use config::{Config, Limits, MasterKeySource};
 
 use crate::audit_writer::AuditWriter;
 use crate::keys::KeyRing;
@@ -210,6 +211,12 @@ impl App {
             metrics,
             issuer,
             throttle: config.throttle,
+            account_throttle: config.account_throttle,
+            hash_slots: attempts::HashSlots::new(
+                config.limits.password_hashes,
+                config.limits.password_queue,
+                Duration::from_millis(config.limits.password_wait_ms),
+            ),
             key_overlap_seconds: config.key_overlap_seconds,
             signing_alg: config.signing_alg,
             operator_org: config.operator_org.clone(),

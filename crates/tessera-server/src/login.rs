@@ -12,13 +12,14 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use tessera_core::Reason;
-use tessera_core::decision::{self, DecideOptions};
+use tessera_core::decision::{self, LoginFacts};
 use tessera_core::model::Org;
 use tessera_core::request::ResourceOwnerCredentials;
 use tessera_core::secret::{SecretString, hash_client_secret, hashes_equal, random_bytes};
 use tessera_core::text::clip;
 use tessera_core::trace::{Check, Trace};
 
+use crate::attempts::{self, Attempt, PersonAttempts};
 use crate::html::{esc, page, unavailable};
 use crate::session::{DEFAULT_RETURN, check_return_to};
 use crate::state::{AppState, Shared};
@@ -165,45 +166,59 @@ pub async fn submit(
         username: field("username").to_string(),
         password: SecretString::new(field("password")),
     };
-    // The throttle record of this org's login page from this address.
-    let throttle_key = format!("login:{}", org.slug);
-    let throttle = match st.store.token_facts(&throttle_key, &source).await {
-        Ok(f) => f.throttle,
-        Err(e) => return unavailable(e),
-    };
-    let owner = match token::resource_owner(&st, &org, &creds.username).await {
-        Ok(o) => o,
-        Err(e) => return unavailable(e),
-    };
-    let opts = DecideOptions {
-        throttle: st.throttle,
-        ..DecideOptions::default()
-    };
+    // The attempt's places in the budgets of this org's login page from this address,
+    // and of the username, taken before anything is checked.
     let now = clock::now();
+    let page_attempt = Attempt::take(
+        &st.store,
+        &format!("login:{}", org.slug),
+        &source,
+        st.throttle,
+        now,
+    );
+    let person = (!page_attempt.blocked())
+        .then(|| PersonAttempts::take(&st, org.slug.as_str(), &creds.username, &source, now));
+    let mut facts = LoginFacts {
+        throttle: page_attempt.state,
+        person_throttle: person.as_ref().map(|p| p.throttle()).unwrap_or_default(),
+        resource_owner: None,
+        hashing_busy: false,
+    };
+    let checks_password = person.as_ref().is_some_and(|p| !p.blocked());
+    if checks_password {
+        facts.resource_owner = match token::resource_owner(&st, &org, &creds.username).await {
+            Ok(o) => o,
+            Err(e) => return unavailable(e),
+        };
+    }
+    let opts = st.decide_options();
     let org_for_decision = org.clone();
     let ip = peer.ip();
-    // argon2id: off the async workers.
-    let d = match tokio::task::spawn_blocking(move || {
-        decision::decide_login(
-            &creds,
-            &org_for_decision,
-            owner.as_ref(),
-            &throttle,
-            ip,
-            now,
-            opts,
-        )
-    })
-    .await
-    {
-        Ok(d) => d,
-        Err(e) => return unavailable(e),
+    let d = if checks_password {
+        // argon2id (about 19 MiB): off the async workers, and only as many at once as the
+        // server allows; the permit goes with the hash.
+        let permit = st.hash_slots.acquire().await;
+        facts.hashing_busy = permit.is_none();
+        match tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            decision::decide_login(&creds, &org_for_decision, &facts, ip, now, opts)
+        })
+        .await
+        {
+            Ok(d) => d,
+            Err(e) => return unavailable(e),
+        }
+    } else {
+        decision::decide_login(&creds, &org_for_decision, &facts, ip, now, opts)
     };
-    if let Some(update) = d.throttle_update
-        && let Err(e) = st
-            .store
-            .save_throttle(&throttle_key, &source, Some(update))
-            .await
+    if let Err(e) = page_attempt
+        .settle(attempts::outcome_of(d.throttle_update), now)
+        .await
+    {
+        return unavailable(e);
+    }
+    if let Some(p) = person
+        && let Err(e) = p.settle(d.person_attempt, now).await
     {
         return unavailable(e);
     }
@@ -232,16 +247,20 @@ pub async fn submit(
             {
                 return unavailable("audit");
             }
-            let status = match denial.reason {
-                tessera_core::Reason::LoginThrottled => StatusCode::TOO_MANY_REQUESTS,
-                tessera_core::Reason::SsoRequired => StatusCode::FORBIDDEN,
+            let shown = d.shown_reason().unwrap_or(denial.reason);
+            let status = match shown {
+                Reason::LoginThrottled | Reason::UserThrottled => StatusCode::TOO_MANY_REQUESTS,
+                Reason::PasswordCheckBusy => StatusCode::SERVICE_UNAVAILABLE,
+                Reason::SsoRequired | Reason::UserDisabled | Reason::UserLocked => {
+                    StatusCode::FORBIDDEN
+                }
                 _ => StatusCode::UNAUTHORIZED,
             };
             let mut res = form(
                 &org,
                 &return_to,
                 status,
-                Some((denial.reason.code(), &denial.description)),
+                Some((shown.code(), &denial.description)),
             );
             if let Some(wait) = denial.retry_after
                 && let Ok(v) = HeaderValue::from_str(&wait.to_string())

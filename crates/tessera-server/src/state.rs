@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tessera_core::store::Store;
 use tessera_core::throttle::ThrottlePolicy;
 
+use crate::attempts::HashSlots;
 use crate::audit_writer::AuditWriter;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
@@ -18,6 +19,10 @@ pub struct AppState {
     /// The issuer URL, without a trailing slash.
     pub issuer: String,
     pub throttle: ThrottlePolicy,
+    /// The account-wide ceiling of a person's failed passwords.
+    pub account_throttle: ThrottlePolicy,
+    /// The bound on password hashes in flight.
+    pub hash_slots: HashSlots,
     /// How long a rotated-out signing key stays published, in seconds.
     pub key_overlap_seconds: i64,
     /// The algorithm of a rotation that names none.
@@ -28,3 +33,14 @@ pub struct AppState {
 
 /// What handlers extract.
 pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// The decision options of a real (not dry-run) decision on this server.
+    pub fn decide_options(&self) -> tessera_core::decision::DecideOptions {
+        tessera_core::decision::DecideOptions {
+            throttle: self.throttle,
+            account_throttle: self.account_throttle,
+            ..Default::default()
+        }
+    }
+}

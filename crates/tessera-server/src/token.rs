@@ -11,15 +11,14 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera_core::audit::{AuditEvent, AuditKind};
-use tessera_core::decision::{
-    self, DecideOptions, Decision, Facts, Grant, Parsed, ResourceOwnerFacts,
-};
+use tessera_core::decision::{self, Decision, Facts, Grant, Parsed, ResourceOwnerFacts};
 use tessera_core::jwt::AccessClaims;
 use tessera_core::model::{Org, UserType};
 use tessera_core::request::RawTokenRequest;
 use tessera_core::store::StoreError;
 use tessera_core::text::clip;
 
+use crate::attempts::{Attempt, PersonAttempts, outcome_of};
 use crate::error::{oauth_error, oauth_unavailable};
 use crate::state::{AppState, Shared};
 use crate::{clock, request_id};
@@ -51,15 +50,6 @@ pub async fn token(
         Ok(d) => d,
         Err(()) => return oauth_unavailable(),
     };
-    if let (Some(update), Some(client_id)) = (decision.throttle_update, &decision.client_id)
-        && let Err(e) = st
-            .store
-            .save_throttle(client_id, &source, Some(update))
-            .await
-    {
-        tracing::error!(error = %e, "throttle record not saved");
-        return oauth_unavailable();
-    }
     if let Some(update) = &decision.login_update {
         let client = decision.outcome.as_ref().ok().map(|g| g.client_id.as_str());
         if let Err(e) = st.store.record_login(update, client, clock::now()).await {
@@ -105,28 +95,60 @@ fn granted(grant: &Grant, token: &str) -> Response {
     res
 }
 
-/// Runs the decision function over a raw request: parse, load facts, decide.
+/// Runs the decision function over a raw request: parse, load facts, reserve the
+/// attempt's places in its throttle budgets, decide, and settle them.
 async fn evaluate(st: &AppState, raw: &RawTokenRequest<'_>, source: &str) -> Result<Decision, ()> {
     let parsed = decision::parse(raw);
-    let facts = load_facts(st, &parsed, source).await.map_err(|e| {
+    let mut facts = load_facts(st, &parsed, source).await.map_err(|e| {
         tracing::error!(error = %e, "token facts not loaded");
     })?;
-    let opts = DecideOptions {
-        throttle: st.throttle,
-        ..DecideOptions::default()
+    let now = clock::now();
+    let opts = st.decide_options();
+    // A request that parsed names its client: its attempt takes a place in the budget of
+    // (client id, source) before the secret is checked, and a password grant's in the
+    // username's budgets too.
+    let Ok(req) = &parsed.request else {
+        return Ok(decision::decide(parsed, &facts, now, opts));
     };
-    if facts.resource_owner.is_none() && !is_password_grant(&parsed) {
-        return Ok(decision::decide(parsed, &facts, clock::now(), opts));
-    }
-    // A password grant checks an argon2id hash (tens of milliseconds of CPU): off the
-    // async workers, so token requests of other clients do not wait behind it.
-    tokio::task::spawn_blocking(move || decision::decide(parsed, &facts, clock::now(), opts))
-        .await
-        .map_err(|e| tracing::error!(error = %e, "password decision failed"))
-}
-
-fn is_password_grant(parsed: &Parsed) -> bool {
-    matches!(&parsed.request, Ok(r) if r.resource_owner.is_some())
+    let client = Attempt::take(&st.store, &req.client.client_id, source, st.throttle, now);
+    facts.throttle = client.state;
+    let person = match (&req.resource_owner, &facts.client) {
+        (Some(creds), Some(cf)) if !client.blocked() => {
+            let p = PersonAttempts::take(st, cf.org.slug.as_str(), &creds.username, source, now);
+            facts.person_throttle = p.throttle();
+            Some(p)
+        }
+        _ => None,
+    };
+    let d = match &person {
+        None => decision::decide(parsed, &facts, now, opts),
+        // A password grant checks an argon2id hash (tens of milliseconds of CPU, about
+        // 19 MiB): off the async workers, and only as many at once as the server allows.
+        Some(p) => {
+            let permit = if p.blocked() {
+                None
+            } else {
+                let permit = st.hash_slots.acquire().await;
+                facts.hashing_busy = permit.is_none();
+                permit
+            };
+            // The permit goes with the hash: a cancelled request frees it only when its
+            // hash is done.
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                decision::decide(parsed, &facts, now, opts)
+            })
+            .await
+            .map_err(|e| tracing::error!(error = %e, "password decision failed"))?
+        }
+    };
+    let settled = client.settle(outcome_of(d.throttle_update), now).await;
+    let settled = match person {
+        Some(p) => settled.and(p.settle(d.person_attempt, now).await),
+        None => settled,
+    };
+    settled.map_err(|e| tracing::error!(error = %e, "throttle record not saved"))?;
+    Ok(d)
 }
 
 /// The stored facts a parsed request needs (none when it names no client). Shared by

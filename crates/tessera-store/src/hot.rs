@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tessera_core::decision::ClientFacts;
 use tessera_core::model::{Org, ScopeName, Timestamp};
-use tessera_core::throttle::ThrottleState;
+use tessera_core::throttle::{AttemptOutcome, ThrottlePolicy, ThrottleState};
 
 /// The longest a cached entry is trusted without a reload.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
@@ -112,48 +112,141 @@ impl FactsCache {
     }
 }
 
-type PairKey = (String, String);
+/// The mirror's key of a (key, source address) pair: one string, so a reservation
+/// allocates once. Neither part holds a NUL.
+fn pair_key(key: &str, source: &str) -> String {
+    let mut k = String::with_capacity(key.len() + source.len() + 1);
+    k.push_str(key);
+    k.push('\0');
+    k.push_str(source);
+    k
+}
 
-/// The throttle records this node knows of.
+/// What this node knows of a pair: the committed record and its attempts in flight.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pair {
+    state: ThrottleState,
+    in_flight: u32,
+}
+
+impl Pair {
+    fn idle(&self) -> bool {
+        self.in_flight == 0 && self.state.failures == 0
+    }
+}
+
+/// The throttle records this node knows of, and the attempts in flight on this node.
+/// Every operation holds one lock for its read and its write, so concurrent attempts on
+/// one pair are ordered as if they came one after the other.
 #[derive(Default)]
 pub struct ThrottleMirror {
-    map: Mutex<HashMap<PairKey, ThrottleState>>,
+    map: Mutex<HashMap<String, Pair>>,
+}
+
+/// What a settled attempt leaves for the database to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// Count one failure.
+    Failure,
+    /// Delete the record (it had failures).
+    Clear,
+    /// Nothing.
+    Nothing,
 }
 
 impl ThrottleMirror {
-    /// The record of a pair (default: no failures).
-    pub fn get(&self, client_id: &str, source_ip: &str) -> ThrottleState {
+    /// The committed record of a pair (default: no failures).
+    pub fn get(&self, key: &str, source: &str) -> ThrottleState {
         let map = self.map.lock().expect("throttle mirror lock");
         if map.is_empty() {
             return ThrottleState::default();
         }
-        map.get(&(client_id.to_string(), source_ip.to_string()))
-            .copied()
+        map.get(&pair_key(key, source))
+            .map(|p| p.state)
             .unwrap_or_default()
     }
 
-    /// Records a pair's new state (`None` or zero failures: forget it).
-    pub fn set(&self, client_id: &str, source_ip: &str, state: Option<ThrottleState>) {
+    /// Takes an attempt (see `Store::reserve_attempt`).
+    pub fn reserve(
+        &self,
+        key: &str,
+        source: &str,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> ThrottleState {
         let mut map = self.map.lock().expect("throttle mirror lock");
-        let key = (client_id.to_string(), source_ip.to_string());
-        match state {
-            Some(s) if s.failures > 0 => {
-                map.insert(key, s);
+        let k = pair_key(key, source);
+        let pair = map.get(&k).copied().unwrap_or_default();
+        let judged = policy.after_failures(&pair.state, pair.in_flight, now);
+        if policy.retry_after(&judged, now).is_none() {
+            map.entry(k).or_default().in_flight += 1;
+        }
+        judged
+    }
+
+    /// Ends an attempt on this node; says what the database must record.
+    pub fn settle(
+        &self,
+        key: &str,
+        source: &str,
+        outcome: Option<AttemptOutcome>,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Persist {
+        let mut map = self.map.lock().expect("throttle mirror lock");
+        let k = pair_key(key, source);
+        let Some(pair) = map.get_mut(&k) else {
+            // Forgotten meanwhile (the client was deleted): a failure still counts.
+            return match outcome {
+                Some(AttemptOutcome::Failed) => Persist::Failure,
+                _ => Persist::Nothing,
+            };
+        };
+        pair.in_flight = pair.in_flight.saturating_sub(1);
+        let persist = match outcome {
+            None => Persist::Nothing,
+            Some(AttemptOutcome::Failed) => {
+                pair.state = policy.after_failure(&pair.state, now);
+                Persist::Failure
             }
-            _ => {
-                map.remove(&key);
+            Some(AttemptOutcome::Succeeded) => {
+                let had = pair.state.failures > 0;
+                pair.state = ThrottleState::default();
+                if had {
+                    Persist::Clear
+                } else {
+                    Persist::Nothing
+                }
             }
+        };
+        if pair.idle() {
+            map.remove(&k);
+        }
+        persist
+    }
+
+    /// Takes the database's record of a pair after an increment, if it knows more than
+    /// this node (other nodes' failures).
+    pub fn learn(&self, key: &str, source: &str, state: ThrottleState) {
+        let mut map = self.map.lock().expect("throttle mirror lock");
+        let pair = map.entry(pair_key(key, source)).or_default();
+        if state.failures >= pair.state.failures || state.last_failure > pair.state.last_failure {
+            pair.state = state;
+        }
+        if pair.idle() {
+            map.remove(&pair_key(key, source));
         }
     }
 
     /// Forgets every record of a client (it was deleted).
     pub fn forget_client(&self, client_id: &str) {
         let mut map = self.map.lock().expect("throttle mirror lock");
-        map.retain(|(c, _), _| c != client_id);
+        let prefix = pair_key(client_id, "");
+        map.retain(|k, _| !k.starts_with(&prefix));
     }
 
     /// Merges records read from the database, and forgets local ones older than
-    /// `stale_before` whose block has lifted.
+    /// `stale_before` whose block has lifted and that have no attempt in flight.
     pub fn merge(
         &self,
         rows: Vec<(String, String, ThrottleState)>,
@@ -162,13 +255,80 @@ impl ThrottleMirror {
     ) {
         let mut map = self.map.lock().expect("throttle mirror lock");
         for (c, ip, s) in rows {
-            let e = map.entry((c, ip)).or_default();
-            if s.last_failure >= e.last_failure {
-                *e = s;
+            let e = map.entry(pair_key(&c, &ip)).or_default();
+            if s.last_failure >= e.state.last_failure {
+                e.state = s;
             }
         }
-        map.retain(|_, s| {
-            s.last_failure >= stale_before || s.blocked_until.is_some_and(|b| b > now)
+        map.retain(|_, p| {
+            p.in_flight > 0
+                || (p.state.failures > 0
+                    && (p.state.last_failure >= stale_before
+                        || p.state.blocked_until.is_some_and(|b| b > now)))
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_gets_the_attempts_a_sequence_would() {
+        let m = ThrottleMirror::default();
+        let p = ThrottlePolicy::default();
+        let now = 1_000_000;
+        let allowed = (0..60)
+            .filter(|_| p.retry_after(&m.reserve("c", "ip", &p, now), now).is_none())
+            .count();
+        assert_eq!(
+            allowed, 6,
+            "five free failures and the one that starts the block"
+        );
+        for _ in 0..6 {
+            m.settle("c", "ip", Some(AttemptOutcome::Failed), &p, now);
+        }
+        assert_eq!(m.get("c", "ip").failures, 6);
+        assert!(p.retry_after(&m.reserve("c", "ip", &p, now), now).is_some());
+    }
+
+    #[test]
+    fn released_and_succeeded_attempts_give_their_place_back() {
+        let m = ThrottleMirror::default();
+        let p = ThrottlePolicy::default();
+        let now = 1_000_000;
+        m.reserve("c", "ip", &p, now);
+        assert_eq!(m.reserve("c", "ip", &p, now).failures, 1, "one in flight");
+        m.settle("c", "ip", None, &p, now);
+        assert_eq!(
+            m.settle("c", "ip", Some(AttemptOutcome::Succeeded), &p, now),
+            Persist::Nothing
+        );
+        assert!(m.map.lock().unwrap().is_empty(), "nothing left behind");
+        m.reserve("c", "ip", &p, now);
+        assert_eq!(
+            m.settle("c", "ip", Some(AttemptOutcome::Failed), &p, now),
+            Persist::Failure
+        );
+        m.reserve("c", "ip", &p, now);
+        assert_eq!(
+            m.settle("c", "ip", Some(AttemptOutcome::Succeeded), &p, now),
+            Persist::Clear
+        );
+        assert_eq!(m.get("c", "ip"), ThrottleState::default());
+    }
+
+    #[test]
+    fn pairs_of_one_client_are_forgotten_together() {
+        let m = ThrottleMirror::default();
+        let p = ThrottlePolicy::default();
+        for (c, ip) in [("c1", "a"), ("c1", "b"), ("c10", "a")] {
+            m.reserve(c, ip, &p, 5);
+            m.settle(c, ip, Some(AttemptOutcome::Failed), &p, 5);
+        }
+        m.forget_client("c1");
+        assert_eq!(m.get("c1", "a").failures, 0);
+        assert_eq!(m.get("c1", "b").failures, 0);
+        assert_eq!(m.get("c10", "a").failures, 1);
     }
 }

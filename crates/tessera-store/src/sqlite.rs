@@ -19,8 +19,8 @@ use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
 use tessera_core::decision::{ClientFacts, Facts, LoginUpdate};
 use tessera_core::model::{
-    Actor, Client, ClientId, IpAllowList, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp,
-    User, UserState, UserType,
+    Client, ClientId, IpAllowList, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp, User,
+    UserState, UserType,
 };
 use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};
@@ -28,11 +28,11 @@ use tessera_core::store::{
     AuditAppender, BoxFuture, SamlLogin, SamlLoginWritten, SealedSpKey, Store, StoreError,
     StoreResult, StoredKey, UserFields, UserWrite,
 };
-use tessera_core::throttle::ThrottleState;
+use tessera_core::throttle::{AttemptOutcome, ThrottlePolicy, ThrottleState};
 use tessera_core::trace::Trace;
 
 use crate::Durability;
-use crate::hot::{FactsCache, OrgFacts, ThrottleMirror};
+use crate::hot::{FactsCache, OrgFacts, Persist, ThrottleMirror};
 use crate::migrate;
 
 /// Tessera's store on an SQLite file.
@@ -576,7 +576,7 @@ impl SqliteStore {
         Ok(Facts {
             client,
             throttle,
-            resource_owner: None,
+            ..Facts::default()
         })
     }
 
@@ -1061,10 +1061,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             match update {
-                LoginUpdate::Failed {
-                    user_id,
-                    lock_until,
-                } => {
+                LoginUpdate::Failed { user_id } => {
                     // Counted in SQL, so concurrent failures are never lost.
                     let mut w = self.writer().await?;
                     sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?")
@@ -1072,21 +1069,6 @@ impl Store for SqliteStore {
                         .execute(&mut *w)
                         .await
                         .map_err(be)?;
-                    if let Some(until) = lock_until {
-                        sqlx::query(
-                            "UPDATE users SET state = 'locked', state_changed_by = ?, state_changed_at = ?,
-                                locked_until = ?, failed_logins = 0
-                             WHERE id = ? AND state != 'disabled'",
-                        )
-                        .bind(to_json(&Actor::LockoutPolicy))
-                        .bind(now)
-                        .bind(until)
-                        .bind(user_id)
-                        .execute(&mut *w)
-                        .await
-                        .map_err(be)?;
-                        self.changed(&mut w).await?;
-                    }
                 }
                 LoginUpdate::Succeeded { user_id } => {
                     let mut w = self.writer().await?;
@@ -1616,52 +1598,91 @@ impl Store for SqliteStore {
         Box::pin(self.facts(client_id, source_ip))
     }
 
-    fn save_throttle<'a>(
+    fn reserve_attempt(
+        &self,
+        key: &str,
+        source: &str,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> ThrottleState {
+        self.throttles.reserve(key, source, policy, now)
+    }
+
+    fn settle_attempt<'a>(
         &'a self,
-        client_id: &'a str,
-        source_ip: &'a str,
-        state: Option<ThrottleState>,
+        key: &'a str,
+        source: &'a str,
+        outcome: AttemptOutcome,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
+        // The node-local part now, before the future is polled (see the trait).
+        let persist = self
+            .throttles
+            .settle(key, source, Some(outcome), policy, now);
+        let policy = *policy;
         Box::pin(async move {
-            let mut w = self.writer().await?;
-            self.throttles.set(client_id, source_ip, state);
-            match state {
-                None => {
+            match persist {
+                Persist::Nothing => Ok(()),
+                Persist::Clear => {
+                    let mut w = self.writer().await?;
                     sqlx::query("DELETE FROM auth_failures WHERE client_id = ? AND source_ip = ?")
-                        .bind(client_id)
-                        .bind(source_ip)
+                        .bind(key)
+                        .bind(source)
                         .execute(&mut *w)
                         .await
                         .map_err(be)?;
+                    Ok(())
                 }
-                Some(s) if s.failures == 0 => {
-                    sqlx::query("DELETE FROM auth_failures WHERE client_id = ? AND source_ip = ?")
-                        .bind(client_id)
-                        .bind(source_ip)
-                        .execute(&mut *w)
-                        .await
-                        .map_err(be)?;
-                }
-                Some(s) => {
-                    sqlx::query(
+                Persist::Failure => {
+                    // One statement counts the failure against the stored row, so
+                    // failures recorded by several nodes add up instead of overwriting
+                    // each other; the block is the policy's, computed in SQL from the
+                    // new count (see `ThrottlePolicy::after_failure`).
+                    let first = policy.after_failure(&ThrottleState::default(), now);
+                    let mut w = self.writer().await?;
+                    let row = sqlx::query(
                         "INSERT INTO auth_failures (client_id, source_ip, failures, last_failure, blocked_until)
-                         VALUES (?, ?, ?, ?, ?)
+                         VALUES (?1, ?2, 1, ?3, ?4)
                          ON CONFLICT (client_id, source_ip) DO UPDATE SET
-                           failures = excluded.failures, last_failure = excluded.last_failure,
-                           blocked_until = excluded.blocked_until",
+                           failures = CASE WHEN ?3 - last_failure > ?5 THEN 1 ELSE failures + 1 END,
+                           last_failure = ?3,
+                           blocked_until = CASE
+                             WHEN (CASE WHEN ?3 - last_failure > ?5 THEN 1 ELSE failures + 1 END) > ?6
+                             THEN ?3 + MIN(?7 << MIN((CASE WHEN ?3 - last_failure > ?5 THEN 1 ELSE failures + 1 END) - ?6 - 1, 30), ?8)
+                             ELSE NULL END
+                         RETURNING failures, last_failure, blocked_until",
                     )
-                    .bind(client_id)
-                    .bind(source_ip)
-                    .bind(i64::from(s.failures))
-                    .bind(s.last_failure)
-                    .bind(s.blocked_until)
-                    .execute(&mut *w)
+                    .bind(key)
+                    .bind(source)
+                    .bind(now)
+                    .bind(first.blocked_until)
+                    .bind(policy.window)
+                    .bind(i64::from(policy.free_failures))
+                    .bind(policy.base_delay)
+                    .bind(policy.max_delay)
+                    .fetch_one(&mut *w)
                     .await
                     .map_err(be)?;
+                    self.throttles.learn(
+                        key,
+                        source,
+                        ThrottleState {
+                            failures: get::<i64>(&row, "failures")? as u32,
+                            last_failure: get(&row, "last_failure")?,
+                            blocked_until: get(&row, "blocked_until")?,
+                        },
+                    );
+                    Ok(())
                 }
             }
-            Ok(())
         })
+    }
+
+    fn release_attempt(&self, key: &str, source: &str) {
+        // Releasing needs no policy: it changes no record.
+        self.throttles
+            .settle(key, source, None, &ThrottlePolicy::default(), 0);
     }
 
     fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>> {

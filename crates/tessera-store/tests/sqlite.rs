@@ -10,7 +10,7 @@ use tessera_core::model::{
 };
 use tessera_core::secret::hash_client_secret;
 use tessera_core::store::{AuditAppender, Store, StoreError, StoreResult, StoredKey};
-use tessera_core::throttle::ThrottleState;
+use tessera_core::throttle::{AttemptOutcome, ThrottlePolicy, ThrottleState};
 use tessera_core::trace::Trace;
 use tessera_store::Durability;
 
@@ -184,28 +184,77 @@ async fn rotation_keeps_at_most_two_active() {
     assert!(!s.revoke_secret("c1", "s2", 901).await.unwrap());
 }
 
+/// Records `n` failed attempts of (key, source) at `now`, each reserved then settled.
+async fn fail(s: &dyn Store, key: &str, source: &str, n: u32, now: i64) {
+    let p = ThrottlePolicy::default();
+    for _ in 0..n {
+        s.reserve_attempt(key, source, &p, now);
+        s.settle_attempt(key, source, AttemptOutcome::Failed, &p, now)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn throttle_records() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     org_with_client(s.as_ref()).await;
-    let st = ThrottleState {
-        failures: 6,
-        last_failure: 50,
-        blocked_until: Some(51),
-    };
-    s.save_throttle("c1", "10.0.0.1", Some(st)).await.unwrap();
+    let p = ThrottlePolicy::default();
+    let t = now();
+    fail(s.as_ref(), "c1", "10.0.0.1", 6, t).await;
+    let st = p.after_failures(&ThrottleState::default(), 6, t);
+    assert_eq!(st.blocked_until, Some(t + 1));
     assert_eq!(s.token_facts("c1", "10.0.0.1").await.unwrap().throttle, st);
     assert_eq!(
         s.token_facts("c1", "10.0.0.2").await.unwrap().throttle,
         ThrottleState::default()
     );
-    s.save_throttle("c1", "10.0.0.1", Some(ThrottleState::default()))
+    // The database counted the same (a second store reads only the database).
+    let other = store(&dir).await;
+    other.sync(900).await.unwrap();
+    assert_eq!(
+        other.token_facts("c1", "10.0.0.1").await.unwrap().throttle,
+        st
+    );
+    // A success clears the record, here and in the database.
+    assert_eq!(s.reserve_attempt("c1", "10.0.0.1", &p, t + 2), st);
+    s.settle_attempt("c1", "10.0.0.1", AttemptOutcome::Succeeded, &p, t + 2)
         .await
         .unwrap();
     assert_eq!(
         s.token_facts("c1", "10.0.0.1").await.unwrap().throttle,
         ThrottleState::default()
+    );
+    let third = store(&dir).await;
+    third.sync(900).await.unwrap();
+    assert_eq!(
+        third.token_facts("c1", "10.0.0.1").await.unwrap().throttle,
+        ThrottleState::default()
+    );
+}
+
+#[tokio::test]
+async fn failures_of_several_nodes_add_up_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = store(&dir).await;
+    let b = store(&dir).await;
+    org_with_client(a.as_ref()).await;
+    let p = ThrottlePolicy::default();
+    // Neither node knows of the other's failures: the database counts them all, and
+    // each node learns the total from its own increment.
+    let t = now();
+    fail(a.as_ref(), "c1", "ip", 3, t).await;
+    fail(b.as_ref(), "c1", "ip", 3, t).await;
+    let total = p.after_failures(&ThrottleState::default(), 6, t);
+    assert_eq!(b.token_facts("c1", "ip").await.unwrap().throttle, total);
+    a.sync(900).await.unwrap();
+    assert_eq!(a.token_facts("c1", "ip").await.unwrap().throttle, total);
+    // After the window, the count starts over (in SQL as in the policy).
+    fail(a.as_ref(), "c1", "ip", 1, t + p.window + 1).await;
+    assert_eq!(
+        a.token_facts("c1", "ip").await.unwrap().throttle.failures,
+        1
     );
 }
 
@@ -385,17 +434,15 @@ async fn delete_client_removes_secrets_and_throttle() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
-    s.save_throttle(
-        "c1",
-        "1.2.3.4",
-        Some(ThrottleState {
-            failures: 1,
-            last_failure: 1,
-            blocked_until: None,
-        }),
-    )
-    .await
-    .unwrap();
+    fail(s.as_ref(), "c1", "1.2.3.4", 1, 1).await;
+    assert_eq!(
+        s.token_facts("c1", "1.2.3.4")
+            .await
+            .unwrap()
+            .throttle
+            .failures,
+        1
+    );
     assert!(s.delete_client(org, "c1").await.unwrap());
     assert!(s.list_secrets("c1").await.unwrap().is_empty());
     assert_eq!(
@@ -453,12 +500,9 @@ async fn caches_follow_changes_on_this_node_at_once_and_on_others_after_sync() {
             .enabled
     );
     // Throttle records written by A reach B's mirror through sync too.
-    let st = ThrottleState {
-        failures: 7,
-        last_failure: now(),
-        blocked_until: Some(now() + 60),
-    };
-    a.save_throttle("c1", "10.0.0.1", Some(st)).await.unwrap();
+    let t = now();
+    fail(a.as_ref(), "c1", "10.0.0.1", 7, t).await;
+    let st = ThrottlePolicy::default().after_failures(&ThrottleState::default(), 7, t);
     assert_eq!(
         b.token_facts("c1", "10.0.0.1").await.unwrap().throttle,
         ThrottleState::default()
@@ -520,7 +564,7 @@ fn now() -> i64 {
 }
 
 #[tokio::test]
-async fn password_attempts_count_lock_and_reset() {
+async fn password_attempts_count_and_reset() {
     use tessera_core::decision::LoginUpdate;
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
@@ -532,7 +576,6 @@ async fn password_attempts_count_lock_and_reset() {
     s.create_user(&human).await.unwrap();
     let failed = LoginUpdate::Failed {
         user_id: "usr_h".into(),
-        lock_until: None,
     };
     // Concurrent failures are all counted (the count is an SQL increment).
     let (a, b, d) = tokio::join!(
@@ -546,24 +589,7 @@ async fn password_attempts_count_lock_and_reset() {
     let u = s.user_by_username(org, "alice").await.unwrap().unwrap();
     assert_eq!(u.failed_logins, 3);
     assert_eq!(u.state, UserState::Active);
-    // The locking failure locks, by the lockout policy, until the given time.
-    s.record_login(
-        &LoginUpdate::Failed {
-            user_id: "usr_h".into(),
-            lock_until: Some(1000),
-        },
-        None,
-        200,
-    )
-    .await
-    .unwrap();
-    let u = s.user_by_username(org, "alice").await.unwrap().unwrap();
-    assert_eq!(u.state, UserState::Locked);
-    assert_eq!(u.locked_until, Some(1000));
-    assert_eq!(
-        u.state_changed_by,
-        Some(tessera_core::model::Actor::LockoutPolicy)
-    );
+    // Failures never lock: throttling slows guessing down (crate::throttle).
     // Success resets the count and records the client's password grant.
     s.record_login(
         &LoginUpdate::Succeeded {
@@ -878,12 +904,11 @@ async fn audit_thread_and_pool_writers_take_turns() {
             c.name = format!("renamed {i}");
             s.update_client(&c).await.unwrap();
             let ip = format!("10.0.0.{i}");
-            let state = ThrottleState {
-                failures: 1,
-                last_failure: 5,
-                blocked_until: None,
-            };
-            s.save_throttle("c1", &ip, Some(state)).await.unwrap();
+            let p = ThrottlePolicy::default();
+            s.reserve_attempt("c1", &ip, &p, 5);
+            s.settle_attempt("c1", &ip, AttemptOutcome::Failed, &p, 5)
+                .await
+                .unwrap();
             let key = [(format!("k{i}"), 100)];
             assert!(s.remember_saml_ids(org, &key, 5).await.unwrap());
             assert!(!s.remember_saml_ids(org, &key, 5).await.unwrap());
@@ -945,7 +970,6 @@ async fn an_admin_edit_writes_only_what_an_admin_manages() {
     );
     let failed = LoginUpdate::Failed {
         user_id: "usr_bob".into(),
-        lock_until: None,
     };
     s.record_login(&failed, None, 20).await.unwrap();
     // The admin renames him from the stale copy, state untouched.
@@ -986,13 +1010,15 @@ async fn an_admin_edit_writes_only_what_an_admin_manages() {
     assert_eq!((got.state, got.failed_logins), (UserState::Active, 0));
     assert_eq!(got.password_hash.as_deref(), Some("$argon2id$stand-in"));
     assert_eq!(got.saml_name_id.as_deref(), Some("nid-bob"));
-    // An unlock from a copy read before a lock-out landed still unlocks: whether the
+    // An unlock from a copy read before a lock landed still unlocks: whether the
     // state changes is decided against the stored row, not the caller's copy.
-    let lockout = LoginUpdate::Failed {
-        user_id: "usr_bob".into(),
-        lock_until: Some(1_000),
+    let lock = User {
+        state: UserState::Locked,
+        locked_until: Some(1_000),
+        state_changed_at: Some(40),
+        ..stale.clone()
     };
-    s.record_login(&lockout, None, 40).await.unwrap();
+    s.update_user(&lock, state, 40).await.unwrap();
     let got = s.get_user(org, "usr_bob").await.unwrap().unwrap();
     assert_eq!(got.effective_state(41), UserState::Locked);
     assert_eq!(edit.effective_state(41), UserState::Active);

@@ -85,16 +85,14 @@ pub async fn diagnose(
     // Another org's client is, to this admin, no client at all.
     let facts = match &facts.client {
         Some(cf) if cf.org.id != admin.org.id => Facts {
-            client: None,
             throttle: facts.throttle,
-            resource_owner: None,
+            ..Facts::default()
         },
         _ => facts,
     };
     let opts = DecideOptions {
-        throttle: st.throttle,
         dry_run: true,
-        ..DecideOptions::default()
+        ..st.decide_options()
     };
     let d = decision::decide(parsed, &facts, clock::now(), opts);
     let request_id = request_id::current();
