@@ -198,7 +198,7 @@ async fn find(admin: &Admin, client_id: &str) -> Result<Client, ApiError> {
 }
 
 /// `GET /api/v2/oauth/clients`.
-#[utoipa::path(get, path = "/api/v2/oauth/clients", tag = "clients", responses((status = 200, body = tessera_api::ClientList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/oauth/clients", operation_id = "listClients", tag = "clients", responses((status = 200, body = tessera_api::ClientList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn list(admin: Admin) -> Result<Json<ClientList>, ApiError> {
     let clients = admin.st.store.list_clients(admin.org.id).await?;
     let mut items = Vec::with_capacity(clients.len());
@@ -210,7 +210,7 @@ pub async fn list(admin: Admin) -> Result<Json<ClientList>, ApiError> {
 }
 
 /// `GET /api/v2/oauth/clients/{client_id}`.
-#[utoipa::path(get, path = "/api/v2/oauth/clients/{client_id}", tag = "clients", params(("client_id" = String, Path)), responses((status = 200, body = tessera_api::ClientView), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/oauth/clients/{client_id}", operation_id = "getClient", tag = "clients", params(("client_id" = String, Path)), responses((status = 200, body = tessera_api::ClientView), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn show(
     admin: Admin,
     Path(client_id): Path<String>,
@@ -221,7 +221,7 @@ pub async fn show(
 }
 
 /// `POST /api/v2/oauth/clients`: creates a client and its first secret, shown once.
-#[utoipa::path(post, path = "/api/v2/oauth/clients", tag = "clients", request_body = tessera_api::CreateClient, responses((status = 201, description = "the client, with its client_secret shown once", body = tessera_api::ClientView), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v2/oauth/clients", operation_id = "createClient", tag = "clients", request_body = tessera_api::CreateClient, responses((status = 201, description = "the client, with its client_secret shown once", body = tessera_api::ClientView), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     admin: Admin,
     ApiJson(body): ApiJson<CreateClient>,
@@ -285,7 +285,7 @@ pub async fn create(
 }
 
 /// `PATCH /api/v2/oauth/clients/{client_id}`.
-#[utoipa::path(patch, path = "/api/v2/oauth/clients/{client_id}", tag = "clients", params(("client_id" = String, Path)), request_body = tessera_api::PatchClient, responses((status = 200, body = tessera_api::ClientView), (status = 404, body = tessera_api::ApiErrorBody), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/v2/oauth/clients/{client_id}", operation_id = "updateClient", tag = "clients", params(("client_id" = String, Path)), request_body = tessera_api::PatchClient, responses((status = 200, body = tessera_api::ClientView), (status = 404, body = tessera_api::ApiErrorBody), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn update(
     admin: Admin,
     Path(client_id): Path<String>,
@@ -342,7 +342,7 @@ pub async fn update(
 }
 
 /// `DELETE /api/v2/oauth/clients/{client_id}`.
-#[utoipa::path(delete, path = "/api/v2/oauth/clients/{client_id}", tag = "clients", params(("client_id" = String, Path)), responses((status = 204, description = "deleted"), (status = 404, body = tessera_api::ApiErrorBody), (status = 409, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v2/oauth/clients/{client_id}", operation_id = "deleteClient", tag = "clients", params(("client_id" = String, Path)), responses((status = 204, description = "deleted"), (status = 404, body = tessera_api::ApiErrorBody), (status = 409, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn delete(admin: Admin, Path(client_id): Path<String>) -> Result<StatusCode, ApiError> {
     if client_id == admin.client_id {
         return Err(ApiError::Conflict(format!(
@@ -368,7 +368,7 @@ pub async fn delete(admin: Admin, Path(client_id): Path<String>) -> Result<Statu
 }
 
 /// `GET /api/v2/oauth/clients/{client_id}/secrets`: metadata and last use of each secret.
-#[utoipa::path(get, path = "/api/v2/oauth/clients/{client_id}/secrets", tag = "secrets", params(("client_id" = String, Path)), responses((status = 200, body = tessera_api::SecretList), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/oauth/clients/{client_id}/secrets", operation_id = "listClientSecrets", tag = "secrets", params(("client_id" = String, Path)), responses((status = 200, body = tessera_api::SecretList), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn list_secrets(
     admin: Admin,
     Path(client_id): Path<String>,
@@ -383,7 +383,7 @@ pub async fn list_secrets(
 
 /// `POST /api/v2/oauth/clients/{client_id}/secrets`: a new secret (shown once); the
 /// previous one keeps working for `grace_seconds`.
-#[utoipa::path(post, path = "/api/v2/oauth/clients/{client_id}/secrets", tag = "secrets", params(("client_id" = String, Path)), request_body(content = Option<tessera_api::RotateSecret>, description = "optional; default grace 3600 s"), responses((status = 201, body = tessera_api::RotatedSecret), (status = 404, body = tessera_api::ApiErrorBody), (status = 409, description = "two secrets are already active", body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v2/oauth/clients/{client_id}/secrets", operation_id = "rotateClientSecret", tag = "secrets", params(("client_id" = String, Path)), request_body(content = Option<tessera_api::RotateSecret>, description = "optional; default grace 3600 s"), responses((status = 201, body = tessera_api::RotatedSecret), (status = 404, body = tessera_api::ApiErrorBody), (status = 409, description = "two secrets are already active", body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn rotate_secret(
     admin: Admin,
     Path(client_id): Path<String>,
@@ -443,7 +443,7 @@ pub async fn rotate_secret(
 }
 
 /// `DELETE /api/v2/oauth/clients/{client_id}/secrets/{secret_id}`: revokes at once.
-#[utoipa::path(delete, path = "/api/v2/oauth/clients/{client_id}/secrets/{secret_id}", tag = "secrets", params(("client_id" = String, Path), ("secret_id" = String, Path)), responses((status = 204, description = "revoked"), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v2/oauth/clients/{client_id}/secrets/{secret_id}", operation_id = "revokeClientSecret", tag = "secrets", params(("client_id" = String, Path), ("secret_id" = String, Path)), responses((status = 204, description = "revoked"), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn revoke_secret(
     admin: Admin,
     Path((client_id, secret_id)): Path<(String, String)>,

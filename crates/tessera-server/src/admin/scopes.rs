@@ -16,7 +16,7 @@ fn view(s: Scope) -> ScopeView {
 }
 
 /// `GET /api/v2/scopes`.
-#[utoipa::path(get, path = "/api/v2/scopes", tag = "scopes", responses((status = 200, body = tessera_api::ScopeList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/scopes", operation_id = "listScopes", tag = "scopes", responses((status = 200, body = tessera_api::ScopeList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn list(admin: Admin) -> Result<Json<ScopeList>, ApiError> {
     let items = admin.st.store.list_scopes(admin.org.id).await?;
     Ok(Json(ScopeList {
@@ -25,7 +25,7 @@ pub async fn list(admin: Admin) -> Result<Json<ScopeList>, ApiError> {
 }
 
 /// `POST /api/v2/scopes`.
-#[utoipa::path(post, path = "/api/v2/scopes", tag = "scopes", request_body = tessera_api::CreateScope, responses((status = 201, body = tessera_api::ScopeView), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v2/scopes", operation_id = "createScope", tag = "scopes", request_body = tessera_api::CreateScope, responses((status = 201, body = tessera_api::ScopeView), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     admin: Admin,
     ApiJson(body): ApiJson<CreateScope>,

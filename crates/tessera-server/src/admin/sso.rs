@@ -65,7 +65,7 @@ async fn current(admin: &Admin) -> Result<SsoConfig, ApiError> {
 }
 
 /// `GET /api/v2/sso/saml`.
-#[utoipa::path(get, path = "/api/v2/sso/saml", tag = "sso", responses((status = 200, body = SsoConfigView), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/sso/saml", operation_id = "getSsoConfig", tag = "sso", responses((status = 200, body = SsoConfigView), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn show(admin: Admin) -> Result<Json<SsoConfigView>, ApiError> {
     let c = current(&admin).await?;
     Ok(Json(view(&admin.st, &admin.org, &c)))
@@ -73,7 +73,7 @@ pub async fn show(admin: Admin) -> Result<Json<SsoConfigView>, ApiError> {
 
 /// `PUT /api/v2/sso/saml`: replaces the configuration. Refused, naming the field, when it
 /// could never validate a response.
-#[utoipa::path(put, path = "/api/v2/sso/saml", tag = "sso", request_body = PutSsoConfig, responses((status = 200, body = SsoConfigView), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/api/v2/sso/saml", operation_id = "replaceSsoConfig", tag = "sso", request_body = PutSsoConfig, responses((status = 200, body = SsoConfigView), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn put(
     admin: Admin,
     ApiJson(body): ApiJson<PutSsoConfig>,
@@ -250,7 +250,7 @@ async fn impact(admin: &Admin, config: &SsoConfig) -> Result<EnforcementImpact, 
 }
 
 /// `GET /api/v2/sso/saml/enforcement-impact`.
-#[utoipa::path(get, path = "/api/v2/sso/saml/enforcement-impact", tag = "sso", responses((status = 200, body = EnforcementImpactView), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/sso/saml/enforcement-impact", operation_id = "previewSsoEnforcementImpact", tag = "sso", responses((status = 200, body = EnforcementImpactView), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn enforcement_impact(admin: Admin) -> Result<Json<EnforcementImpactView>, ApiError> {
     let config = current(&admin).await?;
     let i = impact(&admin, &config).await?;
@@ -306,7 +306,7 @@ fn impact_view(org: &Org, i: EnforcementImpact) -> EnforcementImpactView {
 
 /// `PATCH /api/v2/sso/saml`: switches enforcement. On needs a configured IdP and the id
 /// of a current impact preview (or `force`); off is always allowed.
-#[utoipa::path(patch, path = "/api/v2/sso/saml", tag = "sso", request_body = PatchSsoConfig, responses((status = 200, body = SsoConfigView), (status = 409, description = "switching on without acknowledging the current impact preview", body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid, or no IdP is configured; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/v2/sso/saml", operation_id = "updateSsoConfig", tag = "sso", request_body = PatchSsoConfig, responses((status = 200, body = SsoConfigView), (status = 409, description = "switching on without acknowledging the current impact preview", body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid, or no IdP is configured; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn patch(
     admin: Admin,
     ApiJson(body): ApiJson<PatchSsoConfig>,

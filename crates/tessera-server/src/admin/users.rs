@@ -132,7 +132,7 @@ async fn find(admin: &Admin, id: &str) -> Result<User, ApiError> {
 }
 
 /// `GET /api/v2/users`.
-#[utoipa::path(get, path = "/api/v2/users", tag = "users", responses((status = 200, body = tessera_api::UserList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/users", operation_id = "listUsers", tag = "users", responses((status = 200, body = tessera_api::UserList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn list(admin: Admin) -> Result<Json<UserList>, ApiError> {
     let users = admin.st.store.list_users(admin.org.id).await?;
     Ok(Json(UserList {
@@ -141,14 +141,14 @@ pub async fn list(admin: Admin) -> Result<Json<UserList>, ApiError> {
 }
 
 /// `GET /api/v2/users/{id}`.
-#[utoipa::path(get, path = "/api/v2/users/{id}", tag = "users", params(("id" = String, Path, description = "user id")), responses((status = 200, body = tessera_api::UserView), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/users/{id}", operation_id = "getUser", tag = "users", params(("id" = String, Path, description = "user id")), responses((status = 200, body = tessera_api::UserView), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn show(admin: Admin, Path(id): Path<String>) -> Result<Json<UserView>, ApiError> {
     let u = find(&admin, &id).await?;
     Ok(Json(view(&u, &admin.org)))
 }
 
 /// `POST /api/v2/users`.
-#[utoipa::path(post, path = "/api/v2/users", tag = "users", request_body = tessera_api::CreateUser, responses((status = 201, body = tessera_api::UserView), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v2/users", operation_id = "createUser", tag = "users", request_body = tessera_api::CreateUser, responses((status = 201, body = tessera_api::UserView), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     admin: Admin,
     ApiJson(body): ApiJson<CreateUser>,
@@ -226,7 +226,7 @@ pub async fn create(
 }
 
 /// `PATCH /api/v2/users/{id}`.
-#[utoipa::path(patch, path = "/api/v2/users/{id}", tag = "users", params(("id" = String, Path, description = "user id")), request_body = tessera_api::PatchUser, responses((status = 200, body = tessera_api::UserView), (status = 404, body = tessera_api::ApiErrorBody), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/v2/users/{id}", operation_id = "updateUser", tag = "users", params(("id" = String, Path, description = "user id")), request_body = tessera_api::PatchUser, responses((status = 200, body = tessera_api::UserView), (status = 404, body = tessera_api::ApiErrorBody), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn update(
     admin: Admin,
     Path(id): Path<String>,
