@@ -105,6 +105,19 @@ struct FileConfig {
     key_overlap_seconds: Option<i64>,
     operator_org: Option<String>,
     throttle: Option<FileThrottle>,
+    limits: Option<FileLimits>,
+}
+
+/// `[limits]`: bounds on connections, time and password hashes (docs/operations.md).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_connections: Option<usize>,
+    header_read_timeout_seconds: Option<u64>,
+    request_timeout_seconds: Option<u64>,
+    password_hashes: Option<usize>,
+    password_queue: Option<usize>,
+    password_wait_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +229,33 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             max_delay: t.max_delay_seconds.unwrap_or(d.max_delay),
             window: t.window_seconds.unwrap_or(d.window),
         };
+    }
+    if let Some(l) = file.limits {
+        let d = &mut config.limits;
+        let positive = |name: &str, v: u64| {
+            if v == 0 {
+                bail!("[limits] {name} must be at least 1");
+            }
+            Ok(v)
+        };
+        if let Some(v) = l.max_connections {
+            d.max_connections = positive("max_connections", v as u64)? as usize;
+        }
+        if let Some(v) = l.header_read_timeout_seconds {
+            d.header_read_timeout_seconds = positive("header_read_timeout_seconds", v)?;
+        }
+        if let Some(v) = l.request_timeout_seconds {
+            d.request_timeout_seconds = positive("request_timeout_seconds", v)?;
+        }
+        if let Some(v) = l.password_hashes {
+            d.password_hashes = positive("password_hashes", v as u64)? as usize;
+        }
+        if let Some(v) = l.password_queue {
+            d.password_queue = v;
+        }
+        if let Some(v) = l.password_wait_ms {
+            d.password_wait_ms = v;
+        }
     }
     config.master_key = if let Ok(v) = std::env::var("TESSERA_MASTER_KEY") {
         MasterKeySource::Value(SecretString::new(v))

@@ -292,3 +292,315 @@ async fn many_addresses_against_one_username_reach_the_account_ceiling_not_a_loc
     );
     app.stop().await;
 }
+
+/// A `tessera serve` process of its own, so its memory is its own.
+struct ServerProcess {
+    child: std::process::Child,
+    base: String,
+    admin_id: String,
+    admin_secret: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start(extra_args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database",
+            ])
+            .arg(dir.path().join("t.db"))
+            .args(extra_args)
+            .env(
+                "TESSERA_MASTER_KEY",
+                tessera_core::jwt::MasterKey::generate_base64(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut id, mut secret) = (String::new(), String::new());
+        while id.is_empty() || secret.is_empty() {
+            let line = lines
+                .next()
+                .expect("the server printed its bootstrap admin")
+                .unwrap();
+            if let Some(v) = line.trim().strip_prefix("client_id:") {
+                id = v.trim().to_string();
+            }
+            if let Some(v) = line.trim().strip_prefix("client_secret:") {
+                secret = v.trim().to_string();
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            child,
+            base,
+            admin_id: id,
+            admin_secret: secret,
+            _dir: dir,
+        }
+    }
+
+    /// Peak resident memory of the process so far (`VmHWM`), in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_logins_from_many_addresses_keeps_memory_bounded_and_tokens_flowing() {
+    let server = ServerProcess::start(&[]);
+    let base = server.base.clone();
+    // 150 browsers at 150 addresses, each with the form open, post at once: every one of
+    // them would run argon2id (about 19 MiB) if nothing bounded it.
+    let mut forms = vec![];
+    for i in 0..150u8 {
+        let http = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 3, i + 1]))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = http
+            .get(format!("{base}/login/default"))
+            .send()
+            .await
+            .unwrap();
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let page = r.text().await.unwrap();
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        forms.push((http, cookie, csrf));
+    }
+    let forms = Arc::new(forms);
+    let token_url = format!("{base}/oauth/token");
+    let admin = basic(&server.admin_id, &server.admin_secret);
+    let flood = burst(150, |i| {
+        let (forms, url) = (forms.clone(), format!("{base}/login/default"));
+        async move {
+            let (http, cookie, csrf) = &forms[i];
+            http.post(url).header("cookie", cookie.clone()).form(&[
+                ("csrf", csrf.clone()),
+                ("username", format!("nobody-{i}")),
+                ("password", "guess".to_string()),
+            ])
+        }
+    });
+    // Machines are not kept waiting behind the flood.
+    let tokens = async {
+        let http = reqwest::Client::new();
+        let mut ok = 0;
+        for _ in 0..20 {
+            let r = http
+                .post(&token_url)
+                .header("authorization", &admin)
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            ok += usize::from(r.status() == 200);
+        }
+        ok
+    };
+    let (replies, tokens_ok) = tokio::join!(flood, tokens);
+    assert_eq!(tokens_ok, 20);
+    let checked = replies.iter().filter(|(s, _)| *s == 401).count();
+    let busy: Vec<_> = replies.iter().filter(|(s, _)| *s == 503).collect();
+    assert_eq!(checked + busy.len(), 150, "{replies:?}");
+    assert!(checked > 0);
+    for (_, page) in &busy {
+        assert!(page.to_string().contains("password_check_busy"), "{page}");
+    }
+    let peak_mib = server.peak_rss_kib() / 1024;
+    assert!(
+        peak_mib < 256,
+        "peak RSS {peak_mib} MiB under 150 concurrent logins"
+    );
+    // The refusals for lack of room are audited with their reason.
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(&token_url)
+        .header("authorization", &admin)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    if !busy.is_empty() {
+        let events: Value = http
+            .get(format!(
+                "{base}/api/v2/audit/events?reason=password_check_busy&limit=200"
+            ))
+            .bearer_auth(token["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            events["events"].as_array().unwrap().len(),
+            busy.len(),
+            "{events}"
+        );
+    }
+}
+
+/// Waits until the server closes `stream` (reads until EOF or an error), writing
+/// `trickle` one byte at a time meanwhile; true when it was closed. The bound is a
+/// deadlock guard, not a timing: the server's timeouts here are one second.
+async fn closed_by_server(mut stream: tokio::net::TcpStream, trickle: &[u8]) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let guard = async {
+        let mut buf = [0u8; 1024];
+        let mut i = 0;
+        loop {
+            if i < trickle.len() && stream.write_all(&trickle[i..=i]).await.is_err() {
+                return true;
+            }
+            i += 1;
+            match tokio::time::timeout(std::time::Duration::from_millis(200), stream.read(&mut buf))
+                .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), guard)
+        .await
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off_and_connections_are_bounded() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.limits.header_read_timeout_seconds = 1;
+        c.limits.request_timeout_seconds = 1;
+        c.limits.max_connections = 8;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+    // An idle connection that never sends a byte.
+    assert!(
+        closed_by_server(connect().await.unwrap(), b"").await,
+        "idle connection kept"
+    );
+    // A header sent at a few bytes a second never completes.
+    let slow = b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n".repeat(20);
+    assert!(
+        closed_by_server(connect().await.unwrap(), &slow).await,
+        "slow header kept"
+    );
+    // A kept-alive connection left idle after its request.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = connect().await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        assert!(
+            closed_by_server(s, b"").await,
+            "idle keep-alive connection kept"
+        );
+    }
+    // A body trickled after a complete head: the request times out with 408.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = connect().await.unwrap();
+        s.write_all(b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type=").await.unwrap();
+        let mut got = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 1024];
+            loop {
+                let _ = s.write_all(b"x").await;
+                match tokio::time::timeout(std::time::Duration::from_millis(200), s.read(&mut buf))
+                    .await
+                {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                    Err(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(120), read).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("request_timeout"), "{text}");
+    }
+    // Eight connections held open fill the bound: a ninth is closed at once...
+    let mut held = vec![];
+    for _ in 0..8 {
+        held.push(connect().await.unwrap());
+    }
+    tokio::task::yield_now().await;
+    assert!(closed_by_server(connect().await.unwrap(), b"").await);
+    // ...and once the server has cut the idle ones, machines get tokens again.
+    for s in held {
+        assert!(closed_by_server(s, b"").await);
+    }
+    let r = app.token_post(&app.admin_id, &app.admin_secret, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tessera_connections_refused_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(refused >= 1, "{metrics}");
+    app.stop().await;
+}

@@ -77,6 +77,13 @@ pub struct Limits {
     pub password_queue: usize,
     /// The longest a password check waits for a slot, in milliseconds.
     pub password_wait_ms: u64,
+    /// Open connections at once; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Seconds a request head may take to arrive whole, counted from the connection
+    /// opening or the previous response (so also the idle keep-alive timeout).
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a request may take, reading its body included.
+    pub request_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -87,6 +94,9 @@ impl Default for Limits {
                 .unwrap_or(2),
             password_queue: 64,
             password_wait_ms: 2_000,
+            max_connections: 1_024,
+            header_read_timeout_seconds: 10,
+            request_timeout_seconds: 30,
         }
     }
 }

@@ -19,6 +19,7 @@ mod meta;
 mod metrics;
 mod request_id;
 mod saml;
+mod serve;
 mod session;
 mod state;
 mod token;
@@ -53,6 +54,7 @@ pub struct App {
     audit_task: JoinHandle<()>,
     reload_task: JoinHandle<()>,
     sync_task: JoinHandle<()>,
+    limits: Limits,
     /// Credentials created because the database was empty (print them once).
     pub bootstrapped: Option<Bootstrapped>,
 }
@@ -227,6 +229,7 @@ impl App {
             audit_task,
             reload_task,
             sync_task,
+            limits: config.limits.clone(),
             bootstrapped,
         })
     }
@@ -255,16 +258,24 @@ impl App {
             audit_task,
             reload_task,
             sync_task,
+            limits,
             ..
         } = self;
-        let router = router(state.clone());
-        axum::serve(
+        serve::check_descriptor_limit(limits.max_connections);
+        let router = router(state.clone(), &limits);
+        let connection_limits = serve::ConnectionLimits {
+            max_connections: limits.max_connections,
+            header_read_timeout: Duration::from_secs(limits.header_read_timeout_seconds.max(1)),
+            shutdown_grace: Duration::from_secs(limits.request_timeout_seconds.max(1)),
+        };
+        serve::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            router,
+            connection_limits,
+            state.metrics.clone(),
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server error")?;
+        .await;
         reload_task.abort();
         sync_task.abort();
         // The router (and its clones of the writer handle) are gone: the writer drains.
@@ -275,7 +286,8 @@ impl App {
     }
 }
 
-fn router(state: Shared) -> Router {
+fn router(state: Shared, limits: &Limits) -> Router {
+    let request_timeout = Duration::from_secs(limits.request_timeout_seconds.max(1));
     Router::new()
         .route(
             "/oauth/token",
@@ -315,6 +327,9 @@ fn router(state: Shared) -> Router {
             admin::routes().layer(DefaultBodyLimit::max(1024 * 1024)),
         )
         .fallback(meta::not_found)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            serve::request_timeout(request_timeout, req, next)
+        }))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -17,6 +17,7 @@ pub struct Metrics {
     /// for longer ones (rendered cumulative, as Prometheus wants).
     commit_buckets: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
     commit_micros: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 /// Upper bounds of the audit commit histogram, in microseconds: from what one fsync on
@@ -35,6 +36,7 @@ impl Default for Metrics {
             audit_failures: AtomicU64::new(0),
             commit_buckets: Default::default(),
             commit_micros: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
         }
     }
 }
@@ -49,6 +51,11 @@ impl Metrics {
                 self.denied[i].fetch_add(1, Relaxed)
             }
         };
+    }
+
+    /// Counts a connection closed at once because `max_connections` were open.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Relaxed);
     }
 
     /// Counts one audit batch.
@@ -102,6 +109,11 @@ impl Metrics {
                 "tessera_audit_batch_failures_total",
                 "Audit transactions that failed.",
                 &self.audit_failures,
+            ),
+            (
+                "tessera_connections_refused_total",
+                "Connections closed at once because max_connections were open.",
+                &self.connections_refused,
             ),
         ] {
             let _ = writeln!(
