@@ -604,3 +604,165 @@ async fn slow_and_idle_clients_are_cut_off_and_connections_are_bounded() {
     assert!(refused >= 1, "{metrics}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn unauthenticated_sso_starts_cannot_grow_the_database() {
+    let app = spawn_app().await;
+    app.enforce_sso(&[]).await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    };
+    let attacker = from([127, 0, 0, 77]);
+    // A 60 KB return address is refused outright, nothing stored.
+    let long = format!("/{}", "a".repeat(60 * 1024));
+    let r = attacker
+        .get(app.url("/saml/default/login"))
+        .query(&[("return_to", long.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("at most 2048"));
+    // Pending logins from one address are bounded: the 101st is refused...
+    for i in 0..100 {
+        let r = attacker
+            .get(app.url(&format!("/saml/default/login?return_to=/app/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "start {i}");
+    }
+    let r = attacker
+        .get(app.url("/saml/default/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().await.unwrap().contains("saml_pending_limit"));
+    // ...while a person elsewhere still starts theirs.
+    let r = from([127, 0, 0, 78])
+        .get(app.url("/saml/default/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pages_send_security_headers_and_secrets_are_never_cached() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    for path in ["/login/default", "/docs/errors", "/nowhere-at-all"] {
+        let r = http.get(app.url(path)).send().await.unwrap();
+        let h = r.headers().clone();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        let html = h["content-type"].to_str().unwrap().starts_with("text/html");
+        if html {
+            let csp = h["content-security-policy"].to_str().unwrap();
+            for part in [
+                "default-src 'none'",
+                "frame-ancestors 'none'",
+                "form-action 'self'",
+            ] {
+                assert!(csp.contains(part), "{path}: {csp}");
+            }
+            assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+            assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+            let body = r.text().await.unwrap();
+            assert!(
+                !body.contains("<style") && !body.contains("<script"),
+                "{path}: inline code"
+            );
+        }
+    }
+    let css = http
+        .get(app.url("/assets/tessera.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+    // Machines get nosniff too.
+    let r = app.token_post(&app.admin_id, &app.admin_secret, "").await;
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers["cache-control"], "no-store");
+    // Answers that carry a secret are never stored by a cache.
+    let res = http
+        .post(app.url("/api/v2/oauth/clients"))
+        .bearer_auth(app.admin_token())
+        .json(&json!({"name": "cached?", "grant_types": ["client_credentials"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let id = res.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = http
+        .post(app.url(&format!("/api/v2/oauth/clients/{id}/secrets")))
+        .bearer_auth(app.admin_token())
+        .json(&json!({"grace_seconds": 60}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    // A session: /session is not cached, and another site cannot log it out.
+    app.human("lena", "lena-Password-1").await;
+    let b = Browser::new();
+    let r = b.submit(&app, "lena", "lena-Password-1").await;
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let me = http
+        .get(app.url("/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.headers()["cache-control"], "no-store");
+    let forged = http
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let me = http
+        .get(app.url("/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "the session survived the forged logout");
+    let own = http
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .header("origin", app.base.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    let me = http
+        .get(app.url("/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    app.stop().await;
+}

@@ -342,6 +342,11 @@ impl TestApp {
             .await
     }
 
+    /// The bootstrap admin's access token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
     /// A password grant sent from another loopback address: (status, JSON body).
     pub async fn password_grant_from(
         &self,

@@ -131,6 +131,7 @@ reasons! {
     SamlCertExpired => "saml_cert_expired", InvalidGrant;
     SamlNotConfigured => "saml_not_configured", InvalidGrant;
     SamlUserUnknown => "saml_user_unknown", InvalidGrant;
+    SamlPendingLimit => "saml_pending_limit", InvalidGrant;
 }
 
 impl Reason {

@@ -418,6 +418,14 @@ pub struct SamlPending {
 /// How long a login may take between the redirect to the IdP and the response.
 pub const PENDING_SECONDS: i64 = 10 * 60;
 
+/// Pending logins one source address may have at once (an office behind one NAT
+/// starting its morning logins stays well below it).
+pub const PENDING_PER_SOURCE: u32 = 100;
+
+/// Pending logins all sources together may have at once: with `return_to` at most
+/// [`crate::session::MAX_RETURN_TO`] bytes, about 25 MB of database at the worst.
+pub const PENDING_TOTAL: u32 = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

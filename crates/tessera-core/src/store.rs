@@ -177,7 +177,17 @@ pub trait Store: Send + Sync + 'static {
     fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>>;
 
     // SAML logins and browser sessions.
-    fn put_saml_pending<'a>(&'a self, p: &'a SamlPending) -> BoxFuture<'a, StoreResult<()>>;
+    /// Stores a pending login started from `source`, unless `source` already has
+    /// `per_source` pending logins or all sources together `total` (unexpired at
+    /// `p.expires_at - PENDING_SECONDS`): false then, and nothing is stored. This bounds
+    /// what unauthenticated requests can make the database hold.
+    fn put_saml_pending<'a>(
+        &'a self,
+        p: &'a SamlPending,
+        source: &'a str,
+        per_source: u32,
+        total: u32,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
     /// Takes (deletes and returns) a pending login: `None` when unknown, already used or
     /// expired at `now`. Each handle is usable once.
     fn take_saml_pending<'a>(

@@ -308,6 +308,7 @@ fn router(state: Shared, limits: &Limits) -> Router {
         .route("/readyz", get(meta::readyz))
         .route("/metrics", get(meta::metrics))
         .route("/docs/errors", get(meta::errors_page))
+        .route("/assets/tessera.css", get(meta::stylesheet))
         .route("/saml/{org}/metadata", get(saml::metadata))
         .route("/saml/{org}/login", get(saml::login))
         .route(
@@ -324,12 +325,15 @@ fn router(state: Shared, limits: &Limits) -> Router {
         .route("/logout", post(session::logout))
         .nest(
             "/api/v2",
-            admin::routes().layer(DefaultBodyLimit::max(1024 * 1024)),
+            admin::routes()
+                .layer(DefaultBodyLimit::max(1024 * 1024))
+                .layer(axum::middleware::from_fn(html::no_store)),
         )
         .fallback(meta::not_found)
         .layer(axum::middleware::from_fn(move |req, next| {
             serve::request_timeout(request_timeout, req, next)
         }))
+        .layer(axum::middleware::from_fn(html::security_headers))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

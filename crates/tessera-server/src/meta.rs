@@ -96,8 +96,7 @@ const ERRORS_MD: &str = include_str!("../../../docs/errors.md");
 pub async fn errors_page() -> Html<String> {
     let mut html = String::from(
         "<!doctype html><meta charset=utf-8><title>Tessera reason codes</title>\
-         <style>body{font:16px/1.5 system-ui,sans-serif;max-width:50em;margin:2em auto;padding:0 1em}\
-         code{background:#f3f3f3;padding:0 .2em}</style>\n",
+         <link rel=\"stylesheet\" href=\"/assets/tessera.css\">\n",
     );
     for line in ERRORS_MD.lines() {
         let esc = escape(line);
@@ -116,6 +115,19 @@ pub async fn errors_page() -> Html<String> {
         }
     }
     Html(html)
+}
+
+/// `GET /assets/tessera.css`: the stylesheet of Tessera's pages (a file, not inline, so
+/// the Content-Security-Policy can forbid inline styles).
+pub async fn stylesheet() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        "body{font:16px/1.5 system-ui,sans-serif;max-width:50em;margin:2em auto;padding:0 1em}\n\
+         code{background:#f3f3f3;padding:0 .2em}\n",
+    )
 }
 
 fn escape(s: &str) -> String {

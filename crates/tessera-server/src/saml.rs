@@ -152,6 +152,7 @@ pub struct LoginQuery {
 /// `GET /saml/{org}/login`: sends the browser to the IdP with an AuthnRequest.
 pub async fn login(
     State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Path(slug): Path<String>,
     Query(q): Query<LoginQuery>,
 ) -> Response {
@@ -189,8 +190,29 @@ pub async fn login(
         return_to,
         expires_at: clock::now() + sso::PENDING_SECONDS,
     };
-    if let Err(e) = st.store.put_saml_pending(&pending).await {
-        return unavailable(e);
+    match st
+        .store
+        .put_saml_pending(
+            &pending,
+            &peer.ip().to_string(),
+            sso::PENDING_PER_SOURCE,
+            sso::PENDING_TOTAL,
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            let mut res = page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-ins in progress",
+                "Too many sign-ins were started from your network in the last minutes and not finished; finish one, or try again in a few minutes.",
+                Some(Reason::SamlPendingLimit),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return res;
+        }
+        Err(e) => return unavailable(e),
     }
     let mut res = StatusCode::FOUND.into_response();
     match HeaderValue::from_str(&start.redirect_url) {

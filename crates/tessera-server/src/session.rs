@@ -21,6 +21,13 @@ pub const DEFAULT_RETURN: &str = "/session";
 /// `return_to` must stay on this server: a path, or a URL under the issuer. Anything
 /// else would make the login an open redirect.
 pub fn check_return_to(st: &AppState, r: &str) -> Result<String, String> {
+    if r.len() > session::MAX_RETURN_TO {
+        return Err(format!(
+            "return_to is {} bytes long; at most {} are accepted",
+            r.len(),
+            session::MAX_RETURN_TO
+        ));
+    }
     let ok_path = |p: &str| {
         p.starts_with('/')
             && !p.starts_with("//")
@@ -219,7 +226,7 @@ pub async fn whoami(State(st): State<Shared>, headers: HeaderMap) -> Response {
     let (Some(user), Some(org)) = (user, org) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    axum::Json(serde_json::json!({
+    let mut res = axum::Json(serde_json::json!({
         "user_id": user.id,
         "username": user.username,
         "email": user.email,
@@ -229,11 +236,36 @@ pub async fn whoami(State(st): State<Shared>, headers: HeaderMap) -> Response {
         "logged_in_at": rfc3339(s.created_at),
         "expires_at": rfc3339(s.expires_at()),
     }))
-    .into_response()
+    .into_response();
+    // Who is logged in is nobody else's business: no cache keeps it.
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// `POST /logout`: ends the session (SameSite=Lax keeps other sites from doing it).
 pub async fn logout(State(st): State<Shared>, headers: HeaderMap) -> Response {
+    // A form on another site must not end the session either (logout CSRF): a browser
+    // names the page's origin on every cross-site POST.
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && origin.as_bytes() != issuer_origin(&st.issuer).as_bytes()
+    {
+        let mut res = (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({
+                "error": "origin_refused",
+                "message": format!(
+                    "POST /logout is accepted only from this server's own pages ({}), not from '{}'",
+                    issuer_origin(&st.issuer),
+                    tessera_core::text::clip(origin.to_str().unwrap_or("?"))
+                ),
+            })),
+        )
+            .into_response();
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return res;
+    }
     if let Some(token) = cookie(&headers)
         && let Err(e) = st.store.delete_session(&session::hash_token(&token)).await
     {
@@ -244,4 +276,30 @@ pub async fn logout(State(st): State<Shared>, headers: HeaderMap) -> Response {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
+}
+
+/// The origin (`scheme://host[:port]`) of the issuer URL, as a browser sends it in
+/// `Origin`.
+fn issuer_origin(issuer: &str) -> &str {
+    let after_scheme = issuer.find("://").map(|i| i + 3).unwrap_or(0);
+    match issuer[after_scheme..].find('/') {
+        Some(i) => &issuer[..after_scheme + i],
+        None => issuer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn issuer_origins() {
+        use super::issuer_origin;
+        assert_eq!(
+            issuer_origin("https://id.example/t/acme"),
+            "https://id.example"
+        );
+        assert_eq!(
+            issuer_origin("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080"
+        );
+    }
 }

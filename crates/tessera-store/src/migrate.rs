@@ -55,6 +55,11 @@ pub const SQLITE: &[Migration] = &[
         name: "expiry_indexes",
         sql: include_str!("../migrations/sqlite/0008_expiry_indexes.sql"),
     },
+    Migration {
+        version: 9,
+        name: "pending_source",
+        sql: include_str!("../migrations/sqlite/0009_pending_source.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

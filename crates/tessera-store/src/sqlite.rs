@@ -1170,29 +1170,50 @@ impl Store for SqliteStore {
         })
     }
 
-    fn put_saml_pending<'a>(&'a self, p: &'a SamlPending) -> BoxFuture<'a, StoreResult<()>> {
+    fn put_saml_pending<'a>(
+        &'a self,
+        p: &'a SamlPending,
+        source: &'a str,
+        per_source: u32,
+        total: u32,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
             let mut w = self.writer().await?;
             let mut tx = w.begin().await.map_err(be)?;
             // Expired logins are forgotten as new ones start.
+            let now = p.expires_at - tessera_core::sso::PENDING_SECONDS;
             sqlx::query("DELETE FROM saml_pending WHERE expires_at <= ?")
-                .bind(p.expires_at - tessera_core::sso::PENDING_SECONDS)
+                .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(be)?;
+            // Counted inside the write transaction: concurrent starts cannot overshoot.
+            let (mine, all): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM saml_pending WHERE source_ip = ?),
+                        (SELECT COUNT(*) FROM saml_pending)",
+            )
+            .bind(source)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(be)?;
+            if mine >= i64::from(per_source) || all >= i64::from(total) {
+                return Ok(false);
+            }
             sqlx::query(
-                "INSERT INTO saml_pending (handle, org_id, request_id, return_to, expires_at)
-                 VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO saml_pending (handle, org_id, request_id, return_to, expires_at, source_ip)
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(&p.handle)
             .bind(p.org_id)
             .bind(&p.request_id)
             .bind(&p.return_to)
             .bind(p.expires_at)
+            .bind(source)
             .execute(&mut *tx)
             .await
             .map_err(be)?;
-            tx.commit().await.map_err(be)
+            tx.commit().await.map_err(be)?;
+            Ok(true)
         })
     }
 

@@ -650,7 +650,41 @@ async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip()
         return_to: "/app".into(),
         expires_at: 1000,
     };
-    s.put_saml_pending(&p).await.unwrap();
+    assert!(s.put_saml_pending(&p, "10.0.0.1", 2, 3).await.unwrap());
+    // Bounded per source and in total, counted in the database.
+    let more = |h: &str| SamlPending {
+        handle: h.into(),
+        ..p.clone()
+    };
+    assert!(
+        s.put_saml_pending(&more("a2"), "10.0.0.1", 2, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.put_saml_pending(&more("a3"), "10.0.0.1", 2, 3)
+            .await
+            .unwrap(),
+        "per source"
+    );
+    assert!(
+        s.put_saml_pending(&more("b1"), "10.0.0.2", 2, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.put_saml_pending(&more("c1"), "10.0.0.3", 2, 3)
+            .await
+            .unwrap(),
+        "in total"
+    );
+    assert_eq!(
+        s.take_saml_pending("a3", 500).await.unwrap(),
+        None,
+        "nothing stored"
+    );
+    assert!(s.take_saml_pending("a2", 500).await.unwrap().is_some());
+    assert!(s.take_saml_pending("b1", 500).await.unwrap().is_some());
     assert_eq!(
         s.take_saml_pending("h1", 500).await.unwrap(),
         Some(p.clone())
@@ -660,12 +694,19 @@ async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip()
         None,
         "used once"
     );
-    s.put_saml_pending(&SamlPending {
-        handle: "h2".into(),
-        ..p
-    })
-    .await
-    .unwrap();
+    assert!(
+        s.put_saml_pending(
+            &SamlPending {
+                handle: "h2".into(),
+                ..p
+            },
+            "10.0.0.1",
+            2,
+            3
+        )
+        .await
+        .unwrap()
+    );
     assert_eq!(
         s.take_saml_pending("h2", 1000).await.unwrap(),
         None,
