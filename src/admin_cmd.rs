@@ -9,6 +9,8 @@ use base64::Engine;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+use tessera_core::text::shown;
+
 use crate::token_cmd::exit;
 
 #[derive(Parser, Debug)]
@@ -230,7 +232,7 @@ fn dropped_sso_settings(current: &Value, new: &tessera_api::PutSsoConfig) -> Vec
         .iter()
         .filter_map(Value::as_str)
         .filter(|id| !new.break_glass_user_ids.iter().any(|n| n == id))
-        .map(str::to_string)
+        .map(|id| shown(id).into_owned())
         .collect();
     if !lost.is_empty() {
         dropped.push(format!("break_glass_user_ids ({})", lost.join(", ")));
@@ -323,11 +325,11 @@ fn print_sso(v: &Value) {
             if k == "idp_certificates" || k == "idp_certificate_details" || k == "group_roles" {
                 continue;
             }
-            println!("{k:<28} {}", s(val));
+            println!("{:<28} {}", shown(k), s(val));
         }
     }
     for (group, roles) in v["group_roles"].as_object().into_iter().flatten() {
-        println!("{:<28} {group} -> {}", "group_roles", s(roles));
+        println!("{:<28} {} -> {}", "group_roles", shown(group), s(roles));
     }
     for c in v["idp_certificate_details"]
         .as_array()
@@ -634,15 +636,14 @@ impl Api {
                 },
                 message: format!(
                     "the admin client could not get a token ({}): {}{}",
-                    v["reason"]
-                        .as_str()
-                        .or(v["error"].as_str())
-                        .unwrap_or("no OAuth error"),
-                    v["error_description"].as_str().unwrap_or(""),
-                    v["request_id"]
-                        .as_str()
-                        .map(|r| format!(" [request_id {r}]"))
-                        .unwrap_or_default()
+                    shown(
+                        v["reason"]
+                            .as_str()
+                            .or(v["error"].as_str())
+                            .unwrap_or("no OAuth error")
+                    ),
+                    opt(&v["error_description"], str::to_string),
+                    opt(&v["request_id"], |r| format!(" [request_id {r}]"))
                 ),
             });
         };
@@ -706,16 +707,10 @@ impl Api {
                 code,
                 message: format!(
                     "{} ({}){}{}{hint}",
-                    v["message"].as_str().unwrap_or(&v.to_string()),
-                    v["error"].as_str().unwrap_or("error"),
-                    v["field"]
-                        .as_str()
-                        .map(|f| format!(", field '{f}'"))
-                        .unwrap_or_default(),
-                    v["request_id"]
-                        .as_str()
-                        .map(|r| format!(" [request_id {r}]"))
-                        .unwrap_or_default(),
+                    shown(v["message"].as_str().unwrap_or(&v.to_string())),
+                    shown(v["error"].as_str().unwrap_or("error")),
+                    opt(&v["field"], |f| format!(", field '{f}'")),
+                    opt(&v["request_id"], |r| format!(" [request_id {r}]")),
                 ),
             });
         }
@@ -757,14 +752,21 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
+/// A value from the server for people: stored text is printed through [`shown`], so a
+/// name holding ESC, CR or LF can neither send terminal sequences nor forge lines.
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::Array(a) if a.is_empty() => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => shown(s).into_owned(),
         Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
+        other => shown(&other.to_string()).into_owned(),
     }
+}
+
+/// An optional string from the server, escaped for a terminal, through `f`.
+fn opt(v: &Value, f: impl Fn(&str) -> String) -> String {
+    v.as_str().map(|t| f(&shown(t))).unwrap_or_default()
 }
 
 /// The request ids `audit tail --follow` has shown, the most recent few thousand.
@@ -823,7 +825,7 @@ fn show_kv(v: &Value) {
             if k == "secrets" || k == "trace" {
                 continue;
             }
-            println!("{k:<28} {}", s(val));
+            println!("{:<28} {}", shown(k), s(val));
         }
     }
 }
@@ -875,23 +877,17 @@ fn print_trace(e: &Value) {
         s(&e["kind"]),
         s(&e["request_id"]),
         s(&e["outcome"]),
-        e["reason"]
-            .as_str()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
+        opt(&e["reason"], |r| format!(" ({r})"))
     );
     println!(
         "client {}  subject {}  from {}{}",
         s(&e["client_id"]),
         s(&e["subject"]),
         s(&e["source_ip"]),
-        e["secret_hint"]
-            .as_str()
-            .map(|h| format!("  secret …{h}"))
-            .unwrap_or_default()
+        opt(&e["secret_hint"], |h| format!("  secret …{h}"))
     );
     if let Some(d) = e["description"].as_str() {
-        println!("{d}");
+        println!("{}", shown(d));
     }
     println!();
     for (i, step) in e["trace"]
@@ -911,17 +907,15 @@ fn print_trace(e: &Value) {
             i + 1,
             s(&step["check"]),
             s(&step["detail"]),
-            step["reason"]
-                .as_str()
-                .map(|r| format!("   [{r}]"))
-                .unwrap_or_default()
+            opt(&step["reason"], |r| format!("   [{r}]"))
         );
     }
     if let Some(r) = e["reason"].as_str() {
+        let r = shown(r);
         println!("\nreason '{r}': see docs/errors.md#{r} (also served at /docs/errors#{r})");
     }
     if let Some(c) = e.get("change").filter(|c| !c.is_null()) {
-        println!("change: {c}");
+        println!("change: {}", s(c));
     }
 }
 
@@ -1357,13 +1351,10 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 println!(
                     "dry run: {}{}",
                     s(&v["outcome"]),
-                    v["reason"]
-                        .as_str()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
+                    opt(&v["reason"], |r| format!(" ({r})"))
                 );
                 if let Some(d) = v["error_description"].as_str() {
-                    println!("{d}");
+                    println!("{}", shown(d));
                 }
                 println!();
                 print_trace(

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use tessera_core::text::shown;
 use tessera_saml::{Expectation, IdpTrust, Policy, RequestCheck};
 
 use crate::token_cmd::exit;
@@ -195,16 +196,18 @@ fn check(a: CheckArgs) -> i32 {
         );
     } else {
         match &v.reason {
+            // The response's text (NameID, attributes, details quoting it) is the IdP's
+            // or an attacker's: escaped for the terminal.
             None => {
-                println!("accept: {}", v.detail);
-                println!("  NameID: {}", v.name_id.as_deref().unwrap_or(""));
+                println!("accept: {}", shown(&v.detail));
+                println!("  NameID: {}", shown(v.name_id.as_deref().unwrap_or("")));
                 for (k, vals) in v.attributes.iter().flatten() {
-                    println!("  {k}: {}", vals.join(", "));
+                    println!("  {}: {}", shown(k), shown(&vals.join(", ")));
                 }
             }
             Some(reason) => {
                 println!("reject: {reason}");
-                println!("  {}", v.detail);
+                println!("  {}", shown(&v.detail));
                 println!("  see docs/errors.md#{reason}");
             }
         }

@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
+use tessera_core::text::shown as esc;
 
 /// Exit codes of `tessera token` and `tessera admin`.
 pub mod exit {
@@ -263,15 +264,16 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<i32> {
             );
         } else {
             println!("Token from {endpoint}");
+            // The server's text is escaped for the terminal (tessera_core::text::shown).
             println!(
                 "  token_type: {}",
-                doc["token_type"].as_str().unwrap_or("?")
+                esc(doc["token_type"].as_str().unwrap_or("?"))
             );
             println!(
                 "  scope:      {}",
-                doc["scope"].as_str().unwrap_or("(none stated)")
+                esc(doc["scope"].as_str().unwrap_or("(none stated)"))
             );
-            println!("  expires_in: {} s", doc["expires_in"]);
+            println!("  expires_in: {} s", esc(&doc["expires_in"].to_string()));
             println!("  claims (decoded, not verified):");
             if let Some(c) = &claims {
                 for k in ["iss", "sub", "aud", "client_id", "org", "exp", "jti"] {
@@ -285,15 +287,15 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<i32> {
                         (Value::String(s), _) => s.clone(),
                         (v, _) => v.to_string(),
                     };
-                    println!("    {k:<10}  {shown}");
+                    println!("    {k:<10}  {}", esc(&shown));
                 }
             } else {
                 println!("  (an opaque token: no claims to show)");
             }
             for n in &notes {
-                println!("note: {n}");
+                println!("note: {}", esc(n));
             }
-            println!("{token}");
+            println!("{}", esc(token));
         }
         return Ok(0);
     }
@@ -324,33 +326,36 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<i32> {
         println!("Received: HTTP {status}");
         if doc.is_null() {
             let shown: String = text.chars().take(500).collect();
-            println!("  {shown}");
+            println!("  {}", esc(&shown));
         } else {
-            println!("  {doc}");
+            println!("  {}", esc(&doc.to_string()));
         }
         println!();
         match reason {
             Some(r) => {
                 println!(
-                    "Cause ({r}): {}",
-                    doc["error_description"].as_str().unwrap_or("")
+                    "Cause ({}): {}",
+                    esc(r),
+                    esc(doc["error_description"].as_str().unwrap_or(""))
                 );
                 if let Some(uri) = doc["error_uri"].as_str() {
-                    println!("What it means and how to fix it: {uri}");
+                    println!("What it means and how to fix it: {}", esc(uri));
                 }
                 if let Some(rid) = doc["request_id"].as_str().or(request_id.as_deref()) {
                     println!(
-                        "An org admin can see every check of this decision: tessera admin audit explain {rid}"
+                        "An org admin can see every check of this decision: tessera admin audit explain {}",
+                        esc(rid)
                     );
                 }
             }
             None => {
                 if let Some(e) = error {
                     println!(
-                        "The server answered '{e}'{}.",
+                        "The server answered '{}'{}.",
+                        esc(e),
                         doc["error_description"]
                             .as_str()
-                            .map(|d| format!(": {d}"))
+                            .map(|d| format!(": {}", esc(d)))
                             .unwrap_or_default()
                     );
                 }
@@ -361,7 +366,7 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<i32> {
             }
         }
         for n in &notes {
-            println!("note: {n}");
+            println!("note: {}", esc(n));
         }
     }
     Ok(if status >= 500 {

@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app};
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Out {
@@ -19,7 +19,8 @@ impl Out {
     }
 }
 
-async fn tessera(app: &TestApp, cache: &std::path::Path, args: &[&str]) -> Out {
+/// Runs the binary with `app`'s admin credentials and `cache` as its token cache.
+pub(crate) async fn tessera(app: &TestApp, cache: &std::path::Path, args: &[&str]) -> Out {
     let exe = env!("CARGO_BIN_EXE_tessera");
     let mut cmd = Command::new(exe);
     cmd.args(args)

@@ -6,6 +6,7 @@ mod cli;
 mod diagnose;
 mod golden;
 mod hardening;
+mod hardening_admin;
 mod helpers;
 mod interop;
 mod login_page;

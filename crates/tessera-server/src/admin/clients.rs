@@ -14,7 +14,7 @@ use tessera_core::model::{
 use tessera_core::secret::{generate_client_secret, random_id};
 use tessera_core::text::{clip, rfc3339};
 
-use super::{Admin, ApiJson, OptionalJson, time_opt};
+use super::{Admin, ApiJson, OptionalJson, printable, time_opt};
 use crate::clock;
 use crate::error::ApiError;
 
@@ -137,6 +137,7 @@ fn parse_allowlist(v: &[String]) -> Result<IpAllowList, ApiError> {
 
 fn check_redirects(v: &[String]) -> Result<(), ApiError> {
     for (i, u) in v.iter().enumerate() {
+        printable(format!("redirect_uris[{i}]"), u)?;
         let local = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
             .iter()
             .any(|p| u.starts_with(p));
@@ -165,7 +166,7 @@ fn check_name(n: &str) -> Result<(), ApiError> {
     if n.trim().is_empty() || n.len() > 200 {
         return Err(ApiError::field("name", "1 to 200 characters"));
     }
-    Ok(())
+    printable("name", n)
 }
 
 async fn check_service_account(admin: &Admin, id: &str) -> Result<(), ApiError> {

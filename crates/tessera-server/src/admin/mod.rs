@@ -23,6 +23,7 @@ use tessera_api::ADMIN_SCOPE;
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::jwt::{self, Alg};
 use tessera_core::model::Org;
+use tessera_core::text;
 use tessera_core::trace::Trace;
 
 use crate::error::ApiError;
@@ -154,6 +155,25 @@ impl Admin {
             .record(event)
             .await
             .map_err(|e| ApiError::Store(e.to_string()))
+    }
+}
+
+/// Refuses a stored name-like value (a client name, scope description, username, email,
+/// display name, role, SSO setting) that holds a character able to rewrite what a
+/// terminal or log viewer shows, by the one rule of [`text::is_unsafe_char`]: such text
+/// would later reach `tessera admin` output, audit trails and logs. 422 naming `field`;
+/// the message gives the code point, never the character itself.
+pub(crate) fn printable(field: impl Into<String>, value: &str) -> Result<(), ApiError> {
+    match text::first_unsafe_char(value) {
+        None => Ok(()),
+        Some((at, c)) => Err(ApiError::field(
+            field,
+            format!(
+                "character {} is U+{:04X}: control characters, line and paragraph separators and bidirectional overrides are not allowed",
+                at + 1,
+                c as u32
+            ),
+        )),
     }
 }
 

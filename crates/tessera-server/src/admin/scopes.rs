@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use tessera_api::{CreateScope, ScopeList, ScopeView};
 use tessera_core::model::{Scope, ScopeName};
 
-use super::{Admin, ApiJson};
+use super::{Admin, ApiJson, printable};
 use crate::error::ApiError;
 
 fn view(s: Scope) -> ScopeView {
@@ -34,6 +34,7 @@ pub async fn create(
     if body.description.len() > 1000 {
         return Err(ApiError::field("description", "at most 1000 characters"));
     }
+    printable("description", &body.description)?;
     let scope = Scope {
         org_id: admin.org.id,
         name,

@@ -9,9 +9,9 @@ use tessera_api::{
 };
 use tessera_core::model::{Org, UserType};
 use tessera_core::sso::{self, EnforcementImpact, SsoConfig};
-use tessera_core::text::{clip, rfc3339};
+use tessera_core::text::{clip, rfc3339, shown};
 
-use super::{Admin, ApiJson, time_opt};
+use super::{Admin, ApiJson, printable, time_opt};
 use crate::clock;
 use crate::error::ApiError;
 
@@ -139,7 +139,8 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
         Some(s) if s.len() > max => {
             Err(ApiError::field(field, format!("at most {max} characters")))
         }
-        other => Ok(other),
+        Some(s) => printable(field, &s).map(|()| Some(s)),
+        None => Ok(None),
     };
     let idp_entity_id = text("idp_entity_id", b.idp_entity_id, 1024)?;
     let idp_sso_url = text("idp_sso_url", b.idp_sso_url, 2048)?;
@@ -182,6 +183,15 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
             "clock_skew_seconds",
             "at most 600 seconds (10 minutes); a larger window widens replay attacks",
         ));
+    }
+    // A group is named by its escaped, clipped name: the field must not carry what it
+    // refuses.
+    for (group, roles) in &b.group_roles {
+        let field = format!("group_roles[{}]", clip(&shown(group)));
+        printable(field.clone(), group)?;
+        for (j, role) in roles.iter().enumerate() {
+            printable(format!("{field}[{j}]"), role)?;
+        }
     }
     let users = admin.st.store.list_users(admin.org.id).await?;
     for (i, id) in b.break_glass_user_ids.iter().enumerate() {

@@ -10,7 +10,7 @@ use tessera_core::secret::{SecretString, hash_password, random_id};
 use tessera_core::store::UserFields;
 use tessera_core::text::{parse_rfc3339, rfc3339};
 
-use super::{Admin, ApiJson, time_opt};
+use super::{Admin, ApiJson, printable, time_opt};
 use crate::clock;
 use crate::error::ApiError;
 
@@ -69,6 +69,7 @@ pub fn view(u: &User, org: &Org) -> UserView {
 }
 
 fn check_username(s: &str) -> Result<(), ApiError> {
+    printable("username", s)?;
     if s.is_empty() || s.len() > 128 {
         return Err(ApiError::field(
             "username",
@@ -88,6 +89,7 @@ fn check_username(s: &str) -> Result<(), ApiError> {
 }
 
 fn check_email(s: &str) -> Result<(), ApiError> {
+    printable("email", s)?;
     let ok = s.len() <= 254
         && s.split_once('@').is_some_and(|(l, d)| {
             !l.is_empty() && d.contains('.') && !s.contains(char::is_whitespace)
@@ -101,18 +103,19 @@ fn check_email(s: &str) -> Result<(), ApiError> {
 
 fn check_display_name(s: &str) -> Result<(), ApiError> {
     use tessera_core::model::DISPLAY_NAME_MAX_CHARS as MAX;
-    if s.trim().is_empty() || s.chars().count() > MAX || s.chars().any(char::is_control) {
+    if s.trim().is_empty() || s.chars().count() > MAX {
         return Err(ApiError::field(
             "display_name",
-            format!("a display name is 1 to {MAX} characters, without control characters"),
+            format!("a display name is 1 to {MAX} characters"),
         ));
     }
-    Ok(())
+    printable("display_name", s)
 }
 
 fn check_roles(roles: &[String]) -> Result<(), ApiError> {
     for (i, r) in roles.iter().enumerate() {
-        if r.is_empty() || r.len() > 64 || r.chars().any(|c| c.is_control() || c == ' ') {
+        printable(format!("roles[{i}]"), r)?;
+        if r.is_empty() || r.len() > 64 || r.contains(' ') {
             return Err(ApiError::field(
                 format!("roles[{i}]"),
                 "a role is 1 to 64 characters without spaces",
