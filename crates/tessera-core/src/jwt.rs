@@ -288,13 +288,17 @@ impl SigningKey {
         URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
         let signed = out.as_bytes();
         // ring's signatures live on the stack; only RSA needs a buffer.
-        let (ring_sig, rsa_sig);
+        let (ring_sig, rsa_sig, mut ec_sig);
         let sig: &[u8] = match &self.pair {
             Pair::Es256(p) => {
                 ring_sig = p
                     .sign(&self.rng, signed)
                     .expect("ECDSA signing cannot fail with the system RNG");
-                ring_sig.as_ref()
+                // Low-s form, the only one `verify` accepts (see `p256_low_s`).
+                ec_sig = [0u8; 64];
+                ec_sig.copy_from_slice(ring_sig.as_ref());
+                p256_normalize_s(&mut ec_sig);
+                &ec_sig
             }
             Pair::EdDsa(p) => {
                 ring_sig = p.sign(signed);
@@ -340,6 +344,41 @@ impl VerifyingKey {
     }
 }
 
+// ECDSA signatures are malleable: (r, n - s) verifies wherever (r, s) does, so one token
+// has two valid encodings. Tessera signs only the low-s form and refuses the other, so
+// a token has exactly one spelling (ring neither normalises nor refuses high s; the
+// arithmetic below is the one subtraction that takes, on fixed-size big-endian bytes).
+
+/// The order of the P-256 group, big-endian.
+const P256_N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// Half the order, rounded down: the largest low s.
+const P256_HALF_N: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// True for a 64-byte r‖s signature whose s is at most n/2.
+fn p256_low_s(sig: &[u8]) -> bool {
+    sig.len() == 64 && sig[32..] <= P256_HALF_N[..]
+}
+
+/// Replaces a high s with n - s (the same signature in its low-s form).
+fn p256_normalize_s(sig: &mut [u8; 64]) {
+    if p256_low_s(sig) {
+        return;
+    }
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(P256_N[i]) - i16::from(sig[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        sig[32 + i] = (d + (borrow << 8)) as u8;
+    }
+}
+
 /// The claims of an access token (RFC 9068 §2.2, plus `org` and `scope`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -352,6 +391,11 @@ pub struct AccessClaims {
     pub jti: String,
     pub iat: Timestamp,
     pub exp: Timestamp,
+    /// The id of the client secret that authenticated the request: binds the token to
+    /// that client as it was (a client deleted and created again under the same id has
+    /// other secrets), and a revoked secret ends the admin API use of its tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cred: Option<String>,
 }
 
 /// Verifies a compact JWS against `keys` and checks `exp` at `now`. The header's `alg`
@@ -389,6 +433,9 @@ pub fn verify(
         .decode(s)
         .map_err(|_| KeyError::TokenMalformed)?;
     let signed = &token[..h.len() + 1 + p.len()];
+    if key.alg == Alg::Es256 && !p256_low_s(&sig) {
+        return Err(KeyError::TokenSignature);
+    }
     if !key.verify_signature(signed.as_bytes(), &sig) {
         return Err(KeyError::TokenSignature);
     }
@@ -418,6 +465,37 @@ mod tests {
             jti: "j".into(),
             iat: 0,
             exp,
+            cred: None,
+        }
+    }
+
+    #[test]
+    fn es256_tokens_have_one_spelling_low_s() {
+        let k = SigningKey::from_pkcs8("k1", Alg::Es256, &generate_pkcs8(Alg::Es256)).unwrap();
+        let keys = [k.verifying_key()];
+        for _ in 0..64 {
+            let t = k.sign(&claims(100));
+            assert!(verify(&t, &keys, 50).is_ok(), "every signature is low-s");
+            // The same signature with s replaced by n - s: valid ECDSA, refused here.
+            let (head, sig) = t.rsplit_once('.').unwrap();
+            let mut raw: [u8; 64] = URL_SAFE_NO_PAD.decode(sig).unwrap().try_into().unwrap();
+            let mut s = [0u8; 32];
+            let mut borrow = 0i16;
+            for i in (0..32).rev() {
+                let d = i16::from(P256_N[i]) - i16::from(raw[32 + i]) - borrow;
+                borrow = i16::from(d < 0);
+                s[i] = (d + (borrow << 8)) as u8;
+            }
+            raw[32..].copy_from_slice(&s);
+            assert!(!p256_low_s(&raw));
+            let high = format!("{head}.{}", URL_SAFE_NO_PAD.encode(raw));
+            assert!(matches!(
+                verify(&high, &keys, 50),
+                Err(KeyError::TokenSignature)
+            ));
+            // ...though it is the same signature: normalising it gives the token back.
+            p256_normalize_s(&mut raw);
+            assert_eq!(format!("{head}.{}", URL_SAFE_NO_PAD.encode(raw)), t);
         }
     }
 

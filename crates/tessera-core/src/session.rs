@@ -53,6 +53,10 @@ pub fn hash_token(token: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// The longest `return_to` accepted, in bytes: a path on this server needs no more, and
+/// unauthenticated requests store it with each pending login.
+pub const MAX_RETURN_TO: usize = 2048;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +85,3 @@ mod tests {
         assert_eq!(hash_token(&t1), h1);
     }
 }
-
-/// The longest `return_to` accepted, in bytes: a path on this server needs no more, and
-/// unauthenticated requests store it with each pending login.
-pub const MAX_RETURN_TO: usize = 2048;

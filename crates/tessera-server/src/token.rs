@@ -62,7 +62,10 @@ pub async fn token(
     let reason = decision.reason();
     // The answer is built first; it goes out only once its audit event is committed.
     let response = match &decision.outcome {
-        Ok(grant) => granted(grant, &issue(&st, grant, &request_id, now_ms / 1000)),
+        Ok(grant) => {
+            let cred = decision.secret_used.as_ref().map(|s| s.id.as_str());
+            granted(grant, &issue(&st, grant, cred, &request_id, now_ms / 1000))
+        }
         Err(denial) => oauth_error(denial, &st.issuer),
     };
     let event = audit_event(decision, AuditKind::Token, request_id, now_ms, &source);
@@ -200,7 +203,7 @@ pub async fn resource_owner(
     }))
 }
 
-fn issue(st: &AppState, g: &Grant, jti: &str, now: i64) -> String {
+fn issue(st: &AppState, g: &Grant, cred: Option<&str>, jti: &str, now: i64) -> String {
     let claims = AccessClaims {
         iss: st.issuer.clone(),
         sub: g.subject.clone(),
@@ -211,6 +214,7 @@ fn issue(st: &AppState, g: &Grant, jti: &str, now: i64) -> String {
         jti: jti.to_string(),
         iat: now,
         exp: now + g.ttl,
+        cred: cred.map(str::to_string),
     };
     st.keys.get().signer.sign(&claims)
 }
