@@ -179,3 +179,143 @@ fn terminal_safe(out: &str) {
         .find(|c| *c != '\n' && tessera_core::text::is_unsafe_char(*c));
     assert_eq!(bad, None, "raw on the terminal: {out:?}");
 }
+
+/// A POST to the admin API with another org's token.
+async fn post_as(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let res = app
+        .http
+        .post(app.url(&format!("/api/v2{path}")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_client_id_taken_by_another_org_is_not_confirmed() {
+    let app = spawn_app().await;
+    let acme = app.other_org_admin("acme").await;
+    app.client(json!({"client_id": "payments-ci", "name": "Payments CI"}))
+        .await;
+
+    // The org's own client: named as its own.
+    let (s, own) = app
+        .post(
+            "/oauth/clients",
+            json!({"client_id": "payments-ci", "name": "again"}),
+        )
+        .await;
+    assert_eq!((s, own["error"].as_str()), (409, Some("conflict")), "{own}");
+    assert!(
+        own["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists in org 'default'")
+    );
+
+    // Another org's: the same neutral answer as for any taken id, confirming nothing
+    // about a client or its org.
+    let (s, other) = post_as(
+        &app,
+        &acme,
+        "/oauth/clients",
+        json!({"client_id": "payments-ci", "name": "mine"}),
+    )
+    .await;
+    assert_eq!(
+        (s, other["error"].as_str()),
+        (409, Some("conflict")),
+        "{other}"
+    );
+    let m = other["message"].as_str().unwrap();
+    assert!(m.contains("'payments-ci' is not available"), "{m}");
+    for leak in ["exist", "default", "Payments CI", "org"] {
+        assert!(!m.contains(leak), "'{leak}' in {m}");
+    }
+    // A free id is still free for acme, and the default org's client is untouched.
+    let (s, b) = post_as(
+        &app,
+        &acme,
+        "/oauth/clients",
+        json!({"client_id": "acme-ci", "name": "mine"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = app.get("/oauth/clients/payments-ci").await;
+    assert_eq!((s, &b["name"]), (200, &json!("Payments CI")), "{b}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_over_size_admin_body_is_413_with_a_json_error() {
+    let app = spawn_app().await;
+    let big = "x".repeat(1024 * 1024);
+    // ApiJson and OptionalJson (signing-key rotation) alike.
+    for (path, body) in [
+        ("/scopes", json!({"name": "big", "description": big})),
+        ("/signing-keys/rotate", json!({"alg": big})),
+    ] {
+        let (s, b) = app.post(path, body).await;
+        assert_eq!(s, 413, "{path}: {b}");
+        assert_eq!(b["error"], "body_too_large", "{b}");
+        assert!(b["message"].as_str().unwrap().contains("1024 KiB"), "{b}");
+        assert!(!b["request_id"].as_str().unwrap().is_empty(), "{b}");
+    }
+    // Just under the limit the body is read and judged on its fields.
+    let (s, b) = app
+        .post(
+            "/scopes",
+            json!({"name": "big", "description": "x".repeat(1000 * 1024)}),
+        )
+        .await;
+    assert_eq!((s, &b["field"]), (422, &json!("description")), "{b}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn length_limits_count_characters_not_bytes() {
+    let app = spawn_app().await;
+    // 'é' is two bytes, '名' three: each value is exactly at its limit in characters.
+    let (s, b) = app
+        .post("/oauth/clients", json!({"name": "é".repeat(200)}))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = app
+        .post("/oauth/clients", json!({"name": "é".repeat(201)}))
+        .await;
+    assert_eq!((s, &b["field"]), (422, &json!("name")), "{b}");
+    let (s, b) = app
+        .post(
+            "/scopes",
+            json!({"name": "wide", "description": "名".repeat(1000)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = app
+        .post(
+            "/scopes",
+            json!({"name": "wider", "description": "名".repeat(1001)}),
+        )
+        .await;
+    assert_eq!((s, &b["field"]), (422, &json!("description")), "{b}");
+    let (s, b) = app
+        .post(
+            "/users",
+            json!({"type": "human", "username": "zoe", "roles": ["ü".repeat(64)],
+                   "password": "ü".repeat(1024)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = app
+        .put("/sso/saml", json!({"attribute_email": "é".repeat(256)}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    app.stop().await;
+}

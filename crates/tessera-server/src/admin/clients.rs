@@ -12,6 +12,7 @@ use tessera_core::model::{
     AuthMethod, Client, ClientId, GrantType, IpAllowList, ScopeName, StoredSecret, UserType,
 };
 use tessera_core::secret::{generate_client_secret, random_id};
+use tessera_core::store::StoreError;
 use tessera_core::text::{clip, rfc3339};
 
 use super::{Admin, ApiJson, OptionalJson, printable, time_opt};
@@ -163,7 +164,7 @@ fn check_ttl(t: i64) -> Result<i64, ApiError> {
 }
 
 fn check_name(n: &str) -> Result<(), ApiError> {
-    if n.trim().is_empty() || n.len() > 200 {
+    if n.trim().is_empty() || n.chars().count() > 200 {
         return Err(ApiError::field("name", "1 to 200 characters"));
     }
     printable("name", n)
@@ -180,6 +181,34 @@ async fn check_service_account(admin: &Admin, id: &str) -> Result<(), ApiError> 
             "service_account_id",
             format!("no service account {id} in org '{}'", admin.org.slug),
         )),
+    }
+}
+
+/// The answer to a caller-chosen `client_id` that is already taken.
+///
+/// Client ids are one namespace for every org (the token endpoint finds a client by its
+/// id alone), so an id another org holds cannot be handed out, and refusing it cannot
+/// help telling the caller that the id is in use somewhere: no wording hides that. What
+/// the answer must not add is confirmation of anything beyond it: the store's "a client
+/// with client_id '…' already exists", which org holds it, or anything about that
+/// client. So a client of the caller's own org is named as its own (the caller can read
+/// it anyway), and any other taken id gets one neutral 409, "not available", that says
+/// nothing about a holder. Generated ids (`cli_` and 128 random bits) never meet this.
+async fn taken(admin: &Admin, client_id: &ClientId) -> ApiError {
+    match admin
+        .st
+        .store
+        .get_client(admin.org.id, client_id.as_str())
+        .await
+    {
+        Ok(Some(_)) => ApiError::Conflict(format!(
+            "client '{client_id}' already exists in org '{}'",
+            admin.org.slug
+        )),
+        Ok(None) => ApiError::Conflict(format!(
+            "client_id '{client_id}' is not available; choose another, or leave client_id out to get a generated one"
+        )),
+        Err(e) => e.into(),
     }
 }
 
@@ -222,7 +251,7 @@ pub async fn show(
 }
 
 /// `POST /api/v2/oauth/clients`: creates a client and its first secret, shown once.
-#[utoipa::path(post, path = "/api/v2/oauth/clients", operation_id = "createClient", tag = "clients", request_body = tessera_api::CreateClient, responses((status = 201, description = "the client, with its client_secret shown once", body = tessera_api::ClientView), (status = 409, body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v2/oauth/clients", operation_id = "createClient", tag = "clients", request_body = tessera_api::CreateClient, responses((status = 201, description = "the client, with its client_secret shown once", body = tessera_api::ClientView), (status = 409, description = "the chosen client_id is taken: by a client of this org (named as such), or not available", body = tessera_api::ApiErrorBody), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     admin: Admin,
     ApiJson(body): ApiJson<CreateClient>,
@@ -273,7 +302,10 @@ pub async fn create(
         last_used_at: None,
         last_used_from: None,
     };
-    admin.st.store.create_client(&client, &secret).await?;
+    match admin.st.store.create_client(&client, &secret).await {
+        Err(StoreError::Conflict(_)) => return Err(taken(&admin, &client.client_id).await),
+        other => other?,
+    }
     admin
         .audit(
             "create_client",

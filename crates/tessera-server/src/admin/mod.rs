@@ -15,8 +15,9 @@ mod users;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use tessera_api::ADMIN_SCOPE;
@@ -177,7 +178,44 @@ pub(crate) fn printable(field: impl Into<String>, value: &str) -> Result<(), Api
     }
 }
 
-/// A JSON body whose errors name the offending field (422) or say why it is not JSON (400).
+/// The largest admin request body, in bytes (1 MiB); `lib.rs` applies it to `/api/v2`.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Why [`ApiJson`] or [`OptionalJson`] refused a body: an [`ApiError`] (400 or 422), or a
+/// body over [`BODY_LIMIT`], which is 413 with the usual JSON error body.
+pub enum BodyRejection {
+    Api(ApiError),
+    TooLarge,
+}
+
+impl From<ApiError> for BodyRejection {
+    fn from(e: ApiError) -> Self {
+        BodyRejection::Api(e)
+    }
+}
+
+impl IntoResponse for BodyRejection {
+    fn into_response(self) -> Response {
+        match self {
+            BodyRejection::Api(e) => e.into_response(),
+            BodyRejection::TooLarge => {
+                let body = tessera_api::ApiErrorBody {
+                    error: "body_too_large".into(),
+                    message: format!(
+                        "the body is over the admin API's limit of {} KiB",
+                        BODY_LIMIT / 1024
+                    ),
+                    field: None,
+                    request_id: request_id::current(),
+                };
+                (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+            }
+        }
+    }
+}
+
+/// A JSON body whose errors name the offending field (422) or say why it is not JSON
+/// (400); over [`BODY_LIMIT`] it is 413.
 pub struct ApiJson<T>(pub T);
 
 /// Like [`ApiJson`], but an empty body is `None`.
@@ -212,37 +250,44 @@ fn parse_json<T: DeserializeOwned>(ct: &str, bytes: &[u8]) -> Result<T, ApiError
     })
 }
 
-async fn body_parts<S: Send + Sync>(req: Request, state: &S) -> Result<(String, Bytes), ApiError> {
+async fn body_parts<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<(String, Bytes), BodyRejection> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let bytes = Bytes::from_request(req, state)
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("the body cannot be read: {e}")))?;
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            BodyRejection::TooLarge
+        } else {
+            ApiError::BadRequest(format!("the body cannot be read: {e}")).into()
+        }
+    })?;
     Ok((ct, bytes))
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = BodyRejection;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, BodyRejection> {
         let (ct, bytes) = body_parts(req, state).await?;
-        parse_json(&ct, &bytes).map(ApiJson)
+        Ok(parse_json(&ct, &bytes).map(ApiJson)?)
     }
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
-    type Rejection = ApiError;
+    type Rejection = BodyRejection;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, BodyRejection> {
         let (ct, bytes) = body_parts(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }
-        parse_json(&ct, &bytes).map(|v| OptionalJson(Some(v)))
+        Ok(parse_json(&ct, &bytes).map(|v| OptionalJson(Some(v)))?)
     }
 }
 

@@ -36,7 +36,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::sso::patch,
         super::sso::enforcement_impact,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &BodyLimit)
 )]
 struct AdminApi;
 
@@ -55,6 +55,40 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// The 413 of every operation that takes a body: the limit is one extractor's
+/// ([`super::ApiJson`]), so it is documented in one place too.
+struct BodyLimit;
+
+impl utoipa::Modify for BodyLimit {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let too_large = ResponseBuilder::new()
+            .description(format!(
+                "the body is over {} KiB (`error`: `body_too_large`)",
+                super::BODY_LIMIT / 1024
+            ))
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ApiErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.put, &mut item.post, &mut item.patch]
+                .into_iter()
+                .flatten()
+            {
+                if op.request_body.is_some() {
+                    op.responses
+                        .responses
+                        .insert("413".into(), too_large.clone().into());
+                }
+            }
+        }
     }
 }
 

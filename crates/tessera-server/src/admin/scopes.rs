@@ -31,7 +31,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateScope>,
 ) -> Result<(StatusCode, Json<ScopeView>), ApiError> {
     let name = ScopeName::parse(&body.name).map_err(|e| ApiError::field("name", e.0))?;
-    if body.description.len() > 1000 {
+    if body.description.chars().count() > 1000 {
         return Err(ApiError::field("description", "at most 1000 characters"));
     }
     printable("description", &body.description)?;

@@ -136,7 +136,7 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
     }
     let text = |field: &'static str, v: Option<String>, max: usize| match v {
         Some(s) if s.trim().is_empty() => Err(ApiError::field(field, "must not be empty")),
-        Some(s) if s.len() > max => {
+        Some(s) if s.chars().count() > max => {
             Err(ApiError::field(field, format!("at most {max} characters")))
         }
         Some(s) => printable(field, &s).map(|()| Some(s)),

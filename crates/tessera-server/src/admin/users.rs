@@ -70,7 +70,7 @@ pub fn view(u: &User, org: &Org) -> UserView {
 
 fn check_username(s: &str) -> Result<(), ApiError> {
     printable("username", s)?;
-    if s.is_empty() || s.len() > 128 {
+    if s.is_empty() || s.chars().count() > 128 {
         return Err(ApiError::field(
             "username",
             "must be 1 to 128 characters long",
@@ -115,7 +115,7 @@ fn check_display_name(s: &str) -> Result<(), ApiError> {
 fn check_roles(roles: &[String]) -> Result<(), ApiError> {
     for (i, r) in roles.iter().enumerate() {
         printable(format!("roles[{i}]"), r)?;
-        if r.is_empty() || r.len() > 64 || r.contains(' ') {
+        if r.is_empty() || r.chars().count() > 64 || r.contains(' ') {
             return Err(ApiError::field(
                 format!("roles[{i}]"),
                 "a role is 1 to 64 characters without spaces",
@@ -185,7 +185,7 @@ pub async fn create(
             ));
         }
         (Some(p), UserType::Human) => {
-            if p.chars().count() < 12 || p.len() > 1024 {
+            if !(12..=1024).contains(&p.chars().count()) {
                 return Err(ApiError::field(
                     "password",
                     "must be 12 to 1024 characters long",
