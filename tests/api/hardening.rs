@@ -766,3 +766,100 @@ async fn pages_send_security_headers_and_secrets_are_never_cached() {
     assert_eq!(me.status(), 401);
     app.stop().await;
 }
+
+/// The admin API's answer to `token` on `GET /api/v2/users`.
+async fn admin_status(app: &crate::helpers::TestApp, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(app.url("/api/v2/users"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn token_of(app: &crate::helpers::TestApp, id: &str, secret: &str) -> String {
+    let (s, b) = app
+        .token_basic(id, secret, "grant_type=client_credentials")
+        .await;
+    assert_eq!(s, 200, "{b}");
+    b["access_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn admin_tokens_lose_the_rights_their_client_loses() {
+    let app = spawn_app().await;
+    // The scope taken away: the earlier token no longer manages the org.
+    let (ops, ops_secret) = app
+        .client(json!({"name": "ops", "grant_types": ["client_credentials"], "scopes": ["tessera:admin"]}))
+        .await;
+    let t = token_of(&app, &ops, &ops_secret).await;
+    assert_eq!(admin_status(&app, &t).await, 200);
+    let (s, b) = app
+        .patch(&format!("/oauth/clients/{ops}"), json!({"scopes": []}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(admin_status(&app, &t).await, 403);
+
+    // Its service account disabled: the token cannot re-enable it.
+    let sa = app.service_account("svc-ops").await;
+    let (ops2, ops2_secret) = app
+        .client(json!({"name": "ops2", "grant_types": ["client_credentials"], "scopes": ["tessera:admin"], "service_account_id": sa}))
+        .await;
+    let t2 = token_of(&app, &ops2, &ops2_secret).await;
+    assert_eq!(admin_status(&app, &t2).await, 200);
+    let (s, b) = app
+        .patch(&format!("/users/{sa}"), json!({"enabled": false}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let res = reqwest::Client::new()
+        .patch(app.url(&format!("/api/v2/users/{sa}")))
+        .bearer_auth(&t2)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let (_, u) = app.get(&format!("/users/{sa}")).await;
+    assert_eq!(u["enabled"], false, "{u}");
+
+    // Deleted and created again under the same id: the old token stays dead.
+    let body = json!({"client_id": "reused-admin", "name": "reused", "grant_types": ["client_credentials"], "scopes": ["tessera:admin"]});
+    let (id, secret) = app.client(body.clone()).await;
+    let old = token_of(&app, &id, &secret).await;
+    assert_eq!(admin_status(&app, &old).await, 200);
+    let (s, _) = app.delete(&format!("/oauth/clients/{id}")).await;
+    assert!(s == 200 || s == 204, "{s}");
+    assert_eq!(admin_status(&app, &old).await, 401);
+    let (id2, secret2) = app.client(body).await;
+    assert_eq!(id2, id);
+    assert_eq!(
+        admin_status(&app, &old).await,
+        401,
+        "a reused id does not revive it"
+    );
+    let new = token_of(&app, &id2, &secret2).await;
+    assert_eq!(admin_status(&app, &new).await, 200);
+
+    // The secret it was issued for revoked: its tokens stop managing the org.
+    let (_, secrets) = app.get(&format!("/oauth/clients/{id2}/secrets")).await;
+    let sid = secrets["items"][0]["id"]
+        .as_str()
+        .or(secrets[0]["id"].as_str())
+        .unwrap()
+        .to_string();
+    let (s, b) = app
+        .post(
+            &format!("/oauth/clients/{id2}/secrets"),
+            json!({"grace_seconds": 600}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = app
+        .delete(&format!("/oauth/clients/{id2}/secrets/{sid}"))
+        .await;
+    assert!(s == 200 || s == 204, "{s} {b}");
+    assert_eq!(admin_status(&app, &new).await, 401);
+    app.stop().await;
+}

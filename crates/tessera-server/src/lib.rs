@@ -326,7 +326,7 @@ fn router(state: Shared, limits: &Limits) -> Router {
         .nest(
             "/api/v2",
             admin::routes()
-                .layer(DefaultBodyLimit::max(1024 * 1024))
+                .layer(DefaultBodyLimit::max(admin::BODY_LIMIT))
                 .layer(axum::middleware::from_fn(html::no_store)),
         )
         .fallback(meta::not_found)

@@ -104,27 +104,71 @@ impl FromRequestParts<Shared> for Admin {
                 claims.scope
             )));
         }
-        let org = st
-            .store
-            .org_by_slug(&claims.org)
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("the token's org no longer exists".into()))?;
-        // A token outlives nothing: a client disabled or deleted since loses access now.
-        match st.store.get_client(org.id, &claims.client_id).await? {
-            Some(c) if c.enabled => {}
-            _ => {
-                return Err(ApiError::Unauthorized(format!(
-                    "client '{}' that holds this token is disabled or deleted",
-                    claims.client_id
-                )));
-            }
-        }
+        let org = current_rights(st, &claims).await?;
         Ok(Admin {
             org,
             client_id: claims.client_id,
             st: st.clone(),
         })
     }
+}
+
+/// A token outlives nothing it was issued for: on every request the client's current
+/// record, from the same caches the token endpoint reads (so a change on another node
+/// applies within the cache-sync bound), must still be the one the token was issued to
+/// (same org, and the secret it authenticated with still one of its own and not
+/// revoked: a client deleted and created again under the same id has other secrets),
+/// enabled, holding the admin scope, in an enabled org, running as an active service
+/// account if it runs as one. Returns the org.
+async fn current_rights(st: &Shared, claims: &jwt::AccessClaims) -> Result<Org, ApiError> {
+    let id = &claims.client_id;
+    let gone = || {
+        ApiError::Unauthorized(format!(
+            "client '{id}' that holds this token no longer exists"
+        ))
+    };
+    let facts = st.store.token_facts(id, "").await?;
+    let cf = facts.client.ok_or_else(gone)?;
+    if cf.org.slug.as_str() != claims.org {
+        return Err(gone());
+    }
+    let issued_to_this_client = claims.cred.as_ref().is_some_and(|cred| {
+        cf.secrets
+            .iter()
+            .any(|s| &s.id == cred && s.revoked_at.is_none())
+    });
+    if !issued_to_this_client {
+        return Err(ApiError::Unauthorized(format!(
+            "this token was not issued to client '{id}' as it is now (the client was deleted and created again, the secret it was issued for was revoked, or the token predates this check): get a new token"
+        )));
+    }
+    if !cf.client.enabled {
+        return Err(ApiError::Unauthorized(format!(
+            "client '{id}' that holds this token is disabled"
+        )));
+    }
+    if !cf.org.enabled {
+        return Err(ApiError::Unauthorized(format!(
+            "org '{}' is disabled",
+            cf.org.slug
+        )));
+    }
+    if !cf.client.scopes.iter().any(|s| s.as_str() == ADMIN_SCOPE) {
+        return Err(ApiError::Forbidden(format!(
+            "client '{id}' no longer holds the '{ADMIN_SCOPE}' scope; tokens issued before it was removed no longer work"
+        )));
+    }
+    if let Some(sa_id) = &cf.client.service_account_id {
+        let active = cf.service_account.as_ref().is_some_and(|sa| {
+            sa.effective_state(clock::now()) == tessera_core::model::UserState::Active
+        });
+        if !active {
+            return Err(ApiError::Unauthorized(format!(
+                "client '{id}' runs as service account {sa_id}, which is no longer active"
+            )));
+        }
+    }
+    Ok((*cf.org).clone())
 }
 
 impl Admin {
