@@ -77,6 +77,11 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         base_delay: 120,
         ..ThrottlePolicy::default()
     };
+    config.account_throttle = ThrottlePolicy {
+        base_delay: 120,
+        max_delay: 600,
+        ..ThrottlePolicy::account_ceiling()
+    };
     adjust(&mut config);
     let mut app = App::build(config).await.expect("server builds");
     let boot = app.bootstrapped.take().expect("fresh database bootstraps");

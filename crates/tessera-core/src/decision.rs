@@ -617,19 +617,26 @@ fn authenticate_person(
             ),
         );
     }
-    if facts.hashing_busy {
-        let mut denial = trace.fail(
-            Check::PasswordCapacity,
-            Reason::PasswordCheckBusy,
-            "every password check slot is busy and the queue is full; retry in a moment",
-        );
-        denial.retry_after = Some(1);
-        return Err(denial);
-    }
+    // Every password hash needs a slot: without one the attempt is refused as busy,
+    // before the hash and without counting against anybody.
+    let busy = |trace: &mut Trace| -> Option<Denial> {
+        facts.hashing_busy.then(|| {
+            let mut denial = trace.fail(
+                Check::PasswordCapacity,
+                Reason::PasswordCheckBusy,
+                "every password check slot is busy and the queue is full; retry in a moment",
+            );
+            denial.retry_after = Some(1);
+            denial
+        })
+    };
 
     // A refusal before the password has been verified: the stranger hears only that the
     // username or password is wrong, after as much work as a wrong password.
     let refuse = |trace: &mut Trace, p: &mut PersonOutcome, check, reason, detail: String| {
+        if let Some(denial) = busy(trace) {
+            return denial;
+        }
         let _ = (opts.verify_password)(&creds.password, dummy_password_hash());
         p.credential_failure = true;
         trace.fail_quietly(check, reason, detail, WRONG)
@@ -680,6 +687,9 @@ fn authenticate_person(
             ),
         ));
     };
+    if let Some(denial) = busy(trace) {
+        return Err(denial);
+    }
     if !(opts.verify_password)(&creds.password, hash) {
         let failures = user.failed_logins.saturating_add(1);
         p.credential_failure = true;

@@ -12,7 +12,7 @@ use crate::decision::{Facts, LoginUpdate};
 use crate::model::{Client, Org, OrgSlug, Scope, StoredSecret, Timestamp, User};
 use crate::session::Session;
 use crate::sso::{SamlPending, SsoConfig};
-use crate::throttle::{AttemptOutcome, ThrottlePolicy, ThrottleState};
+use crate::throttle::{AttemptOutcome, Reservation, ThrottlePolicy};
 
 /// The SAML SP signing key as stored: (private key sealed with the master key,
 /// certificate PEM).
@@ -293,10 +293,10 @@ pub trait Store: Send + Sync + 'static {
     // Throttling: budgets of credential attempts per (key, source address), where the key
     // is a client id, an org's login page or a username (see `crate::throttle`).
     /// Takes one attempt from the budget of (`key`, `source`) under `policy` at `now`,
-    /// atomically with every other attempt on this node, and returns the state the attempt
-    /// is judged by: the stored record with every attempt still in flight counted as a
-    /// failure. When that state is blocked (`policy.retry_after` says so) nothing is
-    /// taken; otherwise the caller ends the attempt with
+    /// atomically with every other attempt on this node. The attempt is judged by the
+    /// stored record with every attempt still in flight counted as a failure
+    /// ([`Reservation::judged`]). When that state is blocked (`policy.retry_after` says
+    /// so) nothing is taken; otherwise the caller ends the attempt with
     /// [`settle_attempt`](Store::settle_attempt) or [`release_attempt`](Store::release_attempt).
     fn reserve_attempt(
         &self,
@@ -304,7 +304,7 @@ pub trait Store: Send + Sync + 'static {
         source: &str,
         policy: &ThrottlePolicy,
         now: Timestamp,
-    ) -> ThrottleState;
+    ) -> Reservation;
     /// Ends a reserved attempt whose credential was checked: a failure is counted (on this
     /// node at once, in the database by an atomic increment, so several nodes add up), a
     /// success clears the record. The node-local part is done before this returns its

@@ -63,6 +63,17 @@ pub enum AttemptOutcome {
     Succeeded,
 }
 
+/// What reserving an attempt found (see the store's `reserve_attempt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// The state the attempt is judged by: the record with every attempt in flight
+    /// counted as failed. A place was taken unless it blocks.
+    pub judged: ThrottleState,
+    /// The record of settled attempts alone. When it does not block but `judged` does,
+    /// the attempt may wait for those in flight to settle and try again.
+    pub committed: ThrottleState,
+}
+
 /// The source address of the account-wide record of a person's failed passwords.
 pub const ALL_SOURCES: &str = "*";
 

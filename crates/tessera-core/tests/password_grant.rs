@@ -445,7 +445,7 @@ fn a_dry_run_changes_nothing() {
 }
 
 #[test]
-fn a_throttled_username_or_a_full_hash_queue_refuses_before_any_hash() {
+fn a_throttled_username_refuses_before_any_hash() {
     let blocked = ThrottleState {
         failures: 9,
         last_failure: NOW,
@@ -474,12 +474,6 @@ fn a_throttled_username_or_a_full_hash_queue_refuses_before_any_hash() {
             Reason::UserThrottled,
             Check::UserThrottle,
         ),
-        (
-            PersonThrottle::default(),
-            true,
-            Reason::PasswordCheckBusy,
-            Check::PasswordCapacity,
-        ),
     ] {
         for o in OWNERS {
             let f = Facts {
@@ -500,6 +494,45 @@ fn a_throttled_username_or_a_full_hash_queue_refuses_before_any_hash() {
             assert!(e.retry_after.is_some());
             assert_eq!(d.person_attempt, None, "nothing checked, nothing counted");
             assert_eq!(d.throttle_update, None, "the client's secret was right");
+        }
+    }
+}
+
+#[test]
+fn without_a_hash_slot_only_attempts_that_would_hash_are_refused_as_busy() {
+    let never = |_: &SecretString, _: &str| -> bool { panic!("no hash may run") };
+    for o in OWNERS {
+        let f = Facts {
+            client: Some(Arc::new(client_facts(false, vec![GrantType::Password]))),
+            resource_owner: owner_facts(o, false, 0),
+            hashing_busy: true,
+            ..Facts::default()
+        };
+        let d = run(
+            &password_body(PASSWORD),
+            &f,
+            DecideOptions {
+                verify_password: never,
+                ..opts()
+            },
+        );
+        let e = d.outcome.as_ref().unwrap_err();
+        // The precise refusals an authenticated client gets need no hash; the others
+        // (an unknown user's dummy hash, a real one) wait for a slot.
+        let hashes = matches!(
+            o,
+            Owner::Unknown | Owner::NoPassword | Owner::Active | Owner::LockExpired
+        );
+        assert_eq!(
+            e.reason == Reason::PasswordCheckBusy,
+            hashes,
+            "{o:?}: {e:?}"
+        );
+        if hashes {
+            assert_eq!(d.trace.failed().unwrap().check, Check::PasswordCapacity);
+            assert_eq!(e.retry_after, Some(1));
+            assert_eq!(d.person_attempt, None, "nothing checked, nothing counted");
+            assert_eq!(d.throttle_update, None);
         }
     }
 }

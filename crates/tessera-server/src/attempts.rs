@@ -6,15 +6,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tessera_core::model::Timestamp;
 use tessera_core::store::{Store, StoreError};
 use tessera_core::throttle::{
     ALL_SOURCES, AttemptOutcome, PersonThrottle, ThrottlePolicy, ThrottleState, person_key,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::clock;
+
+/// Woken whenever an attempt settles or is released, so attempts waiting behind those in
+/// flight judge again (process-wide: a spurious wake-up only costs a re-check).
+static SETTLED: Notify = Notify::const_new();
+
+/// The longest an attempt waits for earlier attempts in flight to settle.
+const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// One attempt's place in the budget of (key, source). Dropped without
-/// [`settle`](Attempt::settle) (an error, a cancelled request), it is released.
+/// [`settle`](Attempt::settle) (an error, a cancelled request), it is released, or
+/// counted as failed once [`count_if_abandoned`](Attempt::count_if_abandoned) was called.
 pub struct Attempt {
     store: Arc<dyn Store>,
     key: String,
@@ -24,25 +33,43 @@ pub struct Attempt {
     pub state: ThrottleState,
     /// A place was taken (the state did not block).
     live: bool,
+    /// How the attempt ends if it is dropped unsettled.
+    on_drop: Option<AttemptOutcome>,
 }
 
 impl Attempt {
-    /// Reserves a place (see `Store::reserve_attempt`).
-    pub fn take(
+    /// Reserves a place (see `Store::reserve_attempt`). An attempt that would be blocked
+    /// only by attempts still in flight waits for them to settle and judges again (at
+    /// most [`MAX_WAIT`]), so a burst is judged as the same attempts one after another
+    /// would be: seven right passwords at once are not refused for six that were still
+    /// being checked.
+    pub async fn take(
         store: &Arc<dyn Store>,
         key: &str,
         source: &str,
         policy: ThrottlePolicy,
-        now: Timestamp,
     ) -> Attempt {
-        let state = store.reserve_attempt(key, source, &policy, now);
-        Attempt {
-            store: store.clone(),
-            key: key.to_string(),
-            source: source.to_string(),
-            policy,
-            state,
-            live: policy.retry_after(&state, now).is_none(),
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        loop {
+            let settled = SETTLED.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let now = clock::now();
+            let r = store.reserve_attempt(key, source, &policy, now);
+            let blocked = policy.retry_after(&r.judged, now).is_some();
+            let only_by_in_flight = blocked && policy.retry_after(&r.committed, now).is_none();
+            if !only_by_in_flight || tokio::time::Instant::now() >= deadline {
+                return Attempt {
+                    store: store.clone(),
+                    key: key.to_string(),
+                    source: source.to_string(),
+                    policy,
+                    state: r.judged,
+                    live: !blocked,
+                    on_drop: None,
+                };
+            }
+            let _ = tokio::time::timeout_at(deadline, settled).await;
         }
     }
 
@@ -51,34 +78,57 @@ impl Attempt {
         !self.live
     }
 
-    /// Ends the attempt: `None` when its credential was never checked.
-    pub async fn settle(
-        mut self,
-        outcome: Option<AttemptOutcome>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    /// From now on, an attempt dropped unsettled counts as failed: its credential check
+    /// has started, and a caller who disconnects must not get it for free.
+    pub fn count_if_abandoned(&mut self) {
+        self.on_drop = Some(AttemptOutcome::Failed);
+    }
+
+    /// Ends the attempt at the current time: `None` when its credential was never checked.
+    pub async fn settle(mut self, outcome: Option<AttemptOutcome>) -> Result<(), StoreError> {
         if !std::mem::take(&mut self.live) {
             return Ok(());
         }
-        match outcome {
+        let done = match outcome {
             None => {
                 self.store.release_attempt(&self.key, &self.source);
                 Ok(())
             }
             Some(o) => {
-                self.store
-                    .settle_attempt(&self.key, &self.source, o, &self.policy, now)
-                    .await
+                // The node-local part happens in this call, before the future is polled.
+                let write = self.store.settle_attempt(
+                    &self.key,
+                    &self.source,
+                    o,
+                    &self.policy,
+                    clock::now(),
+                );
+                SETTLED.notify_waiters();
+                write.await
             }
-        }
+        };
+        SETTLED.notify_waiters();
+        done
     }
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        if self.live {
-            self.store.release_attempt(&self.key, &self.source);
+        if !self.live {
+            return;
         }
+        match self.on_drop {
+            // The in-memory count is made by the call; the database write is dropped.
+            Some(o) => drop(self.store.settle_attempt(
+                &self.key,
+                &self.source,
+                o,
+                &self.policy,
+                clock::now(),
+            )),
+            None => self.store.release_attempt(&self.key, &self.source),
+        }
+        SETTLED.notify_waiters();
     }
 }
 
@@ -103,20 +153,30 @@ pub struct PersonAttempts {
 
 impl PersonAttempts {
     /// Reserves places for a password attempt for `username` in org `org_slug`.
-    pub fn take(
+    pub async fn take(
         st: &crate::state::AppState,
         org_slug: &str,
         username: &str,
         source: &str,
-        now: Timestamp,
     ) -> Self {
         let key = person_key(org_slug, username);
-        let own = Attempt::take(&st.store, &key, source, st.throttle, now);
-        let account = (!own.blocked())
-            .then(|| Attempt::take(&st.store, &key, ALL_SOURCES, st.account_throttle, now));
+        let own = Attempt::take(&st.store, &key, source, st.throttle).await;
+        let account = if own.blocked() {
+            None
+        } else {
+            Some(Attempt::take(&st.store, &key, ALL_SOURCES, st.account_throttle).await)
+        };
         Self {
             source: own,
             account,
+        }
+    }
+
+    /// See [`Attempt::count_if_abandoned`].
+    pub fn count_if_abandoned(&mut self) {
+        self.source.count_if_abandoned();
+        if let Some(a) = &mut self.account {
+            a.count_if_abandoned();
         }
     }
 
@@ -133,17 +193,23 @@ impl PersonAttempts {
         self.source.blocked() || self.account.as_ref().is_some_and(Attempt::blocked)
     }
 
-    /// Ends both attempts with the decision's outcome for the person.
-    pub async fn settle(
-        self,
-        outcome: Option<AttemptOutcome>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.source.settle(outcome, now).await?;
-        if let Some(a) = self.account {
-            a.settle(outcome, now).await?;
-        }
-        Ok(())
+    /// Ends both attempts with the decision's outcome for the person. A right password
+    /// clears the record of its own address only: the account-wide record, built by
+    /// other addresses, is left to expire, or a botnet would get a fresh budget each
+    /// time the person logs in.
+    pub async fn settle(self, outcome: Option<AttemptOutcome>) -> Result<(), StoreError> {
+        let account_outcome = match outcome {
+            Some(AttemptOutcome::Succeeded) => None,
+            o => o,
+        };
+        let (own, account) = (self.source.settle(outcome), async move {
+            match self.account {
+                Some(a) => a.settle(account_outcome).await,
+                None => Ok(()),
+            }
+        });
+        let (a, b) = tokio::join!(own, account);
+        a.and(b)
     }
 }
 
@@ -182,8 +248,15 @@ impl HashSlots {
         if queued.is_err() {
             return None;
         }
+        // Leaves the queue however the wait ends, a cancelled request included.
+        struct Queued<'a>(&'a AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _queued = Queued(&self.waiting);
         let permit = tokio::time::timeout(self.wait, self.sem.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
         permit.ok().and_then(Result::ok)
     }
 }
@@ -212,6 +285,15 @@ mod tests {
         for w in waiters {
             assert!(w.await.unwrap());
         }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_leaves_the_queue() {
+        let slots = HashSlots::new(1, 1, Duration::from_secs(30));
+        let _a = slots.acquire().await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(10), slots.acquire()).await;
+        assert!(waiting.is_err(), "it was still waiting when dropped");
+        assert_eq!(slots.waiting.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]

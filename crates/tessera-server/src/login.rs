@@ -169,15 +169,18 @@ pub async fn submit(
     // The attempt's places in the budgets of this org's login page from this address,
     // and of the username, taken before anything is checked.
     let now = clock::now();
-    let page_attempt = Attempt::take(
+    let mut page_attempt = Attempt::take(
         &st.store,
         &format!("login:{}", org.slug),
         &source,
         st.throttle,
-        now,
-    );
-    let person = (!page_attempt.blocked())
-        .then(|| PersonAttempts::take(&st, org.slug.as_str(), &creds.username, &source, now));
+    )
+    .await;
+    let mut person = if page_attempt.blocked() {
+        None
+    } else {
+        Some(PersonAttempts::take(&st, org.slug.as_str(), &creds.username, &source).await)
+    };
     let mut facts = LoginFacts {
         throttle: page_attempt.state,
         person_throttle: person.as_ref().map(|p| p.throttle()).unwrap_or_default(),
@@ -199,6 +202,13 @@ pub async fn submit(
         // server allows; the permit goes with the hash.
         let permit = st.hash_slots.acquire().await;
         facts.hashing_busy = permit.is_none();
+        if permit.is_some() {
+            // The check starts: a caller who disconnects now is counted as failed.
+            page_attempt.count_if_abandoned();
+            if let Some(p) = &mut person {
+                p.count_if_abandoned();
+            }
+        }
         match tokio::task::spawn_blocking(move || {
             let _permit = permit;
             decision::decide_login(&creds, &org_for_decision, &facts, ip, now, opts)
@@ -211,15 +221,16 @@ pub async fn submit(
     } else {
         decision::decide_login(&creds, &org_for_decision, &facts, ip, now, opts)
     };
-    if let Err(e) = page_attempt
-        .settle(attempts::outcome_of(d.throttle_update), now)
-        .await
-    {
-        return unavailable(e);
-    }
-    if let Some(p) = person
-        && let Err(e) = p.settle(d.person_attempt, now).await
-    {
+    let (a, b) = tokio::join!(
+        page_attempt.settle(attempts::outcome_of(d.throttle_update)),
+        async {
+            match person {
+                Some(p) => p.settle(d.person_attempt).await,
+                None => Ok(()),
+            }
+        }
+    );
+    if let Err(e) = a.and(b) {
         return unavailable(e);
     }
     if let Some(update) = &d.login_update

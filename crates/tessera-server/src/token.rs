@@ -10,6 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tessera_core::Reason;
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::decision::{self, Decision, Facts, Grant, Parsed, ResourceOwnerFacts};
 use tessera_core::jwt::AccessClaims;
@@ -113,20 +114,31 @@ async fn evaluate(st: &AppState, raw: &RawTokenRequest<'_>, source: &str) -> Res
     let Ok(req) = &parsed.request else {
         return Ok(decision::decide(parsed, &facts, now, opts));
     };
-    let client = Attempt::take(&st.store, &req.client.client_id, source, st.throttle, now);
+    let mut client = Attempt::take(&st.store, &req.client.client_id, source, st.throttle).await;
     facts.throttle = client.state;
-    let person = match (&req.resource_owner, &facts.client) {
-        (Some(creds), Some(cf)) if !client.blocked() => {
-            let p = PersonAttempts::take(st, cf.org.slug.as_str(), &creds.username, source, now);
-            facts.person_throttle = p.throttle();
-            Some(p)
-        }
-        _ => None,
-    };
-    let d = match &person {
+    // A password grant takes places in the username's budgets and a hash slot only if
+    // its decision reaches a password hash: a probe decision without a slot stops right
+    // there (PasswordCheckBusy) and says so. A wrong client secret, a service account, a
+    // disabled user hold neither.
+    let needs_hash =
+        req.resource_owner.is_some() && facts.client.is_some() && !client.blocked() && {
+            let probe = Facts {
+                hashing_busy: true,
+                ..facts.clone()
+            };
+            decision::decide(parsed.clone(), &probe, now, opts).reason()
+                == Some(Reason::PasswordCheckBusy)
+        };
+    let mut person = None;
+    if needs_hash && let (Some(creds), Some(cf)) = (&req.resource_owner, &facts.client) {
+        let p = PersonAttempts::take(st, cf.org.slug.as_str(), &creds.username, source).await;
+        facts.person_throttle = p.throttle();
+        person = Some(p);
+    }
+    let d = match &mut person {
         None => decision::decide(parsed, &facts, now, opts),
-        // A password grant checks an argon2id hash (tens of milliseconds of CPU, about
-        // 19 MiB): off the async workers, and only as many at once as the server allows.
+        // argon2id (tens of milliseconds of CPU, about 19 MiB): off the async workers,
+        // and only as many at once as the server allows.
         Some(p) => {
             let permit = if p.blocked() {
                 None
@@ -135,6 +147,11 @@ async fn evaluate(st: &AppState, raw: &RawTokenRequest<'_>, source: &str) -> Res
                 facts.hashing_busy = permit.is_none();
                 permit
             };
+            if permit.is_some() {
+                // The check starts: a caller who disconnects now is counted as failed.
+                client.count_if_abandoned();
+                p.count_if_abandoned();
+            }
             // The permit goes with the hash: a cancelled request frees it only when its
             // hash is done.
             tokio::task::spawn_blocking(move || {
@@ -145,11 +162,13 @@ async fn evaluate(st: &AppState, raw: &RawTokenRequest<'_>, source: &str) -> Res
             .map_err(|e| tracing::error!(error = %e, "password decision failed"))?
         }
     };
-    let settled = client.settle(outcome_of(d.throttle_update), now).await;
-    let settled = match person {
-        Some(p) => settled.and(p.settle(d.person_attempt, now).await),
-        None => settled,
-    };
+    let (a, b) = tokio::join!(client.settle(outcome_of(d.throttle_update)), async {
+        match person {
+            Some(p) => p.settle(d.person_attempt).await,
+            None => Ok(()),
+        }
+    });
+    let settled = a.and(b);
     settled.map_err(|e| tracing::error!(error = %e, "throttle record not saved"))?;
     Ok(d)
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tessera_core::decision::ClientFacts;
 use tessera_core::model::{Org, ScopeName, Timestamp};
-use tessera_core::throttle::{AttemptOutcome, ThrottlePolicy, ThrottleState};
+use tessera_core::throttle::{AttemptOutcome, Reservation, ThrottlePolicy, ThrottleState};
 
 /// The longest a cached entry is trusted without a reload.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
@@ -173,7 +173,7 @@ impl ThrottleMirror {
         source: &str,
         policy: &ThrottlePolicy,
         now: Timestamp,
-    ) -> ThrottleState {
+    ) -> Reservation {
         let mut map = self.map.lock().expect("throttle mirror lock");
         let k = pair_key(key, source);
         let pair = map.get(&k).copied().unwrap_or_default();
@@ -181,7 +181,10 @@ impl ThrottleMirror {
         if policy.retry_after(&judged, now).is_none() {
             map.entry(k).or_default().in_flight += 1;
         }
-        judged
+        Reservation {
+            judged,
+            committed: pair.state,
+        }
     }
 
     /// Ends an attempt on this node; says what the database must record.
@@ -279,7 +282,10 @@ mod tests {
         let p = ThrottlePolicy::default();
         let now = 1_000_000;
         let allowed = (0..60)
-            .filter(|_| p.retry_after(&m.reserve("c", "ip", &p, now), now).is_none())
+            .filter(|_| {
+                p.retry_after(&m.reserve("c", "ip", &p, now).judged, now)
+                    .is_none()
+            })
             .count();
         assert_eq!(
             allowed, 6,
@@ -289,7 +295,10 @@ mod tests {
             m.settle("c", "ip", Some(AttemptOutcome::Failed), &p, now);
         }
         assert_eq!(m.get("c", "ip").failures, 6);
-        assert!(p.retry_after(&m.reserve("c", "ip", &p, now), now).is_some());
+        assert!(
+            p.retry_after(&m.reserve("c", "ip", &p, now).judged, now)
+                .is_some()
+        );
     }
 
     #[test]
@@ -298,7 +307,9 @@ mod tests {
         let p = ThrottlePolicy::default();
         let now = 1_000_000;
         m.reserve("c", "ip", &p, now);
-        assert_eq!(m.reserve("c", "ip", &p, now).failures, 1, "one in flight");
+        let second = m.reserve("c", "ip", &p, now);
+        assert_eq!(second.judged.failures, 1, "one in flight");
+        assert_eq!(second.committed.failures, 0, "none settled");
         m.settle("c", "ip", None, &p, now);
         assert_eq!(
             m.settle("c", "ip", Some(AttemptOutcome::Succeeded), &p, now),

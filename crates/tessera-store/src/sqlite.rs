@@ -28,7 +28,7 @@ use tessera_core::store::{
     AuditAppender, BoxFuture, SamlLogin, SamlLoginWritten, SealedSpKey, Store, StoreError,
     StoreResult, StoredKey, UserFields, UserWrite,
 };
-use tessera_core::throttle::{AttemptOutcome, ThrottlePolicy, ThrottleState};
+use tessera_core::throttle::{AttemptOutcome, Reservation, ThrottlePolicy, ThrottleState};
 use tessera_core::trace::Trace;
 
 use crate::Durability;
@@ -1625,7 +1625,7 @@ impl Store for SqliteStore {
         source: &str,
         policy: &ThrottlePolicy,
         now: Timestamp,
-    ) -> ThrottleState {
+    ) -> Reservation {
         self.throttles.reserve(key, source, policy, now)
     }
 

@@ -218,7 +218,7 @@ async fn throttle_records() {
         st
     );
     // A success clears the record, here and in the database.
-    assert_eq!(s.reserve_attempt("c1", "10.0.0.1", &p, t + 2), st);
+    assert_eq!(s.reserve_attempt("c1", "10.0.0.1", &p, t + 2).judged, st);
     s.settle_attempt("c1", "10.0.0.1", AttemptOutcome::Succeeded, &p, t + 2)
         .await
         .unwrap();

@@ -158,6 +158,20 @@ async fn current_rights(st: &Shared, claims: &jwt::AccessClaims) -> Result<Org, 
             "client '{id}' no longer holds the '{ADMIN_SCOPE}' scope; tokens issued before it was removed no longer work"
         )));
     }
+    // The admin API is for machines: the token's subject must be the client itself or
+    // the service account it runs as now (not a person through the password grant, not
+    // a service account the client ran as before).
+    let subject = cf
+        .client
+        .service_account_id
+        .as_deref()
+        .unwrap_or(cf.client.client_id.as_str());
+    if claims.sub != subject {
+        return Err(ApiError::Forbidden(format!(
+            "this token's subject '{}' is not client '{id}' or the service account it runs as: the admin API takes client_credentials tokens",
+            tessera_core::text::clip(&claims.sub)
+        )));
+    }
     if let Some(sa_id) = &cf.client.service_account_id {
         let active = cf.service_account.as_ref().is_some_and(|sa| {
             sa.effective_state(clock::now()) == tessera_core::model::UserState::Active
