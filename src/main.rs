@@ -113,6 +113,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
     header_read_timeout_seconds: Option<u64>,
     request_timeout_seconds: Option<u64>,
     password_hashes: Option<usize>,
@@ -240,6 +241,10 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
         };
         if let Some(v) = l.max_connections {
             d.max_connections = positive("max_connections", v as u64)? as usize;
+        }
+        if let Some(v) = l.max_connections_per_source {
+            d.max_connections_per_source =
+                positive("max_connections_per_source", v as u64)? as usize;
         }
         if let Some(v) = l.header_read_timeout_seconds {
             d.header_read_timeout_seconds = positive("header_read_timeout_seconds", v)?;

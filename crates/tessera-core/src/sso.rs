@@ -418,13 +418,14 @@ pub struct SamlPending {
 /// How long a login may take between the redirect to the IdP and the response.
 pub const PENDING_SECONDS: i64 = 10 * 60;
 
-/// Pending logins one source address may have at once (an office behind one NAT
-/// starting its morning logins stays well below it).
+/// Pending logins one source (an IPv4 address, an IPv6 /64) may have at once (an office
+/// behind one NAT starting its morning logins stays well below it).
 pub const PENDING_PER_SOURCE: u32 = 100;
 
-/// Pending logins all sources together may have at once: with `return_to` at most
-/// [`crate::session::MAX_RETURN_TO`] bytes, about 25 MB of database at the worst.
-pub const PENDING_TOTAL: u32 = 10_000;
+/// Pending logins one org may have at once, from all sources together: with
+/// `return_to` at most [`crate::session::MAX_RETURN_TO`] bytes, about 25 MB of database
+/// per org at the worst; a flood against one org leaves the others' logins alone.
+pub const PENDING_PER_ORG: u32 = 10_000;
 
 #[cfg(test)]
 mod tests {

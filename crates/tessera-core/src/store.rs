@@ -178,7 +178,7 @@ pub trait Store: Send + Sync + 'static {
 
     // SAML logins and browser sessions.
     /// Stores a pending login started from `source`, unless `source` already has
-    /// `per_source` pending logins or all sources together `total` (unexpired at
+    /// `per_source` pending logins or the org `per_org` (unexpired at
     /// `p.expires_at - PENDING_SECONDS`): false then, and nothing is stored. This bounds
     /// what unauthenticated requests can make the database hold.
     fn put_saml_pending<'a>(
@@ -186,7 +186,7 @@ pub trait Store: Send + Sync + 'static {
         p: &'a SamlPending,
         source: &'a str,
         per_source: u32,
-        total: u32,
+        per_org: u32,
     ) -> BoxFuture<'a, StoreResult<bool>>;
     /// Takes (deletes and returns) a pending login: `None` when unknown, already used or
     /// expired at `now`. Each handle is usable once.

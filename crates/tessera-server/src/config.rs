@@ -79,6 +79,8 @@ pub struct Limits {
     pub password_wait_ms: u64,
     /// Open connections at once; past it new ones are closed at once.
     pub max_connections: usize,
+    /// Open connections from one host (an IPv4 address, an IPv6 /64).
+    pub max_connections_per_source: usize,
     /// Seconds a request head may take to arrive whole, counted from the connection
     /// opening or the previous response (so also the idle keep-alive timeout).
     pub header_read_timeout_seconds: u64,
@@ -95,6 +97,7 @@ impl Default for Limits {
             password_queue: 64,
             password_wait_ms: 2_000,
             max_connections: 1_024,
+            max_connections_per_source: 256,
             header_read_timeout_seconds: 10,
             request_timeout_seconds: 30,
         }

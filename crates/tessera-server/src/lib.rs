@@ -265,6 +265,7 @@ impl App {
         let router = router(state.clone(), &limits);
         let connection_limits = serve::ConnectionLimits {
             max_connections: limits.max_connections,
+            max_connections_per_source: limits.max_connections_per_source,
             header_read_timeout: Duration::from_secs(limits.header_read_timeout_seconds.max(1)),
             shutdown_grace: Duration::from_secs(limits.request_timeout_seconds.max(1)),
         };

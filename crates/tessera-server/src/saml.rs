@@ -194,9 +194,9 @@ pub async fn login(
         .store
         .put_saml_pending(
             &pending,
-            &peer.ip().to_string(),
+            &crate::serve::host_key(peer.ip()).to_string(),
             sso::PENDING_PER_SOURCE,
-            sso::PENDING_TOTAL,
+            sso::PENDING_PER_ORG,
         )
         .await
     {

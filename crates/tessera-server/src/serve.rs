@@ -6,7 +6,8 @@
 //! thousands of idle connections, would otherwise hold file descriptors until the token
 //! endpoint stops answering.
 //!
-//! - At most `max_connections` at once; past that a new connection is closed at once
+//! - At most `max_connections` at once, and `max_connections_per_source` from one host
+//!   (an IPv4 address or an IPv6 /64); past that a new connection is closed at once
 //!   (counted in `/metrics`), so the listen queue never fills behind it.
 //! - hyper's header-read timeout: a request head must arrive whole within
 //!   `header_read_timeout` of the connection opening, or of the previous response on a
@@ -15,6 +16,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +37,7 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
+    pub max_connections_per_source: usize,
     pub header_read_timeout: Duration,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
@@ -50,6 +53,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_source = Arc::new(PerSource::new(limits.max_connections_per_source));
+    let mut connections = tokio::task::JoinSet::new();
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -69,6 +74,13 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Finished connection tasks leave the set as new ones come.
+        while connections.try_join_next().is_some() {}
+        let Some(own) = per_source.take(peer.ip()) else {
+            metrics.connection_refused();
+            drop(stream);
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics.connection_refused();
             drop(stream);
@@ -86,11 +98,11 @@ pub async fn serve(
             }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended");
             }
-            drop(slot);
+            drop((slot, own));
         });
     }
     drop(listener);
@@ -99,6 +111,78 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+    // Whatever is left (a client that never reads its response) is closed now, so
+    // nothing keeps the application state, and the audit writer, from shutting down.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}
+
+/// The address that stands for one host in per-source bounds: an IPv4 address as it is,
+/// an IPv6 address by its /64 (one host can hold a whole /64).
+pub fn host_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut s = v6.segments();
+                s[4..].fill(0);
+                IpAddr::V6(s.into())
+            }
+        },
+    }
+}
+
+/// The bound on connections from one source (IPv4 address, or IPv6 /64: one host's
+/// addresses), so one host cannot take every connection slot.
+struct PerSource {
+    max: usize,
+    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place in its source's count; given back on drop.
+struct SourcePlace {
+    table: Arc<PerSource>,
+    key: IpAddr,
+}
+
+impl PerSource {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            open: Default::default(),
+        }
+    }
+
+    fn key(ip: IpAddr) -> IpAddr {
+        host_key(ip)
+    }
+
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<SourcePlace> {
+        let key = Self::key(ip);
+        let mut open = self.open.lock().expect("per-source table");
+        let n = open.entry(key).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(SourcePlace {
+            table: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for SourcePlace {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().expect("per-source table");
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -138,5 +222,23 @@ pub fn check_descriptor_limit(max_connections: usize) {
             max_connections,
             "the open-file limit is below max_connections + 64: raise it (ulimit -n, LimitNOFILE) or lower [limits] max_connections, or the server runs out of descriptors before it refuses connections"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_host_gets_its_share_and_gives_it_back() {
+        let t = Arc::new(PerSource::new(2));
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        let first = t.take(a).unwrap();
+        let _second = t.take(b).unwrap();
+        assert!(t.take(a).is_none(), "one /64 is one host");
+        assert!(t.take("10.0.0.1".parse().unwrap()).is_some());
+        drop(first);
+        assert!(t.take(a).is_some());
     }
 }

@@ -248,7 +248,7 @@ pub async fn logout(State(st): State<Shared>, headers: HeaderMap) -> Response {
     // A form on another site must not end the session either (logout CSRF): a browser
     // names the page's origin on every cross-site POST.
     if let Some(origin) = headers.get(header::ORIGIN)
-        && origin.as_bytes() != issuer_origin(&st.issuer).as_bytes()
+        && normal_origin(origin.to_str().unwrap_or("")) != normal_origin(issuer_origin(&st.issuer))
     {
         let mut res = (
             StatusCode::FORBIDDEN,
@@ -288,8 +288,39 @@ fn issuer_origin(issuer: &str) -> &str {
     }
 }
 
+/// An origin as compared: lower case, without the scheme's default port.
+fn normal_origin(origin: &str) -> String {
+    let o = origin.trim().to_ascii_lowercase();
+    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
+        if o.starts_with(scheme)
+            && let Some(bare) = o.strip_suffix(port)
+        {
+            return bare.to_string();
+        }
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn origins_compare_as_browsers_mean_them() {
+        use super::normal_origin;
+        assert_eq!(
+            normal_origin("https://ID.example:443"),
+            normal_origin("https://id.example")
+        );
+        assert_eq!(normal_origin("http://h:80"), "http://h");
+        assert_ne!(
+            normal_origin("https://id.example:8443"),
+            normal_origin("https://id.example")
+        );
+        assert_ne!(
+            normal_origin("https://evil.example"),
+            normal_origin("https://id.example")
+        );
+    }
+
     #[test]
     fn issuer_origins() {
         use super::issuer_origin;

@@ -1175,7 +1175,7 @@ impl Store for SqliteStore {
         p: &'a SamlPending,
         source: &'a str,
         per_source: u32,
-        total: u32,
+        per_org: u32,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
             let mut w = self.writer().await?;
@@ -1188,15 +1188,16 @@ impl Store for SqliteStore {
                 .await
                 .map_err(be)?;
             // Counted inside the write transaction: concurrent starts cannot overshoot.
-            let (mine, all): (i64, i64) = sqlx::query_as(
+            let (mine, org): (i64, i64) = sqlx::query_as(
                 "SELECT (SELECT COUNT(*) FROM saml_pending WHERE source_ip = ?),
-                        (SELECT COUNT(*) FROM saml_pending)",
+                        (SELECT COUNT(*) FROM saml_pending WHERE org_id = ?)",
             )
             .bind(source)
+            .bind(p.org_id)
             .fetch_one(&mut *tx)
             .await
             .map_err(be)?;
-            if mine >= i64::from(per_source) || all >= i64::from(total) {
+            if mine >= i64::from(per_source) || org >= i64::from(per_org) {
                 return Ok(false);
             }
             sqlx::query(

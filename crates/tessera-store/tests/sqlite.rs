@@ -651,7 +651,7 @@ async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip()
         expires_at: 1000,
     };
     assert!(s.put_saml_pending(&p, "10.0.0.1", 2, 3).await.unwrap());
-    // Bounded per source and in total, counted in the database.
+    // Bounded per source and per org, counted in the database.
     let more = |h: &str| SamlPending {
         handle: h.into(),
         ..p.clone()

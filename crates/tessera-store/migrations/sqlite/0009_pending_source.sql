@@ -2,3 +2,4 @@
 -- can store is bounded per address (Store::put_saml_pending).
 ALTER TABLE saml_pending ADD COLUMN source_ip TEXT NOT NULL DEFAULT '';
 CREATE INDEX saml_pending_source ON saml_pending (source_ip, expires_at);
+CREATE INDEX saml_pending_org ON saml_pending (org_id);
