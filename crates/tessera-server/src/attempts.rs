@@ -18,6 +18,32 @@ use crate::clock;
 /// flight judge again (process-wide: a spurious wake-up only costs a re-check).
 static SETTLED: Notify = Notify::const_new();
 
+/// How many attempts are waiting on [`SETTLED`]: settles wake it only when some are.
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// One waiting attempt, counted in [`WAITERS`] while it lives.
+struct Waiter;
+
+impl Waiter {
+    fn new() -> Self {
+        WAITERS.fetch_add(1, Ordering::AcqRel);
+        Waiter
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        WAITERS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Wakes the attempts waiting for others to settle, if any.
+fn wake_waiters() {
+    if WAITERS.load(Ordering::Acquire) > 0 {
+        SETTLED.notify_waiters();
+    }
+}
+
 /// The longest an attempt waits for earlier attempts in flight to settle.
 const MAX_WAIT: Duration = Duration::from_secs(5);
 
@@ -50,10 +76,15 @@ impl Attempt {
         policy: ThrottlePolicy,
     ) -> Attempt {
         let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        let mut waiting: Option<Waiter> = None;
         loop {
-            let settled = SETTLED.notified();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
+            // Registered before the reservation that may decide to wait, so a settle in
+            // between is not missed; only then, so the usual attempt touches no lock of
+            // the notifier.
+            let mut settled = waiting.as_ref().map(|_| Box::pin(SETTLED.notified()));
+            if let Some(n) = settled.as_mut() {
+                n.as_mut().enable();
+            }
             let now = clock::now();
             let r = store.reserve_attempt(key, source, &policy, now);
             let blocked = policy.retry_after(&r.judged, now).is_some();
@@ -69,7 +100,14 @@ impl Attempt {
                     on_drop: None,
                 };
             }
-            let _ = tokio::time::timeout_at(deadline, settled).await;
+            match settled {
+                // Judge again once something settled (or the wait ends).
+                Some(n) => {
+                    let _ = tokio::time::timeout_at(deadline, n).await;
+                }
+                // First time blocked by attempts in flight: register, then look again.
+                None => waiting = Some(Waiter::new()),
+            }
         }
     }
 
@@ -103,11 +141,11 @@ impl Attempt {
                     &self.policy,
                     clock::now(),
                 );
-                SETTLED.notify_waiters();
+                wake_waiters();
                 write.await
             }
         };
-        SETTLED.notify_waiters();
+        wake_waiters();
         done
     }
 }
@@ -128,7 +166,7 @@ impl Drop for Attempt {
             )),
             None => self.store.release_attempt(&self.key, &self.source),
         }
-        SETTLED.notify_waiters();
+        wake_waiters();
     }
 }
 
