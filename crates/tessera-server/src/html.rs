@@ -54,11 +54,7 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; for
 
 /// Security headers on every answer: `nosniff` everywhere; on HTML pages the CSP, no
 /// framing and no referrer (return addresses stay on this site).
-pub async fn security_headers(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let mut res = next.run(req).await;
+pub fn add_security_headers(res: &mut Response) {
     let h = res.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -78,7 +74,6 @@ pub async fn security_headers(
             HeaderValue::from_static("no-referrer"),
         );
     }
-    res
 }
 
 /// `Cache-Control: no-store` on answers that do not say otherwise: every admin API

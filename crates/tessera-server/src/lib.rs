@@ -332,9 +332,8 @@ fn router(state: Shared, limits: &Limits) -> Router {
         )
         .fallback(meta::not_found)
         .layer(axum::middleware::from_fn(move |req, next| {
-            serve::request_timeout(request_timeout, req, next)
+            serve::edge(request_timeout, req, next)
         }))
-        .layer(axum::middleware::from_fn(html::security_headers))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -12,7 +12,7 @@
 //! - hyper's header-read timeout: a request head must arrive whole within
 //!   `header_read_timeout` of the connection opening, or of the previous response on a
 //!   kept-alive connection (so it is also the idle keep-alive timeout).
-//! - A request timeout on every request (see [`request_timeout`]), body included.
+//! - A request timeout on every request (see [`edge`]), body included.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -186,10 +186,13 @@ impl Drop for SourcePlace {
     }
 }
 
-/// Ends a request that takes longer than `limit` (reading a slow body included) with
-/// 408 and a JSON body, so a client that trickles its body cannot hold a handler.
-pub async fn request_timeout(limit: Duration, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+/// The one middleware at the edge of every request (one layer: each layer costs a boxed
+/// future and its copies on the token path). It ends a request that takes longer than
+/// `limit` (reading a slow body included) with 408 and a JSON body, so a client that
+/// trickles its body cannot hold a handler, and adds the security headers
+/// ([`crate::html::add_security_headers`]).
+pub async fn edge(limit: Duration, req: Request, next: Next) -> Response {
+    let mut res = match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => (
             StatusCode::REQUEST_TIMEOUT,
@@ -200,7 +203,9 @@ pub async fn request_timeout(limit: Duration, req: Request, next: Next) -> Respo
             })),
         )
             .into_response(),
-    }
+    };
+    crate::html::add_security_headers(&mut res);
+    res
 }
 
 /// Warns when the process may open fewer files than `max_connections` needs (each
