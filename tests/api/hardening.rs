@@ -873,6 +873,24 @@ async fn admin_tokens_lose_the_rights_their_client_loses() {
         .await;
     assert!(s == 200 || s == 204, "{s} {b}");
     assert_eq!(admin_status(&app, &new).await, 401);
+
+    // An admin cannot take its own client's admin rights away by mistake.
+    let me = app.admin_id.clone();
+    let (s, b) = app
+        .patch(&format!("/oauth/clients/{me}"), json!({"scopes": []}))
+        .await;
+    assert_eq!(s, 409, "{b}");
+    let (_, secrets) = app.get(&format!("/oauth/clients/{me}/secrets")).await;
+    let mine = secrets["items"][0]["id"]
+        .as_str()
+        .or(secrets[0]["id"].as_str())
+        .unwrap()
+        .to_string();
+    let (s, b) = app
+        .delete(&format!("/oauth/clients/{me}/secrets/{mine}"))
+        .await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(admin_status(&app, app.admin_token()).await, 200);
     app.stop().await;
 }
 

@@ -343,6 +343,19 @@ pub async fn update(
     }
     if let Some(s) = &patch.scopes {
         c.scopes = parse_scopes(&admin, s).await?;
+        // Admin tokens carry only the rights their client still has (`current_rights`).
+        if c.client_id.as_str() == admin.client_id
+            && !c
+                .scopes
+                .iter()
+                .any(|s| s.as_str() == tessera_api::ADMIN_SCOPE)
+        {
+            return Err(ApiError::Conflict(format!(
+                "client '{}' makes this request; removing '{}' from it would lock you out",
+                admin.client_id,
+                tessera_api::ADMIN_SCOPE
+            )));
+        }
     }
     if let Some(l) = &patch.ip_allowlist {
         c.ip_allowlist = parse_allowlist(l)?;
@@ -350,6 +363,12 @@ pub async fn update(
     if let Some(sa) = &patch.service_account_id {
         if let Some(id) = sa {
             check_service_account(&admin, id).await?;
+        }
+        if c.client_id.as_str() == admin.client_id && *sa != c.service_account_id {
+            return Err(ApiError::Conflict(format!(
+                "client '{}' makes this request; its token is bound to the service account it runs as now, so changing it would lock you out",
+                admin.client_id
+            )));
         }
         c.service_account_id = sa.clone();
     }
@@ -476,12 +495,18 @@ pub async fn rotate_secret(
 }
 
 /// `DELETE /api/v2/oauth/clients/{client_id}/secrets/{secret_id}`: revokes at once.
-#[utoipa::path(delete, path = "/api/v2/oauth/clients/{client_id}/secrets/{secret_id}", operation_id = "revokeClientSecret", tag = "secrets", params(("client_id" = String, Path), ("secret_id" = String, Path)), responses((status = 204, description = "revoked"), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v2/oauth/clients/{client_id}/secrets/{secret_id}", operation_id = "revokeClientSecret", tag = "secrets", params(("client_id" = String, Path), ("secret_id" = String, Path)), responses((status = 204, description = "revoked"), (status = 404, body = tessera_api::ApiErrorBody), (status = 409, description = "the secret is the one this request's token was issued for", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn revoke_secret(
     admin: Admin,
     Path((client_id, secret_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let c = find(&admin, &client_id).await?;
+    if c.client_id.as_str() == admin.client_id && admin.secret_id.as_deref() == Some(&secret_id) {
+        return Err(ApiError::Conflict(format!(
+            "secret {} is the one this request's token was issued for; revoking it would lock you out (get a token with the client's other secret first)",
+            clip(&secret_id)
+        )));
+    }
     if !admin
         .st
         .store

@@ -66,6 +66,8 @@ pub struct Admin {
     pub org: Org,
     /// The admin's client id.
     pub client_id: String,
+    /// The id of the secret the admin's token was issued for.
+    pub secret_id: Option<String>,
     pub st: Shared,
 }
 
@@ -108,6 +110,7 @@ impl FromRequestParts<Shared> for Admin {
         Ok(Admin {
             org,
             client_id: claims.client_id,
+            secret_id: claims.cred,
             st: st.clone(),
         })
     }
