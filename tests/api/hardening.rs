@@ -738,44 +738,28 @@ async fn pages_send_security_headers_and_secrets_are_never_cached() {
         .next()
         .unwrap()
         .to_string();
-    let me = http
-        .get(app.url("/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let session = || {
+        http.get(app.url("/session"))
+            .header("cookie", &cookie)
+            .send()
+    };
+    let logout = |origin: &str| {
+        http.post(app.url("/logout"))
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .send()
+    };
+    let me = session().await.unwrap();
     assert_eq!(me.status(), 200);
     assert_eq!(me.headers()["cache-control"], "no-store");
-    let forged = http
-        .post(app.url("/logout"))
-        .header("cookie", &cookie)
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status(), 403);
-    let me = http
-        .get(app.url("/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200, "the session survived the forged logout");
-    let own = http
-        .post(app.url("/logout"))
-        .header("cookie", &cookie)
-        .header("origin", app.base.as_str())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(own.status(), 200);
-    let me = http
-        .get(app.url("/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 401);
+    assert_eq!(logout("https://evil.example").await.unwrap().status(), 403);
+    assert_eq!(
+        session().await.unwrap().status(),
+        200,
+        "the session survived the forged logout"
+    );
+    assert_eq!(logout(app.base.as_str()).await.unwrap().status(), 200);
+    assert_eq!(session().await.unwrap().status(), 401);
     app.stop().await;
 }
 

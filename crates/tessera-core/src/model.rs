@@ -297,7 +297,8 @@ pub enum Actor {
     Admin { client_id: String },
     /// The SCIM provisioning sync.
     Provisioning { source: String },
-    /// The lockout policy after repeated failures.
+    /// The lockout policy after repeated failures (earlier versions; wrong passwords now
+    /// throttle and never lock).
     LockoutPolicy,
     /// Tessera itself (bootstrap, migrations).
     System,
@@ -343,7 +344,8 @@ pub struct User {
     /// The NameID of the user's SAML identity link, once they logged in through SSO.
     #[serde(default)]
     pub saml_name_id: Option<String>,
-    /// Failed password attempts since the last success (the lockout policy counts them).
+    /// Failed password attempts since the last success (shown to admins; throttling, not
+    /// this count, slows guessing down).
     #[serde(default)]
     pub failed_logins: u32,
     /// The last successful password login or password grant.

@@ -170,6 +170,45 @@ impl Drop for Attempt {
     }
 }
 
+/// Ends a request's attempts together: its own (client or login page) and, when it took
+/// them, the person's.
+pub async fn settle_all(
+    attempt: Attempt,
+    outcome: Option<AttemptOutcome>,
+    person: Option<PersonAttempts>,
+    person_outcome: Option<AttemptOutcome>,
+) -> Result<(), StoreError> {
+    let (a, b) = tokio::join!(attempt.settle(outcome), async {
+        match person {
+            Some(p) => p.settle(person_outcome).await,
+            None => Ok(()),
+        }
+    });
+    a.and(b)
+}
+
+/// Runs a decision that checks a password hash (argon2id: tens of milliseconds of CPU,
+/// about 19 MiB) off the async workers, holding one of the server's hash slots. `decide`
+/// learns whether no slot could be had (the decision then refuses as busy); once a slot
+/// is held, `started` marks the attempts so that an abandoned check counts. The slot
+/// goes with the hash: a cancelled request frees it only when its hash is done.
+pub async fn with_hash_slot<T: Send + 'static>(
+    st: &crate::state::AppState,
+    started: impl FnOnce(),
+    decide: impl FnOnce(bool) -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let permit = st.hash_slots.acquire().await;
+    let busy = permit.is_none();
+    if !busy {
+        started();
+    }
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        decide(busy)
+    })
+    .await
+}
+
 /// How a throttle update a decision asks for ends the attempt it was judged by: a failure
 /// counted, a record cleared, or (none) nothing checked.
 pub fn outcome_of(update: Option<ThrottleState>) -> Option<AttemptOutcome> {

@@ -1,7 +1,9 @@
 //! The local password login page for humans: `GET /login/{org}` shows the form,
 //! `POST /login/{org}` decides with the same person checks as the password grant
-//! (`decision::decide_login`: SSO enforcement with break-glass, account state, argon2id
-//! password, lockout), throttled per source address, audited, and starts a session.
+//! (`decision::decide_login`: the username's throttle, argon2id password, then account
+//! state and SSO enforcement with break-glass), throttled per source address and per
+//! username, audited, and starts a session. Strangers get one answer for every account
+//! until the password is verified.
 //! A double-submit token (cookie + form field) protects against login CSRF.
 
 use std::collections::BTreeMap;
@@ -168,7 +170,6 @@ pub async fn submit(
     };
     // The attempt's places in the budgets of this org's login page from this address,
     // and of the username, taken before anything is checked.
-    let now = clock::now();
     let mut page_attempt = Attempt::take(
         &st.store,
         &format!("login:{}", org.slug),
@@ -197,20 +198,17 @@ pub async fn submit(
     let opts = st.decide_options();
     let org_for_decision = org.clone();
     let ip = peer.ip();
+    // Taking places may have waited: the decision is made at the time it is made.
+    let now = clock::now();
     let d = if checks_password {
-        // argon2id (about 19 MiB): off the async workers, and only as many at once as the
-        // server allows; the permit goes with the hash.
-        let permit = st.hash_slots.acquire().await;
-        facts.hashing_busy = permit.is_none();
-        if permit.is_some() {
-            // The check starts: a caller who disconnects now is counted as failed.
+        let started = || {
             page_attempt.count_if_abandoned();
             if let Some(p) = &mut person {
                 p.count_if_abandoned();
             }
-        }
-        match tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+        };
+        match attempts::with_hash_slot(&st, started, move |busy| {
+            facts.hashing_busy = busy;
             decision::decide_login(&creds, &org_for_decision, &facts, ip, now, opts)
         })
         .await
@@ -221,16 +219,14 @@ pub async fn submit(
     } else {
         decision::decide_login(&creds, &org_for_decision, &facts, ip, now, opts)
     };
-    let (a, b) = tokio::join!(
-        page_attempt.settle(attempts::outcome_of(d.throttle_update)),
-        async {
-            match person {
-                Some(p) => p.settle(d.person_attempt).await,
-                None => Ok(()),
-            }
-        }
-    );
-    if let Err(e) = a.and(b) {
+    if let Err(e) = attempts::settle_all(
+        page_attempt,
+        attempts::outcome_of(d.throttle_update),
+        person,
+        d.person_attempt,
+    )
+    .await
+    {
         return unavailable(e);
     }
     if let Some(update) = &d.login_update

@@ -202,6 +202,8 @@ pub async fn login(
     {
         Ok(true) => {}
         Ok(false) => {
+            // Not an audit event: starting a login is not one either, and a row per
+            // refused start would let the flood this bound stops grow the audit trail.
             let mut res = page(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many sign-ins in progress",

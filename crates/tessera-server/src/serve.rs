@@ -155,12 +155,8 @@ impl PerSource {
         }
     }
 
-    fn key(ip: IpAddr) -> IpAddr {
-        host_key(ip)
-    }
-
     fn take(self: &Arc<Self>, ip: IpAddr) -> Option<SourcePlace> {
-        let key = Self::key(ip);
+        let key = host_key(ip);
         let mut open = self.open.lock().expect("per-source table");
         let n = open.entry(key).or_default();
         if *n >= self.max {

@@ -19,7 +19,7 @@ use tessera_core::request::RawTokenRequest;
 use tessera_core::store::StoreError;
 use tessera_core::text::clip;
 
-use crate::attempts::{Attempt, PersonAttempts, outcome_of};
+use crate::attempts::{Attempt, PersonAttempts, outcome_of, settle_all, with_hash_slot};
 use crate::error::{oauth_error, oauth_unavailable};
 use crate::state::{AppState, Shared};
 use crate::{clock, request_id};
@@ -135,40 +135,31 @@ async fn evaluate(st: &AppState, raw: &RawTokenRequest<'_>, source: &str) -> Res
         facts.person_throttle = p.throttle();
         person = Some(p);
     }
+    // Taking places may have waited: the decision is made at the time it is made.
+    let now = clock::now();
     let d = match &mut person {
-        None => decision::decide(parsed, &facts, now, opts),
-        // argon2id (tens of milliseconds of CPU, about 19 MiB): off the async workers,
-        // and only as many at once as the server allows.
-        Some(p) => {
-            let permit = if p.blocked() {
-                None
-            } else {
-                let permit = st.hash_slots.acquire().await;
-                facts.hashing_busy = permit.is_none();
-                permit
-            };
-            if permit.is_some() {
-                // The check starts: a caller who disconnects now is counted as failed.
+        Some(p) if !p.blocked() => with_hash_slot(
+            st,
+            || {
                 client.count_if_abandoned();
                 p.count_if_abandoned();
-            }
-            // The permit goes with the hash: a cancelled request frees it only when its
-            // hash is done.
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
+            },
+            move |busy| {
+                facts.hashing_busy = busy;
                 decision::decide(parsed, &facts, now, opts)
-            })
-            .await
-            .map_err(|e| tracing::error!(error = %e, "password decision failed"))?
-        }
+            },
+        )
+        .await
+        .map_err(|e| tracing::error!(error = %e, "password decision failed"))?,
+        _ => decision::decide(parsed, &facts, now, opts),
     };
-    let (a, b) = tokio::join!(client.settle(outcome_of(d.throttle_update)), async {
-        match person {
-            Some(p) => p.settle(d.person_attempt).await,
-            None => Ok(()),
-        }
-    });
-    let settled = a.and(b);
+    let settled = settle_all(
+        client,
+        outcome_of(d.throttle_update),
+        person,
+        d.person_attempt,
+    )
+    .await;
     settled.map_err(|e| tracing::error!(error = %e, "throttle record not saved"))?;
     Ok(d)
 }

@@ -228,6 +228,12 @@ impl ThrottleMirror {
         persist
     }
 
+    /// Gives back the place of an attempt that never reached its credential check.
+    pub fn release(&self, key: &str, source: &str) {
+        // A release changes no record: the policy and the time play no part.
+        self.settle(key, source, None, &ThrottlePolicy::default(), 0);
+    }
+
     /// Takes the database's record of a pair after an increment, if it knows more than
     /// this node (other nodes' failures).
     pub fn learn(&self, key: &str, source: &str, state: ThrottleState) {
@@ -310,7 +316,7 @@ mod tests {
         let second = m.reserve("c", "ip", &p, now);
         assert_eq!(second.judged.failures, 1, "one in flight");
         assert_eq!(second.committed.failures, 0, "none settled");
-        m.settle("c", "ip", None, &p, now);
+        m.release("c", "ip");
         assert_eq!(
             m.settle("c", "ip", Some(AttemptOutcome::Succeeded), &p, now),
             Persist::Nothing

@@ -1702,9 +1702,7 @@ impl Store for SqliteStore {
     }
 
     fn release_attempt(&self, key: &str, source: &str) {
-        // Releasing needs no policy: it changes no record.
-        self.throttles
-            .settle(key, source, None, &ThrottlePolicy::default(), 0);
+        self.throttles.release(key, source);
     }
 
     fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>> {
