@@ -250,22 +250,21 @@ impl Trace {
     }
 
     /// The compact storage form: about a third of the JSON's size, which is most of an
-    /// audit row. `t1:` then one record per step (separated by U+001E): the check as one
-    /// letter, the verdict (`p`, `f`, `s`), the reason code of a failure, U+001F, then the
-    /// detail, or `#n` for the n-th of [`STATIC_DETAILS`] (a literal leading `#` is
-    /// doubled). U+001E and U+001F inside details become U+FFFD.
+    /// audit row. `t2:` then one record per step (separated by U+001E): the check's index
+    /// in [`Check::ALL`] in decimal, the verdict (`p`, `f`, `s`), the reason code of a
+    /// failure, U+001F, then the detail, or `#n` for the n-th of [`STATIC_DETAILS`] (a
+    /// literal leading `#` is doubled). U+001E and U+001F inside details become U+FFFD.
+    ///
+    /// The index is a number, so the format has room for any number of checks; rows
+    /// written as `t1:` (the check as one letter, room for 26) or as JSON stay readable.
     pub fn to_compact(&self) -> String {
         let mut out = String::with_capacity(16 + self.0.len() * 40);
-        out.push_str("t1:");
+        out.push_str("t2:");
         for (i, step) in self.0.iter().enumerate() {
             if i > 0 {
                 out.push('\u{1e}');
             }
-            let idx = Check::ALL
-                .iter()
-                .position(|c| *c == step.check)
-                .unwrap_or(0);
-            out.push((b'a' + idx as u8) as char);
+            push_index(&mut out, step.check.index());
             out.push(match step.verdict {
                 Verdict::Pass => 'p',
                 Verdict::Fail => 'f',
@@ -279,7 +278,7 @@ impl Trace {
             match STATIC_DETAILS.iter().position(|d| *d == detail) {
                 Some(n) => {
                     out.push('#');
-                    out.push_str(&n.to_string());
+                    push_index(&mut out, n);
                 }
                 None => {
                     if detail.starts_with('#') {
@@ -295,9 +294,14 @@ impl Trace {
         out
     }
 
-    /// Reads what [`Trace::to_compact`] wrote, or the JSON form older rows hold.
+    /// Reads what [`Trace::to_compact`] wrote, the one-letter `t1:` form, or the JSON form
+    /// older rows hold.
     pub fn from_stored(s: &str) -> Option<Trace> {
-        let Some(body) = s.strip_prefix("t1:") else {
+        let (body, lettered) = if let Some(b) = s.strip_prefix("t2:") {
+            (b, false)
+        } else if let Some(b) = s.strip_prefix("t1:") {
+            (b, true)
+        } else {
             return serde_json::from_str(s).ok();
         };
         let mut steps = Vec::new();
@@ -306,8 +310,16 @@ impl Trace {
         }
         for rec in body.split('\u{1e}') {
             let (head, detail) = rec.split_once('\u{1f}')?;
-            let mut chars = head.chars();
-            let check = *Check::ALL.get((chars.next()? as u32).checked_sub('a' as u32)? as usize)?;
+            let (index, rest) = if lettered {
+                let first = head.chars().next()?;
+                let index = (first as u32).checked_sub('a' as u32)? as usize;
+                (index, &head[first.len_utf8()..])
+            } else {
+                let digits = head.bytes().take_while(u8::is_ascii_digit).count();
+                (head[..digits].parse().ok()?, &head[digits..])
+            };
+            let check = *Check::ALL.get(index)?;
+            let mut chars = rest.chars();
             let verdict = match chars.next()? {
                 'p' => Verdict::Pass,
                 'f' => Verdict::Fail,
@@ -333,6 +345,19 @@ impl Trace {
             });
         }
         Some(Trace(steps))
+    }
+}
+
+/// Appends `n` in decimal without going through the formatter (the audit writer calls
+/// this for every step of every token).
+fn push_index(out: &mut String, n: usize) {
+    if n < 10 {
+        out.push((b'0' + n as u8) as char);
+    } else if n < 100 {
+        out.push((b'0' + (n / 10) as u8) as char);
+        out.push((b'0' + (n % 10) as u8) as char);
+    } else {
+        out.push_str(&n.to_string());
     }
 }
 
@@ -362,8 +387,6 @@ mod tests {
         for (i, c) in Check::ALL.iter().enumerate() {
             assert_eq!(c.index(), i, "{c:?}");
         }
-        // Letters 'a'.. encode the index: room for 26 checks before the format changes.
-        assert!(Check::ALL.len() <= 26);
     }
 
     #[test]
@@ -394,7 +417,35 @@ mod tests {
         // Older rows hold JSON.
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(Trace::from_stored(&json).unwrap(), t);
-        assert_eq!(Trace::from_stored("t1:").unwrap(), Trace::default());
+        assert_eq!(Trace::from_stored("t2:").unwrap(), Trace::default());
+        assert!(Trace::from_stored("t2:zz\u{1f}x").is_none());
+        assert!(Trace::from_stored("t2:999p\u{1f}x").is_none());
+        assert!(Trace::from_stored("t2:p\u{1f}x").is_none());
+    }
+
+    #[test]
+    fn every_check_round_trips() {
+        let mut t = Trace::default();
+        for (i, c) in Check::ALL.iter().enumerate() {
+            t.pass(*c, format!("step {i}"));
+        }
+        let back = Trace::from_stored(&t.to_compact()).unwrap();
+        assert_eq!(back, t);
+    }
+
+    /// Rows written before the check index became a number: one letter per check.
+    #[test]
+    fn one_letter_rows_stay_readable() {
+        let old = "t1:ap\u{1f}#0\u{1e}gp\u{1f}client 'a' in org 'b'\u{1e}hfclient_secret_mismatch\u{1f}no match";
+        let t = Trace::from_stored(old).unwrap();
+        let s = t.steps();
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].check, Check::ContentType);
+        assert_eq!(s[0].detail, "application/x-www-form-urlencoded");
+        assert_eq!(s[1].check, Check::Client);
+        assert_eq!(s[1].detail, "client 'a' in org 'b'");
+        assert_eq!(s[2].check, Check::ClientSecret);
+        assert_eq!(s[2].reason, Some(Reason::ClientSecretMismatch));
         assert!(Trace::from_stored("t1:zz\u{1f}x").is_none());
     }
 }
