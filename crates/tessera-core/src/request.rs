@@ -42,13 +42,39 @@ pub struct PresentedClient {
 /// A syntactically valid token request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRequest {
-    pub grant_type: GrantType,
     pub client: PresentedClient,
     /// The scope tokens asked for; `None` when `scope` was absent (RFC 6749 §3.3 default).
     pub scope: Option<Vec<String>>,
     pub source_ip: IpAddr,
-    /// The resource owner's credentials: present exactly for the password grant.
-    pub resource_owner: Option<ResourceOwnerCredentials>,
+    /// What is asked for, with the parameters only that grant has.
+    pub grant: GrantRequest,
+}
+
+impl TokenRequest {
+    /// The grant type asked for.
+    pub fn grant_type(&self) -> GrantType {
+        self.grant.grant_type()
+    }
+}
+
+/// A grant the token endpoint implements, with the parameters of that grant: one variant
+/// per grant, so a decision matches over them and no field is "present only for".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantRequest {
+    /// RFC 6749 §4.4: nothing beyond the client and the scope.
+    ClientCredentials,
+    /// RFC 6749 §4.3: the resource owner's username and password.
+    Password(ResourceOwnerCredentials),
+}
+
+impl GrantRequest {
+    /// The grant type of this request.
+    pub fn grant_type(&self) -> GrantType {
+        match self {
+            GrantRequest::ClientCredentials => GrantType::ClientCredentials,
+            GrantRequest::Password(_) => GrantType::Password,
+        }
+    }
 }
 
 /// `username` and `password` of a password grant (RFC 6749 §4.3.2).
@@ -119,10 +145,7 @@ pub fn parse_token_request(
     no_duplicates(&params, trace)?;
     let grant_type = grant_type(&params, trace)?;
     let client = client_auth(raw.authorization, &params, trace, hint)?;
-    let resource_owner = match grant_type {
-        GrantType::Password => Some(resource_owner(&params, trace)?),
-        _ => None,
-    };
+    let grant = grant_request(grant_type, &params, trace)?;
     let scope = params.get("scope").map(|s| {
         s.split(' ')
             .filter(|t| !t.is_empty())
@@ -130,11 +153,71 @@ pub fn parse_token_request(
             .collect()
     });
     Ok(TokenRequest {
-        grant_type,
         client,
         scope,
         source_ip: raw.source_ip,
-        resource_owner,
+        grant,
+    })
+}
+
+/// The parameters of the grant asked for.
+fn grant_request(
+    grant_type: GrantType,
+    params: &Params,
+    trace: &mut Trace,
+) -> Result<GrantRequest, Denial> {
+    match grant_type {
+        GrantType::ClientCredentials => Ok(GrantRequest::ClientCredentials),
+        GrantType::Password => Ok(GrantRequest::Password(resource_owner(params, trace)?)),
+        // `grant_type` refused these already; a grant that gains an implementation gains
+        // its variant here.
+        GrantType::AuthorizationCode | GrantType::RefreshToken => Err(trace.fail(
+            Check::GrantType,
+            Reason::GrantTypeUnsupported,
+            format!("grant type '{grant_type}' is not supported by this server"),
+        )),
+    }
+}
+
+/// A token request given field by field rather than encoded (the dry run): the same
+/// grant-type and grant-parameter checks as [`parse_token_request`], after one step that
+/// says where the fields came from. `params` holds the grant's own parameters.
+pub fn request_from_fields(
+    grant_type: &str,
+    client: PresentedClient,
+    scope: Option<&str>,
+    params: &[(&str, &str)],
+    source_ip: IpAddr,
+    trace: &mut Trace,
+) -> Result<TokenRequest, Denial> {
+    trace.pass(
+        Check::Parameters,
+        "dry run: the request's fields as the diagnosis was given them",
+    );
+    let mut all = vec![("grant_type".to_string(), grant_type.to_string())];
+    all.extend(
+        params
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let params = Params(all);
+    let grant_type = self::grant_type(&params, trace)?;
+    trace.pass(
+        Check::ClientAuth,
+        format!("{}, client_id '{}'", client.method, clip(&client.client_id)),
+    );
+    let grant = grant_request(grant_type, &params, trace)?;
+    Ok(TokenRequest {
+        client,
+        scope: scope.map(|s| {
+            s.split(' ')
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+        source_ip,
+        grant,
     })
 }
 

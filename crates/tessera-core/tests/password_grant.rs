@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use tessera_core::Reason;
 use tessera_core::decision::{
-    ClientFacts, DecideOptions, Decision, Facts, LoginFacts, LoginUpdate, ResourceOwnerFacts,
-    decide, decide_login, parse,
+    ClientFacts, DecideOptions, Decision, Facts, GrantFacts, LoginFacts, LoginUpdate, PersonFacts,
+    ResourceOwnerFacts, decide, decide_login, parse,
 };
 use tessera_core::model::{
     Actor, AuthMethod, Client, ClientId, GrantType, IpAllowList, Org, OrgSlug, ScopeName,
@@ -177,6 +177,19 @@ fn owner_facts(o: Owner, break_glass: bool, failed: u32) -> Option<ResourceOwner
     })
 }
 
+/// The facts of a password grant.
+fn person_facts(
+    resource_owner: Option<ResourceOwnerFacts>,
+    throttle: PersonThrottle,
+    hashing_busy: bool,
+) -> GrantFacts {
+    GrantFacts::Password(Box::new(PersonFacts {
+        resource_owner,
+        throttle,
+        hashing_busy,
+    }))
+}
+
 /// The policy, stated independently: the first failing check in documented order.
 fn expected(
     grant_enabled: bool,
@@ -223,7 +236,11 @@ fn every_combination_follows_the_policy() {
                             let f = Facts {
                                 client: Some(Arc::new(client_facts(enforced, grants))),
                                 throttle: ThrottleState::default(),
-                                resource_owner: owner_facts(o, break_glass, failed),
+                                grant: person_facts(
+                                    owner_facts(o, break_glass, failed),
+                                    PersonThrottle::default(),
+                                    false,
+                                ),
                                 ..Facts::default()
                             };
                             let pw = if right { PASSWORD } else { WRONG_PASSWORD };
@@ -339,7 +356,11 @@ fn sso_required_says_how_to_log_in_and_what_scripts_should_use() {
             vec![GrantType::ClientCredentials, GrantType::Password],
         ))),
         throttle: ThrottleState::default(),
-        resource_owner: owner_facts(Owner::Active, false, 0),
+        grant: person_facts(
+            owner_facts(Owner::Active, false, 0),
+            PersonThrottle::default(),
+            false,
+        ),
         ..Facts::default()
     };
     let d = run(&password_body(PASSWORD), &f, opts());
@@ -359,7 +380,11 @@ fn a_service_account_is_told_to_use_its_clients() {
             vec![GrantType::ClientCredentials, GrantType::Password],
         ))),
         throttle: ThrottleState::default(),
-        resource_owner: owner_facts(Owner::ServiceWithClients, false, 0),
+        grant: person_facts(
+            owner_facts(Owner::ServiceWithClients, false, 0),
+            PersonThrottle::default(),
+            false,
+        ),
         ..Facts::default()
     };
     let e = run(&password_body("secret"), &f, opts())
@@ -406,7 +431,6 @@ fn client_credentials_is_never_subject_to_enforcement() {
                 vec![GrantType::ClientCredentials],
             ))),
             throttle: ThrottleState::default(),
-            resource_owner: None,
             ..Facts::default()
         };
         let d = run(
@@ -431,7 +455,11 @@ fn a_dry_run_changes_nothing() {
     let f = Facts {
         client: Some(Arc::new(client_facts(false, vec![GrantType::Password]))),
         throttle: ThrottleState::default(),
-        resource_owner: owner_facts(Owner::Active, false, 4),
+        grant: person_facts(
+            owner_facts(Owner::Active, false, 4),
+            PersonThrottle::default(),
+            false,
+        ),
         ..Facts::default()
     };
     let o = DecideOptions {
@@ -478,9 +506,7 @@ fn a_throttled_username_refuses_before_any_hash() {
         for o in OWNERS {
             let f = Facts {
                 client: Some(Arc::new(client_facts(false, vec![GrantType::Password]))),
-                resource_owner: owner_facts(o, false, 0),
-                person_throttle: person,
-                hashing_busy: busy,
+                grant: person_facts(owner_facts(o, false, 0), person, busy),
                 ..Facts::default()
             };
             let o2 = DecideOptions {
@@ -504,8 +530,7 @@ fn without_a_hash_slot_only_attempts_that_would_hash_are_refused_as_busy() {
     for o in OWNERS {
         let f = Facts {
             client: Some(Arc::new(client_facts(false, vec![GrantType::Password]))),
-            resource_owner: owner_facts(o, false, 0),
-            hashing_busy: true,
+            grant: person_facts(owner_facts(o, false, 0), PersonThrottle::default(), true),
             ..Facts::default()
         };
         let d = run(
@@ -579,8 +604,10 @@ fn the_login_page_tells_strangers_nothing_before_the_password_is_verified() {
                             last_failure: NOW - 5,
                             blocked_until: None,
                         },
-                        resource_owner: owner_facts(o, break_glass, 0),
-                        ..LoginFacts::default()
+                        person: PersonFacts {
+                            resource_owner: owner_facts(o, break_glass, 0),
+                            ..PersonFacts::default()
+                        },
                     };
                     thread_local!(static HASHES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
                     fn counting(pw: &SecretString, hash: &str) -> bool {

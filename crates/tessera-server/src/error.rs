@@ -60,6 +60,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::token_service::ServiceError> for ApiError {
+    fn from(e: crate::token_service::ServiceError) -> Self {
+        match e {
+            crate::token_service::ServiceError::Store(e) => e.into(),
+            other => ApiError::Store(other.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {

@@ -23,6 +23,7 @@ mod serve;
 mod session;
 mod state;
 mod token;
+mod token_service;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! The local password login page for humans: `GET /login/{org}` shows the form,
-//! `POST /login/{org}` decides with the same person checks as the password grant
-//! (`decision::decide_login`: the username's throttle, argon2id password, then account
+//! `POST /login/{org}` decides through the token service with the same person checks as
+//! the password grant (`decision::decide_login`: the username's throttle, argon2id password, then account
 //! state and SSO enforcement with break-glass), throttled per source address and per
 //! username, audited, and starts a session. Strangers get one answer for every account
 //! until the password is verified.
@@ -14,18 +14,16 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use tessera_core::Reason;
-use tessera_core::decision::{self, LoginFacts};
 use tessera_core::model::Org;
 use tessera_core::request::ResourceOwnerCredentials;
 use tessera_core::secret::{SecretString, hash_client_secret, hashes_equal, random_bytes};
 use tessera_core::text::clip;
 use tessera_core::trace::{Check, Trace};
 
-use crate::attempts::{self, Attempt, PersonAttempts};
 use crate::html::{esc, page, unavailable};
 use crate::session::{DEFAULT_RETURN, check_return_to};
 use crate::state::{AppState, Shared};
-use crate::{clock, session, token};
+use crate::{clock, session, token_service};
 
 const CSRF_COOKIE: &str = "tessera_login_csrf";
 
@@ -168,72 +166,10 @@ pub async fn submit(
         username: field("username").to_string(),
         password: SecretString::new(field("password")),
     };
-    // The attempt's places in the budgets of this org's login page from this address,
-    // and of the username, taken before anything is checked.
-    let mut page_attempt = Attempt::take(
-        &st.store,
-        &format!("login:{}", org.slug),
-        &source,
-        st.throttle,
-    )
-    .await;
-    let mut person = if page_attempt.blocked() {
-        None
-    } else {
-        Some(PersonAttempts::take(&st, org.slug.as_str(), &creds.username, &source).await)
+    let d = match token_service::password_login(&st, &org, creds, peer.ip()).await {
+        Ok(d) => d,
+        Err(e) => return unavailable(e),
     };
-    let mut facts = LoginFacts {
-        throttle: page_attempt.state,
-        person_throttle: person.as_ref().map(|p| p.throttle()).unwrap_or_default(),
-        resource_owner: None,
-        hashing_busy: false,
-    };
-    let checks_password = person.as_ref().is_some_and(|p| !p.blocked());
-    if checks_password {
-        facts.resource_owner = match token::resource_owner(&st, &org, &creds.username).await {
-            Ok(o) => o,
-            Err(e) => return unavailable(e),
-        };
-    }
-    let opts = st.decide_options();
-    let org_for_decision = org.clone();
-    let ip = peer.ip();
-    // Taking places may have waited: the decision is made at the time it is made.
-    let now = clock::now();
-    let d = if checks_password {
-        let started = || {
-            page_attempt.count_if_abandoned();
-            if let Some(p) = &mut person {
-                p.count_if_abandoned();
-            }
-        };
-        match attempts::with_hash_slot(&st, started, move |busy| {
-            facts.hashing_busy = busy;
-            decision::decide_login(&creds, &org_for_decision, &facts, ip, now, opts)
-        })
-        .await
-        {
-            Ok(d) => d,
-            Err(e) => return unavailable(e),
-        }
-    } else {
-        decision::decide_login(&creds, &org_for_decision, &facts, ip, now, opts)
-    };
-    if let Err(e) = attempts::settle_all(
-        page_attempt,
-        attempts::outcome_of(d.throttle_update),
-        person,
-        d.person_attempt,
-    )
-    .await
-    {
-        return unavailable(e);
-    }
-    if let Some(update) = &d.login_update
-        && let Err(e) = st.store.record_login(update, None, now).await
-    {
-        return unavailable(e);
-    }
     let user = match &d.outcome {
         Ok(id) => match st.store.get_user(org.id, id).await {
             Ok(Some(u)) => u,
@@ -277,7 +213,7 @@ pub async fn submit(
             return res;
         }
     };
-    let cookie = match session::start(&st, &headers, &org, &user, "password", now).await {
+    let cookie = match session::start(&st, &headers, &org, &user, "password", clock::now()).await {
         Ok(c) => c,
         Err(e) => return unavailable(e),
     };

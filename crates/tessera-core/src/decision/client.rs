@@ -1,0 +1,243 @@
+//! Client authentication, shared by every grant: the throttle of (client id, source),
+//! the client, its secret, how it authenticated, whether it and its org are enabled, its
+//! IP allow-list and whether it may use the grant it asks for.
+
+use crate::model::{StoredSecret, Timestamp};
+use crate::reason::Reason;
+use crate::request::TokenRequest;
+use crate::secret::{hash_client_secret, hashes_equal};
+use crate::text::{clip, quoted_list, rfc3339};
+use crate::throttle::ThrottleState;
+use crate::trace::{Check, Denial, Trace};
+
+use super::{ClientFacts, DecideOptions, Decision, Facts, SecretUse};
+
+/// Authenticates the client a request presents and checks what it may do before any
+/// grant-specific check; returns the client's facts.
+pub(super) fn authenticate<'f>(
+    req: &TokenRequest,
+    facts: &'f Facts,
+    now: Timestamp,
+    opts: DecideOptions,
+    trace: &mut Trace,
+    d: &mut Decision,
+) -> Result<&'f ClientFacts, Denial> {
+    let presented_id = clip(&req.client.client_id);
+
+    // Throttle before anything touches the secret.
+    if opts.dry_run {
+        trace.skip(
+            Check::Throttle,
+            format!(
+                "dry run: throttling not applied ({} recent failure(s) from {})",
+                facts.throttle.failures, req.source_ip
+            ),
+        );
+    } else if let Some(wait) = opts.throttle.retry_after(&facts.throttle, now) {
+        let mut denial = trace.fail(
+            Check::Throttle,
+            Reason::ClientThrottled,
+            format!(
+                "too many failed authentications for client '{presented_id}' from {}; retry after {wait} s",
+                req.source_ip
+            ),
+        );
+        denial.retry_after = Some(wait);
+        return Err(denial);
+    } else {
+        trace.pass(
+            Check::Throttle,
+            format!(
+                "{} recent failure(s) from {}",
+                facts.throttle.failures, req.source_ip
+            ),
+        );
+    }
+
+    let fail_auth = |trace: &mut Trace, d: &mut Decision, check, reason, detail: String| {
+        if !opts.dry_run {
+            d.throttle_update = Some(opts.throttle.after_failure(&facts.throttle, now));
+        }
+        Err(trace.fail(check, reason, detail))
+    };
+
+    let Some(cf) = &facts.client else {
+        return fail_auth(
+            trace,
+            d,
+            Check::Client,
+            Reason::ClientUnknown,
+            format!(
+                "no client has client_id '{presented_id}'; check the client id and that you are calling the right server (issuer)"
+            ),
+        );
+    };
+    let client = &cf.client;
+    trace.pass(
+        Check::Client,
+        format!(
+            "client '{presented_id}' ('{}') in org '{}'",
+            clip(&client.name),
+            cf.org.slug
+        ),
+    );
+
+    // The secret: compare against every stored secret, each in constant time.
+    match &req.client.secret {
+        None => trace.skip(
+            Check::ClientSecret,
+            "dry run without a secret: assumed to match an active secret",
+        ),
+        Some(secret) => {
+            let presented = hash_client_secret(secret.expose());
+            let mut matched: Option<&StoredSecret> = None;
+            for s in &cf.secrets {
+                if hashes_equal(&presented, &s.hash) && matched.is_none() {
+                    matched = Some(s);
+                }
+            }
+            let active = cf.secrets.iter().filter(|s| s.is_active(now)).count();
+            match matched {
+                None => {
+                    return fail_auth(
+                        trace,
+                        d,
+                        Check::ClientSecret,
+                        Reason::ClientSecretMismatch,
+                        format!(
+                            "the client_secret does not match any of the {active} active secret(s) of client '{presented_id}'"
+                        ),
+                    );
+                }
+                Some(s) if s.revoked_at.is_some() => {
+                    let at = rfc3339(s.revoked_at.unwrap_or_default());
+                    return fail_auth(
+                        trace,
+                        d,
+                        Check::ClientSecret,
+                        Reason::ClientSecretRevoked,
+                        format!(
+                            "the client_secret is secret {} (…{}) of client '{presented_id}', revoked at {at}; use a current secret",
+                            s.id, s.hint
+                        ),
+                    );
+                }
+                Some(s) if !s.is_active(now) => {
+                    let at = rfc3339(s.expires_at.unwrap_or_default());
+                    return fail_auth(
+                        trace,
+                        d,
+                        Check::ClientSecret,
+                        Reason::ClientSecretExpired,
+                        format!(
+                            "the client_secret is secret {} (…{}) of client '{presented_id}', whose grace period ended at {at} after a rotation; use the newer secret",
+                            s.id, s.hint
+                        ),
+                    );
+                }
+                Some(s) => {
+                    d.secret_used = Some(SecretUse {
+                        id: s.id.clone(),
+                        hint: s.hint.clone(),
+                    });
+                    let expiry = match s.expires_at {
+                        Some(e) => format!(", expires at {} (rotation grace)", rfc3339(e)),
+                        None => String::new(),
+                    };
+                    trace.pass(
+                        Check::ClientSecret,
+                        format!("matches secret {} (…{}){expiry}", s.id, s.hint),
+                    );
+                    if !opts.dry_run && facts.throttle.failures > 0 {
+                        d.throttle_update = Some(ThrottleState::default());
+                    }
+                }
+            }
+        }
+    }
+
+    // Authenticated from here on: descriptions may be precise about policy.
+    if !client.auth_methods.contains(&req.client.method) {
+        return Err(trace.fail(
+            Check::ClientAuthMethod,
+            Reason::ClientAuthMethodNotAllowed,
+            format!(
+                "client '{presented_id}' may not authenticate with {}; allowed: {}",
+                req.client.method,
+                quoted_list(client.auth_methods.iter().map(|m| m.as_str()))
+            ),
+        ));
+    }
+    trace.pass(Check::ClientAuthMethod, req.client.method.as_str());
+
+    if !client.enabled {
+        return Err(trace.fail(
+            Check::ClientEnabled,
+            Reason::ClientDisabled,
+            format!("client '{presented_id}' is disabled; an org admin can enable it"),
+        ));
+    }
+    trace.pass(Check::ClientEnabled, "enabled");
+
+    if !cf.org.enabled {
+        return Err(trace.fail(
+            Check::Org,
+            Reason::OrgDisabled,
+            format!("org '{}' is disabled", cf.org.slug),
+        ));
+    }
+    trace.pass(Check::Org, format!("org '{}' is enabled", cf.org.slug));
+
+    if client.ip_allowlist.is_empty() {
+        trace.pass(
+            Check::SourceIp,
+            format!("{} (client has no IP allow-list)", req.source_ip),
+        );
+    } else if client.ip_allowlist.allows(req.source_ip) {
+        trace.pass(
+            Check::SourceIp,
+            format!(
+                "{} is inside the allow-list {}",
+                req.source_ip,
+                client.ip_allowlist.to_strings().join(", ")
+            ),
+        );
+    } else {
+        return Err(trace.fail(
+            Check::SourceIp,
+            Reason::ClientIpNotAllowed,
+            format!(
+                "source address {} is outside client '{presented_id}''s IP allow-list ({})",
+                req.source_ip,
+                client.ip_allowlist.to_strings().join(", ")
+            ),
+        ));
+    }
+
+    if !client.grant_types.contains(&req.grant_type()) {
+        let allowed = if client.grant_types.is_empty() {
+            "none".to_string()
+        } else {
+            client
+                .grant_types
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(trace.fail(
+            Check::GrantTypeAllowed,
+            Reason::GrantTypeNotAllowed,
+            format!(
+                "client '{presented_id}' may not use grant type '{}'; allowed: {allowed}",
+                req.grant_type()
+            ),
+        ));
+    }
+    trace.pass(
+        Check::GrantTypeAllowed,
+        format!("'{}' is enabled on the client", req.grant_type()),
+    );
+
+    Ok(cf)
+}

@@ -1,0 +1,90 @@
+//! The scopes a grant gives: what was asked, within what the client may have, out of
+//! the org's catalogue.
+
+use crate::model::ScopeName;
+use crate::reason::Reason;
+use crate::request::TokenRequest;
+use crate::text::{clip, quoted_list};
+use crate::trace::{Check, Denial, Trace};
+
+use super::ClientFacts;
+
+/// Checks the requested scopes (RFC 6749 §3.3): absent means every scope the client may
+/// have; malformed, unknown and not-allowed scopes are refused, in that order.
+pub(super) fn check_scopes(
+    req: &TokenRequest,
+    cf: &ClientFacts,
+    trace: &mut Trace,
+) -> Result<Vec<String>, Denial> {
+    let allowed: Vec<&str> = cf.client.scopes.iter().map(ScopeName::as_str).collect();
+    let Some(asked) = &req.scope else {
+        trace.pass(
+            Check::Scope,
+            format!(
+                "no scope requested: granted every scope the client may have ({})",
+                if allowed.is_empty() {
+                    "none".into()
+                } else {
+                    allowed.join(" ")
+                }
+            ),
+        );
+        return Ok(allowed.iter().map(|s| s.to_string()).collect());
+    };
+    let mut malformed = vec![];
+    let mut unknown = vec![];
+    let mut refused = vec![];
+    let mut granted: Vec<String> = vec![];
+    for s in asked {
+        if ScopeName::parse(s).is_err() {
+            malformed.push(clip(s));
+        } else if !cf.known_scopes.iter().any(|k| k.as_str() == s) {
+            unknown.push(clip(s));
+        } else if !allowed.contains(&s.as_str()) {
+            refused.push(s.clone());
+        } else if !granted.contains(s) {
+            granted.push(s.clone());
+        }
+    }
+    if !malformed.is_empty() {
+        return Err(trace.fail(
+            Check::Scope,
+            Reason::ScopeMalformed,
+            format!("malformed scope(s): {}", quoted_list(&malformed)),
+        ));
+    }
+    if !unknown.is_empty() {
+        return Err(trace.fail(
+            Check::Scope,
+            Reason::ScopeUnknown,
+            format!(
+                "unknown scope(s) {} in org '{}'; the client may have: {}",
+                quoted_list(&unknown),
+                cf.org.slug,
+                if allowed.is_empty() {
+                    "none".into()
+                } else {
+                    allowed.join(" ")
+                }
+            ),
+        ));
+    }
+    if !refused.is_empty() {
+        return Err(trace.fail(
+            Check::Scope,
+            Reason::ScopeNotAllowed,
+            format!(
+                "client '{}' may not have scope(s) {}; it may have: {}",
+                cf.client.client_id,
+                quoted_list(&refused),
+                if allowed.is_empty() {
+                    "none".into()
+                } else {
+                    allowed.join(" ")
+                }
+            ),
+        ));
+    }
+    trace.pass(Check::Scope, format!("granted: {}", granted.join(" ")));
+    Ok(granted)
+}
