@@ -433,6 +433,22 @@ pub struct ClientFields {
     /// Access-token lifetime, seconds
     #[arg(long)]
     ttl: Option<i64>,
+    /// A redirect URI for the authorization code flow (repeat for several; exact match)
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// How the client authenticates at the token endpoint: client_secret_basic,
+    /// client_secret_post, or none for a public client (repeat for several)
+    #[arg(long = "auth-method")]
+    auth_methods: Vec<String>,
+    /// Require PKCE on authorization requests (default true; always true for public clients)
+    #[arg(long)]
+    pkce_required: Option<bool>,
+    /// Refresh token family lifetime, seconds
+    #[arg(long)]
+    refresh_ttl: Option<i64>,
+    /// Refresh token idle lifetime, seconds
+    #[arg(long)]
+    refresh_idle_ttl: Option<i64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -851,9 +867,12 @@ fn create_client_body(client_id: &Option<String>, f: &ClientFields) -> tessera_a
         scopes: f.scopes.clone(),
         ip_allowlist: f.ips.clone(),
         service_account_id: f.service_account.clone(),
-        redirect_uris: vec![],
-        token_endpoint_auth_methods: None,
+        redirect_uris: f.redirect_uris.clone(),
+        token_endpoint_auth_methods: (!f.auth_methods.is_empty()).then(|| f.auth_methods.clone()),
         access_token_ttl: f.ttl,
+        pkce_required: f.pkce_required,
+        refresh_token_ttl: f.refresh_ttl,
+        refresh_token_idle_ttl: f.refresh_idle_ttl,
     }
 }
 
@@ -866,6 +885,11 @@ fn patch_client_body(f: &ClientFields) -> tessera_api::PatchClient {
         ip_allowlist: list(&f.ips),
         service_account_id: f.service_account.clone().map(Some),
         access_token_ttl: f.ttl,
+        redirect_uris: list(&f.redirect_uris),
+        token_endpoint_auth_methods: list(&f.auth_methods),
+        pkce_required: f.pkce_required,
+        refresh_token_ttl: f.refresh_ttl,
+        refresh_token_idle_ttl: f.refresh_idle_ttl,
         ..Default::default()
     }
 }

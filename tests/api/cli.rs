@@ -332,7 +332,7 @@ async fn token_command_succeeds_and_explains_failures() {
     let (s, _) = app
         .patch(
             "/oauth/clients/my-app-id",
-            json!({"grant_types": ["authorization_code"]}),
+            json!({"grant_types": ["authorization_code"], "redirect_uris": ["https://app.example/cb"]}),
         )
         .await;
     assert_eq!(s, 200);

@@ -169,7 +169,12 @@ async fn jwt_verifies_against_jwks_with_an_independent_library() {
     assert_eq!(meta["issuer"], app.base);
     assert_eq!(
         meta["grant_types_supported"],
-        json!(["client_credentials", "password"])
+        json!([
+            "client_credentials",
+            "password",
+            "authorization_code",
+            "refresh_token"
+        ])
     );
     let jwks: JwkSet = app.public_json(meta["jwks_uri"].as_str().unwrap()).await;
     let header = decode_header(token).unwrap();

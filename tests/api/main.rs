@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod code_flow;
 mod diagnose;
 mod golden;
 mod hardening;

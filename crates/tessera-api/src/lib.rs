@@ -150,6 +150,20 @@ pub struct CreateClient {
     #[serde(default)]
     #[schema(minimum = 60, maximum = 86400)]
     pub access_token_ttl: Option<i64>,
+    /// PKCE on every authorization request (default true; always true for a public
+    /// client).
+    #[serde(default)]
+    pub pkce_required: Option<bool>,
+    /// A refresh token family's absolute lifetime in seconds (300 to 31536000; default
+    /// 2592000, 30 days).
+    #[serde(default)]
+    #[schema(minimum = 300, maximum = 31536000)]
+    pub refresh_token_ttl: Option<i64>,
+    /// How long a refresh token may stay unused, in seconds (300 to 31536000; default
+    /// 604800, 7 days).
+    #[serde(default)]
+    #[schema(minimum = 300, maximum = 31536000)]
+    pub refresh_token_idle_ttl: Option<i64>,
 }
 
 /// `PATCH /api/v2/oauth/clients/{client_id}`: every field optional. A JSON `null`
@@ -180,6 +194,14 @@ pub struct PatchClient {
     pub token_endpoint_auth_methods: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token_ttl: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkce_required: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 300, maximum = 31536000)]
+    pub refresh_token_ttl: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 300, maximum = 31536000)]
+    pub refresh_token_idle_ttl: Option<i64>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -229,6 +251,10 @@ pub struct ClientView {
     pub ip_allowlist: Vec<String>,
     pub service_account_id: Option<String>,
     pub access_token_ttl: i64,
+    /// PKCE on every authorization request.
+    pub pkce_required: bool,
+    pub refresh_token_ttl: i64,
+    pub refresh_token_idle_ttl: i64,
     pub created_at: String,
     pub secrets: Vec<SecretView>,
     /// Present once, in the answer to the call that created the client.

@@ -16,6 +16,8 @@ pub enum AuditKind {
     Admin,
     /// A person's login: SAML SSO at the ACS, or a local password.
     Login,
+    /// An authorization request at the authorization endpoint.
+    Authorize,
 }
 
 impl AuditKind {
@@ -26,6 +28,7 @@ impl AuditKind {
             AuditKind::Diagnose => "diagnose",
             AuditKind::Admin => "admin",
             AuditKind::Login => "login",
+            AuditKind::Authorize => "authorize",
         }
     }
 }

@@ -183,6 +183,8 @@ pub struct SigningKey {
     pair: Pair,
     rng: SystemRandom,
     header_b64: String,
+    /// The header of ID tokens (`typ` `JWT`), so neither kind passes for the other.
+    id_header_b64: String,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -224,11 +226,13 @@ impl SigningKey {
             ),
         };
         let header = serde_json::json!({"alg": alg.as_str(), "typ": "at+jwt", "kid": kid});
+        let id_header = serde_json::json!({"alg": alg.as_str(), "typ": "JWT", "kid": kid});
         Ok(Self {
             kid: kid.to_string(),
             pair,
             rng,
             header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            id_header_b64: URL_SAFE_NO_PAD.encode(id_header.to_string()),
         })
     }
 
@@ -279,11 +283,34 @@ impl SigningKey {
         }
     }
 
-    /// Signs `claims` as a compact JWS with header `{"alg":..,"typ":"at+jwt","kid":..}`.
+    /// Signs `claims` as a compact JWS with header `{"alg":..,"typ":"at+jwt","kid":..}`
+    /// (an access token, RFC 9068).
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
+        self.sign_with(&self.header_b64, claims)
+    }
+
+    /// Signs an OpenID Connect ID token (header `typ` `JWT`).
+    pub fn sign_id_token<T: Serialize>(&self, claims: &T) -> String {
+        self.sign_with(&self.id_header_b64, claims)
+    }
+
+    /// The `at_hash` of an access token for an ID token signed with this key (OIDC Core
+    /// §3.1.3.6): the left half of the hash the algorithm uses, base64url. Ed25519 has no
+    /// hash of its own; SHA-512, as relying parties compute it for EdDSA.
+    pub fn at_hash(&self, access_token: &str) -> String {
+        let alg = match self.pair {
+            Pair::EdDsa(_) => &ring::digest::SHA512,
+            _ => &ring::digest::SHA256,
+        };
+        let d = ring::digest::digest(alg, access_token.as_bytes());
+        let half = &d.as_ref()[..d.as_ref().len() / 2];
+        URL_SAFE_NO_PAD.encode(half)
+    }
+
+    fn sign_with<T: Serialize>(&self, header_b64: &str, claims: &T) -> String {
         let payload = serde_json::to_vec(claims).expect("claims serialise to JSON");
-        let mut out = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 400);
-        out.push_str(&self.header_b64);
+        let mut out = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 400);
+        out.push_str(header_b64);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
         let signed = out.as_bytes();
@@ -396,6 +423,10 @@ pub struct AccessClaims {
     /// other secrets), and a revoked secret ends the admin API use of its tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cred: Option<String>,
+    /// The grant (login) a token of the code flow or refresh belongs to: revoking the
+    /// grant makes the token inactive at introspection and userinfo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
 }
 
 /// Verifies a compact JWS against `keys` and checks `exp` at `now`. The header's `alg`
@@ -416,6 +447,7 @@ pub fn verify(
     struct Header {
         alg: String,
         kid: Option<String>,
+        typ: Option<String>,
     }
     let header: Header = URL_SAFE_NO_PAD
         .decode(h)
@@ -428,6 +460,11 @@ pub fn verify(
         .ok_or(KeyError::TokenSignature)?;
     if header.alg != key.alg.as_str() {
         return Err(KeyError::TokenSignature);
+    }
+    // An access token only (RFC 9068 §4): an ID token signed by the same key is not one.
+    let typ = header.typ.as_deref().unwrap_or("");
+    if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
+        return Err(KeyError::TokenMalformed);
     }
     let sig = URL_SAFE_NO_PAD
         .decode(s)
@@ -466,6 +503,7 @@ mod tests {
             iat: 0,
             exp,
             cred: None,
+            gid: None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod decision;
+pub mod interactive;
 pub mod jwt;
 pub mod model;
 pub mod reason;

@@ -154,7 +154,13 @@ impl GrantType {
 
     /// The grant types the token endpoint implements today.
     pub fn is_implemented(self) -> bool {
-        matches!(self, GrantType::ClientCredentials | GrantType::Password)
+        true
+    }
+
+    /// Grants a person takes part in through a browser: a public client may use only
+    /// these.
+    pub fn is_interactive(self) -> bool {
+        matches!(self, GrantType::AuthorizationCode | GrantType::RefreshToken)
     }
 }
 
@@ -180,15 +186,41 @@ impl fmt::Display for GrantType {
 pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// A public client (a SPA, a native app): no credential at all, PKCE mandatory,
+    /// only the interactive grants.
+    None,
 }
 
 impl AuthMethod {
+    /// Every method, in the order they are documented.
+    pub const ALL: [AuthMethod; 3] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::None,
+    ];
+
     /// The wire spelling, e.g. `client_secret_basic`.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::None => "none",
         }
+    }
+}
+
+impl FromStr for AuthMethod {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        AuthMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                ParseError(format!(
+                    "'{}' is not supported; use client_secret_basic, client_secret_post or none",
+                    crate::text::clip(s)
+                ))
+            })
     }
 }
 
@@ -384,7 +416,39 @@ pub struct Client {
     pub service_account_id: Option<String>,
     /// Access-token lifetime in seconds.
     pub token_ttl: i64,
+    /// How the client's interactive logins (the code flow and refresh) behave.
+    #[serde(default)]
+    pub interactive: InteractiveSettings,
     pub created_at: Timestamp,
+}
+
+impl Client {
+    /// A public client: it authenticates with nothing (`none`) and holds no secret.
+    pub fn is_public(&self) -> bool {
+        self.auth_methods == [AuthMethod::None]
+    }
+}
+
+/// A client's settings for the authorization code flow and its refresh tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InteractiveSettings {
+    /// PKCE (S256) on every authorization request. Always on for a public client; an
+    /// admin may turn it off for a confidential one.
+    pub pkce_required: bool,
+    /// A refresh token family ends this long after the login, however used (seconds).
+    pub refresh_token_ttl: i64,
+    /// A refresh token ends when unused this long (seconds).
+    pub refresh_idle_ttl: i64,
+}
+
+impl Default for InteractiveSettings {
+    fn default() -> Self {
+        Self {
+            pkce_required: true,
+            refresh_token_ttl: 30 * 86_400,
+            refresh_idle_ttl: 7 * 86_400,
+        }
+    }
 }
 
 /// A stored client secret: only its hash and a non-secret hint are kept.

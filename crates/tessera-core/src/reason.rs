@@ -17,6 +17,12 @@ pub enum OAuthError {
     InvalidScope,
     /// The server cannot handle the request now (RFC 6749 §4.1.2.1); retry later.
     TemporarilyUnavailable,
+    /// The authorization endpoint does not offer this `response_type` (RFC 6749 §4.1.2.1).
+    UnsupportedResponseType,
+    /// The person or the server refused the authorization request (RFC 6749 §4.1.2.1).
+    AccessDenied,
+    /// `prompt=none` and the person must log in first (OIDC Core §3.1.2.6).
+    LoginRequired,
 }
 
 impl OAuthError {
@@ -30,6 +36,22 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthError::UnsupportedResponseType => "unsupported_response_type",
+            OAuthError::AccessDenied => "access_denied",
+            OAuthError::LoginRequired => "login_required",
+        }
+    }
+
+    /// The error as the authorization endpoint reports it (RFC 6749 §4.1.2.1 and OIDC
+    /// Core §3.1.2.6 list fewer codes than the token endpoint): a refusal about the
+    /// person is `access_denied`, one about the client `unauthorized_client`.
+    pub fn at_authorization_endpoint(self) -> OAuthError {
+        match self {
+            OAuthError::InvalidGrant => OAuthError::AccessDenied,
+            OAuthError::InvalidClient | OAuthError::UnsupportedGrantType => {
+                OAuthError::UnauthorizedClient
+            }
+            other => other,
         }
     }
 }
@@ -100,6 +122,24 @@ reasons! {
     LoginCsrfInvalid => "login_csrf_invalid", InvalidRequest;
     UserThrottled => "user_throttled", InvalidGrant;
     PasswordCheckBusy => "password_check_busy", TemporarilyUnavailable;
+    // The interactive login: the authorization endpoint and its grants.
+    ParameterInvalid => "parameter_invalid", InvalidRequest;
+    RedirectUriMismatch => "redirect_uri_mismatch", InvalidGrant;
+    ResponseTypeUnsupported => "response_type_unsupported", UnsupportedResponseType;
+    PkceRequired => "pkce_required", InvalidRequest;
+    PkceMethodUnsupported => "pkce_method_unsupported", InvalidRequest;
+    PkceVerifierMismatch => "pkce_verifier_mismatch", InvalidGrant;
+    PromptUnsupported => "prompt_unsupported", InvalidRequest;
+    LoginRequired => "login_required", LoginRequired;
+    CodeInvalid => "code_invalid", InvalidGrant;
+    CodeExpired => "code_expired", InvalidGrant;
+    CodeReused => "code_reused", InvalidGrant;
+    RefreshTokenInvalid => "refresh_token_invalid", InvalidGrant;
+    RefreshTokenReused => "refresh_token_reused", InvalidGrant;
+    RefreshTokenRevoked => "refresh_token_revoked", InvalidGrant;
+    RefreshTokenExpired => "refresh_token_expired", InvalidGrant;
+    ClientAssertionInvalid => "client_assertion_invalid", InvalidClient;
+    ClientAssertionReplayed => "client_assertion_replayed", InvalidClient;
     // SAML SSO refusals (the ACS and `tessera saml check`); never token-endpoint answers.
     SamlBodyTooLarge => "saml_body_too_large", InvalidGrant;
     SamlMalformed => "saml_malformed", InvalidGrant;

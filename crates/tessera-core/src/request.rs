@@ -34,8 +34,8 @@ pub struct RawTokenRequest<'a> {
 pub struct PresentedClient {
     pub method: AuthMethod,
     pub client_id: String,
-    /// `None` only in a dry run that did not include the secret: the secret check is
-    /// then skipped and says so in the trace.
+    /// `None` for a public client (method `none`), and in a dry run that did not
+    /// include the secret: the secret check is then skipped and says so in the trace.
     pub secret: Option<SecretString>,
 }
 
@@ -65,6 +65,20 @@ pub enum GrantRequest {
     ClientCredentials,
     /// RFC 6749 §4.3: the resource owner's username and password.
     Password(ResourceOwnerCredentials),
+    /// RFC 6749 §4.1.3 with RFC 7636 §4.5: a code, its redirect URI and PKCE verifier.
+    AuthorizationCode(CodeExchange),
+    /// RFC 6749 §6: a refresh token.
+    RefreshToken(SecretString),
+}
+
+/// The parameters of an authorization code exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeExchange {
+    /// Never logged, traced or audited.
+    pub code: SecretString,
+    pub redirect_uri: String,
+    /// Never logged, traced or audited.
+    pub code_verifier: Option<SecretString>,
 }
 
 impl GrantRequest {
@@ -73,6 +87,8 @@ impl GrantRequest {
         match self {
             GrantRequest::ClientCredentials => GrantType::ClientCredentials,
             GrantRequest::Password(_) => GrantType::Password,
+            GrantRequest::AuthorizationCode(_) => GrantType::AuthorizationCode,
+            GrantRequest::RefreshToken(_) => GrantType::RefreshToken,
         }
     }
 }
@@ -144,7 +160,7 @@ pub fn parse_token_request(
     }
     no_duplicates(&params, trace)?;
     let grant_type = grant_type(&params, trace)?;
-    let client = client_auth(raw.authorization, &params, trace, hint)?;
+    let client = client_auth(raw.authorization, &params, grant_type, trace, hint)?;
     let grant = grant_request(grant_type, &params, trace)?;
     let scope = params.get("scope").map(|s| {
         s.split(' ')
@@ -169,13 +185,53 @@ fn grant_request(
     match grant_type {
         GrantType::ClientCredentials => Ok(GrantRequest::ClientCredentials),
         GrantType::Password => Ok(GrantRequest::Password(resource_owner(params, trace)?)),
-        // `grant_type` refused these already; a grant that gains an implementation gains
-        // its variant here.
-        GrantType::AuthorizationCode | GrantType::RefreshToken => Err(trace.fail(
-            Check::GrantType,
-            Reason::GrantTypeUnsupported,
-            format!("grant type '{grant_type}' is not supported by this server"),
-        )),
+        GrantType::AuthorizationCode => {
+            let (code, redirect_uri) = (params.get("code"), params.get("redirect_uri"));
+            let (Some(code), Some(redirect_uri)) = (code, redirect_uri) else {
+                let missing: Vec<&str> = [("code", code), ("redirect_uri", redirect_uri)]
+                    .into_iter()
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(k, _)| k)
+                    .collect();
+                return Err(trace.fail(
+                    Check::Parameters,
+                    Reason::ParameterMissing,
+                    format!(
+                        "grant_type=authorization_code needs the {} parameter{} (RFC 6749 §4.1.3): the code the authorization endpoint gave and the redirect_uri the authorization request used",
+                        quoted_list(missing.iter().copied()),
+                        if missing.len() > 1 { "s" } else { "" }
+                    ),
+                ));
+            };
+            trace.pass(
+                Check::Parameters,
+                format!(
+                    "authorization code exchange for redirect_uri '{}'{}",
+                    clip(redirect_uri),
+                    if params.get("code_verifier").is_some() {
+                        ", with a PKCE code_verifier"
+                    } else {
+                        ", without a PKCE code_verifier"
+                    }
+                ),
+            );
+            Ok(GrantRequest::AuthorizationCode(CodeExchange {
+                code: SecretString::new(code),
+                redirect_uri: redirect_uri.to_string(),
+                code_verifier: params.get("code_verifier").map(SecretString::new),
+            }))
+        }
+        GrantType::RefreshToken => match params.get("refresh_token") {
+            Some(t) => {
+                trace.pass(Check::Parameters, "a refresh token to exchange");
+                Ok(GrantRequest::RefreshToken(SecretString::new(t)))
+            }
+            None => Err(trace.fail(
+                Check::Parameters,
+                Reason::ParameterMissing,
+                "grant_type=refresh_token needs the 'refresh_token' parameter (RFC 6749 §6)",
+            )),
+        },
     }
 }
 
@@ -443,6 +499,7 @@ fn supported_grants() -> Vec<&'static str> {
 fn client_auth(
     authorization: Option<&str>,
     params: &Params,
+    grant_type: GrantType,
     trace: &mut Trace,
     hint: &mut Option<ClientHint>,
 ) -> Result<PresentedClient, Denial> {
@@ -524,6 +581,19 @@ fn client_auth(
                 method: AuthMethod::ClientSecretPost,
                 client_id: id.to_string(),
                 secret: Some(SecretString::new(secret)),
+            })
+        }
+        // A public client (RFC 6749 §2.1) names itself and proves nothing: it may only take
+        // part in a person's login, where PKCE binds the code to it.
+        (Some(id), None) if grant_type.is_interactive() => {
+            trace.pass(
+                check,
+                format!("none (a public client), client_id '{}'", clip(id)),
+            );
+            Ok(PresentedClient {
+                method: AuthMethod::None,
+                client_id: id.to_string(),
+                secret: None,
             })
         }
         (Some(id), None) => Err(trace.fail(
@@ -695,9 +765,15 @@ mod tests {
             ),
             (
                 FORM,
-                "grant_type=refresh_token",
+                "grant_type=refresh_token&client_id=a",
                 None,
-                Reason::GrantTypeUnsupported,
+                Reason::ParameterMissing,
+            ),
+            (
+                FORM,
+                "grant_type=authorization_code&client_id=a&code=x",
+                None,
+                Reason::ParameterMissing,
             ),
             (
                 FORM,

@@ -35,6 +35,15 @@ impl Session {
     pub fn is_live(&self, now: Timestamp) -> bool {
         now < self.expires_at()
     }
+
+    /// The session's id as OpenID Connect names it (`sid`): derived from the stored
+    /// hash, so it needs no column of its own and tells nothing about the cookie.
+    pub fn sid(&self) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"tessera sid\0");
+        ctx.update(&self.id_hash);
+        URL_SAFE_NO_PAD.encode(&ctx.finish().as_ref()[..16])
+    }
 }
 
 /// A fresh session token (for the cookie) and its hash (for the database).

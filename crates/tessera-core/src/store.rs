@@ -9,6 +9,7 @@ use std::pin::Pin;
 
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::decision::{Facts, LoginUpdate};
+use crate::interactive::{AuthCode, LoginGrant, RefreshToken};
 use crate::model::{Client, Org, OrgSlug, Scope, StoredSecret, Timestamp, User};
 use crate::session::Session;
 use crate::sso::{SamlPending, SsoConfig};
@@ -114,8 +115,103 @@ pub trait AuditAppender: Send {
     fn append(&mut self, events: &[AuditEvent]) -> StoreResult<()>;
 }
 
+/// How a refresh token's rotation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The old token is now used and the new one stored.
+    Rotated,
+    /// Another request used the old token first: this use is a replay.
+    AlreadyUsed,
+}
+
+/// The interactive login's records: authorization codes, grants (refresh token
+/// families), refresh tokens, used client assertion ids. The first of the storage traits
+/// per aggregate; [`Store`] includes it.
+pub trait GrantStore: Send + Sync + 'static {
+    /// Stores a new authorization code.
+    fn create_auth_code<'a>(&'a self, code: &'a AuthCode) -> BoxFuture<'a, StoreResult<()>>;
+    /// The code with this hash, used or not (expired ones are forgotten after a while).
+    fn auth_code<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<AuthCode>>>;
+    /// The exchange of a code, in one transaction: marks it used if nobody did (false:
+    /// another exchange was first) and stores the grant it starts and its first refresh
+    /// token, if any.
+    fn redeem_auth_code<'a>(
+        &'a self,
+        hash: &'a [u8],
+        grant: &'a LoginGrant,
+        refresh: Option<&'a RefreshToken>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Marks a code used without a grant (its second use).
+    fn burn_auth_code<'a>(
+        &'a self,
+        hash: &'a [u8],
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// A grant by id.
+    fn login_grant<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<LoginGrant>>>;
+    /// A refresh token and its grant.
+    fn refresh_token<'a>(
+        &'a self,
+        hash: &'a [u8],
+    ) -> BoxFuture<'a, StoreResult<Option<(RefreshToken, LoginGrant)>>>;
+    /// Marks `old` used and stores `next`, if nobody used `old` first.
+    fn rotate_refresh_token<'a>(
+        &'a self,
+        old: &'a [u8],
+        next: &'a RefreshToken,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Rotation>>;
+    /// Revokes one grant (no-op when it already is); true when it was live.
+    fn revoke_login_grant<'a>(
+        &'a self,
+        id: &'a str,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Revokes every live grant of a user and ends their browser sessions; returns how
+    /// many grants.
+    fn revoke_user_grants<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<u64>>;
+    /// Revokes every live grant of a client; returns how many.
+    fn revoke_client_grants<'a>(
+        &'a self,
+        client_id: &'a str,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<u64>>;
+    /// Revokes every live grant of a browser session (logout); returns how many.
+    fn revoke_session_grants<'a>(
+        &'a self,
+        sid: &'a str,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<u64>>;
+    /// A user's grants, newest first (live and ended).
+    fn user_grants<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<LoginGrant>>>;
+    /// Remembers a client assertion's `jti` until `expires_at`; false when it was seen.
+    fn remember_assertion_id<'a>(
+        &'a self,
+        client_id: &'a str,
+        jti: &'a str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Forgets codes, refresh tokens and assertion ids past their end before `before`.
+    fn prune_grants(&self, before: Timestamp) -> BoxFuture<'_, StoreResult<u64>>;
+}
+
 /// Everything Tessera stores.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: GrantStore + Send + Sync + 'static {
     /// True when no org exists yet (a fresh database).
     fn is_empty(&self) -> BoxFuture<'_, StoreResult<bool>>;
 
@@ -242,11 +338,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, StoreResult<u64>>;
 
     // Clients and secrets.
-    /// Creates a client with its first secret, in one transaction.
+    /// Creates a client with its first secret (none for a public client), in one
+    /// transaction.
     fn create_client<'a>(
         &'a self,
         client: &'a Client,
-        secret: &'a StoredSecret,
+        secret: Option<&'a StoredSecret>,
     ) -> BoxFuture<'a, StoreResult<()>>;
     fn get_client<'a>(
         &'a self,

@@ -39,13 +39,29 @@ pub enum Check {
     UserThrottle,
     /// Room for one more password hash (the server bounds how many run at once).
     PasswordCapacity,
+    /// The authorization request's `response_type`.
+    ResponseType,
+    /// The `redirect_uri`: registered on the client, and repeated at the code exchange.
+    RedirectUri,
+    /// PKCE: the challenge at the authorization endpoint, the verifier at the exchange.
+    Pkce,
+    /// `prompt` and `max_age`.
+    Prompt,
+    /// The person's browser session at the authorization endpoint.
+    Session,
+    /// The authorization code at its exchange.
+    Code,
+    /// The refresh token.
+    RefreshToken,
+    /// A `private_key_jwt` client assertion.
+    ClientAssertion,
 }
 
 impl Check {
     /// Every check, by its storage index ([`Check::index`]). Append-only: stored traces
     /// refer to checks by their position here, so a new check goes at the end whatever
     /// its place in the evaluation order.
-    pub const ALL: [Check; 25] = [
+    pub const ALL: [Check; 33] = [
         Check::ContentType,
         Check::Body,
         Check::Parameters,
@@ -71,6 +87,14 @@ impl Check {
         Check::LoginForm,
         Check::UserThrottle,
         Check::PasswordCapacity,
+        Check::ResponseType,
+        Check::RedirectUri,
+        Check::Pkce,
+        Check::Prompt,
+        Check::Session,
+        Check::Code,
+        Check::RefreshToken,
+        Check::ClientAssertion,
     ];
 
     /// The position in [`Check::ALL`]. An exhaustive match: a new variant does not compile
@@ -102,6 +126,14 @@ impl Check {
             Check::LoginForm => 22,
             Check::UserThrottle => 23,
             Check::PasswordCapacity => 24,
+            Check::ResponseType => 25,
+            Check::RedirectUri => 26,
+            Check::Pkce => 27,
+            Check::Prompt => 28,
+            Check::Session => 29,
+            Check::Code => 30,
+            Check::RefreshToken => 31,
+            Check::ClientAssertion => 32,
         }
     }
 
@@ -133,6 +165,14 @@ impl Check {
             Check::LoginForm => "login_form",
             Check::UserThrottle => "user_throttle",
             Check::PasswordCapacity => "password_capacity",
+            Check::ResponseType => "response_type",
+            Check::RedirectUri => "redirect_uri",
+            Check::Pkce => "pkce",
+            Check::Prompt => "prompt",
+            Check::Session => "session",
+            Check::Code => "code",
+            Check::RefreshToken => "refresh_token",
+            Check::ClientAssertion => "client_assertion",
         }
     }
 }

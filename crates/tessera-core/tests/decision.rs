@@ -56,6 +56,7 @@ fn facts() -> ClientFacts {
             ip_allowlist: IpAllowList::default(),
             service_account_id: Some("usr_1".into()),
             token_ttl: 600,
+            interactive: Default::default(),
             created_at: 0,
         },
         secrets: vec![

@@ -51,6 +51,7 @@ fn client_facts(enforced: bool, grants: Vec<GrantType>) -> ClientFacts {
             ip_allowlist: IpAllowList::default(),
             service_account_id: None,
             token_ttl: 600,
+            interactive: Default::default(),
             created_at: 0,
         },
         secrets: vec![StoredSecret {
@@ -241,7 +242,6 @@ fn every_combination_follows_the_policy() {
                                     PersonThrottle::default(),
                                     false,
                                 ),
-                                ..Facts::default()
                             };
                             let pw = if right { PASSWORD } else { WRONG_PASSWORD };
                             let d = run(&password_body(pw), &f, opts());
@@ -361,7 +361,6 @@ fn sso_required_says_how_to_log_in_and_what_scripts_should_use() {
             PersonThrottle::default(),
             false,
         ),
-        ..Facts::default()
     };
     let d = run(&password_body(PASSWORD), &f, opts());
     let e = d.outcome.unwrap_err();
@@ -385,7 +384,6 @@ fn a_service_account_is_told_to_use_its_clients() {
             PersonThrottle::default(),
             false,
         ),
-        ..Facts::default()
     };
     let e = run(&password_body("secret"), &f, opts())
         .outcome
@@ -460,7 +458,6 @@ fn a_dry_run_changes_nothing() {
             PersonThrottle::default(),
             false,
         ),
-        ..Facts::default()
     };
     let o = DecideOptions {
         dry_run: true,

@@ -64,6 +64,7 @@ pub async fn bootstrap(store: &dyn Store, slug: &OrgSlug) -> Result<Bootstrapped
         ip_allowlist: IpAllowList::default(),
         service_account_id: Some(sa.id.clone()),
         token_ttl: 3600,
+        interactive: Default::default(),
         created_at: now,
     };
     let generated = generate_client_secret();
@@ -78,7 +79,7 @@ pub async fn bootstrap(store: &dyn Store, slug: &OrgSlug) -> Result<Bootstrapped
         last_used_at: None,
         last_used_from: None,
     };
-    store.create_client(&client, &secret).await?;
+    store.create_client(&client, Some(&secret)).await?;
     Ok(Bootstrapped {
         org: slug.to_string(),
         client_id: name,

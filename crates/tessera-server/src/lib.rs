@@ -8,6 +8,7 @@
 mod admin;
 mod attempts;
 mod audit_writer;
+mod authorize;
 pub mod bootstrap;
 mod clock;
 pub mod config;
@@ -24,6 +25,7 @@ mod session;
 mod state;
 mod token;
 mod token_service;
+mod userinfo;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -204,6 +206,13 @@ impl App {
                         Ok(n) => tracing::debug!(sessions = n, "pruned ended browser sessions"),
                         Err(e) => tracing::warn!(error = %e, "ended sessions not pruned"),
                     }
+                    // Ended codes and grants are kept a day, so a late replay still finds
+                    // them and is refused with its precise reason, then forgotten.
+                    match store.prune_grants(now - 86_400).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(records = n, "pruned ended codes and grants"),
+                        Err(e) => tracing::warn!(error = %e, "ended codes and grants not pruned"),
+                    }
                 }
             })
         };
@@ -296,6 +305,13 @@ fn router(state: Shared, limits: &Limits) -> Router {
             post(token::token)
                 .layer(DefaultBodyLimit::max(tessera_core::request::MAX_BODY))
                 .fallback(meta::token_wrong_method),
+        )
+        .route("/oauth/authorize", get(authorize::authorize))
+        .route(
+            "/oauth/userinfo",
+            get(userinfo::userinfo)
+                .post(userinfo::userinfo)
+                .layer(DefaultBodyLimit::max(16 * 1024)),
         )
         .route("/oauth/jwks", get(meta::jwks))
         .route(

@@ -30,11 +30,19 @@ const CSRF_COOKIE: &str = "tessera_login_csrf";
 #[derive(serde::Deserialize)]
 pub struct FormQuery {
     return_to: Option<String>,
+    /// OIDC `login_hint`, passed on by the authorization endpoint: prefills the username.
+    login_hint: Option<String>,
 }
 
 /// The form, with a fresh CSRF token in a cookie and a hidden field, and an optional
 /// message from the previous attempt.
-fn form(org: &Org, return_to: &str, status: StatusCode, message: Option<(&str, &str)>) -> Response {
+fn form(
+    org: &Org,
+    return_to: &str,
+    username: &str,
+    status: StatusCode,
+    message: Option<(&str, &str)>,
+) -> Response {
     let mut raw = [0u8; 16];
     random_bytes(&mut raw);
     let csrf = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw);
@@ -51,13 +59,15 @@ fn form(org: &Org, return_to: &str, status: StatusCode, message: Option<(&str, &
 <h1>Log in to {org}</h1>{msg}\
 <form method=\"post\" action=\"/login/{org}\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"return_to\" value=\"{rt}\">\
-<p><label>Username <input name=\"username\" autocomplete=\"username\" required></label></p>\
+<p><label>Username <input name=\"username\" autocomplete=\"username\" value=\"{user}\" required></label></p>\
 <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
 <p><button type=\"submit\">Log in</button></p></form>\
-<p>Single sign-on: <a href=\"/saml/{org}/login?return_to={rt}\">log in through your identity provider</a></p>\
+<p>Single sign-on: <a href=\"/saml/{org}/login?return_to={rt_q}\">log in through your identity provider</a></p>\
 </body></html>",
         org = org.slug,
         rt = esc(return_to),
+        rt_q = esc(&form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()),
+        user = esc(username),
     );
     let mut res = (status, Html(body)).into_response();
     let h = res.headers_mut();
@@ -97,7 +107,13 @@ pub async fn show(
         Ok(r) => r,
         Err(why) => return page(StatusCode::BAD_REQUEST, "Bad return address", &why, None),
     };
-    form(&org, &return_to, StatusCode::OK, None)
+    let hint = q.login_hint.as_deref().unwrap_or("");
+    let hint = if hint.chars().count() <= 256 {
+        hint
+    } else {
+        ""
+    };
+    form(&org, &return_to, hint, StatusCode::OK, None)
 }
 
 /// `POST /login/{org}`.
@@ -147,6 +163,7 @@ pub async fn submit(
         return form(
             &org,
             &return_to,
+            "",
             StatusCode::FORBIDDEN,
             Some((
                 Reason::LoginCsrfInvalid.code(),
@@ -158,6 +175,7 @@ pub async fn submit(
         return form(
             &org,
             &return_to,
+            "",
             StatusCode::BAD_REQUEST,
             Some(("parameter_missing", "Enter your username and password.")),
         );
@@ -199,9 +217,11 @@ pub async fn submit(
                 }
                 _ => StatusCode::UNAUTHORIZED,
             };
+            // The same page for every refused account: nothing of the attempt is echoed.
             let mut res = form(
                 &org,
                 &return_to,
+                "",
                 status,
                 Some((shown.code(), &denial.description)),
             );

@@ -14,11 +14,16 @@ use crate::state::Shared;
 fn metadata(issuer: &str, algs: &[&str]) -> serde_json::Value {
     json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
         "token_endpoint": format!("{issuer}/oauth/token"),
         "jwks_uri": format!("{issuer}/oauth/jwks"),
-        "grant_types_supported": ["client_credentials", "password"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "response_types_supported": [],
+        "grant_types_supported": ["client_credentials", "password", "authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "scopes_supported": tessera_core::interactive::OIDC_SCOPES,
         "service_documentation": format!("{issuer}/docs/errors"),
         "access_token_signing_alg_values_supported": algs,
     })
@@ -41,6 +46,23 @@ pub async fn openid_configuration(State(st): State<Shared>) -> Response {
     let mut m = metadata(&st.issuer, &algs);
     m["subject_types_supported"] = json!(["public"]);
     m["id_token_signing_alg_values_supported"] = json!(algs);
+    m["userinfo_endpoint"] = json!(format!("{}/oauth/userinfo", st.issuer));
+    m["prompt_values_supported"] = json!(["none", "login", "consent", "select_account"]);
+    m["claims_supported"] = json!([
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "at_hash",
+        "sid",
+        "preferred_username",
+        "name",
+        "email",
+        "email_verified"
+    ]);
     cached(Json(m).into_response())
 }
 

@@ -112,12 +112,27 @@ impl Next {
 }
 
 /// The answer to a successful login: 303 to `return_to`, with the session cookie.
+///
+/// On the way to the authorization endpoint the answer is a page that moves on by
+/// itself (`<meta http-equiv="refresh">`, no script) instead: browsers check the login
+/// form's CSP `form-action 'self'` against every redirect that follows the form post,
+/// and the authorization endpoint's redirect goes to the client, another origin. A new
+/// navigation starts a new chain.
 pub fn landing(return_to: &str, cookie: &str) -> Response {
-    let mut res = StatusCode::SEE_OTHER.into_response();
+    let mut res = if return_to.starts_with("/oauth/authorize") {
+        let url = crate::html::esc(return_to);
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url={url}\"><title>Signed in</title></head><body><h1>Signed in</h1><p><a href=\"{url}\">Continue to the application</a></p></body></html>"
+        );
+        (StatusCode::OK, axum::response::Html(body)).into_response()
+    } else {
+        let mut r = StatusCode::SEE_OTHER.into_response();
+        if let Ok(v) = HeaderValue::from_str(return_to) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
+    };
     let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(return_to) {
-        h.insert(header::LOCATION, v);
-    }
     if let Ok(v) = HeaderValue::from_str(cookie) {
         h.insert(header::SET_COOKIE, v);
     }

@@ -9,12 +9,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tessera_core::decision::Grant;
 use tessera_core::request::RawTokenRequest;
 
 use crate::error::{oauth_error, oauth_unavailable};
 use crate::state::Shared;
-use crate::token_service;
+use crate::token_service::{self, Issued};
 
 /// The token endpoint.
 pub async fn token(
@@ -39,7 +38,7 @@ pub async fn token(
         source_ip: peer.ip(),
     };
     match token_service::request_token(&st, &raw, &peer.ip().to_string()).await {
-        Ok(Ok(issued)) => granted(&issued.grant, &issued.access_token),
+        Ok(Ok(issued)) => granted(&issued),
         Ok(Err(denial)) => oauth_error(&denial, &st.issuer),
         Err(e) => {
             tracing::error!(error = %e, "token request not decided");
@@ -48,20 +47,27 @@ pub async fn token(
     }
 }
 
-/// The RFC 6749 §5.1 answer.
-fn granted(grant: &Grant, token: &str) -> Response {
+/// The RFC 6749 §5.1 answer (with OIDC Core §3.1.3.3's `id_token`).
+fn granted(issued: &Issued) -> Response {
     #[derive(serde::Serialize)]
     struct TokenResponse<'a> {
         access_token: &'a str,
         token_type: &'static str,
         expires_in: i64,
         scope: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id_token: Option<&'a str>,
     }
+    let grant = &issued.grant;
     let mut res = Json(TokenResponse {
-        access_token: token,
+        access_token: &issued.access_token,
         token_type: "Bearer",
         expires_in: grant.ttl,
         scope: grant.scopes.join(" "),
+        refresh_token: issued.refresh_token.as_deref(),
+        id_token: issued.id_token.as_deref(),
     })
     .into_response();
     let h = res.headers_mut();

@@ -9,13 +9,14 @@ use std::net::IpAddr;
 use tessera_core::Reason;
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::decision::{
-    self, DecideOptions, Decision, Facts, Grant, GrantFacts, LoginDecision, LoginFacts, Parsed,
-    PersonFacts, ResourceOwnerFacts,
+    self, CodeFacts, DecideOptions, Decision, Facts, Grant, GrantEffect, GrantFacts, LoginDecision,
+    LoginFacts, LoginIssue, Parsed, PersonFacts, RefreshFacts, ResourceOwnerFacts,
 };
+use tessera_core::interactive::{self, RefreshToken};
 use tessera_core::jwt::AccessClaims;
-use tessera_core::model::{Org, UserType};
+use tessera_core::model::{Org, User, UserType};
 use tessera_core::request::{GrantRequest, RawTokenRequest, ResourceOwnerCredentials};
-use tessera_core::store::StoreError;
+use tessera_core::store::{Rotation, StoreError};
 use tessera_core::text::clip;
 use tessera_core::trace::{Denial, Trace};
 
@@ -35,10 +36,14 @@ pub enum ServiceError {
     Hash(#[from] tokio::task::JoinError),
 }
 
-/// A granted token request: what was granted and the signed access token.
+/// A granted token request: what was granted and the tokens.
 pub struct Issued {
     pub grant: Grant,
     pub access_token: String,
+    /// For a person's login with a client that may refresh.
+    pub refresh_token: Option<String>,
+    /// When `openid` was granted.
+    pub id_token: Option<String>,
 }
 
 /// Decides a token request and, when granted, issues its token; the audit event is
@@ -49,7 +54,7 @@ pub async fn request_token(
     source: &str,
 ) -> Result<Result<Issued, Denial>, ServiceError> {
     let parsed = decision::parse(raw);
-    let mut decision = evaluate(st, parsed, source).await?;
+    let (mut decision, refresh_token) = decide_and_apply(st, parsed, source).await?;
     if let Some(update) = &decision.login_update {
         let client = decision.outcome.as_ref().ok().map(|g| g.client_id.as_str());
         st.store.record_login(update, client, clock::now()).await?;
@@ -72,15 +77,111 @@ pub async fn request_token(
         .await
         .map_err(|_| ServiceError::Audit)?;
     st.metrics.token(reason);
-    // Committed: the token may now exist.
+    // Committed: the tokens may now exist.
     let cred = decision.secret_used.as_ref().map(|s| s.id.as_str());
     Ok(match decision.outcome {
-        Ok(grant) => Ok(Issued {
-            access_token: sign(st, &grant, cred, &request_id, now_ms / 1000),
-            grant,
-        }),
+        Ok(grant) => {
+            let now = now_ms / 1000;
+            let access_token = sign(st, &grant, cred, &request_id, now);
+            let id_token = grant
+                .login
+                .as_deref()
+                .filter(|l| l.id_token)
+                .map(|l| sign_id_token(st, &grant, l, &access_token, now));
+            Ok(Issued {
+                access_token,
+                refresh_token,
+                id_token,
+                grant,
+            })
+        }
         Err(denial) => Err(denial),
     })
+}
+
+/// Decides, then applies what the decision asks of stored grants: a code's redemption
+/// or a refresh token's rotation (each only if no other request was first: then the
+/// request is decided again on what is stored now, and is the replay), or a replay's
+/// revocation. Returns the decision and the new refresh token, if one was stored.
+async fn decide_and_apply(
+    st: &AppState,
+    parsed: Parsed,
+    source: &str,
+) -> Result<(Decision, Option<String>), ServiceError> {
+    let mut d = evaluate(st, parsed.clone(), source).await?;
+    for _ in 0..2 {
+        let now = clock::now();
+        let next = |d: &Decision| {
+            let idle = d
+                .outcome
+                .as_ref()
+                .ok()?
+                .login
+                .as_ref()?
+                .refresh_idle_until?;
+            let (token, hash) = interactive::new_token(interactive::REFRESH_PREFIX);
+            Some((token, hash, idle))
+        };
+        let won = match d.grant_effect.take() {
+            None => return Ok((d, None)),
+            Some(GrantEffect::Revoke { grant_id, reason }) => {
+                st.store
+                    .revoke_login_grant(&grant_id, reason.code(), now)
+                    .await?;
+                return Ok((d, None));
+            }
+            Some(GrantEffect::Redeem { code_hash, grant }) => {
+                let fresh = next(&d);
+                let record = fresh.as_ref().map(|(_, hash, idle)| RefreshToken {
+                    hash: hash.clone(),
+                    grant_id: grant.id.clone(),
+                    created_at: now,
+                    idle_expires_at: *idle,
+                    used_at: None,
+                });
+                let won = st
+                    .store
+                    .redeem_auth_code(&code_hash, &grant, record.as_ref(), now)
+                    .await?;
+                won.then(|| fresh.map(|f| f.0))
+            }
+            Some(GrantEffect::Rotate { old_hash }) => {
+                let grant_id = d
+                    .outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|g| g.login.as_ref())
+                    .map(|l| l.grant_id.clone())
+                    .unwrap_or_default();
+                let (token, hash, idle) = next(&d).unwrap_or_default();
+                let record = RefreshToken {
+                    hash,
+                    grant_id,
+                    created_at: now,
+                    idle_expires_at: idle,
+                    used_at: None,
+                };
+                let rotated = st
+                    .store
+                    .rotate_refresh_token(&old_hash, &record, now)
+                    .await?;
+                (rotated == Rotation::Rotated).then_some(Some(token))
+            }
+        };
+        match won {
+            Some(token) => return Ok((d, token)),
+            // Another request used the code or token between our read and our write.
+            None => d = evaluate(st, parsed.clone(), source).await?,
+        }
+    }
+    // A third decision cannot race again: the code or token is used by now, so the
+    // decision is a replay, whose revocation is applied here.
+    if let Some(GrantEffect::Revoke { grant_id, reason }) = d.grant_effect.take() {
+        st.store
+            .revoke_login_grant(&grant_id, reason.code(), clock::now())
+            .await?;
+    }
+    Ok((d, None))
 }
 
 /// A dry run of a parsed request for an admin of `org_id`: the same facts and decision
@@ -275,6 +376,28 @@ async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<Fact
             resource_owner: resource_owner(st, &cf.org, &creds.username).await?,
             ..PersonFacts::default()
         })),
+        GrantRequest::AuthorizationCode(x) => {
+            let code = st
+                .store
+                .auth_code(&interactive::hash_token(x.code.expose()))
+                .await?;
+            let user = match &code {
+                Some(c) => st.store.get_user(c.org_id, &c.user_id).await?,
+                None => None,
+            };
+            GrantFacts::Code(Box::new(CodeFacts { code, user }))
+        }
+        GrantRequest::RefreshToken(t) => {
+            let token = st
+                .store
+                .refresh_token(&interactive::hash_token(t.expose()))
+                .await?;
+            let user = match &token {
+                Some((_, g)) => st.store.get_user(g.org_id, &g.user_id).await?,
+                None => None,
+            };
+            GrantFacts::Refresh(Box::new(RefreshFacts { token, user }))
+        }
     };
     Ok(facts)
 }
@@ -326,8 +449,84 @@ fn sign(st: &AppState, g: &Grant, cred: Option<&str>, jti: &str, now: i64) -> St
         iat: now,
         exp: now + g.ttl,
         cred: cred.map(str::to_string),
+        gid: g.login.as_ref().map(|l| l.grant_id.clone()),
     };
     st.keys.get().signer.sign(&claims)
+}
+
+/// The OpenID Connect ID token of a login (OIDC Core §2, §3.1.3.6), signed by the same
+/// key as the access token it comes with.
+fn sign_id_token(st: &AppState, g: &Grant, l: &LoginIssue, access_token: &str, now: i64) -> String {
+    let keys = st.keys.get();
+    let has = |s: &str| g.scopes.iter().any(|x| x == s);
+    let user = &l.user;
+    let claims = IdClaims {
+        iss: &st.issuer,
+        sub: &g.subject,
+        aud: &g.client_id,
+        exp: now + g.ttl,
+        iat: now,
+        auth_time: l.auth_time,
+        nonce: l.nonce.as_deref(),
+        at_hash: keys.signer.at_hash(access_token),
+        sid: &l.sid,
+        profile: has("profile").then(|| ProfileClaims::of(user)),
+        email: has("email").then(|| EmailClaims::of(user)).flatten(),
+    };
+    keys.signer.sign_id_token(&claims)
+}
+
+/// The claims of an ID token.
+#[derive(serde::Serialize)]
+struct IdClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+    iat: i64,
+    auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    at_hash: String,
+    sid: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    profile: Option<ProfileClaims>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    email: Option<EmailClaims>,
+}
+
+/// The `profile` scope's claims (OIDC Core §5.4), as far as Tessera knows them.
+#[derive(serde::Serialize)]
+pub struct ProfileClaims {
+    pub preferred_username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ProfileClaims {
+    pub fn of(user: &User) -> Self {
+        Self {
+            preferred_username: user.username.clone(),
+            name: user.display_name.clone(),
+        }
+    }
+}
+
+/// The `email` scope's claims, when the user has an address. It counts as verified when
+/// the org's IdP asserted it (the user is linked through SSO).
+#[derive(serde::Serialize)]
+pub struct EmailClaims {
+    pub email: String,
+    pub email_verified: bool,
+}
+
+impl EmailClaims {
+    pub fn of(user: &User) -> Option<Self> {
+        Some(Self {
+            email: user.email.clone()?,
+            email_verified: user.saml_name_id.is_some(),
+        })
+    }
 }
 
 /// The audit event of a decision (token or dry run).

@@ -60,6 +60,11 @@ pub const SQLITE: &[Migration] = &[
         name: "pending_source",
         sql: include_str!("../migrations/sqlite/0009_pending_source.sql"),
     },
+    Migration {
+        version: 10,
+        name: "interactive_login",
+        sql: include_str!("../migrations/sqlite/0010_interactive_login.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

@@ -35,6 +35,8 @@ use crate::Durability;
 use crate::hot::{FactsCache, OrgFacts, Persist, ThrottleMirror};
 use crate::migrate;
 
+mod grants;
+
 /// Tessera's store on an SQLite file.
 pub struct SqliteStore {
     /// Reads, and in memory writes too.
@@ -344,6 +346,7 @@ fn client_from(row: &SqliteRow) -> StoreResult<Client> {
         ip_allowlist: from_json::<IpAllowList>(&get::<String>(row, "ip_allowlist")?)?,
         service_account_id: get(row, "service_account_id")?,
         token_ttl: get(row, "token_ttl")?,
+        interactive: from_json(&get::<String>(row, "interactive")?)?,
         created_at: get(row, "created_at")?,
     })
 }
@@ -778,8 +781,8 @@ impl SqliteStore {
     async fn insert_client(conn: &mut sqlx::SqliteConnection, c: &Client) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO clients (client_id, org_id, name, enabled, grant_types, scopes, redirect_uris,
-                auth_methods, ip_allowlist, service_account_id, token_ttl, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                auth_methods, ip_allowlist, service_account_id, token_ttl, interactive, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(c.client_id.as_str())
         .bind(c.org_id)
@@ -792,6 +795,7 @@ impl SqliteStore {
         .bind(to_json(&c.ip_allowlist))
         .bind(&c.service_account_id)
         .bind(c.token_ttl)
+        .bind(to_json(&c.interactive))
         .bind(c.created_at)
         .execute(&mut *conn)
         .await
@@ -1414,7 +1418,7 @@ impl Store for SqliteStore {
     fn create_client<'a>(
         &'a self,
         c: &'a Client,
-        s: &'a StoredSecret,
+        s: Option<&'a StoredSecret>,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let mut w = self.writer().await?;
@@ -1427,7 +1431,9 @@ impl Store for SqliteStore {
                     )),
                     other => other,
                 })?;
-                Self::insert_secret(&mut tx, s).await?;
+                if let Some(s) = s {
+                    Self::insert_secret(&mut tx, s).await?;
+                }
                 tx.commit().await.map_err(be)
             }
             .await;
@@ -1472,7 +1478,8 @@ impl Store for SqliteStore {
             let out = async {
             let r = sqlx::query(
                 "UPDATE clients SET name = ?, enabled = ?, grant_types = ?, scopes = ?, redirect_uris = ?,
-                    auth_methods = ?, ip_allowlist = ?, service_account_id = ?, token_ttl = ?
+                    auth_methods = ?, ip_allowlist = ?, service_account_id = ?, token_ttl = ?,
+                    interactive = ?
                  WHERE org_id = ? AND client_id = ?",
             )
             .bind(&c.name)
@@ -1484,6 +1491,7 @@ impl Store for SqliteStore {
             .bind(to_json(&c.ip_allowlist))
             .bind(&c.service_account_id)
             .bind(c.token_ttl)
+            .bind(to_json(&c.interactive))
             .bind(c.org_id)
             .bind(c.client_id.as_str())
             .execute(&mut *w)

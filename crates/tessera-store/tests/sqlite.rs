@@ -100,9 +100,10 @@ async fn org_with_client(s: &dyn Store) -> (i64, Client) {
         ip_allowlist: IpAllowList::parse(&["10.0.0.0/8"]).unwrap(),
         service_account_id: Some("usr_1".into()),
         token_ttl: 600,
+        interactive: Default::default(),
         created_at: 10,
     };
-    s.create_client(&c, &secret("s1", "c1", "tsec_one1", 10))
+    s.create_client(&c, Some(&secret("s1", "c1", "tsec_one1", 10)))
         .await
         .unwrap();
     (org.id, c)
@@ -138,7 +139,7 @@ async fn uniqueness_is_a_conflict_naming_the_thing() {
         other => panic!("{other:?}"),
     }
     match s
-        .create_client(&c, &secret("s9", "c1", "tsec_nine", 0))
+        .create_client(&c, Some(&secret("s9", "c1", "tsec_nine", 0)))
         .await
     {
         Err(StoreError::Conflict(m)) => assert!(m.contains("c1")),
@@ -523,7 +524,7 @@ async fn clients_of_one_org_share_its_cached_facts_and_see_its_changes() {
         service_account_id: None,
         ..c1.clone()
     };
-    a.create_client(&c2, &secret("s2", "c2", "tsec_two2", 10))
+    a.create_client(&c2, Some(&secret("s2", "c2", "tsec_two2", 10)))
         .await
         .unwrap();
     let facts = |s: &Arc<dyn Store>, id: &'static str| {
@@ -1082,4 +1083,131 @@ async fn an_admin_edit_writes_only_what_an_admin_manages() {
         (got.state, got.state_changed_at),
         (UserState::Disabled, Some(30))
     );
+}
+
+/// The interactive login's records: a code is exchanged once (the compare-and-set says
+/// who was first), a refresh token rotates once, revocations end families, assertion ids
+/// are single-use, and a person's revocation also ends their sessions.
+#[tokio::test]
+async fn codes_grants_and_refresh_tokens() {
+    use tessera_core::interactive::{AuthCode, LoginGrant, RefreshToken};
+    use tessera_core::session::Session;
+    use tessera_core::store::Rotation;
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let (org, _) = org_with_client(s.as_ref()).await;
+    s.create_user(&human(org, "alice")).await.unwrap();
+    let code = AuthCode {
+        hash: vec![7; 32],
+        grant_id: "grt_1".into(),
+        org_id: org,
+        client_id: "c1".into(),
+        user_id: "usr_alice".into(),
+        redirect_uri: "https://app/cb".into(),
+        scopes: vec!["openid".into()],
+        code_challenge: Some("ch".into()),
+        nonce: Some("n".into()),
+        auth_time: 90,
+        sid: "sid1".into(),
+        created_at: 100,
+        expires_at: 160,
+        used_at: None,
+    };
+    s.create_auth_code(&code).await.unwrap();
+    assert_eq!(s.auth_code(&[7; 32]).await.unwrap().unwrap(), code);
+    let grant = LoginGrant {
+        id: "grt_1".into(),
+        org_id: org,
+        client_id: "c1".into(),
+        user_id: "usr_alice".into(),
+        scopes: vec!["openid".into()],
+        nonce: Some("n".into()),
+        auth_time: 90,
+        sid: "sid1".into(),
+        created_at: 110,
+        expires_at: 10_000,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let rt = |hash: u8, at: i64| RefreshToken {
+        hash: vec![hash; 32],
+        grant_id: "grt_1".into(),
+        created_at: at,
+        idle_expires_at: at + 1000,
+        used_at: None,
+    };
+    assert!(
+        s.redeem_auth_code(&[7; 32], &grant, Some(&rt(1, 110)), 110)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.redeem_auth_code(&[7; 32], &grant, None, 111)
+            .await
+            .unwrap(),
+        "a second exchange loses"
+    );
+    assert_eq!(
+        s.auth_code(&[7; 32]).await.unwrap().unwrap().used_at,
+        Some(110)
+    );
+    let (t, g) = s.refresh_token(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!((t.used_at, g), (None, grant.clone()));
+
+    assert_eq!(
+        s.rotate_refresh_token(&[1; 32], &rt(2, 120), 120)
+            .await
+            .unwrap(),
+        Rotation::Rotated
+    );
+    assert_eq!(
+        s.rotate_refresh_token(&[1; 32], &rt(3, 121), 121)
+            .await
+            .unwrap(),
+        Rotation::AlreadyUsed
+    );
+    assert!(s.refresh_token(&[3; 32]).await.unwrap().is_none());
+    assert_eq!(
+        s.refresh_token(&[1; 32]).await.unwrap().unwrap().0.used_at,
+        Some(120)
+    );
+
+    // A person's revocation ends their grants and their sessions, nobody else's.
+    let sess = |id: u8, user: &str| Session {
+        id_hash: vec![id],
+        org_id: org,
+        user_id: user.into(),
+        method: "password".into(),
+        created_at: 100,
+        last_seen_at: 100,
+    };
+    s.create_user(&human(org, "bob")).await.unwrap();
+    s.create_session(&sess(1, "usr_alice")).await.unwrap();
+    s.create_session(&sess(2, "usr_bob")).await.unwrap();
+    assert_eq!(
+        s.revoke_user_grants(org, "usr_alice", "user_disabled", 130)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s.session(&[1]).await.unwrap().is_none());
+    assert!(s.session(&[2]).await.unwrap().is_some());
+    let g = s.login_grant("grt_1").await.unwrap().unwrap();
+    assert_eq!(
+        (g.revoked_at, g.revoked_reason.as_deref()),
+        (Some(130), Some("user_disabled"))
+    );
+    assert!(!s.revoke_login_grant("grt_1", "again", 131).await.unwrap());
+    assert_eq!(s.user_grants(org, "usr_alice").await.unwrap().len(), 1);
+
+    // Assertion ids: once each, until they expire.
+    assert!(s.remember_assertion_id("c1", "j1", 200, 100).await.unwrap());
+    assert!(!s.remember_assertion_id("c1", "j1", 200, 150).await.unwrap());
+    assert!(s.remember_assertion_id("c2", "j1", 200, 150).await.unwrap());
+    assert!(s.remember_assertion_id("c1", "j1", 400, 250).await.unwrap());
+
+    // Pruning forgets what ended.
+    assert!(s.prune_grants(20_000).await.unwrap() >= 2);
+    assert!(s.auth_code(&[7; 32]).await.unwrap().is_none());
+    assert!(s.refresh_token(&[2; 32]).await.unwrap().is_none());
 }

@@ -2,7 +2,7 @@
 //! the client, its secret, how it authenticated, whether it and its org are enabled, its
 //! IP allow-list and whether it may use the grant it asks for.
 
-use crate::model::{StoredSecret, Timestamp};
+use crate::model::{AuthMethod, StoredSecret, Timestamp};
 use crate::reason::Reason;
 use crate::request::TokenRequest;
 use crate::secret::{hash_client_secret, hashes_equal};
@@ -84,6 +84,22 @@ pub(super) fn authenticate<'f>(
 
     // The secret: compare against every stored secret, each in constant time.
     match &req.client.secret {
+        _ if req.client.method == AuthMethod::None => {
+            if !client.auth_methods.contains(&AuthMethod::None) {
+                return Err(trace.fail(
+                    Check::ClientSecret,
+                    Reason::ClientAuthMissing,
+                    format!(
+                        "client '{presented_id}' is confidential and sent no credentials: authenticate with {}; only a public client (token_endpoint_auth_methods [\"none\"]) sends its client_id alone",
+                        quoted_list(client.auth_methods.iter().map(|m| m.as_str()))
+                    ),
+                ));
+            }
+            trace.skip(
+                Check::ClientSecret,
+                "a public client has no secret; PKCE binds its codes to it",
+            );
+        }
         None => trace.skip(
             Check::ClientSecret,
             "dry run without a secret: assumed to match an active secret",
@@ -170,23 +186,7 @@ pub(super) fn authenticate<'f>(
     }
     trace.pass(Check::ClientAuthMethod, req.client.method.as_str());
 
-    if !client.enabled {
-        return Err(trace.fail(
-            Check::ClientEnabled,
-            Reason::ClientDisabled,
-            format!("client '{presented_id}' is disabled; an org admin can enable it"),
-        ));
-    }
-    trace.pass(Check::ClientEnabled, "enabled");
-
-    if !cf.org.enabled {
-        return Err(trace.fail(
-            Check::Org,
-            Reason::OrgDisabled,
-            format!("org '{}' is disabled", cf.org.slug),
-        ));
-    }
-    trace.pass(Check::Org, format!("org '{}' is enabled", cf.org.slug));
+    check_enabled(cf, trace)?;
 
     if client.ip_allowlist.is_empty() {
         trace.pass(
@@ -240,4 +240,29 @@ pub(super) fn authenticate<'f>(
     );
 
     Ok(cf)
+}
+
+/// The client and its org are enabled: the token endpoint's checks after
+/// authentication, and the authorization endpoint's once it trusts the redirect URI.
+pub(super) fn check_enabled(cf: &ClientFacts, trace: &mut Trace) -> Result<(), Denial> {
+    if !cf.client.enabled {
+        return Err(trace.fail(
+            Check::ClientEnabled,
+            Reason::ClientDisabled,
+            format!(
+                "client '{}' is disabled; an org admin can enable it",
+                clip(cf.client.client_id.as_str())
+            ),
+        ));
+    }
+    trace.pass(Check::ClientEnabled, "enabled");
+    if !cf.org.enabled {
+        return Err(trace.fail(
+            Check::Org,
+            Reason::OrgDisabled,
+            format!("org '{}' is disabled", cf.org.slug),
+        ));
+    }
+    trace.pass(Check::Org, format!("org '{}' is enabled", cf.org.slug));
+    Ok(())
 }

@@ -45,7 +45,7 @@ pub(super) fn decide(
         }
     };
 
-    let scopes = check_scopes(req, cf, trace)?;
+    let scopes = check_scopes(req.scope.as_deref(), cf, false, trace)?;
 
     // SSO enforcement governs humans; the trace says so on every machine grant.
     if cf.org.sso_enforced {
@@ -67,6 +67,7 @@ pub(super) fn decide(
         subject,
         scopes,
         ttl: client.token_ttl,
+        login: None,
     })
 }
 

@@ -11,15 +11,19 @@
 //! check ([`scope`]) shared where a grant needs them. The login page's decision
 //! ([`login`]) runs the same person checks without a client.
 
+mod authorization_code;
+mod authorize;
 mod client;
 mod client_credentials;
 mod login;
 mod password;
 mod person;
+mod refresh_token;
 mod scope;
 
 use std::sync::Arc;
 
+use crate::interactive::{AuthCode, LoginGrant, RefreshToken};
 use crate::model::{Client, GrantType, Org, ScopeName, StoredSecret, Timestamp, User};
 use crate::reason::Reason;
 use crate::request::{
@@ -30,6 +34,10 @@ use crate::secret::SecretString;
 use crate::throttle::{AttemptOutcome, ThrottlePolicy, ThrottleState};
 use crate::trace::{Denial, Trace};
 
+pub use authorize::{
+    AuthorizeDecision, AuthorizeFacts, AuthorizeOutcome, AuthorizeParams, CodeToIssue,
+    SessionFacts, decide_authorize,
+};
 pub use login::{LoginDecision, LoginFacts, decide_login};
 pub use person::{LoginUpdate, PersonFacts, ResourceOwnerFacts};
 
@@ -53,6 +61,28 @@ pub enum GrantFacts {
     None,
     /// The password grant: the person the username names.
     Password(Box<PersonFacts>),
+    /// The code exchange: the code, and the user it names as they are now.
+    Code(Box<CodeFacts>),
+    /// A refresh: the token with its grant, and the user as they are now.
+    Refresh(Box<RefreshFacts>),
+}
+
+/// What an authorization code exchange reads.
+#[derive(Debug, Clone, Default)]
+pub struct CodeFacts {
+    /// The code with the presented code's hash, if any is stored.
+    pub code: Option<AuthCode>,
+    /// The user the code names.
+    pub user: Option<User>,
+}
+
+/// What a refresh reads.
+#[derive(Debug, Clone, Default)]
+pub struct RefreshFacts {
+    /// The presented token and its grant, if the token is known.
+    pub token: Option<(RefreshToken, LoginGrant)>,
+    /// The grant's user.
+    pub user: Option<User>,
 }
 
 impl Facts {
@@ -60,7 +90,7 @@ impl Facts {
     pub fn person_mut(&mut self) -> Option<&mut PersonFacts> {
         match &mut self.grant {
             GrantFacts::Password(p) => Some(p),
-            GrantFacts::None => None,
+            _ => None,
         }
     }
 }
@@ -87,6 +117,43 @@ pub struct Grant {
     pub subject: String,
     pub scopes: Vec<String>,
     pub ttl: i64,
+    /// For a person's login through a client (the code flow and refresh): what comes
+    /// with the access token.
+    pub login: Option<Box<LoginIssue>>,
+}
+
+/// What a token of a person's login carries besides the access token: the grant it
+/// belongs to, the refresh token to issue, the ID token's claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginIssue {
+    /// The grant (refresh token family) the tokens belong to.
+    pub grant_id: String,
+    /// The browser session of the login (`sid`).
+    pub sid: String,
+    pub auth_time: Timestamp,
+    /// The authorization request's `nonce`, for the ID token of a code exchange.
+    pub nonce: Option<String>,
+    /// Issue an ID token (`openid` was granted).
+    pub id_token: bool,
+    /// Issue a refresh token that ends when unused until then (the client may use the
+    /// `refresh_token` grant); `None`: no refresh token.
+    pub refresh_idle_until: Option<Timestamp>,
+    /// The person, for the ID token's claims.
+    pub user: User,
+}
+
+/// What the decision asks the caller to do to stored grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantEffect {
+    /// Mark the code used (only if nobody did first) and start its grant.
+    Redeem {
+        code_hash: Vec<u8>,
+        grant: Box<LoginGrant>,
+    },
+    /// Mark the refresh token used (only if nobody did first) and store the next one.
+    Rotate { old_hash: Vec<u8> },
+    /// Revoke a grant: what a reused code or refresh token had issued.
+    Revoke { grant_id: String, reason: Reason },
 }
 
 /// The secret a request authenticated with (never the secret itself).
@@ -120,6 +187,8 @@ pub struct Decision {
     pub person_attempt: Option<AttemptOutcome>,
     /// A grant the audit trail records with a reason of its own (a break-glass login).
     pub grant_reason: Option<Reason>,
+    /// What to do to stored grants (code and refresh token use, replay revocation).
+    pub grant_effect: Option<GrantEffect>,
 }
 
 impl Decision {
@@ -228,6 +297,7 @@ pub fn decide(parsed: Parsed, facts: &Facts, now: Timestamp, opts: DecideOptions
         login_update: None,
         person_attempt: None,
         grant_reason: None,
+        grant_effect: None,
     };
     if let Some(cf) = &facts.client {
         // The request names a client that exists: its org sees this decision.
@@ -274,5 +344,9 @@ fn decide_grant(
         GrantRequest::Password(creds) => {
             password::decide(req, creds, facts, cf, now, opts, trace, d)
         }
+        GrantRequest::AuthorizationCode(exchange) => {
+            authorization_code::decide(exchange, facts, cf, now, opts, trace, d)
+        }
+        GrantRequest::RefreshToken(_) => refresh_token::decide(req, facts, cf, now, opts, trace, d),
     }
 }

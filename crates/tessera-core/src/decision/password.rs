@@ -56,7 +56,7 @@ pub(super) fn decide(
             return Err(denial);
         }
     };
-    let scopes = check_scopes(req, cf, trace)?;
+    let scopes = check_scopes(req.scope.as_deref(), cf, false, trace)?;
     d.login_update = p.login_update;
     Ok(Grant {
         client_id: cf.client.client_id.to_string(),
@@ -64,5 +64,6 @@ pub(super) fn decide(
         subject: user_id,
         scopes,
         ttl: cf.client.token_ttl,
+        login: None,
     })
 }

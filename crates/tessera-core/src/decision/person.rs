@@ -333,7 +333,7 @@ pub(super) fn state_change(user: &User) -> (String, String) {
 /// A human's account state: disabled and locked accounts get no token. A stranger (who
 /// has just proved the password) learns the state of their own account, never who changed
 /// it: that names another account.
-fn check_human_state(
+pub(super) fn check_human_state(
     user: &User,
     now: Timestamp,
     asker: Asker,

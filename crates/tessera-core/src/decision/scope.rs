@@ -1,23 +1,26 @@
 //! The scopes a grant gives: what was asked, within what the client may have, out of
 //! the org's catalogue.
 
+use crate::interactive::{OIDC_SCOPES, is_oidc_scope};
 use crate::model::ScopeName;
 use crate::reason::Reason;
-use crate::request::TokenRequest;
 use crate::text::{clip, quoted_list};
 use crate::trace::{Check, Denial, Trace};
 
 use super::ClientFacts;
 
 /// Checks the requested scopes (RFC 6749 §3.3): absent means every scope the client may
-/// have; malformed, unknown and not-allowed scopes are refused, in that order.
+/// have; malformed, unknown and not-allowed scopes are refused, in that order. For a
+/// person's login (`oidc`), the OpenID Connect scopes are in every catalogue and open to
+/// every client.
 pub(super) fn check_scopes(
-    req: &TokenRequest,
+    asked: Option<&[String]>,
     cf: &ClientFacts,
+    oidc: bool,
     trace: &mut Trace,
 ) -> Result<Vec<String>, Denial> {
-    let allowed: Vec<&str> = cf.client.scopes.iter().map(ScopeName::as_str).collect();
-    let Some(asked) = &req.scope else {
+    let mut allowed: Vec<&str> = cf.client.scopes.iter().map(ScopeName::as_str).collect();
+    let Some(asked) = asked else {
         trace.pass(
             Check::Scope,
             format!(
@@ -31,6 +34,13 @@ pub(super) fn check_scopes(
         );
         return Ok(allowed.iter().map(|s| s.to_string()).collect());
     };
+    if oidc {
+        for s in OIDC_SCOPES {
+            if !allowed.contains(&s) {
+                allowed.push(s);
+            }
+        }
+    }
     let mut malformed = vec![];
     let mut unknown = vec![];
     let mut refused = vec![];
@@ -38,7 +48,7 @@ pub(super) fn check_scopes(
     for s in asked {
         if ScopeName::parse(s).is_err() {
             malformed.push(clip(s));
-        } else if !cf.known_scopes.iter().any(|k| k.as_str() == s) {
+        } else if !(cf.known_scopes.iter().any(|k| k.as_str() == s) || oidc && is_oidc_scope(s)) {
             unknown.push(clip(s));
         } else if !allowed.contains(&s.as_str()) {
             refused.push(s.clone());

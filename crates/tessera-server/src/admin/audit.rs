@@ -110,17 +110,21 @@ pub async fn list(
         Some("diagnose") => Some(AuditKind::Diagnose),
         Some("admin") => Some(AuditKind::Admin),
         Some("login") => Some(AuditKind::Login),
+        Some("authorize") => Some(AuditKind::Authorize),
         Some(_) => {
             return Err(ApiError::field(
                 "kind",
-                "one of token, diagnose, admin, login",
+                "one of token, diagnose, admin, login, authorize",
             ));
         }
     };
     if let Some(o) = &q.outcome
-        && !["granted", "denied", "ok"].contains(&o.as_str())
+        && !["granted", "denied", "ok", "login"].contains(&o.as_str())
     {
-        return Err(ApiError::field("outcome", "one of granted, denied, ok"));
+        return Err(ApiError::field(
+            "outcome",
+            "one of granted, denied, ok, login",
+        ));
     }
     if let Some(r) = &q.reason
         && tessera_core::Reason::from_code(r).is_none()

@@ -57,6 +57,9 @@ fn view(admin: &Admin, c: &Client, secrets: &[StoredSecret]) -> ClientView {
         ip_allowlist: c.ip_allowlist.to_strings(),
         service_account_id: c.service_account_id.clone(),
         access_token_ttl: c.token_ttl,
+        pkce_required: c.interactive.pkce_required,
+        refresh_token_ttl: c.interactive.refresh_token_ttl,
+        refresh_token_idle_ttl: c.interactive.refresh_idle_ttl,
         created_at: rfc3339(c.created_at),
         secrets: secrets.iter().map(|s| secret_view(s, now)).collect(),
         client_secret: None,
@@ -85,19 +88,9 @@ fn parse_grants(v: &[String]) -> Result<Vec<GrantType>, ApiError> {
 fn parse_methods(v: &[String]) -> Result<Vec<AuthMethod>, ApiError> {
     let mut out = vec![];
     for (i, m) in v.iter().enumerate() {
-        let m = match m.as_str() {
-            "client_secret_basic" => AuthMethod::ClientSecretBasic,
-            "client_secret_post" => AuthMethod::ClientSecretPost,
-            other => {
-                return Err(ApiError::field(
-                    format!("token_endpoint_auth_methods[{i}]"),
-                    format!(
-                        "'{}' is not supported; use client_secret_basic or client_secret_post",
-                        clip(other)
-                    ),
-                ));
-            }
-        };
+        let m: AuthMethod = m.parse().map_err(|e: tessera_core::model::ParseError| {
+            ApiError::field(format!("token_endpoint_auth_methods[{i}]"), e.0)
+        })?;
         if !out.contains(&m) {
             out.push(m);
         }
@@ -108,7 +101,69 @@ fn parse_methods(v: &[String]) -> Result<Vec<AuthMethod>, ApiError> {
             "at least one method",
         ));
     }
+    if out.contains(&AuthMethod::None) && out.len() > 1 {
+        return Err(ApiError::field(
+            "token_endpoint_auth_methods",
+            "'none' makes a public client, which has no secret: it cannot be combined with a secret method",
+        ));
+    }
     Ok(out)
+}
+
+/// The rules that tie a client's settings together, checked after every change: a
+/// public client takes part only in a person's login, always with PKCE; the code flow
+/// needs a redirect URI.
+fn check_consistent(c: &Client) -> Result<(), ApiError> {
+    if c.is_public() {
+        if let Some(g) = c.grant_types.iter().find(|g| !g.is_interactive()) {
+            return Err(ApiError::field(
+                "grant_types",
+                format!(
+                    "a public client (token_endpoint_auth_methods [\"none\"]) can only use authorization_code and refresh_token, not {g}: it has no secret to prove who it is"
+                ),
+            ));
+        }
+        if !c.interactive.pkce_required {
+            return Err(ApiError::field(
+                "pkce_required",
+                "a public client always uses PKCE (RFC 9700 §2.1.1)",
+            ));
+        }
+    }
+    if c.grant_types.contains(&GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
+        return Err(ApiError::field(
+            "redirect_uris",
+            "the authorization_code grant needs at least one redirect URI",
+        ));
+    }
+    Ok(())
+}
+
+fn check_refresh_ttl(field: &str, t: i64) -> Result<i64, ApiError> {
+    if (300..=31_536_000).contains(&t) {
+        Ok(t)
+    } else {
+        Err(ApiError::field(field, "between 300 and 31536000 seconds"))
+    }
+}
+
+/// Applies the interactive-login fields of a create or patch.
+fn apply_interactive(
+    c: &mut Client,
+    pkce: Option<bool>,
+    ttl: Option<i64>,
+    idle: Option<i64>,
+) -> Result<(), ApiError> {
+    if let Some(p) = pkce {
+        c.interactive.pkce_required = p;
+    }
+    if let Some(t) = ttl {
+        c.interactive.refresh_token_ttl = check_refresh_ttl("refresh_token_ttl", t)?;
+    }
+    if let Some(t) = idle {
+        c.interactive.refresh_idle_ttl = check_refresh_ttl("refresh_token_idle_ttl", t)?;
+    }
+    Ok(())
 }
 
 async fn parse_scopes(admin: &Admin, v: &[String]) -> Result<Vec<ScopeName>, ApiError> {
@@ -276,7 +331,7 @@ pub async fn create(
         check_service_account(&admin, sa).await?;
     }
     let now = clock::now();
-    let client = Client {
+    let mut client = Client {
         client_id: client_id.clone(),
         org_id: admin.org.id,
         name: body.name.clone(),
@@ -288,32 +343,45 @@ pub async fn create(
         ip_allowlist,
         service_account_id: body.service_account_id.clone(),
         token_ttl: check_ttl(body.access_token_ttl.unwrap_or(3600))?,
+        interactive: Default::default(),
         created_at: now,
     };
-    let generated = generate_client_secret();
-    let secret = StoredSecret {
+    apply_interactive(
+        &mut client,
+        body.pkce_required,
+        body.refresh_token_ttl,
+        body.refresh_token_idle_ttl,
+    )?;
+    check_consistent(&client)?;
+    // A public client gets no secret: it has nowhere to keep one.
+    let generated = (!client.is_public()).then(generate_client_secret);
+    let secret = generated.as_ref().map(|g| StoredSecret {
         id: random_id("sec_"),
         client_id,
-        hash: generated.hash,
-        hint: generated.hint,
+        hash: g.hash,
+        hint: g.hint.clone(),
         created_at: now,
         expires_at: None,
         revoked_at: None,
         last_used_at: None,
         last_used_from: None,
-    };
-    match admin.st.store.create_client(&client, &secret).await {
+    });
+    match admin.st.store.create_client(&client, secret.as_ref()).await {
         Err(StoreError::Conflict(_)) => return Err(taken(&admin, &client.client_id).await),
         other => other?,
     }
     admin
         .audit(
             "create_client",
-            json!({ "client_id": client.client_id, "secret_id": secret.id, "secret_hint": secret.hint }),
+            json!({
+                "client_id": client.client_id,
+                "secret_id": secret.as_ref().map(|s| &s.id),
+                "secret_hint": secret.as_ref().map(|s| &s.hint),
+            }),
         )
         .await?;
-    let mut v = view(&admin, &client, std::slice::from_ref(&secret));
-    v.client_secret = Some(generated.value.expose().to_string());
+    let mut v = view(&admin, &client, secret.as_slice());
+    v.client_secret = generated.map(|g| g.value.expose().to_string());
     Ok((StatusCode::CREATED, Json(v)))
 }
 
@@ -382,7 +450,24 @@ pub async fn update(
     if let Some(t) = patch.access_token_ttl {
         c.token_ttl = check_ttl(t)?;
     }
+    apply_interactive(
+        &mut c,
+        patch.pkce_required,
+        patch.refresh_token_ttl,
+        patch.refresh_token_idle_ttl,
+    )?;
+    check_consistent(&c)?;
+    let was_enabled = find(&admin, &client_id).await?.enabled;
     admin.st.store.update_client(&c).await?;
+    // A client disabled loses what its logins gave it (RFC 7009 §2.1 spirit: nothing
+    // it holds keeps working).
+    if was_enabled && !c.enabled {
+        admin
+            .st
+            .store
+            .revoke_client_grants(c.client_id.as_str(), "client_disabled", clock::now())
+            .await?;
+    }
     admin
         .audit(
             "update_client",
@@ -413,6 +498,11 @@ pub async fn delete(admin: Admin, Path(client_id): Path<String>) -> Result<Statu
             admin.org.slug
         )));
     }
+    admin
+        .st
+        .store
+        .revoke_client_grants(&client_id, "client_deleted", clock::now())
+        .await?;
     admin
         .audit("delete_client", json!({ "client_id": client_id }))
         .await?;

@@ -324,6 +324,20 @@ pub async fn update(
         state: target.is_some(),
     };
     admin.st.store.update_user(&u, fields, now).await?;
+    // A disabled or locked person keeps nothing: their sessions end and what their logins
+    // gave clients (refresh tokens, and access tokens at introspection) is revoked.
+    let ended = match target {
+        Some(UserState::Disabled) => Some("user_disabled"),
+        Some(UserState::Locked) => Some("user_locked"),
+        _ => None,
+    };
+    if let Some(reason) = ended {
+        admin
+            .st
+            .store
+            .revoke_user_grants(admin.org.id, &u.id, reason, now)
+            .await?;
+    }
     admin
         .audit(
             "update_user",

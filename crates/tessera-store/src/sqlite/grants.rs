@@ -1,0 +1,389 @@
+//! [`GrantStore`] on SQLite: authorization codes, grants, refresh tokens and used
+//! client assertion ids. None of it is cached: each is read once or twice in its life,
+//! and a use must see every other node's.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Connection, Row};
+use tessera_core::interactive::{AuthCode, LoginGrant, RefreshToken};
+use tessera_core::model::Timestamp;
+use tessera_core::store::{BoxFuture, GrantStore, Rotation, StoreResult};
+
+use super::{SqliteStore, be, from_json, get, to_json};
+
+fn code_from(r: &SqliteRow) -> StoreResult<AuthCode> {
+    Ok(AuthCode {
+        hash: get(r, "code_hash")?,
+        grant_id: get(r, "grant_id")?,
+        org_id: get(r, "org_id")?,
+        client_id: get(r, "client_id")?,
+        user_id: get(r, "user_id")?,
+        redirect_uri: get(r, "redirect_uri")?,
+        scopes: from_json(&get::<String>(r, "scopes")?)?,
+        code_challenge: get(r, "code_challenge")?,
+        nonce: get(r, "nonce")?,
+        auth_time: get(r, "auth_time")?,
+        sid: get(r, "sid")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        used_at: get(r, "used_at")?,
+    })
+}
+
+fn grant_from(r: &SqliteRow) -> StoreResult<LoginGrant> {
+    Ok(LoginGrant {
+        id: get(r, "id")?,
+        org_id: get(r, "org_id")?,
+        client_id: get(r, "client_id")?,
+        user_id: get(r, "user_id")?,
+        scopes: from_json(&get::<String>(r, "scopes")?)?,
+        nonce: get(r, "nonce")?,
+        auth_time: get(r, "auth_time")?,
+        sid: get(r, "sid")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        revoked_at: get(r, "revoked_at")?,
+        revoked_reason: get(r, "revoked_reason")?,
+    })
+}
+
+async fn insert_refresh(conn: &mut sqlx::SqliteConnection, t: &RefreshToken) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, idle_expires_at, used_at)
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&t.hash)
+    .bind(&t.grant_id)
+    .bind(t.created_at)
+    .bind(t.idle_expires_at)
+    .bind(t.used_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(be)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Revokes the live grants a `WHERE` clause picks (`?1`: now, `?2`: reason, then its
+    /// own parameters as `?3`, `?4`).
+    async fn revoke_where(
+        &self,
+        clause: &str,
+        a: &str,
+        b: Option<i64>,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let mut w = self.writer().await?;
+        let sql = format!(
+            "UPDATE login_grants SET revoked_at = ?1, revoked_reason = ?2
+             WHERE revoked_at IS NULL AND {clause}"
+        );
+        let mut q = sqlx::query(&sql).bind(now).bind(reason).bind(a);
+        if let Some(b) = b {
+            q = q.bind(b);
+        }
+        let r = q.execute(&mut *w).await.map_err(be)?;
+        Ok(r.rows_affected())
+    }
+}
+
+impl GrantStore for SqliteStore {
+    fn create_auth_code<'a>(&'a self, c: &'a AuthCode) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            sqlx::query(
+                "INSERT INTO auth_codes (code_hash, grant_id, org_id, client_id, user_id, redirect_uri,
+                    scopes, code_challenge, nonce, auth_time, sid, created_at, expires_at, used_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&c.hash)
+            .bind(&c.grant_id)
+            .bind(c.org_id)
+            .bind(&c.client_id)
+            .bind(&c.user_id)
+            .bind(&c.redirect_uri)
+            .bind(to_json(&c.scopes))
+            .bind(&c.code_challenge)
+            .bind(&c.nonce)
+            .bind(c.auth_time)
+            .bind(&c.sid)
+            .bind(c.created_at)
+            .bind(c.expires_at)
+            .bind(c.used_at)
+            .execute(&mut *w)
+            .await
+            .map_err(be)?;
+            Ok(())
+        })
+    }
+
+    fn auth_code<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<AuthCode>>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = ?")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(be)?;
+            row.as_ref().map(code_from).transpose()
+        })
+    }
+
+    fn redeem_auth_code<'a>(
+        &'a self,
+        hash: &'a [u8],
+        g: &'a LoginGrant,
+        refresh: Option<&'a RefreshToken>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            let mut tx = w.begin().await.map_err(be)?;
+            // Compare and set: of two exchanges of one code, only one marks it.
+            let r = sqlx::query(
+                "UPDATE auth_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+            if r.rows_affected() == 0 {
+                tx.rollback().await.map_err(be)?;
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO login_grants (id, org_id, client_id, user_id, scopes, nonce, auth_time,
+                    sid, created_at, expires_at, revoked_at, revoked_reason)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&g.id)
+            .bind(g.org_id)
+            .bind(&g.client_id)
+            .bind(&g.user_id)
+            .bind(to_json(&g.scopes))
+            .bind(&g.nonce)
+            .bind(g.auth_time)
+            .bind(&g.sid)
+            .bind(g.created_at)
+            .bind(g.expires_at)
+            .bind(g.revoked_at)
+            .bind(&g.revoked_reason)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+            if let Some(t) = refresh {
+                insert_refresh(&mut tx, t).await?;
+            }
+            tx.commit().await.map_err(be)?;
+            Ok(true)
+        })
+    }
+
+    fn burn_auth_code<'a>(
+        &'a self,
+        hash: &'a [u8],
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            sqlx::query(
+                "UPDATE auth_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(hash)
+            .execute(&mut *w)
+            .await
+            .map_err(be)?;
+            Ok(())
+        })
+    }
+
+    fn login_grant<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<LoginGrant>>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT * FROM login_grants WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(be)?;
+            row.as_ref().map(grant_from).transpose()
+        })
+    }
+
+    fn refresh_token<'a>(
+        &'a self,
+        hash: &'a [u8],
+    ) -> BoxFuture<'a, StoreResult<Option<(RefreshToken, LoginGrant)>>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT r.token_hash, r.grant_id, r.created_at AS r_created_at, r.idle_expires_at,
+                        r.used_at, g.*
+                 FROM refresh_tokens r JOIN login_grants g ON g.id = r.grant_id
+                 WHERE r.token_hash = ?",
+            )
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?;
+            let Some(r) = row else { return Ok(None) };
+            let token = RefreshToken {
+                hash: get(&r, "token_hash")?,
+                grant_id: get(&r, "grant_id")?,
+                created_at: get(&r, "r_created_at")?,
+                idle_expires_at: get(&r, "idle_expires_at")?,
+                used_at: r.try_get("used_at").map_err(be)?,
+            };
+            Ok(Some((token, grant_from(&r)?)))
+        })
+    }
+
+    fn rotate_refresh_token<'a>(
+        &'a self,
+        old: &'a [u8],
+        next: &'a RefreshToken,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Rotation>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            let mut tx = w.begin().await.map_err(be)?;
+            let r = sqlx::query(
+                "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(old)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+            if r.rows_affected() == 0 {
+                tx.rollback().await.map_err(be)?;
+                return Ok(Rotation::AlreadyUsed);
+            }
+            insert_refresh(&mut tx, next).await?;
+            tx.commit().await.map_err(be)?;
+            Ok(Rotation::Rotated)
+        })
+    }
+
+    fn revoke_login_grant<'a>(
+        &'a self,
+        id: &'a str,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move { Ok(self.revoke_where("id = ?3", id, None, reason, now).await? > 0) })
+    }
+
+    fn revoke_user_grants<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<u64>> {
+        Box::pin(async move {
+            let n = self
+                .revoke_where(
+                    "user_id = ?3 AND org_id = ?4",
+                    user_id,
+                    Some(org_id),
+                    reason,
+                    now,
+                )
+                .await?;
+            let mut w = self.writer().await?;
+            sqlx::query("DELETE FROM sessions WHERE org_id = ? AND user_id = ?")
+                .bind(org_id)
+                .bind(user_id)
+                .execute(&mut *w)
+                .await
+                .map_err(be)?;
+            Ok(n)
+        })
+    }
+
+    fn revoke_client_grants<'a>(
+        &'a self,
+        client_id: &'a str,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<u64>> {
+        Box::pin(async move {
+            self.revoke_where("client_id = ?3", client_id, None, reason, now)
+                .await
+        })
+    }
+
+    fn revoke_session_grants<'a>(
+        &'a self,
+        sid: &'a str,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<u64>> {
+        Box::pin(async move { self.revoke_where("sid = ?3", sid, None, reason, now).await })
+    }
+
+    fn user_grants<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<LoginGrant>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT * FROM login_grants WHERE org_id = ? AND user_id = ?
+                 ORDER BY created_at DESC, id LIMIT 1000",
+            )
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(be)?;
+            rows.iter().map(grant_from).collect()
+        })
+    }
+
+    fn remember_assertion_id<'a>(
+        &'a self,
+        client_id: &'a str,
+        jti: &'a str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            // An id whose assertion has expired may be forgotten: that assertion can no
+            // longer be accepted anyway.
+            let r = sqlx::query(
+                "INSERT INTO client_assertion_ids (client_id, jti, expires_at) VALUES (?, ?, ?)
+                 ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = excluded.expires_at
+                 WHERE client_assertion_ids.expires_at <= ?",
+            )
+            .bind(client_id)
+            .bind(jti)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&mut *w)
+            .await
+            .map_err(be)?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    fn prune_grants(&self, before: Timestamp) -> BoxFuture<'_, StoreResult<u64>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            let mut n = 0;
+            for sql in [
+                "DELETE FROM auth_codes WHERE expires_at < ?",
+                "DELETE FROM client_assertion_ids WHERE expires_at < ?",
+                "DELETE FROM login_grants WHERE expires_at < ?",
+            ] {
+                n += sqlx::query(sql)
+                    .bind(before)
+                    .execute(&mut *w)
+                    .await
+                    .map_err(be)?
+                    .rows_affected();
+            }
+            Ok(n)
+        })
+    }
+}
