@@ -18,6 +18,10 @@ pub enum AuditKind {
     Login,
     /// An authorization request at the authorization endpoint.
     Authorize,
+    /// A refused client authentication at the introspection endpoint.
+    Introspect,
+    /// A token revocation (RFC 7009), or its refused client authentication.
+    Revoke,
 }
 
 impl AuditKind {
@@ -29,6 +33,8 @@ impl AuditKind {
             AuditKind::Admin => "admin",
             AuditKind::Login => "login",
             AuditKind::Authorize => "authorize",
+            AuditKind::Introspect => "introspect",
+            AuditKind::Revoke => "revoke",
         }
     }
 }

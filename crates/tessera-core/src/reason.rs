@@ -23,6 +23,8 @@ pub enum OAuthError {
     AccessDenied,
     /// `prompt=none` and the person must log in first (OIDC Core §3.1.2.6).
     LoginRequired,
+    /// The server cannot revoke this kind of token (RFC 7009 §2.2.1).
+    UnsupportedTokenType,
 }
 
 impl OAuthError {
@@ -39,6 +41,7 @@ impl OAuthError {
             OAuthError::UnsupportedResponseType => "unsupported_response_type",
             OAuthError::AccessDenied => "access_denied",
             OAuthError::LoginRequired => "login_required",
+            OAuthError::UnsupportedTokenType => "unsupported_token_type",
         }
     }
 
@@ -140,6 +143,7 @@ reasons! {
     RefreshTokenExpired => "refresh_token_expired", InvalidGrant;
     ClientAssertionInvalid => "client_assertion_invalid", InvalidClient;
     ClientAssertionReplayed => "client_assertion_replayed", InvalidClient;
+    RevocationUnsupported => "revocation_unsupported", UnsupportedTokenType;
     // SAML SSO refusals (the ACS and `tessera saml check`); never token-endpoint answers.
     SamlBodyTooLarge => "saml_body_too_large", InvalidGrant;
     SamlMalformed => "saml_malformed", InvalidGrant;

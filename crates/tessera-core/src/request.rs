@@ -151,7 +151,7 @@ pub fn parse_token_request(
             ),
         ));
     }
-    let params = body(kind, raw.body, trace)?;
+    let params = body(kind, raw.body, TOKEN_IF_EMPTY, trace)?;
     if let Some(id) = params.get("client_id") {
         *hint = Some(ClientHint {
             client_id: id.to_string(),
@@ -160,7 +160,13 @@ pub fn parse_token_request(
     }
     no_duplicates(&params, trace)?;
     let grant_type = grant_type(&params, trace)?;
-    let client = client_auth(raw.authorization, &params, grant_type, trace, hint)?;
+    let client = client_auth(
+        raw.authorization,
+        &params,
+        grant_type.is_interactive(),
+        trace,
+        hint,
+    )?;
     let grant = grant_request(grant_type, &params, trace)?;
     let scope = params.get("scope").map(|s| {
         s.split(' ')
@@ -277,6 +283,74 @@ pub fn request_from_fields(
     })
 }
 
+/// A request to an endpoint that authenticates its client and has no grant type
+/// (introspection, revocation): the client and the other parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequest {
+    pub client: PresentedClient,
+    /// The parameters besides the client's credentials, as sent.
+    pub params: Vec<(String, String)>,
+    pub source_ip: IpAddr,
+}
+
+impl ClientRequest {
+    /// The value of a parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses such a request with the token endpoint's rules (content type, body, no
+/// repeated parameter, one client authentication); `public_ok` lets a public client name
+/// itself with `client_id` alone (revocation, RFC 7009 §2.1).
+pub fn parse_client_request(
+    raw: &RawTokenRequest<'_>,
+    public_ok: bool,
+    trace: &mut Trace,
+    hint: &mut Option<ClientHint>,
+) -> Result<ClientRequest, Denial> {
+    let kind = content_type(raw.content_type, trace)?;
+    if raw.body_too_large {
+        return Err(trace.fail(
+            Check::Body,
+            Reason::BodyTooLarge,
+            format!(
+                "the request body is larger than {} KiB and was not read",
+                MAX_BODY / 1024
+            ),
+        ));
+    }
+    let params = body(
+        kind,
+        raw.body,
+        (
+            Reason::ParameterMissing,
+            "the request body is empty; send token=<the token>",
+        ),
+        trace,
+    )?;
+    if let Some(id) = params.get("client_id") {
+        *hint = Some(ClientHint {
+            client_id: id.to_string(),
+            basic_without_colon: false,
+        });
+    }
+    no_duplicates(&params, trace)?;
+    let client = client_auth(raw.authorization, &params, public_ok, trace, hint)?;
+    Ok(ClientRequest {
+        client,
+        params: params
+            .0
+            .into_iter()
+            .filter(|(k, _)| k != "client_secret" && k != "client_id")
+            .collect(),
+        source_ip: raw.source_ip,
+    })
+}
+
 /// The password grant's `username` and `password` (RFC 6749 §4.3.2: both required).
 fn resource_owner(params: &Params, trace: &mut Trace) -> Result<ResourceOwnerCredentials, Denial> {
     let username = params.get("username");
@@ -346,7 +420,20 @@ fn content_type(ct: Option<&str>, trace: &mut Trace) -> Result<BodyKind, Denial>
     }
 }
 
-fn body(kind: BodyKind, body: &[u8], trace: &mut Trace) -> Result<Params, Denial> {
+/// What an empty body is refused as: the endpoint's first required parameter.
+type IfEmpty = (Reason, &'static str);
+
+const TOKEN_IF_EMPTY: IfEmpty = (
+    Reason::GrantTypeMissing,
+    "the request body is empty; send at least grant_type=client_credentials",
+);
+
+fn body(
+    kind: BodyKind,
+    body: &[u8],
+    if_empty: IfEmpty,
+    trace: &mut Trace,
+) -> Result<Params, Denial> {
     let Ok(text) = std::str::from_utf8(body) else {
         return Err(trace.fail(
             Check::Body,
@@ -368,11 +455,7 @@ fn body(kind: BodyKind, body: &[u8], trace: &mut Trace) -> Result<Params, Denial
     };
     let params: Vec<_> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
     if params.is_empty() {
-        return Err(trace.fail(
-            Check::Body,
-            Reason::GrantTypeMissing,
-            "the request body is empty; send at least grant_type=client_credentials",
-        ));
+        return Err(trace.fail(Check::Body, if_empty.0, if_empty.1));
     }
     let names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
     trace.pass(
@@ -499,7 +582,7 @@ fn supported_grants() -> Vec<&'static str> {
 fn client_auth(
     authorization: Option<&str>,
     params: &Params,
-    grant_type: GrantType,
+    public_ok: bool,
     trace: &mut Trace,
     hint: &mut Option<ClientHint>,
 ) -> Result<PresentedClient, Denial> {
@@ -585,7 +668,7 @@ fn client_auth(
         }
         // A public client (RFC 6749 §2.1) names itself and proves nothing: it may only take
         // part in a person's login, where PKCE binds the code to it.
-        (Some(id), None) if grant_type.is_interactive() => {
+        (Some(id), None) if public_ok => {
             trace.pass(
                 check,
                 format!("none (a public client), client_id '{}'", clip(id)),

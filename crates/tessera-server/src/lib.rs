@@ -14,6 +14,7 @@ mod clock;
 pub mod config;
 mod error;
 mod html;
+mod introspect;
 mod keys;
 mod login;
 mod meta;
@@ -307,6 +308,15 @@ fn router(state: Shared, limits: &Limits) -> Router {
                 .fallback(meta::token_wrong_method),
         )
         .route("/oauth/authorize", get(authorize::authorize))
+        .route(
+            "/oauth/introspect",
+            post(introspect::introspect)
+                .layer(DefaultBodyLimit::max(tessera_core::request::MAX_BODY)),
+        )
+        .route(
+            "/oauth/revoke",
+            post(introspect::revoke).layer(DefaultBodyLimit::max(tessera_core::request::MAX_BODY)),
+        )
         .route(
             "/oauth/userinfo",
             get(userinfo::userinfo)

@@ -6,16 +6,20 @@
 
 use std::net::IpAddr;
 
+use std::sync::Arc;
 use tessera_core::Reason;
 use tessera_core::audit::{AuditEvent, AuditKind};
+
 use tessera_core::decision::{
-    self, CodeFacts, DecideOptions, Decision, Facts, Grant, GrantEffect, GrantFacts, LoginDecision,
-    LoginFacts, LoginIssue, Parsed, PersonFacts, RefreshFacts, ResourceOwnerFacts,
+    self, ClientFacts, CodeFacts, DecideOptions, Decision, Facts, Grant, GrantEffect, GrantFacts,
+    LoginDecision, LoginFacts, LoginIssue, Parsed, PersonFacts, RefreshFacts, ResourceOwnerFacts,
 };
-use tessera_core::interactive::{self, RefreshToken};
+use tessera_core::interactive::{self, LoginGrant, RefreshToken};
 use tessera_core::jwt::AccessClaims;
 use tessera_core::model::{Org, User, UserType};
-use tessera_core::request::{GrantRequest, RawTokenRequest, ResourceOwnerCredentials};
+use tessera_core::request::{
+    ClientRequest, GrantRequest, RawTokenRequest, ResourceOwnerCredentials,
+};
 use tessera_core::store::{Rotation, StoreError};
 use tessera_core::text::clip;
 use tessera_core::trace::{Denial, Trace};
@@ -224,6 +228,164 @@ pub async fn dry_run(
         .await
         .map_err(|_| ServiceError::Audit)?;
     Ok((d, request_id))
+}
+
+/// A client authenticated for a request without a grant (introspection, revocation),
+/// in the same throttle budget as its token requests. A refusal is audited as `kind`.
+pub async fn authenticate_client(
+    st: &AppState,
+    raw: &RawTokenRequest<'_>,
+    source: &str,
+    public_ok: bool,
+    kind: AuditKind,
+) -> Result<Result<(Arc<ClientFacts>, ClientRequest), Denial>, ServiceError> {
+    let parsed = decision::parse_client(raw, public_ok);
+    let mut facts = match parsed.facts_key() {
+        Some(id) => st.store.token_facts(id, source).await?,
+        None => Facts::default(),
+    };
+    let opts = st.decide_options();
+    let d = match &parsed.request {
+        Ok(req) => {
+            let attempt =
+                Attempt::take(&st.store, &req.client.client_id, source, st.throttle).await;
+            facts.throttle = attempt.state;
+            let d = decision::decide_client(parsed, &facts, clock::now(), opts);
+            attempt.settle(outcome_of(d.throttle_update)).await?;
+            d
+        }
+        Err(_) => decision::decide_client(parsed, &facts, clock::now(), opts),
+    };
+    if let Err(denial) = &d.outcome {
+        let event = AuditEvent {
+            request_id: request_id::current(),
+            time_ms: clock::now_ms(),
+            org_id: d.org_id,
+            kind,
+            actor: None,
+            client_id: d.client_id.as_deref().map(clip),
+            subject: None,
+            source_ip: Some(source.to_string()),
+            outcome: "denied".into(),
+            reason: Some(denial.reason.code().to_string()),
+            description: Some(denial.description.clone()),
+            grant_type: None,
+            scope: None,
+            secret_id: d.secret_used.as_ref().map(|s| s.id.clone()),
+            secret_hint: d.secret_used.as_ref().map(|s| s.hint.clone()),
+            trace: d.trace.clone(),
+            change: None,
+        };
+        st.audit
+            .record(event)
+            .await
+            .map_err(|_| ServiceError::Audit)?;
+    }
+    Ok(d.outcome)
+}
+
+/// What a token is, as introspection (RFC 7662) and revocation (RFC 7009) see it.
+pub enum TokenState {
+    /// Not a token of this server, or one that no longer works, or another org's.
+    Inactive,
+    /// A live access token.
+    Access(Box<AccessClaims>),
+    /// A live refresh token of the grant.
+    Refresh(Box<(RefreshToken, LoginGrant)>),
+}
+
+/// Looks a token up for a client of `cf`'s org: signature, expiry, issuer and org for an
+/// access token; for one of a person's login, its grant still live and the person still
+/// active (what a JWT alone cannot tell).
+pub async fn token_state(
+    st: &AppState,
+    cf: &ClientFacts,
+    token: &str,
+) -> Result<TokenState, ServiceError> {
+    let now = clock::now();
+    if token.starts_with(interactive::REFRESH_PREFIX) {
+        let Some((t, g)) = st
+            .store
+            .refresh_token(&interactive::hash_token(token))
+            .await?
+        else {
+            return Ok(TokenState::Inactive);
+        };
+        let live = t.used_at.is_none()
+            && t.idle_expires_at > now
+            && g.is_live(now)
+            && g.org_id == cf.org.id
+            && person_active(st, g.org_id, &g.user_id, now).await?;
+        return Ok(if live {
+            TokenState::Refresh(Box::new((t, g)))
+        } else {
+            TokenState::Inactive
+        });
+    }
+    let Ok(claims) = tessera_core::jwt::verify(token, &st.keys.get().verifiers, now) else {
+        return Ok(TokenState::Inactive);
+    };
+    if claims.iss != st.issuer || claims.org != cf.org.slug.as_str() {
+        return Ok(TokenState::Inactive);
+    }
+    if let Some(gid) = &claims.gid {
+        let live = match st.store.login_grant(gid).await? {
+            Some(g) => g.is_live(now) && person_active(st, g.org_id, &g.user_id, now).await?,
+            None => false,
+        };
+        if !live {
+            return Ok(TokenState::Inactive);
+        }
+    }
+    Ok(TokenState::Access(Box::new(claims)))
+}
+
+async fn person_active(
+    st: &AppState,
+    org_id: i64,
+    user_id: &str,
+    now: i64,
+) -> Result<bool, ServiceError> {
+    Ok(st
+        .store
+        .get_user(org_id, user_id)
+        .await?
+        .is_some_and(|u| u.effective_state(now) == tessera_core::model::UserState::Active))
+}
+
+/// Revokes what `token` belongs to, if it is `client`'s: a refresh token's grant, or the
+/// grant of a login's access token. Returns the grant revoked, if any; `Err(denial)` for
+/// a token this server cannot revoke (a `client_credentials` access token).
+pub async fn revoke(
+    st: &AppState,
+    cf: &ClientFacts,
+    token: &str,
+) -> Result<Result<Option<String>, Denial>, ServiceError> {
+    let client_id = cf.client.client_id.as_str();
+    let grant_id = match token_state(st, cf, token).await? {
+        TokenState::Inactive => None,
+        TokenState::Refresh(b) => (b.1.client_id == client_id).then(|| b.1.id.clone()),
+        TokenState::Access(c) if c.client_id == client_id => match &c.gid {
+            Some(g) => Some(g.clone()),
+            None => {
+                return Ok(Err(Denial {
+                    reason: Reason::RevocationUnsupported,
+                    description: format!(
+                        "access tokens of client_credentials are not revoked one by one: each ends by itself within the client's access_token_ttl ({} s). To cut a caller off at once, revoke or rotate the client's secret, or disable the client",
+                        cf.client.token_ttl
+                    ),
+                    retry_after: None,
+                }));
+            }
+        },
+        TokenState::Access(_) => None,
+    };
+    if let Some(g) = &grant_id {
+        st.store
+            .revoke_login_grant(g, "revoked_by_client", clock::now())
+            .await?;
+    }
+    Ok(Ok(grant_id))
 }
 
 /// A login at `org`'s login page: the same person checks as the password grant, in the

@@ -2,9 +2,11 @@
 //! the client, its secret, how it authenticated, whether it and its org are enabled, its
 //! IP allow-list and whether it may use the grant it asks for.
 
-use crate::model::{AuthMethod, StoredSecret, Timestamp};
+use std::net::IpAddr;
+
+use crate::model::{AuthMethod, GrantType, StoredSecret, Timestamp};
 use crate::reason::Reason;
-use crate::request::TokenRequest;
+use crate::request::PresentedClient;
 use crate::secret::{hash_client_secret, hashes_equal};
 use crate::text::{clip, quoted_list, rfc3339};
 use crate::throttle::ThrottleState;
@@ -12,17 +14,18 @@ use crate::trace::{Check, Denial, Trace};
 
 use super::{ClientFacts, DecideOptions, Decision, Facts, SecretUse};
 
-/// Authenticates the client a request presents and checks what it may do before any
-/// grant-specific check; returns the client's facts.
+/// Authenticates the client a request presents and checks what it may do whatever it
+/// asks for (enabled, its org, its IP allow-list); returns the client's facts.
 pub(super) fn authenticate<'f>(
-    req: &TokenRequest,
+    presented: &PresentedClient,
+    source_ip: IpAddr,
     facts: &'f Facts,
     now: Timestamp,
     opts: DecideOptions,
     trace: &mut Trace,
     d: &mut Decision,
 ) -> Result<&'f ClientFacts, Denial> {
-    let presented_id = clip(&req.client.client_id);
+    let presented_id = clip(&presented.client_id);
 
     // Throttle before anything touches the secret.
     if opts.dry_run {
@@ -30,7 +33,7 @@ pub(super) fn authenticate<'f>(
             Check::Throttle,
             format!(
                 "dry run: throttling not applied ({} recent failure(s) from {})",
-                facts.throttle.failures, req.source_ip
+                facts.throttle.failures, source_ip
             ),
         );
     } else if let Some(wait) = opts.throttle.retry_after(&facts.throttle, now) {
@@ -39,7 +42,7 @@ pub(super) fn authenticate<'f>(
             Reason::ClientThrottled,
             format!(
                 "too many failed authentications for client '{presented_id}' from {}; retry after {wait} s",
-                req.source_ip
+                source_ip
             ),
         );
         denial.retry_after = Some(wait);
@@ -49,7 +52,7 @@ pub(super) fn authenticate<'f>(
             Check::Throttle,
             format!(
                 "{} recent failure(s) from {}",
-                facts.throttle.failures, req.source_ip
+                facts.throttle.failures, source_ip
             ),
         );
     }
@@ -83,8 +86,8 @@ pub(super) fn authenticate<'f>(
     );
 
     // The secret: compare against every stored secret, each in constant time.
-    match &req.client.secret {
-        _ if req.client.method == AuthMethod::None => {
+    match &presented.secret {
+        _ if presented.method == AuthMethod::None => {
             if !client.auth_methods.contains(&AuthMethod::None) {
                 return Err(trace.fail(
                     Check::ClientSecret,
@@ -173,32 +176,32 @@ pub(super) fn authenticate<'f>(
     }
 
     // Authenticated from here on: descriptions may be precise about policy.
-    if !client.auth_methods.contains(&req.client.method) {
+    if !client.auth_methods.contains(&presented.method) {
         return Err(trace.fail(
             Check::ClientAuthMethod,
             Reason::ClientAuthMethodNotAllowed,
             format!(
                 "client '{presented_id}' may not authenticate with {}; allowed: {}",
-                req.client.method,
+                presented.method,
                 quoted_list(client.auth_methods.iter().map(|m| m.as_str()))
             ),
         ));
     }
-    trace.pass(Check::ClientAuthMethod, req.client.method.as_str());
+    trace.pass(Check::ClientAuthMethod, presented.method.as_str());
 
     check_enabled(cf, trace)?;
 
     if client.ip_allowlist.is_empty() {
         trace.pass(
             Check::SourceIp,
-            format!("{} (client has no IP allow-list)", req.source_ip),
+            format!("{} (client has no IP allow-list)", source_ip),
         );
-    } else if client.ip_allowlist.allows(req.source_ip) {
+    } else if client.ip_allowlist.allows(source_ip) {
         trace.pass(
             Check::SourceIp,
             format!(
                 "{} is inside the allow-list {}",
-                req.source_ip,
+                source_ip,
                 client.ip_allowlist.to_strings().join(", ")
             ),
         );
@@ -208,13 +211,23 @@ pub(super) fn authenticate<'f>(
             Reason::ClientIpNotAllowed,
             format!(
                 "source address {} is outside client '{presented_id}''s IP allow-list ({})",
-                req.source_ip,
+                source_ip,
                 client.ip_allowlist.to_strings().join(", ")
             ),
         ));
     }
 
-    if !client.grant_types.contains(&req.grant_type()) {
+    Ok(cf)
+}
+
+/// The client may use `grant`.
+pub(super) fn check_grant_allowed(
+    cf: &ClientFacts,
+    grant: GrantType,
+    trace: &mut Trace,
+) -> Result<(), Denial> {
+    let client = &cf.client;
+    if !client.grant_types.contains(&grant) {
         let allowed = if client.grant_types.is_empty() {
             "none".to_string()
         } else {
@@ -229,17 +242,16 @@ pub(super) fn authenticate<'f>(
             Check::GrantTypeAllowed,
             Reason::GrantTypeNotAllowed,
             format!(
-                "client '{presented_id}' may not use grant type '{}'; allowed: {allowed}",
-                req.grant_type()
+                "client '{}' may not use grant type '{grant}'; allowed: {allowed}",
+                client.client_id
             ),
         ));
     }
     trace.pass(
         Check::GrantTypeAllowed,
-        format!("'{}' is enabled on the client", req.grant_type()),
+        format!("'{grant}' is enabled on the client"),
     );
-
-    Ok(cf)
+    Ok(())
 }
 
 /// The client and its org are enabled: the token endpoint's checks after

@@ -27,8 +27,8 @@ use crate::interactive::{AuthCode, LoginGrant, RefreshToken};
 use crate::model::{Client, GrantType, Org, ScopeName, StoredSecret, Timestamp, User};
 use crate::reason::Reason;
 use crate::request::{
-    ClientHint, GrantRequest, PresentedClient, RawTokenRequest, TokenRequest, parse_token_request,
-    request_from_fields,
+    ClientHint, ClientRequest, GrantRequest, PresentedClient, RawTokenRequest, TokenRequest,
+    parse_token_request, request_from_fields,
 };
 use crate::secret::SecretString;
 use crate::throttle::{AttemptOutcome, ThrottlePolicy, ThrottleState};
@@ -192,6 +192,29 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A decision not made yet: refused with an empty description until it is.
+    fn new() -> Self {
+        Decision {
+            outcome: Err(Denial {
+                reason: Reason::BodyMalformed,
+                description: String::new(),
+                retry_after: None,
+            }),
+            trace: Trace::default(),
+            client_id: None,
+            org_id: None,
+            org_slug: None,
+            subject: None,
+            grant_type: None,
+            secret_used: None,
+            throttle_update: None,
+            login_update: None,
+            person_attempt: None,
+            grant_reason: None,
+            grant_effect: None,
+        }
+    }
+
     /// The reason of a refusal.
     pub fn reason(&self) -> Option<Reason> {
         self.outcome.as_ref().err().map(|d| d.reason)
@@ -280,25 +303,7 @@ pub fn decide(parsed: Parsed, facts: &Facts, now: Timestamp, opts: DecideOptions
         mut trace,
         hint,
     } = parsed;
-    let mut d = Decision {
-        outcome: Err(Denial {
-            reason: Reason::BodyMalformed,
-            description: String::new(),
-            retry_after: None,
-        }),
-        trace: Trace::default(),
-        client_id: None,
-        org_id: None,
-        org_slug: None,
-        subject: None,
-        grant_type: None,
-        secret_used: None,
-        throttle_update: None,
-        login_update: None,
-        person_attempt: None,
-        grant_reason: None,
-        grant_effect: None,
-    };
+    let mut d = Decision::new();
     if let Some(cf) = &facts.client {
         // The request names a client that exists: its org sees this decision.
         d.org_id = Some(cf.org.id);
@@ -338,7 +343,8 @@ fn decide_grant(
     trace: &mut Trace,
     d: &mut Decision,
 ) -> Result<Grant, Denial> {
-    let cf = client::authenticate(req, facts, now, opts, trace, d)?;
+    let cf = client::authenticate(&req.client, req.source_ip, facts, now, opts, trace, d)?;
+    client::check_grant_allowed(cf, req.grant_type(), trace)?;
     match &req.grant {
         GrantRequest::ClientCredentials => client_credentials::decide(req, cf, now, trace, d),
         GrantRequest::Password(creds) => {
@@ -348,5 +354,94 @@ fn decide_grant(
             authorization_code::decide(exchange, facts, cf, now, opts, trace, d)
         }
         GrantRequest::RefreshToken(_) => refresh_token::decide(req, facts, cf, now, opts, trace, d),
+    }
+}
+
+/// A parsed request to an endpoint that authenticates a client without a grant
+/// (introspection, revocation).
+#[derive(Debug, Clone)]
+pub struct ParsedClient {
+    pub request: Result<ClientRequest, Denial>,
+    pub trace: Trace,
+    pub hint: Option<ClientHint>,
+}
+
+impl ParsedClient {
+    /// The client id whose facts the decision needs.
+    pub fn facts_key(&self) -> Option<&str> {
+        match &self.request {
+            Ok(r) => Some(r.client.client_id.as_str()),
+            Err(_) => self.hint.as_ref().map(|h| h.client_id.as_str()),
+        }
+    }
+}
+
+/// Parses such a request (see [`crate::request::parse_client_request`]).
+pub fn parse_client(raw: &RawTokenRequest<'_>, public_ok: bool) -> ParsedClient {
+    let mut trace = Trace::default();
+    let mut hint = None;
+    let request = crate::request::parse_client_request(raw, public_ok, &mut trace, &mut hint);
+    ParsedClient {
+        request,
+        trace,
+        hint,
+    }
+}
+
+/// A decision about a client alone: its authentication and the checks every request of
+/// the client passes (enabled, org, IP allow-list), with the effects of a token
+/// decision's client part.
+#[derive(Debug, Clone)]
+pub struct ClientDecision {
+    /// The authenticated client and what it asked, or the refusal.
+    pub outcome: Result<(Arc<ClientFacts>, ClientRequest), Denial>,
+    pub trace: Trace,
+    pub client_id: Option<String>,
+    pub org_id: Option<i64>,
+    pub secret_used: Option<SecretUse>,
+    /// The throttle record to store after this decision, if any.
+    pub throttle_update: Option<ThrottleState>,
+}
+
+/// Decides a client-only request over the client's facts at `now`.
+pub fn decide_client(
+    parsed: ParsedClient,
+    facts: &Facts,
+    now: Timestamp,
+    opts: DecideOptions,
+) -> ClientDecision {
+    let ParsedClient {
+        request,
+        mut trace,
+        hint: _,
+    } = parsed;
+    let mut d = Decision::new();
+    d.client_id = facts
+        .client
+        .as_ref()
+        .map(|c| c.client.client_id.to_string());
+    d.org_id = facts.client.as_ref().map(|c| c.org.id);
+    let outcome = request.and_then(|req| {
+        d.client_id = Some(req.client.client_id.clone());
+        let cf = client::authenticate(
+            &req.client,
+            req.source_ip,
+            facts,
+            now,
+            opts,
+            &mut trace,
+            &mut d,
+        )?;
+        // `authenticate` returns the facts' own client: share it.
+        let shared = facts.client.clone().unwrap_or_else(|| Arc::new(cf.clone()));
+        Ok((shared, req))
+    });
+    ClientDecision {
+        outcome,
+        trace,
+        client_id: d.client_id,
+        org_id: d.org_id,
+        secret_used: d.secret_used,
+        throttle_update: d.throttle_update,
     }
 }

@@ -111,10 +111,12 @@ pub async fn list(
         Some("admin") => Some(AuditKind::Admin),
         Some("login") => Some(AuditKind::Login),
         Some("authorize") => Some(AuditKind::Authorize),
+        Some("introspect") => Some(AuditKind::Introspect),
+        Some("revoke") => Some(AuditKind::Revoke),
         Some(_) => {
             return Err(ApiError::field(
                 "kind",
-                "one of token, diagnose, admin, login, authorize",
+                "one of token, diagnose, admin, login, authorize, introspect, revoke",
             ));
         }
     };
