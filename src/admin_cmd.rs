@@ -873,6 +873,7 @@ fn create_client_body(client_id: &Option<String>, f: &ClientFields) -> tessera_a
         pkce_required: f.pkce_required,
         refresh_token_ttl: f.refresh_ttl,
         refresh_token_idle_ttl: f.refresh_idle_ttl,
+        jwks: None,
     }
 }
 

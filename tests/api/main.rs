@@ -15,6 +15,7 @@ mod login_page;
 mod no_secret_leaks;
 mod openapi;
 mod peer_oidc_provider;
+mod private_key_jwt;
 mod saml_cli;
 mod saml_e2e;
 mod sso;

@@ -164,6 +164,10 @@ pub struct CreateClient {
     #[serde(default)]
     #[schema(minimum = 300, maximum = 31536000)]
     pub refresh_token_idle_ttl: Option<i64>,
+    /// The client's public keys, a JWK Set (`{"keys": [...]}`), for `private_key_jwt`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
 }
 
 /// `PATCH /api/v2/oauth/clients/{client_id}`: every field optional. A JSON `null`
@@ -202,6 +206,10 @@ pub struct PatchClient {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 300, maximum = 31536000)]
     pub refresh_token_idle_ttl: Option<i64>,
+    /// Replaces the client's JWK Set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -255,6 +263,10 @@ pub struct ClientView {
     pub pkce_required: bool,
     pub refresh_token_ttl: i64,
     pub refresh_token_idle_ttl: i64,
+    /// The client's public keys for `private_key_jwt`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
     pub created_at: String,
     pub secrets: Vec<SecretView>,
     /// Present once, in the answer to the call that created the client.

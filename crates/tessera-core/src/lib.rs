@@ -6,6 +6,7 @@
 //! with plain unit tests.
 
 pub mod audit;
+pub mod client_keys;
 pub mod decision;
 pub mod interactive;
 pub mod jwt;

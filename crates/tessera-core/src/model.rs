@@ -189,13 +189,16 @@ pub enum AuthMethod {
     /// A public client (a SPA, a native app): no credential at all, PKCE mandatory,
     /// only the interactive grants.
     None,
+    /// A JWT signed with one of the client's registered keys (RFC 7523 §2.2).
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
     /// Every method, in the order they are documented.
-    pub const ALL: [AuthMethod; 3] = [
+    pub const ALL: [AuthMethod; 4] = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
+        AuthMethod::PrivateKeyJwt,
         AuthMethod::None,
     ];
 
@@ -205,6 +208,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::None => "none",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
@@ -217,7 +221,7 @@ impl FromStr for AuthMethod {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 ParseError(format!(
-                    "'{}' is not supported; use client_secret_basic, client_secret_post or none",
+                    "'{}' is not supported; use client_secret_basic, client_secret_post, private_key_jwt or none",
                     crate::text::clip(s)
                 ))
             })
@@ -419,6 +423,9 @@ pub struct Client {
     /// How the client's interactive logins (the code flow and refresh) behave.
     #[serde(default)]
     pub interactive: InteractiveSettings,
+    /// The client's public keys, a JWK Set, for `private_key_jwt`.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
     pub created_at: Timestamp,
 }
 

@@ -34,8 +34,9 @@ pub struct RawTokenRequest<'a> {
 pub struct PresentedClient {
     pub method: AuthMethod,
     pub client_id: String,
-    /// `None` for a public client (method `none`), and in a dry run that did not
-    /// include the secret: the secret check is then skipped and says so in the trace.
+    /// The secret, or for `private_key_jwt` the assertion. `None` for a public client
+    /// (method `none`), and in a dry run that did not include the secret: the secret
+    /// check is then skipped and says so in the trace.
     pub secret: Option<SecretString>,
 }
 
@@ -589,6 +590,18 @@ fn client_auth(
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
     let check = Check::ClientAuth;
+    let assertion_type = params.get("client_assertion_type");
+    let assertion = params.get("client_assertion");
+    if assertion_type.is_some() || assertion.is_some() {
+        return client_assertion(
+            assertion_type,
+            assertion,
+            body_id,
+            authorization.is_some() || body_secret.is_some(),
+            trace,
+            hint,
+        );
+    }
     if let Some(header) = authorization {
         let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -698,6 +711,77 @@ fn client_auth(
             "no client credentials: send an Authorization: Basic header with base64(client_id:client_secret), or client_id and client_secret in the body",
         )),
     }
+}
+
+/// `private_key_jwt` (RFC 7523 §2.2): the assertion names the client (`sub`); its
+/// signature and claims are the decision's to check, against the client's keys.
+fn client_assertion(
+    assertion_type: Option<&str>,
+    assertion: Option<&str>,
+    body_id: Option<&str>,
+    other_credentials: bool,
+    trace: &mut Trace,
+    hint: &mut Option<ClientHint>,
+) -> Result<PresentedClient, Denial> {
+    let check = Check::ClientAuth;
+    if other_credentials {
+        return Err(trace.fail(
+            check,
+            Reason::ClientAuthMultiple,
+            "a client_assertion came with other client credentials (a client_secret or an Authorization header); use exactly one method (RFC 6749 §2.3)",
+        ));
+    }
+    if assertion_type != Some(crate::client_keys::ASSERTION_TYPE) {
+        return Err(trace.fail(
+            check,
+            Reason::ClientAssertionInvalid,
+            format!(
+                "client_assertion_type must be '{}' (RFC 7523 §2.2)",
+                crate::client_keys::ASSERTION_TYPE
+            ),
+        ));
+    }
+    let Some(assertion) = assertion else {
+        return Err(trace.fail(
+            check,
+            Reason::ClientAssertionInvalid,
+            "client_assertion_type came without a client_assertion",
+        ));
+    };
+    let claims = crate::client_keys::unverified_claims(assertion);
+    let named = claims
+        .as_ref()
+        .and_then(|c| c.sub.clone().or_else(|| c.iss.clone()));
+    let Some(id) = named.or_else(|| body_id.map(str::to_string)) else {
+        return Err(trace.fail(
+            check,
+            Reason::ClientAssertionInvalid,
+            "the client_assertion is not a JWT naming its client in 'sub', and no client_id came with it",
+        ));
+    };
+    *hint = Some(ClientHint {
+        client_id: id.clone(),
+        basic_without_colon: false,
+    });
+    if let Some(b) = body_id
+        && b != id
+    {
+        return Err(trace.fail(
+            check,
+            Reason::ClientAssertionInvalid,
+            format!(
+                "client_id '{}' differs from the client the assertion names ('{}')",
+                clip(b),
+                clip(&id)
+            ),
+        ));
+    }
+    trace.pass(check, format!("private_key_jwt, client_id '{}'", clip(&id)));
+    Ok(PresentedClient {
+        method: AuthMethod::PrivateKeyJwt,
+        client_id: id,
+        secret: Some(SecretString::new(assertion)),
+    })
 }
 
 /// Decodes `base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1). The error

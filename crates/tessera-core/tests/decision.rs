@@ -57,6 +57,7 @@ fn facts() -> ClientFacts {
             service_account_id: Some("usr_1".into()),
             token_ttl: 600,
             interactive: Default::default(),
+            jwks: None,
             created_at: 0,
         },
         secrets: vec![

@@ -52,6 +52,7 @@ fn client_facts(enforced: bool, grants: Vec<GrantType>) -> ClientFacts {
             service_account_id: None,
             token_ttl: 600,
             interactive: Default::default(),
+            jwks: None,
             created_at: 0,
         },
         secrets: vec![StoredSecret {
@@ -242,6 +243,7 @@ fn every_combination_follows_the_policy() {
                                     PersonThrottle::default(),
                                     false,
                                 ),
+                                ..Facts::default()
                             };
                             let pw = if right { PASSWORD } else { WRONG_PASSWORD };
                             let d = run(&password_body(pw), &f, opts());
@@ -361,6 +363,7 @@ fn sso_required_says_how_to_log_in_and_what_scripts_should_use() {
             PersonThrottle::default(),
             false,
         ),
+        ..Facts::default()
     };
     let d = run(&password_body(PASSWORD), &f, opts());
     let e = d.outcome.unwrap_err();
@@ -384,6 +387,7 @@ fn a_service_account_is_told_to_use_its_clients() {
             PersonThrottle::default(),
             false,
         ),
+        ..Facts::default()
     };
     let e = run(&password_body("secret"), &f, opts())
         .outcome
@@ -458,6 +462,7 @@ fn a_dry_run_changes_nothing() {
             PersonThrottle::default(),
             false,
         ),
+        ..Facts::default()
     };
     let o = DecideOptions {
         dry_run: true,

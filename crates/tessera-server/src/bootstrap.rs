@@ -65,6 +65,7 @@ pub async fn bootstrap(store: &dyn Store, slug: &OrgSlug) -> Result<Bootstrapped
         service_account_id: Some(sa.id.clone()),
         token_ttl: 3600,
         interactive: Default::default(),
+        jwks: None,
         created_at: now,
     };
     let generated = generate_client_secret();

@@ -217,12 +217,14 @@ impl App {
                 }
             })
         };
+        let issuer_static: &'static str = Box::leak(issuer.clone().into_boxed_str());
         let state = Arc::new(AppState {
             store,
             keys,
             audit,
             metrics,
             issuer,
+            issuer_static,
             throttle: config.throttle,
             account_throttle: config.account_throttle,
             hash_slots: attempts::HashSlots::new(

@@ -18,6 +18,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The issuer URL, without a trailing slash.
     pub issuer: String,
+    /// The same, for the decision options (`Copy`): leaked once per server built.
+    pub issuer_static: &'static str,
     pub throttle: ThrottlePolicy,
     /// The account-wide ceiling of a person's failed passwords.
     pub account_throttle: ThrottlePolicy,
@@ -40,6 +42,7 @@ impl AppState {
         tessera_core::decision::DecideOptions {
             throttle: self.throttle,
             account_throttle: self.account_throttle,
+            issuer: self.issuer_static,
             ..Default::default()
         }
     }

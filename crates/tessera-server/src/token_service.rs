@@ -11,12 +11,13 @@ use tessera_core::Reason;
 use tessera_core::audit::{AuditEvent, AuditKind};
 
 use tessera_core::decision::{
-    self, ClientFacts, CodeFacts, DecideOptions, Decision, Facts, Grant, GrantEffect, GrantFacts,
-    LoginDecision, LoginFacts, LoginIssue, Parsed, PersonFacts, RefreshFacts, ResourceOwnerFacts,
+    self, AssertionUse, ClientFacts, CodeFacts, DecideOptions, Decision, Facts, Grant, GrantEffect,
+    GrantFacts, LoginDecision, LoginFacts, LoginIssue, Parsed, PersonFacts, RefreshFacts,
+    ResourceOwnerFacts,
 };
 use tessera_core::interactive::{self, LoginGrant, RefreshToken};
 use tessera_core::jwt::AccessClaims;
-use tessera_core::model::{Org, User, UserType};
+use tessera_core::model::{AuthMethod, Org, User, UserType};
 use tessera_core::request::{
     ClientRequest, GrantRequest, RawTokenRequest, ResourceOwnerCredentials,
 };
@@ -250,7 +251,15 @@ pub async fn authenticate_client(
             let attempt =
                 Attempt::take(&st.store, &req.client.client_id, source, st.throttle).await;
             facts.throttle = attempt.state;
+            let retry = parsed.clone();
             let d = decision::decide_client(parsed, &facts, clock::now(), opts);
+            let d = match &d.assertion_use {
+                Some(used) if !remember_assertion(st, &d.client_id, used).await? => {
+                    facts.assertion_seen = true;
+                    decision::decide_client(retry, &facts, clock::now(), opts)
+                }
+                _ => d,
+            };
             attempt.settle(outcome_of(d.throttle_update)).await?;
             d
         }
@@ -491,6 +500,10 @@ async fn evaluate(st: &AppState, parsed: Parsed, source: &str) -> Result<Decisio
             person = Some(p);
         }
     }
+    // A client assertion's id is remembered after the decision verified it; if another
+    // request remembered it first, this one is decided again as the replay it is.
+    let retry =
+        (req.client.method == AuthMethod::PrivateKeyJwt).then(|| (parsed.clone(), facts.clone()));
     // Taking places may have waited: the decision is made at the time it is made.
     let now = clock::now();
     let d = match &mut person {
@@ -512,6 +525,15 @@ async fn evaluate(st: &AppState, parsed: Parsed, source: &str) -> Result<Decisio
         }
         _ => decision::decide(parsed, &facts, now, opts),
     };
+    let d = match (retry, &d.assertion_use) {
+        (Some((parsed, mut facts)), Some(used))
+            if !remember_assertion(st, &d.client_id, used).await? =>
+        {
+            facts.assertion_seen = true;
+            decision::decide(parsed, &facts, clock::now(), opts)
+        }
+        _ => d,
+    };
     settle_all(
         client,
         outcome_of(d.throttle_update),
@@ -520,6 +542,23 @@ async fn evaluate(st: &AppState, parsed: Parsed, source: &str) -> Result<Decisio
     )
     .await?;
     Ok(d)
+}
+
+/// Remembers a verified assertion's `jti` for its client until it expires; false when
+/// it was already remembered (a replay).
+async fn remember_assertion(
+    st: &AppState,
+    client_id: &Option<String>,
+    used: &AssertionUse,
+) -> Result<bool, StoreError> {
+    st.store
+        .remember_assertion_id(
+            client_id.as_deref().unwrap_or_default(),
+            &used.jti,
+            used.expires_at,
+            clock::now(),
+        )
+        .await
 }
 
 /// The stored facts a parsed request needs: the client's, and what its grant reads

@@ -65,6 +65,11 @@ pub const SQLITE: &[Migration] = &[
         name: "interactive_login",
         sql: include_str!("../migrations/sqlite/0010_interactive_login.sql"),
     },
+    Migration {
+        version: 11,
+        name: "client_jwks",
+        sql: include_str!("../migrations/sqlite/0011_client_jwks.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

@@ -347,6 +347,9 @@ fn client_from(row: &SqliteRow) -> StoreResult<Client> {
         service_account_id: get(row, "service_account_id")?,
         token_ttl: get(row, "token_ttl")?,
         interactive: from_json(&get::<String>(row, "interactive")?)?,
+        jwks: get::<Option<String>>(row, "jwks")?
+            .map(|j| from_json(&j))
+            .transpose()?,
         created_at: get(row, "created_at")?,
     })
 }
@@ -781,8 +784,8 @@ impl SqliteStore {
     async fn insert_client(conn: &mut sqlx::SqliteConnection, c: &Client) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO clients (client_id, org_id, name, enabled, grant_types, scopes, redirect_uris,
-                auth_methods, ip_allowlist, service_account_id, token_ttl, interactive, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                auth_methods, ip_allowlist, service_account_id, token_ttl, interactive, jwks, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(c.client_id.as_str())
         .bind(c.org_id)
@@ -796,6 +799,7 @@ impl SqliteStore {
         .bind(&c.service_account_id)
         .bind(c.token_ttl)
         .bind(to_json(&c.interactive))
+        .bind(c.jwks.as_ref().map(to_json))
         .bind(c.created_at)
         .execute(&mut *conn)
         .await
@@ -1479,7 +1483,7 @@ impl Store for SqliteStore {
             let r = sqlx::query(
                 "UPDATE clients SET name = ?, enabled = ?, grant_types = ?, scopes = ?, redirect_uris = ?,
                     auth_methods = ?, ip_allowlist = ?, service_account_id = ?, token_ttl = ?,
-                    interactive = ?
+                    interactive = ?, jwks = ?
                  WHERE org_id = ? AND client_id = ?",
             )
             .bind(&c.name)
@@ -1492,6 +1496,7 @@ impl Store for SqliteStore {
             .bind(&c.service_account_id)
             .bind(c.token_ttl)
             .bind(to_json(&c.interactive))
+            .bind(c.jwks.as_ref().map(to_json))
             .bind(c.org_id)
             .bind(c.client_id.as_str())
             .execute(&mut *w)

@@ -101,6 +101,7 @@ async fn org_with_client(s: &dyn Store) -> (i64, Client) {
         service_account_id: Some("usr_1".into()),
         token_ttl: 600,
         interactive: Default::default(),
+        jwks: None,
         created_at: 10,
     };
     s.create_client(&c, Some(&secret("s1", "c1", "tsec_one1", 10)))

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use crate::client_keys::{ClientKey, verify_assertion};
 use crate::model::{AuthMethod, GrantType, StoredSecret, Timestamp};
 use crate::reason::Reason;
 use crate::request::PresentedClient;
@@ -12,7 +13,7 @@ use crate::text::{clip, quoted_list, rfc3339};
 use crate::throttle::ThrottleState;
 use crate::trace::{Check, Denial, Trace};
 
-use super::{ClientFacts, DecideOptions, Decision, Facts, SecretUse};
+use super::{AssertionUse, ClientFacts, DecideOptions, Decision, Facts, SecretUse};
 
 /// Authenticates the client a request presents and checks what it may do whatever it
 /// asks for (enabled, its org, its IP allow-list); returns the client's facts.
@@ -102,6 +103,25 @@ pub(super) fn authenticate<'f>(
                 Check::ClientSecret,
                 "a public client has no secret; PKCE binds its codes to it",
             );
+        }
+        Some(assertion) if presented.method == AuthMethod::PrivateKeyJwt => {
+            let checked = check_assertion(assertion.expose(), cf, facts, now, opts, trace);
+            match checked {
+                Ok(used) => {
+                    if !opts.dry_run {
+                        d.assertion_use = Some(used);
+                        if facts.throttle.failures > 0 {
+                            d.throttle_update = Some(ThrottleState::default());
+                        }
+                    }
+                }
+                Err(denial) => {
+                    if !opts.dry_run {
+                        d.throttle_update = Some(opts.throttle.after_failure(&facts.throttle, now));
+                    }
+                    return Err(denial);
+                }
+            }
         }
         None => trace.skip(
             Check::ClientSecret,
@@ -277,4 +297,122 @@ pub(super) fn check_enabled(cf: &ClientFacts, trace: &mut Trace) -> Result<(), D
     }
     trace.pass(Check::Org, format!("org '{}' is enabled", cf.org.slug));
     Ok(())
+}
+
+/// The longest an assertion may live, in seconds: its `jti` is remembered until it
+/// expires, so this bounds what an authenticated client can make the server store.
+pub const MAX_ASSERTION_SECONDS: i64 = 3600;
+
+/// A `private_key_jwt` assertion (RFC 7523 §3): signed by one of the client's keys,
+/// `iss` and `sub` the client, `aud` this server, unexpired, with a `jti` not seen.
+fn check_assertion(
+    jwt: &str,
+    cf: &ClientFacts,
+    facts: &Facts,
+    now: Timestamp,
+    opts: DecideOptions,
+    trace: &mut Trace,
+) -> Result<AssertionUse, Denial> {
+    let id = cf.client.client_id.as_str();
+    let check = Check::ClientAssertion;
+    let invalid = |trace: &mut Trace, detail: String| {
+        Err(trace.fail(check, Reason::ClientAssertionInvalid, detail))
+    };
+    let keys = match cf.client.jwks.as_ref().map(ClientKey::parse_set) {
+        Some(Ok(k)) => k,
+        Some(Err(e)) => {
+            return invalid(
+                trace,
+                format!("client '{id}''s registered keys are unusable: {e}"),
+            );
+        }
+        None => {
+            return invalid(
+                trace,
+                format!(
+                    "client '{id}' has no registered keys (jwks); an org admin can add its public JWK Set"
+                ),
+            );
+        }
+    };
+    let claims = match verify_assertion(jwt, &keys) {
+        Ok(c) => c,
+        Err(e) => return invalid(trace, e),
+    };
+    if claims.iss.as_deref() != Some(id) || claims.sub.as_deref() != Some(id) {
+        return invalid(
+            trace,
+            format!(
+                "the assertion's 'iss' and 'sub' must both be the client id '{id}' (RFC 7523 §3)"
+            ),
+        );
+    }
+    let token_endpoint = format!("{}/oauth/token", opts.issuer);
+    let introspection = format!("{}/oauth/introspect", opts.issuer);
+    let revocation = format!("{}/oauth/revoke", opts.issuer);
+    let accepted = [
+        opts.issuer,
+        token_endpoint.as_str(),
+        introspection.as_str(),
+        revocation.as_str(),
+    ];
+    if !claims.aud.any_of(&accepted) {
+        return invalid(
+            trace,
+            format!(
+                "the assertion's 'aud' must be this server's token endpoint ({token_endpoint}) or its issuer ({})",
+                opts.issuer
+            ),
+        );
+    }
+    let Some(exp) = claims.exp else {
+        return invalid(trace, "the assertion has no 'exp'".into());
+    };
+    if exp <= now {
+        return invalid(trace, format!("the assertion expired at {}", rfc3339(exp)));
+    }
+    if exp - now > MAX_ASSERTION_SECONDS {
+        return invalid(
+            trace,
+            format!(
+                "the assertion's 'exp' is {} s away; at most {MAX_ASSERTION_SECONDS} s are accepted",
+                exp - now
+            ),
+        );
+    }
+    if claims.nbf.is_some_and(|n| n > now + 60) {
+        return invalid(trace, "the assertion is not valid yet ('nbf')".into());
+    }
+    let jti = match claims.jti {
+        Some(j) if !j.is_empty() && j.len() <= 256 => j,
+        _ => {
+            return invalid(
+                trace,
+                "the assertion needs a 'jti' of 1 to 256 characters, new for every assertion"
+                    .into(),
+            );
+        }
+    };
+    if facts.assertion_seen {
+        return Err(trace.fail(
+            check,
+            Reason::ClientAssertionReplayed,
+            format!(
+                "client '{id}' already used an assertion with jti '{}'; each assertion works once",
+                clip(&jti)
+            ),
+        ));
+    }
+    trace.pass(
+        check,
+        format!(
+            "signed by a registered key of '{id}', expires at {}, jti '{}'",
+            rfc3339(exp),
+            clip(&jti)
+        ),
+    );
+    Ok(AssertionUse {
+        jti,
+        expires_at: exp,
+    })
 }

@@ -51,6 +51,8 @@ pub struct Facts {
     pub throttle: ThrottleState,
     /// What the request's grant reads besides the client.
     pub grant: GrantFacts,
+    /// The `jti` of the request's client assertion was already used by this client.
+    pub assertion_seen: bool,
 }
 
 /// What a grant's checks read besides the client, one variant per grant that needs
@@ -189,6 +191,15 @@ pub struct Decision {
     pub grant_reason: Option<Reason>,
     /// What to do to stored grants (code and refresh token use, replay revocation).
     pub grant_effect: Option<GrantEffect>,
+    /// A client assertion's `jti` to remember (single use), once it passed.
+    pub assertion_use: Option<AssertionUse>,
+}
+
+/// A verified client assertion's id and end: remembered so it works once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionUse {
+    pub jti: String,
+    pub expires_at: Timestamp,
 }
 
 impl Decision {
@@ -212,6 +223,7 @@ impl Decision {
             person_attempt: None,
             grant_reason: None,
             grant_effect: None,
+            assertion_use: None,
         }
     }
 
@@ -229,6 +241,8 @@ pub struct DecideOptions {
     pub account_throttle: ThrottlePolicy,
     /// A dry run (diagnosis): never changes the throttle record.
     pub dry_run: bool,
+    /// This server's issuer URL: client assertions must name it (or an endpoint of it).
+    pub issuer: &'static str,
     /// Checks a human password against its stored hash (argon2id; tests use a cheap one).
     /// The token endpoint runs password grants off the async runtime because of it.
     pub verify_password: fn(&SecretString, &str) -> bool,
@@ -240,6 +254,7 @@ impl Default for DecideOptions {
             throttle: ThrottlePolicy::default(),
             account_throttle: ThrottlePolicy::account_ceiling(),
             dry_run: false,
+            issuer: "",
             verify_password: crate::secret::verify_password,
         }
     }
@@ -401,6 +416,8 @@ pub struct ClientDecision {
     pub secret_used: Option<SecretUse>,
     /// The throttle record to store after this decision, if any.
     pub throttle_update: Option<ThrottleState>,
+    /// A client assertion's `jti` to remember, once it passed.
+    pub assertion_use: Option<AssertionUse>,
 }
 
 /// Decides a client-only request over the client's facts at `now`.
@@ -443,5 +460,6 @@ pub fn decide_client(
         org_id: d.org_id,
         secret_used: d.secret_used,
         throttle_update: d.throttle_update,
+        assertion_use: d.assertion_use,
     }
 }

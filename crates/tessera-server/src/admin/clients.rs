@@ -60,6 +60,7 @@ fn view(admin: &Admin, c: &Client, secrets: &[StoredSecret]) -> ClientView {
         pkce_required: c.interactive.pkce_required,
         refresh_token_ttl: c.interactive.refresh_token_ttl,
         refresh_token_idle_ttl: c.interactive.refresh_idle_ttl,
+        jwks: c.jwks.clone(),
         created_at: rfc3339(c.created_at),
         secrets: secrets.iter().map(|s| secret_view(s, now)).collect(),
         client_secret: None,
@@ -130,6 +131,12 @@ fn check_consistent(c: &Client) -> Result<(), ApiError> {
             ));
         }
     }
+    if c.auth_methods.contains(&AuthMethod::PrivateKeyJwt) && c.jwks.is_none() {
+        return Err(ApiError::field(
+            "jwks",
+            "private_key_jwt needs the client's public keys: a JWK Set ({\"keys\": [...]})",
+        ));
+    }
     if c.grant_types.contains(&GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
         return Err(ApiError::field(
             "redirect_uris",
@@ -164,6 +171,25 @@ fn apply_interactive(
         c.interactive.refresh_idle_ttl = check_refresh_ttl("refresh_token_idle_ttl", t)?;
     }
     Ok(())
+}
+
+/// A JWK Set to keep: parsed as the decision will parse it, and kept as sent.
+fn check_jwks(v: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    if v.to_string().len() > 32 * 1024 {
+        return Err(ApiError::field("jwks", "at most 32 KiB"));
+    }
+    tessera_core::client_keys::ClientKey::parse_set(v).map_err(|e| ApiError::field("jwks", e))?;
+    Ok(v.clone())
+}
+
+/// Whether the client authenticates with a secret at all (else it gets none).
+fn uses_secret(c: &Client) -> bool {
+    c.auth_methods.iter().any(|m| {
+        matches!(
+            m,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    })
 }
 
 async fn parse_scopes(admin: &Admin, v: &[String]) -> Result<Vec<ScopeName>, ApiError> {
@@ -344,6 +370,7 @@ pub async fn create(
         service_account_id: body.service_account_id.clone(),
         token_ttl: check_ttl(body.access_token_ttl.unwrap_or(3600))?,
         interactive: Default::default(),
+        jwks: None,
         created_at: now,
     };
     apply_interactive(
@@ -352,9 +379,13 @@ pub async fn create(
         body.refresh_token_ttl,
         body.refresh_token_idle_ttl,
     )?;
+    if let Some(j) = &body.jwks {
+        client.jwks = Some(check_jwks(j)?);
+    }
     check_consistent(&client)?;
-    // A public client gets no secret: it has nowhere to keep one.
-    let generated = (!client.is_public()).then(generate_client_secret);
+    // A public client gets no secret (it has nowhere to keep one), nor does one that
+    // authenticates with its keys only.
+    let generated = uses_secret(&client).then(generate_client_secret);
     let secret = generated.as_ref().map(|g| StoredSecret {
         id: random_id("sec_"),
         client_id,
@@ -456,6 +487,9 @@ pub async fn update(
         patch.refresh_token_ttl,
         patch.refresh_token_idle_ttl,
     )?;
+    if let Some(j) = &patch.jwks {
+        c.jwks = Some(check_jwks(j)?);
+    }
     check_consistent(&c)?;
     let was_enabled = find(&admin, &client_id).await?.enabled;
     admin.st.store.update_client(&c).await?;
