@@ -108,6 +108,19 @@ pub enum UsersCmd {
     Unlock {
         id: String,
     },
+    /// What the person's logins gave clients: grants (refresh token families)
+    Grants {
+        id: String,
+    },
+    /// Revoke one grant: its refresh tokens stop, its access tokens turn inactive
+    RevokeGrant {
+        id: String,
+        grant_id: String,
+    },
+    /// Log the person out everywhere: sessions end, every grant is revoked
+    Logout {
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -1028,6 +1041,45 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                     v
                 }
                 UsersCmd::Show { id } => api.get(&format!("/users/{id}")).await?,
+                UsersCmd::Grants { id } => {
+                    let v = api.get(&format!("/users/{id}/grants")).await?;
+                    if !json_out {
+                        table(
+                            &["grant", "client", "scopes", "login", "ends", "state"],
+                            items(&v)
+                                .iter()
+                                .map(|g| {
+                                    let state = if g["active"].as_bool() == Some(true) {
+                                        "active".to_string()
+                                    } else if g["revoked_at"].is_null() {
+                                        "ended".to_string()
+                                    } else {
+                                        format!(
+                                            "revoked {} ({})",
+                                            s(&g["revoked_at"]),
+                                            s(&g["revoked_reason"])
+                                        )
+                                    };
+                                    vec![
+                                        s(&g["id"]),
+                                        s(&g["client_id"]),
+                                        s(&g["scopes"]),
+                                        s(&g["auth_time"]),
+                                        s(&g["expires_at"]),
+                                        state,
+                                    ]
+                                })
+                                .collect(),
+                        );
+                        return Ok(());
+                    }
+                    v
+                }
+                UsersCmd::RevokeGrant { id, grant_id } => {
+                    api.delete(&format!("/users/{id}/grants/{grant_id}"))
+                        .await?
+                }
+                UsersCmd::Logout { id } => api.delete(&format!("/users/{id}/sessions")).await?,
                 UsersCmd::Create {
                     user_type,
                     username,
@@ -1102,9 +1154,16 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                     let v = api.post("/oauth/clients", body(&b)).await?;
                     if !json_out {
                         show_kv(&v);
-                        eprintln!(
-                            "\nThe client_secret above is shown only this once: store it now."
-                        );
+                        if v["client_secret"].is_string() {
+                            eprintln!(
+                                "\nThe client_secret above is shown only this once: store it now."
+                            );
+                        } else {
+                            eprintln!(
+                                "\nThis client has no secret: it authenticates with {}.",
+                                s(&v["token_endpoint_auth_methods"])
+                            );
+                        }
                         return Ok(());
                     }
                     v

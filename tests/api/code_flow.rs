@@ -663,3 +663,83 @@ async fn sso_enforcement_sends_the_login_to_the_idp_and_confidential_clients_aut
     assert_eq!((s, b["field"].as_str()), (422, Some("grant_types")), "{b}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_sees_and_ends_a_persons_logins_through_the_api_and_the_cli() {
+    let app = spawn_app().await;
+    let client = setup(&app).await;
+    let mut b = Browser::new(&app);
+    let code = code_of(
+        b.authorize(&request(&client, ""), "alice", "correct horse battery")
+            .await,
+    );
+    let (_, first) = exchange(&app, &code, VERIFIER, REDIRECT).await;
+    let code = code_of(
+        b.walk(&format!("/oauth/authorize?{}", request(&client, "")))
+            .await,
+    );
+    let (_, second) = exchange(&app, &code, VERIFIER, REDIRECT).await;
+    let user = claims(first["id_token"].as_str().unwrap())["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (s, g) = app.get(&format!("/users/{user}/grants")).await;
+    assert_eq!(s, 200, "{g}");
+    let items = g["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{g}");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["active"] == true && i["client_id"] == "spa")
+    );
+
+    // One grant revoked by id (an access token names its grant in `gid`): its refresh
+    // token stops, the other keeps working.
+    let first_id = claims(first["access_token"].as_str().unwrap())["gid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, v) = app
+        .delete(&format!("/users/{user}/grants/{first_id}"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["revoked_reason"], "revoked_by_admin");
+    let (s, r) = refresh(&app, first["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (s, r["reason"].as_str()),
+        (400, Some("refresh_token_revoked")),
+        "{r}"
+    );
+    let (s, r) = refresh(&app, second["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(s, 200, "{r}");
+    let second = r;
+    let (s, _) = app.delete(&format!("/users/{user}/grants/grt_nope")).await;
+    assert_eq!(s, 404);
+
+    // The CLI lists them and logs the person out everywhere.
+    let cache = tempfile::tempdir().unwrap();
+    let o = crate::cli::tessera(&app, cache.path(), &["admin", "users", "grants", &user]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("revoked_by_admin"), "{}", o.stdout);
+    assert!(o.stdout.contains("spa"), "{}", o.stdout);
+    let o = crate::cli::tessera(&app, cache.path(), &["admin", "users", "logout", &user]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let (s, r) = refresh(&app, second["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (s, r["reason"].as_str()),
+        (400, Some("refresh_token_revoked")),
+        "{r}"
+    );
+    match b
+        .walk(&format!("/oauth/authorize?{}", request(&client, "")))
+        .await
+    {
+        Landed::Page(200, url, _) => assert!(url.contains("/login/default"), "{url}"),
+        other => panic!("the session should have ended: {other:?}"),
+    }
+    let (s, e) = app.get("/audit/events?kind=admin").await;
+    assert_eq!(s, 200);
+    assert!(e.to_string().contains("end_sessions"), "{e}");
+    app.stop().await;
+}

@@ -124,6 +124,40 @@ pub struct UserView {
     pub created_at: String,
 }
 
+/// What one login gave one client: the family of its refresh tokens (a grant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LoginGrantView {
+    pub id: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    /// When the person logged in.
+    pub auth_time: String,
+    pub created_at: String,
+    /// The family's absolute end.
+    pub expires_at: String,
+    /// Neither revoked nor past its end.
+    pub active: bool,
+    pub revoked_at: Option<String>,
+    /// Why it was revoked: a reason code (`code_reused`, `refresh_token_reused`) or an
+    /// event (`user_disabled`, `logout`, `revoked_by_admin`, ...).
+    pub revoked_reason: Option<String>,
+    /// The browser session of the login.
+    pub sid: String,
+}
+
+/// `GET /api/v2/users/{id}/grants`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoginGrantList {
+    pub items: Vec<LoginGrantView>,
+}
+
+/// What ending a person's logins did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoggedOut {
+    /// How many live grants were revoked.
+    pub grants_revoked: u64,
+}
+
 /// `POST /api/v2/oauth/clients`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

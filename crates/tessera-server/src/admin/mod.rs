@@ -37,6 +37,15 @@ pub fn routes() -> Router<Shared> {
         .route("/scopes", get(scopes::list).post(scopes::create))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}", get(users::show).patch(users::update))
+        .route("/users/{id}/grants", get(users::grants))
+        .route(
+            "/users/{id}/grants/{grant_id}",
+            axum::routing::delete(users::revoke_grant),
+        )
+        .route(
+            "/users/{id}/sessions",
+            axum::routing::delete(users::end_sessions),
+        )
         .route("/oauth/clients", get(clients::list).post(clients::create))
         .route(
             "/oauth/clients/{client_id}",

@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use serde_json::json;
-use tessera_api::{ActorView, CreateUser, PatchUser, UserList, UserView};
+use tessera_api::{
+    ActorView, CreateUser, LoggedOut, LoginGrantList, LoginGrantView, PatchUser, UserList, UserView,
+};
 use tessera_core::model::{Actor, Org, User, UserState, UserType};
 use tessera_core::secret::{SecretString, hash_password, random_id};
 use tessera_core::store::UserFields;
@@ -347,4 +349,104 @@ pub async fn update(
     // The user as stored: fields this request did not touch may have changed meanwhile.
     let u = find(&admin, &id).await?;
     Ok(Json(view(&u, &admin.org)))
+}
+
+fn grant_view(g: &tessera_core::interactive::LoginGrant, now: i64) -> LoginGrantView {
+    LoginGrantView {
+        id: g.id.clone(),
+        client_id: g.client_id.clone(),
+        scopes: g.scopes.clone(),
+        auth_time: rfc3339(g.auth_time),
+        created_at: rfc3339(g.created_at),
+        expires_at: rfc3339(g.expires_at),
+        active: g.is_live(now),
+        revoked_at: time_opt(g.revoked_at),
+        revoked_reason: g.revoked_reason.clone(),
+        sid: g.sid.clone(),
+    }
+}
+
+/// `GET /api/v2/users/{id}/grants`: what the person's logins gave clients (refresh
+/// token families), newest first.
+#[utoipa::path(get, path = "/api/v2/users/{id}/grants", operation_id = "listUserGrants", tag = "users", params(("id" = String, Path, description = "user id")), responses((status = 200, body = tessera_api::LoginGrantList), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn grants(
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<LoginGrantList>, ApiError> {
+    let u = find(&admin, &id).await?;
+    let now = clock::now();
+    let items = admin
+        .st
+        .store
+        .user_grants(admin.org.id, &u.id)
+        .await?
+        .iter()
+        .map(|g| grant_view(g, now))
+        .collect();
+    Ok(Json(LoginGrantList { items }))
+}
+
+/// `DELETE /api/v2/users/{id}/grants/{grant_id}`: revokes one grant (its refresh tokens
+/// stop working, its access tokens turn inactive at introspection and userinfo).
+#[utoipa::path(delete, path = "/api/v2/users/{id}/grants/{grant_id}", operation_id = "revokeUserGrant", tag = "users", params(("id" = String, Path, description = "user id"), ("grant_id" = String, Path)), responses((status = 200, body = tessera_api::LoginGrantView), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn revoke_grant(
+    admin: Admin,
+    Path((id, grant_id)): Path<(String, String)>,
+) -> Result<Json<LoginGrantView>, ApiError> {
+    let u = find(&admin, &id).await?;
+    let not_found = || {
+        ApiError::NotFound(format!(
+            "user {} has no grant '{}'",
+            u.id,
+            tessera_core::text::clip(&grant_id)
+        ))
+    };
+    let g = admin
+        .st
+        .store
+        .login_grant(&grant_id)
+        .await?
+        .filter(|g| g.org_id == admin.org.id && g.user_id == u.id)
+        .ok_or_else(not_found)?;
+    let now = clock::now();
+    admin
+        .st
+        .store
+        .revoke_login_grant(&g.id, "revoked_by_admin", now)
+        .await?;
+    admin
+        .audit(
+            "revoke_grant",
+            json!({ "user_id": u.id, "grant_id": g.id, "client_id": g.client_id }),
+        )
+        .await?;
+    let g = admin
+        .st
+        .store
+        .login_grant(&g.id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(grant_view(&g, now)))
+}
+
+/// `DELETE /api/v2/users/{id}/sessions`: logs the person out everywhere: every browser
+/// session ends and every grant is revoked.
+#[utoipa::path(delete, path = "/api/v2/users/{id}/sessions", operation_id = "endUserSessions", tag = "users", params(("id" = String, Path, description = "user id")), responses((status = 200, body = tessera_api::LoggedOut), (status = 404, body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn end_sessions(
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<LoggedOut>, ApiError> {
+    let u = find(&admin, &id).await?;
+    let n = admin
+        .st
+        .store
+        .revoke_user_grants(admin.org.id, &u.id, "revoked_by_admin", clock::now())
+        .await?;
+    admin
+        .audit(
+            "end_sessions",
+            json!({ "user_id": u.id, "grants_revoked": n }),
+        )
+        .await?;
+    Ok(Json(LoggedOut { grants_revoked: n }))
 }
