@@ -10,6 +10,7 @@ mod hardening;
 mod hardening_admin;
 mod helpers;
 mod interop;
+mod interop_oidc;
 mod introspection;
 mod login_page;
 mod no_secret_leaks;
