@@ -356,14 +356,6 @@ fn authlib(app: &TestApp, client_id: &str) -> Option<Rp> {
     Some(Rp::spawn("authlib", cmd))
 }
 
-/// OpenID Connect Discovery 1.0, section 3, id_token_signing_alg_values_supported: "The
-/// algorithm RS256 MUST be included." (and Core 1.0, section 15.1: OPs MUST support
-/// signing ID Tokens with RS256). Tessera's default configuration signs with ES256 only
-/// and advertises only the published keys' algorithms, so authlib's validator refuses
-/// the default document with these words. A known interop bug, reported, not fixed
-/// here: `authlib_accepts_the_default_discovery_document` (ignored) fails until it is.
-const RS256_MISSING: &str = "id_token_signing_alg_values_supported: \"RS256\" MUST be included in \"id_token_signing_alg_values_supported\"";
-
 /// authlib's refusals of the discovery document. (Its https rules let loopback
 /// addresses through on their own, RFC 8252 section 7.3, so nothing is waived for the
 /// server under test on http://127.0.0.1.)
@@ -386,32 +378,16 @@ async fn authlib_flow(app: &TestApp, client_id: &str) -> Option<Value> {
     Some(r)
 }
 
+/// OpenID Connect Discovery 1.0 §3 ("The algorithm RS256 MUST be included" in
+/// id_token_signing_alg_values_supported) and Core 1.0 §15.1: ID tokens are RS256 even
+/// when access tokens are ES256, the default. authlib's validators check the document.
 #[tokio::test]
 async fn authlib_code_flow_with_pkce_and_refresh() {
     let app = spawn_app().await;
     let Some(r) = authlib_flow(&app, "rp-authlib").await else {
         return;
     };
-    assert_eq!(r["id_token_header"]["alg"], "ES256");
-    let errors = metadata_errors(&r);
-    if errors.iter().any(|e| e == RS256_MISSING) {
-        eprintln!("KNOWN INTEROP BUG (authlib): {RS256_MISSING}");
-    }
-    let others: Vec<_> = errors.iter().filter(|e| *e != RS256_MISSING).collect();
-    assert!(
-        others.is_empty(),
-        "authlib refuses the discovery document: {others:#?}"
-    );
-    app.stop().await;
-}
-
-#[tokio::test]
-#[ignore = "interop bug: the default discovery document omits RS256 from id_token_signing_alg_values_supported (OpenID Connect Discovery 1.0, section 3); see RS256_MISSING"]
-async fn authlib_accepts_the_default_discovery_document() {
-    let app = spawn_app().await;
-    let Some(r) = authlib_flow(&app, "rp-authlib").await else {
-        return;
-    };
+    assert_eq!(r["id_token_header"]["alg"], "RS256");
     let errors = metadata_errors(&r);
     assert!(
         errors.is_empty(),
@@ -420,8 +396,8 @@ async fn authlib_accepts_the_default_discovery_document() {
     app.stop().await;
 }
 
-/// With `signing_alg = "RS256"` the document passes authlib's validators, and the ID
-/// tokens it validates are RS256.
+/// With `signing_alg = "RS256"` one key signs both kinds of token, and the document
+/// still passes authlib's validators.
 #[tokio::test]
 async fn authlib_code_flow_with_rs256_signing() {
     let app = crate::helpers::spawn_app_with(|c| {
@@ -527,11 +503,12 @@ async fn oauth2_crate_code_flow_with_pkce_and_refresh() {
     let jwks: JwkSet = app.public_json(meta["jwks_uri"].as_str().unwrap()).await;
     let verify = |id_token: &str, access: &str| {
         let header = decode_header(id_token).unwrap();
-        assert_eq!(header.alg, Algorithm::ES256);
+        // RS256 whatever the access tokens use (OpenID Connect Core §15.1).
+        assert_eq!(header.alg, Algorithm::RS256);
         let jwk = jwks
             .find(header.kid.as_deref().unwrap())
             .expect("kid published");
-        let mut v = Validation::new(Algorithm::ES256);
+        let mut v = Validation::new(Algorithm::RS256);
         v.set_issuer(&[&app.base]);
         v.set_audience(&[client_id]);
         v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);

@@ -104,7 +104,14 @@ pub struct StoredKey {
     pub retired_at: Option<Timestamp>,
     /// When the key leaves the JWK Set.
     pub remove_after: Option<Timestamp>,
+    /// What it signs: [`KEY_PURPOSE_ACCESS`] or [`KEY_PURPOSE_ID_TOKEN`].
+    pub purpose: String,
 }
+
+/// A signing key of access tokens.
+pub const KEY_PURPOSE_ACCESS: &str = "access";
+/// A signing key of OpenID Connect ID tokens (RS256).
+pub const KEY_PURPOSE_ID_TOKEN: &str = "id_token";
 
 /// Appends audit events from a thread of its own, without an async runtime: the audit
 /// writer's group commit calls it with whatever events arrived meanwhile.

@@ -12,7 +12,7 @@ use tessera_core::jwt::{
     Alg, KeyError, MasterKey, SigningKey, UnknownAlg, VerifyingKey, generate_pkcs8,
 };
 use tessera_core::secret::random_id;
-use tessera_core::store::{Store, StoreError, StoredKey};
+use tessera_core::store::{KEY_PURPOSE_ACCESS, KEY_PURPOSE_ID_TOKEN, Store, StoreError, StoredKey};
 use tessera_saml::sp_key::{SpSigningKey, generate_sp_signing_key};
 
 use crate::clock;
@@ -20,6 +20,10 @@ use crate::clock;
 /// The keys in use at one moment.
 pub struct KeySet {
     pub signer: SigningKey,
+    /// The RS256 key of ID tokens, when the access tokens' key is not RS256 (OpenID
+    /// Connect Core §15.1 and Discovery §3 make RS256 the one algorithm every relying
+    /// party may count on).
+    id_signer: Option<SigningKey>,
     pub verifiers: Vec<VerifyingKey>,
     /// The JWK Set document, rendered once.
     pub jwks: String,
@@ -52,16 +56,38 @@ pub struct KeyRing {
     saml_sp: tokio::sync::OnceCell<Arc<SpSigningKey>>,
 }
 
+impl KeySet {
+    /// The key that signs ID tokens: always RS256.
+    pub fn id_token_signer(&self) -> &SigningKey {
+        self.id_signer.as_ref().unwrap_or(&self.signer)
+    }
+}
+
+fn current(stored: &[StoredKey], purpose: &str) -> Option<Alg> {
+    stored
+        .iter()
+        .rev()
+        .find(|k| k.retired_at.is_none() && k.purpose == purpose)
+        .and_then(|k| Alg::parse(&k.alg).ok())
+}
+
 impl KeyRing {
-    /// Loads keys from the store, creating the first key (of `alg`) on a fresh database.
+    /// Loads keys from the store, creating the first key (of `alg`) on a fresh database,
+    /// and the RS256 key of ID tokens when the access tokens' key is of another algorithm.
     pub async fn load(
         store: &dyn Store,
         master: MasterKey,
         alg: Alg,
     ) -> Result<Self, KeyRingError> {
         let mut stored = store.signing_keys().await?;
-        if !stored.iter().any(|k| k.retired_at.is_none()) {
-            add_key(store, &master, 0, alg).await?;
+        if current(&stored, KEY_PURPOSE_ACCESS).is_none() {
+            add_key(store, &master, 0, alg, KEY_PURPOSE_ACCESS).await?;
+            stored = store.signing_keys().await?;
+        }
+        if current(&stored, KEY_PURPOSE_ACCESS) != Some(Alg::Rs256)
+            && current(&stored, KEY_PURPOSE_ID_TOKEN).is_none()
+        {
+            add_key(store, &master, 0, Alg::Rs256, KEY_PURPOSE_ID_TOKEN).await?;
             stored = store.signing_keys().await?;
         }
         let set = build(&master, &stored)?;
@@ -122,14 +148,26 @@ impl KeyRing {
     }
 
     /// Adds a new current key of `alg`; the previous one stays published for `overlap`
-    /// seconds.
+    /// seconds. The ID tokens' RS256 key rotates with it (a rotation after a leak must
+    /// leave no old key signing anything).
     pub async fn rotate(
         &self,
         store: &dyn Store,
         overlap: i64,
         alg: Alg,
     ) -> Result<String, KeyRingError> {
-        let kid = add_key(store, &self.master, overlap, alg).await?;
+        let kid = add_key(store, &self.master, overlap, alg, KEY_PURPOSE_ACCESS).await?;
+        // An RS256 access key signs the ID tokens itself.
+        if alg != Alg::Rs256 {
+            add_key(
+                store,
+                &self.master,
+                overlap,
+                Alg::Rs256,
+                KEY_PURPOSE_ID_TOKEN,
+            )
+            .await?;
+        }
         self.reload(store).await?;
         Ok(kid)
     }
@@ -140,6 +178,7 @@ async fn add_key(
     master: &MasterKey,
     overlap: i64,
     alg: Alg,
+    purpose: &str,
 ) -> Result<String, KeyRingError> {
     // RSA key generation takes up to a second: keep it off the async workers.
     let pkcs8 = tokio::task::spawn_blocking(move || generate_pkcs8(alg))
@@ -154,6 +193,7 @@ async fn add_key(
         created_at: now,
         retired_at: None,
         remove_after: None,
+        purpose: purpose.to_string(),
     };
     store.add_signing_key(&key, now + overlap).await?;
     Ok(kid)
@@ -162,7 +202,10 @@ async fn add_key(
 fn build(master: &MasterKey, stored: &[StoredKey]) -> Result<KeySet, KeyRingError> {
     let now = clock::now();
     let mut signer = None;
+    let mut id_signer = None;
+    let mut access_algs = vec![];
     let mut verifiers = vec![];
+    let mut id_keys = vec![];
     for k in stored {
         if k.remove_after.is_some_and(|r| r <= now) {
             continue;
@@ -177,25 +220,42 @@ fn build(master: &MasterKey, stored: &[StoredKey]) -> Result<KeySet, KeyRingErro
         })?;
         let pkcs8 = master.open(&k.kid, &k.sealed_private_key).map_err(err)?;
         let key = SigningKey::from_pkcs8(&k.kid, alg, &pkcs8).map_err(err)?;
-        verifiers.push(key.verifying_key());
+        let access = k.purpose == KEY_PURPOSE_ACCESS;
+        // Only access-token keys verify access tokens: an ID token is never one.
+        if access {
+            verifiers.push(key.verifying_key());
+            access_algs.push(alg);
+        } else {
+            id_keys.push(key.verifying_key());
+        }
         if k.retired_at.is_none() {
-            signer = Some(key);
+            if access {
+                signer = Some(key);
+            } else if alg == Alg::Rs256 {
+                id_signer = Some(key);
+            }
         }
     }
     let signer = signer
         .ok_or_else(|| KeyRingError::Store(StoreError::Backend("no current signing key".into())))?;
     // Newest first, so clients that take the first key take the current one.
     verifiers.reverse();
-    let jwks = serde_json::json!({ "keys": verifiers.iter().map(|v| v.jwk()).collect::<Vec<_>>() })
-        .to_string();
+    id_keys.reverse();
+    let jwks = serde_json::json!({
+        "keys": verifiers.iter().chain(&id_keys).map(|v| v.jwk()).collect::<Vec<_>>()
+    })
+    .to_string();
     let mut algs = vec![signer.alg()];
-    for v in &verifiers {
-        if !algs.contains(&v.alg) {
-            algs.push(v.alg);
+    for a in access_algs.into_iter().rev() {
+        if !algs.contains(&a) {
+            algs.push(a);
         }
     }
+    // When the access key is RS256 itself, it signs the ID tokens too.
+    let id_signer = id_signer.filter(|_| signer.alg() != Alg::Rs256);
     Ok(KeySet {
         signer,
+        id_signer,
         verifiers,
         jwks,
         algs,

@@ -50,7 +50,8 @@ pub async fn openid_configuration(State(st): State<Shared>) -> Response {
     let algs = published_algs(&st);
     let mut m = metadata(&st.issuer, &algs);
     m["subject_types_supported"] = json!(["public"]);
-    m["id_token_signing_alg_values_supported"] = json!(algs);
+    m["id_token_signing_alg_values_supported"] =
+        json!([st.keys.get().id_token_signer().alg().as_str()]);
     m["userinfo_endpoint"] = json!(format!("{}/oauth/userinfo", st.issuer));
     m["prompt_values_supported"] = json!(["none", "login", "consent", "select_account"]);
     m["claims_supported"] = json!([

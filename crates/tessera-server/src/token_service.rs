@@ -669,12 +669,12 @@ fn sign_id_token(st: &AppState, g: &Grant, l: &LoginIssue, access_token: &str, n
         iat: now,
         auth_time: l.auth_time,
         nonce: l.nonce.as_deref(),
-        at_hash: keys.signer.at_hash(access_token),
+        at_hash: keys.id_token_signer().at_hash(access_token),
         sid: &l.sid,
         profile: has("profile").then(|| ProfileClaims::of(user)),
         email: has("email").then(|| EmailClaims::of(user)).flatten(),
     };
-    keys.signer.sign_id_token(&claims)
+    keys.id_token_signer().sign_id_token(&claims)
 }
 
 /// The claims of an ID token.

@@ -70,6 +70,11 @@ pub const SQLITE: &[Migration] = &[
         name: "client_jwks",
         sql: include_str!("../migrations/sqlite/0011_client_jwks.sql"),
     },
+    Migration {
+        version: 12,
+        name: "key_purpose",
+        sql: include_str!("../migrations/sqlite/0012_key_purpose.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

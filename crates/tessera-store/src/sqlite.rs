@@ -1829,6 +1829,7 @@ impl Store for SqliteStore {
                         created_at: get(r, "created_at")?,
                         retired_at: get(r, "retired_at")?,
                         remove_after: get(r, "remove_after")?,
+                        purpose: get(r, "purpose")?,
                     })
                 })
                 .collect()
@@ -1844,20 +1845,24 @@ impl Store for SqliteStore {
             let mut w = self.writer().await?;
             let mut tx = w.begin().await.map_err(be)?;
             sqlx::query(
-                "UPDATE signing_keys SET retired_at = ?, remove_after = ? WHERE retired_at IS NULL",
+                "UPDATE signing_keys SET retired_at = ?, remove_after = ?
+                 WHERE retired_at IS NULL AND purpose = ?",
             )
             .bind(k.created_at)
             .bind(old_remove_after)
+            .bind(&k.purpose)
             .execute(&mut *tx)
             .await
             .map_err(be)?;
             sqlx::query(
-                "INSERT INTO signing_keys (kid, alg, sealed, created_at, retired_at, remove_after) VALUES (?, ?, ?, ?, NULL, NULL)",
+                "INSERT INTO signing_keys (kid, alg, sealed, created_at, retired_at, remove_after, purpose)
+                 VALUES (?, ?, ?, ?, NULL, NULL, ?)",
             )
             .bind(&k.kid)
             .bind(&k.alg)
             .bind(&k.sealed_private_key)
             .bind(k.created_at)
+            .bind(&k.purpose)
             .execute(&mut *tx)
             .await
             .map_err(be)?;

@@ -419,6 +419,7 @@ async fn signing_key_rotation_retires_the_previous() {
         created_at: at,
         retired_at: None,
         remove_after: None,
+        purpose: "access".into(),
     };
     s.add_signing_key(&k("k1", 10), 0).await.unwrap();
     s.add_signing_key(&k("k2", 20), 500).await.unwrap();
@@ -429,6 +430,18 @@ async fn signing_key_rotation_retires_the_previous() {
         (Some(20), Some(500))
     );
     assert_eq!(keys[1].retired_at, None);
+    // A key of another purpose neither retires nor is retired by the access keys.
+    let mut id = k("id1", 30);
+    id.purpose = "id_token".into();
+    s.add_signing_key(&id, 900).await.unwrap();
+    s.add_signing_key(&k("k3", 40), 900).await.unwrap();
+    let keys = s.signing_keys().await.unwrap();
+    let current: Vec<&str> = keys
+        .iter()
+        .filter(|k| k.retired_at.is_none())
+        .map(|k| k.kid.as_str())
+        .collect();
+    assert_eq!(current, ["id1", "k3"]);
 }
 
 #[tokio::test]
