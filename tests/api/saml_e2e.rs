@@ -576,3 +576,104 @@ async fn wrapping_variants_of_a_real_signed_response_are_refused() {
     }
     app.stop().await;
 }
+
+/// With SSO enforced, an application's login goes through the IdP and ends with a code:
+/// the authorization endpoint sends the browser to the IdP (no password form), the ACS
+/// comes back to the authorization request, and the code's exchange gives an ID token
+/// for the person the IdP asserted.
+#[tokio::test]
+async fn an_enforced_orgs_code_flow_goes_through_the_idp_and_ends_with_a_code() {
+    use crate::code_flow::{REDIRECT, VERIFIER, exchange, query_of, request};
+    let app = spawn_app().await;
+    let Some(idp) = start_idp(&app, "both").await else {
+        return;
+    };
+    configure(&app, &idp, json!({})).await;
+    let (s, b) = app
+        .patch("/sso/saml", json!({"enforced": true, "force": true}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = app
+        .post(
+            "/oauth/clients",
+            json!({
+                "client_id": "spa",
+                "name": "Agent desktop",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "redirect_uris": [REDIRECT],
+                "token_endpoint_auth_methods": ["none"],
+            }),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+
+    let http = no_redirects();
+    let authorize = app.url(&format!("/oauth/authorize?{}", request("spa", "")));
+    let r = http.get(&authorize).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let to_sso = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to_sso.starts_with("/saml/default/login?return_to="),
+        "{to_sso}"
+    );
+    let return_to = query_of(&to_sso)["return_to"].clone();
+    assert!(return_to.starts_with("/oauth/authorize?"), "{return_to}");
+
+    // The SP-initiated login at the real IdP, then the ACS.
+    let (acs, _) = login(&app, &http, &crate::helpers::enc(&return_to)).await;
+    assert_eq!(acs.status(), 200, "the ACS lands on a page that moves on");
+    let cookie = session_cookie(&acs);
+    let page = acs.text().await.unwrap();
+    let next = page
+        .split("http-equiv=\"refresh\" content=\"0;url=")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    assert_eq!(next, return_to);
+
+    // Back at the authorization endpoint with the session: the code.
+    let r = http
+        .get(app.url(&next))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let to_client = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(to_client.starts_with(REDIRECT), "{to_client}");
+    let q = query_of(&to_client);
+    assert_eq!(q["state"], "st-123");
+    let (s, t) = exchange(&app, &q["code"], VERIFIER, REDIRECT).await;
+    assert_eq!(s, 200, "{t}");
+    let payload = t["id_token"].as_str().unwrap().split('.').nth(1).unwrap();
+    use base64::Engine;
+    let id: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(id["email"], "alice@example.com", "{id}");
+    assert_eq!(id["email_verified"], true, "asserted by the org's IdP");
+    assert_eq!(id["nonce"], "n-456");
+    // The session is a SAML one: enforcement lets it through without another login.
+    let (_, events) = app
+        .get("/audit/events?kind=authorize&outcome=granted")
+        .await;
+    let e = &events["events"][0];
+    let full = app.audit(e["request_id"].as_str().unwrap()).await;
+    let session = full["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["check"] == "session")
+        .unwrap()
+        .clone();
+    assert!(
+        session["detail"].as_str().unwrap().contains("by saml"),
+        "{session}"
+    );
+    drop(idp);
+    app.stop().await;
+}
