@@ -545,14 +545,23 @@ pub enum AuditCmd {
 
 #[derive(Args, Debug)]
 pub struct DiagnoseArgs {
+    /// Dry-run an authorization request instead: the URL the application sends people to
+    #[arg(long, conflicts_with_all = ["client_id", "client_secret", "grant_type", "scope", "source_ip", "auth_method"])]
+    authorize_url: Option<String>,
+    /// With --authorize-url: decide as if this user had a live session
+    #[arg(long, requires = "authorize_url")]
+    as_user: Option<String>,
+    /// With --as-user: how that session began (saml or password)
+    #[arg(long, requires = "as_user")]
+    session_method: Option<String>,
     /// The client id the caller sends
-    #[arg(long)]
-    client_id: String,
+    #[arg(long, required_unless_present = "authorize_url")]
+    client_id: Option<String>,
     /// The secret the caller uses (optional: without it the secret check is skipped)
     #[arg(long)]
     client_secret: Option<String>,
-    #[arg(long, default_value = "client_credentials")]
-    grant_type: String,
+    #[arg(long)]
+    grant_type: Option<String>,
     #[arg(long)]
     scope: Option<String>,
     /// The caller's address
@@ -1416,13 +1425,61 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
             if json_out { out(&v) } else { print_sso(&v) }
         }
         AdminCommand::Diagnose(d) => {
+            if let Some(url) = &d.authorize_url {
+                let v = api
+                    .post(
+                        "/oauth/diagnose/authorize",
+                        body(&tessera_api::DiagnoseAuthorizeRequest {
+                            url: url.clone(),
+                            user_id: d.as_user.clone(),
+                            session_method: d.session_method.clone(),
+                        }),
+                    )
+                    .await?;
+                if json_out {
+                    out(&v);
+                } else {
+                    let what = match v["outcome"].as_str().unwrap_or("") {
+                        "code" => format!("a code for {}", s(&v["redirect_uri"])),
+                        "login" => format!(
+                            "the person logs in first ({})",
+                            if v["login"] == "sso" {
+                                "through the org's IdP"
+                            } else {
+                                "on the password page"
+                            }
+                        ),
+                        "error_redirect" => format!(
+                            "back to {} with error={}",
+                            s(&v["redirect_uri"]),
+                            s(&v["error"])
+                        ),
+                        _ => "an error page (the link cannot be trusted)".to_string(),
+                    };
+                    println!(
+                        "dry run of the authorization request: {what}{}",
+                        opt(&v["reason"], |r| format!(" ({r})"))
+                    );
+                    if let Some(d) = v["error_description"].as_str() {
+                        println!("{}", shown(d));
+                    }
+                    println!();
+                    print_trace(
+                        &json!({"trace": v["trace"], "time": "", "kind": "diagnose", "request_id": v["request_id"], "outcome": v["outcome"]}),
+                    );
+                }
+                return Ok(());
+            }
             let v = api
                 .post(
                     "/oauth/diagnose",
                     body(&tessera_api::DiagnoseRequest {
-                        client_id: d.client_id.clone(),
+                        client_id: d.client_id.clone().unwrap_or_default(),
                         client_secret: d.client_secret.clone(),
-                        grant_type: d.grant_type.clone(),
+                        grant_type: d
+                            .grant_type
+                            .clone()
+                            .unwrap_or_else(|| "client_credentials".into()),
                         scope: d.scope.clone(),
                         source_ip: d.source_ip.clone(),
                         auth_method: d.auth_method.clone(),

@@ -743,3 +743,86 @@ async fn an_admin_sees_and_ends_a_persons_logins_through_the_api_and_the_cli() {
     assert!(e.to_string().contains("end_sessions"), "{e}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_dry_runs_an_authorization_request() {
+    let app = spawn_app().await;
+    let client = setup(&app).await;
+    let url = app.url(&format!("/oauth/authorize?{}", request(&client, "")));
+    let (s, d) = app
+        .post("/oauth/diagnose/authorize", json!({ "url": url }))
+        .await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(
+        (d["outcome"].as_str(), d["login"].as_str()),
+        (Some("login"), Some("password"))
+    );
+    let (_, users) = app.get("/users").await;
+    let alice = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "alice")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, d) = app
+        .post(
+            "/oauth/diagnose/authorize",
+            json!({ "url": url, "user_id": alice }),
+        )
+        .await;
+    assert_eq!(d["outcome"], "code", "{d}");
+    assert_eq!(d["scope"], "openid profile email");
+    assert_eq!(d["redirect_uri"], REDIRECT);
+    // A password session in an org that enforces SSO goes to the IdP; a bad link is a page.
+    app.enforce_sso(&[]).await;
+    let (_, d) = app
+        .post(
+            "/oauth/diagnose/authorize",
+            json!({ "url": url, "user_id": alice, "session_method": "password" }),
+        )
+        .await;
+    assert_eq!(
+        (d["outcome"].as_str(), d["login"].as_str()),
+        (Some("login"), Some("sso")),
+        "{d}"
+    );
+    let bad = url.replace("127.0.0.1%3A9", "evil.example");
+    let (_, d) = app
+        .post("/oauth/diagnose/authorize", json!({ "url": bad }))
+        .await;
+    assert_eq!(
+        (d["outcome"].as_str(), d["reason"].as_str()),
+        (Some("error_page"), Some("redirect_uri_mismatch"))
+    );
+    let (s, d) = app
+        .post("/oauth/diagnose/authorize", json!({ "url": "nothing" }))
+        .await;
+    assert_eq!((s, d["field"].as_str()), (422, Some("url")));
+    let (_, events) = app.get("/audit/events?kind=diagnose").await;
+    assert!(
+        events["events"].as_array().unwrap().len() >= 4,
+        "each dry run is audited"
+    );
+    // The CLI says it in words.
+    let cache = tempfile::tempdir().unwrap();
+    let o = crate::cli::tessera(
+        &app,
+        cache.path(),
+        &[
+            "admin",
+            "diagnose",
+            "--authorize-url",
+            &url,
+            "--as-user",
+            &alice,
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("a code for"), "{}", o.stdout);
+    assert!(o.stdout.contains("session"), "{}", o.stdout);
+    app.stop().await;
+}

@@ -47,6 +47,7 @@ async fn openapi_document_is_served_complete_and_golden() {
         ("/api/v2/audit/events", &["get"]),
         ("/api/v2/audit/events/{request_id}", &["get"]),
         ("/api/v2/oauth/diagnose", &["post"]),
+        ("/api/v2/oauth/diagnose/authorize", &["post"]),
         ("/api/v2/signing-keys/rotate", &["post"]),
         ("/api/v2/sso/saml", &["get", "put", "patch"]),
         ("/api/v2/sso/saml/enforcement-impact", &["get"]),
@@ -59,7 +60,7 @@ async fn openapi_document_is_served_complete_and_golden() {
             );
         }
     }
-    assert_eq!(paths.len(), 16, "an undocumented path, or a stale one");
+    assert_eq!(paths.len(), 17, "an undocumented path, or a stale one");
     assert!(doc["components"]["schemas"]["ApiErrorBody"].is_object());
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
     if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
@@ -94,5 +95,5 @@ fn operation_ids_are_unique_and_descriptive() {
             }
         }
     }
-    assert_eq!(seen.len(), 25, "every operation counted");
+    assert_eq!(seen.len(), 26, "every operation counted");
 }

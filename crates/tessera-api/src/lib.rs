@@ -446,6 +446,41 @@ pub struct DiagnoseResponse {
     pub request_id: String,
 }
 
+/// `POST /api/v2/oauth/diagnose/authorize`: a dry run of an authorization request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnoseAuthorizeRequest {
+    /// The authorization URL the application sends people to, or just its query string.
+    #[schema(min_length = 1, max_length = 8192)]
+    pub url: String,
+    /// Decide as if this person's browser had a live session (else: no session).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// How that session began: `saml` (default) or `password`.
+    #[serde(default)]
+    #[schema(pattern = "^(saml|password)$")]
+    pub session_method: Option<String>,
+}
+
+/// The dry run's answer: what the authorization endpoint would do.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DiagnoseAuthorizeResponse {
+    /// `code`, `login` (the person logs in first), `error_redirect` (back to the client)
+    /// or `error_page` (shown, never redirected).
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    /// Where the answer would go, once verified.
+    pub redirect_uri: Option<String>,
+    /// For `login`: `sso` (the org's IdP) or `password` (the login page).
+    pub login: Option<String>,
+    /// For `code`: the scopes the code would carry.
+    pub scope: Option<String>,
+    pub trace: Vec<TraceStep>,
+    pub request_id: String,
+}
+
 /// `POST /api/v2/signing-keys/rotate` (the body is optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -5,15 +5,23 @@
 use std::net::IpAddr;
 
 use axum::Json;
-use tessera_api::{DiagnoseRequest, DiagnoseResponse};
+use tessera_api::{
+    DiagnoseAuthorizeRequest, DiagnoseAuthorizeResponse, DiagnoseRequest, DiagnoseResponse,
+};
+use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::decision;
+use tessera_core::decision::{
+    AuthorizeFacts, AuthorizeOutcome, AuthorizeParams, SessionFacts, decide_authorize,
+};
 use tessera_core::model::AuthMethod;
 use tessera_core::request::PresentedClient;
 use tessera_core::secret::SecretString;
+use tessera_core::text::clip;
 
 use super::{Admin, ApiJson, audit::trace_view};
 use crate::error::ApiError;
 use crate::token_service;
+use crate::{clock, request_id};
 
 /// `POST /api/v2/oauth/diagnose`.
 #[utoipa::path(post, path = "/api/v2/oauth/diagnose", tag = "diagnose", request_body = tessera_api::DiagnoseRequest, responses((status = 200, body = tessera_api::DiagnoseResponse), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
@@ -61,4 +69,129 @@ pub async fn diagnose(
         trace: trace_view(&d.trace),
         request_id,
     }))
+}
+
+/// `POST /api/v2/oauth/diagnose/authorize`.
+#[utoipa::path(post, path = "/api/v2/oauth/diagnose/authorize", operation_id = "diagnoseAuthorize", tag = "diagnose", request_body = tessera_api::DiagnoseAuthorizeRequest, responses((status = 200, body = tessera_api::DiagnoseAuthorizeResponse), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn diagnose_authorize(
+    admin: Admin,
+    ApiJson(req): ApiJson<DiagnoseAuthorizeRequest>,
+) -> Result<Json<DiagnoseAuthorizeResponse>, ApiError> {
+    if req.url.is_empty() || req.url.len() > 8192 {
+        return Err(ApiError::field("url", "1 to 8192 bytes"));
+    }
+    let query = match req.url.split_once('?') {
+        Some((_, q)) => q,
+        None if req.url.contains('=') => req.url.as_str(),
+        None => {
+            return Err(ApiError::field(
+                "url",
+                "an authorization URL with its query (https://.../oauth/authorize?client_id=...) or the query alone",
+            ));
+        }
+    };
+    let method = match req.session_method.as_deref() {
+        None | Some("saml") => "saml",
+        Some("password") => "password",
+        Some(_) => return Err(ApiError::field("session_method", "saml or password")),
+    };
+    let st = &admin.st;
+    let params = AuthorizeParams::parse(query);
+    let now = clock::now();
+    // Another org's client is, to this admin, no client at all.
+    let client = match params.client_id() {
+        Some(id) => st
+            .store
+            .token_facts(id, "127.0.0.1")
+            .await?
+            .client
+            .filter(|c| c.org.id == admin.org.id),
+        None => None,
+    };
+    let session = match &req.user_id {
+        None => None,
+        Some(id) => {
+            let user = st.store.get_user(admin.org.id, id).await?.ok_or_else(|| {
+                ApiError::field(
+                    "user_id",
+                    format!("no user {} in org '{}'", clip(id), admin.org.slug),
+                )
+            })?;
+            let break_glass = st
+                .store
+                .sso_config(admin.org.id)
+                .await?
+                .is_some_and(|c| c.is_break_glass(&user.id));
+            Some(SessionFacts {
+                org_id: admin.org.id,
+                auth_time: now,
+                sid: "dry-run".into(),
+                method: method.into(),
+                break_glass,
+                user,
+            })
+        }
+    };
+    let d = decide_authorize(&params, &AuthorizeFacts { client, session }, now);
+    let denial = match &d.outcome {
+        AuthorizeOutcome::ErrorPage(x) | AuthorizeOutcome::ErrorRedirect(x) => Some(x),
+        _ => None,
+    };
+    let request_id = request_id::current();
+    let response = DiagnoseAuthorizeResponse {
+        outcome: match &d.outcome {
+            AuthorizeOutcome::ErrorPage(_) => "error_page",
+            AuthorizeOutcome::ErrorRedirect(_) => "error_redirect",
+            AuthorizeOutcome::Login { .. } => "login",
+            AuthorizeOutcome::Code(_) => "code",
+        }
+        .into(),
+        reason: denial.map(|x| x.reason.code().to_string()),
+        error: denial.map(|x| {
+            x.reason
+                .oauth_error()
+                .at_authorization_endpoint()
+                .as_str()
+                .to_string()
+        }),
+        error_description: denial.map(|x| x.description.clone()),
+        redirect_uri: d.redirect_uri.clone(),
+        login: match d.outcome {
+            AuthorizeOutcome::Login { sso: true } => Some("sso".into()),
+            AuthorizeOutcome::Login { sso: false } => Some("password".into()),
+            _ => None,
+        },
+        scope: matches!(d.outcome, AuthorizeOutcome::Code(_)).then(|| d.scopes.join(" ")),
+        trace: trace_view(&d.trace),
+        request_id: request_id.clone(),
+    };
+    let event = AuditEvent {
+        request_id,
+        time_ms: clock::now_ms(),
+        org_id: Some(admin.org.id),
+        kind: AuditKind::Diagnose,
+        actor: Some(admin.client_id.clone()),
+        client_id: d.client_id.clone(),
+        subject: d.subject.clone(),
+        source_ip: None,
+        outcome: if denial.is_some() {
+            "denied"
+        } else {
+            "granted"
+        }
+        .into(),
+        reason: response.reason.clone(),
+        description: response.error_description.clone(),
+        grant_type: Some("authorization_code".into()),
+        scope: response.scope.clone(),
+        secret_id: None,
+        secret_hint: None,
+        trace: d.trace,
+        change: None,
+    };
+    st.audit
+        .record(event)
+        .await
+        .map_err(|e| ApiError::Store(e.to_string()))?;
+    Ok(Json(response))
 }

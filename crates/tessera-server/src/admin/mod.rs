@@ -64,6 +64,10 @@ pub fn routes() -> Router<Shared> {
         .route("/oauth/diagnose", post(diagnose::diagnose))
         .route("/audit/events", get(audit::list))
         .route("/audit/events/{request_id}", get(audit::show))
+        .route(
+            "/oauth/diagnose/authorize",
+            post(diagnose::diagnose_authorize),
+        )
         .route("/signing-keys/rotate", post(rotate_signing_key))
         .route("/sso/saml", get(sso::show).put(sso::put).patch(sso::patch))
         .route("/sso/saml/enforcement-impact", get(sso::enforcement_impact))

@@ -33,6 +33,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::audit::list,
         super::audit::show,
         super::diagnose::diagnose,
+        super::diagnose::diagnose_authorize,
         super::rotate_signing_key,
         super::sso::show,
         super::sso::put,
