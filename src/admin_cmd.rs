@@ -896,6 +896,7 @@ fn create_client_body(client_id: &Option<String>, f: &ClientFields) -> tessera_a
         refresh_token_ttl: f.refresh_ttl,
         refresh_token_idle_ttl: f.refresh_idle_ttl,
         jwks: None,
+        post_logout_redirect_uris: vec![],
     }
 }
 

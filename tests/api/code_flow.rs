@@ -826,3 +826,100 @@ async fn an_admin_dry_runs_an_authorization_request() {
     assert!(o.stdout.contains("session"), "{}", o.stdout);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn rp_initiated_logout_ends_the_session_and_its_grants() {
+    let app = spawn_app().await;
+    let client = setup(&app).await;
+    let bye = "http://127.0.0.1:9/bye";
+    let (s, c) = app
+        .patch(
+            "/oauth/clients/spa",
+            json!({"post_logout_redirect_uris": [bye]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["post_logout_redirect_uris"], json!([bye]));
+    let mut b = Browser::new(&app);
+    let code = code_of(
+        b.authorize(&request(&client, ""), "alice", "correct horse battery")
+            .await,
+    );
+    let (_, t) = exchange(&app, &code, VERIFIER, REDIRECT).await;
+    let hint = t["id_token"].as_str().unwrap();
+
+    // An unregistered destination is refused on a page.
+    let q = |uri: &str| {
+        format!(
+            "/oauth/logout?id_token_hint={hint}&post_logout_redirect_uri={}&state=s9",
+            crate::helpers::enc(uri)
+        )
+    };
+    match b.walk(&q("http://127.0.0.1:9/elsewhere")).await {
+        Landed::Page(400, _, _) => {}
+        other => panic!("{other:?}"),
+    }
+    // With the session's ID token as hint: logged out at once, back with the state.
+    match b.walk(&q(bye)).await {
+        Landed::Client(url, q) => {
+            assert!(url.starts_with(bye), "{url}");
+            assert_eq!(q["state"], "s9");
+        }
+        other => panic!("{other:?}"),
+    }
+    let (s, r) = refresh(&app, t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (s, r["reason"].as_str()),
+        (400, Some("refresh_token_revoked")),
+        "{r}"
+    );
+    assert!(r["error_description"].as_str().unwrap().contains("logout"));
+    match b
+        .walk(&format!("/oauth/authorize?{}", request(&client, "")))
+        .await
+    {
+        Landed::Page(200, url, _) => assert!(url.contains("/login/default"), "{url}"),
+        other => panic!("the session should have ended: {other:?}"),
+    }
+
+    // Without a hint, the person confirms on a page; a foreign page cannot confirm.
+    let _ = code_of(
+        b.authorize(&request(&client, ""), "alice", "correct horse battery")
+            .await,
+    );
+    match b.walk("/oauth/logout?client_id=spa").await {
+        Landed::Page(200, _, html) => assert!(html.contains("Log out?"), "{html}"),
+        other => panic!("{other:?}"),
+    }
+    let r = b
+        .send(
+            b.http
+                .post(app.url("/oauth/logout"))
+                .header("origin", "https://evil.example")
+                .form(&[("confirm", "yes")]),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = b
+        .send(
+            b.http
+                .post(app.url("/oauth/logout"))
+                .header("origin", app.base.as_str())
+                .form(&[("confirm", "yes"), ("client_id", "spa")]),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("You are logged out"));
+    match b
+        .walk(&format!("/oauth/authorize?{}", request(&client, "")))
+        .await
+    {
+        Landed::Page(200, url, _) => assert!(url.contains("/login/default"), "{url}"),
+        other => panic!("the session should have ended: {other:?}"),
+    }
+    let meta: Value = app
+        .public_json(app.url("/.well-known/openid-configuration"))
+        .await;
+    assert_eq!(meta["end_session_endpoint"], app.url("/oauth/logout"));
+    app.stop().await;
+}

@@ -202,6 +202,9 @@ pub struct CreateClient {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    /// Where RP-initiated logout may send the browser afterwards (exact URIs).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// `PATCH /api/v2/oauth/clients/{client_id}`: every field optional. A JSON `null`
@@ -244,6 +247,8 @@ pub struct PatchClient {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -301,6 +306,7 @@ pub struct ClientView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    pub post_logout_redirect_uris: Vec<String>,
     pub created_at: String,
     pub secrets: Vec<SecretView>,
     /// Present once, in the answer to the call that created the client.

@@ -430,13 +430,49 @@ pub struct AccessClaims {
 }
 
 /// Verifies a compact JWS against `keys` and checks `exp` at `now`. The header's `alg`
-/// must be the algorithm of the key its `kid` names (no algorithm confusion).
-/// The caller checks `iss`, `aud` and scope.
+/// must be the algorithm of the key its `kid` names (no algorithm confusion), and its
+/// `typ` that of an access token. The caller checks `iss`, `aud` and scope.
 pub fn verify(
     token: &str,
     keys: &[VerifyingKey],
     now: Timestamp,
 ) -> Result<AccessClaims, KeyError> {
+    let (typ, payload) = verify_signed(token, keys)?;
+    // An access token only (RFC 9068 §4): an ID token signed by the same key is not one.
+    if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
+        return Err(KeyError::TokenMalformed);
+    }
+    let claims: AccessClaims =
+        serde_json::from_slice(&payload).map_err(|_| KeyError::TokenMalformed)?;
+    if claims.exp <= now {
+        return Err(KeyError::TokenExpired);
+    }
+    Ok(claims)
+}
+
+/// The claims of an ID token this server issued, as a logout request's `id_token_hint`
+/// names them (OIDC RP-Initiated Logout §2: an expired one still says who and where).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IdTokenHint {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+/// Verifies an ID token's signature against `keys` (its `typ` must be `JWT`), without
+/// its expiry.
+pub fn verify_id_token_hint(token: &str, keys: &[VerifyingKey]) -> Result<IdTokenHint, KeyError> {
+    let (typ, payload) = verify_signed(token, keys)?;
+    if !typ.eq_ignore_ascii_case("JWT") {
+        return Err(KeyError::TokenMalformed);
+    }
+    serde_json::from_slice(&payload).map_err(|_| KeyError::TokenMalformed)
+}
+
+/// A compact JWS's signature checked against `keys`: its header's `typ` and its payload.
+fn verify_signed(token: &str, keys: &[VerifyingKey]) -> Result<(String, Vec<u8>), KeyError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -461,11 +497,6 @@ pub fn verify(
     if header.alg != key.alg.as_str() {
         return Err(KeyError::TokenSignature);
     }
-    // An access token only (RFC 9068 §4): an ID token signed by the same key is not one.
-    let typ = header.typ.as_deref().unwrap_or("");
-    if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
-        return Err(KeyError::TokenMalformed);
-    }
     let sig = URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| KeyError::TokenMalformed)?;
@@ -476,15 +507,10 @@ pub fn verify(
     if !key.verify_signature(signed.as_bytes(), &sig) {
         return Err(KeyError::TokenSignature);
     }
-    let claims: AccessClaims = URL_SAFE_NO_PAD
+    let payload = URL_SAFE_NO_PAD
         .decode(p)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(KeyError::TokenMalformed)?;
-    if claims.exp <= now {
-        return Err(KeyError::TokenExpired);
-    }
-    Ok(claims)
+        .map_err(|_| KeyError::TokenMalformed)?;
+    Ok((header.typ.unwrap_or_default(), payload))
 }
 
 #[cfg(test)]

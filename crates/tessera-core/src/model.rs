@@ -437,7 +437,7 @@ impl Client {
 }
 
 /// A client's settings for the authorization code flow and its refresh tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InteractiveSettings {
     /// PKCE (S256) on every authorization request. Always on for a public client; an
     /// admin may turn it off for a confidential one.
@@ -446,6 +446,9 @@ pub struct InteractiveSettings {
     pub refresh_token_ttl: i64,
     /// A refresh token ends when unused this long (seconds).
     pub refresh_idle_ttl: i64,
+    /// Where RP-initiated logout may send the browser afterwards (exact match).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl Default for InteractiveSettings {
@@ -454,6 +457,7 @@ impl Default for InteractiveSettings {
             pkce_required: true,
             refresh_token_ttl: 30 * 86_400,
             refresh_idle_ttl: 7 * 86_400,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct KeySet {
     /// Connect Core §15.1 and Discovery §3 make RS256 the one algorithm every relying
     /// party may count on).
     id_signer: Option<SigningKey>,
+    /// The keys that verify this server's ID tokens (a logout's `id_token_hint`).
+    pub id_verifiers: Vec<VerifyingKey>,
     pub verifiers: Vec<VerifyingKey>,
     /// The JWK Set document, rendered once.
     pub jwks: String,
@@ -251,11 +253,17 @@ fn build(master: &MasterKey, stored: &[StoredKey]) -> Result<KeySet, KeyRingErro
             algs.push(a);
         }
     }
+    let id_verifiers = id_keys
+        .iter()
+        .chain(verifiers.iter().filter(|v| v.alg == Alg::Rs256))
+        .cloned()
+        .collect();
     // When the access key is RS256 itself, it signs the ID tokens too.
     let id_signer = id_signer.filter(|_| signer.alg() != Alg::Rs256);
     Ok(KeySet {
         signer,
         id_signer,
+        id_verifiers,
         verifiers,
         jwks,
         algs,

@@ -12,6 +12,7 @@ mod authorize;
 pub mod bootstrap;
 mod clock;
 pub mod config;
+mod end_session;
 mod error;
 mod html;
 mod introspect;
@@ -323,6 +324,12 @@ fn router(state: Shared, limits: &Limits) -> Router {
             "/oauth/userinfo",
             get(userinfo::userinfo)
                 .post(userinfo::userinfo)
+                .layer(DefaultBodyLimit::max(16 * 1024)),
+        )
+        .route(
+            "/oauth/logout",
+            get(end_session::end_session)
+                .post(end_session::end_session)
                 .layer(DefaultBodyLimit::max(16 * 1024)),
         )
         .route("/oauth/jwks", get(meta::jwks))

@@ -53,6 +53,7 @@ pub async fn openid_configuration(State(st): State<Shared>) -> Response {
     m["id_token_signing_alg_values_supported"] =
         json!([st.keys.get().id_token_signer().alg().as_str()]);
     m["userinfo_endpoint"] = json!(format!("{}/oauth/userinfo", st.issuer));
+    m["end_session_endpoint"] = json!(format!("{}/oauth/logout", st.issuer));
     m["prompt_values_supported"] = json!(["none", "login", "consent", "select_account"]);
     m["claims_supported"] = json!([
         "iss",

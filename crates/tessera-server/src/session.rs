@@ -260,30 +260,10 @@ pub async fn whoami(State(st): State<Shared>, headers: HeaderMap) -> Response {
 
 /// `POST /logout`: ends the session (SameSite=Lax keeps other sites from doing it).
 pub async fn logout(State(st): State<Shared>, headers: HeaderMap) -> Response {
-    // A form on another site must not end the session either (logout CSRF): a browser
-    // names the page's origin on every cross-site POST.
-    if let Some(origin) = headers.get(header::ORIGIN)
-        && normal_origin(origin.to_str().unwrap_or("")) != normal_origin(issuer_origin(&st.issuer))
-    {
-        let mut res = (
-            StatusCode::FORBIDDEN,
-            axum::Json(serde_json::json!({
-                "error": "origin_refused",
-                "message": format!(
-                    "POST /logout is accepted only from this server's own pages ({}), not from '{}'",
-                    issuer_origin(&st.issuer),
-                    tessera_core::text::clip(origin.to_str().unwrap_or("?"))
-                ),
-            })),
-        )
-            .into_response();
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        return res;
+    if let Some(refused) = foreign_origin(&st, &headers, "POST /logout") {
+        return refused;
     }
-    if let Some(token) = cookie(&headers)
-        && let Err(e) = st.store.delete_session(&session::hash_token(&token)).await
-    {
+    if let Err(e) = end_current(&st, &headers).await {
         return unavailable(e);
     }
     let mut res = axum::Json(serde_json::json!({"logged_out": true})).into_response();
@@ -291,6 +271,50 @@ pub async fn logout(State(st): State<Shared>, headers: HeaderMap) -> Response {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
+}
+
+/// A form on another site must not end the session (logout CSRF): a browser names the
+/// page's origin on every cross-site POST. The refusal, if the origin is another's.
+pub fn foreign_origin(st: &AppState, headers: &HeaderMap, what: &str) -> Option<Response> {
+    let origin = headers.get(header::ORIGIN)?;
+    if normal_origin(origin.to_str().unwrap_or("")) == normal_origin(issuer_origin(&st.issuer)) {
+        return None;
+    }
+    let mut res = (
+        StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({
+            "error": "origin_refused",
+            "message": format!(
+                "{what} is accepted only from this server's own pages ({}), not from '{}'",
+                issuer_origin(&st.issuer),
+                tessera_core::text::clip(origin.to_str().unwrap_or("?"))
+            ),
+        })),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(res)
+}
+
+/// Ends the request's browser session, if any, and revokes what its logins gave clients
+/// (the grants of that session). Returns the session ended.
+pub async fn end_current(
+    st: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, tessera_core::store::StoreError> {
+    let Some(token) = cookie(headers) else {
+        return Ok(None);
+    };
+    let hash = session::hash_token(&token);
+    let found = st.store.session(&hash).await?;
+    st.store.delete_session(&hash).await?;
+    if let Some(s) = &found {
+        st.store
+            .revoke_session_grants(&s.sid(), "logout", clock::now())
+            .await?;
+    }
+    Ok(found)
 }
 
 /// The origin (`scheme://host[:port]`) of the issuer URL, as a browser sends it in

@@ -61,6 +61,7 @@ fn view(admin: &Admin, c: &Client, secrets: &[StoredSecret]) -> ClientView {
         refresh_token_ttl: c.interactive.refresh_token_ttl,
         refresh_token_idle_ttl: c.interactive.refresh_idle_ttl,
         jwks: c.jwks.clone(),
+        post_logout_redirect_uris: c.interactive.post_logout_redirect_uris.clone(),
         created_at: rfc3339(c.created_at),
         secrets: secrets.iter().map(|s| secret_view(s, now)).collect(),
         client_secret: None,
@@ -218,14 +219,18 @@ fn parse_allowlist(v: &[String]) -> Result<IpAllowList, ApiError> {
 }
 
 fn check_redirects(v: &[String]) -> Result<(), ApiError> {
+    check_redirects_named("redirect_uris", v)
+}
+
+fn check_redirects_named(field: &str, v: &[String]) -> Result<(), ApiError> {
     for (i, u) in v.iter().enumerate() {
-        printable(format!("redirect_uris[{i}]"), u)?;
+        printable(format!("{field}[{i}]"), u)?;
         let local = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
             .iter()
             .any(|p| u.starts_with(p));
         if !(u.starts_with("https://") || local) || u.contains('#') || u.len() > 2000 {
             return Err(ApiError::field(
-                format!("redirect_uris[{i}]"),
+                format!("{field}[{i}]"),
                 "an absolute https URL (http only for localhost) without a fragment (RFC 9700 §4.1)",
             ));
         }
@@ -382,6 +387,8 @@ pub async fn create(
     if let Some(j) = &body.jwks {
         client.jwks = Some(check_jwks(j)?);
     }
+    check_redirects_named("post_logout_redirect_uris", &body.post_logout_redirect_uris)?;
+    client.interactive.post_logout_redirect_uris = body.post_logout_redirect_uris.clone();
     check_consistent(&client)?;
     // A public client gets no secret (it has nowhere to keep one), nor does one that
     // authenticates with its keys only.
@@ -489,6 +496,10 @@ pub async fn update(
     )?;
     if let Some(j) = &patch.jwks {
         c.jwks = Some(check_jwks(j)?);
+    }
+    if let Some(u) = &patch.post_logout_redirect_uris {
+        check_redirects_named("post_logout_redirect_uris", u)?;
+        c.interactive.post_logout_redirect_uris = u.clone();
     }
     check_consistent(&c)?;
     let was_enabled = find(&admin, &client_id).await?.enabled;
