@@ -6,6 +6,7 @@
 //! `TESSERA_*` environment variables and flags (clap reads both).
 
 mod admin_cmd;
+mod code_flow_cmd;
 mod saml_cmd;
 mod token_cmd;
 

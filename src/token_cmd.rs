@@ -36,6 +36,14 @@ pub enum AuthStyle {
     Post,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum Flow {
+    /// A service's token (client_credentials)
+    ClientCredentials,
+    /// A person's login: the authorization code flow with PKCE, through a browser
+    Code,
+}
+
 #[derive(Parser, Debug)]
 pub struct TokenArgs {
     /// The token endpoint, or the issuer URL (then discovery finds the token endpoint)
@@ -43,8 +51,19 @@ pub struct TokenArgs {
     pub url: String,
     #[arg(long, env = "TESSERA_CLIENT_ID")]
     pub client_id: String,
+    /// The client secret (none for a public client in the code flow)
     #[arg(long, env = "TESSERA_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: String,
+    pub client_secret: Option<String>,
+    /// Which grant to run
+    #[arg(long, value_enum, default_value = "client-credentials")]
+    pub flow: Flow,
+    /// The code flow's redirect URI: a loopback address this command listens on, as
+    /// registered on the client (exact match)
+    #[arg(long, default_value = "http://127.0.0.1:8765/callback")]
+    pub redirect_uri: String,
+    /// How long the code flow waits for the browser, in seconds
+    #[arg(long, default_value_t = 300)]
+    pub wait: u64,
     /// Space-separated scopes to ask for (default: whatever the server grants)
     #[arg(long)]
     pub scope: Option<String>,
@@ -63,7 +82,7 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn form(s: &str) -> String {
+pub(crate) fn form(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -118,7 +137,7 @@ async fn resolve(
 }
 
 /// Decodes a JWT's payload without verifying it (for display only).
-fn claims(token: &str) -> Option<Value> {
+pub(crate) fn claims(token: &str) -> Option<Value> {
     let payload = token.split('.').nth(1)?;
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
@@ -172,6 +191,13 @@ fn checklist(status: u16, error: Option<&str>, args: &TokenArgs) -> Vec<String> 
 
 /// Runs `tessera token`; returns the process exit code.
 pub async fn run(args: TokenArgs) -> anyhow::Result<i32> {
+    if args.flow == Flow::Code {
+        return crate::code_flow_cmd::run(&args).await;
+    }
+    let Some(client_secret) = args.client_secret.clone() else {
+        eprintln!("client_credentials needs --client-secret (or TESSERA_CLIENT_SECRET)");
+        return Ok(exit::USAGE);
+    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -197,24 +223,24 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<i32> {
     let shown_auth;
     match args.auth {
         AuthStyle::Basic => {
-            let raw = format!("{}:{}", form(&args.client_id), form(&args.client_secret));
+            let raw = format!("{}:{}", form(&args.client_id), form(&client_secret));
             req = req.header("authorization", format!("Basic {}", STANDARD.encode(raw)));
             shown_auth = format!(
                 "Authorization: Basic base64('{}:{}')",
                 args.client_id,
-                mask(&args.client_secret)
+                mask(&client_secret)
             );
         }
         AuthStyle::Post => {
             body.push_str(&format!(
                 "&client_id={}&client_secret={}",
                 form(&args.client_id),
-                form(&args.client_secret)
+                form(&client_secret)
             ));
             shown_body.push_str(&format!(
                 "&client_id={}&client_secret={}",
                 form(&args.client_id),
-                mask(&args.client_secret)
+                mask(&client_secret)
             ));
             shown_auth = "(credentials in the body: client_secret_post)".into();
         }

@@ -85,7 +85,7 @@ impl Browser {
     pub async fn walk(&mut self, url: &str) -> Landed {
         let mut url = self.absolute(url);
         for _ in 0..10 {
-            if !url.starts_with(&self.base) {
+            if url != self.base && !url.starts_with(&format!("{}/", self.base)) {
                 return Landed::Client(url.clone(), query_of(&url));
             }
             let r = self.send(self.http.get(&url)).await;
@@ -921,5 +921,103 @@ async fn rp_initiated_logout_ends_the_session_and_its_grants() {
         .public_json(app.url("/.well-known/openid-configuration"))
         .await;
     assert_eq!(meta["end_session_endpoint"], app.url("/oauth/logout"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tessera_token_runs_the_code_flow_for_debugging() {
+    let app = spawn_app().await;
+    setup(&app).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redirect = format!("http://127.0.0.1:{port}/cb");
+    let (s, b) = app
+        .post(
+            "/oauth/clients",
+            json!({
+                "client_id": "cli-debug",
+                "name": "tessera token",
+                "grant_types": ["authorization_code"],
+                "redirect_uris": [redirect],
+                "token_endpoint_auth_methods": ["none"],
+            }),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "token",
+            "--flow",
+            "code",
+            "--url",
+            &app.base,
+            "--client-id",
+            "cli-debug",
+            "--redirect-uri",
+            &redirect,
+            "--wait",
+            "60",
+        ])
+        .env_remove("TESSERA_CLIENT_SECRET")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The command's output, line by line, from a thread (its stdout blocks).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(64);
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.blocking_send(l).is_err() {
+                break;
+            }
+        }
+    });
+    // Waits without blocking: the server under test runs on this same runtime.
+    async fn next(rx: &mut tokio::sync::mpsc::Receiver<String>) -> Option<String> {
+        tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+    let url = next(&mut rx)
+        .await
+        .expect("the command prints the authorization URL");
+    assert!(url.starts_with(&app.url("/oauth/authorize?")), "{url}");
+    let mut b = Browser::new(&app);
+    let landed = match b.walk(&url).await {
+        Landed::Page(200, page, html) if html.contains("name=\"password\"") => {
+            b.log_in(&page, &html, "alice", "correct horse battery")
+                .await
+        }
+        other => other,
+    };
+    let Landed::Client(callback, q) = landed else {
+        panic!("{landed:?}")
+    };
+    assert!(callback.starts_with(&redirect), "{callback}");
+    assert!(q.contains_key("code"), "{q:?}");
+    // The browser's last step: the command's own listener takes the code.
+    let r = reqwest::get(&callback).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut out = String::new();
+    while let Some(l) = next(&mut rx).await {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("Logged in through"), "{out}");
+    assert!(out.contains("alice@example.com"), "{out}");
+    assert!(out.contains("preferred_username"), "{out}");
     app.stop().await;
 }
