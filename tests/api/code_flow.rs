@@ -917,6 +917,31 @@ async fn rp_initiated_logout_ends_the_session_and_its_grants() {
         Landed::Page(200, url, _) => assert!(url.contains("/login/default"), "{url}"),
         other => panic!("the session should have ended: {other:?}"),
     }
+    // Confirmed by the form with a destination: a page that moves on to it (no redirect
+    // after a form post, which the page's CSP form-action would hold).
+    let _ = code_of(
+        b.authorize(&request(&client, ""), "alice", "correct horse battery")
+            .await,
+    );
+    let r = b
+        .send(
+            b.http
+                .post(app.url("/oauth/logout"))
+                .header("origin", app.base.as_str())
+                .form(&[
+                    ("confirm", "yes"),
+                    ("client_id", "spa"),
+                    ("post_logout_redirect_uri", bye),
+                    ("state", "s10"),
+                ]),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains(&format!("content=\"0;url={bye}?state=s10\"")),
+        "{html}"
+    );
     let meta: Value = app
         .public_json(app.url("/.well-known/openid-configuration"))
         .await;

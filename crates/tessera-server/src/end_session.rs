@@ -172,11 +172,22 @@ pub async fn end_session(
             } else {
                 format!("{uri}{}{query}", if uri.contains('?') { '&' } else { '?' })
             };
-            let mut r = StatusCode::FOUND.into_response();
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                r.headers_mut().insert(header::LOCATION, v);
+            if method == Method::POST {
+                // After the confirmation form: a page that moves on by itself, since
+                // browsers hold the redirects that follow a form post to the page's CSP
+                // form-action 'self' (see session::landing).
+                let url = esc(&location);
+                let body = format!(
+                    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url={url}\"><title>Logged out</title></head><body><h1>You are logged out</h1><p><a href=\"{url}\">Back to the application</a></p></body></html>"
+                );
+                (StatusCode::OK, Html(body)).into_response()
+            } else {
+                let mut r = StatusCode::FOUND.into_response();
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
             }
-            r
         }
         None => page(
             StatusCode::OK,
