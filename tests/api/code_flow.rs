@@ -371,6 +371,31 @@ async fn a_person_logs_in_through_a_public_client_with_pkce() {
     for c in ["client", "redirect_uri", "response_type", "pkce", "session"] {
         assert!(checks.contains(&c), "{checks:?}");
     }
+
+    // No code, refresh token, access token, ID token or PKCE verifier in a log line or
+    // in the audit trail.
+    let (_, all) = app.get("/audit/events?limit=200").await;
+    let mut trail = all.to_string();
+    for e in all["events"].as_array().unwrap() {
+        trail.push_str(
+            &app.audit(e["request_id"].as_str().unwrap())
+                .await
+                .to_string(),
+        );
+    }
+    let logs = crate::helpers::captured_logs();
+    for secret in [
+        code.as_str(),
+        code2.as_str(),
+        refresh_token.as_str(),
+        next.as_str(),
+        access,
+        t["id_token"].as_str().unwrap(),
+        VERIFIER,
+    ] {
+        assert!(!trail.contains(secret), "a credential in the audit trail");
+        assert!(!logs.contains(secret), "a credential in the logs");
+    }
     app.stop().await;
 }
 
