@@ -207,7 +207,7 @@ pub async fn run(args: &TokenArgs) -> anyhow::Result<i32> {
     let mut req = http
         .post(token_ep)
         .header("content-type", "application/x-www-form-urlencoded");
-    match &args.client_secret {
+    match args.client_secret.as_ref().filter(|_| !args.public) {
         Some(secret) => {
             let raw = format!("{}:{}", form(&args.client_id), form(secret));
             req = req.header("authorization", format!("Basic {}", STANDARD.encode(raw)));

@@ -64,6 +64,9 @@ pub struct TokenArgs {
     /// How long the code flow waits for the browser, in seconds
     #[arg(long, default_value_t = 300)]
     pub wait: u64,
+    /// The code flow's client is public: send no secret, even if TESSERA_CLIENT_SECRET is set
+    #[arg(long)]
+    pub public: bool,
     /// Space-separated scopes to ask for (default: whatever the server grants)
     #[arg(long)]
     pub scope: Option<String>,

@@ -1010,8 +1010,10 @@ async fn tessera_token_runs_the_code_flow_for_debugging() {
             &redirect,
             "--wait",
             "60",
+            "--public",
         ])
-        .env_remove("TESSERA_CLIENT_SECRET")
+        // A secret in the environment (as for tessera admin) is not sent with --public.
+        .env("TESSERA_CLIENT_SECRET", "tsec_of_another_client")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -638,7 +638,7 @@ async fn unauthenticated_sso_starts_cannot_grow_the_database() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("at most 2048"));
+    assert!(r.text().await.unwrap().contains("at most 8192"));
     // Pending logins from one address are bounded: the 101st is refused...
     for i in 0..100 {
         let r = attacker

@@ -73,6 +73,20 @@ async fn introspection_tells_live_tokens_from_ended_ones() {
         .await;
     let (_, c) = introspect(&app, &rs, &rs_secret, cc["access_token"].as_str().unwrap()).await;
     assert_eq!(c["active"], true, "{c}");
+    // A service's token turns inactive once its client is disabled.
+    let (w, w_secret) = app.client(json!({"name": "worker"})).await;
+    let (_, wt) = app
+        .token_basic(&w, &w_secret, "grant_type=client_credentials")
+        .await;
+    let wt = wt["access_token"].as_str().unwrap().to_string();
+    let (_, x) = introspect(&app, &rs, &rs_secret, &wt).await;
+    assert_eq!(x["active"], true, "{x}");
+    let (s, _) = app
+        .patch(&format!("/oauth/clients/{w}"), json!({"enabled": false}))
+        .await;
+    assert_eq!(s, 200);
+    let (_, x) = introspect(&app, &rs, &rs_secret, &wt).await;
+    assert_eq!(x, json!({"active": false}), "a disabled client's token");
     for junk in ["", "nonsense", "trt_unknown", "a.b.c"] {
         let (s, j) = introspect(&app, &rs, &rs_secret, junk).await;
         if junk.is_empty() {

@@ -88,6 +88,8 @@ pub struct AuthCode {
     pub auth_time: Timestamp,
     /// The session the login belongs to (OIDC `sid`).
     pub sid: String,
+    /// How the person logged in: `saml` or `password`.
+    pub auth_method: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     /// Set by the first exchange.
@@ -106,6 +108,8 @@ pub struct LoginGrant {
     pub nonce: Option<String>,
     pub auth_time: Timestamp,
     pub sid: String,
+    /// How the person logged in: `saml` or `password`.
+    pub auth_method: String,
     pub created_at: Timestamp,
     /// The family's absolute end (the client's `refresh_token_ttl` after the login).
     pub expires_at: Timestamp,

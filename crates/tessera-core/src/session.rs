@@ -64,7 +64,7 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 
 /// The longest `return_to` accepted, in bytes: a path on this server needs no more, and
 /// unauthenticated requests store it with each pending login.
-pub const MAX_RETURN_TO: usize = 2048;
+pub const MAX_RETURN_TO: usize = 8192;
 
 #[cfg(test)]
 mod tests {

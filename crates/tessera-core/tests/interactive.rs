@@ -465,6 +465,7 @@ fn code(state: CodeState, challenge: bool) -> Option<AuthCode> {
         nonce: Some("n".into()),
         auth_time: NOW - 30,
         sid: "sid".into(),
+        auth_method: "saml".into(),
         created_at: NOW - 10,
         expires_at: if state == CodeState::Expired {
             NOW - 1
@@ -659,6 +660,7 @@ fn token(state: TokenState) -> Option<(RefreshToken, LoginGrant)> {
         nonce: Some("n".into()),
         auth_time: NOW - 1000,
         sid: "sid".into(),
+        auth_method: "saml".into(),
         created_at: NOW - 1000,
         expires_at: if state == TokenState::PastFamilyEnd {
             NOW
@@ -696,6 +698,7 @@ fn refresh_over_every_combination() {
                         grant: GrantFacts::Refresh(Box::new(RefreshFacts {
                             token: token(state),
                             user: owner(o),
+                            break_glass: false,
                         })),
                         ..Facts::default()
                     };
@@ -777,6 +780,7 @@ fn a_public_client_may_not_use_machine_grants_and_a_confidential_one_must_authen
         grant: GrantFacts::Refresh(Box::new(RefreshFacts {
             token: token(TokenState::Valid),
             user: owner(Owner::Active),
+            break_glass: false,
         })),
         ..Facts::default()
     };
@@ -792,6 +796,7 @@ fn a_public_client_may_not_use_machine_grants_and_a_confidential_one_must_authen
         grant: GrantFacts::Refresh(Box::new(RefreshFacts {
             token: token(TokenState::Used),
             user: owner(Owner::Active),
+            break_glass: false,
         })),
         ..Facts::default()
     };
@@ -813,4 +818,37 @@ fn a_public_client_may_not_use_machine_grants_and_a_confidential_one_must_authen
     );
     assert_eq!(d.reason(), Some(Reason::RefreshTokenReused));
     assert_eq!(d.grant_effect, None, "a dry run revokes nothing");
+}
+
+#[test]
+fn a_refresh_after_sso_enforcement_needs_an_sso_login() {
+    for (method, break_glass, enforced, want) in [
+        ("password", false, true, Some(Reason::SsoRequired)),
+        ("password", true, true, None),
+        ("saml", false, true, None),
+        ("password", false, false, None),
+    ] {
+        let mut t = token(TokenState::Valid);
+        if let Some((_, g)) = &mut t {
+            g.auth_method = method.into();
+        }
+        let facts = Facts {
+            client: client(Kind::Public, enforced, true),
+            grant: GrantFacts::Refresh(Box::new(RefreshFacts {
+                token: t,
+                user: owner(Owner::Active),
+                break_glass,
+            })),
+            ..Facts::default()
+        };
+        let d = run(
+            "grant_type=refresh_token&refresh_token=trt_x&client_id=app",
+            &facts,
+        );
+        assert_eq!(
+            d.reason(),
+            want,
+            "{method} break_glass={break_glass} enforced={enforced}"
+        );
+    }
 }

@@ -107,6 +107,7 @@ async fn issue_code(
         nonce: c.nonce.clone(),
         auth_time: c.auth_time,
         sid: c.sid.clone(),
+        auth_method: c.auth_method.clone(),
         created_at: now,
         expires_at: now + CODE_SECONDS,
         used_at: None,

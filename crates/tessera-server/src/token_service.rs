@@ -346,7 +346,46 @@ pub async fn token_state(
             return Ok(TokenState::Inactive);
         }
     }
+    if !issuer_still_entitled(st, &claims, now).await? {
+        return Ok(TokenState::Inactive);
+    }
     Ok(TokenState::Access(Box::new(claims)))
+}
+
+/// What the token was issued on still holds: its client exists in its org and is
+/// enabled, the org is enabled, the secret it authenticated with (`cred`) is not
+/// revoked, and the service account it names is active.
+async fn issuer_still_entitled(
+    st: &AppState,
+    claims: &AccessClaims,
+    now: i64,
+) -> Result<bool, ServiceError> {
+    use tessera_core::model::UserState;
+    let facts = st
+        .store
+        .token_facts(&claims.client_id, "introspect")
+        .await?;
+    let Some(cf) = facts.client else {
+        return Ok(false);
+    };
+    if !cf.client.enabled || !cf.org.enabled || cf.org.slug.as_str() != claims.org {
+        return Ok(false);
+    }
+    if let Some(cred) = &claims.cred
+        && !cf
+            .secrets
+            .iter()
+            .any(|s| &s.id == cred && s.revoked_at.is_none())
+    {
+        return Ok(false);
+    }
+    if let Some(sa) = &cf.service_account
+        && claims.sub == sa.id
+        && sa.effective_state(now) != UserState::Active
+    {
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 async fn person_active(
@@ -597,7 +636,19 @@ async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<Fact
                 Some((_, g)) => st.store.get_user(g.org_id, &g.user_id).await?,
                 None => None,
             };
-            GrantFacts::Refresh(Box::new(RefreshFacts { token, user }))
+            let break_glass = match &user {
+                Some(u) if cf.org.sso_enforced => st
+                    .store
+                    .sso_config(cf.org.id)
+                    .await?
+                    .is_some_and(|c| c.is_break_glass(&u.id)),
+                _ => false,
+            };
+            GrantFacts::Refresh(Box::new(RefreshFacts {
+                token,
+                user,
+                break_glass,
+            }))
         }
     };
     Ok(facts)

@@ -127,8 +127,8 @@ pub async fn userinfo(
             );
         }
     };
-    let Some(grant) = grant.filter(|g| g.revoked_at.is_none()) else {
-        return invalid("the login this access token belongs to was revoked");
+    let Some(grant) = grant.filter(|g| g.is_live(now)) else {
+        return invalid("the login this access token belongs to was revoked or has ended");
     };
     let user = match st.store.get_user(grant.org_id, &grant.user_id).await {
         Ok(u) => u,

@@ -75,6 +75,11 @@ pub const SQLITE: &[Migration] = &[
         name: "key_purpose",
         sql: include_str!("../migrations/sqlite/0012_key_purpose.sql"),
     },
+    Migration {
+        version: 13,
+        name: "login_method",
+        sql: include_str!("../migrations/sqlite/0013_login_method.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

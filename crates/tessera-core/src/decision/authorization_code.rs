@@ -168,6 +168,7 @@ pub(super) fn decide(
         nonce: code.nonce.clone(),
         auth_time: code.auth_time,
         sid: code.sid.clone(),
+        auth_method: code.auth_method.clone(),
         created_at: now,
         expires_at: now + c.interactive.refresh_token_ttl,
         revoked_at: None,

@@ -21,8 +21,9 @@ use super::person::{Asker, check_human_state};
 use super::scope::check_scopes;
 
 /// The longest `state` and `nonce` accepted, in bytes: they travel in the redirect, and
-/// the nonce is stored with the code.
-pub const MAX_STATE: usize = 2048;
+/// the nonce is stored with the code. With a redirect URI of at most 2000 bytes, the
+/// whole request fits the login's `return_to` ([`crate::session::MAX_RETURN_TO`]).
+pub const MAX_STATE: usize = 1024;
 /// See [`MAX_STATE`].
 pub const MAX_NONCE: usize = 512;
 
@@ -100,6 +101,8 @@ pub struct SessionFacts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeToIssue {
     pub user_id: String,
+    /// How the session began: `saml` or `password`.
+    pub auth_method: String,
     pub scopes: Vec<String>,
     pub code_challenge: Option<String>,
     pub nonce: Option<String>,
@@ -548,6 +551,7 @@ fn redirect_checks(
     check_human_state(&s.user, now, Asker::Stranger, trace)?;
     Ok(AuthorizeOutcome::Code(CodeToIssue {
         user_id: s.user.id.clone(),
+        auth_method: s.method.clone(),
         scopes,
         code_challenge,
         nonce: nonce.map(str::to_string),

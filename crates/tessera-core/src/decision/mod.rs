@@ -85,6 +85,8 @@ pub struct RefreshFacts {
     pub token: Option<(RefreshToken, LoginGrant)>,
     /// The grant's user.
     pub user: Option<User>,
+    /// The org's SSO configuration lists the user as exempt from enforcement.
+    pub break_glass: bool,
 }
 
 impl Facts {

@@ -111,6 +111,17 @@ pub(super) fn decide(
         ));
     };
     check_human_state(user, now, Asker::Client, trace)?;
+    // SSO enforced since a password login: the person logs in again, through the IdP.
+    if cf.org.sso_enforced && grant.auth_method != "saml" && !rf.break_glass {
+        return Err(trace.fail(
+            Check::SsoPolicy,
+            Reason::SsoRequired,
+            format!(
+                "org '{}' enforces SAML SSO and this grant comes from a login by {}; the person logs in again through SSO",
+                cf.org.slug, grant.auth_method
+            ),
+        ));
+    }
 
     // RFC 6749 §6: a narrower scope may be asked for, never a wider one.
     let scopes = match &req.scope {

@@ -222,13 +222,66 @@ fn check_redirects(v: &[String]) -> Result<(), ApiError> {
     check_redirects_named("redirect_uris", v)
 }
 
+/// The authority of a URL after its scheme: up to the first `/`, `?` or `#`.
+fn authority(rest: &str) -> &str {
+    rest.split(['/', '?', '#']).next().unwrap_or("")
+}
+
+/// `http://` only to this machine (RFC 8252 §7.3): the host must be exactly `localhost`,
+/// `127.0.0.1` or `[::1]`, with an optional port; `http://localhost.evil.example` is not.
+fn is_loopback_http(u: &str) -> bool {
+    let Some(rest) = u.strip_prefix("http://") else {
+        return false;
+    };
+    let auth = authority(rest);
+    let host = match auth.strip_prefix("[::1]") {
+        Some(port) => return port.is_empty() || valid_port(port),
+        None => auth.split_once(':').map(|(h, _)| h).unwrap_or(auth),
+    };
+    let port = &auth[host.len()..];
+    matches!(host, "localhost" | "127.0.0.1") && (port.is_empty() || valid_port(port))
+}
+
+fn valid_port(p: &str) -> bool {
+    p.strip_prefix(':')
+        .is_some_and(|d| !d.is_empty() && d.len() <= 5 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_http;
+
+    #[test]
+    fn loopback_http_is_exactly_this_machine() {
+        for ok in [
+            "http://localhost/cb",
+            "http://localhost:8765/cb",
+            "http://127.0.0.1:9/callback",
+            "http://[::1]:8080/",
+            "http://127.0.0.1",
+        ] {
+            assert!(is_loopback_http(ok), "{ok}");
+        }
+        for bad in [
+            "http://localhost.evil.example/cb",
+            "http://127.0.0.1.evil.example/",
+            "http://localhost@evil.example/",
+            "http://[::1].evil/",
+            "http://127.0.0.1:80x/",
+            "https://localhost/cb",
+        ] {
+            assert!(!is_loopback_http(bad), "{bad}");
+        }
+    }
+}
+
 fn check_redirects_named(field: &str, v: &[String]) -> Result<(), ApiError> {
     for (i, u) in v.iter().enumerate() {
         printable(format!("{field}[{i}]"), u)?;
-        let local = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
-            .iter()
-            .any(|p| u.starts_with(p));
-        if !(u.starts_with("https://") || local) || u.contains('#') || u.len() > 2000 {
+        let https = u
+            .strip_prefix("https://")
+            .is_some_and(|rest| !authority(rest).is_empty());
+        if !(https || is_loopback_http(u)) || u.contains('#') || u.len() > 2000 {
             return Err(ApiError::field(
                 format!("{field}[{i}]"),
                 "an absolute https URL (http only for localhost) without a fragment (RFC 9700 §4.1)",

@@ -174,10 +174,10 @@ pub async fn diagnose_authorize(
         client_id: d.client_id.clone(),
         subject: d.subject.clone(),
         source_ip: None,
-        outcome: if denial.is_some() {
-            "denied"
-        } else {
-            "granted"
+        outcome: match &d.outcome {
+            AuthorizeOutcome::Code(_) => "granted",
+            AuthorizeOutcome::Login { .. } => "login",
+            _ => "denied",
         }
         .into(),
         reason: response.reason.clone(),

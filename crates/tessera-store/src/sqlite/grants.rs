@@ -23,6 +23,7 @@ fn code_from(r: &SqliteRow) -> StoreResult<AuthCode> {
         nonce: get(r, "nonce")?,
         auth_time: get(r, "auth_time")?,
         sid: get(r, "sid")?,
+        auth_method: get(r, "auth_method")?,
         created_at: get(r, "created_at")?,
         expires_at: get(r, "expires_at")?,
         used_at: get(r, "used_at")?,
@@ -39,6 +40,7 @@ fn grant_from(r: &SqliteRow) -> StoreResult<LoginGrant> {
         nonce: get(r, "nonce")?,
         auth_time: get(r, "auth_time")?,
         sid: get(r, "sid")?,
+        auth_method: get(r, "auth_method")?,
         created_at: get(r, "created_at")?,
         expires_at: get(r, "expires_at")?,
         revoked_at: get(r, "revoked_at")?,
@@ -93,8 +95,9 @@ impl GrantStore for SqliteStore {
             let mut w = self.writer().await?;
             sqlx::query(
                 "INSERT INTO auth_codes (code_hash, grant_id, org_id, client_id, user_id, redirect_uri,
-                    scopes, code_challenge, nonce, auth_time, sid, created_at, expires_at, used_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    scopes, code_challenge, nonce, auth_time, sid, created_at, expires_at, used_at,
+                    auth_method)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&c.hash)
             .bind(&c.grant_id)
@@ -110,6 +113,7 @@ impl GrantStore for SqliteStore {
             .bind(c.created_at)
             .bind(c.expires_at)
             .bind(c.used_at)
+            .bind(&c.auth_method)
             .execute(&mut *w)
             .await
             .map_err(be)?;
@@ -153,8 +157,8 @@ impl GrantStore for SqliteStore {
             }
             sqlx::query(
                 "INSERT INTO login_grants (id, org_id, client_id, user_id, scopes, nonce, auth_time,
-                    sid, created_at, expires_at, revoked_at, revoked_reason)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    sid, created_at, expires_at, revoked_at, revoked_reason, auth_method)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&g.id)
             .bind(g.org_id)
@@ -168,6 +172,7 @@ impl GrantStore for SqliteStore {
             .bind(g.expires_at)
             .bind(g.revoked_at)
             .bind(&g.revoked_reason)
+            .bind(&g.auth_method)
             .execute(&mut *tx)
             .await
             .map_err(be)?;
