@@ -244,3 +244,59 @@ async fn revocation_ends_the_grant_of_a_token() {
     assert!(events["events"].as_array().unwrap().len() >= 4, "{events}");
     app.stop().await;
 }
+
+/// A browser application (a SPA) may call the token, userinfo and revocation endpoints
+/// from its own origin; the admin API stays closed to other origins.
+#[tokio::test]
+async fn browser_applications_may_call_the_token_endpoints_across_origins() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/oauth/token",
+        "/oauth/userinfo",
+        "/oauth/revoke",
+        "/oauth/jwks",
+    ] {
+        let r = http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", "https://spa.example")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        assert!(
+            r.headers()["access-control-allow-methods"]
+                .to_str()
+                .unwrap()
+                .contains("POST")
+        );
+    }
+    let r = http
+        .post(app.url("/oauth/token"))
+        .header("origin", "https://spa.example")
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "nobody"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(
+        r.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    let r = http
+        .request(reqwest::Method::OPTIONS, app.url("/api/v2/users"))
+        .header("origin", "https://spa.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    app.stop().await;
+}

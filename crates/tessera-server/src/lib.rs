@@ -12,6 +12,7 @@ mod authorize;
 pub mod bootstrap;
 mod clock;
 pub mod config;
+mod cors;
 mod end_session;
 mod error;
 mod html;

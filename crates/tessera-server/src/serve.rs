@@ -188,6 +188,12 @@ impl Drop for SourcePlace {
 /// trickles its body cannot hold a handler, and adds the security headers
 /// ([`crate::html::add_security_headers`]).
 pub async fn edge(limit: Duration, req: Request, next: Next) -> Response {
+    let cors = crate::cors::open_to_browsers(req.uri().path());
+    if cors && crate::cors::is_preflight(req.method(), req.headers()) {
+        let mut res = crate::cors::preflight();
+        crate::html::add_security_headers(&mut res);
+        return res;
+    }
     let mut res = match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => (
@@ -201,6 +207,9 @@ pub async fn edge(limit: Duration, req: Request, next: Next) -> Response {
             .into_response(),
     };
     crate::html::add_security_headers(&mut res);
+    if cors {
+        crate::cors::allow(&mut res);
+    }
     res
 }
 
