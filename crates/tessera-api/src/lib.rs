@@ -457,7 +457,7 @@ pub struct DiagnoseResponse {
 #[serde(deny_unknown_fields)]
 pub struct DiagnoseAuthorizeRequest {
     /// The authorization URL the application sends people to, or just its query string.
-    #[schema(min_length = 1, max_length = 8192)]
+    #[schema(min_length = 1, max_length = 8192, pattern = "[?=]")]
     pub url: String,
     /// Decide as if this person's browser had a live session (else: no session).
     #[serde(default)]

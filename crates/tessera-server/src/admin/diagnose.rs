@@ -72,7 +72,7 @@ pub async fn diagnose(
 }
 
 /// `POST /api/v2/oauth/diagnose/authorize`.
-#[utoipa::path(post, path = "/api/v2/oauth/diagnose/authorize", operation_id = "diagnoseAuthorize", tag = "diagnose", request_body = tessera_api::DiagnoseAuthorizeRequest, responses((status = 200, body = tessera_api::DiagnoseAuthorizeResponse), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v2/oauth/diagnose/authorize", operation_id = "diagnoseAuthorize", tag = "diagnose", request_body = tessera_api::DiagnoseAuthorizeRequest, responses((status = 200, body = tessera_api::DiagnoseAuthorizeResponse), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 404, description = "no such user_id in the org", body = tessera_api::ApiErrorBody), (status = 422, description = "a field is invalid; `field` names it", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn diagnose_authorize(
     admin: Admin,
     ApiJson(req): ApiJson<DiagnoseAuthorizeRequest>,
@@ -112,10 +112,7 @@ pub async fn diagnose_authorize(
         None => None,
         Some(id) => {
             let user = st.store.get_user(admin.org.id, id).await?.ok_or_else(|| {
-                ApiError::field(
-                    "user_id",
-                    format!("no user {} in org '{}'", clip(id), admin.org.slug),
-                )
+                ApiError::NotFound(format!("no user {} in org '{}'", clip(id), admin.org.slug))
             })?;
             let break_glass = st
                 .store
