@@ -6,7 +6,10 @@ clients through the admin API, drives each scenario with wrk (1 thread, 32 keep-
 connections, bounded duration), then starts the npm oidc-provider with an equivalent
 client_credentials configuration and runs the same client_credentials scenario against it.
 The `acs` scenario posts SAML Responses signed by the samlify test IdP (tests/saml-idp) to
-the SAML ACS, each once.
+the SAML ACS, each once. The interactive scenarios (`code-exchange`, `refresh`, `introspect`)
+log a person in once through the password form and mint authorization codes with that
+session (bench/interactive.py) just before each run; oidc-provider runs them too, in one
+process (INTERACTIVE=1 in bench/peer/oidc-provider.mjs).
 Prints a Markdown table and writes it to bench/results/latest.md (and --out).
 """
 
@@ -33,6 +36,10 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import interactive  # noqa: E402  (bench/interactive.py)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -49,7 +56,11 @@ TOKEN_BODY = f"grant_type=client_credentials&scope={urllib.parse.quote(SCOPE, sa
 HZ = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
-SCENARIOS = ["cc-one", "cc-rr", "wrong-secret", "jwks", "discovery", "acs"]
+SCENARIOS = ["cc-one", "cc-rr", "wrong-secret", "jwks", "discovery", "acs",
+             "code-exchange", "refresh", "introspect"]
+INTERACTIVE = {"code-exchange", "refresh", "introspect"}
+CODE_RATE_GUESS = 1000   # exchanges/s, to size the warm-up's codes (the run's come from the warm-up's rate)
+CHAINS = 2 * CONNECTIONS  # refresh chains: more than connections, so a free one is always waiting
 SAML_IDP_DIR = REPO / "tests" / "saml-idp"
 T0 = time.monotonic()
 
@@ -410,7 +421,60 @@ def provision(admin: Admin, want: set[str], n_clients: int, work: Path, n_respon
         creds["rr_last"] = (ids[-1], secrets[ids[-1]])
     if "acs" in want:
         creds["acs"] = provision_saml(admin, n_responses, work)
+    if want & INTERACTIVE:
+        ia = interactive.provision(admin, admin.port)
+        b = interactive.Browser(admin.port)
+        b.log_in(ia)  # one password login (argon2id); its session mints every code
+        creds["interactive"] = (ia, b.cookies, b.tokens(ia))
+        b.conn.close()
+        log(f"interactive: public client {ia.client_id}, person {ia.username} logged in once")
     return creds
+
+
+class CodeFeed:
+    """code-exchange: before each wrk run, mints the codes it will exchange (each once, in
+    the order minted; a code lives 60 s) and writes one exchange body per line."""
+
+    def __init__(self, port: int, ia, cookies: dict, body_file: Path):
+        self.port, self.ia, self.cookies, self.body_file = port, ia, cookies, body_file
+        self.cursor_file = body_file.parent / "unused"  # set by measure() from the Lua path
+
+    def __call__(self, phase: str, seconds: int, rate: float | None) -> str | None:
+        if phase == "preflight":
+            code, verifier = interactive.Browser(self.port, self.cookies).mint_code(self.ia)
+            return interactive.exchange_body(self.ia, code, verifier)
+        # Twice the warm-up's rate: a short warm-up understates a JIT-compiled peer.
+        n = int((rate or CODE_RATE_GUESS) * seconds * 2) + 2000
+        codes, secs = interactive.mint_codes(self.port, self.ia, self.cookies, n)
+        if len(codes) < n:
+            log(f"  {phase}: stopped minting after {secs:.0f}s (codes live 60 s): {len(codes):,} of {n:,}")
+        n = len(codes)
+        self.body_file.write_text("".join(interactive.exchange_body(self.ia, c, v) + "\n" for c, v in codes))
+        self.cursor_file.unlink(missing_ok=True)
+        log(f"  {phase}: minted {n:,} codes in {secs:.1f}s ({n / secs:,.0f}/s at GET /oauth/authorize)")
+        if secs + seconds > 55:
+            log(f"  WARNING: the first codes will be {secs + seconds:.0f}s old by the end; codes live 60 s")
+        return None
+
+
+class ChainFeed:
+    """refresh: before each wrk run, CHAINS fresh logins (code + exchange) whose refresh
+    tokens start the chains; the wrk script rotates them (see LUA, chain_file)."""
+
+    def __init__(self, port: int, ia, cookies: dict, chain_file: Path):
+        self.port, self.ia, self.cookies, self.chain_file = port, ia, cookies, chain_file
+
+    def __call__(self, phase: str, seconds: int, rate: float | None) -> str | None:
+        if phase == "preflight":
+            doc = interactive.Browser(self.port, self.cookies).tokens(self.ia)
+            return interactive.refresh_body(self.ia, doc["refresh_token"])
+        docs = interactive.token_chains(self.port, self.ia, self.cookies, CHAINS)
+        toks = [d["refresh_token"] for d in docs]
+        bad = [t for t in toks if not all(c.isalnum() or c in "-._~" for c in t)]
+        if bad:
+            raise BenchError(f"refresh tokens need URL-encoding ({bad[0][:12]}…): the wrk script does not")
+        self.chain_file.write_text("".join(t + "\n" for t in toks))
+        return None
 
 
 def provision_saml(admin: Admin, n_responses: int, work: Path) -> tuple[Path, str]:
@@ -462,12 +526,15 @@ local auth = {auth}
 local auth_file = {auth_file}
 local body_file = {body_file}
 local cursor_file = {cursor_file}
+-- refresh chains: one refresh token per line; each request takes a waiting token and
+-- sends `body` .. token, each 200 answer's refresh_token goes back to the queue
+local chain_file = {chain_file}
 
 wrk.method = method
 wrk.path = path
 wrk.headers["Accept"] = "application/json"
 if body then wrk.body = body end
-if body or body_file then wrk.headers["Content-Type"] = "application/x-www-form-urlencoded" end
+if body or body_file or chain_file then wrk.headers["Content-Type"] = "application/x-www-form-urlencoded" end
 if auth then wrk.headers["Authorization"] = auth end
 
 local threads = {{}}
@@ -476,8 +543,14 @@ function setup(thread)
 end
 
 local reqs, n, i = nil, 0, 0
+local queue, qhead, qtail = {{}}, 1, 0
 function init(args)
   statuses = {{}}
+  if chain_file then
+    for line in io.lines(chain_file) do
+      if #line > 0 then qtail = qtail + 1; queue[qtail] = line end
+    end
+  end
   if auth_file then
     -- round robin over pre-formatted requests, one per client (one Basic header per line)
     reqs = {{}}
@@ -503,7 +576,15 @@ function init(args)
   end
 end
 
-if auth_file or body_file then
+if chain_file then
+  function request()
+    local t = "trt_none-waiting"  -- only if every chain was lost to a refusal: a visible 400
+    if qhead <= qtail then
+      t = queue[qhead]; queue[qhead] = nil; qhead = qhead + 1
+    end
+    return wrk.format(method, path, wrk.headers, body .. t)
+  end
+elseif auth_file or body_file then
   function request()
     i = i + 1
     if i > n then i = 1 end
@@ -514,6 +595,10 @@ end
 
 function response(status, headers, resp_body)
   statuses[status] = (statuses[status] or 0) + 1
+  if chain_file and status == 200 then
+    local t = resp_body:match('"refresh_token"%s*:%s*"([^"]+)"')
+    if t then qtail = qtail + 1; queue[qtail] = t end
+  end
 end
 
 function done(summary, latency, requests)
@@ -561,7 +646,12 @@ class Scenario:
     auth_file: Path | None = None
     body_file: Path | None = None  # one body per line, each sent once (see LUA)
     preflight_body: str | None = None  # with body_file: a body of its own for the pre-flight
-    expect: str = "token"  # token | status:NNN | jwks | discovery
+    chain_file: Path | None = None  # refresh chains, rotated by the wrk script (see LUA)
+    # Called before the pre-flight ("preflight", 0, None: returns its body), the warm-up and
+    # the run ("warmup"/"run", seconds, the warm-up's req/s or None) to refill body_file or
+    # chain_file with fresh codes or tokens.
+    prepare: Callable[[str, int, float | None], str | None] | None = None
+    expect: str = "token"  # token | status:NNN | jwks | discovery | introspect
     desc: str = ""
 
 
@@ -571,7 +661,8 @@ def write_lua(sc: Scenario, work: Path, tag: str) -> Path:
                             auth=lua_str(sc.auth),
                             auth_file=lua_str(str(sc.auth_file) if sc.auth_file else None),
                             body_file=lua_str(str(sc.body_file) if sc.body_file else None),
-                            cursor_file=lua_str(str(p.with_suffix(".cursor")) if sc.body_file else None)))
+                            cursor_file=lua_str(str(p.with_suffix(".cursor")) if sc.body_file else None),
+                            chain_file=lua_str(str(sc.chain_file) if sc.chain_file else None)))
     return p
 
 
@@ -624,7 +715,7 @@ def preflight(sc: Scenario, port: int) -> str:
         h = dict(headers)
         if a:
             h["Authorization"] = a
-        payload = sc.preflight_body or sc.body
+        payload = (sc.prepare("preflight", 0, None) if sc.prepare else None) or sc.preflight_body or sc.body
         if payload:
             h["Content-Type"] = "application/x-www-form-urlencoded"
         st, body = http_request(port, sc.method, sc.path, payload.encode() if payload else None, h)
@@ -632,8 +723,15 @@ def preflight(sc: Scenario, port: int) -> str:
             doc = json.loads(body) if st == 200 else {}
             if st != 200 or "access_token" not in doc:
                 raise BenchError(f"pre-flight {sc.key}: expected 200 + access_token, got {st} {body[:300]!r}")
-            alg = jwt_header(doc["access_token"]).get("alg")
-            info = f"200, {alg} JWT, scope={doc.get('scope')!r}"
+            at = doc["access_token"]
+            kind = f"{jwt_header(at).get('alg')} JWT" if at.count(".") == 2 else "opaque"
+            extra = "".join(f", {k}" for k in ("id_token", "refresh_token") if k in doc)
+            info = f"200, {kind} access token{extra}, scope={doc.get('scope')!r}"
+        elif sc.expect == "introspect":
+            doc = json.loads(body) if st == 200 else {}
+            if st != 200 or doc.get("active") is not True:
+                raise BenchError(f"pre-flight {sc.key}: expected 200 with active true, got {st} {body[:300]!r}")
+            info = f"200, active, client_id={doc.get('client_id')!r}, token_type={doc.get('token_type')!r}"
         elif sc.expect.startswith("status:"):
             want = int(sc.expect.split(":")[1])
             if st != want:
@@ -726,6 +824,8 @@ def measure(server: Server, server_label: str, sc: Scenario, work: Path, args) -
     """Pre-flight, then a measured run; a run disturbed by other processes is retried."""
     urls = [f"http://{HOST}:{s.port}{sc.path}" for s in server.all()]
     lua = write_lua(sc, work, f"{server.name}-{sc.key}")
+    if isinstance(sc.prepare, CodeFeed):
+        sc.prepare.cursor_file = lua.with_suffix(".cursor")
     for s in server.all():
         info = preflight(sc, s.port)
     log(f"{server_label} / {sc.key}: pre-flight {info}")
@@ -742,8 +842,14 @@ def measure_once(server: Server, server_label: str, sc: Scenario, urls: list[str
     background = wait_idle(args.idle_wait)
     if background > 20:
         log(f"  WARNING: machine {background:.0f}% busy before the run (other processes)")
+    rate = None
     if args.warmup > 0:
-        run_wrk(urls, lua, args.warmup)
+        if sc.prepare:
+            sc.prepare("warmup", args.warmup, None)
+        w = run_wrk(urls, lua, args.warmup)
+        rate = w["requests"] / (w["duration_us"] / 1e6) if w["duration_us"] else None
+    if sc.prepare:
+        sc.prepare("run", args.duration, rate)
     log(f"  wrk -t{WRK_THREADS} -c{CONNECTIONS} -d{args.duration}s {' '.join(urls)}")
     procs = [s.proc.pid for s in server.all()]
     mine = self_and_ancestors()
@@ -846,12 +952,15 @@ def ensure_peer() -> tuple[Path | None, str]:
     return node, ""
 
 
-def start_peer(node: Path, workers: int, secret: str, work: Path) -> Server:
+def start_peer(node: Path, workers: int, secret: str, work: Path, interactive_mode: bool = False) -> Server:
+    """`interactive_mode`: also the code flow (INTERACTIVE=1 in bench/peer/oidc-provider.mjs)."""
     port = free_port()
-    logf = work / f"oidc-provider-{workers}.log"
+    logf = work / f"oidc-provider-{workers}{'-interactive' if interactive_mode else ''}.log"
     env = clean_env()
     env.update(NODE_ENV="production", PORT=str(port), CLIENT_SECRET=secret,
                PEER_DIR=str(PEER_DIR), WORKERS=str(workers))
+    if interactive_mode:
+        env["INTERACTIVE"] = "1"
     proc = subprocess.Popen([str(node), str(PEER_SRC / "oidc-provider.mjs")], env=env, cwd=PEER_DIR,
                             stdin=subprocess.DEVNULL, stdout=logf.open("wb"), stderr=subprocess.STDOUT)
     srv = Server(f"oidc-provider-{workers}", proc, port, logf)
@@ -867,6 +976,52 @@ def start_peer(node: Path, workers: int, secret: str, work: Path) -> Server:
         raise
     log(f"oidc-provider pid {proc.pid} ({workers} worker{'s' if workers > 1 else ''}) ready on {HOST}:{port}")
     return srv
+
+
+def measure_peer_interactive(node: Path, secret: str, keys: list[str], work: Path, args,
+                             servers: list[Server], notes: list[str]) -> list[Row]:
+    """The interactive scenarios against oidc-provider: one process (its state is in
+    memory), the same client roles, one login, codes from /auth with its session."""
+    label = "oidc-provider (1 worker)"
+    try:
+        peer = start_peer(node, 1, secret, work, interactive_mode=True)
+    except BenchError as e:
+        notes.append(f"**{label}, interactive, did not start:** {str(e).splitlines()[0]}")
+        log(f"ERROR {e}")
+        return []
+    servers.append(peer)
+    rows = []
+    try:
+        ia = interactive.peer_setup(secret)
+        b = interactive.Browser(peer.port)
+        b.log_in(ia)
+        cookies = b.cookies
+        b.conn.close()
+        ex_file, chain_file = work / "peer-code-exchange-bodies.txt", work / "peer-refresh-chains.txt"
+        for key in keys:
+            if key == "code-exchange":
+                sc = Scenario("code-exchange", "POST", ia.token_path, body_file=ex_file,
+                              prepare=CodeFeed(peer.port, ia, cookies, ex_file))
+            elif key == "refresh":
+                sc = Scenario("refresh", "POST", ia.token_path, body=interactive.refresh_body_prefix(ia),
+                              chain_file=chain_file, prepare=ChainFeed(peer.port, ia, cookies, chain_file))
+            else:
+                access = interactive.Browser(peer.port, cookies).tokens(ia)["access_token"]
+                sc = Scenario("introspect", "POST", ia.introspect_path, body="token=" + access,
+                              auth=basic(ia.rs_id, ia.rs_secret), expect="introspect")
+            try:
+                rows.append(measure(peer, label, sc, work, args))
+            except BenchError as e:
+                notes.append(f"{label} / {key} failed: {str(e).splitlines()[0]}")
+                log(f"ERROR {e}")
+                if peer.proc.poll() is not None:
+                    break
+    except (interactive.InteractiveError, OSError, http.client.HTTPException) as e:
+        notes.append(f"{label}, interactive: {e}")
+        log(f"ERROR {e}")
+    finally:
+        peer.stop()
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -920,6 +1075,16 @@ def report(rows: list[Row], notes: list[str], meta: dict, args, ceil: dict | Non
                      f"server CPU per request {tcc.cpu_per_1k / p.cpu_per_1k:.2f}×"
                      + (" (†: a disturbed run)" if tcc.flags or p.flags else ""))
         L.append("")
+    pairs = [(t, p) for t in rows for p in rows if t.server.startswith("tessera") and
+             p.server.startswith("oidc-provider") and t.scenario == p.scenario and t.scenario in INTERACTIVE]
+    if pairs:
+        L.append("Tessera / oidc-provider (1 worker), the interactive scenarios:")
+        L.append("")
+        for t, p in pairs:
+            L.append(f"- {t.scenario}: **{t.rps / p.rps:.2f}×** req/s; p99 {t.p99 / p.p99:.2f}×; "
+                     f"server CPU per request {t.cpu_per_1k / p.cpu_per_1k:.2f}×"
+                     + (" (†: a disturbed run)" if t.flags or p.flags else ""))
+        L.append("")
     if ceil:
         per_token = sum(ceil[k] for k in CEILING_STEPS)
         per_core = 1e9 / per_token
@@ -954,8 +1119,24 @@ def report(rows: list[Row], notes: list[str], meta: dict, args, ceil: dict | Non
                  "(samlify, assertion signed with RSA-SHA256, 2048-bit key), never the same one twice: "
                  "validation, the replay record, the user's update, a new session and the audit event; "
                  "success is `303` to the landing page.")
+    if any(r.scenario in INTERACTIVE for r in rows):
+        L.append("- `code-exchange`: `POST /oauth/token` with `grant_type=authorization_code` for a public client "
+                 "(no secret), PKCE S256, scope `openid profile email`: each code used once, minted just before "
+                 "the run at `GET /oauth/authorize` with the session of one password login; each answer carries "
+                 "an access token, an ID token and a refresh token.")
+        L.append(f"- `refresh`: `grant_type=refresh_token` with rotation, {CHAINS} chains (one login each): each "
+                 "answer's refresh token is the next request of its chain, on whichever connection is free.")
+        L.append("- `introspect`: `POST /oauth/introspect` (RFC 7662) of a person's access token by a "
+                 "confidential client (Basic auth).")
     L.append("- oidc-provider rows: npm `oidc-provider` on Node 24, in memory, no audit, ES256 JWT access "
              "tokens (RFC 9068) for an equivalent `bench` client; `N worker(s)` = node:cluster processes.")
+    if any(r.server.startswith("oidc-provider") and r.scenario in INTERACTIVE for r in rows):
+        L.append("- oidc-provider's interactive rows (`INTERACTIVE=1` in bench/peer/oidc-provider.mjs): one "
+                 "process, an unbounded in-memory store, the same public client, RS256 ID tokens, refresh "
+                 "tokens rotated on every use; its access tokens are opaque (it cannot introspect a JWT one), "
+                 "so an exchange or a refresh signs one token where Tessera signs two, and introspection is a "
+                 "lookup where Tessera verifies an ES256 signature; its login grants without a password or "
+                 "consent page (the login is not measured).")
     L.append("")
     L.append("Columns: latency percentiles are wrk's (uncorrected for coordinated omission). CPU s/1k req = "
              "server user+system CPU (all threads; all processes for oidc-provider) per 1,000 requests, "
@@ -1051,6 +1232,9 @@ def parse_args(argv):
     bad = [s for s in a.scenario_list if s not in SCENARIOS]
     if bad:
         ap.error(f"unknown scenario(s) {bad}; choose from {SCENARIOS}")
+    if a.processes > 1 and INTERACTIVE & set(a.scenario_list):
+        ap.error("--processes > 1: the interactive scenarios' codes and refresh chains are per wrk process; "
+                 "run them with one process")
     try:
         a.workers = [int(w) for w in a.peer_workers.split(",") if w.strip()]
     except ValueError:
@@ -1058,7 +1242,7 @@ def parse_args(argv):
     if any(not 1 <= w <= 16 for w in a.workers):
         ap.error("--peer-workers: each 1..16")
     if "cc-one" not in a.scenario_list:
-        a.workers = []  # the peer only runs the cc-one scenario
+        a.workers = []  # the peer runs cc-one with each worker count, the interactive ones with one
     return a
 
 
@@ -1166,12 +1350,31 @@ def main(argv) -> int:
         if "acs" in creds:
             catalogue["acs"] = Scenario("acs", "POST", "/saml/default/acs", body_file=creds["acs"][0],
                                         preflight_body=creds["acs"][1], expect="status:303")
+        if "interactive" in creds:
+            ia, cookies, _ = creds["interactive"]
+            ex_file, chain_file = work / "code-exchange-bodies.txt", work / "refresh-chains.txt"
+            catalogue["code-exchange"] = Scenario("code-exchange", "POST", "/oauth/token", body_file=ex_file,
+                                                  prepare=CodeFeed(tess.port, ia, cookies, ex_file))
+            catalogue["refresh"] = Scenario("refresh", "POST", "/oauth/token",
+                                            body=interactive.refresh_body_prefix(ia), chain_file=chain_file,
+                                            prepare=ChainFeed(tess.port, ia, cookies, chain_file))
+
+            def introspect_scenario() -> Scenario:  # a fresh access token when its turn comes
+                access = interactive.Browser(tess.port, cookies).tokens(ia)["access_token"]
+                return Scenario("introspect", "POST", "/oauth/introspect", body="token=" + access,
+                                auth=basic(ia.rs_id, ia.rs_secret), expect="introspect")
+            catalogue["introspect"] = introspect_scenario
         for key in [s for s in SCENARIOS if s in want]:  # fixed order: wrong-secret after the token runs
             try:
                 label = "tessera" + "".join(f" ({x})" for x in [
                     args.alg if args.alg != "ES256" else "",
                     f"{args.processes} processes" if args.processes > 1 else ""] if x)
-                rows.append(measure(tess, label, catalogue[key], work, args))
+                sc = catalogue[key]() if callable(catalogue[key]) else catalogue[key]
+                rows.append(measure(tess, label, sc, work, args))
+                if key in ("code-exchange", "refresh") and rows[-1].non2xx:
+                    notes.append(f"tessera / {key}: {rows[-1].non2xx:,} refusals: "
+                                 + ("codes ran out (reused) or expired" if key == "code-exchange"
+                                    else "refresh chains broken by a refusal") + " (see the server log).")
                 if key == "acs" and rows[-1].non2xx:
                     notes.append(f"tessera / acs: {rows[-1].non2xx:,} refusals: the {args.acs_responses:,} "
                                  "signed responses ran out and were replayed; raise --acs-responses.")
@@ -1183,9 +1386,10 @@ def main(argv) -> int:
                     raise BenchError("tessera is no longer running; stopping")
         tess.stop()
 
+        peer_interactive = sorted(want & INTERACTIVE, key=SCENARIOS.index)
         if args.no_peer:
             notes.append("oidc-provider not run (--no-peer).")
-        elif args.workers:
+        elif args.workers or peer_interactive:
             node, reason = ensure_peer()
             if node is None:
                 notes.append(f"**oidc-provider not run: {reason}.** Tessera figures only.")
@@ -1210,6 +1414,8 @@ def main(argv) -> int:
                         log(f"ERROR {e}")
                     finally:
                         peer.stop()
+                if peer_interactive:
+                    rows += measure_peer_interactive(node, peer_secret, peer_interactive, work, args, servers, notes)
     except BenchError as e:
         failed = True
         keep_work = True

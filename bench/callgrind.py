@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Instructions per request, counted by callgrind: repeatable on a noisy machine.
 
-For each scenario and each of two request counts N1 < N2, starts the release binary under
-`valgrind --tool=callgrind` on a fresh database (127.0.0.1 only), provisions it through the
-admin API, makes one pre-flight request, then N sequential requests on one kept-alive
-connection, and stops the server (SIGTERM). Start-up, provisioning and shutdown are the
+For each scenario and each of two request counts N1 < N2, provisions a fresh database
+through the admin API of a plain server (127.0.0.1 only), restarts the release binary on it
+under `valgrind --tool=callgrind`, makes one pre-flight request, then N sequential requests
+on one kept-alive connection, and stops the server (SIGTERM). Start-up, provisioning and shutdown are the
 same in both runs, so (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one request, every
 thread of the server included (the audit writer's too).
 

@@ -18,8 +18,23 @@
 //   PEER_DIR        folder whose node_modules holds oidc-provider (default: cwd)
 //   WORKERS         1 (default): one process. N > 1: node:cluster primary + N workers that
 //                   share the port and the signing key.
+//   INTERACTIVE     1: also the authorization code flow, for bench's code-exchange, refresh
+//                   and introspect scenarios (one process only: the state is in memory):
+//                   - a public client `bench-spa` (PKCE, no secret, redirect
+//                     http://127.0.0.1:9/cb), refresh tokens rotated on every use, ID tokens
+//                     RS256 as Tessera's; its access tokens are the library's opaque ones (a
+//                     JWT access token cannot be introspected here), so an exchange signs one
+//                     token (the ID token) where Tessera signs two
+//                   - a confidential client `bench-rs` (client_secret_basic, CLIENT_SECRET)
+//                     that may introspect
+//                   - GET /interaction/:uid logs `bench-alice` in and grants what was asked,
+//                     with no page (the bench logs in once; later codes come straight from
+//                     /auth with the session and the stored grant)
+//                   - an unbounded in-memory adapter: the library's keeps 1,000 entries, fewer
+//                     than the codes minted ahead of a run
 import cluster from 'node:cluster';
 import crypto from 'node:crypto';
+import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -31,6 +46,9 @@ const CLIENT_SECRET = process.env.CLIENT_SECRET;
 const PEER_DIR = path.resolve(process.env.PEER_DIR || process.cwd());
 const RESOURCE = 'urn:tessera-bench:api';
 const SCOPE = 'api:read';
+const INTERACTIVE = process.env.INTERACTIVE === '1';
+const REDIRECT = 'http://127.0.0.1:9/cb';
+const PERSON = 'bench-alice';
 
 if (!PORT || !CLIENT_SECRET) {
   console.error('PORT and CLIENT_SECRET are required');
@@ -41,6 +59,48 @@ function newSigningKey() {
   const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const jwk = privateKey.export({ format: 'jwk' });
   return { ...jwk, alg: 'ES256', use: 'sig', kid: `bench-${crypto.randomBytes(6).toString('hex')}` };
+}
+
+function newRsaKey() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { ...jwk, alg: 'RS256', use: 'sig', kid: `bench-rsa-${crypto.randomBytes(6).toString('hex')}` };
+}
+
+// INTERACTIVE: an in-memory adapter without the library's 1,000-entry bound, expiring
+// entries lazily. Same interface as lib/adapters/memory_adapter.js.
+const store = new Map();
+const live = (key) => {
+  const e = store.get(key);
+  if (!e) return undefined;
+  if (e.exp && e.exp <= Date.now()) { store.delete(key); return undefined; }
+  return e.value;
+};
+class MapAdapter {
+  constructor(model) { this.model = model; }
+  key(id) { return `${this.model}:${id}`; }
+  async upsert(id, payload, expiresIn) {
+    const exp = expiresIn ? Date.now() + expiresIn * 1000 : 0;
+    store.set(this.key(id), { value: payload, exp });
+    if (payload.grantId) {
+      const g = `grant:${payload.grantId}`;
+      const members = live(g) || [];
+      members.push(this.key(id));
+      store.set(g, { value: members, exp: 0 });
+    }
+    if (payload.userCode) store.set(`userCode:${payload.userCode}`, { value: id, exp });
+    if (payload.uid) store.set(`sessionUid:${payload.uid}`, { value: id, exp });
+  }
+  async find(id) { return live(this.key(id)); }
+  async findByUid(uid) { const id = live(`sessionUid:${uid}`); return id && this.find(id); }
+  async findByUserCode(code) { const id = live(`userCode:${code}`); return id && this.find(id); }
+  async consume(id) { const v = live(this.key(id)); if (v) v.consumed = Math.floor(Date.now() / 1000); }
+  async destroy(id) { store.delete(this.key(id)); }
+  async revokeByGrantId(grantId) {
+    const g = `grant:${grantId}`;
+    for (const k of live(g) || []) store.delete(k);
+    store.delete(g);
+  }
 }
 
 if (WORKERS > 1 && cluster.isPrimary) {
@@ -72,10 +132,49 @@ async function serve() {
   const { default: Provider, errors } = await import(pathToFileURL(entry).href);
 
   const jwks = process.env.BENCH_JWKS ? JSON.parse(process.env.BENCH_JWKS) : { keys: [newSigningKey()] };
+  if (INTERACTIVE) jwks.keys.push(newRsaKey()); // ID tokens, RS256 as Tessera's
   const cookieKey = process.env.BENCH_COOKIE_KEY || crypto.randomBytes(32).toString('hex');
 
+  const interactive = !INTERACTIVE ? {} : {
+    adapter: MapAdapter,
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'preferred_username'],
+    },
+    findAccount: async (_ctx, sub) => ({
+      accountId: sub,
+      claims: async () => ({
+        sub, email: 'alice@example.com', email_verified: true, name: 'Alice Liddell', preferred_username: PERSON,
+      }),
+    }),
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    // A refresh token for every code of a client allowed the grant (Tessera's rule), not only
+    // with offline_access (which the library honours only with prompt=consent); rotated on
+    // every use, as Tessera does.
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: () => true,
+    pkce: { required: () => true },
+  };
+  const interactiveClients = !INTERACTIVE ? [] : [{
+    client_id: 'bench-spa',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: [REDIRECT],
+    token_endpoint_auth_method: 'none',
+    id_token_signed_response_alg: 'RS256',
+  }, {
+    client_id: 'bench-rs',
+    client_secret: CLIENT_SECRET,
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+  }];
+
   const provider = new Provider(`http://${HOST}:${PORT}`, {
-    clients: [{
+    ...interactive,
+    clients: [...interactiveClients, {
       client_id: 'bench',
       client_secret: CLIENT_SECRET,
       grant_types: ['client_credentials'],
@@ -88,14 +187,27 @@ async function serve() {
     scopes: [SCOPE],
     jwks,
     cookies: { keys: [cookieKey] },
-    enabledJWA: { idTokenSigningAlgValues: ['ES256'] },
-    ttl: { ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL || 3600 },
+    enabledJWA: { idTokenSigningAlgValues: INTERACTIVE ? ['ES256', 'RS256'] : ['ES256'] },
+    ttl: {
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL || 3600,
+      ...(INTERACTIVE ? {
+        AccessToken: 3600, IdToken: 3600, RefreshToken: 14 * 86400, Grant: 14 * 86400,
+        Session: 14 * 86400, Interaction: 3600,
+      } : {}),
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      introspection: {
+        enabled: INTERACTIVE,
+        // The library's default, said out loud: confidential clients may introspect any token.
+        allowedPolicy: async (ctx, client, token) => client.clientAuthMethod !== 'none'
+          || token.clientId === ctx.oidc.client.clientId,
+      },
       resourceIndicators: {
         enabled: true,
-        defaultResource: async (_ctx, _client, oneOf) => oneOf ?? RESOURCE,
+        // bench-spa's access tokens stay the library's opaque ones (introspectable).
+        defaultResource: async (_ctx, client, oneOf) => oneOf ?? (client?.clientId === 'bench' ? RESOURCE : undefined),
         useGrantedResource: async () => true,
         getResourceServerInfo: async (_ctx, resource) => {
           if (resource !== RESOURCE) throw new errors.InvalidTarget();
@@ -112,7 +224,29 @@ async function serve() {
   });
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
 
-  provider.listen(PORT, HOST, () => {
-    console.log(`oidc-provider listening on http://${HOST}:${PORT} pid ${process.pid}`);
-  });
+  const onListen = () => {
+    console.log(`oidc-provider listening on http://${HOST}:${PORT} pid ${process.pid}${INTERACTIVE ? ' (interactive)' : ''}`);
+  };
+  if (!INTERACTIVE) {
+    provider.listen(PORT, HOST, onListen);
+    return;
+  }
+  const app = provider.callback();
+  http.createServer(async (req, res) => {
+    if (!req.url.startsWith('/interaction/')) return app(req, res);
+    try {
+      // The bench's one login: bench-alice, everything asked for granted.
+      const details = await provider.interactionDetails(req, res);
+      const grant = new provider.Grant({ accountId: PERSON, clientId: details.params.client_id });
+      grant.addOIDCScope(details.params.scope);
+      const grantId = await grant.save();
+      await provider.interactionFinished(req, res, { login: { accountId: PERSON }, consent: { grantId } },
+        { mergeWithLastSubmission: false });
+    } catch (err) {
+      console.error('interaction', err);
+      res.statusCode = 500;
+      res.end(String(err));
+    }
+    return undefined;
+  }).listen(PORT, HOST, onListen);
 }
