@@ -28,6 +28,8 @@ fn claims() -> AccessClaims {
         jti: "01M7XN5HEBH781186ZZ0TPGQ89".into(),
         iat: 1_795_217_868,
         exp: 1_795_221_468,
+        cred: Some("sec_1".into()),
+        gid: None,
     }
 }
 
@@ -45,6 +47,8 @@ fn facts() -> Facts {
         service_account_id: None,
         token_ttl: 3600,
         created_at: 0,
+        interactive: Default::default(),
+        jwks: None,
     };
     let secret = StoredSecret {
         id: "sec_1".into(),
@@ -72,7 +76,8 @@ fn facts() -> Facts {
             known_scopes: vec![ScopeName::parse("api:read").unwrap()].into(),
         })),
         throttle: Default::default(),
-        resource_owner: None,
+        grant: Default::default(),
+        assertion_seen: false,
     }
 }
 
