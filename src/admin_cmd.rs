@@ -450,9 +450,15 @@ pub struct ClientFields {
     #[arg(long = "redirect-uri")]
     redirect_uris: Vec<String>,
     /// How the client authenticates at the token endpoint: client_secret_basic,
-    /// client_secret_post, or none for a public client (repeat for several)
+    /// client_secret_post, private_key_jwt, or none for a public client (repeat for several)
     #[arg(long = "auth-method")]
     auth_methods: Vec<String>,
+    /// A file holding the client's public keys as a JWK Set, for private_key_jwt
+    #[arg(long, conflicts_with = "jwks_uri")]
+    jwks_file: Option<PathBuf>,
+    /// Or the https URL where the client publishes its JWK Set, for private_key_jwt
+    #[arg(long)]
+    jwks_uri: Option<String>,
     /// Require PKCE on authorization requests (default true; always true for public clients)
     #[arg(long)]
     pkce_required: Option<bool>,
@@ -873,8 +879,30 @@ fn body<T: serde::Serialize>(t: &T) -> Value {
     serde_json::to_value(t).expect("wire types serialise")
 }
 
-fn create_client_body(client_id: &Option<String>, f: &ClientFields) -> tessera_api::CreateClient {
-    tessera_api::CreateClient {
+/// The JWK Set a `--jwks-file` names, read and parsed (the server checks its keys).
+fn jwks_file(f: &ClientFields) -> Result<Option<Value>, Failure> {
+    let Some(path) = &f.jwks_file else {
+        return Ok(None);
+    };
+    let usage = |message: String| Failure {
+        code: exit::USAGE,
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read the JWK Set {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        usage(format!(
+            "{} is not JSON ({e}); a JWK Set looks like {{\"keys\": [...]}}",
+            path.display()
+        ))
+    })
+}
+
+fn create_client_body(
+    client_id: &Option<String>,
+    f: &ClientFields,
+) -> Result<tessera_api::CreateClient, Failure> {
+    Ok(tessera_api::CreateClient {
         client_id: client_id.clone(),
         name: f
             .name
@@ -895,14 +923,15 @@ fn create_client_body(client_id: &Option<String>, f: &ClientFields) -> tessera_a
         pkce_required: f.pkce_required,
         refresh_token_ttl: f.refresh_ttl,
         refresh_token_idle_ttl: f.refresh_idle_ttl,
-        jwks: None,
+        jwks: jwks_file(f)?,
+        jwks_uri: f.jwks_uri.clone(),
         post_logout_redirect_uris: vec![],
-    }
+    })
 }
 
-fn patch_client_body(f: &ClientFields) -> tessera_api::PatchClient {
+fn patch_client_body(f: &ClientFields) -> Result<tessera_api::PatchClient, Failure> {
     let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
-    tessera_api::PatchClient {
+    Ok(tessera_api::PatchClient {
         name: f.name.clone(),
         grant_types: list(&f.grants),
         scopes: list(&f.scopes),
@@ -914,8 +943,10 @@ fn patch_client_body(f: &ClientFields) -> tessera_api::PatchClient {
         pkce_required: f.pkce_required,
         refresh_token_ttl: f.refresh_ttl,
         refresh_token_idle_ttl: f.refresh_idle_ttl,
+        jwks: jwks_file(f)?,
+        jwks_uri: f.jwks_uri.clone().map(Some),
         ..Default::default()
-    }
+    })
 }
 
 fn print_trace(e: &Value) {
@@ -1160,7 +1191,7 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                     api.get(&format!("/oauth/clients/{client_id}")).await?
                 }
                 ClientsCmd::Create { client_id, fields } => {
-                    let b = create_client_body(client_id, fields);
+                    let b = create_client_body(client_id, fields)?;
                     let v = api.post("/oauth/clients", body(&b)).await?;
                     if !json_out {
                         show_kv(&v);
@@ -1181,7 +1212,7 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 ClientsCmd::Update { client_id, fields } => {
                     api.patch(
                         &format!("/oauth/clients/{client_id}"),
-                        body(&patch_client_body(fields)),
+                        body(&patch_client_body(fields)?),
                     )
                     .await?
                 }
@@ -1284,10 +1315,17 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                     out(&v);
                 } else {
                     table(
-                        &["name", "description"],
+                        &["name", "description", "kind"],
                         items(&v)
                             .iter()
-                            .map(|x| vec![s(&x["name"]), s(&x["description"])])
+                            .map(|x| {
+                                let kind = if x["builtin"] == true {
+                                    "built in"
+                                } else {
+                                    "org"
+                                };
+                                vec![s(&x["name"]), s(&x["description"]), kind.to_string()]
+                            })
                             .collect(),
                     );
                 }

@@ -107,6 +107,21 @@ struct FileConfig {
     operator_org: Option<String>,
     throttle: Option<FileThrottle>,
     limits: Option<FileLimits>,
+    jwks_fetch: Option<FileJwksFetch>,
+}
+
+/// `[jwks_fetch]`: how clients' `jwks_uri` are fetched (docs/configuration.md).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJwksFetch {
+    trusted_hosts: Option<Vec<String>>,
+    timeout_ms: Option<u64>,
+    max_bytes: Option<usize>,
+    cache_seconds: Option<u64>,
+    failure_cache_seconds: Option<u64>,
+    refetch_seconds: Option<u64>,
+    max_concurrent_fetches: Option<usize>,
+    max_cached_uris: Option<usize>,
 }
 
 /// `[limits]`: bounds on connections, time and password hashes (docs/operations.md).
@@ -261,6 +276,39 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
         }
         if let Some(v) = l.password_wait_ms {
             d.password_wait_ms = v;
+        }
+    }
+    if let Some(j) = file.jwks_fetch {
+        let d = &mut config.jwks_fetch;
+        let positive = |name: &str, v: u64| {
+            if v == 0 {
+                bail!("[jwks_fetch] {name} must be at least 1");
+            }
+            Ok(v)
+        };
+        if let Some(v) = j.trusted_hosts {
+            d.trusted_hosts = v;
+        }
+        if let Some(v) = j.timeout_ms {
+            d.timeout_ms = positive("timeout_ms", v)?;
+        }
+        if let Some(v) = j.max_bytes {
+            d.max_bytes = positive("max_bytes", v as u64)? as usize;
+        }
+        if let Some(v) = j.cache_seconds {
+            d.cache_seconds = v;
+        }
+        if let Some(v) = j.failure_cache_seconds {
+            d.failure_cache_seconds = v;
+        }
+        if let Some(v) = j.refetch_seconds {
+            d.refetch_seconds = v;
+        }
+        if let Some(v) = j.max_concurrent_fetches {
+            d.max_concurrent_fetches = positive("max_concurrent_fetches", v as u64)? as usize;
+        }
+        if let Some(v) = j.max_cached_uris {
+            d.max_cached_uris = positive("max_cached_uris", v as u64)? as usize;
         }
     }
     config.master_key = if let Ok(v) = std::env::var("TESSERA_MASTER_KEY") {

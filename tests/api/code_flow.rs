@@ -880,8 +880,28 @@ async fn rp_initiated_logout_ends_the_session_and_its_grants() {
             crate::helpers::enc(uri)
         )
     };
+    // The refusal names its reason and request id, and the org admin finds its trace.
     match b.walk(&q("http://127.0.0.1:9/elsewhere")).await {
-        Landed::Page(400, _, _) => {}
+        Landed::Page(400, _, html) => {
+            assert!(html.contains("redirect_uri_mismatch"), "{html}");
+            let rid = html
+                .split("Reference: <code>")
+                .nth(1)
+                .and_then(|r| r.split('<').next())
+                .unwrap();
+            let e = app.audit(rid).await;
+            assert_eq!(
+                (e["outcome"].as_str(), e["reason"].as_str()),
+                (Some("denied"), Some("redirect_uri_mismatch")),
+                "{e}"
+            );
+            assert!(
+                e["trace"]
+                    .to_string()
+                    .contains("not registered on client 'spa'"),
+                "{e}"
+            );
+        }
         other => panic!("{other:?}"),
     }
     // With the session's ID token as hint: logged out at once, back with the state.
@@ -971,6 +991,100 @@ async fn rp_initiated_logout_ends_the_session_and_its_grants() {
         .public_json(app.url("/.well-known/openid-configuration"))
         .await;
     assert_eq!(meta["end_session_endpoint"], app.url("/oauth/logout"));
+    app.stop().await;
+}
+
+/// OpenID Connect Core §3.1.2.1: the authorization endpoint takes POST as well as GET;
+/// a login on the way comes back by GET with the same request.
+#[tokio::test]
+async fn the_authorization_request_may_come_by_post() {
+    let app = spawn_app().await;
+    let client = setup(&app).await;
+    let mut b = Browser::new(&app);
+    let post = |b: &Browser, content_type: &str, body: String| {
+        b.http
+            .post(app.url("/oauth/authorize"))
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let form = "application/x-www-form-urlencoded";
+    let r = b.send(post(&b, form, request(&client, ""))).await;
+    assert_eq!(r.status(), 303, "to the login page first, by GET");
+    let login = r.headers()["location"].to_str().unwrap().to_string();
+    let landed = match b.walk(&login).await {
+        Landed::Page(200, url, html) => {
+            b.log_in(&url, &html, "alice", "correct horse battery")
+                .await
+        }
+        other => panic!("{other:?}"),
+    };
+    let code = code_of(landed);
+    let (s, t) = exchange(&app, &code, VERIFIER, REDIRECT).await;
+    assert_eq!(s, 200, "{t}");
+    // With the session, a POST goes straight back to the client.
+    let r = b.send(post(&b, form, request(&client, ""))).await;
+    assert_eq!(r.status(), 303);
+    let loc = r.headers()["location"].to_str().unwrap();
+    assert!(
+        loc.starts_with(REDIRECT) && query_of(loc).contains_key("code"),
+        "{loc}"
+    );
+    // Only a form body.
+    let r = b.send(post(&b, "application/json", "{}".into())).await;
+    assert_eq!(r.status(), 415);
+    assert!(r.text().await.unwrap().contains("content_type_unsupported"));
+    app.stop().await;
+}
+
+/// The OpenID Connect scopes are in every org's catalogue: listed, never created again,
+/// assignable to a client, and never in a token of the client itself.
+#[tokio::test]
+async fn the_openid_connect_scopes_are_in_every_catalogue() {
+    let app = spawn_app().await;
+    let (s, list) = app.get("/scopes").await;
+    assert_eq!(s, 200, "{list}");
+    let builtin: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["builtin"] == true)
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(builtin, ["openid", "profile", "email", "offline_access"]);
+    let (s, e) = app
+        .post("/scopes", json!({"name": "email", "description": "mine"}))
+        .await;
+    assert_eq!(s, 409, "{e}");
+    app.scopes(&["reports:read"]).await;
+    let (id, secret) = app
+        .client(json!({
+            "name": "both",
+            "grant_types": ["client_credentials", "authorization_code"],
+            "redirect_uris": [REDIRECT],
+            "scopes": ["openid", "email", "reports:read"],
+        }))
+        .await;
+    // The client's own token: its API scopes only, and a precise refusal when it asks
+    // for a person's scope.
+    let (s, t) = app
+        .token_basic(&id, &secret, "grant_type=client_credentials")
+        .await;
+    assert_eq!((s, t["scope"].as_str()), (200, Some("reports:read")), "{t}");
+    let (s, e) = app
+        .token_basic(&id, &secret, "grant_type=client_credentials&scope=openid")
+        .await;
+    assert_eq!(
+        (s, e["reason"].as_str()),
+        (400, Some("scope_not_allowed")),
+        "{e}"
+    );
+    assert!(
+        e["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("a person's login"),
+        "{e}"
+    );
     app.stop().await;
 }
 

@@ -49,6 +49,7 @@ fn facts() -> Facts {
         created_at: 0,
         interactive: Default::default(),
         jwks: None,
+        jwks_uri: None,
     };
     let secret = StoredSecret {
         id: "sec_1".into(),

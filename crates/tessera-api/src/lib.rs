@@ -39,6 +39,11 @@ pub struct CreateScope {
 pub struct ScopeView {
     pub name: String,
     pub description: String,
+    /// One of the OpenID Connect scopes every org has (`openid`, `profile`, `email`,
+    /// `offline_access`): for people's logins, open to every client, never created or
+    /// deleted.
+    #[serde(default)]
+    pub builtin: bool,
 }
 
 /// `POST /api/v2/users`.
@@ -202,6 +207,11 @@ pub struct CreateClient {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    /// Or where the client publishes them: an `https` URL the server fetches and caches
+    /// (`http` only to a host the operator trusts). At most one of `jwks` and `jwks_uri`.
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub jwks_uri: Option<String>,
     /// Where RP-initiated logout may send the browser afterwards (exact URIs).
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
@@ -243,10 +253,19 @@ pub struct PatchClient {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 300, maximum = 31536000)]
     pub refresh_token_idle_ttl: Option<i64>,
-    /// Replaces the client's JWK Set.
+    /// Replaces the client's JWK Set (and drops its `jwks_uri`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    /// Replaces where the client publishes its keys (and drops its `jwks`); `null`
+    /// removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    #[schema(value_type = Option<String>, max_length = 2048)]
+    pub jwks_uri: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_logout_redirect_uris: Option<Vec<String>>,
 }
@@ -306,6 +325,9 @@ pub struct ClientView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    /// Where the client publishes its keys, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub created_at: String,
     pub secrets: Vec<SecretView>,

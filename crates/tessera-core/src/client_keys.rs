@@ -200,6 +200,28 @@ impl Audience {
     }
 }
 
+/// The `kid` in a compact JWS's header, read without verifying anything: to tell
+/// whether a client's cached JWK Set could hold the key, before fetching it again.
+pub fn unverified_kid(jwt: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Header {
+        kid: Option<String>,
+    }
+    let header = jwt.split('.').next()?;
+    let h: Header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+    h.kid
+}
+
+/// Whether a JWK Set (as stored or fetched) has a key with this `kid`.
+pub fn set_has_kid(set: &Value, kid: &str) -> bool {
+    set.get("keys")
+        .and_then(Value::as_array)
+        .is_some_and(|keys| {
+            keys.iter()
+                .any(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+        })
+}
+
 /// The claims of an assertion, read without checking its signature: only to know which
 /// client it names (the facts to load). Nothing is trusted from this.
 pub fn unverified_claims(jwt: &str) -> Option<AssertionClaims> {

@@ -426,6 +426,10 @@ pub struct Client {
     /// The client's public keys, a JWK Set, for `private_key_jwt`.
     #[serde(default)]
     pub jwks: Option<serde_json::Value>,
+    /// Where the client publishes its JWK Set instead (an `https` URL the server
+    /// fetches and caches); at most one of `jwks` and `jwks_uri` is set.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
     pub created_at: Timestamp,
 }
 

@@ -143,6 +143,7 @@ reasons! {
     RefreshTokenExpired => "refresh_token_expired", InvalidGrant;
     ClientAssertionInvalid => "client_assertion_invalid", InvalidClient;
     ClientAssertionReplayed => "client_assertion_replayed", InvalidClient;
+    ClientJwksUnavailable => "client_jwks_unavailable", InvalidClient;
     RevocationUnsupported => "revocation_unsupported", UnsupportedTokenType;
     // SAML SSO refusals (the ACS and `tessera saml check`); never token-endpoint answers.
     SamlBodyTooLarge => "saml_body_too_large", InvalidGrant;

@@ -58,6 +58,7 @@ fn facts() -> ClientFacts {
             token_ttl: 600,
             interactive: Default::default(),
             jwks: None,
+            jwks_uri: None,
             created_at: 0,
         },
         secrets: vec![

@@ -84,6 +84,7 @@ fn client(kind: Kind, enforced: bool, refresh: bool) -> Option<Arc<ClientFacts>>
                 ..Default::default()
             },
             jwks: None,
+            jwks_uri: None,
             created_at: 0,
         },
         secrets: if public {

@@ -53,6 +53,7 @@ fn client_facts(enforced: bool, grants: Vec<GrantType>) -> ClientFacts {
             token_ttl: 600,
             interactive: Default::default(),
             jwks: None,
+            jwks_uri: None,
             created_at: 0,
         },
         secrets: vec![StoredSecret {

@@ -1,4 +1,4 @@
-//! `GET /oauth/authorize`: turns the request into plain values (the query, the client's
+//! `GET` (and `POST`) `/oauth/authorize`: turns the request into plain values (the query, the client's
 //! facts, the browser's session), asks the core's `decide_authorize`, issues the code it
 //! allows, audits the decision with its trace and answers: an error page, a redirect back
 //! to the client (code or error, with `state` and RFC 9207 `iss`), or a redirect to the
@@ -30,6 +30,59 @@ pub async fn authorize(
     headers: HeaderMap,
 ) -> Response {
     let params = AuthorizeParams::parse(query.as_deref().unwrap_or(""));
+    decide_and_answer(st, peer, params, headers).await
+}
+
+/// `POST /oauth/authorize`: the same request, form-encoded in the body (OIDC Core
+/// §3.1.2.1 asks for both methods). After a login on the way, the browser comes back
+/// by `GET` with the same parameters.
+pub async fn authorize_post(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link does not work",
+            "The authorization request's body is not UTF-8 text.",
+            Some(tessera_core::Reason::BodyMalformed),
+        );
+    };
+    if !form {
+        return page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "This sign-in link does not work",
+            "An authorization request sent by POST is form-encoded (Content-Type: application/x-www-form-urlencoded).",
+            Some(tessera_core::Reason::ContentTypeUnsupported),
+        );
+    }
+    let mut res = decide_and_answer(st, peer, AuthorizeParams::parse(text), headers).await;
+    // After a POST, redirect with 303 so the browser follows with a GET, never
+    // re-posting the body (RFC 9700 §4.12).
+    if res.status() == StatusCode::FOUND {
+        *res.status_mut() = StatusCode::SEE_OTHER;
+    }
+    res
+}
+
+async fn decide_and_answer(
+    st: Shared,
+    peer: SocketAddr,
+    params: AuthorizeParams,
+    headers: HeaderMap,
+) -> Response {
     let source = peer.ip().to_string();
     let facts = match load_facts(&st, &params, &headers, &source).await {
         Ok(f) => f,

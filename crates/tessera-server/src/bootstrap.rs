@@ -66,6 +66,7 @@ pub async fn bootstrap(store: &dyn Store, slug: &OrgSlug) -> Result<Bootstrapped
         token_ttl: 3600,
         interactive: Default::default(),
         jwks: None,
+        jwks_uri: None,
         created_at: now,
     };
     let generated = generate_client_secret();

@@ -45,6 +45,8 @@ pub struct Config {
     /// The operator's org: only its admins may act on server-wide settings such as the
     /// signing keys shared by every org.
     pub operator_org: String,
+    /// How clients' `jwks_uri` are fetched.
+    pub jwks_fetch: JwksFetch,
 }
 
 impl Config {
@@ -64,6 +66,7 @@ impl Config {
             key_reload_seconds: 30,
             bootstrap_on_empty: true,
             operator_org: "default".into(),
+            jwks_fetch: JwksFetch::default(),
         }
     }
 }
@@ -101,5 +104,56 @@ impl Default for Limits {
             header_read_timeout_seconds: 10,
             request_timeout_seconds: 30,
         }
+    }
+}
+
+/// `[jwks_fetch]`: the fence around fetching clients' `jwks_uri` (`jwks_fetch.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksFetch {
+    /// Host names (as written in the URL) that may resolve to private, loopback or
+    /// link-local addresses and may be fetched over plain `http`: an internal key
+    /// server. Empty by default: only `https` to public addresses.
+    pub trusted_hosts: Vec<String>,
+    /// The longest a fetch may take, connecting included, in milliseconds.
+    pub timeout_ms: u64,
+    /// The largest JWK Set accepted, in bytes.
+    pub max_bytes: usize,
+    /// How long a fetched set is used before it is fetched again, in seconds.
+    pub cache_seconds: u64,
+    /// How long a failed fetch is remembered (and answered from) before another try.
+    pub failure_cache_seconds: u64,
+    /// The least time between two fetches of one URL caused by an unknown `kid`.
+    pub refetch_seconds: u64,
+    /// Fetches in flight at once, over all URLs.
+    pub max_concurrent_fetches: usize,
+    /// URLs cached at once; past it the cache starts over.
+    pub max_cached_uris: usize,
+}
+
+impl Default for JwksFetch {
+    fn default() -> Self {
+        Self {
+            trusted_hosts: Vec::new(),
+            timeout_ms: 5_000,
+            max_bytes: 64 * 1024,
+            cache_seconds: 300,
+            failure_cache_seconds: 30,
+            refetch_seconds: 60,
+            max_concurrent_fetches: 8,
+            max_cached_uris: 1_024,
+        }
+    }
+}
+
+impl JwksFetch {
+    /// Whether the operator trusts this host (as a URL names it; IPv6 in brackets or
+    /// not).
+    pub fn is_trusted(&self, host: &str) -> bool {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        self.trusted_hosts.iter().any(|t| {
+            t.trim_start_matches('[')
+                .trim_end_matches(']')
+                .eq_ignore_ascii_case(bare)
+        })
     }
 }

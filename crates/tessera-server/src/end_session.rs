@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use tessera_core::Reason;
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::jwt;
 use tessera_core::text::clip;
@@ -23,12 +24,52 @@ use crate::session;
 use crate::state::Shared;
 use crate::{clock, request_id};
 
-fn bad(text: &str) -> Response {
+/// Why a logout link is refused: the failing check and its detail for the trace, and
+/// what the page tells the person.
+struct Refusal {
+    check: Check,
+    reason: Reason,
+    detail: String,
+    text: &'static str,
+}
+
+/// Records a refused logout request with its trace, in the org of the client it names
+/// (`who`: the client id and its org, when known), and shows the person why, with the
+/// reason and the request id an admin can look up.
+async fn refused(
+    st: &Shared,
+    mut trace: Trace,
+    who: (Option<&str>, Option<i64>),
+    r: Refusal,
+) -> Response {
+    trace.fail(r.check, r.reason, r.detail);
+    let event = AuditEvent {
+        request_id: request_id::current(),
+        time_ms: clock::now_ms(),
+        org_id: who.1,
+        kind: AuditKind::Login,
+        actor: None,
+        client_id: who.0.map(clip),
+        subject: None,
+        source_ip: None,
+        outcome: "denied".into(),
+        reason: Some(r.reason.code().to_string()),
+        description: Some("logout refused".into()),
+        grant_type: None,
+        scope: None,
+        secret_id: None,
+        secret_hint: None,
+        trace,
+        change: Some(serde_json::json!({ "op": "logout" })),
+    };
+    if st.audit.record(event).await.is_err() {
+        return unavailable("audit");
+    }
     page(
         StatusCode::BAD_REQUEST,
         "This logout link does not work",
-        text,
-        None,
+        r.text,
+        Some(r.reason),
     )
 }
 
@@ -61,15 +102,29 @@ pub async fn end_session(
         Some(h) => match jwt::verify_id_token_hint(h, &st.keys.get().id_verifiers) {
             Ok(c) if c.iss == st.issuer => Some(c),
             _ => {
-                return bad(
-                    "The id_token_hint is not an ID token this server issued. The application built a wrong link.",
-                );
+                let refusal = Refusal {
+                    check: Check::Parameters,
+                    reason: Reason::ParameterInvalid,
+                    detail: "the id_token_hint is not an ID token this server issued (signature, or issuer)".into(),
+                    text: "The id_token_hint is not an ID token this server issued. The application built a wrong link.",
+                };
+                return refused(&st, trace, (get("client_id"), None), refusal).await;
             }
         },
     };
     let client_id = match (get("client_id"), &hint) {
         (Some(c), Some(h)) if c != h.aud => {
-            return bad("The client_id does not match the audience of the id_token_hint.");
+            let refusal = Refusal {
+                check: Check::Parameters,
+                reason: Reason::ParameterInvalid,
+                detail: format!(
+                    "client_id '{}' is not the audience of the id_token_hint ('{}')",
+                    clip(c),
+                    clip(&h.aud)
+                ),
+                text: "The client_id does not match the audience of the id_token_hint.",
+            };
+            return refused(&st, trace, (Some(c), None), refusal).await;
         }
         (Some(c), _) => Some(c.to_string()),
         (None, Some(h)) => Some(h.aud.clone()),
@@ -82,6 +137,7 @@ pub async fn end_session(
         },
         None => None,
     };
+    let who = (client_id.as_deref(), client.as_ref().map(|c| c.org.id));
     // Where to go afterwards: only a URI registered on the client.
     let back = match get("post_logout_redirect_uri") {
         None => None,
@@ -94,25 +150,30 @@ pub async fn end_session(
                     .any(|r| r == u)
             });
             if !registered {
-                trace.fail(
-                    Check::RedirectUri,
-                    tessera_core::Reason::RedirectUriMismatch,
-                    format!(
+                let refusal = Refusal {
+                    check: Check::RedirectUri,
+                    reason: Reason::RedirectUriMismatch,
+                    detail: format!(
                         "post_logout_redirect_uri '{}' is not registered on client '{}'",
                         clip(u),
                         clip(client_id.as_deref().unwrap_or("(none named)"))
                     ),
-                );
-                return bad(
-                    "The post_logout_redirect_uri of this link is not registered on the application (an exact match is required); its admin can register it.",
-                );
+                    text: "The post_logout_redirect_uri of this link is not registered on the application (an exact match is required); its admin can register it.",
+                };
+                return refused(&st, trace, who, refusal).await;
             }
             Some(u.to_string())
         }
     };
     let state = get("state").map(str::to_string);
     if state.as_ref().is_some_and(|s| s.len() > 2048) {
-        return bad("The state of this link is longer than 2048 bytes.");
+        let refusal = Refusal {
+            check: Check::Parameters,
+            reason: Reason::ParameterInvalid,
+            detail: "state is longer than 2048 bytes".into(),
+            text: "The state of this link is longer than 2048 bytes.",
+        };
+        return refused(&st, trace, who, refusal).await;
     }
 
     let current = session::current(&st, &headers).await;

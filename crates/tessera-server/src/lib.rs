@@ -17,6 +17,7 @@ mod end_session;
 mod error;
 mod html;
 mod introspect;
+mod jwks_fetch;
 mod keys;
 mod login;
 mod meta;
@@ -237,6 +238,7 @@ impl App {
             key_overlap_seconds: config.key_overlap_seconds,
             signing_alg: config.signing_alg,
             operator_org: config.operator_org.clone(),
+            jwks: jwks_fetch::JwksCache::new(config.jwks_fetch.clone()),
         });
         Ok(Self {
             listener,
@@ -311,7 +313,10 @@ fn router(state: Shared, limits: &Limits) -> Router {
                 .layer(DefaultBodyLimit::max(tessera_core::request::MAX_BODY))
                 .fallback(meta::token_wrong_method),
         )
-        .route("/oauth/authorize", get(authorize::authorize))
+        .route(
+            "/oauth/authorize",
+            get(authorize::authorize).post(authorize::authorize_post),
+        )
         .route(
             "/oauth/introspect",
             post(introspect::introspect)

@@ -31,6 +31,8 @@ pub struct AppState {
     pub signing_alg: tessera_core::jwt::Alg,
     /// The org whose admins may change server-wide settings.
     pub operator_org: String,
+    /// Clients' JWK Sets fetched from their `jwks_uri`.
+    pub jwks: crate::jwks_fetch::JwksCache,
 }
 
 /// What handlers extract.

@@ -19,7 +19,7 @@ use tessera_core::interactive::{self, LoginGrant, RefreshToken};
 use tessera_core::jwt::AccessClaims;
 use tessera_core::model::{AuthMethod, Org, User, UserType};
 use tessera_core::request::{
-    ClientRequest, GrantRequest, RawTokenRequest, ResourceOwnerCredentials,
+    ClientRequest, GrantRequest, PresentedClient, RawTokenRequest, ResourceOwnerCredentials,
 };
 use tessera_core::store::{Rotation, StoreError};
 use tessera_core::text::clip;
@@ -251,6 +251,9 @@ pub async fn authenticate_client(
             let attempt =
                 Attempt::take(&st.store, &req.client.client_id, source, st.throttle).await;
             facts.throttle = attempt.state;
+            if let Some(cf) = &facts.client {
+                facts.remote_jwks = remote_jwks(st, &req.client, cf).await;
+            }
             let retry = parsed.clone();
             let d = decision::decide_client(parsed, &facts, clock::now(), opts);
             let d = match &d.assertion_use {
@@ -610,6 +613,7 @@ async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<Fact
     let (Ok(req), Some(cf)) = (&parsed.request, &facts.client) else {
         return Ok(facts);
     };
+    facts.remote_jwks = remote_jwks(st, &req.client, cf).await;
     facts.grant = match &req.grant {
         GrantRequest::ClientCredentials => GrantFacts::None,
         GrantRequest::Password(creds) => GrantFacts::Password(Box::new(PersonFacts {
@@ -652,6 +656,25 @@ async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<Fact
         }
     };
     Ok(facts)
+}
+
+/// For a client assertion of a client that publishes its keys at a URL: its JWK Set as
+/// last fetched, or fetched now.
+async fn remote_jwks(
+    st: &AppState,
+    presented: &PresentedClient,
+    cf: &ClientFacts,
+) -> Option<Result<Arc<serde_json::Value>, String>> {
+    let (AuthMethod::PrivateKeyJwt, Some(jwt), None, Some(uri)) = (
+        presented.method,
+        &presented.secret,
+        &cf.client.jwks,
+        &cf.client.jwks_uri,
+    ) else {
+        return None;
+    };
+    let kid = tessera_core::client_keys::unverified_kid(jwt.expose());
+    Some(st.jwks.get(uri, kid.as_deref()).await)
 }
 
 /// The user a username names in `org`, with the clients that run as them (for a service

@@ -80,6 +80,11 @@ pub const SQLITE: &[Migration] = &[
         name: "login_method",
         sql: include_str!("../migrations/sqlite/0013_login_method.sql"),
     },
+    Migration {
+        version: 14,
+        name: "client_jwks_uri",
+        sql: include_str!("../migrations/sqlite/0014_client_jwks_uri.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

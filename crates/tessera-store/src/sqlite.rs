@@ -35,6 +35,7 @@ use crate::Durability;
 use crate::hot::{FactsCache, OrgFacts, Persist, ThrottleMirror};
 use crate::migrate;
 
+mod cols;
 mod grants;
 
 /// Tessera's store on an SQLite file.
@@ -350,6 +351,7 @@ fn client_from(row: &SqliteRow) -> StoreResult<Client> {
         jwks: get::<Option<String>>(row, "jwks")?
             .map(|j| from_json(&j))
             .transpose()?,
+        jwks_uri: get(row, "jwks_uri")?,
         created_at: get(row, "created_at")?,
     })
 }
@@ -587,11 +589,15 @@ impl SqliteStore {
     }
 
     async fn load_client_facts(&self, client_id: &str) -> StoreResult<Option<ClientFacts>> {
-        let Some(row) = sqlx::query("SELECT * FROM clients WHERE client_id = ?")
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(be)?
+        let Some(row) = sqlx::query(concat!(
+            "SELECT ",
+            cols::clients_cols!(),
+            " FROM clients WHERE client_id = ?"
+        ))
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(be)?
         else {
             return Ok(None);
         };
@@ -638,25 +644,33 @@ impl SqliteStore {
     }
 
     async fn secrets(&self, client_id: &str) -> StoreResult<Vec<StoredSecret>> {
-        sqlx::query("SELECT * FROM client_secrets WHERE client_id = ? ORDER BY created_at, rowid")
-            .bind(client_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(be)?
-            .iter()
-            .map(secret_from)
-            .collect()
+        sqlx::query(concat!(
+            "SELECT ",
+            cols::client_secrets_cols!(),
+            " FROM client_secrets WHERE client_id = ? ORDER BY created_at, rowid"
+        ))
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(be)?
+        .iter()
+        .map(secret_from)
+        .collect()
     }
 
     async fn org(&self, id: i64) -> StoreResult<Option<Org>> {
-        sqlx::query("SELECT * FROM orgs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(be)?
-            .as_ref()
-            .map(org_from)
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            cols::orgs_cols!(),
+            " FROM orgs WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(be)?
+        .as_ref()
+        .map(org_from)
+        .transpose()
     }
 
     async fn user(&self, org_id: i64, id: &str) -> StoreResult<Option<User>> {
@@ -671,7 +685,12 @@ impl SqliteStore {
         value: &str,
     ) -> StoreResult<Option<User>> {
         sqlx::query(&format!(
-            "SELECT * FROM users WHERE org_id = ? AND {column} = ?"
+            concat!(
+                "SELECT ",
+                cols::users_cols!(),
+                " FROM users WHERE org_id = ? AND {column} = ?"
+            ),
+            column = column
         ))
         .bind(org_id)
         .bind(value)
@@ -784,8 +803,9 @@ impl SqliteStore {
     async fn insert_client(conn: &mut sqlx::SqliteConnection, c: &Client) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO clients (client_id, org_id, name, enabled, grant_types, scopes, redirect_uris,
-                auth_methods, ip_allowlist, service_account_id, token_ttl, interactive, jwks, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                auth_methods, ip_allowlist, service_account_id, token_ttl, interactive, jwks, jwks_uri,
+                created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(c.client_id.as_str())
         .bind(c.org_id)
@@ -800,6 +820,7 @@ impl SqliteStore {
         .bind(c.token_ttl)
         .bind(to_json(&c.interactive))
         .bind(c.jwks.as_ref().map(to_json))
+        .bind(&c.jwks_uri)
         .bind(c.created_at)
         .execute(&mut *conn)
         .await
@@ -826,7 +847,11 @@ impl SqliteStore {
     }
 
     async fn audit_list(&self, org_id: i64, f: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
-        let mut sql = String::from("SELECT * FROM audit_events WHERE org_id = ?");
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            cols::audit_events_cols!(),
+            " FROM audit_events WHERE org_id = ?"
+        ));
         let mut binds: Vec<String> = vec![];
         let mut ints: Vec<(&str, i64)> = vec![];
         if let Some(v) = f.since_ms {
@@ -918,14 +943,18 @@ impl Store for SqliteStore {
 
     fn org_by_slug<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, StoreResult<Option<Org>>> {
         Box::pin(async move {
-            sqlx::query("SELECT * FROM orgs WHERE slug = ?")
-                .bind(slug)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(be)?
-                .as_ref()
-                .map(org_from)
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                cols::orgs_cols!(),
+                " FROM orgs WHERE slug = ?"
+            ))
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?
+            .as_ref()
+            .map(org_from)
+            .transpose()
         })
     }
 
@@ -953,21 +982,25 @@ impl Store for SqliteStore {
 
     fn list_scopes(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<Scope>>> {
         Box::pin(async move {
-            sqlx::query("SELECT * FROM scopes WHERE org_id = ? ORDER BY name")
-                .bind(org_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(be)?
-                .iter()
-                .map(|r| {
-                    Ok(Scope {
-                        org_id: get(r, "org_id")?,
-                        name: ScopeName::parse(&get::<String>(r, "name")?)
-                            .map_err(|e| StoreError::Backend(e.0))?,
-                        description: get(r, "description")?,
-                    })
+            sqlx::query(concat!(
+                "SELECT ",
+                cols::scopes_cols!(),
+                " FROM scopes WHERE org_id = ? ORDER BY name"
+            ))
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(be)?
+            .iter()
+            .map(|r| {
+                Ok(Scope {
+                    org_id: get(r, "org_id")?,
+                    name: ScopeName::parse(&get::<String>(r, "name")?)
+                        .map_err(|e| StoreError::Backend(e.0))?,
+                    description: get(r, "description")?,
                 })
-                .collect()
+            })
+            .collect()
         })
     }
 
@@ -989,14 +1022,18 @@ impl Store for SqliteStore {
 
     fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>> {
         Box::pin(async move {
-            sqlx::query("SELECT * FROM users WHERE org_id = ? ORDER BY created_at, rowid")
-                .bind(org_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(be)?
-                .iter()
-                .map(user_from)
-                .collect()
+            sqlx::query(concat!(
+                "SELECT ",
+                cols::users_cols!(),
+                " FROM users WHERE org_id = ? ORDER BY created_at, rowid"
+            ))
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(be)?
+            .iter()
+            .map(user_from)
+            .collect()
         })
     }
 
@@ -1294,15 +1331,19 @@ impl Store for SqliteStore {
             // The write lock is held from the first statement: the user read here stays
             // as it is until the commit, on this node and every other.
             if let Some(planned) = login.planned_from {
-                let now = sqlx::query("SELECT * FROM users WHERE org_id = ? AND id = ?")
-                    .bind(planned.org_id)
-                    .bind(&planned.id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(be)?
-                    .as_ref()
-                    .map(user_from)
-                    .transpose()?;
+                let now = sqlx::query(concat!(
+                    "SELECT ",
+                    cols::users_cols!(),
+                    " FROM users WHERE org_id = ? AND id = ?"
+                ))
+                .bind(planned.org_id)
+                .bind(&planned.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(be)?
+                .as_ref()
+                .map(user_from)
+                .transpose()?;
                 if now.as_ref() != Some(planned) {
                     tx.rollback().await.map_err(be)?;
                     return Ok(SamlLoginWritten::Stale);
@@ -1354,11 +1395,15 @@ impl Store for SqliteStore {
 
     fn session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<Session>>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = ?")
-                .bind(id_hash)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(be)?;
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                cols::sessions_cols!(),
+                " FROM sessions WHERE id_hash = ?"
+            ))
+            .bind(id_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?;
             row.map(|r| {
                 Ok(Session {
                     id_hash: get(&r, "id_hash")?,
@@ -1451,28 +1496,36 @@ impl Store for SqliteStore {
         client_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<Client>>> {
         Box::pin(async move {
-            sqlx::query("SELECT * FROM clients WHERE org_id = ? AND client_id = ?")
-                .bind(org_id)
-                .bind(client_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(be)?
-                .as_ref()
-                .map(client_from)
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                cols::clients_cols!(),
+                " FROM clients WHERE org_id = ? AND client_id = ?"
+            ))
+            .bind(org_id)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?
+            .as_ref()
+            .map(client_from)
+            .transpose()
         })
     }
 
     fn list_clients(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<Client>>> {
         Box::pin(async move {
-            sqlx::query("SELECT * FROM clients WHERE org_id = ? ORDER BY created_at, rowid")
-                .bind(org_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(be)?
-                .iter()
-                .map(client_from)
-                .collect()
+            sqlx::query(concat!(
+                "SELECT ",
+                cols::clients_cols!(),
+                " FROM clients WHERE org_id = ? ORDER BY created_at, rowid"
+            ))
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(be)?
+            .iter()
+            .map(client_from)
+            .collect()
         })
     }
 
@@ -1483,7 +1536,7 @@ impl Store for SqliteStore {
             let r = sqlx::query(
                 "UPDATE clients SET name = ?, enabled = ?, grant_types = ?, scopes = ?, redirect_uris = ?,
                     auth_methods = ?, ip_allowlist = ?, service_account_id = ?, token_ttl = ?,
-                    interactive = ?, jwks = ?
+                    interactive = ?, jwks = ?, jwks_uri = ?
                  WHERE org_id = ? AND client_id = ?",
             )
             .bind(&c.name)
@@ -1497,6 +1550,7 @@ impl Store for SqliteStore {
             .bind(c.token_ttl)
             .bind(to_json(&c.interactive))
             .bind(c.jwks.as_ref().map(to_json))
+            .bind(&c.jwks_uri)
             .bind(c.org_id)
             .bind(c.client_id.as_str())
             .execute(&mut *w)
@@ -1794,15 +1848,19 @@ impl Store for SqliteStore {
         request_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<AuditEvent>>> {
         Box::pin(async move {
-            sqlx::query("SELECT * FROM audit_events WHERE org_id = ? AND request_id = ?")
-                .bind(org_id)
-                .bind(request_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(be)?
-                .as_ref()
-                .map(audit_from)
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                cols::audit_events_cols!(),
+                " FROM audit_events WHERE org_id = ? AND request_id = ?"
+            ))
+            .bind(org_id)
+            .bind(request_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?
+            .as_ref()
+            .map(audit_from)
+            .transpose()
         })
     }
 
@@ -1816,23 +1874,27 @@ impl Store for SqliteStore {
 
     fn signing_keys(&self) -> BoxFuture<'_, StoreResult<Vec<StoredKey>>> {
         Box::pin(async move {
-            sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, rowid")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(be)?
-                .iter()
-                .map(|r| {
-                    Ok(StoredKey {
-                        kid: get(r, "kid")?,
-                        alg: get(r, "alg")?,
-                        sealed_private_key: get(r, "sealed")?,
-                        created_at: get(r, "created_at")?,
-                        retired_at: get(r, "retired_at")?,
-                        remove_after: get(r, "remove_after")?,
-                        purpose: get(r, "purpose")?,
-                    })
+            sqlx::query(concat!(
+                "SELECT ",
+                cols::signing_keys_cols!(),
+                " FROM signing_keys ORDER BY created_at, rowid"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(be)?
+            .iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: get(r, "kid")?,
+                    alg: get(r, "alg")?,
+                    sealed_private_key: get(r, "sealed")?,
+                    created_at: get(r, "created_at")?,
+                    retired_at: get(r, "retired_at")?,
+                    remove_after: get(r, "remove_after")?,
+                    purpose: get(r, "purpose")?,
                 })
-                .collect()
+            })
+            .collect()
         })
     }
 
@@ -1902,6 +1964,38 @@ mod tests {
                     && plan.iter().any(|d| d.contains("INDEX")),
                 "{sql}: {plan:?}"
             );
+        }
+    }
+
+    /// The named column lists (`cols.rs`) are each table's columns after every
+    /// migration, so no row mapper misses one.
+    #[tokio::test]
+    async fn named_columns_are_the_tables_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cols.db");
+        let s = SqliteStore::open(path.to_str().unwrap(), Durability::Normal)
+            .await
+            .unwrap();
+        for (table, named) in [
+            ("clients", cols::clients_cols!()),
+            ("users", cols::users_cols!()),
+            ("orgs", cols::orgs_cols!()),
+            ("signing_keys", cols::signing_keys_cols!()),
+            ("sessions", cols::sessions_cols!()),
+            ("login_grants", cols::login_grants_cols!()),
+            ("auth_codes", cols::auth_codes_cols!()),
+            ("client_secrets", cols::client_secrets_cols!()),
+            ("scopes", cols::scopes_cols!()),
+            ("audit_events", cols::audit_events_cols!()),
+        ] {
+            let columns: Vec<String> = sqlx::query(&format!("PRAGMA table_info({table})"))
+                .fetch_all(&s.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>("name"))
+                .collect();
+            assert_eq!(named, columns.join(", "), "{table}");
         }
     }
 }

@@ -102,6 +102,7 @@ async fn org_with_client(s: &dyn Store) -> (i64, Client) {
         token_ttl: 600,
         interactive: Default::default(),
         jwks: None,
+        jwks_uri: None,
         created_at: 10,
     };
     s.create_client(&c, Some(&secret("s1", "c1", "tsec_one1", 10)))

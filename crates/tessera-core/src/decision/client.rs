@@ -318,21 +318,48 @@ fn check_assertion(
     let invalid = |trace: &mut Trace, detail: String| {
         Err(trace.fail(check, Reason::ClientAssertionInvalid, detail))
     };
-    let keys = match cf.client.jwks.as_ref().map(ClientKey::parse_set) {
-        Some(Ok(k)) => k,
-        Some(Err(e)) => {
-            return invalid(
-                trace,
-                format!("client '{id}''s registered keys are unusable: {e}"),
-            );
+    // The keys registered inline, or those the server fetched from the client's
+    // `jwks_uri` for this request.
+    let set = match (&cf.client.jwks, &cf.client.jwks_uri, &facts.remote_jwks) {
+        (Some(set), _, _) => set,
+        (None, Some(_), Some(Ok(set))) => set.as_ref(),
+        (None, Some(uri), fetched) => {
+            let why = match fetched {
+                Some(Err(e)) => e.as_str(),
+                _ => "they were not fetched",
+            };
+            // The caller has not authenticated yet: what went wrong with the fetch is
+            // for the org admin's trace only.
+            return Err(trace.fail_quietly(
+                check,
+                Reason::ClientJwksUnavailable,
+                format!(
+                    "client '{id}''s keys could not be read from its jwks_uri {}: {why}",
+                    clip(uri)
+                ),
+                format!(
+                    "client '{id}''s public keys could not be fetched from its jwks_uri; an org admin can look this request up"
+                ),
+            ));
         }
-        None => {
+        (None, None, _) => {
             return invalid(
                 trace,
                 format!(
-                    "client '{id}' has no registered keys (jwks); an org admin can add its public JWK Set"
+                    "client '{id}' has no registered keys (jwks or jwks_uri); an org admin can add its public JWK Set"
                 ),
             );
+        }
+    };
+    let keys = match ClientKey::parse_set(set) {
+        Ok(k) => k,
+        Err(e) => {
+            let from = if cf.client.jwks.is_some() {
+                "registered keys"
+            } else {
+                "keys at its jwks_uri"
+            };
+            return invalid(trace, format!("client '{id}''s {from} are unusable: {e}"));
         }
     };
     let claims = match verify_assertion(jwt, &keys) {

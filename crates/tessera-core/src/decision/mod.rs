@@ -53,6 +53,9 @@ pub struct Facts {
     pub grant: GrantFacts,
     /// The `jti` of the request's client assertion was already used by this client.
     pub assertion_seen: bool,
+    /// The JWK Set at the client's `jwks_uri`, as the server last fetched it, or why
+    /// it could not be fetched; `None` when nothing was fetched for this request.
+    pub remote_jwks: Option<Result<Arc<serde_json::Value>, String>>,
 }
 
 /// What a grant's checks read besides the client, one variant per grant that needs

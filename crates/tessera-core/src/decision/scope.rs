@@ -19,7 +19,17 @@ pub(super) fn check_scopes(
     oidc: bool,
     trace: &mut Trace,
 ) -> Result<Vec<String>, Denial> {
-    let mut allowed: Vec<&str> = cf.client.scopes.iter().map(ScopeName::as_str).collect();
+    let in_catalogue = |s: &str| cf.known_scopes.iter().any(|k| k.as_str() == s);
+    // The OpenID Connect scopes are a person's: a client's own token never has them
+    // (unless the org made a scope of that name itself, before they were built in).
+    let login_only = |s: &str| !oidc && is_oidc_scope(s) && !in_catalogue(s);
+    let mut allowed: Vec<&str> = cf
+        .client
+        .scopes
+        .iter()
+        .map(ScopeName::as_str)
+        .filter(|s| !login_only(s))
+        .collect();
     let Some(asked) = asked else {
         trace.pass(
             Check::Scope,
@@ -44,11 +54,14 @@ pub(super) fn check_scopes(
     let mut malformed = vec![];
     let mut unknown = vec![];
     let mut refused = vec![];
+    let mut persons = vec![];
     let mut granted: Vec<String> = vec![];
     for s in asked {
         if ScopeName::parse(s).is_err() {
             malformed.push(clip(s));
-        } else if !(cf.known_scopes.iter().any(|k| k.as_str() == s) || oidc && is_oidc_scope(s)) {
+        } else if login_only(s) {
+            persons.push(s.clone());
+        } else if !(in_catalogue(s) || oidc && is_oidc_scope(s)) {
             unknown.push(clip(s));
         } else if !allowed.contains(&s.as_str()) {
             refused.push(s.clone());
@@ -76,6 +89,17 @@ pub(super) fn check_scopes(
                 } else {
                     allowed.join(" ")
                 }
+            ),
+        ));
+    }
+    if !persons.is_empty() {
+        return Err(trace.fail(
+            Check::Scope,
+            Reason::ScopeNotAllowed,
+            format!(
+                "scope(s) {} are for a person's login (the authorization_code grant with openid), not for a token of client '{}' itself",
+                quoted_list(&persons),
+                cf.client.client_id
             ),
         ));
     }

@@ -61,6 +61,7 @@ fn view(admin: &Admin, c: &Client, secrets: &[StoredSecret]) -> ClientView {
         refresh_token_ttl: c.interactive.refresh_token_ttl,
         refresh_token_idle_ttl: c.interactive.refresh_idle_ttl,
         jwks: c.jwks.clone(),
+        jwks_uri: c.jwks_uri.clone(),
         post_logout_redirect_uris: c.interactive.post_logout_redirect_uris.clone(),
         created_at: rfc3339(c.created_at),
         secrets: secrets.iter().map(|s| secret_view(s, now)).collect(),
@@ -132,10 +133,13 @@ fn check_consistent(c: &Client) -> Result<(), ApiError> {
             ));
         }
     }
-    if c.auth_methods.contains(&AuthMethod::PrivateKeyJwt) && c.jwks.is_none() {
+    if c.auth_methods.contains(&AuthMethod::PrivateKeyJwt)
+        && c.jwks.is_none()
+        && c.jwks_uri.is_none()
+    {
         return Err(ApiError::field(
             "jwks",
-            "private_key_jwt needs the client's public keys: a JWK Set ({\"keys\": [...]})",
+            "private_key_jwt needs the client's public keys: a JWK Set ({\"keys\": [...]}) in jwks, or the URL that publishes it in jwks_uri",
         ));
     }
     if c.grant_types.contains(&GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
@@ -183,6 +187,20 @@ fn check_jwks(v: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
     Ok(v.clone())
 }
 
+/// A `jwks_uri` to keep: a URL the server may fetch under its `[jwks_fetch]` policy.
+fn check_jwks_uri(admin: &Admin, u: &str) -> Result<String, ApiError> {
+    crate::jwks_fetch::check_uri(admin.st.jwks.policy(), u)
+        .map_err(|e| ApiError::field("jwks_uri", e))?;
+    Ok(u.to_string())
+}
+
+fn both_key_sources() -> ApiError {
+    ApiError::field(
+        "jwks_uri",
+        "give the client's keys either inline (jwks) or by URL (jwks_uri), not both (OIDC Dynamic Client Registration §2)",
+    )
+}
+
 /// Whether the client authenticates with a secret at all (else it gets none).
 fn uses_secret(c: &Client) -> bool {
     c.auth_methods.iter().any(|m| {
@@ -198,7 +216,9 @@ async fn parse_scopes(admin: &Admin, v: &[String]) -> Result<Vec<ScopeName>, Api
     let mut out = vec![];
     for (i, s) in v.iter().enumerate() {
         let name = ScopeName::parse(s).map_err(|e| ApiError::field(format!("scopes[{i}]"), e.0))?;
-        if !known.iter().any(|k| k.name == name) {
+        if !known.iter().any(|k| k.name == name)
+            && !tessera_core::interactive::is_oidc_scope(name.as_str())
+        {
             return Err(ApiError::field(
                 format!("scopes[{i}]"),
                 format!(
@@ -429,6 +449,7 @@ pub async fn create(
         token_ttl: check_ttl(body.access_token_ttl.unwrap_or(3600))?,
         interactive: Default::default(),
         jwks: None,
+        jwks_uri: None,
         created_at: now,
     };
     apply_interactive(
@@ -437,8 +458,14 @@ pub async fn create(
         body.refresh_token_ttl,
         body.refresh_token_idle_ttl,
     )?;
+    if body.jwks.is_some() && body.jwks_uri.is_some() {
+        return Err(both_key_sources());
+    }
     if let Some(j) = &body.jwks {
         client.jwks = Some(check_jwks(j)?);
+    }
+    if let Some(u) = &body.jwks_uri {
+        client.jwks_uri = Some(check_jwks_uri(&admin, u)?);
     }
     check_redirects_named("post_logout_redirect_uris", &body.post_logout_redirect_uris)?;
     client.interactive.post_logout_redirect_uris = body.post_logout_redirect_uris.clone();
@@ -547,8 +574,19 @@ pub async fn update(
         patch.refresh_token_ttl,
         patch.refresh_token_idle_ttl,
     )?;
-    if let Some(j) = &patch.jwks {
-        c.jwks = Some(check_jwks(j)?);
+    // The keys come from one place: setting one source drops the other.
+    match (&patch.jwks, &patch.jwks_uri) {
+        (Some(_), Some(Some(_))) => return Err(both_key_sources()),
+        (Some(j), _) => {
+            c.jwks = Some(check_jwks(j)?);
+            c.jwks_uri = None;
+        }
+        (None, Some(Some(u))) => {
+            c.jwks_uri = Some(check_jwks_uri(&admin, u)?);
+            c.jwks = None;
+        }
+        (None, Some(None)) => c.jwks_uri = None,
+        (None, None) => {}
     }
     if let Some(u) = &patch.post_logout_redirect_uris {
         check_redirects_named("post_logout_redirect_uris", u)?;

@@ -8,7 +8,7 @@ use tessera_core::interactive::{AuthCode, LoginGrant, RefreshToken};
 use tessera_core::model::Timestamp;
 use tessera_core::store::{BoxFuture, GrantStore, Rotation, StoreResult};
 
-use super::{SqliteStore, be, from_json, get, to_json};
+use super::{SqliteStore, be, cols, from_json, get, to_json};
 
 fn code_from(r: &SqliteRow) -> StoreResult<AuthCode> {
     Ok(AuthCode {
@@ -123,11 +123,15 @@ impl GrantStore for SqliteStore {
 
     fn auth_code<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<AuthCode>>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = ?")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(be)?;
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                cols::auth_codes_cols!(),
+                " FROM auth_codes WHERE code_hash = ?"
+            ))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?;
             row.as_ref().map(code_from).transpose()
         })
     }
@@ -205,11 +209,15 @@ impl GrantStore for SqliteStore {
 
     fn login_grant<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<LoginGrant>>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM login_grants WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(be)?;
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                cols::login_grants_cols!(),
+                " FROM login_grants WHERE id = ?"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?;
             row.as_ref().map(grant_from).transpose()
         })
     }
@@ -221,7 +229,7 @@ impl GrantStore for SqliteStore {
         Box::pin(async move {
             let row = sqlx::query(
                 "SELECT r.token_hash, r.grant_id, r.created_at AS r_created_at, r.idle_expires_at,
-                        r.used_at, g.*
+                        r.used_at, g.id, g.org_id, g.client_id, g.user_id, g.scopes, g.nonce, g.auth_time, g.sid, g.created_at, g.expires_at, g.revoked_at, g.revoked_reason, g.auth_method
                  FROM refresh_tokens r JOIN login_grants g ON g.id = r.grant_id
                  WHERE r.token_hash = ?",
             )
@@ -332,10 +340,12 @@ impl GrantStore for SqliteStore {
         user_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<Vec<LoginGrant>>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT * FROM login_grants WHERE org_id = ? AND user_id = ?
-                 ORDER BY created_at DESC, id LIMIT 1000",
-            )
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                cols::login_grants_cols!(),
+                " FROM login_grants WHERE org_id = ? AND user_id = ?
+                 ORDER BY created_at DESC, id LIMIT 1000"
+            ))
             .bind(org_id)
             .bind(user_id)
             .fetch_all(&self.pool)
