@@ -1,5 +1,8 @@
-//! The storage traits the core needs. Each database implements them (SQLite now,
-//! PostgreSQL next); nothing above the store knows which one runs.
+//! The storage traits the core needs, one per aggregate (orgs, clients, users, SSO and
+//! sessions, throttling, the audit trail, keys, the interactive login's grants), and
+//! [`Store`], which combines them. Each database implements them (SQLite now,
+//! PostgreSQL next), one module per aggregate; nothing above the store knows which one
+//! runs.
 //!
 //! Methods return boxed futures so the server can hold an `Arc<dyn Store>` and choose
 //! the backend at start-up.
@@ -39,7 +42,7 @@ pub enum StoreError {
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A successful SAML login's writes, for [`Store::finish_saml_login`].
+/// A successful SAML login's writes, for [`SsoStore::finish_saml_login`].
 #[derive(Debug)]
 pub struct SamlLogin<'a> {
     /// The response's and assertion's identifiers, each with when it may be forgotten.
@@ -57,7 +60,7 @@ pub struct SamlLogin<'a> {
     pub now: Timestamp,
 }
 
-/// Which admin-managed fields [`Store::update_user`] writes.
+/// Which admin-managed fields [`UserStore::update_user`] writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UserFields {
     pub email: bool,
@@ -70,7 +73,7 @@ pub struct UserFields {
     pub state: bool,
 }
 
-/// How [`Store::finish_saml_login`] ended.
+/// How [`SsoStore::finish_saml_login`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SamlLoginWritten {
     /// The login is written: user, session, replay record.
@@ -132,8 +135,7 @@ pub enum Rotation {
 }
 
 /// The interactive login's records: authorization codes, grants (refresh token
-/// families), refresh tokens, used client assertion ids. The first of the storage traits
-/// per aggregate; [`Store`] includes it.
+/// families), refresh tokens, used client assertion ids.
 pub trait GrantStore: Send + Sync + 'static {
     /// Stores a new authorization code.
     fn create_auth_code<'a>(&'a self, code: &'a AuthCode) -> BoxFuture<'a, StoreResult<()>>;
@@ -217,12 +219,10 @@ pub trait GrantStore: Send + Sync + 'static {
     fn prune_grants(&self, before: Timestamp) -> BoxFuture<'_, StoreResult<u64>>;
 }
 
-/// Everything Tessera stores.
-pub trait Store: GrantStore + Send + Sync + 'static {
+/// Orgs and their scope catalogues.
+pub trait OrgStore: Send + Sync + 'static {
     /// True when no org exists yet (a fresh database).
     fn is_empty(&self) -> BoxFuture<'_, StoreResult<bool>>;
-
-    // Orgs and scopes.
     fn create_org<'a>(
         &'a self,
         slug: &'a OrgSlug,
@@ -232,119 +232,10 @@ pub trait Store: GrantStore + Send + Sync + 'static {
     fn org_by_id(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<Org>>>;
     fn create_scope<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, StoreResult<()>>;
     fn list_scopes(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<Scope>>>;
+}
 
-    // Users and service accounts.
-    fn create_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>>;
-    fn get_user<'a>(&'a self, org_id: i64, id: &'a str)
-    -> BoxFuture<'a, StoreResult<Option<User>>>;
-    fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>>;
-    /// Writes the admin-managed `fields` of `user` and nothing else: an edit never undoes
-    /// a concurrent change of a field it was not asked to change (an IdP's roles, a first
-    /// SSO login's link, a failed login's count). Whether the state changes is decided
-    /// against the stored row at `now`, not against the caller's copy.
-    fn update_user<'a>(
-        &'a self,
-        user: &'a User,
-        fields: UserFields,
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<()>>;
-    fn user_by_username<'a>(
-        &'a self,
-        org_id: i64,
-        username: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<User>>>;
-    /// Applies a password attempt's outcome: counts a failure (and locks the account when
-    /// the update says so), or resets the count and records the login and, for a password
-    /// grant, the client's use of it.
-    fn record_login<'a>(
-        &'a self,
-        update: &'a LoginUpdate,
-        client_id: Option<&'a str>,
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<()>>;
-    /// Each client's last password grant in the org.
-    fn password_grant_uses(
-        &self,
-        org_id: i64,
-    ) -> BoxFuture<'_, StoreResult<Vec<(String, Timestamp)>>>;
-
-    // SSO.
-    fn sso_config(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Option<SsoConfig>>>;
-    fn put_sso_config<'a>(
-        &'a self,
-        org_id: i64,
-        config: &'a SsoConfig,
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<()>>;
-    /// Switches SSO enforcement for humans on or off.
-    fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>>;
-
-    // SAML logins and browser sessions.
-    /// Stores a pending login started from `source`, unless `source` already has
-    /// `per_source` pending logins or the org `per_org` (unexpired at
-    /// `p.expires_at - PENDING_SECONDS`): false then, and nothing is stored. This bounds
-    /// what unauthenticated requests can make the database hold.
-    fn put_saml_pending<'a>(
-        &'a self,
-        p: &'a SamlPending,
-        source: &'a str,
-        per_source: u32,
-        per_org: u32,
-    ) -> BoxFuture<'a, StoreResult<bool>>;
-    /// Takes (deletes and returns) a pending login: `None` when unknown, already used or
-    /// expired at `now`. Each handle is usable once.
-    fn take_saml_pending<'a>(
-        &'a self,
-        handle: &'a str,
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<Option<SamlPending>>>;
-    /// Remembers a response's identifiers until they expire, in one transaction; false
-    /// when one of them was seen before (a replay), on this node or another.
-    fn remember_saml_ids<'a>(
-        &'a self,
-        org_id: i64,
-        keys: &'a [(String, Timestamp)],
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<bool>>;
-    /// Writes a successful SAML login in one transaction (one synced commit): remembers
-    /// the response's identifiers as [`remember_saml_ids`](Store::remember_saml_ids)
-    /// does, checks the user is still as planned, applies [`SamlLogin::user_write`],
-    /// ends the browser's previous session and starts the new one. Nothing is written
-    /// unless it answers [`SamlLoginWritten::Done`]; `Conflict`, with nothing written,
-    /// when a user to create clashes with an existing one.
-    fn finish_saml_login<'a>(
-        &'a self,
-        login: &'a SamlLogin<'a>,
-    ) -> BoxFuture<'a, StoreResult<SamlLoginWritten>>;
-    fn user_by_saml_link<'a>(
-        &'a self,
-        org_id: i64,
-        name_id: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<User>>>;
-    /// The org's user with this email (case-insensitive).
-    fn user_by_email<'a>(
-        &'a self,
-        org_id: i64,
-        email: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Option<User>>>;
-    fn create_session<'a>(&'a self, s: &'a Session) -> BoxFuture<'a, StoreResult<()>>;
-    fn session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<Session>>>;
-    fn touch_session<'a>(
-        &'a self,
-        id_hash: &'a [u8],
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<()>>;
-    fn delete_session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>>;
-    /// Forgets sessions idle since `idle_before` or created before `created_before` (both
-    /// inclusive: such a session is no longer live), so sessions nobody comes back to do
-    /// not stay in the database. Returns how many were removed.
-    fn prune_sessions(
-        &self,
-        idle_before: Timestamp,
-        created_before: Timestamp,
-    ) -> BoxFuture<'_, StoreResult<u64>>;
-
-    // Clients and secrets.
+/// Clients, their secrets, and the facts a token decision reads about one.
+pub trait ClientStore: Send + Sync + 'static {
     /// Creates a client with its first secret (none for a public client), in one
     /// transaction.
     fn create_client<'a>(
@@ -385,23 +276,137 @@ pub trait Store: GrantStore + Send + Sync + 'static {
         secret_id: &'a str,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<bool>>;
-
-    // The token path.
     /// Loads what a decision about `client_id` from `source_ip` needs.
     fn token_facts<'a>(
         &'a self,
         client_id: &'a str,
         source_ip: &'a str,
     ) -> BoxFuture<'a, StoreResult<Facts>>;
+}
 
-    // Throttling: budgets of credential attempts per (key, source address), where the key
-    // is a client id, an org's login page or a username (see `crate::throttle`).
+/// People and service accounts.
+pub trait UserStore: Send + Sync + 'static {
+    fn create_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>>;
+    fn get_user<'a>(&'a self, org_id: i64, id: &'a str)
+    -> BoxFuture<'a, StoreResult<Option<User>>>;
+    fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>>;
+    /// Writes the admin-managed `fields` of `user` and nothing else: an edit never undoes
+    /// a concurrent change of a field it was not asked to change (an IdP's roles, a first
+    /// SSO login's link, a failed login's count). Whether the state changes is decided
+    /// against the stored row at `now`, not against the caller's copy.
+    fn update_user<'a>(
+        &'a self,
+        user: &'a User,
+        fields: UserFields,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    fn user_by_username<'a>(
+        &'a self,
+        org_id: i64,
+        username: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>>;
+    /// Applies a password attempt's outcome: counts a failure (and locks the account when
+    /// the update says so), or resets the count and records the login and, for a password
+    /// grant, the client's use of it.
+    fn record_login<'a>(
+        &'a self,
+        update: &'a LoginUpdate,
+        client_id: Option<&'a str>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// Each client's last password grant in the org.
+    fn password_grant_uses(
+        &self,
+        org_id: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<(String, Timestamp)>>>;
+    fn user_by_saml_link<'a>(
+        &'a self,
+        org_id: i64,
+        name_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>>;
+    /// The org's user with this email (case-insensitive).
+    fn user_by_email<'a>(
+        &'a self,
+        org_id: i64,
+        email: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>>;
+}
+
+/// An org's SSO configuration, SAML logins in flight and their replay cache, and
+/// browser sessions.
+pub trait SsoStore: Send + Sync + 'static {
+    fn sso_config(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Option<SsoConfig>>>;
+    fn put_sso_config<'a>(
+        &'a self,
+        org_id: i64,
+        config: &'a SsoConfig,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// Switches SSO enforcement for humans on or off.
+    fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>>;
+    /// Stores a pending login started from `source`, unless `source` already has
+    /// `per_source` pending logins or the org `per_org` (unexpired at
+    /// `p.expires_at - PENDING_SECONDS`): false then, and nothing is stored. This bounds
+    /// what unauthenticated requests can make the database hold.
+    fn put_saml_pending<'a>(
+        &'a self,
+        p: &'a SamlPending,
+        source: &'a str,
+        per_source: u32,
+        per_org: u32,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Takes (deletes and returns) a pending login: `None` when unknown, already used or
+    /// expired at `now`. Each handle is usable once.
+    fn take_saml_pending<'a>(
+        &'a self,
+        handle: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Option<SamlPending>>>;
+    /// Remembers a response's identifiers until they expire, in one transaction; false
+    /// when one of them was seen before (a replay), on this node or another.
+    fn remember_saml_ids<'a>(
+        &'a self,
+        org_id: i64,
+        keys: &'a [(String, Timestamp)],
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Writes a successful SAML login in one transaction (one synced commit): remembers
+    /// the response's identifiers as [`remember_saml_ids`](SsoStore::remember_saml_ids)
+    /// does, checks the user is still as planned, applies [`SamlLogin::user_write`],
+    /// ends the browser's previous session and starts the new one. Nothing is written
+    /// unless it answers [`SamlLoginWritten::Done`]; `Conflict`, with nothing written,
+    /// when a user to create clashes with an existing one.
+    fn finish_saml_login<'a>(
+        &'a self,
+        login: &'a SamlLogin<'a>,
+    ) -> BoxFuture<'a, StoreResult<SamlLoginWritten>>;
+    fn create_session<'a>(&'a self, s: &'a Session) -> BoxFuture<'a, StoreResult<()>>;
+    fn session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<Session>>>;
+    fn touch_session<'a>(
+        &'a self,
+        id_hash: &'a [u8],
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    fn delete_session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>>;
+    /// Forgets sessions idle since `idle_before` or created before `created_before` (both
+    /// inclusive: such a session is no longer live), so sessions nobody comes back to do
+    /// not stay in the database. Returns how many were removed.
+    fn prune_sessions(
+        &self,
+        idle_before: Timestamp,
+        created_before: Timestamp,
+    ) -> BoxFuture<'_, StoreResult<u64>>;
+}
+
+/// Throttling: budgets of credential attempts per (key, source address), where the
+/// key is a client id, an org's login page or a username (see `crate::throttle`).
+pub trait ThrottleStore: Send + Sync + 'static {
     /// Takes one attempt from the budget of (`key`, `source`) under `policy` at `now`,
     /// atomically with every other attempt on this node. The attempt is judged by the
     /// stored record with every attempt still in flight counted as a failure
     /// ([`Reservation::judged`]). When that state is blocked (`policy.retry_after` says
     /// so) nothing is taken; otherwise the caller ends the attempt with
-    /// [`settle_attempt`](Store::settle_attempt) or [`release_attempt`](Store::release_attempt).
+    /// [`settle_attempt`](ThrottleStore::settle_attempt) or [`release_attempt`](ThrottleStore::release_attempt).
     fn reserve_attempt(
         &self,
         key: &str,
@@ -423,18 +428,14 @@ pub trait Store: GrantStore + Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<()>>;
     /// Ends a reserved attempt that never reached its credential check.
     fn release_attempt(&self, key: &str, source: &str);
-
-    /// Refreshes node-local copies from the database: what other nodes changed since the
-    /// last call (cached client facts, throttle records of the last `window` seconds).
-    /// The server calls it every second.
-    fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>>;
-
     /// Forgets throttle records whose last failure is older than `before` and whose block
     /// has lifted, so failures against made-up client ids cannot grow the table forever.
     /// Returns how many were removed.
     fn prune_throttle(&self, before: Timestamp, now: Timestamp) -> BoxFuture<'_, StoreResult<u64>>;
+}
 
-    // The audit trail.
+/// The audit trail.
+pub trait AuditStore: Send + Sync + 'static {
     /// The audit trail's writer, for a thread of its own (see [`AuditAppender`]). Called
     /// once, at startup.
     fn audit_appender(&self) -> StoreResult<Box<dyn AuditAppender>>;
@@ -448,8 +449,10 @@ pub trait Store: GrantStore + Send + Sync + 'static {
         org_id: i64,
         filter: &'a AuditFilter,
     ) -> BoxFuture<'a, StoreResult<Vec<AuditEvent>>>;
+}
 
-    // The SAML SP signing key.
+/// Signing keys: the access and ID tokens' keys, and the SAML SP key.
+pub trait KeyStore: Send + Sync + 'static {
     /// The SP key as stored, if one was made.
     fn saml_sp_key(&self) -> BoxFuture<'_, StoreResult<Option<SealedSpKey>>>;
     /// Stores the SP key unless another node stored one first; returns the stored one.
@@ -459,8 +462,6 @@ pub trait Store: GrantStore + Send + Sync + 'static {
         certificate: &'a str,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<SealedSpKey>>;
-
-    // Signing keys.
     /// Every stored signing key, oldest first (in the order they were added, also within
     /// one second).
     fn signing_keys(&self) -> BoxFuture<'_, StoreResult<Vec<StoredKey>>>;
@@ -471,4 +472,24 @@ pub trait Store: GrantStore + Send + Sync + 'static {
         key: &'a StoredKey,
         old_remove_after: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>>;
+}
+
+/// Everything Tessera stores, and the node-local copies a store keeps of it.
+pub trait Store:
+    OrgStore
+    + ClientStore
+    + UserStore
+    + SsoStore
+    + ThrottleStore
+    + AuditStore
+    + KeyStore
+    + GrantStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// Refreshes node-local copies from the database: what other nodes changed since the
+    /// last call (cached client facts, throttle records of the last `window` seconds).
+    /// The server calls it every second.
+    fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>>;
 }
