@@ -299,10 +299,10 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             d.cache_seconds = v;
         }
         if let Some(v) = j.failure_cache_seconds {
-            d.failure_cache_seconds = v;
+            d.failure_cache_seconds = positive("failure_cache_seconds", v)?;
         }
         if let Some(v) = j.refetch_seconds {
-            d.refetch_seconds = v;
+            d.refetch_seconds = positive("refetch_seconds", v)?;
         }
         if let Some(v) = j.max_concurrent_fetches {
             d.max_concurrent_fetches = positive("max_concurrent_fetches", v as u64)? as usize;

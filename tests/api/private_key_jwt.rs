@@ -305,6 +305,24 @@ async fn a_client_authenticates_with_keys_published_at_its_jwks_uri() {
         "{e}"
     );
 
+    // The key server breaks: the refetch an unknown kid causes fails, and the good set
+    // is kept, so the client's real key still works.
+    *keys.set.lock().unwrap() = json!("broken");
+    let (s, e) = token_from(
+        &app,
+        25,
+        &assertion(&k2, "k9", claims(&app, "remote", "r-5")),
+    )
+    .await;
+    assert_eq!(
+        (s, e["reason"].as_str()),
+        (401, Some("client_assertion_invalid")),
+        "{e}"
+    );
+    assert_eq!(keys.hits(), 4, "the unknown kid looked again");
+    let (s, t) = token(&app, &assertion(&k2, "k2", claims(&app, "remote", "r-6"))).await;
+    assert_eq!(s, 200, "{t}");
+
     // A key server that redirects, or answers too much, is refused; the failure is
     // remembered, so a second assertion does not fetch again.
     for (host, (path, why)) in (21u8..).zip([
@@ -418,12 +436,12 @@ async fn a_jwks_uri_never_reaches_an_internal_address() {
         let said = e["error_description"].as_str().unwrap();
         assert!(
             !said.contains("127.0.0.1")
-                && !said.contains("public address")
+                && !said.contains("not public")
                 && !said.contains("169.254"),
             "the caller is told nothing about the address: {said}"
         );
         let trace = app.audit(e["request_id"].as_str().unwrap()).await["trace"].to_string();
-        assert!(trace.contains("not a public address"), "{id}: {trace}");
+        assert!(trace.contains("is not public"), "{id}: {trace}");
     }
     assert_eq!(keys.hits(), 0, "nothing reached the loopback key server");
     app.stop().await;

@@ -597,3 +597,45 @@ fn ipv6_and_mapped_sources() {
         assert_eq!(d.outcome.is_ok(), ok, "{ip}");
     }
 }
+
+/// A client whose keys are at its `jwks_uri`: the decision reads them as a fact. Keys
+/// the server could not fetch refuse the assertion with a reason of their own, tell the
+/// unauthenticated caller nothing of why, and count no failure against the caller (an
+/// outage of the client's key server must not lock the client out).
+#[test]
+fn keys_at_a_jwks_uri_are_a_fact_and_their_absence_is_not_the_callers_failure() {
+    let mut cf = facts();
+    cf.client.auth_methods = vec![AuthMethod::PrivateKeyJwt];
+    cf.client.jwks_uri = Some("https://keys.example/jwks".into());
+    let body = "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJzdmMiLCJzdWIiOiJzdmMifQ.c2ln";
+    let decide_with = |remote: Option<Result<Arc<serde_json::Value>, String>>| {
+        let f = Facts {
+            client: Some(Arc::new(cf.clone())),
+            remote_jwks: remote,
+            ..Facts::default()
+        };
+        run(body, None, "127.0.0.1", &f, DecideOptions::default())
+    };
+    for remote in [
+        None,
+        Some(Err("it answered 503 Service Unavailable".to_string())),
+    ] {
+        let d = decide_with(remote.clone());
+        let den = d.outcome.as_ref().unwrap_err();
+        assert_eq!(den.reason, Reason::ClientJwksUnavailable, "{remote:?}");
+        assert!(!den.description.contains("503"), "{}", den.description);
+        assert_eq!(d.throttle_update, None, "no failure counted: {remote:?}");
+        let step = d.trace.failed().unwrap();
+        assert_eq!(step.check, Check::ClientAssertion);
+        if remote.is_some() {
+            assert!(step.detail.contains("503"), "{}", step.detail);
+        }
+    }
+    // Fetched keys that do not verify the assertion: the caller's failure, counted.
+    let jwk = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]});
+    let d = decide_with(Some(Ok(Arc::new(jwk))));
+    assert_eq!(d.reason(), Some(Reason::ClientAssertionInvalid));
+    assert_eq!(d.throttle_update.unwrap().failures, 1);
+}

@@ -126,7 +126,7 @@ pub struct JwksFetch {
     pub refetch_seconds: u64,
     /// Fetches in flight at once, over all URLs.
     pub max_concurrent_fetches: usize,
-    /// URLs cached at once; past it the cache starts over.
+    /// URLs cached at once; past it the one asked for least recently gives way.
     pub max_cached_uris: usize,
 }
 

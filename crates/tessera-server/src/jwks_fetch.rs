@@ -7,13 +7,16 @@
 //!   resolve to a public address for the check and a private one for the connection),
 //!   no redirects, no proxy from the environment. An operator may trust hosts by name
 //!   (`[jwks_fetch] trusted_hosts`): those may be anywhere and may use `http`.
-//! - How much: a time bound for the whole fetch, a size bound on the body, a bound on
-//!   fetches at once, one fetch per URL at a time (requests for the same URL wait for
-//!   it), and a bounded number of cached URLs.
+//! - How much: a time bound for the whole fetch (the wait for a slot included), a size
+//!   bound on the body, a bound on fetches at once, one fetch per URL at a time
+//!   (requests for the same URL wait for it), and a bounded number of cached URLs (the
+//!   one asked for least recently gives way).
 //! - How often: a fetched set is kept `cache_seconds`; a failure is kept
 //!   `failure_cache_seconds`, so unauthenticated requests naming a client cannot make
 //!   the server fetch in a loop; an assertion naming a `kid` the cached set lacks
-//!   fetches again (the client rotated its keys), at most once per `refetch_seconds`.
+//!   fetches again (the client rotated its keys), at most once per `refetch_seconds`,
+//!   and a failed refetch keeps the good set. A fetch runs in a task of its own, so a
+//!   caller that hangs up cannot cancel it before its result is kept.
 //!
 //! Nodes cache apart: a key a client adds reaches every node at the next fetch.
 
@@ -85,13 +88,21 @@ pub fn is_public(ip: IpAddr) -> bool {
             !(v6.is_unspecified()
                 || v6.is_loopback()
                 || v6.is_multicast()
-                // Unique local fc00::/7, link-local fe80::/10, documentation 2001:db8::/32,
-                // NAT64 64:ff9b::/96 and IPv4-compatible ::/96 (both reach IPv4 ranges).
+                // Unique local fc00::/7, link-local fe80::/10, site-local fec0::/10,
+                // documentation 2001:db8::/32, discard-only 100::/64; and the prefixes that
+                // carry an IPv4 address, which may be a private one: NAT64 64:ff9b::/32
+                // (well-known and local), IPv4-compatible ::/96, IPv4-translated
+                // ::ffff:0:0/96, 6to4 2002::/16, Teredo 2001::/32.
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
                 || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])
                 || (s[0] == 0x0064 && s[1] == 0xff9b)
-                || s[..6] == [0, 0, 0, 0, 0, 0])
+                || s[..6] == [0, 0, 0, 0, 0, 0]
+                || (s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0)
+                || s[0] == 0x2002
+                || (s[0] == 0x2001 && s[1] == 0))
         }
     }
 }
@@ -109,10 +120,11 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if !trusted && let Some(a) = addrs.iter().find(|a| !is_public(a.ip())) {
+            // The address itself is left out of the message: org admins read it in
+            // traces, and the internal DNS is not theirs to map.
+            if !trusted && addrs.iter().any(|a| !is_public(a.ip())) {
                 return Err(format!(
-                    "'{host}' resolves to {}, which is not a public address; an operator can trust the host ([jwks_fetch] trusted_hosts)",
-                    a.ip()
+                    "'{host}' resolves to an address that is not public (loopback, private, link-local or reserved); an operator can trust the host ([jwks_fetch] trusted_hosts)"
                 )
                 .into());
             }
@@ -121,31 +133,93 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// What a fetch of one URL gave, and when.
-#[derive(Clone)]
-struct Fetched {
-    at: Instant,
-    result: Result<Arc<Value>, String>,
+/// What this node knows of one URL: the last good set, the last failure, and when it
+/// last tried. Behind an async lock: requests for the same URL share one fetch.
+#[derive(Default)]
+struct Known {
+    good: Option<(Instant, Arc<Value>)>,
+    failure: Option<(Instant, String)>,
+    last_try: Option<Instant>,
 }
 
-/// One cached URL; its lock makes requests for the same URL share one fetch.
+/// What the cache answers without fetching, or that it must fetch.
+enum Cached {
+    Answer(Result<Arc<Value>, String>),
+    Fetch,
+}
+
+impl Known {
+    fn lookup(&self, p: &JwksFetch, kid: Option<&str>) -> Cached {
+        let within = |at: Instant, secs: u64| at.elapsed() < Duration::from_secs(secs);
+        if let Some((at, set)) = &self.good
+            && within(*at, p.cache_seconds)
+        {
+            let has_kid = kid.is_none_or(|k| tessera_core::client_keys::set_has_kid(set, k));
+            // A kid the set lacks: the client may have rotated; look again, but not more
+            // often than refetch_seconds, whoever asks.
+            let tried_lately = self.last_try.is_some_and(|t| within(t, p.refetch_seconds));
+            if has_kid || tried_lately {
+                return Cached::Answer(Ok(set.clone()));
+            }
+            return Cached::Fetch;
+        }
+        match &self.failure {
+            Some((at, e)) if within(*at, p.failure_cache_seconds) => Cached::Answer(Err(e.clone())),
+            _ => Cached::Fetch,
+        }
+    }
+
+    /// Records a fetch's result and answers with what the cache now holds: a failed
+    /// fetch keeps a good set still within its time (a brief outage of the client's key
+    /// server, or a stranger's made-up kid, does not lock the client out).
+    fn record(
+        &mut self,
+        p: &JwksFetch,
+        result: Result<Value, String>,
+    ) -> Result<Arc<Value>, String> {
+        let now = Instant::now();
+        match result {
+            Ok(set) => {
+                let set = Arc::new(set);
+                self.good = Some((now, set.clone()));
+                self.failure = None;
+                Ok(set)
+            }
+            Err(e) => {
+                self.failure = Some((now, e.clone()));
+                match &self.good {
+                    Some((at, set)) if at.elapsed() < Duration::from_secs(p.cache_seconds) => {
+                        Ok(set.clone())
+                    }
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Entry {
-    last: tokio::sync::Mutex<Option<Fetched>>,
+    known: tokio::sync::Mutex<Known>,
 }
 
 /// The fetcher and its cache, one per server.
 pub struct JwksCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     policy: JwksFetch,
     http: reqwest::Client,
-    entries: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Each URL's entry and when it was last asked for.
+    entries: Mutex<HashMap<String, (Arc<Entry>, Instant)>>,
     in_flight: Semaphore,
 }
 
 impl JwksCache {
     /// The policy the cache fetches under.
     pub fn policy(&self) -> &JwksFetch {
-        &self.policy
+        &self.inner.policy
     }
 
     pub fn new(policy: JwksFetch) -> Self {
@@ -165,48 +239,67 @@ impl JwksCache {
             .build()
             .expect("a TLS client with the built-in roots");
         Self {
-            in_flight: Semaphore::new(policy.max_concurrent_fetches.max(1)),
-            policy,
-            http,
-            entries: Mutex::new(HashMap::new()),
+            inner: Arc::new(Inner {
+                in_flight: Semaphore::new(policy.max_concurrent_fetches.max(1)),
+                policy,
+                http,
+                entries: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
     /// The client's JWK Set at `uri`, from the cache while it is fresh; fetched again
-    /// when `kid` names a key the cached set lacks and the last fetch is old enough.
+    /// when `kid` names a key the cached set lacks and the last try is old enough.
+    ///
+    /// A fetch runs in a task of its own: a caller that goes away (or times out) does
+    /// not cancel it, so its result is kept for everyone, a failure included.
     pub async fn get(&self, uri: &str, kid: Option<&str>) -> Result<Arc<Value>, String> {
-        let entry = {
-            let mut map = self.entries.lock().expect("jwks cache");
-            if !map.contains_key(uri) && map.len() >= self.policy.max_cached_uris {
-                // Bounded: start over rather than grow. Each URL costs one fetch again.
-                map.clear();
+        let entry = self.inner.entry(uri);
+        if let Cached::Answer(a) = entry.known.lock().await.lookup(&self.inner.policy, kid) {
+            return a;
+        }
+        let (inner, uri, kid) = (self.inner.clone(), uri.to_string(), kid.map(str::to_string));
+        tokio::spawn(async move {
+            let mut known = entry.known.lock().await;
+            // Another task may have fetched while this one waited.
+            if let Cached::Answer(a) = known.lookup(&inner.policy, kid.as_deref()) {
+                return a;
             }
-            map.entry(uri.to_string()).or_default().clone()
-        };
-        let mut last = entry.last.lock().await;
-        if let Some(f) = last.as_ref() {
-            let age = f.at.elapsed();
-            let fresh = match &f.result {
-                Ok(set) => {
-                    age < Duration::from_secs(self.policy.cache_seconds)
-                        && !(kid.is_some_and(|k| !tessera_core::client_keys::set_has_kid(set, k))
-                            && age >= Duration::from_secs(self.policy.refetch_seconds))
-                }
-                Err(_) => age < Duration::from_secs(self.policy.failure_cache_seconds),
-            };
-            if fresh {
-                return f.result.clone();
+            known.last_try = Some(Instant::now());
+            let fetched = inner.fetch(&uri).await;
+            if let Err(e) = &fetched {
+                tracing::warn!(jwks_uri = %tessera_core::text::shown(&uri), error = %e, "a client's jwks_uri could not be fetched");
+            }
+            known.record(&inner.policy, fetched)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the fetch failed: {e}")))
+    }
+}
+
+impl Inner {
+    /// The entry of `uri`. At most `max_cached_uris` are kept: past it the entry asked
+    /// for least recently and not in use gives way.
+    fn entry(&self, uri: &str) -> Arc<Entry> {
+        let mut map = self.entries.lock().expect("jwks cache");
+        let now = Instant::now();
+        if let Some((e, used)) = map.get_mut(uri) {
+            *used = now;
+            return e.clone();
+        }
+        if map.len() >= self.policy.max_cached_uris {
+            let idle = map
+                .iter()
+                .filter(|(_, (e, _))| Arc::strong_count(e) == 1)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = idle {
+                map.remove(&k);
             }
         }
-        let result = self.fetch(uri).await.map(Arc::new);
-        if let Err(e) = &result {
-            tracing::warn!(jwks_uri = %tessera_core::text::shown(uri), error = %e, "a client's jwks_uri could not be fetched");
-        }
-        *last = Some(Fetched {
-            at: Instant::now(),
-            result: result.clone(),
-        });
-        result
+        let e = Arc::new(Entry::default());
+        map.insert(uri.to_string(), (e.clone(), now));
+        e
     }
 
     async fn fetch(&self, uri: &str) -> Result<Value, String> {
@@ -223,14 +316,15 @@ impl JwksCache {
             };
             if let Some(ip) = literal.filter(|ip| !is_public(*ip)) {
                 return Err(format!(
-                    "{ip} is not a public address; an operator can trust the host ([jwks_fetch] trusted_hosts)"
+                    "{ip} is not public (loopback, private, link-local or reserved); an operator can trust the host ([jwks_fetch] trusted_hosts)"
                 ));
             }
         }
-        let _permit = self
-            .in_flight
-            .acquire()
+        // The wait for a slot counts against the same deadline as the fetch.
+        let deadline = Duration::from_millis(self.policy.timeout_ms);
+        let _permit = tokio::time::timeout(deadline, self.in_flight.acquire())
             .await
+            .map_err(|_| "too many fetches of clients' keys are in flight; try again".to_string())?
             .map_err(|_| "the server is shutting down".to_string())?;
         let mut res = self
             .http
@@ -320,6 +414,12 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
             "::10.0.0.1",
+            "fec0::1",
+            "2002:a00:1::1",
+            "64:ff9b:1::a00:1",
+            "::ffff:0:a00:1",
+            "100::1",
+            "2001:0:4136:e378::1",
         ] {
             assert!(!is_public(a.parse().unwrap()), "{a} is not public");
         }

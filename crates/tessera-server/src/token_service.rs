@@ -673,6 +673,11 @@ async fn remote_jwks(
     ) else {
         return None;
     };
+    // Nothing to fetch for a client the decision refuses before its keys anyway.
+    let c = &cf.client;
+    if !c.enabled || !cf.org.enabled || !c.auth_methods.contains(&AuthMethod::PrivateKeyJwt) {
+        return None;
+    }
     let kid = tessera_core::client_keys::unverified_kid(jwt.expose());
     Some(st.jwks.get(uri, kid.as_deref()).await)
 }

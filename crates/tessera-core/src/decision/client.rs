@@ -116,7 +116,9 @@ pub(super) fn authenticate<'f>(
                     }
                 }
                 Err(denial) => {
-                    if !opts.dry_run {
+                    // Keys the server could not fetch say nothing about the caller: an
+                    // outage of the client's key server must not lock the client out.
+                    if !opts.dry_run && denial.reason != Reason::ClientJwksUnavailable {
                         d.throttle_update = Some(opts.throttle.after_failure(&facts.throttle, now));
                     }
                     return Err(denial);
