@@ -276,12 +276,6 @@ pub trait ClientStore: Send + Sync + 'static {
         secret_id: &'a str,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<bool>>;
-    /// Loads what a decision about `client_id` from `source_ip` needs.
-    fn token_facts<'a>(
-        &'a self,
-        client_id: &'a str,
-        source_ip: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Facts>>;
 }
 
 /// People and service accounts.
@@ -398,36 +392,10 @@ pub trait SsoStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, StoreResult<u64>>;
 }
 
-/// Throttling: budgets of credential attempts per (key, source address), where the
-/// key is a client id, an org's login page or a username (see `crate::throttle`).
+/// Throttle records as stored: failures per (key, source address), where the key is a
+/// client id, an org's login page or a username (see `crate::throttle`). Attempts are
+/// taken and settled through [`HotPath`], which keeps this node's copy in front.
 pub trait ThrottleStore: Send + Sync + 'static {
-    /// Takes one attempt from the budget of (`key`, `source`) under `policy` at `now`,
-    /// atomically with every other attempt on this node. The attempt is judged by the
-    /// stored record with every attempt still in flight counted as a failure
-    /// ([`Reservation::judged`]). When that state is blocked (`policy.retry_after` says
-    /// so) nothing is taken; otherwise the caller ends the attempt with
-    /// [`settle_attempt`](ThrottleStore::settle_attempt) or [`release_attempt`](ThrottleStore::release_attempt).
-    fn reserve_attempt(
-        &self,
-        key: &str,
-        source: &str,
-        policy: &ThrottlePolicy,
-        now: Timestamp,
-    ) -> Reservation;
-    /// Ends a reserved attempt whose credential was checked: a failure is counted (on this
-    /// node at once, in the database by an atomic increment, so several nodes add up), a
-    /// success clears the record. The node-local part is done before this returns its
-    /// future, so dropping the future loses at most the database write.
-    fn settle_attempt<'a>(
-        &'a self,
-        key: &'a str,
-        source: &'a str,
-        outcome: AttemptOutcome,
-        policy: &ThrottlePolicy,
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<()>>;
-    /// Ends a reserved attempt that never reached its credential check.
-    fn release_attempt(&self, key: &str, source: &str);
     /// Forgets throttle records whose last failure is older than `before` and whose block
     /// has lifted, so failures against made-up client ids cannot grow the table forever.
     /// Returns how many were removed.
@@ -474,7 +442,50 @@ pub trait KeyStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<()>>;
 }
 
-/// Everything Tessera stores, and the node-local copies a store keeps of it.
+/// The token path's reads and the throttle budgets, served from node-local copies:
+/// what a storage layer keeps in front of a database (`tessera-store`'s cache layer),
+/// refreshed from what every node changed.
+pub trait HotPath: Send + Sync + 'static {
+    /// Loads what a decision about `client_id` from `source_ip` needs.
+    fn token_facts<'a>(
+        &'a self,
+        client_id: &'a str,
+        source_ip: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Facts>>;
+    /// Takes one attempt from the budget of (`key`, `source`) under `policy` at `now`,
+    /// atomically with every other attempt on this node. The attempt is judged by the
+    /// stored record with every attempt still in flight counted as a failure
+    /// ([`Reservation::judged`]). When that state is blocked (`policy.retry_after` says
+    /// so) nothing is taken; otherwise the caller ends the attempt with
+    /// [`settle_attempt`](HotPath::settle_attempt) or [`release_attempt`](HotPath::release_attempt).
+    fn reserve_attempt(
+        &self,
+        key: &str,
+        source: &str,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Reservation;
+    /// Ends a reserved attempt whose credential was checked: a failure is counted (on this
+    /// node at once, in the database by an atomic increment, so several nodes add up), a
+    /// success clears the record. The node-local part is done before this returns its
+    /// future, so dropping the future loses at most the database write.
+    fn settle_attempt<'a>(
+        &'a self,
+        key: &'a str,
+        source: &'a str,
+        outcome: AttemptOutcome,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// Ends a reserved attempt that never reached its credential check.
+    fn release_attempt(&self, key: &str, source: &str);
+    /// Refreshes node-local copies from the database: what other nodes changed since the
+    /// last call (cached client facts, throttle records of the last `window` seconds).
+    /// The server calls it every second.
+    fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>>;
+}
+
+/// Everything Tessera stores: the aggregates, with the hot path in front.
 pub trait Store:
     OrgStore
     + ClientStore
@@ -484,12 +495,19 @@ pub trait Store:
     + AuditStore
     + KeyStore
     + GrantStore
-    + Send
-    + Sync
-    + 'static
+    + HotPath
 {
-    /// Refreshes node-local copies from the database: what other nodes changed since the
-    /// last call (cached client facts, throttle records of the last `window` seconds).
-    /// The server calls it every second.
-    fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>>;
+}
+
+impl<T> Store for T where
+    T: OrgStore
+        + ClientStore
+        + UserStore
+        + SsoStore
+        + ThrottleStore
+        + AuditStore
+        + KeyStore
+        + GrantStore
+        + HotPath
+{
 }

@@ -85,6 +85,11 @@ pub const SQLITE: &[Migration] = &[
         name: "client_jwks_uri",
         sql: include_str!("../migrations/sqlite/0014_client_jwks_uri.sql"),
     },
+    Migration {
+        version: 15,
+        name: "change_feed",
+        sql: include_str!("../migrations/sqlite/0015_change_feed.sql"),
+    },
 ];
 
 /// Applies every migration not yet recorded in `tessera_migrations`.

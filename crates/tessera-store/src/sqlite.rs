@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
-use tessera_core::decision::{ClientFacts, Facts, LoginUpdate};
+use tessera_core::decision::LoginUpdate;
 use tessera_core::model::{
     Client, ClientId, IpAllowList, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp, User,
     UserState, UserType,
@@ -26,14 +26,14 @@ use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};
 use tessera_core::store::{
     AuditAppender, AuditStore, BoxFuture, ClientStore, KeyStore, OrgStore, SamlLogin,
-    SamlLoginWritten, SealedSpKey, SsoStore, Store, StoreError, StoreResult, StoredKey,
-    ThrottleStore, UserFields, UserStore, UserWrite,
+    SamlLoginWritten, SealedSpKey, SsoStore, StoreError, StoreResult, StoredKey, ThrottleStore,
+    UserFields, UserStore, UserWrite,
 };
-use tessera_core::throttle::{AttemptOutcome, Reservation, ThrottlePolicy, ThrottleState};
+use tessera_core::throttle::{ThrottlePolicy, ThrottleState};
 use tessera_core::trace::Trace;
 
 use crate::Durability;
-use crate::hot::{FactsCache, OrgFacts, Persist, ThrottleMirror};
+use crate::backend::{Backend, Change, ClientParts, Feed, OrgParts, ThrottleRecord};
 use crate::migrate;
 
 mod audit;
@@ -57,12 +57,6 @@ pub struct SqliteStore {
     /// The database file (`None` in memory), for the audit trail's own connection.
     file: Option<PathBuf>,
     durability: Durability,
-    facts_cache: FactsCache,
-    throttles: ThrottleMirror,
-    /// The database's cache version when this node last looked.
-    seen_version: AtomicI64,
-    /// When `sync` last merged throttle records (seconds).
-    last_sync: AtomicI64,
 }
 
 /// The write gate: one turn at a time for this process's writers, and on a database file
@@ -199,12 +193,7 @@ impl SqliteStore {
             opts,
             file,
             durability,
-            facts_cache: FactsCache::default(),
-            throttles: ThrottleMirror::default(),
-            seen_version: AtomicI64::new(0),
-            last_sync: AtomicI64::new(0),
         };
-        store.sync_now(i64::MAX / 2).await?;
         Ok(store)
     }
 
@@ -234,80 +223,129 @@ impl SqliteStore {
         Ok(Writer { turn, pooled })
     }
 
-    /// Records that cached data changed: bumps the version other nodes poll, and clears
-    /// this node's cache. Called in the same write turn as the change, so no other write
-    /// comes between them and no second wait for the gate can be cut short.
-    async fn changed(&self, w: &mut SqliteConnection) -> StoreResult<()> {
-        self.facts_cache.invalidate();
-        let v: i64 = sqlx::query_scalar(
-            "UPDATE tessera_meta SET value = value + 1 WHERE key = 'cache_version' RETURNING value",
-        )
-        .fetch_one(w)
-        .await
-        .map_err(be)?;
-        self.seen_version.store(v, Ordering::Release);
+    /// Records what a write changed in the change feed, on the write's own connection
+    /// and turn (so the feed's order is the writes' order), and forgets entries older
+    /// than [`FEED_KEPT_SECONDS`].
+    async fn changed(&self, w: &mut SqliteConnection, changes: &[Change]) -> StoreResult<()> {
+        let now = unix_now();
+        for c in changes {
+            let (kind, key) = c.to_row();
+            sqlx::query("INSERT INTO tessera_changes (kind, key, at) VALUES (?, ?, ?)")
+                .bind(kind)
+                .bind(key)
+                .bind(now)
+                .execute(&mut *w)
+                .await
+                .map_err(be)?;
+        }
+        sqlx::query("DELETE FROM tessera_changes WHERE at < ?")
+            .bind(now - FEED_KEPT_SECONDS)
+            .execute(&mut *w)
+            .await
+            .map_err(be)?;
         Ok(())
     }
 
-    /// Passes a write's result through, recording the change when it succeeded, on the
-    /// write's own connection and turn.
-    async fn committed<T>(&self, w: &mut SqliteConnection, out: StoreResult<T>) -> StoreResult<T> {
+    /// Passes a write's result through, recording what it changed when it succeeded.
+    async fn committed<T>(
+        &self,
+        w: &mut SqliteConnection,
+        out: StoreResult<T>,
+        changes: &[Change],
+    ) -> StoreResult<T> {
         if out.is_ok() {
-            self.changed(w).await?;
+            self.changed(w, changes).await?;
         }
         out
     }
+}
 
-    async fn sync_now(&self, window: i64) -> StoreResult<()> {
-        let v: i64 =
-            sqlx::query_scalar("SELECT value FROM tessera_meta WHERE key = 'cache_version'")
+impl Backend for SqliteStore {
+    fn client_parts<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<ClientParts>>> {
+        Box::pin(self.load_client_parts(client_id))
+    }
+
+    fn org_parts(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Option<OrgParts>>> {
+        Box::pin(self.load_org_parts(org_id))
+    }
+
+    fn changes_after(&self, after: i64) -> BoxFuture<'_, StoreResult<Feed>> {
+        Box::pin(async move {
+            let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM tessera_changes")
                 .fetch_one(&self.pool)
                 .await
                 .map_err(be)?;
-        if self.seen_version.swap(v, Ordering::AcqRel) != v {
-            self.facts_cache.invalidate();
-        }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let since = self
-            .last_sync
-            .swap(now, Ordering::AcqRel)
-            .max(now.saturating_sub(window))
-            - 1;
-        let rows = sqlx::query(
-            "SELECT client_id, source_ip, failures, last_failure, blocked_until FROM auth_failures
-             WHERE last_failure >= ? OR blocked_until > ?",
-        )
-        .bind(since)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(be)?
-        .iter()
-        .map(|r| {
-            Ok((
-                get::<String>(r, "client_id")?,
-                get::<String>(r, "source_ip")?,
-                ThrottleState {
-                    failures: get::<i64>(r, "failures")? as u32,
-                    last_failure: get(r, "last_failure")?,
-                    blocked_until: get(r, "blocked_until")?,
-                },
-            ))
+            if after >= head {
+                return Ok(Feed {
+                    head,
+                    ..Feed::default()
+                });
+            }
+            let rows = sqlx::query(
+                "SELECT seq, kind, key FROM tessera_changes WHERE seq > ? AND seq <= ? ORDER BY seq",
+            )
+            .bind(after)
+            .bind(head)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(be)?;
+            // Positions are dense (one writer, AUTOINCREMENT): a first row past after + 1
+            // means older ones were forgotten.
+            let first = rows.first().map(|r| get::<i64>(r, "seq")).transpose()?;
+            let mut feed = Feed {
+                head,
+                gap: first != Some(after + 1),
+                changes: Vec::with_capacity(rows.len()),
+            };
+            for r in &rows {
+                match Change::from_row(&get::<String>(r, "kind")?, get(r, "key")?) {
+                    Some(c) => feed.changes.push(c),
+                    None => feed.gap = true,
+                }
+            }
+            Ok(feed)
         })
-        .collect::<StoreResult<Vec<_>>>()?;
-        self.throttles
-            .merge(rows, now.saturating_sub(window.min(now)), now);
-        Ok(())
+    }
+
+    fn throttle_records(
+        &self,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> BoxFuture<'_, StoreResult<Vec<ThrottleRecord>>> {
+        Box::pin(self.load_throttle_records(since, now))
+    }
+
+    fn count_failure<'a>(
+        &'a self,
+        key: &'a str,
+        source: &'a str,
+        policy: ThrottlePolicy,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<ThrottleState>> {
+        Box::pin(self.increment_failures(key, source, policy, now))
+    }
+
+    fn clear_failures<'a>(
+        &'a self,
+        key: &'a str,
+        source: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(self.delete_failures(key, source))
     }
 }
 
-impl Store for SqliteStore {
-    fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(self.sync_now(window))
-    }
+/// How long the change feed keeps an entry, in seconds: a node that has not read the
+/// feed for longer forgets all its cached facts.
+const FEED_KEPT_SECONDS: i64 = 3_600;
+
+fn unix_now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

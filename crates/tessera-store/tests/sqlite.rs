@@ -9,7 +9,7 @@ use tessera_core::model::{
     User, UserState, UserType,
 };
 use tessera_core::secret::hash_client_secret;
-use tessera_core::store::{AuditAppender, Store, StoreError, StoreResult, StoredKey};
+use tessera_core::store::{AuditAppender, Store, StoreError, StoreResult, StoredKey, UserFields};
 use tessera_core::throttle::{AttemptOutcome, ThrottlePolicy, ThrottleState};
 use tessera_core::trace::Trace;
 use tessera_store::Durability;
@@ -570,6 +570,70 @@ async fn clients_of_one_org_share_its_cached_facts_and_see_its_changes() {
     b.sync(900).await.unwrap();
     assert_eq!(names(&facts(&b, "c1").await), ["a", "b"]);
     assert_eq!(names(&facts(&b, "c2").await), ["a", "b"]);
+}
+
+/// The change feed names what changed: a change to one client leaves the other
+/// clients' cached facts in place on every node; a service account's change reaches the
+/// facts of the clients that run as it.
+#[tokio::test]
+async fn a_change_forgets_only_what_it_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = store(&dir).await;
+    let b = store(&dir).await;
+    let (org, mut c1) = org_with_client(a.as_ref()).await;
+    let mut bot = human(org, "bot");
+    bot.id = "usr_bot".into();
+    bot.user_type = UserType::Service;
+    bot.password_hash = None;
+    a.create_user(&bot).await.unwrap();
+    let c2 = Client {
+        client_id: ClientId::parse("c2").unwrap(),
+        name: "two".into(),
+        service_account_id: Some("usr_bot".into()),
+        ..c1.clone()
+    };
+    a.create_client(&c2, Some(&secret("s2", "c2", "tsec_two2", 10)))
+        .await
+        .unwrap();
+    let facts = |s: &Arc<dyn Store>, id: &'static str| {
+        let s = s.clone();
+        async move { s.token_facts(id, "ip").await.unwrap().client.unwrap() }
+    };
+    b.sync(900).await.unwrap();
+    facts(&b, "c1").await;
+    let b2 = facts(&b, "c2").await;
+    c1.name = "renamed".into();
+    a.update_client(&c1).await.unwrap();
+    b.sync(900).await.unwrap();
+    assert_eq!(facts(&b, "c1").await.client.name, "renamed");
+    assert!(
+        Arc::ptr_eq(&b2, &facts(&b, "c2").await),
+        "c2's facts stay cached"
+    );
+    // The service account of c2 is disabled through A: B reloads c2, not c1.
+    let b1 = facts(&b, "c1").await;
+    bot.state = UserState::Disabled;
+    a.update_user(
+        &bot,
+        UserFields {
+            state: true,
+            ..UserFields::default()
+        },
+        now(),
+    )
+    .await
+    .unwrap();
+    b.sync(900).await.unwrap();
+    let reloaded = facts(&b, "c2").await;
+    assert_eq!(
+        reloaded.service_account.as_ref().unwrap().state,
+        UserState::Disabled
+    );
+    assert!(
+        Arc::ptr_eq(&b1, &facts(&b, "c1").await),
+        "c1's facts stay cached"
+    );
+    drop(b1);
 }
 
 fn now() -> i64 {

@@ -44,30 +44,10 @@ pub(super) fn secret_from(row: &SqliteRow) -> StoreResult<StoredSecret> {
 }
 
 impl SqliteStore {
-    pub(super) async fn facts(&self, client_id: &str, source_ip: &str) -> StoreResult<Facts> {
-        let throttle = self.throttles.get(client_id, source_ip);
-        let client = match self.facts_cache.get(client_id) {
-            Some(f) => Some(f),
-            None => {
-                let generation = self.facts_cache.generation();
-                let loaded = self.load_client_facts(client_id).await?.map(Arc::new);
-                if let Some(f) = &loaded {
-                    self.facts_cache.insert(client_id, f.clone(), generation);
-                }
-                loaded
-            }
-        };
-        Ok(Facts {
-            client,
-            throttle,
-            ..Facts::default()
-        })
-    }
-
-    pub(super) async fn load_client_facts(
+    pub(super) async fn load_client_parts(
         &self,
         client_id: &str,
-    ) -> StoreResult<Option<ClientFacts>> {
+    ) -> StoreResult<Option<ClientParts>> {
         let Some(row) = sqlx::query(concat!(
             "SELECT ",
             cols::clients_cols!(),
@@ -82,31 +62,22 @@ impl SqliteStore {
         };
         let client = client_from(&row)?;
         let secrets = self.secrets(client_id).await?;
-        let (org, known_scopes) = self.org_facts(client.org_id).await?;
         let service_account = match &client.service_account_id {
             Some(id) => self.user(client.org_id, id).await?,
             None => None,
         };
-        Ok(Some(ClientFacts {
+        Ok(Some(ClientParts {
             client,
             secrets,
-            org,
             service_account,
-            known_scopes,
         }))
     }
 
-    /// An org with its scope catalogue, from the cache when it has them: a cold start
-    /// over many clients of one org then reads the org once, not once per client.
-    pub(super) async fn org_facts(&self, org_id: i64) -> StoreResult<OrgFacts> {
-        if let Some(f) = self.facts_cache.get_org(org_id) {
-            return Ok(f);
-        }
-        let generation = self.facts_cache.generation();
-        let org = self
-            .org(org_id)
-            .await?
-            .ok_or_else(|| StoreError::Backend("client without org".into()))?;
+    /// An org with the names in its scope catalogue.
+    pub(super) async fn load_org_parts(&self, org_id: i64) -> StoreResult<Option<OrgParts>> {
+        let Some(org) = self.org(org_id).await? else {
+            return Ok(None);
+        };
         let known_scopes =
             sqlx::query_scalar::<_, String>("SELECT name FROM scopes WHERE org_id = ?")
                 .bind(org_id)
@@ -116,10 +87,7 @@ impl SqliteStore {
                 .into_iter()
                 .filter_map(|n| ScopeName::parse(&n).ok())
                 .collect();
-        let facts: OrgFacts = (Arc::new(org), known_scopes);
-        self.facts_cache
-            .insert_org(org_id, facts.clone(), generation);
-        Ok(facts)
+        Ok(Some((org, known_scopes)))
     }
 
     pub(super) async fn secrets(&self, client_id: &str) -> StoreResult<Vec<StoredSecret>> {
@@ -213,7 +181,8 @@ impl ClientStore for SqliteStore {
                 tx.commit().await.map_err(be)
             }
             .await;
-            self.committed(&mut w, out).await
+            self.committed(&mut w, out, &[Change::Client(c.client_id.to_string())])
+                .await
         })
     }
 
@@ -289,7 +258,8 @@ impl ClientStore for SqliteStore {
             Ok(())
         }
             .await;
-            self.committed(&mut w, out).await
+            self.committed(&mut w, out, &[Change::Client(c.client_id.to_string())])
+                .await
         })
     }
 
@@ -316,11 +286,11 @@ impl ClientStore for SqliteStore {
                         .map_err(be)?;
                 }
                 tx.commit().await.map_err(be)?;
-                self.throttles.forget_client(client_id);
                 Ok(r.rows_affected() > 0)
             }
             .await;
-            self.committed(&mut w, out).await
+            self.committed(&mut w, out, &[Change::Client(client_id.to_string())])
+                .await
         })
     }
 
@@ -377,7 +347,8 @@ impl ClientStore for SqliteStore {
             tx.commit().await.map_err(be)
         }
             .await;
-            self.committed(&mut w, out).await
+            self.committed(&mut w, out, &[Change::Client(new.client_id.to_string())])
+                .await
         })
     }
 
@@ -402,15 +373,8 @@ impl ClientStore for SqliteStore {
             Ok(r.rows_affected() > 0)
         }
             .await;
-            self.committed(&mut w, out).await
+            self.committed(&mut w, out, &[Change::Client(client_id.to_string())])
+                .await
         })
-    }
-
-    fn token_facts<'a>(
-        &'a self,
-        client_id: &'a str,
-        source_ip: &'a str,
-    ) -> BoxFuture<'a, StoreResult<Facts>> {
-        Box::pin(self.facts(client_id, source_ip))
     }
 }

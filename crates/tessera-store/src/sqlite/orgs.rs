@@ -65,7 +65,7 @@ impl OrgStore for SqliteStore {
             })
         }
             .await;
-            self.committed(&mut w, out).await
+            self.committed(&mut w, out, &[]).await
         })
     }
 
@@ -104,7 +104,7 @@ impl OrgStore for SqliteStore {
                 Ok(())
             }
             .await;
-            self.committed(&mut w, out).await
+            self.committed(&mut w, out, &[Change::Org(s.org_id)]).await
         })
     }
 

@@ -110,7 +110,7 @@ impl SsoStore for SqliteStore {
                         Ok(())
                     }
                 });
-            self.committed(&mut w, out).await
+            self.committed(&mut w, out, &[Change::Org(org_id)]).await
         })
     }
 

@@ -129,7 +129,8 @@ impl UserStore for SqliteStore {
         Box::pin(async move {
             let mut w = self.writer().await?;
             let out = Self::insert_user(&mut w, u).await;
-            self.committed(&mut w, out).await
+            self.committed(&mut w, out, &[Change::User(u.id.clone())])
+                .await
         })
     }
 
@@ -207,7 +208,8 @@ impl UserStore for SqliteStore {
                 user_updated(r.rows_affected(), &u.id)
             }
             .await;
-            self.committed(&mut w, out).await
+            self.committed(&mut w, out, &[Change::User(u.id.clone())])
+                .await
         })
     }
 

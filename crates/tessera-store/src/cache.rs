@@ -1,17 +1,28 @@
-//! Node-local copies of what the token path reads, so a token request touches no disk
-//! except its audit write.
+//! The cache layer: one [`Cached`] in front of any [`Backend`], with node-local copies
+//! of what the token path reads, so a token request touches no disk except its audit
+//! write.
 //!
 //! - [`FactsCache`]: each client's facts (client, secrets, org, service account, scope
 //!   catalogue), and each org with its scope catalogue, shared by its clients' facts.
-//!   Every write through this node clears it at once; writes by other nodes are seen
-//!   through a version number in the database, polled by [`crate::Store::sync`] (every
-//!   second by the server), and no entry lives longer than [`MAX_AGE`].
-//! - [`ThrottleMirror`]: the failure records of (client id, source address) pairs. The
-//!   database stays the source of truth: this node writes through, and `sync` merges
-//!   what other nodes recorded since the last poll.
+//!   Invalidated per key from the backend's change feed ([`Change`]): right after a
+//!   write through this node that changes facts, and by [`HotPath::sync`] (every second
+//!   by the server) for what other nodes wrote. No entry lives longer than [`MAX_AGE`],
+//!   whatever the feed says.
+//! - [`ThrottleMirror`]: the failure records of (key, source address) pairs. The
+//!   database stays the source of truth: this node writes through (an atomic increment
+//!   in the backend), and `sync` merges what other nodes recorded since the last poll.
 //!
 //! Loads race with invalidations safely: a load notes the generation before reading the
 //! database and its result is kept only if no invalidation happened meanwhile.
+
+mod delegate;
+
+use std::sync::atomic::AtomicI64;
+
+use tessera_core::decision::Facts;
+use tessera_core::store::{BoxFuture, HotPath, StoreError, StoreResult};
+
+use crate::backend::{Backend, Change};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,13 +113,215 @@ impl FactsCache {
         self.orgs.insert(id, facts, &self.generation, generation);
     }
 
-    /// Forgets everything (after any change to clients, users, scopes or orgs).
+    /// Forgets what one change makes stale.
+    pub fn apply(&self, change: &Change) {
+        let mut clients = self.clients.0.write().expect("facts cache lock");
+        let mut orgs = self.orgs.0.write().expect("facts cache lock");
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match change {
+            Change::Client(id) => {
+                clients.remove(id.as_str());
+            }
+            Change::Org(org) => {
+                orgs.remove(org);
+                clients.retain(|_, (f, _)| f.org.id != *org);
+            }
+            Change::User(user) => {
+                clients.retain(|_, (f, _)| {
+                    f.client.service_account_id.as_deref() != Some(user.as_str())
+                });
+            }
+        }
+    }
+
+    /// Forgets everything (the feed could not say what changed).
     pub fn invalidate(&self) {
         let mut clients = self.clients.0.write().expect("facts cache lock");
         let mut orgs = self.orgs.0.write().expect("facts cache lock");
         self.generation.fetch_add(1, Ordering::AcqRel);
         clients.clear();
         orgs.clear();
+    }
+}
+
+/// The cache layer over a backend: the aggregates are the backend's (`delegate.rs`),
+/// the hot path is this node's.
+pub struct Cached<B> {
+    backend: B,
+    facts: FactsCache,
+    throttles: ThrottleMirror,
+    /// The change feed's position this node has applied.
+    seen: AtomicI64,
+    /// When `sync` last merged throttle records (seconds).
+    last_sync: AtomicI64,
+}
+
+fn unix_now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl<B: Backend> Cached<B> {
+    /// Puts the layer in front of `backend`, starting at the feed's head with the
+    /// throttle records of the last `window` seconds.
+    pub async fn new(backend: B, window: i64) -> StoreResult<Self> {
+        let head = backend.changes_after(i64::MAX).await?.head;
+        let layer = Self {
+            backend,
+            facts: FactsCache::default(),
+            throttles: ThrottleMirror::default(),
+            seen: AtomicI64::new(head),
+            last_sync: AtomicI64::new(0),
+        };
+        layer.merge_throttles(window).await?;
+        Ok(layer)
+    }
+
+    /// The backend under the layer.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Applies what the feed says changed since this node last read it.
+    async fn read_feed(&self) -> StoreResult<()> {
+        let feed = self
+            .backend
+            .changes_after(self.seen.load(Ordering::Acquire))
+            .await?;
+        if feed.gap {
+            self.facts.invalidate();
+        } else {
+            for c in &feed.changes {
+                self.facts.apply(c);
+            }
+        }
+        self.seen.fetch_max(feed.head, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// After a write through this node that changed facts: its change is in the feed,
+    /// so read it now. If that fails, forget everything rather than serve stale facts
+    /// until the next sync.
+    async fn catch_up(&self) {
+        if let Err(e) = self.read_feed().await {
+            tracing::warn!(error = %e, "reading the change feed after a write failed; cache cleared");
+            self.facts.invalidate();
+        }
+    }
+
+    async fn merge_throttles(&self, window: i64) -> StoreResult<()> {
+        let now = unix_now();
+        let since = self
+            .last_sync
+            .swap(now, Ordering::AcqRel)
+            .max(now.saturating_sub(window))
+            - 1;
+        let rows = self.backend.throttle_records(since, now).await?;
+        self.throttles
+            .merge(rows, now.saturating_sub(window.min(now)), now);
+        Ok(())
+    }
+
+    /// A client's facts, from the cache when fresh.
+    async fn client_facts(&self, client_id: &str) -> StoreResult<Option<Arc<ClientFacts>>> {
+        if let Some(f) = self.facts.get(client_id) {
+            return Ok(Some(f));
+        }
+        let generation = self.facts.generation();
+        let Some(parts) = self.backend.client_parts(client_id).await? else {
+            return Ok(None);
+        };
+        let (org, known_scopes) = self.org_facts(parts.client.org_id).await?;
+        let facts = Arc::new(ClientFacts {
+            client: parts.client,
+            secrets: parts.secrets,
+            org,
+            service_account: parts.service_account,
+            known_scopes,
+        });
+        self.facts.insert(client_id, facts.clone(), generation);
+        Ok(Some(facts))
+    }
+
+    /// An org with its scope catalogue, from the cache when it has them: a cold start
+    /// over many clients of one org then reads the org once, not once per client.
+    async fn org_facts(&self, org_id: i64) -> StoreResult<OrgFacts> {
+        if let Some(f) = self.facts.get_org(org_id) {
+            return Ok(f);
+        }
+        let generation = self.facts.generation();
+        let (org, scopes) = self.backend.org_parts(org_id).await?.ok_or_else(|| {
+            StoreError::Backend(format!("a client of org {org_id}, which is gone"))
+        })?;
+        let facts: OrgFacts = (Arc::new(org), scopes.into());
+        self.facts.insert_org(org_id, facts.clone(), generation);
+        Ok(facts)
+    }
+}
+
+impl<B: Backend> HotPath for Cached<B> {
+    fn token_facts<'a>(
+        &'a self,
+        client_id: &'a str,
+        source_ip: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Facts>> {
+        Box::pin(async move {
+            let throttle = self.throttles.get(client_id, source_ip);
+            Ok(Facts {
+                client: self.client_facts(client_id).await?,
+                throttle,
+                ..Facts::default()
+            })
+        })
+    }
+
+    fn reserve_attempt(
+        &self,
+        key: &str,
+        source: &str,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Reservation {
+        self.throttles.reserve(key, source, policy, now)
+    }
+
+    fn settle_attempt<'a>(
+        &'a self,
+        key: &'a str,
+        source: &'a str,
+        outcome: AttemptOutcome,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        // The node-local part now, before the future is polled (see the trait).
+        let persist = self
+            .throttles
+            .settle(key, source, Some(outcome), policy, now);
+        let policy = *policy;
+        Box::pin(async move {
+            match persist {
+                Persist::Nothing => Ok(()),
+                Persist::Clear => self.backend.clear_failures(key, source).await,
+                Persist::Failure => {
+                    let stored = self.backend.count_failure(key, source, policy, now).await?;
+                    self.throttles.learn(key, source, stored);
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn release_attempt(&self, key: &str, source: &str) {
+        self.throttles.release(key, source);
+    }
+
+    fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.read_feed().await?;
+            self.merge_throttles(window).await
+        })
     }
 }
 
