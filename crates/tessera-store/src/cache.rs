@@ -211,6 +211,21 @@ impl<B: Backend> Cached<B> {
         }
     }
 
+    /// A write through this node that may change cached facts: once it succeeded, its
+    /// change is in the feed, which this node reads at once.
+    fn caught_up<'a, T: Send + 'a>(
+        &'a self,
+        write: BoxFuture<'a, StoreResult<T>>,
+    ) -> BoxFuture<'a, StoreResult<T>> {
+        Box::pin(async move {
+            let out = write.await;
+            if out.is_ok() {
+                self.catch_up().await;
+            }
+            out
+        })
+    }
+
     async fn merge_throttles(&self, window: i64) -> StoreResult<()> {
         let now = unix_now();
         let since = self

@@ -1,6 +1,7 @@
-//! The cache layer's delegation of every aggregate to the backend: generated from the
-//! traits in `tessera_core::store` (one body per method, nothing else in it). The
-//! writes that change cached facts read the change feed when they succeed.
+//! The cache layer's delegation of every aggregate to the backend: one body per method
+//! of the traits in `tessera_core::store`, nothing else (a new method gets its line here;
+//! the compiler asks for it). The writes that change cached facts go through
+//! `caught_up`, which reads the change feed when they succeed.
 
 use tessera_core::audit::{AuditEvent, AuditFilter};
 use tessera_core::decision::LoginUpdate;
@@ -27,13 +28,7 @@ impl<B: Backend> OrgStore for Cached<B> {
         slug: &'a OrgSlug,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Org>> {
-        Box::pin(async move {
-            let out = self.backend.create_org(slug, now).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            out
-        })
+        self.caught_up(self.backend.create_org(slug, now))
     }
 
     fn org_by_slug<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, StoreResult<Option<Org>>> {
@@ -45,13 +40,7 @@ impl<B: Backend> OrgStore for Cached<B> {
     }
 
     fn create_scope<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            let out = self.backend.create_scope(scope).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            out
-        })
+        self.caught_up(self.backend.create_scope(scope))
     }
 
     fn list_scopes(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<Scope>>> {
@@ -65,13 +54,7 @@ impl<B: Backend> ClientStore for Cached<B> {
         client: &'a Client,
         secret: Option<&'a StoredSecret>,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            let out = self.backend.create_client(client, secret).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            out
-        })
+        self.caught_up(self.backend.create_client(client, secret))
     }
 
     fn get_client<'a>(
@@ -87,13 +70,7 @@ impl<B: Backend> ClientStore for Cached<B> {
     }
 
     fn update_client<'a>(&'a self, client: &'a Client) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            let out = self.backend.update_client(client).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            out
-        })
+        self.caught_up(self.backend.update_client(client))
     }
 
     fn delete_client<'a>(
@@ -102,14 +79,13 @@ impl<B: Backend> ClientStore for Cached<B> {
         client_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
-            let out = self.backend.delete_client(org_id, client_id).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            if matches!(out, Ok(true)) {
+            let deleted = self
+                .caught_up(self.backend.delete_client(org_id, client_id))
+                .await;
+            if matches!(deleted, Ok(true)) {
                 self.throttles.forget_client(client_id);
             }
-            out
+            deleted
         })
     }
 
@@ -126,13 +102,7 @@ impl<B: Backend> ClientStore for Cached<B> {
         old_expire_at: Timestamp,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            let out = self.backend.rotate_secret(new, old_expire_at, now).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            out
-        })
+        self.caught_up(self.backend.rotate_secret(new, old_expire_at, now))
     }
 
     fn revoke_secret<'a>(
@@ -141,25 +111,13 @@ impl<B: Backend> ClientStore for Cached<B> {
         secret_id: &'a str,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(async move {
-            let out = self.backend.revoke_secret(client_id, secret_id, now).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            out
-        })
+        self.caught_up(self.backend.revoke_secret(client_id, secret_id, now))
     }
 }
 
 impl<B: Backend> UserStore for Cached<B> {
     fn create_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            let out = self.backend.create_user(user).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            out
-        })
+        self.caught_up(self.backend.create_user(user))
     }
 
     fn get_user<'a>(
@@ -180,13 +138,7 @@ impl<B: Backend> UserStore for Cached<B> {
         fields: UserFields,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            let out = self.backend.update_user(user, fields, now).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            out
-        })
+        self.caught_up(self.backend.update_user(user, fields, now))
     }
 
     fn user_by_username<'a>(
@@ -241,23 +193,11 @@ impl<B: Backend> SsoStore for Cached<B> {
         config: &'a SsoConfig,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            let out = self.backend.put_sso_config(org_id, config, now).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            out
-        })
+        self.caught_up(self.backend.put_sso_config(org_id, config, now))
     }
 
     fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(async move {
-            let out = self.backend.set_sso_enforced(org_id, enforced).await;
-            if out.is_ok() {
-                self.catch_up().await;
-            }
-            out
-        })
+        self.caught_up(self.backend.set_sso_enforced(org_id, enforced))
     }
 
     fn put_saml_pending<'a>(
