@@ -108,6 +108,15 @@ struct FileConfig {
     throttle: Option<FileThrottle>,
     limits: Option<FileLimits>,
     jwks_fetch: Option<FileJwksFetch>,
+    postgres: Option<FilePostgres>,
+}
+
+/// `[postgres]`: the pool of each node on PostgreSQL (docs/operations.md).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePostgres {
+    max_connections: Option<u32>,
+    acquire_timeout_ms: Option<u64>,
 }
 
 /// `[jwks_fetch]`: how clients' `jwks_uri` are fetched (docs/configuration.md).
@@ -278,6 +287,21 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             d.password_wait_ms = v;
         }
     }
+    if let Some(p) = file.postgres {
+        let d = &mut config.database_pool;
+        if let Some(v) = p.max_connections {
+            if v == 0 {
+                bail!("[postgres] max_connections must be at least 1");
+            }
+            d.max_connections = v;
+        }
+        if let Some(v) = p.acquire_timeout_ms {
+            if v == 0 {
+                bail!("[postgres] acquire_timeout_ms must be at least 1");
+            }
+            d.acquire_timeout = std::time::Duration::from_millis(v);
+        }
+    }
     if let Some(j) = file.jwks_fetch {
         let d = &mut config.jwks_fetch;
         let positive = |name: &str, v: u64| {
@@ -323,6 +347,11 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             path: p,
             generate: false,
         }
+    } else if tessera_store::is_postgres(&database) {
+        // Every node must decrypt the keys any node made: no key of its own per node.
+        bail!(
+            "on PostgreSQL every node shares the signing keys, so they share the master key: set TESSERA_MASTER_KEY or TESSERA_MASTER_KEY_FILE (or master_key_file in the config file) to the same key on every node"
+        );
     } else {
         match default_key_file(&database) {
             Some(path) => MasterKeySource::File {
@@ -337,7 +366,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = resolve(args)?;
-    let database = config.database_url.clone();
+    let database = tessera_store::redacted(&config.database_url);
     let app = App::build(config).await?;
     if let Some(b) = &app.bootstrapped {
         println!(

@@ -52,10 +52,12 @@ pub struct TestApp {
     pub admin_secret: String,
     pub http: reqwest::Client,
     admin_token: String,
-    db: std::path::PathBuf,
+    /// The database URL: a file in `_dir`, or `_pg`'s.
+    db: String,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
+    _pg: Option<tessera_store::testing::PgTestDb>,
 }
 
 /// Starts a server with default settings.
@@ -67,8 +69,21 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tessera.db");
-    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), db.to_str().unwrap());
+    // `.ci/run` runs the HTTP suites a second time with TESSERA_TEST_DATABASE=postgres:
+    // every test server then gets a fresh PostgreSQL database.
+    let pg = match std::env::var("TESSERA_TEST_DATABASE").as_deref() {
+        Ok("postgres") => {
+            let server = tessera_store::testing::postgres_server()
+                .expect("TESSERA_TEST_DATABASE=postgres needs TESSERA_TEST_POSTGRES_URL");
+            Some(tessera_store::testing::PgTestDb::create(&server).await)
+        }
+        _ => None,
+    };
+    let db = match &pg {
+        Some(p) => p.url(),
+        None => dir.path().join("tessera.db").to_str().unwrap().to_string(),
+    };
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), db.clone());
     config.master_key = MasterKeySource::Value(SecretString::new(
         tessera_core::jwt::MasterKey::generate_base64(),
     ));
@@ -97,10 +112,11 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         admin_secret: boot.client_secret.expose().to_string(),
         http,
         admin_token: String::new(),
-        db: db.clone(),
+        db,
         stop: Some(stop),
         done: Some(done),
         _dir: dir,
+        _pg: pg,
     };
     let (status, body) = t
         .token_basic(
@@ -145,10 +161,9 @@ impl TestApp {
 
     /// Bootstraps another org in the same database; returns an admin token for it.
     pub async fn other_org_admin(&self, slug: &str) -> String {
-        let store =
-            tessera_store::open(self.db.to_str().unwrap(), tessera_store::Durability::Normal)
-                .await
-                .unwrap();
+        let store = tessera_store::open(&self.db, tessera_store::Durability::Normal)
+            .await
+            .unwrap();
         let slug = tessera_core::model::OrgSlug::parse(slug).unwrap();
         let b = tessera_server::bootstrap(store.as_ref(), &slug)
             .await

@@ -23,8 +23,10 @@ pub enum MasterKeySource {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// `sqlite:PATH`, a file path, or `sqlite::memory:`.
+    /// `sqlite:PATH`, a file path, `sqlite::memory:`, or `postgres://…`.
     pub database_url: String,
+    /// The PostgreSQL pool's bounds (unused on SQLite).
+    pub database_pool: tessera_store::PgPoolSettings,
     /// The issuer URL (`iss`), without a trailing slash. `None`: `http://<listen>`.
     pub issuer: Option<String>,
     pub master_key: MasterKeySource,
@@ -55,6 +57,7 @@ impl Config {
         Self {
             listen,
             database_url: database_url.into(),
+            database_pool: tessera_store::PgPoolSettings::default(),
             issuer: None,
             master_key: MasterKeySource::Ephemeral,
             durability: Durability::Full,

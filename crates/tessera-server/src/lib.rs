@@ -109,9 +109,18 @@ fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result
 
 /// Opens the store named by the configuration.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    tessera_store::open(&config.database_url, config.durability)
-        .await
-        .with_context(|| format!("cannot open database {}", config.database_url))
+    tessera_store::open_with(
+        &config.database_url,
+        config.durability,
+        config.database_pool,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open database {}",
+            tessera_store::redacted(&config.database_url)
+        )
+    })
 }
 
 impl App {

@@ -48,8 +48,9 @@ impl Change {
 pub struct Feed {
     /// The feed's position after these changes: pass it to the next read.
     pub head: i64,
-    /// What changed, oldest first.
-    pub changes: Vec<Change>,
+    /// What changed with its position, oldest first. A backend that looks back may
+    /// return a position the reader has applied already; the reader skips it.
+    pub changes: Vec<(i64, Change)>,
     /// Some changes after the point asked for are no longer kept (or could not be
     /// read): the reader must assume that anything changed.
     pub gap: bool,

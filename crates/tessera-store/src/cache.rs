@@ -144,6 +144,9 @@ impl FactsCache {
     }
 }
 
+/// How many applied change positions a node remembers (for a backend's look back).
+const APPLIED_KEPT: usize = 4_096;
+
 /// The cache layer over a backend: the aggregates are the backend's (`delegate.rs`),
 /// the hot path is this node's.
 pub struct Cached<B> {
@@ -152,6 +155,8 @@ pub struct Cached<B> {
     throttles: ThrottleMirror,
     /// The change feed's position this node has applied.
     seen: AtomicI64,
+    /// The positions applied lately, so a backend's look back applies each change once.
+    applied: Mutex<std::collections::BTreeSet<i64>>,
     /// When `sync` last merged throttle records (seconds).
     last_sync: AtomicI64,
 }
@@ -173,6 +178,7 @@ impl<B: Backend> Cached<B> {
             facts: FactsCache::default(),
             throttles: ThrottleMirror::default(),
             seen: AtomicI64::new(head),
+            applied: Mutex::default(),
             last_sync: AtomicI64::new(0),
         };
         layer.merge_throttles(window).await?;
@@ -190,13 +196,19 @@ impl<B: Backend> Cached<B> {
             .backend
             .changes_after(self.seen.load(Ordering::Acquire))
             .await?;
-        if feed.gap {
-            self.facts.invalidate();
-        } else {
-            for c in &feed.changes {
+        let mut applied = self.applied.lock().expect("applied changes");
+        for (seq, c) in &feed.changes {
+            if applied.insert(*seq) && !feed.gap {
                 self.facts.apply(c);
             }
         }
+        if feed.gap {
+            self.facts.invalidate();
+        }
+        while applied.len() > APPLIED_KEPT {
+            applied.pop_first();
+        }
+        drop(applied);
         self.seen.fetch_max(feed.head, Ordering::AcqRel);
         Ok(())
     }

@@ -9,13 +9,18 @@
 
 mod backend;
 mod cache;
+mod cols;
 mod migrate;
+mod postgres;
+mod rows;
 mod sqlite;
+pub mod testing;
 
 use std::sync::Arc;
 
 pub use backend::{Backend, Change, ClientParts, Feed, OrgParts, ThrottleRecord};
 pub use cache::Cached;
+pub use postgres::{PgPoolSettings, PgStore};
 pub use sqlite::SqliteStore;
 use tessera_core::store::{Store, StoreError};
 
@@ -32,14 +37,65 @@ pub enum Durability {
     Normal,
 }
 
-/// Opens (and migrates) the database at `url`: `sqlite:PATH`, a plain file path, or
-/// `sqlite::memory:`.
+/// Opens (and migrates) the database at `url`: `postgres://…` (or `postgresql://…`) for
+/// PostgreSQL, otherwise SQLite (`sqlite:PATH`, a plain file path, or
+/// `sqlite::memory:`); the cache layer goes in front either way.
 pub async fn open(url: &str, durability: Durability) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Backend(
-            "PostgreSQL support is not built yet; use an SQLite path".into(),
-        ));
+    open_with(url, durability, PgPoolSettings::default()).await
+}
+
+/// [`open`] with the PostgreSQL pool's settings.
+pub async fn open_with(
+    url: &str,
+    durability: Durability,
+    pool: PgPoolSettings,
+) -> Result<Arc<dyn Store>, StoreError> {
+    if is_postgres(url) {
+        let backend = PgStore::open(url, pool).await?;
+        return Ok(Arc::new(Cached::new(backend, SYNC_WINDOW).await?));
     }
     let backend = SqliteStore::open(url, durability).await?;
     Ok(Arc::new(Cached::new(backend, SYNC_WINDOW).await?))
+}
+
+/// Whether a database URL names PostgreSQL.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The URL with any password replaced by `***`: for logs and error messages.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_a_log_line() {
+        assert_eq!(
+            redacted("postgres://tessera:s3cr%40t@db.internal:5432/tessera?sslmode=require"),
+            "postgres://tessera:***@db.internal:5432/tessera?sslmode=require"
+        );
+        assert_eq!(
+            redacted("postgres://root@127.0.0.1/t"),
+            "postgres://root@127.0.0.1/t"
+        );
+        assert_eq!(redacted("tessera.db"), "tessera.db");
+        assert!(is_postgres("postgresql://x/y") && !is_postgres("sqlite:t.db"));
+    }
 }

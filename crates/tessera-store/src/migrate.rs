@@ -3,7 +3,7 @@
 //! A small runner instead of `sqlx::migrate!`: the macro needs sqlx's proc-macro stack,
 //! which compiles the SQLite driver a second time for the build host; this is 30 lines.
 
-use sqlx::SqlitePool;
+use sqlx::{PgPool, SqlitePool};
 use tessera_core::store::StoreError;
 
 /// One migration: its version, name and SQL.
@@ -91,6 +91,66 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0015_change_feed.sql"),
     },
 ];
+
+/// PostgreSQL migrations, in order. They start where SQLite's stand after its 15th:
+/// PostgreSQL support began with that schema.
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+/// Any number of nodes may start at once on one PostgreSQL database: the first to take
+/// this advisory lock migrates, the others wait for it and then find nothing to do.
+const MIGRATION_LOCK: i64 = 0x7465_7373_6572_6121; // "tessera!"
+
+/// Applies every PostgreSQL migration not yet recorded, each in its own transaction,
+/// holding a session advisory lock so that nodes starting together do not race.
+pub async fn run_postgres(pool: &PgPool, migrations: &[Migration]) -> Result<(), StoreError> {
+    let be = |e: sqlx::Error| StoreError::Backend(format!("migration: {e}"));
+    let mut conn = pool.acquire().await.map_err(be)?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
+    let out = async {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS tessera_migrations (
+                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM tessera_migrations")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(be)?;
+        for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(be)?;
+            sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(be)?;
+            sqlx::query(
+                "INSERT INTO tessera_migrations (version, name, applied_at)
+                 VALUES ($1, $2, extract(epoch from now())::bigint)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+            tx.commit().await.map_err(be)?;
+            tracing::info!(version = m.version, name = m.name, "applied migration");
+        }
+        Ok(())
+    }
+    .await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(be);
+    out.and(unlocked.map(|_| ()))
+}
 
 /// Applies every migration not yet recorded in `tessera_migrations`.
 pub async fn run(pool: &SqlitePool, migrations: &[Migration]) -> Result<(), StoreError> {

@@ -9,18 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
-use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
+use tessera_core::audit::{AuditEvent, AuditFilter};
 use tessera_core::decision::LoginUpdate;
 use tessera_core::model::{
-    Client, ClientId, IpAllowList, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp, User,
-    UserState, UserType,
+    Client, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp, User, UserState, UserType,
 };
 use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};
@@ -30,15 +25,18 @@ use tessera_core::store::{
     UserFields, UserStore, UserWrite,
 };
 use tessera_core::throttle::{ThrottlePolicy, ThrottleState};
-use tessera_core::trace::Trace;
 
 use crate::Durability;
 use crate::backend::{Backend, Change, ClientParts, Feed, OrgParts, ThrottleRecord};
+use crate::cols;
 use crate::migrate;
+use crate::rows::{
+    audit_from, client_from, code_from, from_json, get, grant_from, org_from, secret_from, to_json,
+    user_from,
+};
 
 mod audit;
 mod clients;
-mod cols;
 mod grants;
 mod keys;
 mod orgs;
@@ -122,21 +120,6 @@ fn conflict_as(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
         StoreError::Conflict(_) => StoreError::Conflict(what()),
         other => other,
     }
-}
-
-fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("domain values serialise to JSON")
-}
-
-fn from_json<T: DeserializeOwned>(s: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("stored JSON is corrupt: {e}")))
-}
-
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
-    row: &'r SqliteRow,
-    col: &str,
-) -> StoreResult<T> {
-    row.try_get(col).map_err(be)
 }
 
 impl SqliteStore {
@@ -302,7 +285,7 @@ impl Backend for SqliteStore {
             };
             for r in &rows {
                 match Change::from_row(&get::<String>(r, "kind")?, get(r, "key")?) {
-                    Some(c) => feed.changes.push(c),
+                    Some(c) => feed.changes.push((get(r, "seq")?, c)),
                     None => feed.gap = true,
                 }
             }
@@ -351,6 +334,7 @@ fn unix_now() -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Row;
 
     /// The deletes each login and the prune task run find expired rows by index, never
     /// by reading the whole table (which holds a day of logins).

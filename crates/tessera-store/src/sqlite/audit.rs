@@ -22,43 +22,6 @@ pub(super) fn audit_insert_sql(rows: usize) -> String {
     sql
 }
 
-/// One audit column's value, for either driver.
-pub(super) enum Cell<'a> {
-    Int(Option<i64>),
-    Text(Option<Cow<'a, str>>),
-}
-
-/// An event's values in [`audit_insert_sql`]'s column order: the one place that order is
-/// written for both appenders.
-pub(super) fn audit_row(ev: &AuditEvent) -> [Cell<'_>; 17] {
-    use Cell::{Int, Text};
-    fn text(s: &str) -> Cell<'_> {
-        Text(Some(Cow::Borrowed(s)))
-    }
-    fn opt(s: &Option<String>) -> Cell<'_> {
-        Text(s.as_deref().map(Cow::Borrowed))
-    }
-    [
-        text(&ev.request_id),
-        Int(Some(ev.time_ms)),
-        Int(ev.org_id),
-        Text(Some(Cow::Borrowed(ev.kind.as_str()))),
-        opt(&ev.actor),
-        opt(&ev.client_id),
-        opt(&ev.subject),
-        opt(&ev.source_ip),
-        text(&ev.outcome),
-        opt(&ev.reason),
-        opt(&ev.description),
-        opt(&ev.grant_type),
-        opt(&ev.scope),
-        opt(&ev.secret_id),
-        opt(&ev.secret_hint),
-        Text(Some(Cow::Owned(ev.trace.to_compact()))),
-        Text(ev.change.as_ref().map(|c| Cow::Owned(to_json(c)))),
-    ]
-}
-
 /// The audit trail's connection on a database file, owned by the audit writer's thread:
 /// each batch is a few direct calls into SQLite. With full durability the connection
 /// runs `synchronous=FULL`, so a commit returns once the WAL is on disk.
@@ -114,11 +77,11 @@ impl AuditAppender for FileAppender {
         let tx = self.conn.transaction().map_err(e)?;
         for chunk in events.chunks(AUDIT_CHUNK) {
             let mut stmt = tx.prepare_cached(&self.sql[chunk.len()]).map_err(e)?;
-            let cells = chunk.iter().flat_map(audit_row);
+            let cells = chunk.iter().flat_map(crate::rows::audit_row);
             for (i, cell) in cells.enumerate() {
                 match cell {
-                    Cell::Int(v) => stmt.raw_bind_parameter(i + 1, v),
-                    Cell::Text(v) => stmt.raw_bind_parameter(i + 1, v.as_deref()),
+                    crate::rows::Cell::Int(v) => stmt.raw_bind_parameter(i + 1, v),
+                    crate::rows::Cell::Text(v) => stmt.raw_bind_parameter(i + 1, v.as_deref()),
                 }
                 .map_err(e)?;
             }
@@ -144,10 +107,10 @@ impl AuditAppender for PoolAppender {
             for chunk in events.chunks(AUDIT_CHUNK) {
                 let sql = audit_insert_sql(chunk.len());
                 let mut q = sqlx::query(&sql);
-                for cell in chunk.iter().flat_map(audit_row) {
+                for cell in chunk.iter().flat_map(crate::rows::audit_row) {
                     q = match cell {
-                        Cell::Int(v) => q.bind(v),
-                        Cell::Text(v) => q.bind(v.map(Cow::into_owned)),
+                        crate::rows::Cell::Int(v) => q.bind(v),
+                        crate::rows::Cell::Text(v) => q.bind(v.map(Cow::into_owned)),
                     };
                 }
                 q.execute(&mut *tx).await.map_err(be)?;
@@ -155,31 +118,6 @@ impl AuditAppender for PoolAppender {
             tx.commit().await.map_err(be)
         })
     }
-}
-
-pub(super) fn audit_from(row: &SqliteRow) -> StoreResult<AuditEvent> {
-    let kind: String = get(row, "kind")?;
-    let change: Option<String> = get(row, "change")?;
-    Ok(AuditEvent {
-        request_id: get(row, "request_id")?,
-        time_ms: get(row, "time_ms")?,
-        org_id: get(row, "org_id")?,
-        kind: from_json::<AuditKind>(&format!("\"{kind}\""))?,
-        actor: get(row, "actor")?,
-        client_id: get(row, "client_id")?,
-        subject: get(row, "subject")?,
-        source_ip: get(row, "source_ip")?,
-        outcome: get(row, "outcome")?,
-        reason: get(row, "reason")?,
-        description: get(row, "description")?,
-        grant_type: get(row, "grant_type")?,
-        scope: get(row, "scope")?,
-        secret_id: get(row, "secret_id")?,
-        secret_hint: get(row, "secret_hint")?,
-        trace: Trace::from_stored(&get::<String>(row, "trace")?)
-            .ok_or_else(|| StoreError::Backend("a stored trace is corrupt".into()))?,
-        change: change.map(|c| from_json(&c)).transpose()?,
-    })
 }
 
 impl SqliteStore {

@@ -2,47 +2,6 @@
 
 use super::*;
 
-pub(super) fn client_from(row: &SqliteRow) -> StoreResult<Client> {
-    Ok(Client {
-        client_id: ClientId::parse(&get::<String>(row, "client_id")?)
-            .map_err(|e| StoreError::Backend(e.0))?,
-        org_id: get(row, "org_id")?,
-        name: get(row, "name")?,
-        enabled: get(row, "enabled")?,
-        grant_types: from_json(&get::<String>(row, "grant_types")?)?,
-        scopes: from_json(&get::<String>(row, "scopes")?)?,
-        redirect_uris: from_json(&get::<String>(row, "redirect_uris")?)?,
-        auth_methods: from_json(&get::<String>(row, "auth_methods")?)?,
-        ip_allowlist: from_json::<IpAllowList>(&get::<String>(row, "ip_allowlist")?)?,
-        service_account_id: get(row, "service_account_id")?,
-        token_ttl: get(row, "token_ttl")?,
-        interactive: from_json(&get::<String>(row, "interactive")?)?,
-        jwks: get::<Option<String>>(row, "jwks")?
-            .map(|j| from_json(&j))
-            .transpose()?,
-        jwks_uri: get(row, "jwks_uri")?,
-        created_at: get(row, "created_at")?,
-    })
-}
-
-pub(super) fn secret_from(row: &SqliteRow) -> StoreResult<StoredSecret> {
-    let hash: Vec<u8> = get(row, "hash")?;
-    Ok(StoredSecret {
-        id: get(row, "id")?,
-        client_id: ClientId::parse(&get::<String>(row, "client_id")?)
-            .map_err(|e| StoreError::Backend(e.0))?,
-        hash: hash
-            .try_into()
-            .map_err(|_| StoreError::Backend("a stored secret hash is not 32 bytes".into()))?,
-        hint: get(row, "hint")?,
-        created_at: get(row, "created_at")?,
-        expires_at: get(row, "expires_at")?,
-        revoked_at: get(row, "revoked_at")?,
-        last_used_at: get(row, "last_used_at")?,
-        last_used_from: get(row, "last_used_from")?,
-    })
-}
-
 impl SqliteStore {
     pub(super) async fn load_client_parts(
         &self,

@@ -2,51 +2,12 @@
 //! client assertion ids. None of it is cached: each is read once or twice in its life,
 //! and a use must see every other node's.
 
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row};
 use tessera_core::interactive::{AuthCode, LoginGrant, RefreshToken};
 use tessera_core::model::Timestamp;
 use tessera_core::store::{BoxFuture, GrantStore, Rotation, StoreResult};
 
-use super::{SqliteStore, be, cols, from_json, get, to_json};
-
-fn code_from(r: &SqliteRow) -> StoreResult<AuthCode> {
-    Ok(AuthCode {
-        hash: get(r, "code_hash")?,
-        grant_id: get(r, "grant_id")?,
-        org_id: get(r, "org_id")?,
-        client_id: get(r, "client_id")?,
-        user_id: get(r, "user_id")?,
-        redirect_uri: get(r, "redirect_uri")?,
-        scopes: from_json(&get::<String>(r, "scopes")?)?,
-        code_challenge: get(r, "code_challenge")?,
-        nonce: get(r, "nonce")?,
-        auth_time: get(r, "auth_time")?,
-        sid: get(r, "sid")?,
-        auth_method: get(r, "auth_method")?,
-        created_at: get(r, "created_at")?,
-        expires_at: get(r, "expires_at")?,
-        used_at: get(r, "used_at")?,
-    })
-}
-
-fn grant_from(r: &SqliteRow) -> StoreResult<LoginGrant> {
-    Ok(LoginGrant {
-        id: get(r, "id")?,
-        org_id: get(r, "org_id")?,
-        client_id: get(r, "client_id")?,
-        user_id: get(r, "user_id")?,
-        scopes: from_json(&get::<String>(r, "scopes")?)?,
-        nonce: get(r, "nonce")?,
-        auth_time: get(r, "auth_time")?,
-        sid: get(r, "sid")?,
-        auth_method: get(r, "auth_method")?,
-        created_at: get(r, "created_at")?,
-        expires_at: get(r, "expires_at")?,
-        revoked_at: get(r, "revoked_at")?,
-        revoked_reason: get(r, "revoked_reason")?,
-    })
-}
+use super::{SqliteStore, be, code_from, cols, get, grant_from, to_json};
 
 async fn insert_refresh(conn: &mut sqlx::SqliteConnection, t: &RefreshToken) -> StoreResult<()> {
     sqlx::query(

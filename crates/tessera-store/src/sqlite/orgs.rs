@@ -2,16 +2,6 @@
 
 use super::*;
 
-pub(super) fn org_from(row: &SqliteRow) -> StoreResult<Org> {
-    Ok(Org {
-        id: get(row, "id")?,
-        slug: OrgSlug::parse(&get::<String>(row, "slug")?).map_err(|e| StoreError::Backend(e.0))?,
-        enabled: get(row, "enabled")?,
-        sso_enforced: get(row, "sso_enforced")?,
-        created_at: get(row, "created_at")?,
-    })
-}
-
 impl SqliteStore {
     pub(super) async fn org(&self, id: i64) -> StoreResult<Option<Org>> {
         sqlx::query(concat!(

@@ -1,7 +1,6 @@
 //! SSO configurations, SAML logins in flight, the replay cache and browser sessions on
 //! SQLite.
 
-use super::users::user_from;
 use super::*;
 
 impl SqliteStore {

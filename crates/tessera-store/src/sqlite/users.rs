@@ -10,30 +10,6 @@ pub(super) fn user_updated(rows: u64, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
-pub(super) fn user_from(row: &SqliteRow) -> StoreResult<User> {
-    let user_type: String = get(row, "user_type")?;
-    let state: String = get(row, "state")?;
-    let by: Option<String> = get(row, "state_changed_by")?;
-    Ok(User {
-        id: get(row, "id")?,
-        org_id: get(row, "org_id")?,
-        user_type: from_json(&format!("\"{user_type}\""))?,
-        username: get(row, "username")?,
-        email: get(row, "email")?,
-        display_name: get(row, "display_name")?,
-        roles: from_json(&get::<String>(row, "roles")?)?,
-        state: from_json(&format!("\"{state}\""))?,
-        state_changed_by: by.map(|b| from_json(&b)).transpose()?,
-        state_changed_at: get(row, "state_changed_at")?,
-        locked_until: get(row, "locked_until")?,
-        password_hash: get(row, "password_hash")?,
-        created_at: get(row, "created_at")?,
-        saml_name_id: get(row, "saml_name_id")?,
-        failed_logins: get::<i64>(row, "failed_logins")?.clamp(0, u32::MAX as i64) as u32,
-        last_password_login_at: get(row, "last_password_login_at")?,
-    })
-}
-
 pub(super) fn type_str(t: UserType) -> &'static str {
     match t {
         UserType::Human => "human",

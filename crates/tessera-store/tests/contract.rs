@@ -1,4 +1,7 @@
-//! The SQLite store against the core's Store contract, on a temporary file.
+//! The store contract: every backend behind the cache layer, each test once on a fresh
+//! SQLite file and once on a fresh PostgreSQL database (when `TESSERA_TEST_POSTGRES_URL`
+//! names a server). A few SQLite-only tests (its audit connection, in-memory stores)
+//! come last.
 
 use std::sync::Arc;
 
@@ -13,10 +16,39 @@ use tessera_core::store::{AuditAppender, Store, StoreError, StoreResult, StoredK
 use tessera_core::throttle::{AttemptOutcome, ThrottlePolicy, ThrottleState};
 use tessera_core::trace::Trace;
 use tessera_store::Durability;
+use tessera_store::testing::{PgTestDb, postgres_server};
 
-async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    let path = dir.path().join("t.db");
-    tessera_store::open(path.to_str().unwrap(), Durability::Normal)
+/// A fresh database for one test: an SQLite file in a temporary folder, or a new
+/// PostgreSQL database on the server `TESSERA_TEST_POSTGRES_URL` names (dropped after).
+enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres(PgTestDb),
+}
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        TestDb::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// `None` (with a note) when no PostgreSQL server is named; a failure instead when
+    /// `TESSERA_REQUIRE_ALL=1`.
+    async fn postgres() -> Option<TestDb> {
+        let server = postgres_server()?;
+        Some(TestDb::Postgres(PgTestDb::create(&server).await))
+    }
+
+    /// The URL a node opens.
+    fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite(dir) => dir.path().join("t.db").to_str().unwrap().to_string(),
+            TestDb::Postgres(db) => db.url(),
+        }
+    }
+}
+
+/// A node on the test's database.
+async fn store(db: &TestDb) -> Arc<dyn Store> {
+    tessera_store::open(&db.url(), Durability::Normal)
         .await
         .unwrap()
 }
@@ -111,9 +143,7 @@ async fn org_with_client(s: &dyn Store) -> (i64, Client) {
     (org.id, c)
 }
 
-#[tokio::test]
-async fn facts_round_trip_and_reopen_keeps_data() {
-    let dir = tempfile::tempdir().unwrap();
+async fn facts_round_trip_and_reopen_keeps_data(dir: TestDb) {
     let s = store(&dir).await;
     assert!(s.is_empty().await.unwrap());
     let (_, c) = org_with_client(s.as_ref()).await;
@@ -131,9 +161,7 @@ async fn facts_round_trip_and_reopen_keeps_data() {
     assert!(s.get_client(1, "c1").await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn uniqueness_is_a_conflict_naming_the_thing() {
-    let dir = tempfile::tempdir().unwrap();
+async fn uniqueness_is_a_conflict_naming_the_thing(dir: TestDb) {
     let s = store(&dir).await;
     let (org, c) = org_with_client(s.as_ref()).await;
     match s.create_org(&OrgSlug::parse("acme").unwrap(), 0).await {
@@ -152,9 +180,7 @@ async fn uniqueness_is_a_conflict_naming_the_thing() {
     assert_eq!(s.list_clients(org).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn rotation_keeps_at_most_two_active() {
-    let dir = tempfile::tempdir().unwrap();
+async fn rotation_keeps_at_most_two_active(dir: TestDb) {
     let s = store(&dir).await;
     org_with_client(s.as_ref()).await;
     s.rotate_secret(&secret("s2", "c1", "tsec_two2", 100), 700, 100)
@@ -198,9 +224,7 @@ async fn fail(s: &dyn Store, key: &str, source: &str, n: u32, now: i64) {
     }
 }
 
-#[tokio::test]
-async fn throttle_records() {
-    let dir = tempfile::tempdir().unwrap();
+async fn throttle_records(dir: TestDb) {
     let s = store(&dir).await;
     org_with_client(s.as_ref()).await;
     let p = ThrottlePolicy::default();
@@ -237,9 +261,7 @@ async fn throttle_records() {
     );
 }
 
-#[tokio::test]
-async fn failures_of_several_nodes_add_up_in_the_database() {
-    let dir = tempfile::tempdir().unwrap();
+async fn failures_of_several_nodes_add_up_in_the_database(dir: TestDb) {
     let a = store(&dir).await;
     let b = store(&dir).await;
     org_with_client(a.as_ref()).await;
@@ -289,9 +311,7 @@ fn append(appender: &mut Box<dyn AuditAppender>, events: &[AuditEvent]) -> Store
     std::thread::scope(|s| s.spawn(|| appender.append(events)).join().unwrap())
 }
 
-#[tokio::test]
-async fn audit_batches_filters_and_last_use() {
-    let dir = tempfile::tempdir().unwrap();
+async fn audit_batches_filters_and_last_use(dir: TestDb) {
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
     let mut appender = s.audit_appender().unwrap();
@@ -409,9 +429,7 @@ async fn an_in_memory_store_appends_from_another_thread() {
     assert!(s.get_audit_event(org, "m1").await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn signing_key_rotation_retires_the_previous() {
-    let dir = tempfile::tempdir().unwrap();
+async fn signing_key_rotation_retires_the_previous(dir: TestDb) {
     let s = store(&dir).await;
     let k = |kid: &str, at| StoredKey {
         kid: kid.into(),
@@ -445,9 +463,7 @@ async fn signing_key_rotation_retires_the_previous() {
     assert_eq!(current, ["id1", "k3"]);
 }
 
-#[tokio::test]
-async fn delete_client_removes_secrets_and_throttle() {
-    let dir = tempfile::tempdir().unwrap();
+async fn delete_client_removes_secrets_and_throttle(dir: TestDb) {
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
     fail(s.as_ref(), "c1", "1.2.3.4", 1, 1).await;
@@ -468,9 +484,7 @@ async fn delete_client_removes_secrets_and_throttle() {
     assert!(!s.delete_client(org, "c1").await.unwrap());
 }
 
-#[tokio::test]
-async fn caches_follow_changes_on_this_node_at_once_and_on_others_after_sync() {
-    let dir = tempfile::tempdir().unwrap();
+async fn caches_follow_changes_on_this_node_at_once_and_on_others_after_sync(dir: TestDb) {
     let a = store(&dir).await;
     let b = store(&dir).await;
     let (_, mut c) = org_with_client(a.as_ref()).await;
@@ -527,9 +541,7 @@ async fn caches_follow_changes_on_this_node_at_once_and_on_others_after_sync() {
     assert_eq!(b.token_facts("c1", "10.0.0.1").await.unwrap().throttle, st);
 }
 
-#[tokio::test]
-async fn clients_of_one_org_share_its_cached_facts_and_see_its_changes() {
-    let dir = tempfile::tempdir().unwrap();
+async fn clients_of_one_org_share_its_cached_facts_and_see_its_changes(dir: TestDb) {
     let a = store(&dir).await;
     let b = store(&dir).await;
     let (org, c1) = org_with_client(a.as_ref()).await;
@@ -575,9 +587,7 @@ async fn clients_of_one_org_share_its_cached_facts_and_see_its_changes() {
 /// The change feed names what changed: a change to one client leaves the other
 /// clients' cached facts in place on every node; a service account's change reaches the
 /// facts of the clients that run as it.
-#[tokio::test]
-async fn a_change_forgets_only_what_it_changed() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_change_forgets_only_what_it_changed(dir: TestDb) {
     let a = store(&dir).await;
     let b = store(&dir).await;
     let (org, mut c1) = org_with_client(a.as_ref()).await;
@@ -643,10 +653,8 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-#[tokio::test]
-async fn password_attempts_count_and_reset() {
+async fn password_attempts_count_and_reset(dir: TestDb) {
     use tessera_core::decision::LoginUpdate;
-    let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, c) = org_with_client(s.as_ref()).await;
     let mut human = s.get_user(org, "usr_1").await.unwrap().unwrap();
@@ -690,10 +698,8 @@ async fn password_attempts_count_and_reset() {
     assert_eq!(s.user_by_username(org, "nobody").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn sso_configuration_and_enforcement() {
+async fn sso_configuration_and_enforcement(dir: TestDb) {
     use tessera_core::sso::SsoConfig;
-    let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
     assert_eq!(s.sso_config(org).await.unwrap(), None);
@@ -716,11 +722,9 @@ async fn sso_configuration_and_enforcement() {
     ));
 }
 
-#[tokio::test]
-async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip() {
+async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip(dir: TestDb) {
     use tessera_core::session::Session;
     use tessera_core::sso::SamlPending;
-    let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
     let p = SamlPending {
@@ -839,9 +843,7 @@ async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip()
     assert!(s.session(&[6]).await.unwrap().is_some(), "live");
 }
 
-#[tokio::test]
-async fn the_first_saml_sp_key_stored_wins() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_first_saml_sp_key_stored_wins(dir: TestDb) {
     let s = store(&dir).await;
     assert!(s.saml_sp_key().await.unwrap().is_none());
     let first = s.init_saml_sp_key(b"sealed-1", "cert-1", 10).await.unwrap();
@@ -852,11 +854,9 @@ async fn the_first_saml_sp_key_stored_wins() {
     assert_eq!(s.saml_sp_key().await.unwrap(), Some(first));
 }
 
-#[tokio::test]
-async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages() {
+async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages(dir: TestDb) {
     use tessera_core::session::Session;
     use tessera_core::store::{SamlLogin, SamlLoginWritten, UserWrite};
-    let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
     // An admin disabled alice, and she has a password and a lock-out history.
@@ -1004,9 +1004,7 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages()
 
 /// The audit thread and the store's writers take turns at the write gate: interleaved,
 /// every write lands and none waits forever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_thread_and_pool_writers_take_turns() {
-    let dir = tempfile::tempdir().unwrap();
+async fn audit_thread_and_pool_writers_take_turns(dir: TestDb) {
     let s = store(&dir).await;
     let (org, client) = org_with_client(s.as_ref()).await;
     let mut appender = s.audit_appender().unwrap();
@@ -1052,12 +1050,10 @@ async fn audit_thread_and_pool_writers_take_turns() {
 
 /// An admin's edit, written from a copy read before a first SSO login, a failed password
 /// login and another edit, undoes none of them: only the fields asked for are written.
-#[tokio::test]
-async fn an_admin_edit_writes_only_what_an_admin_manages() {
+async fn an_admin_edit_writes_only_what_an_admin_manages(dir: TestDb) {
     use tessera_core::decision::LoginUpdate;
     use tessera_core::session::Session;
     use tessera_core::store::{SamlLogin, SamlLoginWritten, UserFields, UserWrite};
-    let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
     let bob = human(org, "bob");
@@ -1167,12 +1163,10 @@ async fn an_admin_edit_writes_only_what_an_admin_manages() {
 /// The interactive login's records: a code is exchanged once (the compare-and-set says
 /// who was first), a refresh token rotates once, revocations end families, assertion ids
 /// are single-use, and a person's revocation also ends their sessions.
-#[tokio::test]
-async fn codes_grants_and_refresh_tokens() {
+async fn codes_grants_and_refresh_tokens(dir: TestDb) {
     use tessera_core::interactive::{AuthCode, LoginGrant, RefreshToken};
     use tessera_core::session::Session;
     use tessera_core::store::Rotation;
-    let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
     s.create_user(&human(org, "alice")).await.unwrap();
@@ -1291,4 +1285,63 @@ async fn codes_grants_and_refresh_tokens() {
     assert!(s.prune_grants(20_000).await.unwrap() >= 2);
     assert!(s.auth_code(&[7; 32]).await.unwrap().is_none());
     assert!(s.refresh_token(&[2; 32]).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_thread_and_pool_writers_take_turns_sqlite() {
+    audit_thread_and_pool_writers_take_turns(TestDb::sqlite()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_thread_and_pool_writers_take_turns_postgres() {
+    if let Some(db) = TestDb::postgres().await {
+        audit_thread_and_pool_writers_take_turns(db).await
+    }
+}
+
+/// Each contract test once per backend.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::TestDb::sqlite()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                // Several threads: the audit appender blocks its own thread on the
+                // runtime, as the server's audit writer does.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = super::TestDb::postgres().await {
+                        super::$name(db).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract! {
+    facts_round_trip_and_reopen_keeps_data,
+    uniqueness_is_a_conflict_naming_the_thing,
+    rotation_keeps_at_most_two_active,
+    throttle_records,
+    failures_of_several_nodes_add_up_in_the_database,
+    audit_batches_filters_and_last_use,
+    signing_key_rotation_retires_the_previous,
+    delete_client_removes_secrets_and_throttle,
+    caches_follow_changes_on_this_node_at_once_and_on_others_after_sync,
+    clients_of_one_org_share_its_cached_facts_and_see_its_changes,
+    a_change_forgets_only_what_it_changed,
+    password_attempts_count_and_reset,
+    sso_configuration_and_enforcement,
+    saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip,
+    the_first_saml_sp_key_stored_wins,
+    a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages,
+    an_admin_edit_writes_only_what_an_admin_manages,
+    codes_grants_and_refresh_tokens,
 }

@@ -1,0 +1,281 @@
+//! People and service accounts on PostgreSQL.
+
+use super::*;
+
+/// The result of an UPDATE of one user: not found when no row matched.
+pub(super) fn user_updated(rows: u64, id: &str) -> StoreResult<()> {
+    if rows == 0 {
+        return Err(StoreError::NotFound(format!("no user {id}")));
+    }
+    Ok(())
+}
+
+pub(super) fn type_str(t: UserType) -> &'static str {
+    match t {
+        UserType::Human => "human",
+        UserType::Service => "service",
+    }
+}
+
+pub(super) fn state_str(s: UserState) -> &'static str {
+    s.as_str()
+}
+
+impl PgStore {
+    pub(super) async fn user(&self, org_id: i64, id: &str) -> StoreResult<Option<User>> {
+        self.user_by(org_id, "id", id).await
+    }
+
+    /// The org's user whose `column` (`id` or `username`, both unique) is `value`.
+    pub(super) async fn user_by(
+        &self,
+        org_id: i64,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<Option<User>> {
+        sqlx::query(&format!(
+            concat!(
+                "SELECT ",
+                cols::users_cols!(),
+                " FROM users WHERE org_id = $1 AND {column} = $2"
+            ),
+            column = column
+        ))
+        .bind(org_id)
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(be)?
+        .as_ref()
+        .map(user_from)
+        .transpose()
+    }
+
+    pub(super) async fn insert_user(conn: &mut PgConnection, u: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, org_id, user_type, username, email, roles, state, state_changed_by,
+                state_changed_at, locked_until, password_hash, created_at, saml_name_id,
+                failed_logins, last_password_login_at, display_name)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(&u.id)
+        .bind(u.org_id)
+        .bind(type_str(u.user_type))
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(to_json(&u.roles))
+        .bind(state_str(u.state))
+        .bind(u.state_changed_by.as_ref().map(to_json))
+        .bind(u.state_changed_at)
+        .bind(u.locked_until)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .bind(&u.saml_name_id)
+        .bind(i64::from(u.failed_logins))
+        .bind(u.last_password_login_at)
+        .bind(&u.display_name)
+        .execute(conn)
+        .await
+        .map_err(|e| conflict_as(e, || format!("a user named '{}' already exists", u.username)))?;
+        Ok(())
+    }
+
+    /// Writes what the IdP manages (email, display name, roles, SAML link) and nothing
+    /// else, so a login never undoes a concurrent change of state, lock or password.
+    pub(super) async fn write_idp_fields(conn: &mut PgConnection, u: &User) -> StoreResult<()> {
+        let r = sqlx::query(
+            "UPDATE users SET email = $1, display_name = $2, roles = $3, saml_name_id = $4
+                 WHERE org_id = $5 AND id = $6 AND user_type = 'human'",
+        )
+        .bind(&u.email)
+        .bind(&u.display_name)
+        .bind(to_json(&u.roles))
+        .bind(&u.saml_name_id)
+        .bind(u.org_id)
+        .bind(&u.id)
+        .execute(conn)
+        .await
+        .map_err(be)?;
+        user_updated(r.rows_affected(), &u.id)
+    }
+}
+
+impl UserStore for PgStore {
+    fn create_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            let out = Self::insert_user(&mut w, u).await;
+            self.committed(&mut w, out, &[Change::User(u.id.clone())])
+                .await
+        })
+    }
+
+    fn get_user<'a>(
+        &'a self,
+        org_id: i64,
+        id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        Box::pin(self.user(org_id, id))
+    }
+
+    fn list_users(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<User>>> {
+        Box::pin(async move {
+            sqlx::query(concat!(
+                "SELECT ",
+                cols::users_cols!(),
+                " FROM users WHERE org_id = $1 ORDER BY created_at, rowid"
+            ))
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(be)?
+            .iter()
+            .map(user_from)
+            .collect()
+        })
+    }
+
+    fn update_user<'a>(
+        &'a self,
+        u: &'a User,
+        f: UserFields,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            let out = async {
+                // One statement for every combination: each column keeps its stored value
+                // unless its flag is set. The state is compared with the stored row's
+                // (`User::effective_state`: a lock that has ended counts as active), so an
+                // unlock racing a lock-out still unlocks.
+                const STATE: &str = "($7 AND ($8 = 'locked' OR $8 != CASE
+                    WHEN state = 'locked' AND locked_until IS NOT NULL AND locked_until <= $14
+                    THEN 'active' ELSE state END))";
+                let sql = format!(
+                    "UPDATE users SET
+                        email = CASE WHEN $1 THEN $2 ELSE email END,
+                        display_name = CASE WHEN $3 THEN $4 ELSE display_name END,
+                        roles = CASE WHEN $5 THEN $6 ELSE roles END,
+                        state = CASE WHEN {STATE} THEN $8 ELSE state END,
+                        state_changed_by = CASE WHEN {STATE} THEN $9 ELSE state_changed_by END,
+                        state_changed_at = CASE WHEN {STATE} THEN $10 ELSE state_changed_at END,
+                        locked_until = CASE WHEN {STATE} THEN $11 ELSE locked_until END,
+                        failed_logins = CASE WHEN {STATE} AND $8 = 'active' THEN 0 ELSE failed_logins END
+                     WHERE org_id = $12 AND id = $13"
+                );
+                let r = sqlx::query(&sql)
+                .bind(f.email)
+                .bind(&u.email)
+                .bind(f.display_name)
+                .bind(&u.display_name)
+                .bind(f.roles)
+                .bind(to_json(&u.roles))
+                .bind(f.state)
+                .bind(state_str(u.state))
+                .bind(u.state_changed_by.as_ref().map(to_json))
+                .bind(u.state_changed_at)
+                .bind(u.locked_until)
+                .bind(u.org_id)
+                .bind(&u.id)
+                .bind(now)
+                .execute(&mut *w)
+                .await
+                .map_err(be)?;
+                user_updated(r.rows_affected(), &u.id)
+            }
+            .await;
+            self.committed(&mut w, out, &[Change::User(u.id.clone())])
+                .await
+        })
+    }
+
+    fn user_by_username<'a>(
+        &'a self,
+        org_id: i64,
+        username: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        Box::pin(self.user_by(org_id, "username", username))
+    }
+
+    fn record_login<'a>(
+        &'a self,
+        update: &'a LoginUpdate,
+        client_id: Option<&'a str>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            match update {
+                LoginUpdate::Failed { user_id } => {
+                    // Counted in SQL, so concurrent failures are never lost.
+                    let mut w = self.writer().await?;
+                    sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
+                        .bind(user_id)
+                        .execute(&mut *w)
+                        .await
+                        .map_err(be)?;
+                }
+                LoginUpdate::Succeeded { user_id } => {
+                    let mut w = self.writer().await?;
+                    let mut tx = w.begin().await.map_err(be)?;
+                    sqlx::query(
+                        "UPDATE users SET failed_logins = 0, last_password_login_at = $1 WHERE id = $2",
+                    )
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+                    if let Some(client_id) = client_id {
+                        sqlx::query(
+                            "INSERT INTO password_grant_uses (client_id, org_id, last_used_at)
+                             SELECT client_id, org_id, $1 FROM clients WHERE client_id = $2
+                             ON CONFLICT (client_id) DO UPDATE SET last_used_at = excluded.last_used_at",
+                        )
+                        .bind(now)
+                        .bind(client_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(be)?;
+                    }
+                    tx.commit().await.map_err(be)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn password_grant_uses(
+        &self,
+        org_id: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<(String, Timestamp)>>> {
+        Box::pin(async move {
+            sqlx::query("SELECT client_id, last_used_at FROM password_grant_uses WHERE org_id = $1")
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(be)?
+                .iter()
+                .map(|r| Ok((get(r, "client_id")?, get(r, "last_used_at")?)))
+                .collect()
+        })
+    }
+
+    fn user_by_saml_link<'a>(
+        &'a self,
+        org_id: i64,
+        name_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        Box::pin(self.user_by(org_id, "saml_name_id", name_id))
+    }
+
+    fn user_by_email<'a>(
+        &'a self,
+        org_id: i64,
+        email: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        Box::pin(async move {
+            self.user_by(org_id, "lower(email)", &email.to_lowercase())
+                .await
+        })
+    }
+}
