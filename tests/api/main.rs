@@ -16,6 +16,7 @@ mod login_page;
 mod no_secret_leaks;
 mod openapi;
 mod peer_oidc_provider;
+mod pg_outage;
 mod private_key_jwt;
 mod saml_cli;
 mod saml_e2e;

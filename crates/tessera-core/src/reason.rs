@@ -125,6 +125,7 @@ reasons! {
     LoginCsrfInvalid => "login_csrf_invalid", InvalidRequest;
     UserThrottled => "user_throttled", InvalidGrant;
     PasswordCheckBusy => "password_check_busy", TemporarilyUnavailable;
+    DatabaseUnavailable => "database_unavailable", TemporarilyUnavailable;
     // The interactive login: the authorization endpoint and its grants.
     ParameterInvalid => "parameter_invalid", InvalidRequest;
     RedirectUriMismatch => "redirect_uri_mismatch", InvalidGrant;

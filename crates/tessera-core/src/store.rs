@@ -483,6 +483,11 @@ pub trait HotPath: Send + Sync + 'static {
     /// last call (cached client facts, throttle records of the last `window` seconds).
     /// The server calls it every second.
     fn sync(&self, window: i64) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// A number that moves each time any node changes the signing keys, as far as this
+    /// node has read (through `sync`, or at once for a change made through it): the
+    /// server reloads its keys when it moves.
+    fn keys_generation(&self) -> u64;
 }
 
 /// Everything Tessera stores: the aggregates, with the hot path in front.

@@ -154,7 +154,8 @@ pub fn oauth_error(denial: &Denial, issuer: &str) -> Response {
 pub fn oauth_unavailable() -> Response {
     let body = json!({
         "error": "temporarily_unavailable",
-        "error_description": "the authorization server cannot record this request right now; retry shortly",
+        "error_description": "the authorization server cannot reach its database to decide or record this request; retry shortly",
+        "reason": Reason::DatabaseUnavailable.code(),
         "request_id": request_id::current(),
     });
     let mut res = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();

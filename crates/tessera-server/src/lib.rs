@@ -199,11 +199,25 @@ impl App {
             let every = Duration::from_secs(config.key_reload_seconds.max(1));
             let window = config.throttle.window;
             tokio::spawn(async move {
+                // Keys are reloaded as soon as the change feed says another node rotated
+                // them (checked every second), and every `key_reload_seconds` anyway.
+                let mut seen = store.keys_generation();
+                let mut last = tokio::time::Instant::now();
                 loop {
-                    tokio::time::sleep(every).await;
-                    if let Err(e) = keys.reload(store.as_ref()).await {
-                        tracing::error!(error = %e, "signing keys not reloaded");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let generation = store.keys_generation();
+                    let due = last.elapsed() >= every;
+                    if generation != seen || due {
+                        if let Err(e) = keys.reload(store.as_ref()).await {
+                            tracing::error!(error = %e, "signing keys not reloaded");
+                        } else {
+                            seen = generation;
+                        }
                     }
+                    if !due {
+                        continue;
+                    }
+                    last = tokio::time::Instant::now();
                     let now = clock::now();
                     match store.prune_throttle(now - window, now).await {
                         Ok(0) => {}

@@ -19,6 +19,8 @@ pub enum Change {
     Client(String),
     /// A user: the clients that run as them, if a service account.
     User(String),
+    /// The signing keys (a rotation): every node reloads them.
+    Keys,
 }
 
 impl Change {
@@ -28,6 +30,7 @@ impl Change {
             Change::Org(id) => ("org", id.to_string()),
             Change::Client(id) => ("client", id.clone()),
             Change::User(id) => ("user", id.clone()),
+            Change::Keys => ("keys", String::new()),
         }
     }
 
@@ -38,6 +41,7 @@ impl Change {
             "org" => key.parse().ok().map(Change::Org),
             "client" => Some(Change::Client(key)),
             "user" => Some(Change::User(key)),
+            "keys" => Some(Change::Keys),
             _ => None,
         }
     }

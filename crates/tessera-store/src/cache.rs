@@ -131,6 +131,8 @@ impl FactsCache {
                     f.client.service_account_id.as_deref() != Some(user.as_str())
                 });
             }
+            // Not a cached fact: the layer counts it for the key reload (`keys_generation`).
+            Change::Keys => {}
         }
     }
 
@@ -155,6 +157,8 @@ pub struct Cached<B> {
     throttles: ThrottleMirror,
     /// The change feed's position this node has applied.
     seen: AtomicI64,
+    /// Moves each time the feed says the signing keys changed (or may have).
+    keys_generation: AtomicU64,
     /// The positions applied lately, so a backend's look back applies each change once.
     applied: Mutex<std::collections::BTreeSet<i64>>,
     /// When `sync` last merged throttle records (seconds).
@@ -178,6 +182,7 @@ impl<B: Backend> Cached<B> {
             facts: FactsCache::default(),
             throttles: ThrottleMirror::default(),
             seen: AtomicI64::new(head),
+            keys_generation: AtomicU64::new(0),
             applied: Mutex::default(),
             last_sync: AtomicI64::new(0),
         };
@@ -200,10 +205,14 @@ impl<B: Backend> Cached<B> {
         for (seq, c) in &feed.changes {
             if applied.insert(*seq) && !feed.gap {
                 self.facts.apply(c);
+                if *c == Change::Keys {
+                    self.keys_generation.fetch_add(1, Ordering::AcqRel);
+                }
             }
         }
         if feed.gap {
             self.facts.invalidate();
+            self.keys_generation.fetch_add(1, Ordering::AcqRel);
         }
         while applied.len() > APPLIED_KEPT {
             applied.pop_first();
@@ -349,6 +358,10 @@ impl<B: Backend> HotPath for Cached<B> {
             self.read_feed().await?;
             self.merge_throttles(window).await
         })
+    }
+
+    fn keys_generation(&self) -> u64 {
+        self.keys_generation.load(Ordering::Acquire)
     }
 }
 

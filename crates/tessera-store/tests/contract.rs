@@ -429,6 +429,35 @@ async fn an_in_memory_store_appends_from_another_thread() {
     assert!(s.get_audit_event(org, "m1").await.unwrap().is_some());
 }
 
+/// A rotation through one node is in the change feed: that node's key generation moves
+/// at once, another's at its next sync (the server then reloads its keys).
+async fn a_key_rotation_reaches_every_node(dir: TestDb) {
+    let a = store(&dir).await;
+    let b = store(&dir).await;
+    let (ga, gb) = (a.keys_generation(), b.keys_generation());
+    a.add_signing_key(
+        &StoredKey {
+            kid: "k1".into(),
+            alg: "ES256".into(),
+            sealed_private_key: vec![1, 2, 3],
+            created_at: 10,
+            retired_at: None,
+            remove_after: None,
+            purpose: "access".into(),
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    assert_ne!(a.keys_generation(), ga, "at once on the node that rotated");
+    assert_eq!(b.keys_generation(), gb, "not before the other node syncs");
+    b.sync(900).await.unwrap();
+    assert_ne!(b.keys_generation(), gb, "after its sync");
+    let g = b.keys_generation();
+    b.sync(900).await.unwrap();
+    assert_eq!(b.keys_generation(), g, "a change counts once");
+}
+
 async fn signing_key_rotation_retires_the_previous(dir: TestDb) {
     let s = store(&dir).await;
     let k = |kid: &str, at| StoredKey {
@@ -1326,6 +1355,7 @@ macro_rules! contract {
 }
 
 contract! {
+    a_key_rotation_reaches_every_node,
     facts_round_trip_and_reopen_keeps_data,
     uniqueness_is_a_conflict_naming_the_thing,
     rotation_keeps_at_most_two_active,

@@ -315,7 +315,7 @@ impl<B: Backend> KeyStore for Cached<B> {
         key: &'a StoredKey,
         old_remove_after: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        self.backend.add_signing_key(key, old_remove_after)
+        self.caught_up(self.backend.add_signing_key(key, old_remove_after))
     }
 }
 

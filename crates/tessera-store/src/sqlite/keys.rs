@@ -93,6 +93,8 @@ impl KeyStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(be)?;
+            // Every node reloads its keys when it reads this.
+            self.changed(&mut tx, &[Change::Keys]).await?;
             tx.commit().await.map_err(be)
         })
     }
