@@ -13,6 +13,7 @@ mod interop;
 mod interop_oidc;
 mod introspection;
 mod login_page;
+mod multinode;
 mod no_secret_leaks;
 mod openapi;
 mod peer_oidc_provider;
