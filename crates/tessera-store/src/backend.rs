@@ -128,4 +128,11 @@ pub trait Backend:
         key: &'a str,
         source: &'a str,
     ) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Woken when another node may have written to the change feed, for a backend that
+    /// can tell (PostgreSQL's LISTEN/NOTIFY): the layer then reads the feed at once
+    /// instead of at its next sync. `None`: the sync's poll is all there is.
+    fn change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }

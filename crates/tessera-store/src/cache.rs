@@ -175,7 +175,7 @@ fn unix_now() -> Timestamp {
 impl<B: Backend> Cached<B> {
     /// Puts the layer in front of `backend`, starting at the feed's head with the
     /// throttle records of the last `window` seconds.
-    pub async fn new(backend: B, window: i64) -> StoreResult<Self> {
+    pub async fn new(backend: B, window: i64) -> StoreResult<Arc<Self>> {
         let head = backend.changes_after(i64::MAX).await?.head;
         let layer = Self {
             backend,
@@ -187,6 +187,22 @@ impl<B: Backend> Cached<B> {
             last_sync: AtomicI64::new(0),
         };
         layer.merge_throttles(window).await?;
+        let layer = Arc::new(layer);
+        // A backend that signals changes: read the feed as soon as it does (the sync's
+        // poll stays, for a signal lost while a connection was down). The task ends
+        // with the layer.
+        if let Some(signal) = layer.backend.change_signal() {
+            let weak = Arc::downgrade(&layer);
+            tokio::spawn(async move {
+                loop {
+                    signal.notified().await;
+                    let Some(layer) = weak.upgrade() else { return };
+                    if let Err(e) = layer.read_feed().await {
+                        tracing::debug!(error = %e, "change feed not read on a signal; the next sync will");
+                    }
+                }
+            });
+        }
         Ok(layer)
     }
 

@@ -52,10 +52,10 @@ pub async fn open_with(
 ) -> Result<Arc<dyn Store>, StoreError> {
     if is_postgres(url) {
         let backend = PgStore::open(url, pool).await?;
-        return Ok(Arc::new(Cached::new(backend, SYNC_WINDOW).await?));
+        return Ok(Cached::new(backend, SYNC_WINDOW).await?);
     }
     let backend = SqliteStore::open(url, durability).await?;
-    Ok(Arc::new(Cached::new(backend, SYNC_WINDOW).await?))
+    Ok(Cached::new(backend, SYNC_WINDOW).await?)
 }
 
 /// Whether a database URL names PostgreSQL.

@@ -5,12 +5,13 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
-use tessera_core::audit::{AuditEvent, AuditFilter};
+use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
 use tessera_core::decision::LoginUpdate;
 use tessera_core::model::{
     Client, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp, User, UserState, UserType,
@@ -23,6 +24,7 @@ use tessera_core::store::{
     UserFields, UserStore, UserWrite,
 };
 use tessera_core::throttle::{ThrottlePolicy, ThrottleState};
+use tokio::sync::Notify;
 
 use crate::backend::{Backend, Change, ClientParts, Feed, OrgParts, ThrottleRecord};
 use crate::cols;
@@ -44,6 +46,37 @@ mod users;
 /// Tessera's store on a PostgreSQL database.
 pub struct PgStore {
     pool: PgPool,
+    /// Woken by a NOTIFY on [`CHANGES_CHANNEL`] (see [`listen`]).
+    signal: Arc<Notify>,
+}
+
+/// The channel each write that records changes notifies, at its commit.
+const CHANGES_CHANNEL: &str = "tessera_changes";
+
+/// Listens on [`CHANGES_CHANNEL`] with a connection of the pool's, waking `signal` on
+/// every notification and after every (re)connection (notifications sent while it was
+/// away are lost; the feed still has them). Ends once the store is gone.
+fn listen(pool: PgPool, signal: Weak<Notify>) {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(mut listener) = PgListener::connect_with(&pool).await
+                && listener.listen(CHANGES_CHANNEL).await.is_ok()
+            {
+                loop {
+                    let Some(s) = signal.upgrade() else { return };
+                    s.notify_one();
+                    drop(s);
+                    if listener.recv().await.is_err() {
+                        break;
+                    }
+                }
+            }
+            if signal.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
 }
 
 /// How the pool is sized and bounded (docs/operations.md, "Several nodes").
@@ -129,7 +162,9 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
         migrate::run_postgres(&pool, migrate::POSTGRES).await?;
-        Ok(Self { pool })
+        let signal = Arc::new(Notify::new());
+        listen(pool.clone(), Arc::downgrade(&signal));
+        Ok(Self { pool, signal })
     }
 
     /// A connection to write with. PostgreSQL takes concurrent writers itself: unlike
@@ -148,6 +183,14 @@ impl PgStore {
                 .bind(kind)
                 .bind(key)
                 .bind(now)
+                .execute(&mut *w)
+                .await
+                .map_err(be)?;
+        }
+        if !changes.is_empty() {
+            // Delivered at the commit, to every node listening (this one included).
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANGES_CHANNEL)
                 .execute(&mut *w)
                 .await
                 .map_err(be)?;
@@ -247,5 +290,9 @@ impl Backend for PgStore {
         source: &'a str,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(self.delete_failures(key, source))
+    }
+
+    fn change_signal(&self) -> Option<Arc<Notify>> {
+        Some(self.signal.clone())
     }
 }

@@ -37,6 +37,12 @@ impl TestDb {
         Some(TestDb::Postgres(PgTestDb::create(&server).await))
     }
 
+    /// Other nodes learn of a change only at their sync (SQLite); on PostgreSQL a
+    /// NOTIFY may bring it sooner.
+    fn polled_only(&self) -> bool {
+        matches!(self, TestDb::Sqlite(_))
+    }
+
     /// The URL a node opens.
     fn url(&self) -> String {
         match self {
@@ -450,7 +456,9 @@ async fn a_key_rotation_reaches_every_node(dir: TestDb) {
     .await
     .unwrap();
     assert_ne!(a.keys_generation(), ga, "at once on the node that rotated");
-    assert_eq!(b.keys_generation(), gb, "not before the other node syncs");
+    if dir.polled_only() {
+        assert_eq!(b.keys_generation(), gb, "not before the other node syncs");
+    }
     b.sync(900).await.unwrap();
     assert_ne!(b.keys_generation(), gb, "after its sync");
     let g = b.keys_generation();
@@ -607,7 +615,9 @@ async fn clients_of_one_org_share_its_cached_facts_and_see_its_changes(dir: Test
             .collect::<Vec<_>>()
     };
     assert_eq!(names(&facts(&a, "c2").await), ["a", "b"]);
-    assert_eq!(names(&facts(&b, "c2").await), ["a"]);
+    if dir.polled_only() {
+        assert_eq!(names(&facts(&b, "c2").await), ["a"]);
+    }
     b.sync(900).await.unwrap();
     assert_eq!(names(&facts(&b, "c1").await), ["a", "b"]);
     assert_eq!(names(&facts(&b, "c2").await), ["a", "b"]);

@@ -108,18 +108,8 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_org_seq ON audit_events (org_id, seq);
 
--- A secret's last use, recorded with its token's audit event.
-CREATE FUNCTION client_secrets_last_use() RETURNS trigger AS $$
-BEGIN
-    UPDATE client_secrets
-       SET last_used_at = NEW.time_ms / 1000, last_used_from = NEW.source_ip
-     WHERE id = NEW.secret_id;
-    RETURN NULL;
-END;
-$$ LANGUAGE plpgsql;
-CREATE TRIGGER client_secrets_last_use AFTER INSERT ON audit_events
-    FOR EACH ROW WHEN (NEW.kind = 'token' AND NEW.secret_id IS NOT NULL)
-    EXECUTE FUNCTION client_secrets_last_use();
+-- A secret's last use is written with each batch of audit events (postgres/audit.rs),
+-- once per secret per batch: SQLite's per-event trigger would rewrite the row each time.
 
 CREATE TABLE signing_keys (
     kid          TEXT    PRIMARY KEY,

@@ -3,52 +3,80 @@
 
 use super::*;
 
-/// The most events in one INSERT statement (17 parameters each, well under
-/// PostgreSQL's 65,535); larger batches take several statements in one transaction.
-pub(super) const AUDIT_CHUNK: usize = 64;
+/// One batch of audit events in one statement: the events as 17 arrays (`UNNEST`, one
+/// statement shape whatever the batch size), and the last use of each client secret the
+/// batch names, at most one update per secret per batch (SQLite's trigger updates it per
+/// event; under load most events of a batch name the same secret, and each update of a
+/// PostgreSQL row writes a new version of it). One statement: atomic, one round trip,
+/// one commit.
+const APPEND: &str = "WITH events AS (
+    INSERT INTO audit_events (request_id, time_ms, org_id, kind, actor, client_id, subject,
+        source_ip, outcome, reason, description, grant_type, scope, secret_id, secret_hint,
+        trace, change)
+    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
+        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+        $13::text[], $14::text[], $15::text[], $16::text[], $17::text[])
+    RETURNING 1)
+UPDATE client_secrets s SET last_used_at = u.at, last_used_from = u.source
+  FROM UNNEST($18::text[], $19::bigint[], $20::text[]) AS u(id, at, source)
+ WHERE s.id = u.id";
 
-/// The multi-row INSERT for `rows` audit events.
-pub(super) fn audit_insert_sql(rows: usize) -> String {
-    const COLS: &str = "(request_id, time_ms, org_id, kind, actor, client_id, subject, source_ip,
-        outcome, reason, description, grant_type, scope, secret_id, secret_hint, trace, change)";
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    let mut sql = format!("INSERT INTO audit_events {COLS} VALUES ");
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(ROW);
-    }
-    numbered(&sql)
-}
-
-/// The audit trail on PostgreSQL, used from the audit writer's thread: each batch is one
-/// transaction of multi-row inserts on a pooled connection, run on the server's runtime
-/// (this thread is outside it and may block). A commit returns once PostgreSQL has it
-/// (its `synchronous_commit` decides how durable that is).
+/// The audit trail on PostgreSQL, used from the audit writer's thread: each batch is
+/// [`APPEND`] on a pooled connection, run on the server's runtime (this thread is outside
+/// it and may block). A commit returns once PostgreSQL has it (its `synchronous_commit`
+/// decides how durable that is).
 pub(super) struct PgAppender {
     pool: PgPool,
     runtime: tokio::runtime::Handle,
-    /// [`audit_insert_sql`] for 1 to [`AUDIT_CHUNK`] rows, built once.
-    sql: Vec<String>,
 }
 
 impl AuditAppender for PgAppender {
     fn append(&mut self, events: &[AuditEvent]) -> StoreResult<()> {
-        self.runtime.block_on(async {
-            let mut tx = self.pool.begin().await.map_err(be)?;
-            for chunk in events.chunks(AUDIT_CHUNK) {
-                let mut q = sqlx::query(&self.sql[chunk.len()]);
-                for cell in chunk.iter().flat_map(crate::rows::audit_row) {
-                    q = match cell {
-                        crate::rows::Cell::Int(v) => q.bind(v),
-                        crate::rows::Cell::Text(v) => q.bind(v.map(Cow::into_owned)),
-                    };
+        let mut ints: Vec<Vec<Option<i64>>> =
+            (0..17).map(|_| Vec::with_capacity(events.len())).collect();
+        let mut texts: Vec<Vec<Option<String>>> =
+            (0..17).map(|_| Vec::with_capacity(events.len())).collect();
+        for ev in events {
+            for (i, cell) in crate::rows::audit_row(ev).into_iter().enumerate() {
+                match cell {
+                    crate::rows::Cell::Int(v) => ints[i].push(v),
+                    crate::rows::Cell::Text(v) => texts[i].push(v.map(Cow::into_owned)),
                 }
-                q.execute(&mut *tx).await.map_err(be)?;
             }
-            tx.commit().await.map_err(be)
-        })
+        }
+        // The last use of each secret: its batch's latest token event.
+        let mut uses: Vec<(&str, i64, Option<&str>)> = Vec::new();
+        for ev in events.iter().filter(|e| e.kind == AuditKind::Token) {
+            if let Some(id) = ev.secret_id.as_deref() {
+                let at = ev.time_ms / 1000;
+                match uses.iter_mut().find(|(s, _, _)| *s == id) {
+                    Some(u) if u.1 <= at => *u = (id, at, ev.source_ip.as_deref()),
+                    Some(_) => {}
+                    None => uses.push((id, at, ev.source_ip.as_deref())),
+                }
+            }
+        }
+        let mut q = sqlx::query(APPEND);
+        for i in 0..17 {
+            // Columns 1 and 2 (time, org) are numbers; the others text.
+            q = if i == 1 || i == 2 {
+                q.bind(std::mem::take(&mut ints[i]))
+            } else {
+                q.bind(std::mem::take(&mut texts[i]))
+            };
+        }
+        q = q
+            .bind(uses.iter().map(|u| u.0.to_string()).collect::<Vec<_>>())
+            .bind(uses.iter().map(|u| u.1).collect::<Vec<_>>())
+            .bind(
+                uses.iter()
+                    .map(|u| u.2.map(str::to_string))
+                    .collect::<Vec<_>>(),
+            );
+        self.runtime
+            .block_on(q.execute(&self.pool))
+            .map(|_| ())
+            .map_err(be)
     }
 }
 
@@ -120,7 +148,6 @@ impl AuditStore for PgStore {
             runtime: tokio::runtime::Handle::try_current().map_err(|e| {
                 StoreError::Backend(format!("the PostgreSQL audit trail needs a runtime: {e}"))
             })?,
-            sql: (0..=AUDIT_CHUNK).map(audit_insert_sql).collect(),
         }))
     }
 
