@@ -407,6 +407,12 @@ pub trait AuditStore: Send + Sync + 'static {
     /// The audit trail's writer, for a thread of its own (see [`AuditAppender`]). Called
     /// once, at startup.
     fn audit_appender(&self) -> StoreResult<Box<dyn AuditAppender>>;
+    /// How many audit batches may be committing at once, each through an appender of
+    /// its own: 1 where commits serialize anyway (SQLite); more where the database takes
+    /// them in parallel and a commit's wait, not its work, bounds the rate.
+    fn audit_batches_in_flight(&self) -> usize {
+        1
+    }
     fn get_audit_event<'a>(
         &'a self,
         org_id: i64,

@@ -162,11 +162,16 @@ impl App {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let bootstrapped = if config.bootstrap_on_empty && store.is_empty().await? {
             let slug = OrgSlug::parse("default").expect("valid slug");
-            Some(
-                bootstrap(store.as_ref(), &slug)
-                    .await
-                    .context("bootstrap")?,
-            )
+            match bootstrap(store.as_ref(), &slug).await {
+                Ok(b) => Some(b),
+                // Another node on the same database bootstrapped it first: that node
+                // printed the credentials.
+                Err(tessera_core::store::StoreError::Conflict(_)) if !store.is_empty().await? => {
+                    tracing::info!("another node bootstrapped the database first");
+                    None
+                }
+                Err(e) => return Err(e).context("bootstrap"),
+            }
         } else {
             None
         };

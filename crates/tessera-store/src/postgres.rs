@@ -140,13 +140,6 @@ const FEED_LOOKBACK_SECONDS: i64 = 10;
 /// How long the change feed keeps an entry, in seconds.
 const FEED_KEPT_SECONDS: i64 = 3_600;
 
-fn unix_now() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl PgStore {
     /// Connects to the PostgreSQL database at `url` (`postgres://…`; TLS by its
     /// `sslmode`) and migrates it; several nodes may do so at once.
@@ -176,16 +169,19 @@ impl PgStore {
     /// Records what a write changed in the change feed, and forgets entries older than
     /// [`FEED_KEPT_SECONDS`].
     async fn changed(&self, w: &mut PgConnection, changes: &[Change]) -> StoreResult<()> {
-        let now = unix_now();
+        // Times from the database's clock, as the readers' look back is: the nodes'
+        // clocks play no part.
         for c in changes {
             let (kind, key) = c.to_row();
-            sqlx::query("INSERT INTO tessera_changes (kind, key, at) VALUES ($1, $2, $3)")
-                .bind(kind)
-                .bind(key)
-                .bind(now)
-                .execute(&mut *w)
-                .await
-                .map_err(be)?;
+            sqlx::query(
+                "INSERT INTO tessera_changes (kind, key, at)
+                 VALUES ($1, $2, extract(epoch from clock_timestamp())::bigint)",
+            )
+            .bind(kind)
+            .bind(key)
+            .execute(&mut *w)
+            .await
+            .map_err(be)?;
         }
         if !changes.is_empty() {
             // Delivered at the commit, to every node listening (this one included).
@@ -195,25 +191,36 @@ impl PgStore {
                 .await
                 .map_err(be)?;
         }
-        sqlx::query("DELETE FROM tessera_changes WHERE at < $1")
-            .bind(now - FEED_KEPT_SECONDS)
+        sqlx::query(
+            "DELETE FROM tessera_changes WHERE at < extract(epoch from clock_timestamp())::bigint - $1",
+        )
+        .bind(FEED_KEPT_SECONDS)
             .execute(&mut *w)
             .await
             .map_err(be)?;
         Ok(())
     }
 
-    /// Passes a write's result through, recording what it changed when it succeeded.
+    /// Ends a write's transaction: on success, records what it changed in the change
+    /// feed in the same transaction, then commits (the data and its feed entry commit
+    /// together, or neither does); on failure, rolls back.
     async fn committed<T>(
         &self,
-        w: &mut PgConnection,
+        mut tx: sqlx::Transaction<'static, Postgres>,
         out: StoreResult<T>,
         changes: &[Change],
     ) -> StoreResult<T> {
-        if out.is_ok() {
-            self.changed(w, changes).await?;
+        match out {
+            Ok(v) => {
+                self.changed(&mut tx, changes).await?;
+                tx.commit().await.map_err(be)?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
         }
-        out
     }
 }
 
@@ -243,10 +250,12 @@ impl Backend for PgStore {
                 });
             }
             let rows = sqlx::query(
-                "SELECT seq, kind, key FROM tessera_changes WHERE seq > $1 OR at >= $2 ORDER BY seq",
+                "SELECT seq, kind, key FROM tessera_changes
+                 WHERE seq > $1 OR at >= extract(epoch from clock_timestamp())::bigint - $2
+                 ORDER BY seq",
             )
             .bind(after)
-            .bind(unix_now() - FEED_LOOKBACK_SECONDS)
+            .bind(FEED_LOOKBACK_SECONDS)
             .fetch_all(&self.pool)
             .await
             .map_err(be)?;

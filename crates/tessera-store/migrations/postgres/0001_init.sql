@@ -121,6 +121,8 @@ CREATE TABLE signing_keys (
     purpose      TEXT    NOT NULL DEFAULT 'access',
     rowid        BIGINT  GENERATED ALWAYS AS IDENTITY
 );
+-- One current key per purpose, whatever two nodes rotating at once would do.
+CREATE UNIQUE INDEX signing_keys_current ON signing_keys (purpose) WHERE retired_at IS NULL;
 
 CREATE TABLE sso_configs (
     org_id     BIGINT  PRIMARY KEY REFERENCES orgs(id),

@@ -275,6 +275,10 @@ impl<B: Backend> AuditStore for Cached<B> {
         self.backend.audit_appender()
     }
 
+    fn audit_batches_in_flight(&self) -> usize {
+        self.backend.audit_batches_in_flight()
+    }
+
     fn get_audit_event<'a>(
         &'a self,
         org_id: i64,

@@ -124,7 +124,7 @@ impl ClientStore for PgStore {
         s: Option<&'a StoredSecret>,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut w = self.pool.begin().await.map_err(be)?;
             let out = async {
                 let mut tx = w.begin().await.map_err(be)?;
                 Self::insert_client(&mut tx, c).await.map_err(|e| match e {
@@ -140,7 +140,7 @@ impl ClientStore for PgStore {
                 tx.commit().await.map_err(be)
             }
             .await;
-            self.committed(&mut w, out, &[Change::Client(c.client_id.to_string())])
+            self.committed(w, out, &[Change::Client(c.client_id.to_string())])
                 .await
         })
     }
@@ -186,7 +186,7 @@ impl ClientStore for PgStore {
 
     fn update_client<'a>(&'a self, c: &'a Client) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut w = self.pool.begin().await.map_err(be)?;
             let out = async {
             let r = sqlx::query(
                 "UPDATE clients SET name = $1, enabled = $2, grant_types = $3, scopes = $4, redirect_uris = $5,
@@ -217,7 +217,7 @@ impl ClientStore for PgStore {
             Ok(())
         }
             .await;
-            self.committed(&mut w, out, &[Change::Client(c.client_id.to_string())])
+            self.committed(w, out, &[Change::Client(c.client_id.to_string())])
                 .await
         })
     }
@@ -228,7 +228,7 @@ impl ClientStore for PgStore {
         client_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut w = self.pool.begin().await.map_err(be)?;
             let out = async {
                 let mut tx = w.begin().await.map_err(be)?;
                 let r = sqlx::query("DELETE FROM clients WHERE org_id = $1 AND client_id = $2")
@@ -248,7 +248,7 @@ impl ClientStore for PgStore {
                 Ok(r.rows_affected() > 0)
             }
             .await;
-            self.committed(&mut w, out, &[Change::Client(client_id.to_string())])
+            self.committed(w, out, &[Change::Client(client_id.to_string())])
                 .await
         })
     }
@@ -267,7 +267,7 @@ impl ClientStore for PgStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut w = self.pool.begin().await.map_err(be)?;
             let out = async {
             let mut tx = w.begin().await.map_err(be)?;
             // Lock the client's row first, so two rotations (on any node) cannot interleave.
@@ -306,7 +306,7 @@ impl ClientStore for PgStore {
             tx.commit().await.map_err(be)
         }
             .await;
-            self.committed(&mut w, out, &[Change::Client(new.client_id.to_string())])
+            self.committed(w, out, &[Change::Client(new.client_id.to_string())])
                 .await
         })
     }
@@ -318,7 +318,7 @@ impl ClientStore for PgStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut w = self.pool.begin().await.map_err(be)?;
             let out = async {
             let r = sqlx::query(
                 "UPDATE client_secrets SET revoked_at = $1 WHERE client_id = $2 AND id = $3 AND revoked_at IS NULL",
@@ -332,7 +332,7 @@ impl ClientStore for PgStore {
             Ok(r.rows_affected() > 0)
         }
             .await;
-            self.committed(&mut w, out, &[Change::Client(client_id.to_string())])
+            self.committed(w, out, &[Change::Client(client_id.to_string())])
                 .await
         })
     }

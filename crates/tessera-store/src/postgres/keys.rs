@@ -71,6 +71,14 @@ impl KeyStore for PgStore {
         Box::pin(async move {
             let mut w = self.writer().await?;
             let mut tx = w.begin().await.map_err(be)?;
+            // One rotation of a purpose at a time across nodes: the retiring UPDATE of a
+            // second one must see the first's new key (READ COMMITTED would not, within
+            // one statement that started before that commit).
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tessera:signing_keys:' || $1))")
+                .bind(&k.purpose)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
             sqlx::query(
                 "UPDATE signing_keys SET retired_at = $1, remove_after = $2
                  WHERE retired_at IS NULL AND purpose = $3",

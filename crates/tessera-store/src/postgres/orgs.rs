@@ -36,7 +36,7 @@ impl OrgStore for PgStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Org>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut w = self.pool.begin().await.map_err(be)?;
             let out = async {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO orgs (slug, enabled, sso_enforced, created_at) VALUES ($1, TRUE, FALSE, $2) RETURNING id",
@@ -55,7 +55,7 @@ impl OrgStore for PgStore {
             })
         }
             .await;
-            self.committed(&mut w, out, &[]).await
+            self.committed(w, out, &[]).await
         })
     }
 
@@ -82,7 +82,7 @@ impl OrgStore for PgStore {
 
     fn create_scope<'a>(&'a self, s: &'a Scope) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut w = self.pool.begin().await.map_err(be)?;
             let out = async {
                 sqlx::query("INSERT INTO scopes (org_id, name, description) VALUES ($1, $2, $3)")
                     .bind(s.org_id)
@@ -94,7 +94,7 @@ impl OrgStore for PgStore {
                 Ok(())
             }
             .await;
-            self.committed(&mut w, out, &[Change::Org(s.org_id)]).await
+            self.committed(w, out, &[Change::Org(s.org_id)]).await
         })
     }
 

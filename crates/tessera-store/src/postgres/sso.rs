@@ -92,7 +92,7 @@ impl SsoStore for PgStore {
 
     fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut w = self.pool.begin().await.map_err(be)?;
             let out = sqlx::query("UPDATE orgs SET sso_enforced = $1 WHERE id = $2")
                 .bind(enforced)
                 .bind(org_id)
@@ -106,7 +106,7 @@ impl SsoStore for PgStore {
                         Ok(())
                     }
                 });
-            self.committed(&mut w, out, &[Change::Org(org_id)]).await
+            self.committed(w, out, &[Change::Org(org_id)]).await
         })
     }
 
@@ -130,6 +130,13 @@ impl SsoStore for PgStore {
             // Counted under a lock of the org's row, held to the commit: concurrent
             // starts of one org, on any node, cannot overshoot. (NO KEY UPDATE: rows that
             // reference the org are not held up.)
+            // And under a lock of the source address, taken first (one order everywhere):
+            // starts from one address against several orgs cannot overshoot its bound.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tessera:saml_pending:' || $1))")
+                .bind(source)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
             sqlx::query("SELECT id FROM orgs WHERE id = $1 FOR NO KEY UPDATE")
                 .bind(p.org_id)
                 .execute(&mut *tx)

@@ -103,10 +103,9 @@ impl PgStore {
 impl UserStore for PgStore {
     fn create_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut w = self.pool.begin().await.map_err(be)?;
             let out = Self::insert_user(&mut w, u).await;
-            self.committed(&mut w, out, &[Change::User(u.id.clone())])
-                .await
+            self.committed(w, out, &[Change::User(u.id.clone())]).await
         })
     }
 
@@ -142,7 +141,7 @@ impl UserStore for PgStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut w = self.pool.begin().await.map_err(be)?;
             let out = async {
                 // One statement for every combination: each column keeps its stored value
                 // unless its flag is set. The state is compared with the stored row's
@@ -184,8 +183,7 @@ impl UserStore for PgStore {
                 user_updated(r.rows_affected(), &u.id)
             }
             .await;
-            self.committed(&mut w, out, &[Change::User(u.id.clone())])
-                .await
+            self.committed(w, out, &[Change::User(u.id.clone())]).await
         })
     }
 
