@@ -117,6 +117,7 @@ struct FileConfig {
 struct FilePostgres {
     max_connections: Option<u32>,
     acquire_timeout_ms: Option<u64>,
+    audit_batches_in_flight: Option<usize>,
 }
 
 /// `[jwks_fetch]`: how clients' `jwks_uri` are fetched (docs/configuration.md).
@@ -300,6 +301,12 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
                 bail!("[postgres] acquire_timeout_ms must be at least 1");
             }
             d.acquire_timeout = std::time::Duration::from_millis(v);
+        }
+        if let Some(v) = p.audit_batches_in_flight {
+            if !(1..=8).contains(&v) {
+                bail!("[postgres] audit_batches_in_flight must be 1 to 8");
+            }
+            d.audit_batches_in_flight = v;
         }
     }
     if let Some(j) = file.jwks_fetch {

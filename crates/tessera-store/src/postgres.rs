@@ -46,6 +46,7 @@ mod users;
 /// Tessera's store on a PostgreSQL database.
 pub struct PgStore {
     pool: PgPool,
+    audit_batches_in_flight: usize,
     /// Woken by a NOTIFY on [`CHANGES_CHANNEL`] (see [`listen`]).
     signal: Arc<Notify>,
 }
@@ -87,6 +88,12 @@ pub struct PgPoolSettings {
     /// The longest a request waits for a connection, or for a new one to open, before it
     /// fails (and the caller answers 503): a database that is down fails fast.
     pub acquire_timeout: Duration,
+    /// Audit batches committing at once (see `AuditStore::audit_batches_in_flight`).
+    /// One by default: on the 2-core machine of bench/, with PostgreSQL on the same
+    /// cores, three in flight made batches smaller and cost PostgreSQL twice the CPU per
+    /// token (docs/performance.md); with the database on a host of its own, where a
+    /// commit's wait is mostly the network's and the disk's, more may pay.
+    pub audit_batches_in_flight: usize,
 }
 
 impl Default for PgPoolSettings {
@@ -94,6 +101,7 @@ impl Default for PgPoolSettings {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
+            audit_batches_in_flight: 1,
         }
     }
 }
@@ -157,7 +165,11 @@ impl PgStore {
         migrate::run_postgres(&pool, migrate::POSTGRES).await?;
         let signal = Arc::new(Notify::new());
         listen(pool.clone(), Arc::downgrade(&signal));
-        Ok(Self { pool, signal })
+        Ok(Self {
+            pool,
+            signal,
+            audit_batches_in_flight: settings.audit_batches_in_flight.max(1),
+        })
     }
 
     /// A connection to write with. PostgreSQL takes concurrent writers itself: unlike

@@ -154,10 +154,9 @@ impl AuditStore for PgStore {
         }))
     }
 
-    /// A batch's commit waits for PostgreSQL's WAL flush far longer than it works: with
-    /// three in flight, the next batches gather and commit while one waits.
+    /// `[postgres] audit_batches_in_flight` (one by default).
     fn audit_batches_in_flight(&self) -> usize {
-        3
+        self.audit_batches_in_flight
     }
 
     fn get_audit_event<'a>(
