@@ -967,6 +967,7 @@ def measure_postgres(exe: Path, work: Path, args, rows: list, notes: list, serve
             notes.append(f"**{label} not run:** {e}")
             log(f"ERROR {e}")
             return
+        first = None
         try:
             first, secret = start_tessera(exe, work, args.durability, args.alg, tag=f"-pg{n}", database=url)
             servers.append(first)
@@ -991,9 +992,8 @@ def measure_postgres(exe: Path, work: Path, args, rows: list, notes: list, serve
             notes.append(f"{label} failed: {str(e).splitlines()[0]}")
             log(f"ERROR {e}")
         finally:
-            for s in list(servers):
-                if s.name == "tessera" and s.proc.poll() is None and f"-pg{n}" in str(s.log):
-                    s.stop()
+            if first is not None:
+                first.stop()  # and its siblings
             pg_drop_database(args.database, name)
 
 

@@ -17,21 +17,18 @@
 
 mod delegate;
 
-use std::sync::atomic::AtomicI64;
-
-use tessera_core::decision::Facts;
-use tessera_core::store::{BoxFuture, HotPath, StoreError, StoreResult};
-
-use crate::backend::{Backend, Change};
-
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tessera_core::decision::ClientFacts;
+use tessera_core::decision::{ClientFacts, Facts};
 use tessera_core::model::{Org, ScopeName, Timestamp};
+use tessera_core::store::{BoxFuture, HotPath, StoreError, StoreResult};
 use tessera_core::throttle::{AttemptOutcome, Reservation, ThrottlePolicy, ThrottleState};
+
+use crate::backend::{Backend, Change};
+use crate::unix_now;
 
 /// The longest a cached entry is trusted without a reload.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
@@ -165,13 +162,6 @@ pub struct Cached<B> {
     last_sync: AtomicI64,
 }
 
-fn unix_now() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl<B: Backend> Cached<B> {
     /// Puts the layer in front of `backend`, starting at the feed's head with the
     /// throttle records of the last `window` seconds.
@@ -204,11 +194,6 @@ impl<B: Backend> Cached<B> {
             });
         }
         Ok(layer)
-    }
-
-    /// The backend under the layer.
-    pub fn backend(&self) -> &B {
-        &self.backend
     }
 
     /// Applies what the feed says changed since this node last read it.

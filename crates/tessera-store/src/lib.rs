@@ -58,6 +58,14 @@ pub async fn open_with(
     Ok(Cached::new(backend, SYNC_WINDOW).await?)
 }
 
+/// Now, in Unix seconds.
+fn unix_now() -> tessera_core::model::Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Whether a database URL names PostgreSQL.
 pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")

@@ -34,6 +34,7 @@ use crate::rows::{
     audit_from, client_from, code_from, from_json, get, grant_from, org_from, secret_from, to_json,
     user_from,
 };
+use crate::unix_now;
 
 mod audit;
 mod clients;
@@ -206,7 +207,7 @@ impl SqliteStore {
         Ok(Writer { turn, pooled })
     }
 
-    /// Records what a write changed in the change feed, on the write's own connection
+    /// Records what a write changed in the change feed, in the write's own transaction
     /// and turn (so the feed's order is the writes' order), and forgets entries older
     /// than [`FEED_KEPT_SECONDS`].
     async fn changed(&self, w: &mut SqliteConnection, changes: &[Change]) -> StoreResult<()> {
@@ -229,17 +230,26 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Passes a write's result through, recording what it changed when it succeeded.
+    /// Ends a write's transaction: on success, records what it changed in the change
+    /// feed in the same transaction, then commits (the data and its feed entry commit
+    /// together, or neither does); on failure, rolls back.
     async fn committed<T>(
         &self,
-        w: &mut SqliteConnection,
+        mut tx: sqlx::Transaction<'_, Sqlite>,
         out: StoreResult<T>,
         changes: &[Change],
     ) -> StoreResult<T> {
-        if out.is_ok() {
-            self.changed(w, changes).await?;
+        match out {
+            Ok(v) => {
+                self.changed(&mut tx, changes).await?;
+                tx.commit().await.map_err(be)?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
         }
-        out
     }
 }
 
@@ -323,13 +333,6 @@ impl Backend for SqliteStore {
 /// How long the change feed keeps an entry, in seconds: a node that has not read the
 /// feed for longer forgets all its cached facts.
 const FEED_KEPT_SECONDS: i64 = 3_600;
-
-fn unix_now() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 #[cfg(test)]
 mod tests {

@@ -124,7 +124,8 @@ impl ClientStore for SqliteStore {
         s: Option<&'a StoredSecret>,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
             let out = async {
                 let mut tx = w.begin().await.map_err(be)?;
                 Self::insert_client(&mut tx, c).await.map_err(|e| match e {
@@ -140,7 +141,7 @@ impl ClientStore for SqliteStore {
                 tx.commit().await.map_err(be)
             }
             .await;
-            self.committed(&mut w, out, &[Change::Client(c.client_id.to_string())])
+            self.committed(w, out, &[Change::Client(c.client_id.to_string())])
                 .await
         })
     }
@@ -186,7 +187,8 @@ impl ClientStore for SqliteStore {
 
     fn update_client<'a>(&'a self, c: &'a Client) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
             let out = async {
             let r = sqlx::query(
                 "UPDATE clients SET name = ?, enabled = ?, grant_types = ?, scopes = ?, redirect_uris = ?,
@@ -217,7 +219,7 @@ impl ClientStore for SqliteStore {
             Ok(())
         }
             .await;
-            self.committed(&mut w, out, &[Change::Client(c.client_id.to_string())])
+            self.committed(w, out, &[Change::Client(c.client_id.to_string())])
                 .await
         })
     }
@@ -228,7 +230,8 @@ impl ClientStore for SqliteStore {
         client_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
             let out = async {
                 let mut tx = w.begin().await.map_err(be)?;
                 let r = sqlx::query("DELETE FROM clients WHERE org_id = ? AND client_id = ?")
@@ -248,7 +251,7 @@ impl ClientStore for SqliteStore {
                 Ok(r.rows_affected() > 0)
             }
             .await;
-            self.committed(&mut w, out, &[Change::Client(client_id.to_string())])
+            self.committed(w, out, &[Change::Client(client_id.to_string())])
                 .await
         })
     }
@@ -267,7 +270,8 @@ impl ClientStore for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
             let out = async {
             let mut tx = w.begin().await.map_err(be)?;
             // Take the write lock first, so two rotations cannot interleave.
@@ -306,7 +310,7 @@ impl ClientStore for SqliteStore {
             tx.commit().await.map_err(be)
         }
             .await;
-            self.committed(&mut w, out, &[Change::Client(new.client_id.to_string())])
+            self.committed(w, out, &[Change::Client(new.client_id.to_string())])
                 .await
         })
     }
@@ -318,7 +322,8 @@ impl ClientStore for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
             let out = async {
             let r = sqlx::query(
                 "UPDATE client_secrets SET revoked_at = ? WHERE client_id = ? AND id = ? AND revoked_at IS NULL",
@@ -332,7 +337,7 @@ impl ClientStore for SqliteStore {
             Ok(r.rows_affected() > 0)
         }
             .await;
-            self.committed(&mut w, out, &[Change::Client(client_id.to_string())])
+            self.committed(w, out, &[Change::Client(client_id.to_string())])
                 .await
         })
     }

@@ -36,7 +36,8 @@ impl OrgStore for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Org>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
             let out = async {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO orgs (slug, enabled, sso_enforced, created_at) VALUES (?, 1, 0, ?) RETURNING id",
@@ -55,7 +56,7 @@ impl OrgStore for SqliteStore {
             })
         }
             .await;
-            self.committed(&mut w, out, &[]).await
+            self.committed(w, out, &[]).await
         })
     }
 
@@ -82,7 +83,8 @@ impl OrgStore for SqliteStore {
 
     fn create_scope<'a>(&'a self, s: &'a Scope) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
             let out = async {
                 sqlx::query("INSERT INTO scopes (org_id, name, description) VALUES (?, ?, ?)")
                     .bind(s.org_id)
@@ -94,7 +96,7 @@ impl OrgStore for SqliteStore {
                 Ok(())
             }
             .await;
-            self.committed(&mut w, out, &[Change::Org(s.org_id)]).await
+            self.committed(w, out, &[Change::Org(s.org_id)]).await
         })
     }
 

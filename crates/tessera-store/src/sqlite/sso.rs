@@ -95,7 +95,8 @@ impl SsoStore for SqliteStore {
 
     fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
             let out = sqlx::query("UPDATE orgs SET sso_enforced = ? WHERE id = ?")
                 .bind(enforced)
                 .bind(org_id)
@@ -109,7 +110,7 @@ impl SsoStore for SqliteStore {
                         Ok(())
                     }
                 });
-            self.committed(&mut w, out, &[Change::Org(org_id)]).await
+            self.committed(w, out, &[Change::Org(org_id)]).await
         })
     }
 

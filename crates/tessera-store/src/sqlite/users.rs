@@ -103,10 +103,10 @@ impl SqliteStore {
 impl UserStore for SqliteStore {
     fn create_user<'a>(&'a self, u: &'a User) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
             let out = Self::insert_user(&mut w, u).await;
-            self.committed(&mut w, out, &[Change::User(u.id.clone())])
-                .await
+            self.committed(w, out, &[Change::User(u.id.clone())]).await
         })
     }
 
@@ -142,7 +142,8 @@ impl UserStore for SqliteStore {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut w = self.writer().await?;
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
             let out = async {
                 // One statement for every combination: each column keeps its stored value
                 // unless its flag is set. The state is compared with the stored row's
@@ -184,8 +185,7 @@ impl UserStore for SqliteStore {
                 user_updated(r.rows_affected(), &u.id)
             }
             .await;
-            self.committed(&mut w, out, &[Change::User(u.id.clone())])
-                .await
+            self.committed(w, out, &[Change::User(u.id.clone())]).await
         })
     }
 
