@@ -154,9 +154,13 @@ pub struct SsoFields {
     /// The IdP's entity id (the Issuer of its responses)
     #[arg(long)]
     idp_entity_id: Option<String>,
-    /// The IdP's single sign-on URL (HTTP-Redirect binding)
+    /// The IdP's single sign-on URL
     #[arg(long)]
     idp_sso_url: Option<String>,
+    /// How AuthnRequests reach the IdP: redirect (default) or post, for IdPs that offer
+    /// only HTTP-POST (taken from --metadata when given)
+    #[arg(long, value_name = "BINDING", value_parser = ["redirect", "post"])]
+    idp_sso_binding: Option<String>,
     /// An IdP signing certificate, a PEM file (repeat while the IdP rotates)
     #[arg(long = "idp-cert", value_name = "PEM_FILE")]
     idp_certs: Vec<PathBuf>,
@@ -312,6 +316,10 @@ fn put_sso_body(f: &SsoFields) -> Result<tessera_api::PutSsoConfig, Failure> {
             .transpose()?,
         idp_entity_id: f.idp_entity_id.clone(),
         idp_sso_url: f.idp_sso_url.clone(),
+        idp_sso_binding: f.idp_sso_binding.as_deref().map(|b| match b {
+            "post" => tessera_api::SamlBinding::Post,
+            _ => tessera_api::SamlBinding::Redirect,
+        }),
         idp_certificates: f
             .idp_certs
             .iter()

@@ -41,6 +41,10 @@ struct CheckArgs {
     /// Our SP entity id: the Audience the response must name
     #[arg(long)]
     sp_entity_id: String,
+    /// An SP decryption key (PEM file, PKCS#8 or PKCS#1) for an encrypted assertion;
+    /// repeat while a rotation overlaps (each is tried)
+    #[arg(long = "sp-key", value_name = "PEM_FILE")]
+    sp_keys: Vec<std::path::PathBuf>,
     /// Our ACS URL: the Destination and Recipient the response must name
     #[arg(long)]
     acs_url: String,
@@ -148,6 +152,18 @@ fn check(a: CheckArgs) -> i32 {
             );
         }
     };
+    let mut decryption_keys = Vec::new();
+    for path in &a.sp_keys {
+        match std::fs::read_to_string(path) {
+            Ok(key_pem) if key_pem.contains("PRIVATE KEY-----") => {
+                decryption_keys.push(tessera_saml::DecryptionKey { key_pem })
+            }
+            Ok(_) => {
+                return usage(a.json, format!("{}: not a PEM private key", path.display()));
+            }
+            Err(e) => return usage(a.json, format!("cannot read {}: {e}", path.display())),
+        }
+    }
     let expect = Expectation {
         sp_entity_id: a.sp_entity_id.clone(),
         acs_url: a.acs_url.clone(),
@@ -155,6 +171,7 @@ fn check(a: CheckArgs) -> i32 {
             Some(id) => RequestCheck::Request(id.clone()),
             None => RequestCheck::NotChecked,
         },
+        decryption_keys,
         now,
         policy,
     };
@@ -164,10 +181,13 @@ fn check(a: CheckArgs) -> i32 {
                 verdict: "accept",
                 reason: None,
                 detail: format!(
-                    "valid: signed ({}) by the configured IdP '{}', for '{}'",
+                    "valid: signed ({}) by the configured IdP '{}', for '{}'{}",
                     ok.signature_algorithms.join(", "),
                     ok.issuer,
-                    a.sp_entity_id
+                    a.sp_entity_id,
+                    ok.encryption_algorithm
+                        .map(|e| format!("; the assertion was encrypted ({e})"))
+                        .unwrap_or_default()
                 ),
                 name_id: Some(ok.name_id),
                 attributes: Some(ok.attributes),
@@ -231,6 +251,7 @@ fn idp(a: &CheckArgs) -> Result<IdpTrust, String> {
             entity_id: fields.entity_id,
             certificates: fields.signing_certificates,
             sso_url: None,
+            sso_binding: Default::default(),
         });
     }
     match (&a.idp_cert, &a.idp_entity_id) {
@@ -241,6 +262,7 @@ fn idp(a: &CheckArgs) -> Result<IdpTrust, String> {
                 entity_id: entity.clone(),
                 certificates: tessera_saml::certs::split(&text),
                 sso_url: None,
+                sso_binding: Default::default(),
             })
         }
         _ => Err(

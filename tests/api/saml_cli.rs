@@ -1,6 +1,7 @@
 //! `tessera saml check` against the public SAML vectors: every row through the binary
 //! gets the same verdict and reason as the in-process validator (one code path), with
-//! the exit codes DESIGN gives (0 accept, 1 reject, 2 configuration error).
+//! the exit codes DESIGN gives (0 accept, 1 reject, 2 configuration error); encrypted
+//! rows with the SP key the row names (`--sp-key`).
 
 use std::process::Command;
 
@@ -85,6 +86,10 @@ fn check(
         .args(["--skew", "60", "--json"]);
     if !row.request_id.is_empty() {
         cmd.args(["--request-id", &row.request_id]);
+    }
+    // The SP's decryption key, as the row names it: `--sp-key` for encrypted assertions.
+    if let Some(key) = corpus::decryption_key_path(row) {
+        cmd.arg("--sp-key").arg(key);
     }
     if matches!(
         row.policy.as_str(),

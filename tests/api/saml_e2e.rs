@@ -320,6 +320,127 @@ async fn sp_initiated_login_through_samlify_in_each_signing_mode() {
     }
 }
 
+/// The hidden fields of Tessera's HTTP-POST page, unescaped.
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    let unescape = |s: &str| {
+        s.replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    html.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|rest| {
+            let (name, rest) = rest.split_once("\" value=\"").unwrap();
+            let (value, _) = rest.split_once('"').unwrap();
+            (unescape(name), unescape(value))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_idp_offering_only_http_post_gets_an_auto_submitted_signed_form() {
+    let app = spawn_app().await;
+    let Some(idp) = start_idp(&app, "assertion,post").await else {
+        return;
+    };
+    configure(&app, &idp, json!({})).await;
+    let (_, view) = app.get("/sso/saml").await;
+    assert_eq!(view["idp_sso_binding"], "post", "{view}");
+    assert_eq!(view["idp_sso_url"], format!("{}/sso", idp.base));
+
+    let http = no_redirects();
+    let r = http
+        .get(app.url("/saml/default/login?return_to=/app/home"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains(&format!("form-action {}", idp.base))
+            && csp.contains("script-src 'self'")
+            && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains(&format!("action=\"{}/sso\"", idp.base)),
+        "{html}"
+    );
+    // No inline script: the only script is the file the CSP allows, and the button works
+    // without it.
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
+    assert!(
+        html.contains("<script src=\"/assets/saml-post.js\""),
+        "{html}"
+    );
+    assert!(html.contains("<button type=\"submit\""), "{html}");
+    let script = http
+        .get(app.url("/assets/saml-post.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(script.text().await.unwrap().contains("saml-post"));
+
+    let fields = hidden_fields(&html);
+    let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["SAMLRequest", "RelayState"], "{html}");
+    // The request carries an enveloped signature the IdP checks against Tessera's
+    // metadata: one changed byte inside it and the IdP refuses it.
+    let mut tampered = fields.clone();
+    let xml = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &fields[0].1).unwrap(),
+    )
+    .unwrap();
+    assert!(xml.contains("SignatureValue"), "{xml}");
+    // A valid but different IssueInstant: a year earlier.
+    let at = xml.find("IssueInstant=\"").unwrap() + "IssueInstant=\"".len();
+    let year: u32 = xml[at..at + 4].parse().unwrap();
+    let changed = format!("{}{}{}", &xml[..at], year - 1, &xml[at + 4..]);
+    tampered[0].1 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, changed);
+    let refused = http
+        .post(format!("{}/sso", idp.base))
+        .form(&tampered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        500,
+        "a tampered AuthnRequest was accepted"
+    );
+
+    let at_idp = http
+        .post(format!("{}/sso", idp.base))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        at_idp.status(),
+        200,
+        "the IdP refused Tessera's AuthnRequest"
+    );
+    assert_eq!(at_idp.headers()["x-name-id-format"], EMAIL_FORMAT);
+    let answer: Value = at_idp.json().await.unwrap();
+    let r = post_acs(&app, &http, &answer).await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert_eq!(r.headers()["location"], "/app/home");
+    drop(idp);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn idp_initiated_login_is_off_by_default_and_replays_are_refused() {
     let app = spawn_app().await;
@@ -482,11 +603,13 @@ async fn wrapping_variants_of_a_real_signed_response_are_refused() {
         entity_id: format!("{}/metadata", idp.base),
         certificates: vec![include_str!("../fixtures/samlify-idp.crt").to_string()],
         sso_url: None,
+        sso_binding: Default::default(),
     };
     let expect = tessera_saml::Expectation {
         sp_entity_id: app.url("/saml/default/metadata"),
         acs_url: app.url("/saml/default/acs"),
         in_response_to: tessera_saml::RequestCheck::Unsolicited,
+        decryption_keys: Vec::new(),
         now: std::time::SystemTime::now(),
         policy: tessera_saml::Policy::default(),
     };

@@ -1,12 +1,14 @@
 // A real SAML IdP for Tessera's end-to-end tests: samlify (npm), signing with its own
 // key. Loopback only. Started by tests/api/saml_e2e.rs with:
-//   node idp.js PORT SP_METADATA_URL MODE
-// MODE: assertion | response | both  (which element(s) the IdP signs)
+//   node idp.js PORT SP_METADATA_URL MODE[,post]
+// MODE: assertion | response | both  (which element(s) the IdP signs); with `,post` the
+// IdP's metadata offers only the HTTP-POST binding for single sign-on.
 // Endpoints:
 //   GET /metadata                 the IdP's metadata (Tessera imports it)
 //   GET /sso?SAMLRequest&RelayState   parses the AuthnRequest (HTTP-Redirect) and answers
 //                                 JSON {SAMLResponse, RelayState, acs} instead of an
 //                                 auto-posting form, so the test can post it itself
+//   POST /sso (form: SAMLRequest, RelayState)   the same over HTTP-POST (`,post` only)
 //   GET /unsolicited              an IdP-initiated response (no AuthnRequest)
 // For bench/ (the `acs` scenario), without a server:
 //   node idp.js generate SP_METADATA_URL COUNT OUT_DIR
@@ -21,9 +23,11 @@ const path = require('node:path');
 const saml = require('samlify');
 
 const generating = process.argv[2] === 'generate';
-const [port, spMetadataUrl, mode] = generating
+const [port, spMetadataUrl, modeArg] = generating
   ? [null, process.argv[3], 'assertion']
   : process.argv.slice(2);
+const [mode, ...flags] = modeArg.split(',');
+const postBinding = flags.includes('post');
 const here = __dirname;
 const key = fs.readFileSync(path.join(here, '../fixtures/samlify-idp.key'), 'utf8');
 const cert = fs.readFileSync(path.join(here, '../fixtures/samlify-idp.crt'), 'utf8');
@@ -39,7 +43,10 @@ const idp = saml.IdentityProvider({
   signingCert: cert,
   isAssertionEncrypted: false,
   singleSignOnService: [
-    { Binding: saml.Constants.namespace.binding.redirect, Location: `${base}/sso` },
+    {
+      Binding: postBinding ? saml.Constants.namespace.binding.post : saml.Constants.namespace.binding.redirect,
+      Location: `${base}/sso`,
+    },
   ],
   nameIDFormat: ['urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress'],
   // Tessera signs its AuthnRequests: verify each against the certificate in its metadata.
@@ -123,6 +130,16 @@ async function generate(count, outDir) {
   fs.closeSync(out);
 }
 
+// Answers a parsed AuthnRequest with a signed response, as JSON for the test to post.
+async function answer(res, parsed, relayState) {
+  res.setHeader('x-name-id-format', parsed.extract.nameIDPolicy ? String(parsed.extract.nameIDPolicy.format) : '');
+  const out = await idp.createLoginResponse(sp, parsed, 'post', user, {
+    customTagReplacement: withAttributes(parsed),
+  });
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ SAMLResponse: out.context, RelayState: relayState, acs: out.entityEndpoint }));
+}
+
 async function main() {
   await loadSp();
 
@@ -135,6 +152,19 @@ async function main() {
           res.end(idp.getMetadata());
           return;
         }
+        if (url.pathname === '/sso' && req.method === 'POST') {
+          if (!postBinding) {
+            res.writeHead(405);
+            res.end();
+            return;
+          }
+          let raw = '';
+          for await (const chunk of req) raw += chunk;
+          const body = Object.fromEntries(new URLSearchParams(raw));
+          // The enveloped signature is checked against the certificate in Tessera's metadata.
+          await answer(res, await idp.parseLoginRequest(sp, 'post', { body }), body.RelayState);
+          return;
+        }
         if (url.pathname === '/sso') {
           const query = Object.fromEntries(url.searchParams);
           // The signed octet string is the raw query without its Signature parameter
@@ -144,13 +174,7 @@ async function main() {
             .split('&')
             .filter((p) => !p.startsWith('Signature='))
             .join('&');
-          const parsed = await idp.parseLoginRequest(sp, 'redirect', { query, octetString });
-          res.setHeader('x-name-id-format', parsed.extract.nameIDPolicy ? String(parsed.extract.nameIDPolicy.format) : '');
-          const out = await idp.createLoginResponse(sp, parsed, 'post', user, {
-            customTagReplacement: withAttributes(parsed),
-          });
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ SAMLResponse: out.context, RelayState: query.RelayState, acs: out.entityEndpoint }));
+          await answer(res, await idp.parseLoginRequest(sp, 'redirect', { query, octetString }), query.RelayState);
           return;
         }
         if (url.pathname === '/unsolicited') {
@@ -168,7 +192,7 @@ async function main() {
         res.end(String(e && e.stack ? e.stack : e));
       }
     })
-    .listen(Number(port), '127.0.0.1', () => console.log(`samlify IdP on ${base} (${mode})`));
+    .listen(Number(port), '127.0.0.1', () => console.log(`samlify IdP on ${base} (${modeArg})`));
 }
 
 (generating ? generate(Number(process.argv[4]), process.argv[5]) : main()).catch((e) => {

@@ -528,6 +528,17 @@ pub struct RotatedSigningKey {
     pub previous_key_published_for_seconds: i64,
 }
 
+/// The SAML binding AuthnRequests travel by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SamlBinding {
+    /// HTTP-Redirect: the request in the query string, signed over the query.
+    #[default]
+    Redirect,
+    /// HTTP-POST: an auto-submitted form carrying an enveloped-signed request.
+    Post,
+}
+
 /// `PUT /api/v2/sso/saml`: the org's whole SAML configuration (fields left out take their
 /// defaults). `enforced` is switched with `PATCH`, after a look at the impact.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -540,9 +551,13 @@ pub struct PutSsoConfig {
     /// The IdP's entity id: the Issuer of its responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp_entity_id: Option<String>,
-    /// The IdP's single sign-on URL (HTTP-Redirect binding).
+    /// The IdP's single sign-on URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp_sso_url: Option<String>,
+    /// How AuthnRequests reach it: `redirect` (default) or `post`, for IdPs that offer
+    /// only HTTP-POST. From the metadata when it is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_sso_binding: Option<SamlBinding>,
     /// The IdP's signing certificates, PEM; several while the IdP rotates.
     #[serde(default)]
     pub idp_certificates: Vec<String>,
@@ -601,6 +616,7 @@ pub struct SsoConfigView {
     pub configured: bool,
     pub idp_entity_id: Option<String>,
     pub idp_sso_url: Option<String>,
+    pub idp_sso_binding: SamlBinding,
     pub idp_certificates: Vec<String>,
     /// What each certificate is, in the same order: check `not_after` before it expires.
     pub idp_certificate_details: Vec<CertificateView>,

@@ -174,6 +174,8 @@ reasons! {
     SamlConditionUnrecognized => "saml_condition_unrecognized", InvalidGrant;
     SamlPrincipalMismatch => "saml_principal_mismatch", InvalidGrant;
     SamlEncryptedUnsupported => "saml_encrypted_unsupported", InvalidGrant;
+    SamlEncryptedCbcUnsigned => "saml_encrypted_cbc_unsigned", InvalidGrant;
+    SamlDecryptionFailed => "saml_decryption_failed", InvalidGrant;
     SamlCertExpired => "saml_cert_expired", InvalidGrant;
     SamlNotConfigured => "saml_not_configured", InvalidGrant;
     SamlUserUnknown => "saml_user_unknown", InvalidGrant;

@@ -19,6 +19,35 @@ pub const RECENT_SECONDS: i64 = 90 * 24 * 3600;
 /// The default allowance for clock differences between the IdP and Tessera, in seconds.
 pub const DEFAULT_CLOCK_SKEW_SECONDS: u32 = 60;
 
+/// The SAML binding an AuthnRequest travels by (SAML bindings §3.4, §3.5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SsoBinding {
+    /// HTTP-Redirect: the request in the query, signed over the query string.
+    #[default]
+    Redirect,
+    /// HTTP-POST: the request in an auto-submitted form, with an enveloped signature.
+    Post,
+}
+
+impl SsoBinding {
+    /// The name used in the API and the configuration (`redirect`, `post`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redirect => "redirect",
+            Self::Post => "post",
+        }
+    }
+
+    /// The binding's URI, as metadata names it.
+    pub fn uri(self) -> &'static str {
+        match self {
+            Self::Redirect => "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
+            Self::Post => "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
+        }
+    }
+}
+
 /// An org's SAML SSO configuration (the IdP, the mapping, and the enforcement
 /// exemptions). Whether enforcement is on is [`crate::model::Org::sso_enforced`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,8 +55,11 @@ pub const DEFAULT_CLOCK_SKEW_SECONDS: u32 = 60;
 pub struct SsoConfig {
     /// The IdP's entity id: the Issuer of its responses.
     pub idp_entity_id: Option<String>,
-    /// Where AuthnRequests go (HTTP-Redirect binding).
+    /// Where AuthnRequests go.
     pub idp_sso_url: Option<String>,
+    /// How they go there: HTTP-Redirect (a signed query) or HTTP-POST (an auto-submitted
+    /// form carrying an enveloped-signed request), for IdPs that offer only POST.
+    pub idp_sso_binding: SsoBinding,
     /// The IdP's signing certificates, PEM; more than one while the IdP rotates.
     pub idp_certificates: Vec<String>,
     /// The NameID format asked for, e.g. `urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress`.
@@ -56,6 +88,7 @@ impl Default for SsoConfig {
         Self {
             idp_entity_id: None,
             idp_sso_url: None,
+            idp_sso_binding: SsoBinding::Redirect,
             idp_certificates: Vec::new(),
             name_id_format: None,
             attribute_email: None,

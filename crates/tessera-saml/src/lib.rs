@@ -5,6 +5,7 @@
 //! caller to store.
 
 pub mod certs;
+pub mod decrypt;
 pub mod metadata;
 pub mod scan;
 pub mod sp;
@@ -13,6 +14,7 @@ pub mod validate;
 
 use tessera_core::Reason;
 
+pub use decrypt::DecryptionKey;
 pub use validate::{Accepted, Expectation, IdpTrust, Policy, RequestCheck, validate};
 
 /// A refused response: its `saml_*` reason and a detail safe for the audit trail and for

@@ -2,13 +2,17 @@
 
 use saml_rs::constants::{Binding, CertUse};
 use saml_rs::metadata::idp::IdpMetadata;
+use tessera_core::sso::SsoBinding;
 
 /// What an IdP metadata document says about the IdP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdpFields {
     pub entity_id: String,
-    /// The HTTP-Redirect single sign-on URL.
+    /// The single sign-on URL: the HTTP-Redirect one, or the HTTP-POST one when the IdP
+    /// offers only that.
     pub sso_url: Option<String>,
+    /// The binding of `sso_url`.
+    pub sso_binding: SsoBinding,
     /// Signing certificates, bare base64 as in the document.
     pub signing_certificates: Vec<String>,
     pub name_id_formats: Vec<String>,
@@ -28,9 +32,18 @@ pub fn read_idp_metadata(xml: &str) -> Result<IdpFields, String> {
         .into_iter()
         .map(|c| c.split_whitespace().collect())
         .collect();
+    // Redirect first: every IdP that offers it accepts it, and it needs no page of ours.
+    let (sso_url, sso_binding) = match m.get_single_sign_on_service(Binding::Redirect) {
+        Some(url) => (Some(url), SsoBinding::Redirect),
+        None => (
+            m.get_single_sign_on_service(Binding::Post),
+            SsoBinding::Post,
+        ),
+    };
     Ok(IdpFields {
         entity_id,
-        sso_url: m.get_single_sign_on_service(Binding::Redirect),
+        sso_url,
+        sso_binding,
         signing_certificates,
         name_id_formats: m.get_name_id_format(),
     })

@@ -271,16 +271,9 @@ fn attr(attrs: &str, name: &str) -> Option<String> {
     }
 }
 
-/// Refuses encrypted assertions: Tessera publishes no encryption key, so an IdP that
-/// encrypts is misconfigured for it (and decryption would widen what must be trusted).
-pub fn not_encrypted(xml: &str) -> Result<(), Rejected> {
-    if start_tags(xml).any(|t| t.name.rsplit(':').next() == Some("EncryptedAssertion")) {
-        return Err(Rejected::new(
-            Reason::SamlEncryptedUnsupported,
-            "the assertion is encrypted (EncryptedAssertion); Tessera does not publish an encryption key: turn assertion encryption off for this SP in the IdP (TLS protects the response in transit)",
-        ));
-    }
-    Ok(())
+/// True when an element of this local name starts anywhere in `xml`.
+pub fn has_element(xml: &str, local_name: &str) -> bool {
+    start_tags(xml).any(|t| t.name.rsplit(':').next() == Some(local_name))
 }
 
 /// Rewrites each `X509Certificate` whose text is base64 of PEM text (some ADFS set-ups

@@ -1,8 +1,9 @@
 //! Tessera as a service provider: its metadata document and the start of an SP-initiated
-//! login (an AuthnRequest over the HTTP-Redirect binding).
+//! login (an AuthnRequest over the HTTP-Redirect or the HTTP-POST binding).
 
 use saml_rs::{RelayStateParam, StartSso};
 use tessera_core::Reason;
+use tessera_core::sso::SsoBinding;
 
 use crate::sp_key::SpSigningKey;
 use crate::validate::{Policy, idp_descriptor, service_provider};
@@ -38,16 +39,30 @@ pub fn sp_metadata(site: &SpSite, policy: &Policy) -> Result<String, Rejected> {
     Ok(site.service_provider(policy)?.metadata_xml().to_string())
 }
 
-/// A started login: where to send the browser, and the request id the response must
-/// answer (kept server-side under the RelayState handle).
+/// A started login: how to send the browser to the IdP, and the request id the response
+/// must answer (kept server-side under the RelayState handle).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginStart {
-    pub redirect_url: String,
+    pub dispatch: Dispatch,
     pub request_id: String,
 }
 
-/// Builds the AuthnRequest for `idp` and the redirect URL carrying it, signed (SigAlg
-/// rsa-sha256 and Signature over the query, as the HTTP-Redirect binding says), with
+/// How the AuthnRequest reaches the IdP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dispatch {
+    /// HTTP-Redirect: send the browser to this URL (the request, RelayState, SigAlg and
+    /// the signature over the query).
+    Redirect(String),
+    /// HTTP-POST: the browser posts these fields (`SAMLRequest` with an enveloped
+    /// signature, `RelayState`) to `action`.
+    Post {
+        action: String,
+        fields: Vec<(String, String)>,
+    },
+}
+
+/// Builds the AuthnRequest for `idp`, signed as its binding says (HTTP-Redirect: SigAlg
+/// rsa-sha256 and Signature over the query; HTTP-POST: an enveloped XML signature), with
 /// `relay` as RelayState (an opaque handle of at most 80 bytes; never the return
 /// address).
 pub fn start_login(
@@ -67,15 +82,35 @@ pub fn start_login(
     let sp = site.service_provider(policy)?;
     let descriptor = idp_descriptor(idp)?;
     let relay = RelayStateParam::try_from_option(Some(relay.to_string())).map_err(config_error)?;
+    let options = match idp.sso_binding {
+        SsoBinding::Redirect => StartSso::redirect(),
+        SsoBinding::Post => StartSso::post(),
+    };
     let started = sp
-        .start_sso(&descriptor, StartSso::redirect().relay_state(relay))
+        .start_sso(&descriptor, options.relay_state(relay))
         .map_err(config_error)?;
+    let dispatch = match idp.sso_binding {
+        SsoBinding::Redirect => Dispatch::Redirect(
+            started
+                .outbound
+                .redirect_url()
+                .map_err(config_error)?
+                .to_string(),
+        ),
+        SsoBinding::Post => {
+            let form = started.outbound.post_form().map_err(config_error)?;
+            Dispatch::Post {
+                action: form.action().as_str().to_string(),
+                fields: form
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().to_string(), f.value().to_string()))
+                    .collect(),
+            }
+        }
+    };
     Ok(LoginStart {
-        redirect_url: started
-            .outbound
-            .redirect_url()
-            .map_err(config_error)?
-            .to_string(),
+        dispatch,
         request_id: started.outbound.id().as_str().to_string(),
     })
 }
@@ -98,10 +133,13 @@ mod tests {
             entity_id: "https://idp.example/metadata".into(),
             certificates: vec![include_str!("../../../tests/fixtures/samlify-idp.crt").into()],
             sso_url: Some("https://idp.example/sso".into()),
+            sso_binding: SsoBinding::Redirect,
         };
         let policy = Policy::default();
         let start = start_login(&site, &idp, "handle", &policy).unwrap();
-        let url = &start.redirect_url;
+        let Dispatch::Redirect(url) = &start.dispatch else {
+            panic!("a redirect: {:?}", start.dispatch)
+        };
         assert!(
             url.starts_with("https://idp.example/sso?SAMLRequest="),
             "{url}"
@@ -123,6 +161,43 @@ mod tests {
         assert!(
             md.contains(&body),
             "the metadata carries the signing certificate"
+        );
+    }
+
+    #[test]
+    fn a_post_only_idp_gets_a_form_with_an_enveloped_signature() {
+        let key = generate_sp_signing_key("test SP").unwrap();
+        let site = SpSite {
+            entity_id: "https://sp.example/saml/acme/metadata".into(),
+            acs_url: "https://sp.example/saml/acme/acs".into(),
+            signing_key: key,
+            name_id_format: None,
+        };
+        let idp = IdpTrust {
+            entity_id: "https://idp.example/metadata".into(),
+            certificates: vec![include_str!("../../../tests/fixtures/samlify-idp.crt").into()],
+            sso_url: Some("https://idp.example/sso/post".into()),
+            sso_binding: SsoBinding::Post,
+        };
+        let start = start_login(&site, &idp, "handle", &Policy::default()).unwrap();
+        let Dispatch::Post { action, fields } = &start.dispatch else {
+            panic!("a form: {:?}", start.dispatch)
+        };
+        assert_eq!(action, "https://idp.example/sso/post");
+        let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(field("RelayState").as_deref(), Some("handle"));
+        assert!(field("SigAlg").is_none() && field("Signature").is_none());
+        let xml = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            field("SAMLRequest").unwrap(),
+        )
+        .unwrap();
+        let xml = String::from_utf8(xml).unwrap();
+        assert!(xml.contains(&start.request_id), "{xml}");
+        assert!(xml.contains("SignatureValue"), "enveloped signature: {xml}");
+        assert!(
+            xml.contains("Destination=\"https://idp.example/sso/post\""),
+            "{xml}"
         );
     }
 }

@@ -22,7 +22,9 @@ const DEVIATIONS: &str = include_str!("vector-deviations.tsv");
 /// The refusals a deviation may have, by category.
 fn deviation_reasons(category: &str) -> &'static [Reason] {
     match category {
-        "encrypted-assertion" => &[Reason::SamlEncryptedUnsupported],
+        "cbc-under-unsigned-response" => &[Reason::SamlEncryptedCbcUnsigned],
+        "rsa-1_5-key-transport" => &[Reason::SamlAlgorithmRefused],
+        "encrypted-name-id" => &[Reason::SamlNameIdMissing],
         "issue-instant-offset" => &[Reason::SamlMalformed],
         "signed-without-destination" => &[Reason::SamlDestinationMismatch],
         "unsolicited-bearer-in-response-to" => &[Reason::SamlInResponseToMismatch],
@@ -81,10 +83,11 @@ fn every_vector_gets_its_verdict() {
             }
         }
         if verdicts.contains(&verdict.as_str()) {
-            assert!(
-                !deviations.contains_key(&name),
-                "{name} is listed as a deviation but now gets its verdict: remove it from vector-deviations.tsv"
-            );
+            if deviations.contains_key(&name) {
+                mismatches.push(format!(
+                    "{name} is listed as a deviation but now gets its verdict: remove it from vector-deviations.tsv"
+                ));
+            }
             continue;
         }
         // A deviation is only ever a refusal, for its category's reason.
@@ -192,6 +195,7 @@ fn validate_with(
         sp_entity_id: row.sp_entity_id.clone(),
         acs_url: row.acs_url.clone(),
         in_response_to: RequestCheck::NotChecked,
+        decryption_keys: decryption_keys(row),
         now: now(&row.now),
         policy: p,
     };
@@ -199,6 +203,7 @@ fn validate_with(
         entity_id: row.idp_entity_id.clone(),
         certificates: certificates(&row.idp_cert_file),
         sso_url: None,
+        sso_binding: Default::default(),
     };
     validate(&std::fs::read(&row.file).unwrap(), &idp, &expect)
 }
@@ -223,6 +228,7 @@ fn expectation(row: &Row) -> Expectation {
         sp_entity_id: row.sp_entity_id.clone(),
         acs_url: row.acs_url.clone(),
         in_response_to: RequestCheck::Request(row.request_id.clone()),
+        decryption_keys: decryption_keys(row),
         now: now(&row.now),
         policy: policy(&row.policy),
     }
@@ -233,6 +239,7 @@ fn idp(row: &Row) -> IdpTrust {
         entity_id: row.idp_entity_id.clone(),
         certificates: certificates(&row.idp_cert_file),
         sso_url: None,
+        sso_binding: Default::default(),
     }
 }
 
@@ -428,8 +435,9 @@ fn wrapping_attacks_are_refused_as_signature_failures() {
                 "saml_unsigned",
                 "saml_cert_untrusted",
                 "saml_malformed",
-                // Wrapped inside an EncryptedAssertion: refused before any signature.
-                "saml_encrypted_unsupported",
+                // Wrapped inside an EncryptedAssertion with 3DES and RSA PKCS#1 v1.5:
+                // refused before any key is used.
+                "saml_algorithm_refused",
             ]
             .contains(&reason),
             "{} ({}): {what}",

@@ -37,6 +37,52 @@ pub fn page(status: StatusCode, title: &str, text: &str, reason: Option<Reason>)
     res
 }
 
+/// The HTTP-POST binding's page: a form that carries a SAML message to `action`,
+/// submitted by `/assets/saml-post.js` (no inline script), with a button for browsers
+/// without JavaScript. Its Content-Security-Policy allows that script and a form posting
+/// to `action`'s origin, nothing else.
+pub fn post_form(action: &str, fields: &[(String, String)]) -> Response {
+    let origin = match url::Url::parse(action) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") => u.origin().ascii_serialization(),
+        _ => {
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Single sign-on is misconfigured",
+                "The identity provider's SSO URL is not usable.",
+                Some(Reason::SamlNotConfigured),
+            );
+        }
+    };
+    let inputs: String = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                esc(k),
+                esc(v)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing you in</title>\
+         <link rel=\"stylesheet\" href=\"/assets/tessera.css\"><script src=\"/assets/saml-post.js\" defer></script></head>\
+         <body><h1>Signing you in</h1><form id=\"saml-post\" method=\"post\" action=\"{a}\">{inputs}\
+         <p>Your identity provider asks for this request by form.</p>\
+         <button type=\"submit\">Continue to your identity provider</button></form></body></html>",
+        a = esc(action),
+    );
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action {origin}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut res = (StatusCode::OK, Html(body)).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    res
+}
+
 /// The page for a store failure (logged, not shown).
 pub fn unavailable(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "sign-in endpoint: store or audit unavailable");
@@ -64,10 +110,10 @@ pub fn add_security_headers(res: &mut Response) {
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     if html {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        );
+        // A page with its own policy (the SAML POST form) keeps it; it is stricter than
+        // or equal to this one except where it names what it needs.
+        h.entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(CSP));
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         h.insert(
             header::REFERRER_POLICY,

@@ -380,6 +380,7 @@ fn router(state: Shared, limits: &Limits) -> Router {
         .route("/metrics", get(meta::metrics))
         .route("/docs/errors", get(meta::errors_page))
         .route("/assets/tessera.css", get(meta::stylesheet))
+        .route("/assets/saml-post.js", get(meta::saml_post_script))
         .route("/saml/{org}/metadata", get(saml::metadata))
         .route("/saml/{org}/login", get(saml::login))
         .route(

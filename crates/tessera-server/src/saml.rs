@@ -1,5 +1,6 @@
 //! The SAML service provider for each org: `GET /saml/{org}/metadata`,
-//! `GET /saml/{org}/login?return_to=...` (SP-initiated, HTTP-Redirect) and
+//! `GET /saml/{org}/login?return_to=...` (SP-initiated, by HTTP-Redirect or, for IdPs
+//! that offer only that, an auto-submitted HTTP-POST form) and
 //! `POST /saml/{org}/acs` (HTTP-POST); plus the browser session a login starts
 //! (`GET /session`, `POST /logout`).
 //!
@@ -21,11 +22,11 @@ use tessera_core::sso::{self, LoginPlan, SamlPending, SsoConfig};
 use tessera_core::store::{SamlLogin, SamlLoginWritten, StoreError, UserWrite};
 use tessera_core::text::clip;
 use tessera_core::trace::{Check, Trace};
-use tessera_saml::sp::{SpSite, sp_metadata, start_login};
+use tessera_saml::sp::{Dispatch, SpSite, sp_metadata, start_login};
 use tessera_saml::{Expectation, IdpTrust, Policy, RequestCheck};
 
 use crate::clock;
-use crate::html::{page, unavailable};
+use crate::html::{page, post_form, unavailable};
 use crate::session::{self, DEFAULT_RETURN, check_return_to};
 use crate::state::{AppState, Shared};
 
@@ -64,6 +65,7 @@ fn trust(c: &SsoConfig) -> IdpTrust {
         entity_id: c.idp_entity_id.clone().unwrap_or_default(),
         certificates: c.idp_certificates.clone(),
         sso_url: c.idp_sso_url.clone(),
+        sso_binding: c.idp_sso_binding,
     }
 }
 
@@ -216,8 +218,12 @@ pub async fn login(
         }
         Err(e) => return unavailable(e),
     }
+    let url = match start.dispatch {
+        Dispatch::Redirect(url) => url,
+        Dispatch::Post { action, fields } => return post_form(&action, &fields),
+    };
     let mut res = StatusCode::FOUND.into_response();
-    match HeaderValue::from_str(&start.redirect_url) {
+    match HeaderValue::from_str(&url) {
         Ok(v) => {
             res.headers_mut().insert(header::LOCATION, v);
             res.headers_mut()
@@ -416,6 +422,7 @@ async fn consume(
         sp_entity_id,
         acs_url,
         in_response_to: check,
+        decryption_keys: Vec::new(),
         now: std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
         policy: policy(config),
     };

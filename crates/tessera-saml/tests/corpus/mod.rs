@@ -21,6 +21,7 @@ pub struct Row {
     pub now: String,
     pub request_id: String,
     pub idp_entity_id: String,
+    pub sp_decrypt_key: String,
     pub expected_nameid: String,
     pub policy: String,
     pub also_acceptable: String,
@@ -73,6 +74,7 @@ pub fn rows(dir: &Path) -> Vec<Row> {
                 now: col(7),
                 request_id: col(8),
                 idp_entity_id: col(9),
+                sp_decrypt_key: col(10),
                 expected_nameid: col(11),
                 policy: col(12),
                 also_acceptable: col(13),
@@ -146,6 +148,31 @@ pub fn allowed(row: &Row) -> (Vec<&'static str>, Vec<String>) {
     (verdicts, forbidden)
 }
 
+/// The file of the SP decryption key the row names (the upstream project's public test
+/// key). One upstream file was a symbolic link, copied as a file holding its target.
+pub fn decryption_key_path(row: &Row) -> Option<PathBuf> {
+    if row.sp_decrypt_key.is_empty() {
+        return None;
+    }
+    let path = corpus_dir().join(&row.project).join(&row.sp_decrypt_key);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if text.starts_with("-----") {
+        return Some(path);
+    }
+    Some(path.parent().unwrap().join(text.trim()))
+}
+
+/// The SP decryption key the row names.
+pub fn decryption_keys(row: &Row) -> Vec<tessera_saml::DecryptionKey> {
+    decryption_key_path(row)
+        .map(|path| {
+            let key_pem = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            vec![tessera_saml::DecryptionKey { key_pem }]
+        })
+        .unwrap_or_default()
+}
+
 /// Runs one row in-process: (verdict, NameID or reason).
 pub fn run(row: &Row) -> (String, String) {
     let input = std::fs::read(&row.file).unwrap();
@@ -153,6 +180,7 @@ pub fn run(row: &Row) -> (String, String) {
         entity_id: row.idp_entity_id.clone(),
         certificates: certificates(&row.idp_cert_file),
         sso_url: None,
+        sso_binding: Default::default(),
     };
     let expect = Expectation {
         sp_entity_id: row.sp_entity_id.clone(),
@@ -162,6 +190,7 @@ pub fn run(row: &Row) -> (String, String) {
         } else {
             RequestCheck::Request(row.request_id.clone())
         },
+        decryption_keys: decryption_keys(row),
         now: now(&row.now),
         policy: policy(&row.policy),
     };

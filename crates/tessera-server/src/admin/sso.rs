@@ -5,10 +5,10 @@ use axum::Json;
 use serde_json::json;
 use tessera_api::{
     AffectedHumanView, BreakGlassUserView, CertificateView, EnforcementImpactView,
-    PasswordGrantClientView, PatchSsoConfig, PutSsoConfig, SsoConfigView,
+    PasswordGrantClientView, PatchSsoConfig, PutSsoConfig, SamlBinding, SsoConfigView,
 };
 use tessera_core::model::{Org, UserType};
-use tessera_core::sso::{self, EnforcementImpact, SsoConfig};
+use tessera_core::sso::{self, EnforcementImpact, SsoBinding, SsoConfig};
 use tessera_core::text::{clip, rfc3339, shown};
 
 use super::{Admin, ApiJson, printable, time_opt};
@@ -25,6 +25,10 @@ fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView 
         configured: c.has_idp(),
         idp_entity_id: c.idp_entity_id.clone(),
         idp_sso_url: c.idp_sso_url.clone(),
+        idp_sso_binding: match c.idp_sso_binding {
+            SsoBinding::Redirect => SamlBinding::Redirect,
+            SsoBinding::Post => SamlBinding::Post,
+        },
         idp_certificates: c.idp_certificates.clone(),
         idp_certificate_details: c
             .idp_certificates
@@ -96,6 +100,7 @@ pub async fn put(
             json!({
                 "idp_entity_id": config.idp_entity_id,
                 "idp_sso_url": config.idp_sso_url,
+                "idp_sso_binding": config.idp_sso_binding.as_str(),
                 "certificates": config.idp_certificates.len(),
                 "jit_provisioning": config.jit_provisioning,
                 "allow_sha1": config.allow_sha1,
@@ -123,9 +128,13 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
             b.idp_sso_url = Some(m.sso_url.ok_or_else(|| {
                 ApiError::field(
                     "idp_metadata_xml",
-                    "the metadata has no SingleSignOnService with the HTTP-Redirect binding",
+                    "the metadata has no SingleSignOnService with the HTTP-Redirect or HTTP-POST binding",
                 )
             })?);
+            b.idp_sso_binding.get_or_insert(match m.sso_binding {
+                SsoBinding::Redirect => SamlBinding::Redirect,
+                SsoBinding::Post => SamlBinding::Post,
+            });
         }
         if b.idp_certificates.is_empty() {
             b.idp_certificates = m.signing_certificates;
@@ -217,6 +226,10 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
     Ok(SsoConfig {
         idp_entity_id,
         idp_sso_url,
+        idp_sso_binding: match b.idp_sso_binding.unwrap_or_default() {
+            SamlBinding::Redirect => SsoBinding::Redirect,
+            SamlBinding::Post => SsoBinding::Post,
+        },
         idp_certificates: certificates,
         name_id_format: text("name_id_format", b.name_id_format, 256)?,
         attribute_email: text("attribute_email", b.attribute_email, 256)?,

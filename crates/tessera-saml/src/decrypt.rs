@@ -1,0 +1,438 @@
+//! Encrypted assertions (XML Encryption 1.1 inside SAML core §2.3.4): the checks before
+//! any key is used, the decryption, and the hand-over to the one validation path.
+//!
+//! Why this is ours and not saml-rs's `decrypt_assertion`: saml-rs hands its XML-Enc
+//! library only the `EncryptedData` element, so the `EncryptedKey` that Okta places
+//! beside it (a `RetrievalMethod` reference) is never found; it takes one key, so a
+//! rotated SP key cannot overlap with the old one; and its algorithm and padding-oracle
+//! rules are not the ones Tessera states. The primitives are the same XML-Enc library
+//! (bergshamra, on RustCrypto), called on the whole verified document.
+//!
+//! The decrypted assertion is validated by exactly the rules of a plain one
+//! ([`crate::validate`]): it is put where the `EncryptedAssertion` was, and the result
+//! goes through the same checks.
+//!
+//! - **Unsigned Response**: nothing authenticates the ciphertext, so only an
+//!   authenticated cipher (AES-GCM) is decrypted; CBC is refused before any key is used
+//!   (`saml_encrypted_cbc_unsigned`: the XML Encryption padding-oracle attack of Jager
+//!   and Somorovsky, 2011). The decrypted assertion must carry the IdP's own signature.
+//! - **Signed Response**: the IdP's signature covers the ciphertext. It is verified first,
+//!   on the document as received, with the configured certificates only; decryption then
+//!   works on the content that signature covers. The plain document can no longer carry
+//!   the IdP's signature (it was computed over the ciphertext), so the Response is signed
+//!   again by a key that never leaves this process ([`Attestation`]), whose certificate
+//!   the validation trusts beside the IdP's. It says one thing: "this Response, before
+//!   decryption, carried a valid signature of the IdP".
+
+use std::sync::OnceLock;
+
+use bergshamra::{EncContext, KeysManager};
+use saml_rs::crypto::keys::{load_certificate, load_private_key};
+use saml_rs::crypto::sign::construct_saml_signature;
+use saml_rs::crypto::verify::verify_signature_with_limits;
+use saml_rs::xml::dom::{self, Node, XmlLimits};
+use tessera_core::Reason;
+
+use crate::sp_key::{SpSigningKey, generate_sp_signing_key};
+use crate::{IdpTrust, Rejected, scan};
+
+/// Content encryption Tessera decrypts (XML Encryption 1.0 §5.2, 1.1 §5.2.4).
+const CBC: [&str; 3] = [
+    "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
+    "http://www.w3.org/2001/04/xmlenc#aes192-cbc",
+    "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+];
+const GCM: [&str; 3] = [
+    "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes192-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+];
+/// Key transport: RSA-OAEP only (XML Encryption 1.1 §5.5.2).
+const OAEP: [&str; 2] = [
+    "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+    "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+];
+/// OAEP's digest (DigestMethod inside the key's EncryptionMethod; SHA-1 by default).
+const OAEP_DIGESTS: [&str; 2] = [
+    "http://www.w3.org/2000/09/xmldsig#sha1",
+    "http://www.w3.org/2001/04/xmlenc#sha256",
+];
+/// OAEP's mask generation (xmlenc11 `MGF`; MGF1 with SHA-1 by default).
+const OAEP_MGFS: [&str; 2] = [
+    "http://www.w3.org/2009/xmlenc11#mgf1sha1",
+    "http://www.w3.org/2009/xmlenc11#mgf1sha256",
+];
+const RSA_1_5: &str = "http://www.w3.org/2001/04/xmlenc#rsa-1_5";
+
+/// One of the SP's decryption keys (PKCS#8 PEM). Several while a rotation overlaps:
+/// each is tried, newest first.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DecryptionKey {
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for DecryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecryptionKey(<redacted>)")
+    }
+}
+
+/// A Response whose assertion was decrypted, ready for the one validation path.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    /// The Response with the plain assertion in place of the encrypted one.
+    pub xml: String,
+    /// Set when the IdP signed the Response: what verified it, and the certificate of
+    /// the signature that now stands for it.
+    pub attested: Option<Attested>,
+    /// The content encryption algorithm, for the trace.
+    pub content_algorithm: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Attested {
+    /// The IdP's Response signature algorithm, as verified on the received document.
+    pub idp_algorithm: String,
+    /// The attestation certificate (trusted beside the IdP's for this validation only).
+    pub certificate: String,
+}
+
+/// The key that re-signs a decrypted Response whose IdP signature was verified: made
+/// once per process, never stored, never shown.
+struct Attestation {
+    key: SpSigningKey,
+}
+
+fn attestation() -> Result<&'static Attestation, Rejected> {
+    static KEY: OnceLock<Result<Attestation, String>> = OnceLock::new();
+    KEY.get_or_init(|| {
+        generate_sp_signing_key("Tessera decrypted-response attestation")
+            .map(|key| Attestation { key })
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| Rejected::new(Reason::SamlNotConfigured, e.clone()))
+}
+
+fn malformed(detail: impl Into<String>) -> Rejected {
+    Rejected::new(Reason::SamlMalformed, detail)
+}
+
+fn refused_algorithm(what: &str, uri: &str, why: &str) -> Rejected {
+    Rejected::new(
+        Reason::SamlAlgorithmRefused,
+        format!("{what} {} is refused: {why}", tessera_core::text::clip(uri)),
+    )
+}
+
+fn children<'a>(n: &'a Node, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+    n.children.iter().filter(move |c| c.local_name == name)
+}
+
+fn count(n: &Node, name: &str) -> usize {
+    usize::from(n.local_name == name) + n.children.iter().map(|c| count(c, name)).sum::<usize>()
+}
+
+fn descendants<'a>(n: &'a Node, name: &str, out: &mut Vec<&'a Node>) {
+    for c in &n.children {
+        if c.local_name == name {
+            out.push(c);
+        }
+        descendants(c, name, out);
+    }
+}
+
+/// True when the response carries an `EncryptedAssertion` anywhere (the raw text; the
+/// structure is checked by [`open`]).
+pub fn is_encrypted(xml: &str) -> bool {
+    xml.contains("EncryptedAssertion")
+}
+
+/// Checks the shape and the algorithms of an encrypted response, then decrypts it with
+/// the first of `keys` that opens it (see the module documentation for the two cases).
+pub(crate) fn open(
+    xml: &str,
+    idp: &IdpTrust,
+    keys: &[DecryptionKey],
+    limits: XmlLimits,
+) -> Result<Opened, Rejected> {
+    let doc = dom::parse_with_limits(xml, limits).map_err(|e| malformed(e.to_string()))?;
+    let root = &doc.root;
+    if root.local_name != "Response" {
+        return Err(malformed("the message is not a Response"));
+    }
+    // One assertion, encrypted, as a child of the Response: nothing beside it or
+    // elsewhere in the document that a later step could read instead.
+    let encrypted: Vec<&Node> = children(root, "EncryptedAssertion").collect();
+    if encrypted.len() != 1 || count(root, "EncryptedAssertion") != 1 {
+        return Err(malformed(
+            "a Response must carry exactly one EncryptedAssertion, as its own child",
+        ));
+    }
+    if count(root, "Assertion") != 0 {
+        return Err(malformed(
+            "a Response with an EncryptedAssertion must carry no other Assertion",
+        ));
+    }
+    let ea = encrypted[0];
+    let data: Vec<&Node> = children(ea, "EncryptedData").collect();
+    if data.len() != 1 || count(ea, "EncryptedData") != 1 {
+        return Err(malformed(
+            "an EncryptedAssertion must hold exactly one EncryptedData",
+        ));
+    }
+    let content_algorithm = children(data[0], "EncryptionMethod")
+        .next()
+        .and_then(|m| m.attr("Algorithm"))
+        .ok_or_else(|| malformed("the EncryptedData names no EncryptionMethod"))?
+        .to_string();
+    let cbc = CBC.contains(&content_algorithm.as_str());
+    if !cbc && !GCM.contains(&content_algorithm.as_str()) {
+        return Err(refused_algorithm(
+            "content encryption",
+            &content_algorithm,
+            "Tessera decrypts AES-128/192/256 in GCM or CBC mode only",
+        ));
+    }
+    let mut encrypted_keys = Vec::new();
+    descendants(ea, "EncryptedKey", &mut encrypted_keys);
+    if encrypted_keys.is_empty() {
+        return Err(malformed(
+            "the EncryptedAssertion carries no EncryptedKey (the key must travel with it)",
+        ));
+    }
+    if encrypted_keys.len() > 4 {
+        return Err(malformed("more than 4 EncryptedKey elements"));
+    }
+    for k in &encrypted_keys {
+        let method = children(k, "EncryptionMethod")
+            .next()
+            .ok_or_else(|| malformed("an EncryptedKey names no EncryptionMethod"))?;
+        let alg = method.attr("Algorithm").unwrap_or_default();
+        if alg == RSA_1_5 {
+            return Err(refused_algorithm(
+                "key transport",
+                alg,
+                "RSA PKCS#1 v1.5 encryption is open to Bleichenbacher's attack; configure the IdP for RSA-OAEP",
+            ));
+        }
+        if !OAEP.contains(&alg) {
+            return Err(refused_algorithm(
+                "key transport",
+                alg,
+                "Tessera accepts RSA-OAEP only",
+            ));
+        }
+        for d in children(method, "DigestMethod") {
+            let d = d.attr("Algorithm").unwrap_or_default();
+            if !OAEP_DIGESTS.contains(&d) {
+                return Err(refused_algorithm(
+                    "the RSA-OAEP digest",
+                    d,
+                    "SHA-1 or SHA-256 only",
+                ));
+            }
+        }
+        for m in children(method, "MGF") {
+            let m = m.attr("Algorithm").unwrap_or_default();
+            if !OAEP_MGFS.contains(&m) {
+                return Err(refused_algorithm(
+                    "the RSA-OAEP mask generation",
+                    m,
+                    "MGF1 with SHA-1 or SHA-256 only",
+                ));
+            }
+        }
+    }
+    let signed = children(root, "Signature").next().is_some();
+    if cbc && !signed {
+        return Err(Rejected::new(
+            Reason::SamlEncryptedCbcUnsigned,
+            format!(
+                "the assertion is encrypted with {} (CBC) and the Response is not signed: nothing authenticates the ciphertext, which makes the IdP's answer open to the XML Encryption padding-oracle attack; sign the Response, or encrypt with AES-GCM",
+                content_algorithm.rsplit('#').next().unwrap_or_default()
+            ),
+        ));
+    }
+    if keys.is_empty() {
+        return Err(Rejected::new(
+            Reason::SamlEncryptedUnsupported,
+            "the assertion is encrypted but this service provider has no encryption key",
+        ));
+    }
+
+    // Signed: verify the IdP's signature on the document as received, then work on
+    // what it covers, never on the text around it.
+    let (document, idp_algorithm) = if signed {
+        let certs: Vec<String> = idp.certificates.iter().map(|c| bare(c)).collect();
+        let (ok, content) =
+            verify_signature_with_limits(xml, &certs, limits).map_err(signature_error)?;
+        let content = match (ok, content) {
+            (true, Some(c)) => c,
+            _ => {
+                return Err(Rejected::new(
+                    Reason::SamlSignatureInvalid,
+                    "the Response's signature does not verify with the configured IdP certificates",
+                ));
+            }
+        };
+        let verified =
+            dom::parse_with_limits(&content, limits).map_err(|e| malformed(e.to_string()))?;
+        if verified.root.local_name != "Response" || verified.root.attr("ID") != root.attr("ID") {
+            return Err(Rejected::new(
+                Reason::SamlUnsigned,
+                "the signature in the Response covers something else than the Response itself",
+            ));
+        }
+        let alg = signature_algorithm(root).unwrap_or_default();
+        (content, Some(alg))
+    } else {
+        (xml.to_string(), None)
+    };
+
+    let plain = decrypt(&document, keys, limits)?;
+    // What was encrypted gets the checks the raw input got: no DTD, no processing
+    // instruction, the signature algorithm allowlist (done by the caller on the result).
+    scan::structure(&plain)?;
+
+    let Some(idp_algorithm) = idp_algorithm else {
+        return Ok(Opened {
+            xml: plain,
+            attested: None,
+            content_algorithm,
+        });
+    };
+    let att = attestation()?;
+    let resigned = resign(&plain, att, limits)?;
+    Ok(Opened {
+        xml: resigned,
+        attested: Some(Attested {
+            idp_algorithm,
+            certificate: att.key.cert_pem.clone(),
+        }),
+        content_algorithm,
+    })
+}
+
+/// A refusal of the Response's signature, by what saml-rs found.
+fn signature_error(e: saml_rs::SamlError) -> Rejected {
+    use saml_rs::SamlError as E;
+    let reason = match &e {
+        E::PotentialWrappingAttack => Reason::SamlWrappingDetected,
+        E::NoTrustedCertificate | E::CertificateMismatch | E::UnmatchCertificate => {
+            Reason::SamlCertUntrusted
+        }
+        E::ReferenceResolution { .. } | E::SignedReferenceMismatch => {
+            Reason::SamlSignedContentMismatch
+        }
+        E::Xml(_) => Reason::SamlMalformed,
+        _ => Reason::SamlSignatureInvalid,
+    };
+    Rejected::new(reason, e.to_string())
+}
+
+/// A certificate as bare base64 (what saml-rs's verifier takes).
+fn bare(c: &str) -> String {
+    c.lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect()
+}
+
+/// The SignatureMethod of the Response's own signature.
+fn signature_algorithm(root: &Node) -> Option<String> {
+    let sig = children(root, "Signature").next()?;
+    let info = children(sig, "SignedInfo").next()?;
+    let method = children(info, "SignatureMethod").next()?;
+    method.attr("Algorithm").map(str::to_string)
+}
+
+/// Decrypts the one EncryptedData with each key in turn; puts the plain assertion where
+/// the EncryptedAssertion was. Every failure reads the same (no oracle on which step
+/// failed).
+fn decrypt(xml: &str, keys: &[DecryptionKey], limits: XmlLimits) -> Result<String, Rejected> {
+    let failed = || {
+        Rejected::new(
+            Reason::SamlDecryptionFailed,
+            "the assertion could not be decrypted with this service provider's encryption keys: the IdP may be using an old or another SP's encryption certificate (compare it with the one in this SP's metadata)",
+        )
+    };
+    for k in keys {
+        let key = load_private_key(&k.key_pem, None).map_err(|e| {
+            Rejected::new(
+                Reason::SamlNotConfigured,
+                format!("an SP encryption key cannot be loaded: {e}"),
+            )
+        })?;
+        let mut manager = KeysManager::new();
+        manager.add_key(key);
+        let ctx = EncContext::new(manager);
+        let Ok(out) = bergshamra::decrypt(&ctx, xml) else {
+            continue;
+        };
+        if out.len() > limits.max_bytes {
+            return Err(malformed("the decrypted Response is larger than 1 MiB"));
+        }
+        return unwrap_encrypted_assertion(&out, limits);
+    }
+    Err(failed())
+}
+
+/// Replaces `<EncryptedAssertion>` (now holding the plain `<Assertion>` and perhaps its
+/// `EncryptedKey`) with the `<Assertion>` alone.
+fn unwrap_encrypted_assertion(xml: &str, limits: XmlLimits) -> Result<String, Rejected> {
+    let doc = dom::parse_with_limits(xml, limits).map_err(|e| {
+        malformed(format!(
+            "the decrypted assertion is not well-formed XML: {e}"
+        ))
+    })?;
+    let ea = children(&doc.root, "EncryptedAssertion")
+        .next()
+        .ok_or_else(|| malformed("no EncryptedAssertion after decryption"))?;
+    let assertions: Vec<&Node> = children(ea, "Assertion").collect();
+    let others = ea
+        .children
+        .iter()
+        .filter(|c| c.local_name != "Assertion" && c.local_name != "EncryptedKey")
+        .count();
+    if assertions.len() != 1 || others != 0 {
+        return Err(malformed(
+            "the decrypted content is not exactly one Assertion",
+        ));
+    }
+    let a = assertions[0];
+    Ok(format!(
+        "{}{}{}",
+        &xml[..ea.start],
+        &xml[a.start..a.end],
+        &xml[ea.end..]
+    ))
+}
+
+/// Replaces the Response's own (now stale) signature with the attestation's.
+fn resign(xml: &str, att: &Attestation, limits: XmlLimits) -> Result<String, Rejected> {
+    let doc = dom::parse_with_limits(xml, limits).map_err(|e| malformed(e.to_string()))?;
+    let sig = children(&doc.root, "Signature")
+        .next()
+        .ok_or_else(|| malformed("the signed Response lost its signature"))?;
+    let unsigned = format!("{}{}", &xml[..sig.start], &xml[sig.end..]);
+    let internal = |e: saml_rs::SamlError| {
+        Rejected::new(
+            Reason::SamlMalformed,
+            format!("the decrypted Response cannot be carried on: {e}"),
+        )
+    };
+    let key = load_private_key(&att.key.key_pem, None).map_err(internal)?;
+    // The certificate must load as the verifier will load it.
+    load_certificate(&att.key.cert_pem).map_err(internal)?;
+    construct_saml_signature(
+        &unsigned,
+        true,
+        &key,
+        &att.key.cert_pem,
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+        &[],
+        None,
+    )
+    .map_err(internal)
+}
