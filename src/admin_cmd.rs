@@ -143,6 +143,15 @@ pub enum SsoCmd {
     },
     /// Switch enforcement off: humans may use local passwords again
     Unenforce,
+    /// The SP's encryption keys (shared by every org): the certificate IdPs encrypt to
+    EncryptionKeys,
+    /// A new SP encryption key; the previous one still decrypts for the overlap, while
+    /// each IdP gets the new certificate (operator org only)
+    RotateEncryptionKey {
+        /// Days the previous key still decrypts (1 to 365)
+        #[arg(long, default_value_t = 30)]
+        overlap_days: u32,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -369,6 +378,28 @@ fn print_sso(v: &Value) {
 }
 
 /// The enforcement preview for people, ending with the command that acknowledges it.
+fn print_encryption_keys(v: &Value) {
+    for k in v["keys"].as_array().into_iter().flatten() {
+        if k["current"] == true {
+            println!(
+                "{}  current (in every org's SP metadata), made {}, certificate valid until {}",
+                s(&k["kid"]),
+                s(&k["created_at"]),
+                s(&k["certificate_not_after"])
+            );
+        } else {
+            println!(
+                "{}  previous, still decrypts until {}",
+                s(&k["kid"]),
+                s(&k["decrypts_until"])
+            );
+        }
+    }
+    if let Some(cert) = v["keys"][0]["certificate"].as_str() {
+        println!("\nThe certificate to give IdPs that do not read the metadata:\n{cert}");
+    }
+}
+
 fn print_impact(v: &Value) {
     println!(
         "{}
@@ -1467,6 +1498,23 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 SsoCmd::Unenforce => {
                     let patch = tessera_api::PatchSsoConfig::default();
                     api.patch("/sso/saml", body(&patch)).await?
+                }
+                SsoCmd::EncryptionKeys | SsoCmd::RotateEncryptionKey { .. } => {
+                    let v = match cmd {
+                        SsoCmd::RotateEncryptionKey { overlap_days } => {
+                            let b = tessera_api::RotateSamlEncryptionKey {
+                                overlap_days: Some(*overlap_days),
+                            };
+                            api.post("/saml/encryption-keys/rotate", body(&b)).await?
+                        }
+                        _ => api.get("/saml/encryption-keys").await?,
+                    };
+                    if json_out {
+                        out(&v)
+                    } else {
+                        print_encryption_keys(&v)
+                    }
+                    return Ok(());
                 }
             };
             if json_out { out(&v) } else { print_sso(&v) }

@@ -441,6 +441,298 @@ async fn an_idp_offering_only_http_post_gets_an_auto_submitted_signed_form() {
     app.stop().await;
 }
 
+/// The SAMLResponse of an IdP answer, decoded.
+fn response_xml(answer: &Value) -> String {
+    let b64 = answer["SAMLResponse"].as_str().unwrap();
+    String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The `saml_response` step of the latest login's trace.
+async fn response_step(app: &TestApp) -> Value {
+    let (_, events) = app.get("/audit/events?kind=login").await;
+    let id = events["events"][0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, full) = app.get(&format!("/audit/events/{id}")).await;
+    full["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["check"] == "saml_response")
+        .cloned()
+        .unwrap_or_else(|| panic!("{full}"))
+}
+
+#[tokio::test]
+async fn encrypted_assertions_in_each_algorithm_pair_and_cbc_only_under_a_signed_response() {
+    // (IdP mode, the content algorithm the trace names, or the refusal)
+    let cases = [
+        // CBC under a Response signed after encryption (`etsign`): the signature
+        // authenticates the ciphertext before any key is used.
+        ("both,enc=aes128-cbc,etsign", Ok("aes128-cbc")),
+        ("response,enc=aes256-cbc,etsign", Ok("aes256-cbc")),
+        ("assertion,enc=aes128-gcm", Ok("aes128-gcm")),
+        ("assertion,enc=aes256-gcm", Ok("aes256-gcm")),
+        // Signed before encryption (samlify's default): verified after decryption.
+        ("both,enc=aes256-gcm", Ok("aes256-gcm")),
+        ("response,enc=aes128-gcm,etsign", Ok("aes128-gcm")),
+        // xmlenc11 RSA-OAEP with SHA-256 and MGF1-SHA256 (encrypted by the test IdP).
+        ("assertion,oaep256", Ok("aes256-gcm")),
+        // CBC with nothing authenticating the ciphertext (only the assertion signed,
+        // inside it; or the Response signed before encryption): the padding-oracle rule
+        // refuses it before any key is used.
+        (
+            "assertion,enc=aes256-cbc",
+            Err("saml_encrypted_cbc_unsigned"),
+        ),
+        ("both,enc=aes128-cbc", Err("saml_encrypted_cbc_unsigned")),
+    ];
+    for (mode, expected) in cases {
+        let app = spawn_app().await;
+        let metadata = reqwest::get(app.url("/saml/default/metadata"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(metadata.contains("use=\"encryption\""), "{metadata}");
+        let Some(idp) = start_idp(&app, mode).await else {
+            return;
+        };
+        configure(&app, &idp, json!({})).await;
+        let http = no_redirects();
+        let (r, answer) = login(&app, &http, "/app/home").await;
+        let xml = response_xml(&answer);
+        assert!(xml.contains("EncryptedAssertion"), "{mode}: not encrypted");
+        assert!(
+            !xml.contains("alice@example.com"),
+            "{mode}: the NameID shows"
+        );
+        match expected {
+            Ok(alg) => {
+                assert_eq!(r.status(), 303, "{mode}: {:?}", r.text().await);
+                let me: Value = http
+                    .get(app.url("/session"))
+                    .header("cookie", session_cookie(&r))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(me["email"], "alice@example.com", "{mode}: {me}");
+                let step = response_step(&app).await;
+                let detail = step["detail"].as_str().unwrap();
+                assert!(
+                    detail.contains(&format!("assertion encrypted ({alg})")),
+                    "{mode}: {step}"
+                );
+            }
+            Err(reason) => {
+                refused_with(r, reason).await;
+            }
+        }
+        drop(idp);
+        app.stop().await;
+    }
+}
+
+/// A login whose response the test changes before it reaches the ACS.
+async fn login_with_altered_response(
+    app: &TestApp,
+    http: &reqwest::Client,
+    alter: impl Fn(&str) -> String,
+) -> reqwest::Response {
+    let r = http
+        .get(app.url("/saml/default/login?return_to=/"))
+        .send()
+        .await
+        .unwrap();
+    let to_idp = r.headers()["location"].to_str().unwrap().to_string();
+    let mut answer: Value = http
+        .get(&to_idp)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let xml = String::from_utf8(
+        base64::Engine::decode(engine, answer["SAMLResponse"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    answer["SAMLResponse"] = json!(base64::Engine::encode(engine, alter(&xml)));
+    post_acs(app, http, &answer).await
+}
+
+#[tokio::test]
+async fn attacks_on_encrypted_assertions_are_refused() {
+    // Anyone can encrypt to the SP's public certificate: an assertion without the IdP's
+    // signature, for another person, encrypted with AES-GCM under an unsigned Response.
+    let app = spawn_app().await;
+    let Some(idp) = start_idp(&app, "assertion,forge,oaep256").await else {
+        return;
+    };
+    configure(&app, &idp, json!({})).await;
+    let http = no_redirects();
+    let (r, answer) = login(&app, &http, "/").await;
+    refused_with(r, "saml_unsigned").await;
+    let xml = response_xml(&answer);
+    assert!(!xml.contains("Signature") && xml.contains("EncryptedAssertion"));
+    drop(idp);
+    app.stop().await;
+
+    // A Response signed over its EncryptedAssertion (CBC), altered around it.
+    let app = spawn_app().await;
+    let idp = start_idp(&app, "both,enc=aes128-cbc,etsign").await.unwrap();
+    configure(&app, &idp, json!({})).await;
+    const EVIL: &str = "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_evil\" Version=\"2.0\" IssueInstant=\"2026-01-01T00:00:00Z\"><saml:Subject><saml:NameID>mallory@example.com</saml:NameID></saml:Subject></saml:Assertion>";
+    type Alteration = Box<dyn Fn(&str) -> String>;
+    let attacks: [(&str, Alteration); 4] = [
+        // XSW: a plain assertion beside the encrypted one.
+        (
+            "a plain assertion beside",
+            Box::new(|x: &str| {
+                x.replacen(
+                    "</saml:EncryptedAssertion>",
+                    &format!("</saml:EncryptedAssertion>{EVIL}"),
+                    1,
+                )
+            }),
+        ),
+        // XSW: the signed Response wrapped inside a new one that carries the attacker's
+        // EncryptedAssertion (here: a copy), with the original's ID.
+        (
+            "the signed Response wrapped",
+            Box::new(|x: &str| {
+                let start = x.find("<saml:EncryptedAssertion").unwrap();
+                let end = x.find("</saml:EncryptedAssertion>").unwrap()
+                    + "</saml:EncryptedAssertion>".len();
+                let head_end = x.find('>').unwrap() + 1;
+                format!(
+                    "{}<samlp:Extensions>{}</samlp:Extensions>{}</samlp:Response>",
+                    &x[..head_end],
+                    x,
+                    &x[start..end]
+                )
+            }),
+        ),
+        // One flipped byte in the ciphertext: the signature no longer covers it, so the
+        // CBC ciphertext is never decrypted (no padding oracle).
+        (
+            "a flipped ciphertext byte",
+            Box::new(|x: &str| {
+                let data = x.rfind("<xenc:CipherValue>").unwrap() + "<xenc:CipherValue>".len() + 30;
+                let c = if &x[data..data + 1] == "A" { "B" } else { "A" };
+                format!("{}{}{}", &x[..data], c, &x[data + 1..])
+            }),
+        ),
+        // The Response signature removed: CBC under an unsigned Response.
+        (
+            "the Response signature removed",
+            Box::new(|x: &str| {
+                let start = x.find("<ds:Signature").unwrap();
+                let end = x.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+                format!("{}{}", &x[..start], &x[end..])
+            }),
+        ),
+    ];
+    for (what, alter) in attacks {
+        let r = login_with_altered_response(&app, &http, alter).await;
+        let status = r.status();
+        let page = r.text().await.unwrap();
+        assert_eq!(status, 400, "{what}: {page}");
+        assert!(
+            [
+                "saml_malformed",
+                "saml_wrapping_detected",
+                "saml_encrypted_cbc_unsigned",
+            ]
+            .iter()
+            .any(|reason| page.contains(&format!("<code>{reason}</code>"))),
+            "{what}: {page}"
+        );
+    }
+    let (_, users) = app.get("/users").await;
+    assert!(!users.to_string().contains("mallory"), "{users}");
+    drop(idp);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_sp_encryption_key_rotates_with_an_overlap() {
+    let app = spawn_app().await;
+    let (s, keys) = app.get("/saml/encryption-keys").await;
+    assert_eq!(s, 200, "{keys}");
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+    let old_cert = keys["keys"][0]["certificate"].as_str().unwrap().to_string();
+    let body = |pem: &str| -> String {
+        pem.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .concat()
+    };
+    let Some(idp) = start_idp(&app, "both,enc=aes256-gcm").await else {
+        return;
+    };
+    // The IdP read the SP metadata (and the current encryption certificate) at start.
+    configure(&app, &idp, json!({})).await;
+    let http = no_redirects();
+    let (r, _) = login(&app, &http, "/").await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+
+    let (s, rotated) = app
+        .post("/saml/encryption-keys/rotate", json!({"overlap_days": 7}))
+        .await;
+    assert_eq!(s, 200, "{rotated}");
+    let listed = rotated["keys"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{rotated}");
+    assert_eq!(listed[0]["current"], true);
+    assert_eq!(listed[1]["current"], false);
+    assert!(listed[1]["decrypts_until"].is_string(), "{rotated}");
+    let new_cert = listed[0]["certificate"].as_str().unwrap();
+    assert_ne!(new_cert, old_cert);
+    let metadata = reqwest::get(app.url("/saml/default/metadata"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metadata.contains(&body(new_cert)),
+        "the new certificate is published"
+    );
+    assert!(!metadata.contains(&body(&old_cert)), "the old one is not");
+
+    // The IdP still encrypts to the old certificate: the overlap lets it in.
+    let (r, _) = login(&app, &http, "/").await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    // Restarted, it reads the new certificate from the metadata.
+    drop(idp);
+    let idp = start_idp(&app, "both,enc=aes256-gcm").await.unwrap();
+    configure(&app, &idp, json!({})).await;
+    let (r, _) = login(&app, &http, "/").await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+
+    let (s, bad) = app
+        .post("/saml/encryption-keys/rotate", json!({"overlap_days": 0}))
+        .await;
+    assert_eq!(s, 422, "{bad}");
+    assert_eq!(bad["field"], "overlap_days", "{bad}");
+    let (_, events) = app.get("/audit/events?kind=admin").await;
+    assert!(
+        events.to_string().contains("rotate_saml_encryption_key"),
+        "{events}"
+    );
+    drop(idp);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn idp_initiated_login_is_off_by_default_and_replays_are_refused() {
     let app = spawn_app().await;

@@ -1,8 +1,15 @@
 // A real SAML IdP for Tessera's end-to-end tests: samlify (npm), signing with its own
 // key. Loopback only. Started by tests/api/saml_e2e.rs with:
-//   node idp.js PORT SP_METADATA_URL MODE[,post]
+//   node idp.js PORT SP_METADATA_URL MODE[,post][,enc=ALG][,etsign][,oaep256]
 // MODE: assertion | response | both  (which element(s) the IdP signs); with `,post` the
-// IdP's metadata offers only the HTTP-POST binding for single sign-on.
+// IdP's metadata offers only the HTTP-POST binding for single sign-on; with `,enc=ALG`
+// (aes128-cbc, aes256-cbc, aes128-gcm, aes256-gcm) samlify encrypts the assertion to the
+// encryption certificate in Tessera's metadata (RSA-OAEP, SHA-1, MGF1-SHA1); `,oaep256`
+// (with MODE assertion) instead encrypts it here with AES-256-GCM under xmlenc11 RSA-OAEP
+// with SHA-256 and MGF1-SHA256, which samlify does not offer; `,etsign` signs the
+// Response after encrypting (samlify's default: before); `,forge` (with `,oaep256`)
+// plays an attacker who knows only Tessera's public encryption certificate: every
+// signature is removed and the NameID changed before the assertion is encrypted.
 // Endpoints:
 //   GET /metadata                 the IdP's metadata (Tessera imports it)
 //   GET /sso?SAMLRequest&RelayState   parses the AuthnRequest (HTTP-Redirect) and answers
@@ -28,6 +35,19 @@ const [port, spMetadataUrl, modeArg] = generating
   : process.argv.slice(2);
 const [mode, ...flags] = modeArg.split(',');
 const postBinding = flags.includes('post');
+const encFlag = flags.find((f) => f.startsWith('enc='));
+const encryption = encFlag ? encFlag.slice(4) : null;
+const oaep256 = flags.includes('oaep256');
+// Sign the Response after encrypting (Okta, ADFS); samlify's default signs it before.
+const encryptThenSign = flags.includes('etsign');
+const forge = flags.includes('forge');
+const dataAlgorithms = {
+  'aes128-cbc': 'http://www.w3.org/2001/04/xmlenc#aes128-cbc',
+  'aes256-cbc': 'http://www.w3.org/2001/04/xmlenc#aes256-cbc',
+  'aes128-gcm': 'http://www.w3.org/2009/xmlenc11#aes128-gcm',
+  'aes256-gcm': 'http://www.w3.org/2009/xmlenc11#aes256-gcm',
+};
+if (encryption && !dataAlgorithms[encryption]) throw new Error(`unknown enc=${encryption}`);
 const here = __dirname;
 const key = fs.readFileSync(path.join(here, '../fixtures/samlify-idp.key'), 'utf8');
 const cert = fs.readFileSync(path.join(here, '../fixtures/samlify-idp.crt'), 'utf8');
@@ -41,7 +61,9 @@ const idp = saml.IdentityProvider({
   entityID: `${base}/metadata`,
   privateKey: key,
   signingCert: cert,
-  isAssertionEncrypted: false,
+  isAssertionEncrypted: Boolean(encryption),
+  dataEncryptionAlgorithm: encryption ? dataAlgorithms[encryption] : undefined,
+  keyEncryptionAlgorithm: 'http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p',
   singleSignOnService: [
     {
       Binding: postBinding ? saml.Constants.namespace.binding.post : saml.Constants.namespace.binding.redirect,
@@ -130,14 +152,52 @@ async function generate(count, outDir) {
   fs.closeSync(out);
 }
 
+// Encrypts the (signed) assertion of an unsigned response with AES-256-GCM, the key under
+// xmlenc11 RSA-OAEP with SHA-256 and MGF1-SHA256, to the SP's encryption certificate.
+function encryptOaep256(base64Response) {
+  const crypto = require('node:crypto');
+  let xml = Buffer.from(base64Response, 'base64').toString('utf8');
+  if (forge) {
+    xml = xml.replace(/<ds:Signature[\s\S]*?<\/ds:Signature>/g, '').split('alice@example.com').join('mallory@example.com');
+  }
+  const start = xml.indexOf('<saml:Assertion');
+  const end = xml.indexOf('</saml:Assertion>') + '</saml:Assertion>'.length;
+  const cert = sp.entityMeta.getX509Certificate('encryption');
+  const pem = `-----BEGIN CERTIFICATE-----\n${String(cert).replace(/\s+/g, '')}\n-----END CERTIFICATE-----\n`;
+  const publicKey = crypto.createPublicKey(pem);
+  const cek = crypto.randomBytes(32);
+  const iv = crypto.randomBytes(12);
+  const cipher = crypto.createCipheriv('aes-256-gcm', cek, iv);
+  const body = Buffer.concat([cipher.update(xml.slice(start, end), 'utf8'), cipher.final(), cipher.getAuthTag()]);
+  const wrapped = crypto.publicEncrypt(
+    { key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+    cek,
+  );
+  const enc =
+    '<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" Type="http://www.w3.org/2001/04/xmlenc#Element">' +
+    '<xenc:EncryptionMethod Algorithm="http://www.w3.org/2009/xmlenc11#aes256-gcm"/>' +
+    '<ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><xenc:EncryptedKey>' +
+    '<xenc:EncryptionMethod Algorithm="http://www.w3.org/2009/xmlenc11#rsa-oaep">' +
+    '<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>' +
+    '<xenc11:MGF xmlns:xenc11="http://www.w3.org/2009/xmlenc11#" Algorithm="http://www.w3.org/2009/xmlenc11#mgf1sha256"/>' +
+    '</xenc:EncryptionMethod>' +
+    `<xenc:CipherData><xenc:CipherValue>${wrapped.toString('base64')}</xenc:CipherValue></xenc:CipherData>` +
+    '</xenc:EncryptedKey></ds:KeyInfo>' +
+    `<xenc:CipherData><xenc:CipherValue>${Buffer.concat([iv, body]).toString('base64')}</xenc:CipherValue></xenc:CipherData>` +
+    '</xenc:EncryptedData></saml:EncryptedAssertion>';
+  return Buffer.from(xml.slice(0, start) + enc + xml.slice(end), 'utf8').toString('base64');
+}
+
 // Answers a parsed AuthnRequest with a signed response, as JSON for the test to post.
 async function answer(res, parsed, relayState) {
   res.setHeader('x-name-id-format', parsed.extract.nameIDPolicy ? String(parsed.extract.nameIDPolicy.format) : '');
   const out = await idp.createLoginResponse(sp, parsed, 'post', user, {
     customTagReplacement: withAttributes(parsed),
+    encryptThenSign,
   });
+  const SAMLResponse = oaep256 ? encryptOaep256(out.context) : out.context;
   res.writeHead(200, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ SAMLResponse: out.context, RelayState: relayState, acs: out.entityEndpoint }));
+  res.end(JSON.stringify({ SAMLResponse, RelayState: relayState, acs: out.entityEndpoint }));
 }
 
 async function main() {

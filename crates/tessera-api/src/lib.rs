@@ -528,6 +528,37 @@ pub struct RotatedSigningKey {
     pub previous_key_published_for_seconds: i64,
 }
 
+/// `POST /api/v2/saml/encryption-keys/rotate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSamlEncryptionKey {
+    /// How long the previous key still decrypts, in days (1 to 365, default 30): the
+    /// time to give every IdP the new certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 365)]
+    pub overlap_days: Option<u32>,
+}
+
+/// One of the SAML SP's encryption keys.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SamlEncryptionKeyView {
+    pub kid: String,
+    /// The key published in every org's SP metadata (`use="encryption"`).
+    pub current: bool,
+    pub created_at: String,
+    /// A previous key still decrypts until then.
+    pub decrypts_until: Option<String>,
+    /// The certificate (PEM) to upload to IdPs that do not read metadata.
+    pub certificate: String,
+    pub certificate_not_after: Option<String>,
+}
+
+/// `GET /api/v2/saml/encryption-keys`: the current key first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SamlEncryptionKeyList {
+    pub keys: Vec<SamlEncryptionKeyView>,
+}
+
 /// The SAML binding AuthnRequests travel by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

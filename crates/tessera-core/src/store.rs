@@ -107,14 +107,20 @@ pub struct StoredKey {
     pub retired_at: Option<Timestamp>,
     /// When the key leaves the JWK Set.
     pub remove_after: Option<Timestamp>,
-    /// What it signs: [`KEY_PURPOSE_ACCESS`] or [`KEY_PURPOSE_ID_TOKEN`].
+    /// What it is for: [`KEY_PURPOSE_ACCESS`], [`KEY_PURPOSE_ID_TOKEN`] or
+    /// [`KEY_PURPOSE_SAML_ENCRYPTION`].
     pub purpose: String,
+    /// Its certificate (PEM), for a key published as one (the SAML encryption key).
+    pub certificate: Option<String>,
 }
 
 /// A signing key of access tokens.
 pub const KEY_PURPOSE_ACCESS: &str = "access";
 /// A signing key of OpenID Connect ID tokens (RS256).
 pub const KEY_PURPOSE_ID_TOKEN: &str = "id_token";
+/// The SAML SP's decryption key (RSA, PKCS#8), published as an encryption certificate in
+/// the SP metadata; a retired one still decrypts until its `remove_after`.
+pub const KEY_PURPOSE_SAML_ENCRYPTION: &str = "saml_encryption";
 
 /// Appends audit events from a thread of its own, without an async runtime: the audit
 /// writer's group commit calls it with whatever events arrived meanwhile.

@@ -1,12 +1,17 @@
 //! Encrypted assertions (XML Encryption 1.1 inside SAML core §2.3.4): the checks before
 //! any key is used, the decryption, and the hand-over to the one validation path.
 //!
-//! Why this is ours and not saml-rs's `decrypt_assertion`: saml-rs hands its XML-Enc
-//! library only the `EncryptedData` element, so the `EncryptedKey` that Okta places
-//! beside it (a `RetrievalMethod` reference) is never found; it takes one key, so a
-//! rotated SP key cannot overlap with the old one; and its algorithm and padding-oracle
-//! rules are not the ones Tessera states. The primitives are the same XML-Enc library
-//! (bergshamra, on RustCrypto), called on the whole verified document.
+//! Why this is ours, on the RustCrypto primitives, and not saml-rs's
+//! `decrypt_assertion`: saml-rs hands its XML-Enc library only the `EncryptedData`
+//! element, so the `EncryptedKey` that Okta places beside it (a `RetrievalMethod`
+//! reference) is never found; it takes one key, so a rotated SP key cannot overlap with
+//! the old one; its algorithm and padding-oracle rules are not the ones Tessera states;
+//! and the RSA private-key operation below it runs unblinded, which RUSTSEC-2023-0071
+//! (the `rsa` crate's timing side channel) makes worth avoiding for ciphertexts anyone
+//! can post. Here the content key is unwrapped with `rsa`'s blinded decryption (a fresh
+//! random blinding factor per operation), and the content is decrypted with `aes-gcm` or
+//! `aes` + `cbc`: XML Encryption's framing (IV first, ISO 10126 padding) is all that is
+//! written by hand.
 //!
 //! The decrypted assertion is validated by exactly the rules of a plain one
 //! ([`crate::validate`]): it is put where the `EncryptedAssertion` was, and the result
@@ -16,17 +21,23 @@
 //!   authenticated cipher (AES-GCM) is decrypted; CBC is refused before any key is used
 //!   (`saml_encrypted_cbc_unsigned`: the XML Encryption padding-oracle attack of Jager
 //!   and Somorovsky, 2011). The decrypted assertion must carry the IdP's own signature.
-//! - **Signed Response**: the IdP's signature covers the ciphertext. It is verified first,
-//!   on the document as received, with the configured certificates only; decryption then
-//!   works on the content that signature covers. The plain document can no longer carry
+//! - **Response signed after encryption**: the IdP's signature covers the ciphertext. It
+//!   is verified first, on the document as received, with the configured certificates
+//!   only; decryption then works on the content that signature covers. The plain document can no longer carry
 //!   the IdP's signature (it was computed over the ciphertext), so the Response is signed
 //!   again by a key that never leaves this process ([`Attestation`]), whose certificate
 //!   the validation trusts beside the IdP's. It says one thing: "this Response, before
 //!   decryption, carried a valid signature of the IdP".
+//! - **Response signed before encryption** (samlify's default): the signature covers the
+//!   plain assertion, so it verifies only after decryption, in the one validation path.
+//!   Until then the ciphertext is unauthenticated: AES-GCM only, as for an unsigned
+//!   Response.
 
 use std::sync::OnceLock;
 
-use bergshamra::{EncContext, KeysManager};
+use rsa::RsaPrivateKey;
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::DecodePrivateKey;
 use saml_rs::crypto::keys::{load_certificate, load_private_key};
 use saml_rs::crypto::sign::construct_saml_signature;
 use saml_rs::crypto::verify::verify_signature_with_limits;
@@ -245,12 +256,35 @@ pub(crate) fn open(
         }
     }
     let signed = children(root, "Signature").next().is_some();
-    if cbc && !signed {
+    // Signed over the ciphertext (encrypt-then-sign): verify the IdP's signature on the
+    // document as received, then work on what it covers, never on the text around it.
+    // A signature made before encryption (sign-then-encrypt) verifies only once the
+    // assertion is decrypted: the ciphertext is then unauthenticated, as if unsigned.
+    let over_ciphertext = if signed {
+        let certs: Vec<String> = idp.certificates.iter().map(|c| bare(c)).collect();
+        match verify_signature_with_limits(xml, &certs, limits) {
+            Ok((true, Some(content))) => Some(content),
+            Ok(_) => None,
+            Err(e @ saml_rs::SamlError::PotentialWrappingAttack) => {
+                return Err(signature_error(e));
+            }
+            // Judged after decryption, with every other check.
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    if cbc && over_ciphertext.is_none() {
         return Err(Rejected::new(
             Reason::SamlEncryptedCbcUnsigned,
             format!(
-                "the assertion is encrypted with {} (CBC) and the Response is not signed: nothing authenticates the ciphertext, which makes the IdP's answer open to the XML Encryption padding-oracle attack; sign the Response, or encrypt with AES-GCM",
-                content_algorithm.rsplit('#').next().unwrap_or_default()
+                "the assertion is encrypted with {} (CBC) and {}: nothing authenticates the ciphertext, which makes the IdP's answer open to the XML Encryption padding-oracle attack; have the IdP sign the Response after encrypting, or encrypt with AES-GCM",
+                content_algorithm.rsplit('#').next().unwrap_or_default(),
+                if signed {
+                    "the Response's signature does not cover it (signed before encryption, or not valid)"
+                } else {
+                    "the Response is not signed"
+                }
             ),
         ));
     }
@@ -260,34 +294,21 @@ pub(crate) fn open(
             "the assertion is encrypted but this service provider has no encryption key",
         ));
     }
-
-    // Signed: verify the IdP's signature on the document as received, then work on
-    // what it covers, never on the text around it.
-    let (document, idp_algorithm) = if signed {
-        let certs: Vec<String> = idp.certificates.iter().map(|c| bare(c)).collect();
-        let (ok, content) =
-            verify_signature_with_limits(xml, &certs, limits).map_err(signature_error)?;
-        let content = match (ok, content) {
-            (true, Some(c)) => c,
-            _ => {
+    let (document, idp_algorithm) = match over_ciphertext {
+        Some(content) => {
+            let verified =
+                dom::parse_with_limits(&content, limits).map_err(|e| malformed(e.to_string()))?;
+            if verified.root.local_name != "Response" || verified.root.attr("ID") != root.attr("ID")
+            {
                 return Err(Rejected::new(
-                    Reason::SamlSignatureInvalid,
-                    "the Response's signature does not verify with the configured IdP certificates",
+                    Reason::SamlUnsigned,
+                    "the signature in the Response covers something else than the Response itself",
                 ));
             }
-        };
-        let verified =
-            dom::parse_with_limits(&content, limits).map_err(|e| malformed(e.to_string()))?;
-        if verified.root.local_name != "Response" || verified.root.attr("ID") != root.attr("ID") {
-            return Err(Rejected::new(
-                Reason::SamlUnsigned,
-                "the signature in the Response covers something else than the Response itself",
-            ));
+            let alg = signature_algorithm(root).unwrap_or_default();
+            (content, Some(alg))
         }
-        let alg = signature_algorithm(root).unwrap_or_default();
-        (content, Some(alg))
-    } else {
-        (xml.to_string(), None)
+        None => (xml.to_string(), None),
     };
 
     let plain = decrypt(&document, keys, limits)?;
@@ -347,9 +368,9 @@ fn signature_algorithm(root: &Node) -> Option<String> {
     method.attr("Algorithm").map(str::to_string)
 }
 
-/// Decrypts the one EncryptedData with each key in turn; puts the plain assertion where
-/// the EncryptedAssertion was. Every failure reads the same (no oracle on which step
-/// failed).
+/// Decrypts the one EncryptedData: each EncryptedKey with each SP key in turn, then the
+/// content; puts the plain assertion where the EncryptedAssertion was. Every failure
+/// reads the same (no oracle on which step failed).
 fn decrypt(xml: &str, keys: &[DecryptionKey], limits: XmlLimits) -> Result<String, Rejected> {
     let failed = || {
         Rejected::new(
@@ -357,56 +378,195 @@ fn decrypt(xml: &str, keys: &[DecryptionKey], limits: XmlLimits) -> Result<Strin
             "the assertion could not be decrypted with this service provider's encryption keys: the IdP may be using an old or another SP's encryption certificate (compare it with the one in this SP's metadata)",
         )
     };
-    for k in keys {
-        let key = load_private_key(&k.key_pem, None).map_err(|e| {
-            Rejected::new(
-                Reason::SamlNotConfigured,
-                format!("an SP encryption key cannot be loaded: {e}"),
-            )
-        })?;
-        let mut manager = KeysManager::new();
-        manager.add_key(key);
-        let ctx = EncContext::new(manager);
-        let Ok(out) = bergshamra::decrypt(&ctx, xml) else {
+    let private_keys = keys
+        .iter()
+        .map(|k| {
+            RsaPrivateKey::from_pkcs8_pem(&k.key_pem)
+                .map_err(|e| e.to_string())
+                .or_else(|e| RsaPrivateKey::from_pkcs1_pem(&k.key_pem).map_err(|_| e))
+                .map_err(|e| {
+                    Rejected::new(
+                        Reason::SamlNotConfigured,
+                        format!("an SP encryption key cannot be read: {e}"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let doc = dom::parse_with_limits(xml, limits).map_err(|e| malformed(e.to_string()))?;
+    let ea = children(&doc.root, "EncryptedAssertion")
+        .next()
+        .ok_or_else(|| malformed("no EncryptedAssertion"))?;
+    let data = children(ea, "EncryptedData")
+        .next()
+        .ok_or_else(|| malformed("no EncryptedData"))?;
+    let content_algorithm = children(data, "EncryptionMethod")
+        .next()
+        .and_then(|m| m.attr("Algorithm"))
+        .unwrap_or_default();
+    let content = cipher_value(data).ok_or_else(failed)?;
+    let mut encrypted_keys = Vec::new();
+    descendants(ea, "EncryptedKey", &mut encrypted_keys);
+    for ek in encrypted_keys {
+        let Some(wrapped) = cipher_value(ek) else {
             continue;
         };
-        if out.len() > limits.max_bytes {
-            return Err(malformed("the decrypted Response is larger than 1 MiB"));
+        for key in &private_keys {
+            let Some(cek) = unwrap_key(ek, key, &wrapped) else {
+                continue;
+            };
+            let Some(plain) = decrypt_content(content_algorithm, &cek, &content) else {
+                continue;
+            };
+            let plain = String::from_utf8(plain).map_err(|_| failed())?;
+            // An XML declaration may lead the plaintext; it cannot stand mid-document.
+            let plain = match plain.trim_start().strip_prefix("<?xml") {
+                Some(rest) => rest.split_once("?>").map(|(_, r)| r).unwrap_or_default(),
+                None => plain.as_str(),
+            };
+            let out = format!("{}{}{}", &xml[..ea.start], plain.trim(), &xml[ea.end..]);
+            if out.len() > limits.max_bytes {
+                return Err(malformed("the decrypted Response is larger than 1 MiB"));
+            }
+            return only_one_assertion(out, limits);
         }
-        return unwrap_encrypted_assertion(&out, limits);
     }
     Err(failed())
 }
 
-/// Replaces `<EncryptedAssertion>` (now holding the plain `<Assertion>` and perhaps its
-/// `EncryptedKey`) with the `<Assertion>` alone.
-fn unwrap_encrypted_assertion(xml: &str, limits: XmlLimits) -> Result<String, Rejected> {
-    let doc = dom::parse_with_limits(xml, limits).map_err(|e| {
+/// The base64 of `CipherData/CipherValue` (a `CipherReference` is refused: Tessera
+/// fetches nothing a response points at).
+fn cipher_value(n: &Node) -> Option<Vec<u8>> {
+    let text = children(n, "CipherData")
+        .next()
+        .and_then(|c| children(c, "CipherValue").next())
+        .map(|v| v.text.split_whitespace().collect::<String>())?;
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text).ok()
+}
+
+/// RSA-OAEP unwrap of the content key, blinded; None when this key does not open it.
+fn unwrap_key(ek: &Node, key: &RsaPrivateKey, wrapped: &[u8]) -> Option<Vec<u8>> {
+    use rsa::Oaep;
+    use rsa::sha2::Sha256;
+    use sha1::Sha1;
+    let method = children(ek, "EncryptionMethod").next()?;
+    if children(method, "OAEPparams").next().is_some() {
+        return None;
+    }
+    let sha256 = |n: Option<&Node>, uri: &str| n.and_then(|n| n.attr("Algorithm")) == Some(uri);
+    let digest256 = sha256(
+        children(method, "DigestMethod").next(),
+        "http://www.w3.org/2001/04/xmlenc#sha256",
+    );
+    // rsa-oaep-mgf1p always masks with MGF1-SHA1; xmlenc11 rsa-oaep names its MGF.
+    let mgf256 = method.attr("Algorithm") == Some(OAEP[1])
+        && sha256(
+            children(method, "MGF").next(),
+            "http://www.w3.org/2009/xmlenc11#mgf1sha256",
+        );
+    let padding = match (digest256, mgf256) {
+        (false, false) => Oaep::new::<Sha1>(),
+        (true, false) => Oaep::new_with_mgf_hash::<Sha256, Sha1>(),
+        (false, true) => Oaep::new_with_mgf_hash::<Sha1, Sha256>(),
+        (true, true) => Oaep::new::<Sha256>(),
+    };
+    key.decrypt_blinded(&mut rsa::rand_core::OsRng, padding, wrapped)
+        .ok()
+}
+
+/// AES-GCM (12-byte IV, 16-byte tag) or AES-CBC (16-byte IV, ISO 10126 padding), as XML
+/// Encryption frames them; None on any failure.
+fn decrypt_content(algorithm: &str, cek: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+    use aes_gcm::aead::{Aead, KeyInit, consts::U12};
+    let gcm = |iv: &[u8], body: &[u8]| -> Option<Vec<u8>> {
+        let nonce = aes_gcm::Nonce::<U12>::try_from(iv).ok()?;
+        match cek.len() {
+            16 => aes_gcm::Aes128Gcm::new_from_slice(cek)
+                .ok()?
+                .decrypt(&nonce, body)
+                .ok(),
+            24 => aes_gcm::AesGcm::<aes::Aes192, U12>::new_from_slice(cek)
+                .ok()?
+                .decrypt(&nonce, body)
+                .ok(),
+            32 => aes_gcm::Aes256Gcm::new_from_slice(cek)
+                .ok()?
+                .decrypt(&nonce, body)
+                .ok(),
+            _ => None,
+        }
+    };
+    let key_len = match algorithm.rsplit('#').next()? {
+        "aes128-cbc" | "aes128-gcm" => 16,
+        "aes192-cbc" | "aes192-gcm" => 24,
+        "aes256-cbc" | "aes256-gcm" => 32,
+        _ => return None,
+    };
+    if cek.len() != key_len {
+        return None;
+    }
+    if GCM.contains(&algorithm) {
+        if data.len() < 12 + 16 {
+            return None;
+        }
+        let (iv, body) = data.split_at(12);
+        return gcm(iv, body);
+    }
+    if !CBC.contains(&algorithm) || data.len() < 32 || !data.len().is_multiple_of(16) {
+        return None;
+    }
+    let (iv, body) = data.split_at(16);
+    let mut buf = body.to_vec();
+    cbc_decrypt(cek, iv, &mut buf)?;
+    // ISO 10126 (XML Encryption 1.1 §5.2): the last byte is the pad length; the others
+    // are arbitrary.
+    let pad = usize::from(*buf.last()?);
+    if pad == 0 || pad > 16 {
+        return None;
+    }
+    buf.truncate(buf.len() - pad);
+    Some(buf)
+}
+
+fn cbc_decrypt(cek: &[u8], iv: &[u8], buf: &mut [u8]) -> Option<()> {
+    use cbc::cipher::block_padding::NoPadding;
+    use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
+    match cek.len() {
+        16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(cek, iv)
+            .ok()?
+            .decrypt_padded::<NoPadding>(buf)
+            .ok()
+            .map(|_| ()),
+        24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(cek, iv)
+            .ok()?
+            .decrypt_padded::<NoPadding>(buf)
+            .ok()
+            .map(|_| ()),
+        32 => cbc::Decryptor::<aes::Aes256>::new_from_slices(cek, iv)
+            .ok()?
+            .decrypt_padded::<NoPadding>(buf)
+            .ok()
+            .map(|_| ()),
+        _ => None,
+    }
+}
+
+/// The decrypted document must hold exactly one Assertion, a child of the Response,
+/// where the EncryptedAssertion was.
+fn only_one_assertion(xml: String, limits: XmlLimits) -> Result<String, Rejected> {
+    let doc = dom::parse_with_limits(&xml, limits).map_err(|e| {
         malformed(format!(
             "the decrypted assertion is not well-formed XML: {e}"
         ))
     })?;
-    let ea = children(&doc.root, "EncryptedAssertion")
-        .next()
-        .ok_or_else(|| malformed("no EncryptedAssertion after decryption"))?;
-    let assertions: Vec<&Node> = children(ea, "Assertion").collect();
-    let others = ea
-        .children
-        .iter()
-        .filter(|c| c.local_name != "Assertion" && c.local_name != "EncryptedKey")
-        .count();
-    if assertions.len() != 1 || others != 0 {
+    if children(&doc.root, "Assertion").count() != 1
+        || count(&doc.root, "Assertion") != 1
+        || count(&doc.root, "EncryptedAssertion") != 0
+    {
         return Err(malformed(
             "the decrypted content is not exactly one Assertion",
         ));
     }
-    let a = assertions[0];
-    Ok(format!(
-        "{}{}{}",
-        &xml[..ea.start],
-        &xml[a.start..a.end],
-        &xml[ea.end..]
-    ))
+    Ok(xml)
 }
 
 /// Replaces the Response's own (now stale) signature with the attestation's.

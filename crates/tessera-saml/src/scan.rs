@@ -174,8 +174,24 @@ pub fn check_algorithm(element: &str, uri: &str, allow_sha1: bool) -> Result<(),
 /// signature is expected).
 fn algorithm_uris(xml: &str) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
+    // The end of an open `EncryptionMethod` start tag: a DigestMethod inside it is the
+    // RSA-OAEP digest of an encrypted key (checked by decrypt.rs, where SHA-1 is no
+    // signature weakness), not a signature's.
+    let mut encryption_method: Option<usize> = None;
     for tag in start_tags(xml) {
         let local = tag.name.rsplit(':').next().unwrap_or(tag.name);
+        if local == "EncryptionMethod" {
+            encryption_method = (!tag.attrs.trim_end().ends_with('/')).then_some(tag.end);
+            continue;
+        }
+        let in_encryption_method = encryption_method
+            .is_some_and(|open| xml.get(open..tag.start).is_some_and(|t| !t.contains("</")));
+        if !in_encryption_method || !matches!(local, "DigestMethod" | "MGF") {
+            encryption_method = None;
+        }
+        if in_encryption_method && local == "DigestMethod" {
+            continue;
+        }
         let element = match local {
             "SignatureMethod" => "SignatureMethod",
             "DigestMethod" => "DigestMethod",
@@ -191,6 +207,8 @@ fn algorithm_uris(xml: &str) -> Vec<(&'static str, String)> {
 struct StartTag<'a> {
     name: &'a str,
     attrs: &'a str,
+    /// The offset of the tag's `<` in the scanned text.
+    start: usize,
     /// The offset just past the tag's `>` in the scanned text.
     end: usize,
 }
@@ -213,6 +231,7 @@ fn start_tags(xml: &str) -> impl Iterator<Item = StartTag<'_>> {
             if rest.starts_with(['/', '?', '!']) {
                 continue;
             }
+            let start = xml.len() - rest.len() - 1;
             let end = tag_end(rest)?;
             let tag = &rest[..end];
             let abs_end = xml.len() - rest.len() + end + 1;
@@ -223,6 +242,7 @@ fn start_tags(xml: &str) -> impl Iterator<Item = StartTag<'_>> {
             return Some(StartTag {
                 name: &tag[..name_end],
                 attrs: &tag[name_end..],
+                start,
                 end: abs_end,
             });
         }
@@ -374,6 +394,32 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_rsa_oaep_sha1_digest_is_no_signature_digest_but_only_inside_its_encryption_method() {
+        const SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+        let oaep = format!(
+            "<r><xenc:EncryptionMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p\">\
+             <ds:DigestMethod Algorithm=\"{SHA1}\"/></xenc:EncryptionMethod></r>"
+        );
+        assert!(algorithms(&oaep, false).is_ok());
+        // Anywhere else, SHA-1 is a signature digest and refused without allow_sha1.
+        for xml in [
+            format!("<r><ds:Reference><ds:DigestMethod Algorithm=\"{SHA1}\"/></ds:Reference></r>"),
+            format!(
+                "<r><xenc:EncryptionMethod Algorithm=\"x\"></xenc:EncryptionMethod><ds:DigestMethod Algorithm=\"{SHA1}\"/></r>"
+            ),
+            format!(
+                "<r><xenc:EncryptionMethod Algorithm=\"x\"/><ds:DigestMethod Algorithm=\"{SHA1}\"/></r>"
+            ),
+            format!(
+                "<r><xenc:EncryptionMethod Algorithm=\"x\"><a/><ds:DigestMethod Algorithm=\"{SHA1}\"/></xenc:EncryptionMethod></r>"
+            ),
+        ] {
+            let e = algorithms(&xml, false).unwrap_err();
+            assert_eq!(e.reason, Reason::SamlSha1Refused, "{xml}");
+        }
+    }
 
     #[test]
     fn pem_wrapped_keyinfo_certificates_are_unwrapped_and_nothing_else() {

@@ -20,6 +20,8 @@ pub struct SpSite {
     pub signing_key: SpSigningKey,
     /// The NameID format asked for in AuthnRequests and advertised in the metadata.
     pub name_id_format: Option<String>,
+    /// The certificate IdPs encrypt assertions to (`use="encryption"` in the metadata).
+    pub encryption_certificate: Option<String>,
 }
 
 impl SpSite {
@@ -28,13 +30,18 @@ impl SpSite {
             &self.entity_id,
             &self.acs_url,
             policy,
-            Some((&self.signing_key, self.name_id_format.as_deref())),
+            Some(crate::validate::Local {
+                signing_key: &self.signing_key,
+                name_id_format: self.name_id_format.as_deref(),
+                encryption_certificate: self.encryption_certificate.as_deref(),
+            }),
         )
     }
 }
 
-/// The SP metadata document for `site`: entity id, ACS, NameID format and the
-/// certificate that verifies its AuthnRequests (`AuthnRequestsSigned="true"`).
+/// The SP metadata document for `site`: entity id, ACS, NameID format, the certificate
+/// that verifies its AuthnRequests (`AuthnRequestsSigned="true"`) and the one IdPs
+/// encrypt assertions to.
 pub fn sp_metadata(site: &SpSite, policy: &Policy) -> Result<String, Rejected> {
     Ok(site.service_provider(policy)?.metadata_xml().to_string())
 }
@@ -128,6 +135,7 @@ mod tests {
             acs_url: "https://sp.example/saml/acme/acs".into(),
             signing_key: key.clone(),
             name_id_format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into()),
+            encryption_certificate: None,
         };
         let idp = IdpTrust {
             entity_id: "https://idp.example/metadata".into(),
@@ -172,6 +180,7 @@ mod tests {
             acs_url: "https://sp.example/saml/acme/acs".into(),
             signing_key: key,
             name_id_format: None,
+            encryption_certificate: None,
         };
         let idp = IdpTrust {
             entity_id: "https://idp.example/metadata".into(),

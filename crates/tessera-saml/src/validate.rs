@@ -317,15 +317,24 @@ fn unix(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// What only outbound messages and the metadata need.
+pub(crate) struct Local<'a> {
+    /// Signs AuthnRequests; advertised with `use="signing"`.
+    pub signing_key: &'a SpSigningKey,
+    /// The NameID format asked for.
+    pub name_id_format: Option<&'a str>,
+    /// Advertised with `use="encryption"`.
+    pub encryption_certificate: Option<&'a str>,
+}
+
 /// Our SP, with every validation-policy field chosen here (never a preset: saml-rs's
 /// defaults skip the audience check and change between releases). `local` adds what only
-/// outbound messages need: the AuthnRequest signing key (advertised in the metadata) and
-/// the requested NameID format.
+/// outbound messages and the metadata need.
 pub(crate) fn service_provider(
     sp_entity_id: &str,
     acs_url: &str,
     p: &Policy,
-    local: Option<(&SpSigningKey, Option<&str>)>,
+    local: Option<Local<'_>>,
 ) -> Result<Saml<saml_rs::Sp>, Rejected> {
     let skew_ms = i64::from(p.skew_seconds) * 1000;
     let config_error = |e: SamlError| Rejected::new(Reason::SamlNotConfigured, e.to_string());
@@ -365,13 +374,16 @@ pub(crate) fn service_provider(
         .acs_endpoint(AcsEndpoint::post(acs_url).map_err(config_error)?)
         .validation(policy)
         .xml(xml_policy);
-    if let Some((key, name_id_format)) = local {
+    if let Some(local) = local {
         config = config.credentials(Credentials {
-            signing_key: Some(PrivateKeyPem::new(key.key_pem.clone())),
-            signing_certificate: Some(CertificatePem::new(key.cert_pem.clone())),
+            signing_key: Some(PrivateKeyPem::new(local.signing_key.key_pem.clone())),
+            signing_certificate: Some(CertificatePem::new(local.signing_key.cert_pem.clone())),
+            encryption_certificate: local
+                .encryption_certificate
+                .map(|c| CertificatePem::new(c.to_string())),
             ..Credentials::default()
         });
-        if let Some(format) = name_id_format {
+        if let Some(format) = local.name_id_format {
             config = config.name_id_format(name_id_format_of(format));
         }
     }

@@ -12,7 +12,10 @@ use tessera_core::jwt::{
     Alg, KeyError, MasterKey, SigningKey, UnknownAlg, VerifyingKey, generate_pkcs8,
 };
 use tessera_core::secret::random_id;
-use tessera_core::store::{KEY_PURPOSE_ACCESS, KEY_PURPOSE_ID_TOKEN, Store, StoreError, StoredKey};
+use tessera_core::store::{
+    KEY_PURPOSE_ACCESS, KEY_PURPOSE_ID_TOKEN, KEY_PURPOSE_SAML_ENCRYPTION, Store, StoreError,
+    StoredKey,
+};
 use tessera_saml::sp_key::{SpSigningKey, generate_sp_signing_key};
 
 use crate::clock;
@@ -31,7 +34,25 @@ pub struct KeySet {
     pub jwks: String,
     /// The algorithms of the published keys, the current key's first (for discovery).
     pub algs: Vec<Alg>,
+    /// The SAML SP's decryption keys, newest first: the first is published in the SP
+    /// metadata; the others still decrypt until their overlap ends.
+    pub saml_encryption: Vec<SamlEncryptionKey>,
 }
+
+/// One SAML SP decryption key and the certificate IdPs encrypt to.
+#[derive(Clone)]
+pub struct SamlEncryptionKey {
+    pub kid: String,
+    pub key_pem: String,
+    pub cert_pem: String,
+    pub created_at: i64,
+    /// Still decrypts until then (a rotated-out key); None for the current key.
+    pub remove_after: Option<i64>,
+}
+
+/// How long a SAML encryption key made on first use stays usable if another node made
+/// one at the same moment (the later one becomes current).
+const SAML_ENCRYPTION_RACE_OVERLAP: i64 = 30 * 24 * 3600;
 
 /// Errors while loading keys.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +77,8 @@ pub struct KeyRing {
     master: MasterKey,
     current: RwLock<Arc<KeySet>>,
     saml_sp: tokio::sync::OnceCell<Arc<SpSigningKey>>,
+    /// Held while the first SAML encryption key is made.
+    saml_encryption_init: tokio::sync::Mutex<()>,
 }
 
 impl KeySet {
@@ -97,6 +120,7 @@ impl KeyRing {
             master,
             current: RwLock::new(Arc::new(set)),
             saml_sp: tokio::sync::OnceCell::new(),
+            saml_encryption_init: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -134,6 +158,35 @@ impl KeyRing {
             })
             .await
             .cloned()
+    }
+
+    /// The key set with the SAML SP's decryption keys, making the first one on first use
+    /// (an RSA key and its self-signed certificate, sealed like every key).
+    pub async fn saml_encryption(&self, store: &dyn Store) -> Result<Arc<KeySet>, KeyRingError> {
+        let set = self.get();
+        if !set.saml_encryption.is_empty() {
+            return Ok(set);
+        }
+        let _made_once = self.saml_encryption_init.lock().await;
+        self.reload(store).await?;
+        if self.get().saml_encryption.is_empty() {
+            add_saml_encryption_key(store, &self.master, SAML_ENCRYPTION_RACE_OVERLAP).await?;
+            self.reload(store).await?;
+        }
+        Ok(self.get())
+    }
+
+    /// A new SAML encryption key, published from now on; the previous one still decrypts
+    /// for `overlap` seconds, while the IdPs are given the new certificate.
+    pub async fn rotate_saml_encryption(
+        &self,
+        store: &dyn Store,
+        overlap: i64,
+    ) -> Result<String, KeyRingError> {
+        let _one_at_a_time = self.saml_encryption_init.lock().await;
+        let kid = add_saml_encryption_key(store, &self.master, overlap).await?;
+        self.reload(store).await?;
+        Ok(kid)
     }
 
     /// The current key set.
@@ -196,6 +249,34 @@ async fn add_key(
         retired_at: None,
         remove_after: None,
         purpose: purpose.to_string(),
+        certificate: None,
+    };
+    store.add_signing_key(&key, now + overlap).await?;
+    Ok(kid)
+}
+
+async fn add_saml_encryption_key(
+    store: &dyn Store,
+    master: &MasterKey,
+    overlap: i64,
+) -> Result<String, KeyRingError> {
+    let made = tokio::task::spawn_blocking(|| {
+        generate_sp_signing_key("Tessera SAML service provider encryption")
+    })
+    .await
+    .map_err(|e| KeyRingError::SamlSp(e.to_string()))?
+    .map_err(|e| KeyRingError::SamlSp(e.to_string()))?;
+    let now = clock::now();
+    let kid = random_id("e_");
+    let key = StoredKey {
+        kid: kid.clone(),
+        alg: "RSA-OAEP".into(),
+        sealed_private_key: master.seal(&kid, made.key_pem.as_bytes()),
+        created_at: now,
+        retired_at: None,
+        remove_after: None,
+        purpose: KEY_PURPOSE_SAML_ENCRYPTION.into(),
+        certificate: Some(made.cert_pem),
     };
     store.add_signing_key(&key, now + overlap).await?;
     Ok(kid)
@@ -208,6 +289,7 @@ fn build(master: &MasterKey, stored: &[StoredKey]) -> Result<KeySet, KeyRingErro
     let mut access_algs = vec![];
     let mut verifiers = vec![];
     let mut id_keys = vec![];
+    let mut saml_encryption = vec![];
     for k in stored {
         if k.remove_after.is_some_and(|r| r <= now) {
             continue;
@@ -216,6 +298,18 @@ fn build(master: &MasterKey, stored: &[StoredKey]) -> Result<KeySet, KeyRingErro
             kid: k.kid.clone(),
             source,
         };
+        if k.purpose == KEY_PURPOSE_SAML_ENCRYPTION {
+            let pem = master.open(&k.kid, &k.sealed_private_key).map_err(err)?;
+            saml_encryption.push(SamlEncryptionKey {
+                kid: k.kid.clone(),
+                key_pem: String::from_utf8(pem)
+                    .map_err(|_| KeyRingError::SamlSp(format!("key {} is not PEM text", k.kid)))?,
+                cert_pem: k.certificate.clone().unwrap_or_default(),
+                created_at: k.created_at,
+                remove_after: k.remove_after,
+            });
+            continue;
+        }
         let alg = Alg::parse(&k.alg).map_err(|source| KeyRingError::UnknownAlg {
             kid: k.kid.clone(),
             source,
@@ -242,6 +336,7 @@ fn build(master: &MasterKey, stored: &[StoredKey]) -> Result<KeySet, KeyRingErro
         .ok_or_else(|| KeyRingError::Store(StoreError::Backend("no current signing key".into())))?;
     // Newest first, so clients that take the first key take the current one.
     verifiers.reverse();
+    saml_encryption.reverse();
     id_keys.reverse();
     let jwks = serde_json::json!({
         "keys": verifiers.iter().chain(&id_keys).map(|v| v.jwk()).collect::<Vec<_>>()
@@ -267,5 +362,6 @@ fn build(master: &MasterKey, stored: &[StoredKey]) -> Result<KeySet, KeyRingErro
         verifiers,
         jwks,
         algs,
+        saml_encryption,
     })
 }

@@ -42,12 +42,17 @@ async fn site(st: &AppState, org: &Org, config: &SsoConfig) -> Result<SpSite, Re
         Ok(k) => (*k).clone(),
         Err(e) => return Err(unavailable(e)),
     };
+    let encryption_certificate = match st.keys.saml_encryption(st.store.as_ref()).await {
+        Ok(set) => set.saml_encryption.first().map(|k| k.cert_pem.clone()),
+        Err(e) => return Err(unavailable(e)),
+    };
     let (entity_id, acs_url) = addresses(st, org);
     Ok(SpSite {
         entity_id,
         acs_url,
         signing_key,
         name_id_format: config.name_id_format.clone(),
+        encryption_certificate,
     })
 }
 
@@ -418,11 +423,28 @@ async fn consume(
     };
 
     let (sp_entity_id, acs_url) = addresses(st, org);
+    // Only an encrypted response needs the keys (and the first one made, when none is).
+    let encrypted = tessera_saml::scan::decode(response.as_bytes())
+        .is_ok_and(|xml| tessera_saml::decrypt::is_encrypted(&xml));
+    let decryption_keys = if encrypted {
+        match st.keys.saml_encryption(st.store.as_ref()).await {
+            Ok(set) => set
+                .saml_encryption
+                .iter()
+                .map(|k| tessera_saml::DecryptionKey {
+                    key_pem: k.key_pem.clone(),
+                })
+                .collect(),
+            Err(e) => return Err(Failure::Unavailable(e.to_string())),
+        }
+    } else {
+        Vec::new()
+    };
     let expect = Expectation {
         sp_entity_id,
         acs_url,
         in_response_to: check,
-        decryption_keys: Vec::new(),
+        decryption_keys,
         now: std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
         policy: policy(config),
     };
@@ -433,9 +455,17 @@ async fn consume(
     trace.pass(
         Check::SamlResponse,
         format!(
-            "signed ({}) by '{}'; NameID '{}'",
+            "signed ({}) by '{}'{}; NameID '{}'",
             accepted.signature_algorithms.join(", "),
             clip(&accepted.issuer),
+            accepted
+                .encryption_algorithm
+                .as_deref()
+                .map(|a| format!(
+                    "; assertion encrypted ({})",
+                    a.rsplit('#').next().unwrap_or(a)
+                ))
+                .unwrap_or_default(),
             clip(&accepted.name_id)
         ),
     );

@@ -25,7 +25,7 @@ pub(crate) use orgs_cols;
 
 macro_rules! signing_keys_cols {
     () => {
-        "kid, alg, sealed, created_at, retired_at, remove_after, purpose"
+        "kid, alg, sealed, created_at, retired_at, remove_after, purpose, certificate"
     };
 }
 pub(crate) use signing_keys_cols;

@@ -90,15 +90,27 @@ pub const SQLITE: &[Migration] = &[
         name: "change_feed",
         sql: include_str!("../migrations/sqlite/0015_change_feed.sql"),
     },
+    Migration {
+        version: 16,
+        name: "key_certificate",
+        sql: include_str!("../migrations/sqlite/0016_key_certificate.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order. They start where SQLite's stand after its 15th:
 /// PostgreSQL support began with that schema.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "key_certificate",
+        sql: include_str!("../migrations/postgres/0002_key_certificate.sql"),
+    },
+];
 
 /// Any number of nodes may start at once on one PostgreSQL database: the first to take
 /// this advisory lock migrates, the others wait for it and then find nothing to do.

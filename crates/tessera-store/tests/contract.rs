@@ -450,6 +450,7 @@ async fn a_key_rotation_reaches_every_node(dir: TestDb) {
             retired_at: None,
             remove_after: None,
             purpose: "access".into(),
+            certificate: None,
         },
         0,
     )
@@ -476,6 +477,7 @@ async fn signing_key_rotation_retires_the_previous(dir: TestDb) {
         retired_at: None,
         remove_after: None,
         purpose: "access".into(),
+        certificate: None,
     };
     s.add_signing_key(&k("k1", 10), 0).await.unwrap();
     s.add_signing_key(&k("k2", 20), 500).await.unwrap();
@@ -498,6 +500,20 @@ async fn signing_key_rotation_retires_the_previous(dir: TestDb) {
         .map(|k| k.kid.as_str())
         .collect();
     assert_eq!(current, ["id1", "k3"]);
+    // A SAML encryption key keeps its certificate.
+    let mut enc = k("e1", 50);
+    enc.purpose = "saml_encryption".into();
+    enc.certificate = Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into());
+    s.add_signing_key(&enc, 900).await.unwrap();
+    let keys = s.signing_keys().await.unwrap();
+    let e1 = keys.iter().find(|k| k.kid == "e1").unwrap();
+    assert_eq!(e1.certificate, enc.certificate);
+    assert_eq!(e1.retired_at, None);
+    assert!(
+        keys.iter()
+            .filter(|k| k.kid != "e1")
+            .all(|k| k.certificate.is_none())
+    );
 }
 
 async fn delete_client_removes_secrets_and_throttle(dir: TestDb) {

@@ -70,6 +70,11 @@ pub fn routes() -> Router<Shared> {
         )
         .route("/signing-keys/rotate", post(rotate_signing_key))
         .route("/sso/saml", get(sso::show).put(sso::put).patch(sso::patch))
+        .route("/saml/encryption-keys", get(sso::encryption_keys))
+        .route(
+            "/saml/encryption-keys/rotate",
+            post(sso::rotate_encryption_key),
+        )
         .route("/sso/saml/enforcement-impact", get(sso::enforcement_impact))
         .route("/openapi.json", get(openapi::serve))
 }

@@ -38,6 +38,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::sso::show,
         super::sso::put,
         super::sso::patch,
+        super::sso::encryption_keys,
+        super::sso::rotate_encryption_key,
         super::sso::enforcement_impact,
     ),
     modifiers(&BearerAuth, &BodyLimit)

@@ -1,11 +1,13 @@
 //! `/api/v2/sso/saml`: the org's SAML configuration, the enforcement-impact preview, and
-//! switching enforcement on (only after acknowledging that preview) or off.
+//! switching enforcement on (only after acknowledging that preview) or off; and
+//! `/api/v2/saml/encryption-keys`: the SP encryption keys every org shares.
 
 use axum::Json;
 use serde_json::json;
 use tessera_api::{
     AffectedHumanView, BreakGlassUserView, CertificateView, EnforcementImpactView,
-    PasswordGrantClientView, PatchSsoConfig, PutSsoConfig, SamlBinding, SsoConfigView,
+    PasswordGrantClientView, PatchSsoConfig, PutSsoConfig, SamlBinding, SamlEncryptionKeyList,
+    SamlEncryptionKeyView, SsoConfigView,
 };
 use tessera_core::model::{Org, UserType};
 use tessera_core::sso::{self, EnforcementImpact, SsoBinding, SsoConfig};
@@ -389,4 +391,73 @@ pub async fn patch(
     let mut org = admin.org.clone();
     org.sso_enforced = body.enforced;
     Ok(Json(view(&admin.st, &org, &config)))
+}
+
+fn encryption_key_list(set: &crate::keys::KeySet) -> SamlEncryptionKeyList {
+    SamlEncryptionKeyList {
+        keys: set
+            .saml_encryption
+            .iter()
+            .enumerate()
+            .map(|(i, k)| SamlEncryptionKeyView {
+                kid: k.kid.clone(),
+                current: i == 0,
+                created_at: rfc3339(k.created_at),
+                decrypts_until: time_opt(k.remove_after),
+                certificate: k.cert_pem.clone(),
+                certificate_not_after: tessera_saml::certs::inspect(&k.cert_pem, false)
+                    .ok()
+                    .map(|c| rfc3339(c.not_after)),
+            })
+            .collect(),
+    }
+}
+
+/// `GET /api/v2/saml/encryption-keys`: the SAML SP's encryption keys (one set for every
+/// org on this server), the published one first.
+#[utoipa::path(get, path = "/api/v2/saml/encryption-keys", operation_id = "listSamlEncryptionKeys", tag = "sso", responses((status = 200, body = SamlEncryptionKeyList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn encryption_keys(admin: Admin) -> Result<Json<SamlEncryptionKeyList>, ApiError> {
+    let set = admin
+        .st
+        .keys
+        .saml_encryption(admin.st.store.as_ref())
+        .await
+        .map_err(|e| ApiError::Store(e.to_string()))?;
+    Ok(Json(encryption_key_list(&set)))
+}
+
+/// `POST /api/v2/saml/encryption-keys/rotate`: a new encryption key, published in every
+/// org's SP metadata from now on; the previous one still decrypts for the overlap. The
+/// keys are shared by every org, so only the operator org's admins may rotate them.
+#[utoipa::path(post, path = "/api/v2/saml/encryption-keys/rotate", operation_id = "rotateSamlEncryptionKey", tag = "sso", request_body(content = Option<tessera_api::RotateSamlEncryptionKey>, description = "optional; default overlap: 30 days"), responses((status = 200, body = SamlEncryptionKeyList), (status = 400, description = "not JSON", body = tessera_api::ApiErrorBody), (status = 422, description = "overlap out of range; `field` is `overlap_days`", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin, or its org is not the operator org", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn rotate_encryption_key(
+    admin: Admin,
+    super::OptionalJson(body): super::OptionalJson<tessera_api::RotateSamlEncryptionKey>,
+) -> Result<Json<SamlEncryptionKeyList>, ApiError> {
+    let st = &admin.st;
+    if admin.org.slug.as_str() != st.operator_org {
+        return Err(ApiError::Forbidden(format!(
+            "the SAML encryption keys are shared by every org on this server; only admins of the operator org '{}' may rotate them",
+            st.operator_org
+        )));
+    }
+    let days = body.and_then(|b| b.overlap_days).unwrap_or(30);
+    if !(1..=365).contains(&days) {
+        return Err(ApiError::field(
+            "overlap_days",
+            "from 1 to 365 days: long enough to give every IdP the new certificate",
+        ));
+    }
+    let kid = st
+        .keys
+        .rotate_saml_encryption(st.store.as_ref(), i64::from(days) * 24 * 3600)
+        .await
+        .map_err(|e| ApiError::Store(e.to_string()))?;
+    admin
+        .audit(
+            "rotate_saml_encryption_key",
+            json!({ "kid": kid, "previous_decrypts_for_days": days }),
+        )
+        .await?;
+    Ok(Json(encryption_key_list(&st.keys.get())))
 }

@@ -57,6 +57,7 @@ impl KeyStore for PgStore {
                     retired_at: get(r, "retired_at")?,
                     remove_after: get(r, "remove_after")?,
                     purpose: get(r, "purpose")?,
+                    certificate: get(r, "certificate")?,
                 })
             })
             .collect()
@@ -90,14 +91,15 @@ impl KeyStore for PgStore {
             .await
             .map_err(be)?;
             sqlx::query(
-                "INSERT INTO signing_keys (kid, alg, sealed, created_at, retired_at, remove_after, purpose)
-                 VALUES ($1, $2, $3, $4, NULL, NULL, $5)",
+                "INSERT INTO signing_keys (kid, alg, sealed, created_at, retired_at, remove_after, purpose, certificate)
+                 VALUES ($1, $2, $3, $4, NULL, NULL, $5, $6)",
             )
             .bind(&k.kid)
             .bind(&k.alg)
             .bind(&k.sealed_private_key)
             .bind(k.created_at)
             .bind(&k.purpose)
+            .bind(&k.certificate)
             .execute(&mut *tx)
             .await
             .map_err(be)?;

@@ -57,6 +57,7 @@ impl KeyStore for SqliteStore {
                     retired_at: get(r, "retired_at")?,
                     remove_after: get(r, "remove_after")?,
                     purpose: get(r, "purpose")?,
+                    certificate: get(r, "certificate")?,
                 })
             })
             .collect()
@@ -82,14 +83,15 @@ impl KeyStore for SqliteStore {
             .await
             .map_err(be)?;
             sqlx::query(
-                "INSERT INTO signing_keys (kid, alg, sealed, created_at, retired_at, remove_after, purpose)
-                 VALUES (?, ?, ?, ?, NULL, NULL, ?)",
+                "INSERT INTO signing_keys (kid, alg, sealed, created_at, retired_at, remove_after, purpose, certificate)
+                 VALUES (?, ?, ?, ?, NULL, NULL, ?, ?)",
             )
             .bind(&k.kid)
             .bind(&k.alg)
             .bind(&k.sealed_private_key)
             .bind(k.created_at)
             .bind(&k.purpose)
+            .bind(&k.certificate)
             .execute(&mut *tx)
             .await
             .map_err(be)?;
