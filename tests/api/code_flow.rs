@@ -231,10 +231,7 @@ pub async fn refresh(app: &TestApp, token: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
+use crate::helpers::jwt_claims as claims;
 
 fn code_of(landed: Landed) -> String {
     match landed {

@@ -452,6 +452,16 @@ impl TestApp {
     }
 }
 
+/// A JWT's claims, unverified (the tests check what was issued, not who signed it).
+pub fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// `Basic base64(urlencode(id):urlencode(secret))`.
 pub fn basic(id: &str, secret: &str) -> String {
     use base64::Engine;

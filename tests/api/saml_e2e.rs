@@ -1092,3 +1092,205 @@ async fn an_enforced_orgs_code_flow_goes_through_the_idp_and_ends_with_a_code() 
     drop(idp);
     app.stop().await;
 }
+
+const SAML_BEARER: &str = "urn:ietf:params:oauth:grant-type:saml2-bearer";
+
+/// A signed assertion from the test IdP for the bearer grant, base64url.
+async fn bearer_assertion(idp: &Idp, audience: &str, recipient: &str) -> String {
+    let v: Value = reqwest::Client::new()
+        .get(format!("{}/bearer", idp.base))
+        .query(&[("audience", audience), ("recipient", recipient)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["assertion"].as_str().unwrap().to_string()
+}
+
+/// The bearer grant's token request, with client_secret_basic.
+async fn bearer_token(
+    app: &TestApp,
+    id: &str,
+    secret: &str,
+    assertion: &str,
+) -> crate::helpers::Reply {
+    app.token_raw(
+        Some("application/x-www-form-urlencoded"),
+        &bearer_form(assertion),
+        Some(&crate::helpers::basic(id, secret)),
+        None,
+    )
+    .await
+}
+
+fn bearer_form(assertion: &str) -> String {
+    format!(
+        "grant_type={}&assertion={}",
+        crate::helpers::enc(SAML_BEARER),
+        crate::helpers::enc(assertion)
+    )
+}
+
+#[tokio::test]
+async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_names() {
+    let app = spawn_app().await;
+    let Some(idp) = start_idp(&app, "assertion").await else {
+        return;
+    };
+    configure(&app, &idp, json!({})).await;
+    let (id, secret) = app
+        .client(json!({"name": "reporting backend", "grant_types": [SAML_BEARER]}))
+        .await;
+    let token_url = app.url("/oauth/token");
+    let form = |a: &str| bearer_form(a);
+
+    // Success: the person is provisioned just in time, as at a browser login, and the
+    // token is theirs.
+    let assertion = bearer_assertion(&idp, &token_url, &token_url).await;
+    let (s, body) = app.token_basic(&id, &secret, &form(&assertion)).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body["refresh_token"].is_null(), "{body}");
+    let (_, users) = app.get("/users").await;
+    let alice = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "alice@example.com")
+        .cloned()
+        .unwrap_or_else(|| panic!("{users}"));
+    assert_eq!(alice["saml_name_id"], "alice@example.com");
+    let claims = crate::helpers::jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], alice["id"], "{claims}");
+    let (_, events) = app.get("/audit/events?kind=token").await;
+    let rid = events["events"][0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e = app.audit(&rid).await;
+    let checks: Vec<&str> = e["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["check"].as_str().unwrap())
+        .collect();
+    for c in ["saml_response", "saml_replay", "saml_user"] {
+        assert!(checks.contains(&c), "{e}");
+    }
+    assert!(
+        !e.to_string().contains(&assertion),
+        "the assertion is never audited"
+    );
+
+    // The same assertion again: a replay.
+    let r = bearer_token(&app, &id, &secret, &assertion).await;
+    app.assert_refused(&r, 400, "invalid_grant", "saml_replay", "saml_replay")
+        .await;
+
+    // The org's SP entity id is an audience too; a second assertion, the same person.
+    let other_audience =
+        bearer_assertion(&idp, &app.url("/saml/default/metadata"), &token_url).await;
+    let (s, body) = app.token_basic(&id, &secret, &form(&other_audience)).await;
+    assert_eq!(s, 200, "{body}");
+    let claims = crate::helpers::jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], alice["id"], "the same person: {claims}");
+
+    // Refusals, each with its saml_* reason at the assertion's step.
+    let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let unsigned = {
+        let a = bearer_assertion(&idp, &token_url, &token_url).await;
+        let xml = String::from_utf8(base64::Engine::decode(engine, a).unwrap()).unwrap();
+        let start = xml.find("<ds:Signature").unwrap();
+        let end = xml.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+        base64::Engine::encode(engine, format!("{}{}", &xml[..start], &xml[end..]))
+    };
+    let another_sp = bearer_assertion(&idp, "https://other-sp.example/metadata", &token_url).await;
+    let wrong_recipient = bearer_assertion(&idp, &token_url, "https://other-sp.example/acs").await;
+    for (what, a, reason) in [
+        ("unsigned", unsigned, "saml_unsigned"),
+        (
+            "another SP's audience",
+            another_sp,
+            "saml_audience_mismatch",
+        ),
+        (
+            "another recipient",
+            wrong_recipient,
+            "saml_recipient_mismatch",
+        ),
+        ("not base64", "%%%".to_string(), "saml_malformed"),
+    ] {
+        let r = bearer_token(&app, &id, &secret, &a).await;
+        assert_eq!(r.body["reason"], reason, "{what}: {}", r.body);
+        app.assert_refused(&r, 400, "invalid_grant", reason, "saml_response")
+            .await;
+    }
+
+    // A client of another org, whose IdP is another one: this IdP's assertion is not
+    // trusted there.
+    let other_admin = app.other_org_admin("beta").await;
+    let http = reqwest::Client::new();
+    let put = http
+        .put(app.url("/api/v2/sso/saml"))
+        .bearer_auth(&other_admin)
+        .json(&json!({
+            "idp_entity_id": "https://idp-beta.example/metadata",
+            "idp_sso_url": "https://idp-beta.example/sso",
+            "idp_certificates": [crate::helpers::IDP_CERT],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let made: Value = http
+        .post(app.url("/api/v2/oauth/clients"))
+        .bearer_auth(&other_admin)
+        .json(&json!({"name": "beta backend", "grant_types": [SAML_BEARER]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let a = bearer_assertion(&idp, &token_url, &token_url).await;
+    let r = bearer_token(
+        &app,
+        made["client_id"].as_str().unwrap(),
+        made["client_secret"].as_str().unwrap(),
+        &a,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let reason = r.body["reason"].as_str().unwrap();
+    assert!(
+        [
+            "saml_issuer_mismatch",
+            "saml_cert_untrusted",
+            "saml_signature_invalid"
+        ]
+        .contains(&reason),
+        "{}",
+        r.body
+    );
+
+    // A client without the grant may not use it.
+    let (plain, plain_secret) = app
+        .client(json!({"name": "other backend", "grant_types": ["password"]}))
+        .await;
+    let a = bearer_assertion(&idp, &token_url, &token_url).await;
+    let (s, body) = app.token_basic(&plain, &plain_secret, &form(&a)).await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"], "unauthorized_client", "{body}");
+
+    // SSO enforcement allows the grant: the IdP authenticated the person.
+    let (s, b) = app
+        .patch("/sso/saml", json!({"enforced": true, "force": true}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let a = bearer_assertion(&idp, &token_url, &token_url).await;
+    let (s, body) = app.token_basic(&id, &secret, &form(&a)).await;
+    assert_eq!(s, 200, "{body}");
+    drop(idp);
+    app.stop().await;
+}

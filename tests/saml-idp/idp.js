@@ -17,6 +17,8 @@
 //                                 auto-posting form, so the test can post it itself
 //   POST /sso (form: SAMLRequest, RelayState)   the same over HTTP-POST (`,post` only)
 //   GET /unsolicited              an IdP-initiated response (no AuthnRequest)
+//   GET /bearer?audience&recipient   one signed Assertion for the SAML 2.0 bearer grant
+//                                 (RFC 7522), base64url, as JSON {assertion}
 // For bench/ (the `acs` scenario), without a server:
 //   node idp.js generate SP_METADATA_URL COUNT OUT_DIR
 // writes COUNT IdP-initiated responses (assertion signed, valid for 30 minutes, each with
@@ -79,7 +81,7 @@ const idp = saml.IdentityProvider({
 const user = { email: 'alice@example.com' };
 
 // Adds attributes to samlify's default template (it has none).
-function withAttributes(requestInfo, lifetimeMs = 5 * 60 * 1000) {
+function withAttributes(requestInfo, lifetimeMs = 5 * 60 * 1000, overrides = {}) {
   return (template) => {
     const id = `_${require('node:crypto').randomBytes(16).toString('hex')}`;
     const assertionId = `_${require('node:crypto').randomBytes(16).toString('hex')}`;
@@ -114,6 +116,7 @@ function withAttributes(requestInfo, lifetimeMs = 5 * 60 * 1000) {
         '</saml:AuthnStatement>',
       AttributeStatement: `<saml:AttributeStatement>${attrs}</saml:AttributeStatement>`,
     };
+    Object.assign(values, overrides);
     let context = template;
     for (const [k, v] of Object.entries(values)) {
       context = context.split(`{${k}}`).join(v);
@@ -235,6 +238,22 @@ async function main() {
             .filter((p) => !p.startsWith('Signature='))
             .join('&');
           await answer(res, await idp.parseLoginRequest(sp, 'redirect', { query, octetString }), query.RelayState);
+          return;
+        }
+        if (url.pathname === '/bearer') {
+          const q = Object.fromEntries(url.searchParams);
+          const out = await idp.createLoginResponse(sp, null, 'post', user, {
+            customTagReplacement: withAttributes(null, 5 * 60 * 1000, {
+              Audience: q.audience,
+              SubjectRecipient: q.recipient,
+              Destination: q.recipient,
+            }),
+          });
+          const xml = Buffer.from(out.context, 'base64').toString('utf8');
+          const start = xml.indexOf('<saml:Assertion');
+          const end = xml.indexOf('</saml:Assertion>') + '</saml:Assertion>'.length;
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ assertion: Buffer.from(xml.slice(start, end), 'utf8').toString('base64url') }));
           return;
         }
         if (url.pathname === '/unsolicited') {

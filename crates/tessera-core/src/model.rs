@@ -131,15 +131,18 @@ pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
     Password,
+    /// RFC 7522: a signed assertion from the org's IdP, for the person it names.
+    SamlBearer,
 }
 
 impl GrantType {
     /// Every grant type.
-    pub const ALL: [GrantType; 4] = [
+    pub const ALL: [GrantType; 5] = [
         GrantType::ClientCredentials,
         GrantType::AuthorizationCode,
         GrantType::RefreshToken,
         GrantType::Password,
+        GrantType::SamlBearer,
     ];
 
     /// The wire spelling, e.g. `client_credentials`.
@@ -149,6 +152,7 @@ impl GrantType {
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
             GrantType::Password => "password",
+            GrantType::SamlBearer => "urn:ietf:params:oauth:grant-type:saml2-bearer",
         }
     }
 
@@ -390,6 +394,29 @@ pub struct User {
 }
 
 impl User {
+    /// A new, active human with nothing but a name: what SAML just-in-time provisioning
+    /// starts from before the IdP's attributes fill it in.
+    pub fn new_human(id: String, org_id: i64, username: String, now: Timestamp) -> Self {
+        User {
+            id,
+            org_id,
+            user_type: UserType::Human,
+            username,
+            email: None,
+            display_name: None,
+            roles: vec![],
+            state: UserState::Active,
+            state_changed_by: None,
+            state_changed_at: None,
+            locked_until: None,
+            password_hash: None,
+            created_at: now,
+            saml_name_id: None,
+            failed_logins: 0,
+            last_password_login_at: None,
+        }
+    }
+
     /// The effective state at `now`: a lock whose time has passed reads as active.
     pub fn effective_state(&self, now: Timestamp) -> UserState {
         match (self.state, self.locked_until) {

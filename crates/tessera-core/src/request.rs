@@ -70,6 +70,8 @@ pub enum GrantRequest {
     AuthorizationCode(CodeExchange),
     /// RFC 6749 §6: a refresh token.
     RefreshToken(SecretString),
+    /// RFC 7522 §2.1: a SAML 2.0 assertion (base64url), never logged or audited.
+    SamlBearer(SecretString),
 }
 
 /// The parameters of an authorization code exchange.
@@ -90,6 +92,7 @@ impl GrantRequest {
             GrantRequest::Password(_) => GrantType::Password,
             GrantRequest::AuthorizationCode(_) => GrantType::AuthorizationCode,
             GrantRequest::RefreshToken(_) => GrantType::RefreshToken,
+            GrantRequest::SamlBearer(_) => GrantType::SamlBearer,
         }
     }
 }
@@ -237,6 +240,17 @@ fn grant_request(
                 Check::Parameters,
                 Reason::ParameterMissing,
                 "grant_type=refresh_token needs the 'refresh_token' parameter (RFC 6749 §6)",
+            )),
+        },
+        GrantType::SamlBearer => match params.get("assertion") {
+            Some(a) => {
+                trace.pass(Check::Parameters, "a SAML 2.0 assertion to exchange");
+                Ok(GrantRequest::SamlBearer(SecretString::new(a)))
+            }
+            None => Err(trace.fail(
+                Check::Parameters,
+                Reason::ParameterMissing,
+                "grant_type=urn:ietf:params:oauth:grant-type:saml2-bearer needs the 'assertion' parameter: one SAML 2.0 assertion from the org's IdP, base64url-encoded (RFC 7522 §2.1)",
             )),
         },
     }

@@ -56,7 +56,8 @@ pub struct SamlLogin<'a> {
     pub planned_from: Option<&'a User>,
     /// The hash of the session this browser had, which ends.
     pub old_session: Option<&'a [u8]>,
-    pub session: &'a Session,
+    /// The browser session the login starts (none for the SAML bearer grant).
+    pub session: Option<&'a Session>,
     pub now: Timestamp,
 }
 

@@ -3,27 +3,20 @@
 //! checked against an independent statement of the policy. Also: client_credentials is
 //! never affected by enforcement, and no password reaches a trace or a description.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use tessera_core::Reason;
 use tessera_core::decision::{
-    ClientFacts, DecideOptions, Decision, Facts, GrantFacts, LoginFacts, LoginUpdate, PersonFacts,
-    ResourceOwnerFacts, decide, decide_login, parse,
+    DecideOptions, Decision, Facts, GrantFacts, LoginFacts, LoginUpdate, PersonFacts,
+    ResourceOwnerFacts, decide_login,
 };
-use tessera_core::model::{
-    Actor, AuthMethod, Client, ClientId, GrantType, IpAllowList, Org, OrgSlug, ScopeName,
-    StoredSecret, User, UserState, UserType,
-};
-use tessera_core::request::RawTokenRequest;
-use tessera_core::secret::{SecretString, hash_client_secret};
+use tessera_core::model::{GrantType, UserState, UserType};
+use tessera_core::secret::SecretString;
 use tessera_core::throttle::{AttemptOutcome, PersonThrottle, ThrottleState};
 use tessera_core::trace::{Check, Verdict};
 
-const NOW: i64 = 1_800_000_000;
-const SECRET: &str = "tsec_client";
-const PASSWORD: &str = "correct horse battery staple";
-const WRONG_PASSWORD: &str = "Tr0ub4dor&3-guess";
+mod common;
+use common::*;
 
 /// A cheap stand-in for argon2id: the "hash" is `plain:` + the password.
 fn verify(pw: &SecretString, hash: &str) -> bool {
@@ -35,80 +28,6 @@ fn opts() -> DecideOptions {
         verify_password: verify,
         ..DecideOptions::default()
     }
-}
-
-fn client_facts(enforced: bool, grants: Vec<GrantType>) -> ClientFacts {
-    ClientFacts {
-        client: Client {
-            client_id: ClientId::parse("app").unwrap(),
-            org_id: 1,
-            name: "legacy app".into(),
-            enabled: true,
-            grant_types: grants,
-            scopes: vec![ScopeName::parse("a").unwrap()],
-            redirect_uris: vec![],
-            auth_methods: vec![AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost],
-            ip_allowlist: IpAllowList::default(),
-            service_account_id: None,
-            token_ttl: 600,
-            interactive: Default::default(),
-            jwks: None,
-            jwks_uri: None,
-            created_at: 0,
-        },
-        secrets: vec![StoredSecret {
-            id: "sec_1".into(),
-            client_id: ClientId::parse("app").unwrap(),
-            hash: hash_client_secret(SECRET),
-            hint: "ient".into(),
-            created_at: 0,
-            expires_at: None,
-            revoked_at: None,
-            last_used_at: None,
-            last_used_from: None,
-        }],
-        org: Arc::new(Org {
-            id: 1,
-            slug: OrgSlug::parse("acme").unwrap(),
-            enabled: true,
-            sso_enforced: enforced,
-            created_at: 0,
-        }),
-        service_account: None,
-        known_scopes: vec![ScopeName::parse("a").unwrap()].into(),
-    }
-}
-
-fn user(kind: UserType, state: UserState, locked_until: Option<i64>, hash: bool) -> User {
-    User {
-        id: "usr_alice".into(),
-        org_id: 1,
-        user_type: kind,
-        username: "alice".into(),
-        email: Some("alice@example.com".into()),
-        display_name: None,
-        roles: vec![],
-        state,
-        state_changed_by: (state != UserState::Active).then_some(Actor::LockoutPolicy),
-        state_changed_at: (state != UserState::Active).then_some(NOW - 60),
-        locked_until,
-        password_hash: hash.then(|| format!("plain:{PASSWORD}")),
-        saml_name_id: None,
-        failed_logins: 0,
-        last_password_login_at: None,
-        created_at: 0,
-    }
-}
-
-fn run(body: &str, f: &Facts, o: DecideOptions) -> Decision {
-    let raw = RawTokenRequest {
-        content_type: Some("application/x-www-form-urlencoded"),
-        body: body.as_bytes(),
-        body_too_large: false,
-        authorization: None,
-        source_ip: "10.0.0.7".parse::<IpAddr>().unwrap(),
-    };
-    decide(parse(&raw), f, NOW, o)
 }
 
 fn password_body(password: &str) -> String {

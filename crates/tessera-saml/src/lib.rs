@@ -15,7 +15,9 @@ pub mod validate;
 use tessera_core::Reason;
 
 pub use decrypt::DecryptionKey;
-pub use validate::{Accepted, Expectation, IdpTrust, Policy, RequestCheck, validate};
+pub use validate::{
+    Accepted, Expectation, IdpTrust, Policy, RequestCheck, validate, validate_bearer,
+};
 
 /// A refused response: its `saml_*` reason and a detail safe for the audit trail and for
 /// an admin (never the assertion itself).

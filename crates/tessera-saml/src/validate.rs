@@ -83,6 +83,9 @@ pub struct Policy {
     pub require_signed_response: bool,
     /// Some configured certificate must be inside its validity period at `now`.
     pub check_cert_validity: bool,
+    /// The assertion must say how the person authenticated (an AuthnStatement): the Web
+    /// Browser SSO profile requires it; the bearer grant (RFC 7522 §3) does not.
+    pub require_authn_statement: bool,
 }
 
 impl Default for Policy {
@@ -94,6 +97,7 @@ impl Default for Policy {
             require_signed_assertion: false,
             require_signed_response: false,
             check_cert_validity: false,
+            require_authn_statement: true,
         }
     }
 }
@@ -228,7 +232,7 @@ pub fn validate(input: &[u8], idp: &IdpTrust, expect: &Expectation) -> Result<Ac
     }
     // Web Browser SSO: the assertion must say how and when the person authenticated
     // (SAML profiles §4.1.4.2); an assertion without it only describes someone.
-    if session.authn_sessions().is_empty() {
+    if expect.policy.require_authn_statement && session.authn_sessions().is_empty() {
         return Err(Rejected::new(
             Reason::SamlAuthnStatementMissing,
             "the assertion has no AuthnStatement: it does not say that the person authenticated",
@@ -558,4 +562,111 @@ fn time_reason(xml: &str, expect: &Expectation) -> Reason {
 
 fn clip(s: &str) -> String {
     tessera_core::text::clip(s)
+}
+
+/// The largest bearer assertion read (RFC 7522 grant), decoded.
+pub const MAX_BEARER_ASSERTION: usize = 256 * 1024;
+
+/// Validates the assertion of an RFC 7522 bearer grant: one `Assertion` (base64url, as
+/// §2.1 says; standard base64 is read too), which must carry the IdP's own signature.
+/// It goes through [`validate`] inside an unsigned Response made here, so every rule of
+/// a browser login applies (issuer, signature, audience, bearer confirmation with
+/// `Recipient` = the token endpoint, time, replay identifiers), except that an
+/// AuthnStatement is not required (§3 item 6 makes it optional).
+///
+/// `audiences` are tried in turn (the token endpoint, then the org's SP entity id):
+/// §3 item 2 lets the IdP name the authorization server either way.
+pub fn validate_bearer(
+    assertion: &str,
+    idp: &IdpTrust,
+    audiences: &[String],
+    token_endpoint: &str,
+    now: SystemTime,
+    mut policy: Policy,
+) -> Result<Accepted, Rejected> {
+    use base64::Engine;
+    let text = assertion.trim();
+    if text.len() > MAX_BEARER_ASSERTION * 4 / 3 + 4 {
+        return Err(Rejected::new(
+            Reason::SamlMalformed,
+            "the assertion is larger than 256 KiB",
+        ));
+    }
+    let engines = [
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::STANDARD,
+    ];
+    let bytes = engines
+        .iter()
+        .find_map(|e| e.decode(text).ok())
+        .ok_or_else(|| {
+            Rejected::new(
+                Reason::SamlMalformed,
+                "the assertion parameter is not base64url (RFC 7522 §2.1)",
+            )
+        })?;
+    let xml = String::from_utf8(bytes)
+        .map_err(|_| Rejected::new(Reason::SamlMalformed, "the assertion is not UTF-8 XML"))?;
+    let mut body = xml.trim();
+    if let Some(rest) = body.strip_prefix("<?xml") {
+        body = rest
+            .split_once("?>")
+            .map(|(_, r)| r.trim_start())
+            .unwrap_or("");
+    }
+    scan::structure(body)?;
+    let root = saml_rs::xml::dom::parse_with_limits(body, xml_limits())
+        .map_err(|e| Rejected::new(Reason::SamlMalformed, e.to_string()))?;
+    if root.root.local_name != "Assertion" {
+        return Err(Rejected::new(
+            Reason::SamlMalformed,
+            format!(
+                "the assertion parameter holds a <{}>, not one <Assertion> (RFC 7522 §2.1)",
+                tessera_core::text::clip(&root.root.local_name)
+            ),
+        ));
+    }
+    // The envelope: unsigned, so the assertion's own signature is what is trusted.
+    let mut id = [0u8; 16];
+    tessera_core::secret::random_bytes(&mut id);
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let instant = tessera_core::text::rfc3339(unix(now));
+    let envelope = format!(
+        "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"_bearer-{id}\" Version=\"2.0\" IssueInstant=\"{instant}\" Destination=\"{dest}\"><samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Success\"/></samlp:Status>{body}</samlp:Response>",
+        dest = xml_attr(token_endpoint),
+    );
+    policy.require_signed_assertion = true;
+    policy.require_signed_response = false;
+    policy.require_authn_statement = false;
+    let mut last = None;
+    for audience in audiences {
+        let expect = Expectation {
+            sp_entity_id: audience.clone(),
+            acs_url: token_endpoint.to_string(),
+            in_response_to: RequestCheck::Unsolicited,
+            decryption_keys: Vec::new(),
+            now,
+            policy,
+        };
+        match validate(envelope.as_bytes(), idp, &expect) {
+            Err(e) if e.reason == Reason::SamlAudienceMismatch => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.map(|mut e| {
+        e.detail = format!(
+            "{}; a bearer assertion's Audience must be the token endpoint ({}) or this org's SP entity id",
+            e.detail,
+            audiences.join(" or ")
+        );
+        e
+    })
+    .unwrap_or_else(|| Rejected::new(Reason::SamlAudienceMismatch, "no audience to accept")))
+}
+
+fn xml_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('"', "&quot;")
 }

@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera_core::Reason;
-use tessera_core::model::{Org, User, UserState, UserType};
+use tessera_core::model::{Org, User};
 use tessera_core::sso::{self, LoginPlan, SamlPending, SsoConfig};
 use tessera_core::store::{SamlLogin, SamlLoginWritten, StoreError, UserWrite};
 use tessera_core::text::clip;
@@ -31,7 +31,7 @@ use crate::session::{self, DEFAULT_RETURN, check_return_to};
 use crate::state::{AppState, Shared};
 
 /// The org's SP addresses (what a response must name).
-fn addresses(st: &AppState, org: &Org) -> (String, String) {
+pub(crate) fn addresses(st: &AppState, org: &Org) -> (String, String) {
     let base = format!("{}/saml/{}", st.issuer, org.slug);
     (format!("{base}/metadata"), format!("{base}/acs"))
 }
@@ -56,7 +56,7 @@ async fn site(st: &AppState, org: &Org, config: &SsoConfig) -> Result<SpSite, Re
     })
 }
 
-fn policy(c: &SsoConfig) -> Policy {
+pub(crate) fn policy(c: &SsoConfig) -> Policy {
     Policy {
         allow_sha1: c.allow_sha1,
         allow_rsa_1024: c.allow_rsa_1024,
@@ -65,7 +65,7 @@ fn policy(c: &SsoConfig) -> Policy {
     }
 }
 
-fn trust(c: &SsoConfig) -> IdpTrust {
+pub(crate) fn trust(c: &SsoConfig) -> IdpTrust {
     IdpTrust {
         entity_id: c.idp_entity_id.clone().unwrap_or_default(),
         certificates: c.idp_certificates.clone(),
@@ -499,27 +499,17 @@ async fn consume(
         // The stored user the plan starts from, checked again when it is written.
         let stored = by_link.clone().or_else(|| by_email.clone());
         let linked_by_email = by_link.is_none();
-        let new_user = || User {
-            id: format!("usr_{}", ulid::Ulid::new().to_string().to_lowercase()),
-            org_id: org.id,
-            user_type: UserType::Human,
-            username: if n == 1 {
-                wanted.clone()
-            } else {
-                numbered_username(&wanted, n)
-            },
-            email: None,
-            display_name: None,
-            roles: vec![],
-            state: UserState::Active,
-            state_changed_by: None,
-            state_changed_at: None,
-            locked_until: None,
-            password_hash: None,
-            created_at: now,
-            saml_name_id: None,
-            failed_logins: 0,
-            last_password_login_at: None,
+        let new_user = || {
+            User::new_human(
+                format!("usr_{}", ulid::Ulid::new().to_string().to_lowercase()),
+                org.id,
+                if n == 1 {
+                    wanted.clone()
+                } else {
+                    numbered_username(&wanted, n)
+                },
+                now,
+            )
         };
         let (user, write) =
             match sso::plan_saml_login(config, &identity, by_link, by_email, new_user, now) {
@@ -553,7 +543,7 @@ async fn consume(
             user_write: write,
             planned_from: stored.as_ref().filter(|_| write != UserWrite::Create),
             old_session: next.old.as_deref(),
-            session: &next.session,
+            session: Some(&next.session),
             now,
         };
         match st.store.finish_saml_login(&login).await {
@@ -636,7 +626,7 @@ const FIRST_USE: &str = "first use of this response and assertion";
 const MAX_PLAN_TRIES: usize = 20;
 
 /// `base-n`, within the 128 characters a username may have.
-fn numbered_username(base: &str, n: usize) -> String {
+pub(crate) fn numbered_username(base: &str, n: usize) -> String {
     let suffix = format!("-{n}");
     let keep = base.len().min(128 - suffix.len());
     format!("{}{suffix}", &base[..keep])
@@ -644,7 +634,7 @@ fn numbered_username(base: &str, n: usize) -> String {
 
 /// A username for a just-in-time user: the email, else the NameID, within the
 /// characters usernames allow.
-fn provisioned_username(identity: &sso::SamlIdentity) -> String {
+pub(crate) fn provisioned_username(identity: &sso::SamlIdentity) -> String {
     let base = identity.email.as_deref().unwrap_or(&identity.name_id);
     let name: String = base
         .chars()

@@ -11,17 +11,17 @@ use tessera_core::Reason;
 use tessera_core::audit::{AuditEvent, AuditKind};
 
 use tessera_core::decision::{
-    self, AssertionUse, ClientFacts, CodeFacts, DecideOptions, Decision, Facts, Grant, GrantEffect,
-    GrantFacts, LoginDecision, LoginFacts, LoginIssue, Parsed, PersonFacts, RefreshFacts,
-    ResourceOwnerFacts,
+    self, AssertionUse, BearerAssertion, ClientFacts, CodeFacts, DecideOptions, Decision, Facts,
+    Grant, GrantEffect, GrantFacts, LoginDecision, LoginFacts, LoginIssue, Parsed, PersonFacts,
+    RefreshFacts, ResourceOwnerFacts, SamlBearerFacts,
 };
 use tessera_core::interactive::{self, LoginGrant, RefreshToken};
 use tessera_core::jwt::AccessClaims;
-use tessera_core::model::{AuthMethod, Org, User, UserType};
+use tessera_core::model::{AuthMethod, GrantType, Org, User, UserType};
 use tessera_core::request::{
     ClientRequest, GrantRequest, PresentedClient, RawTokenRequest, ResourceOwnerCredentials,
 };
-use tessera_core::store::{Rotation, StoreError};
+use tessera_core::store::{Rotation, SamlLogin, SamlLoginWritten, StoreError, UserWrite};
 use tessera_core::text::clip;
 use tessera_core::trace::{Denial, Trace};
 
@@ -546,6 +546,10 @@ async fn evaluate(st: &AppState, parsed: Parsed, source: &str) -> Result<Decisio
     // request remembered it first, this one is decided again as the replay it is.
     let retry =
         (req.client.method == AuthMethod::PrivateKeyJwt).then(|| (parsed.clone(), facts.clone()));
+    // A SAML bearer assertion's use and its person are written after the decision; a
+    // replay, a user changed meanwhile or a username taken meanwhile is decided again.
+    let bearer =
+        matches!(req.grant, GrantRequest::SamlBearer(_)).then(|| (parsed.clone(), facts.clone()));
     // Taking places may have waited: the decision is made at the time it is made.
     let now = clock::now();
     let d = match &mut person {
@@ -576,6 +580,10 @@ async fn evaluate(st: &AppState, parsed: Parsed, source: &str) -> Result<Decisio
         }
         _ => d,
     };
+    let d = match bearer {
+        Some((parsed, facts)) => write_bearer(st, parsed, facts, d, source).await?,
+        None => d,
+    };
     settle_all(
         client,
         outcome_of(d.throttle_update),
@@ -585,6 +593,67 @@ async fn evaluate(st: &AppState, parsed: Parsed, source: &str) -> Result<Decisio
     .await?;
     Ok(d)
 }
+
+/// Writes what a granted SAML bearer assertion asks (its single use and its person, in
+/// one transaction), deciding again when that write finds the assertion used, the user
+/// changed or the new user's username taken meanwhile.
+async fn write_bearer(
+    st: &AppState,
+    parsed: Parsed,
+    mut facts: Facts,
+    mut d: Decision,
+    source: &str,
+) -> Result<Decision, ServiceError> {
+    let opts = st.decide_options();
+    let mut n = 1;
+    for _ in 0..MAX_BEARER_TRIES {
+        let Some(w) = d.saml_bearer_write.take() else {
+            return Ok(d);
+        };
+        let login = SamlLogin {
+            replay_keys: &w.replay_keys,
+            user: &w.user,
+            user_write: w.write,
+            planned_from: w.planned_from.as_ref(),
+            old_session: None,
+            session: None,
+            now: clock::now(),
+        };
+        match st.store.finish_saml_login(&login).await {
+            Ok(SamlLoginWritten::Done) => return Ok(d),
+            Ok(SamlLoginWritten::Replayed) => {
+                if let GrantFacts::SamlBearer(b) = &mut facts.grant {
+                    b.replayed = true;
+                }
+            }
+            Ok(SamlLoginWritten::Stale) => {
+                facts.grant = load_facts(st, &parsed, source).await?.grant;
+            }
+            // The unique index refused the new user: the same person, provisioned meanwhile
+            // by another request (found by link once read again), or a username another
+            // user holds (the next number).
+            Err(StoreError::Conflict(_)) if w.write == UserWrite::Create => {
+                n += 1;
+                facts.grant = load_facts(st, &parsed, source).await?.grant;
+                if let GrantFacts::SamlBearer(b) = &mut facts.grant
+                    && let Some(Ok(a)) = &b.verdict
+                {
+                    let base = crate::saml::provisioned_username(&a.identity);
+                    b.new_username = crate::saml::numbered_username(&base, n);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        d = decision::decide(parsed.clone(), &facts, clock::now(), opts);
+    }
+    Err(ServiceError::Store(StoreError::Backend(format!(
+        "the SAML bearer grant could not be written after {MAX_BEARER_TRIES} tries"
+    ))))
+}
+
+/// How many times a bearer grant's write is tried (a just-in-time user tries `name`,
+/// `name-2`, …).
+const MAX_BEARER_TRIES: usize = 20;
 
 /// Remembers a verified assertion's `jti` for its client until it expires; false when
 /// it was already remembered (a replay).
@@ -631,6 +700,9 @@ async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<Fact
             };
             GrantFacts::Code(Box::new(CodeFacts { code, user }))
         }
+        GrantRequest::SamlBearer(assertion) => {
+            GrantFacts::SamlBearer(Box::new(bearer_facts(st, cf, assertion.expose()).await?))
+        }
         GrantRequest::RefreshToken(t) => {
             let token = st
                 .store
@@ -656,6 +728,82 @@ async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<Fact
         }
     };
     Ok(facts)
+}
+
+/// What the SAML bearer grant reads: the assertion validated against the org's IdP, and
+/// the users its NameID and email name. Nothing is validated for a client the decision
+/// refuses before the assertion anyway (disabled, or without the grant).
+async fn bearer_facts(
+    st: &AppState,
+    cf: &ClientFacts,
+    assertion: &str,
+) -> Result<SamlBearerFacts, StoreError> {
+    let c = &cf.client;
+    if !c.enabled || !cf.org.enabled || !c.grant_types.contains(&GrantType::SamlBearer) {
+        return Ok(SamlBearerFacts::default());
+    }
+    let Some(config) = st
+        .store
+        .sso_config(cf.org.id)
+        .await?
+        .filter(|c| c.has_idp())
+    else {
+        return Ok(SamlBearerFacts::default());
+    };
+    let trust = crate::saml::trust(&config);
+    let policy = crate::saml::policy(&config);
+    let token_endpoint = format!("{}/oauth/token", st.issuer);
+    let (sp_entity_id, _) = crate::saml::addresses(st, &cf.org);
+    let assertion = assertion.to_string();
+    let now = std::time::SystemTime::UNIX_EPOCH
+        + std::time::Duration::from_secs(clock::now().max(0) as u64);
+    // Signature checks are CPU work: off the async workers.
+    let verdict = tokio::task::spawn_blocking(move || {
+        tessera_saml::validate_bearer(
+            &assertion,
+            &trust,
+            &[token_endpoint.clone(), sp_entity_id],
+            &token_endpoint,
+            now,
+            policy,
+        )
+    })
+    .await
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
+    let accepted = match verdict {
+        Ok(a) => a,
+        Err(r) => {
+            return Ok(SamlBearerFacts {
+                verdict: Some(Err((r.reason, r.detail))),
+                config,
+                ..SamlBearerFacts::default()
+            });
+        }
+    };
+    let identity = config.identity(&accepted.name_id, &accepted.attributes);
+    let by_link = st
+        .store
+        .user_by_saml_link(cf.org.id, &identity.name_id)
+        .await?;
+    let by_email = match (&by_link, &identity.email) {
+        (None, Some(e)) => st.store.user_by_email(cf.org.id, e).await?,
+        _ => None,
+    };
+    Ok(SamlBearerFacts {
+        new_username: crate::saml::provisioned_username(&identity),
+        new_user_id: format!("usr_{}", ulid::Ulid::new().to_string().to_lowercase()),
+        verdict: Some(Ok(BearerAssertion {
+            identity,
+            issuer: accepted.issuer,
+            assertion_id: accepted.assertion_id,
+            signature_algorithms: accepted.signature_algorithms,
+            replay_keys: accepted.replay_keys,
+        })),
+        config,
+        by_link,
+        by_email,
+        replayed: false,
+    })
 }
 
 /// For a client assertion of a client that publishes its keys at a URL: its JWK Set as

@@ -954,7 +954,7 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages(d
         user_write: UserWrite::FromIdp,
         planned_from: None,
         old_session: Some(b"old"),
-        session: &new_session,
+        session: Some(&new_session),
         now: 30,
     };
     assert_eq!(
@@ -995,7 +995,7 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages(d
     let replay = SamlLogin {
         replay_keys: &keys[1..],
         user: &replayed_user,
-        session: &other_session,
+        session: Some(&other_session),
         old_session: None,
         ..login
     };
@@ -1013,7 +1013,7 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages(d
         replay_keys: &stale_keys,
         user: &replayed_user,
         planned_from: Some(&alice),
-        session: &other_session,
+        session: Some(&other_session),
         old_session: None,
         ..login
     };
@@ -1045,7 +1045,7 @@ async fn a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages(d
         user: &clash,
         user_write: UserWrite::Create,
         planned_from: None,
-        session: &session(b"clash"),
+        session: Some(&session(b"clash")),
         old_session: None,
         now: 30,
     };
@@ -1133,7 +1133,7 @@ async fn an_admin_edit_writes_only_what_an_admin_manages(dir: TestDb) {
         user_write: UserWrite::FromIdp,
         planned_from: Some(&stale),
         old_session: None,
-        session: &session,
+        session: Some(&session),
         now: 20,
     };
     assert_eq!(

@@ -19,6 +19,7 @@ mod login;
 mod password;
 mod person;
 mod refresh_token;
+mod saml_bearer;
 mod scope;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub use authorize::{
 };
 pub use login::{LoginDecision, LoginFacts, decide_login};
 pub use person::{LoginUpdate, PersonFacts, ResourceOwnerFacts};
+pub use saml_bearer::{BearerAssertion, SamlBearerFacts, SamlBearerWrite};
 
 /// Everything stored that a decision about one client needs.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +72,8 @@ pub enum GrantFacts {
     Code(Box<CodeFacts>),
     /// A refresh: the token with its grant, and the user as they are now.
     Refresh(Box<RefreshFacts>),
+    /// The SAML bearer grant: the assertion's verdict and the users it may name.
+    SamlBearer(Box<SamlBearerFacts>),
 }
 
 /// What an authorization code exchange reads.
@@ -198,6 +202,8 @@ pub struct Decision {
     pub grant_effect: Option<GrantEffect>,
     /// A client assertion's `jti` to remember (single use), once it passed.
     pub assertion_use: Option<AssertionUse>,
+    /// What a granted SAML bearer assertion writes (its single use, the person).
+    pub saml_bearer_write: Option<SamlBearerWrite>,
 }
 
 /// A verified client assertion's id and end: remembered so it works once.
@@ -229,6 +235,7 @@ impl Decision {
             grant_reason: None,
             grant_effect: None,
             assertion_use: None,
+            saml_bearer_write: None,
         }
     }
 
@@ -374,6 +381,9 @@ fn decide_grant(
             authorization_code::decide(exchange, facts, cf, now, opts, trace, d)
         }
         GrantRequest::RefreshToken(_) => refresh_token::decide(req, facts, cf, now, opts, trace, d),
+        GrantRequest::SamlBearer(_) => {
+            saml_bearer::decide(req, facts, cf, now, opts.dry_run, trace, d)
+        }
     }
 }
 

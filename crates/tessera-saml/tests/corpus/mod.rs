@@ -107,6 +107,7 @@ pub fn policy(name: &str) -> Policy {
         require_signed_assertion: name == "require-signed-assertion",
         require_signed_response: name == "require-signed-response",
         check_cert_validity: name == "check-idp-cert-validity",
+        require_authn_statement: true,
     }
 }
 

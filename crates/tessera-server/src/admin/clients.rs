@@ -76,8 +76,9 @@ fn parse_grants(v: &[String]) -> Result<Vec<GrantType>, ApiError> {
             ApiError::field(
                 format!("grant_types[{i}]"),
                 format!(
-                    "{}; known: client_credentials, authorization_code, refresh_token, password",
-                    e.0
+                    "{}; known: {}",
+                    e.0,
+                    GrantType::ALL.map(GrantType::as_str).join(", ")
                 ),
             )
         })?;

@@ -268,7 +268,9 @@ impl SsoStore for PgStore {
                     .await
                     .map_err(be)?;
             }
-            Self::insert_session(&mut tx, login.session).await?;
+            if let Some(session) = login.session {
+                Self::insert_session(&mut tx, session).await?;
+            }
             tx.commit().await.map_err(be)?;
             Ok(SamlLoginWritten::Done)
         })
