@@ -170,6 +170,12 @@ pub struct SsoFields {
     /// only HTTP-POST (taken from --metadata when given)
     #[arg(long, value_name = "BINDING", value_parser = ["redirect", "post"])]
     idp_sso_binding: Option<String>,
+    /// The IdP's Single Logout URL (taken from --metadata when given)
+    #[arg(long)]
+    idp_slo_url: Option<String>,
+    /// How logout messages reach it: redirect (default) or post
+    #[arg(long, value_name = "BINDING", value_parser = ["redirect", "post"])]
+    idp_slo_binding: Option<String>,
     /// An IdP signing certificate, a PEM file (repeat while the IdP rotates)
     #[arg(long = "idp-cert", value_name = "PEM_FILE")]
     idp_certs: Vec<PathBuf>,
@@ -325,10 +331,9 @@ fn put_sso_body(f: &SsoFields) -> Result<tessera_api::PutSsoConfig, Failure> {
             .transpose()?,
         idp_entity_id: f.idp_entity_id.clone(),
         idp_sso_url: f.idp_sso_url.clone(),
-        idp_sso_binding: f.idp_sso_binding.as_deref().map(|b| match b {
-            "post" => tessera_api::SamlBinding::Post,
-            _ => tessera_api::SamlBinding::Redirect,
-        }),
+        idp_sso_binding: f.idp_sso_binding.as_deref().map(binding),
+        idp_slo_url: f.idp_slo_url.clone(),
+        idp_slo_binding: f.idp_slo_binding.as_deref().map(binding),
         idp_certificates: f
             .idp_certs
             .iter()
@@ -378,6 +383,13 @@ fn print_sso(v: &Value) {
 }
 
 /// The enforcement preview for people, ending with the command that acknowledges it.
+fn binding(b: &str) -> tessera_api::SamlBinding {
+    match b {
+        "post" => tessera_api::SamlBinding::Post,
+        _ => tessera_api::SamlBinding::Redirect,
+    }
+}
+
 fn print_encryption_keys(v: &Value) {
     for k in v["keys"].as_array().into_iter().flatten() {
         if k["current"] == true {

@@ -252,6 +252,8 @@ fn idp(a: &CheckArgs) -> Result<IdpTrust, String> {
             certificates: fields.signing_certificates,
             sso_url: None,
             sso_binding: Default::default(),
+            slo_url: None,
+            slo_binding: Default::default(),
         });
     }
     match (&a.idp_cert, &a.idp_entity_id) {
@@ -263,6 +265,8 @@ fn idp(a: &CheckArgs) -> Result<IdpTrust, String> {
                 certificates: tessera_saml::certs::split(&text),
                 sso_url: None,
                 sso_binding: Default::default(),
+                slo_url: None,
+                slo_binding: Default::default(),
             })
         }
         _ => Err(

@@ -38,6 +38,11 @@ fn free_port() -> u16 {
 }
 
 async fn start_idp(app: &TestApp, mode: &str) -> Option<Idp> {
+    start_idp_for(app, "default", mode).await
+}
+
+/// The test IdP for another org's SP (its metadata at `/saml/{org}/metadata`).
+async fn start_idp_for(app: &TestApp, org: &str, mode: &str) -> Option<Idp> {
     let dir = idp_dir();
     let node_ok = Command::new("node")
         .arg("--version")
@@ -55,7 +60,7 @@ async fn start_idp(app: &TestApp, mode: &str) -> Option<Idp> {
     let child = Command::new("node")
         .arg(dir.join("idp.js"))
         .arg(port.to_string())
-        .arg(app.url("/saml/default/metadata"))
+        .arg(app.url(&format!("/saml/{org}/metadata")))
         .arg(mode)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -74,6 +79,11 @@ async fn start_idp(app: &TestApp, mode: &str) -> Option<Idp> {
     panic!("the samlify IdP did not start");
 }
 
+/// The body of a GET (metadata documents).
+async fn fetch_text(url: impl reqwest::IntoUrl) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -85,12 +95,7 @@ const EMAIL_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddre
 
 /// Imports the IdP's own metadata, with attribute and group mapping.
 async fn configure(app: &TestApp, idp: &Idp, extra: Value) {
-    let metadata = reqwest::get(format!("{}/metadata", idp.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metadata = fetch_text(format!("{}/metadata", idp.base)).await;
     let mut body = json!({
         "idp_metadata_xml": metadata,
         "attribute_email": "email",
@@ -493,12 +498,7 @@ async fn encrypted_assertions_in_each_algorithm_pair_and_cbc_only_under_a_signed
     ];
     for (mode, expected) in cases {
         let app = spawn_app().await;
-        let metadata = reqwest::get(app.url("/saml/default/metadata"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metadata = fetch_text(app.url("/saml/default/metadata")).await;
         assert!(metadata.contains("use=\"encryption\""), "{metadata}");
         let Some(idp) = start_idp(&app, mode).await else {
             return;
@@ -697,12 +697,7 @@ async fn the_sp_encryption_key_rotates_with_an_overlap() {
     assert!(listed[1]["decrypts_until"].is_string(), "{rotated}");
     let new_cert = listed[0]["certificate"].as_str().unwrap();
     assert_ne!(new_cert, old_cert);
-    let metadata = reqwest::get(app.url("/saml/default/metadata"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metadata = fetch_text(app.url("/saml/default/metadata")).await;
     assert!(
         metadata.contains(&body(new_cert)),
         "the new certificate is published"
@@ -896,6 +891,8 @@ async fn wrapping_variants_of_a_real_signed_response_are_refused() {
         certificates: vec![include_str!("../fixtures/samlify-idp.crt").to_string()],
         sso_url: None,
         sso_binding: Default::default(),
+        slo_url: None,
+        slo_binding: Default::default(),
     };
     let expect = tessera_saml::Expectation {
         sp_entity_id: app.url("/saml/default/metadata"),
@@ -1291,6 +1288,234 @@ async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_na
     let a = bearer_assertion(&idp, &token_url, &token_url).await;
     let (s, body) = app.token_basic(&id, &secret, &form(&a)).await;
     assert_eq!(s, 200, "{body}");
+    drop(idp);
+    app.stop().await;
+}
+
+/// Delivers what Tessera or the IdP answered with (a redirect, an HTTP-POST page, or the
+/// test IdP's JSON) to its next stop; returns the reply there.
+async fn deliver(http: &reqwest::Client, answer: Value) -> reqwest::Response {
+    if let Some(url) = answer["url"].as_str() {
+        return http.get(url).send().await.unwrap();
+    }
+    let action = answer["action"].as_str().unwrap();
+    let mut form = vec![];
+    for k in ["SAMLRequest", "SAMLResponse", "RelayState"] {
+        if let Some(v) = answer[k].as_str() {
+            form.push((k.to_string(), v.to_string()));
+        }
+    }
+    http.post(action).form(&form).send().await.unwrap()
+}
+
+/// Tessera's reply as the next hop: a redirect's URL, or an HTTP-POST page's form.
+async fn next_hop(r: reqwest::Response) -> Value {
+    if r.status() == 302 {
+        return json!({"url": r.headers()["location"].to_str().unwrap()});
+    }
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let start = html.find("action=\"").unwrap() + "action=\"".len();
+    let action = html[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let mut v = json!({"action": action});
+    for (k, val) in hidden_fields(&html) {
+        v[k] = json!(val);
+    }
+    v
+}
+
+async fn session_status(app: &TestApp, http: &reqwest::Client, cookie: &str) -> u16 {
+    http.get(app.url("/session"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn single_logout_from_the_idp_and_from_tessera_in_both_bindings() {
+    for flag in ["", ",slopost"] {
+        let app = spawn_app().await;
+        let Some(idp) = start_idp(&app, &format!("assertion{flag}")).await else {
+            return;
+        };
+        configure(&app, &idp, json!({})).await;
+        let (_, view) = app.get("/sso/saml").await;
+        assert_eq!(view["idp_slo_url"], format!("{}/slo", idp.base), "{view}");
+        assert_eq!(view["sp_slo_url"], app.url("/saml/default/slo"));
+        let metadata = fetch_text(app.url("/saml/default/metadata")).await;
+        assert!(metadata.contains("SingleLogoutService"), "{metadata}");
+        let http = no_redirects();
+
+        // IdP-initiated: the person's session here ends, and the IdP gets a signed
+        // LogoutResponse it verifies.
+        let (r, _) = login(&app, &http, "/").await;
+        let cookie = session_cookie(&r);
+        assert_eq!(session_status(&app, &http, &cookie).await, 200);
+        let ask: Value = http
+            .get(format!(
+                "{}/logout-request?nameid=alice@example.com",
+                idp.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let at_tessera = deliver(&http, ask.clone()).await;
+        let hop = next_hop(at_tessera).await;
+        let back = deliver(&http, hop).await;
+        assert_eq!(
+            back.status(),
+            200,
+            "{flag}: the IdP refused the LogoutResponse"
+        );
+        let back: Value = back.json().await.unwrap();
+        assert_eq!(back["ok"], true, "{back}");
+        assert_eq!(session_status(&app, &http, &cookie).await, 401, "{flag}");
+        let (_, events) = app.get("/audit/events?kind=login").await;
+        let rid = events["events"][0]["request_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let e = app.audit(&rid).await;
+        assert_eq!(e["outcome"], "granted", "{e}");
+        assert!(e.to_string().contains("1 SAML session(s)"), "{e}");
+
+        // The same LogoutRequest again: a replay.
+        let again = deliver(&http, ask.clone()).await;
+        refused_with(again, "saml_replay").await;
+        // A forged one: its signature no longer covers what it says.
+        let forged = match ask["url"].as_str() {
+            Some(url) => {
+                let at = url.find("&Signature=").unwrap() + "&Signature=".len();
+                json!({"url": format!("{}A{}", &url[..at], &url[at + 1..])})
+            }
+            None => {
+                let engine = &base64::engine::general_purpose::STANDARD;
+                let xml = String::from_utf8(
+                    base64::Engine::decode(engine, ask["SAMLRequest"].as_str().unwrap()).unwrap(),
+                )
+                .unwrap()
+                .replace("alice@example.com", "bob@example.com");
+                let mut f = ask.clone();
+                f["SAMLRequest"] = json!(base64::Engine::encode(engine, xml));
+                f
+            }
+        };
+        let r = deliver(&http, forged).await;
+        let status = r.status();
+        let page = r.text().await.unwrap();
+        assert_eq!(status, 400, "{flag}: {page}");
+        assert!(
+            [
+                "saml_signature_invalid",
+                "saml_unsigned",
+                "saml_replay",
+                "saml_malformed"
+            ]
+            .iter()
+            .any(|x| page.contains(&format!("<code>{x}</code>"))),
+            "{flag}: {page}"
+        );
+
+        // SP-initiated: the session ends here, then at the IdP, which answers.
+        let (r, _) = login(&app, &http, "/").await;
+        let cookie = session_cookie(&r);
+        let out = http
+            .post(app.url("/saml/default/logout"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            out.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0"),
+            "the cookie is cleared"
+        );
+        let hop = next_hop(out).await;
+        let at_idp = deliver(&http, hop).await;
+        assert_eq!(
+            at_idp.status(),
+            200,
+            "{flag}: the IdP refused the LogoutRequest"
+        );
+        let answer: Value = at_idp.json().await.unwrap();
+        assert_eq!(answer["nameid"], "alice@example.com", "{answer}");
+        let done = deliver(&http, answer).await;
+        let status = done.status();
+        let page = done.text().await.unwrap();
+        assert_eq!(status, 200, "{flag}: {page}");
+        assert!(page.contains("Signed out"), "{page}");
+        assert_eq!(session_status(&app, &http, &cookie).await, 401);
+        drop(idp);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_logout_request_from_another_orgs_idp_ends_nothing_here() {
+    let app = spawn_app().await;
+    let Some(idp) = start_idp(&app, "assertion").await else {
+        return;
+    };
+    configure(&app, &idp, json!({})).await;
+    let beta_admin = app.other_org_admin("beta").await;
+    let beta_idp = start_idp_for(&app, "beta", "assertion").await.unwrap();
+    let metadata = fetch_text(format!("{}/metadata", beta_idp.base)).await;
+    let put = reqwest::Client::new()
+        .put(app.url("/api/v2/sso/saml"))
+        .bearer_auth(&beta_admin)
+        .json(&json!({"idp_metadata_xml": metadata, "jit_provisioning": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let http = no_redirects();
+    let (r, _) = login(&app, &http, "/").await;
+    let cookie = session_cookie(&r);
+
+    // Beta's IdP names a person of org default, at default's SLO service: refused.
+    let ask: Value = http
+        .get(format!(
+            "{}/logout-request?nameid=alice@example.com",
+            beta_idp.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = ask["url"].as_str().unwrap();
+    assert!(url.contains("/saml/beta/slo"), "{url}");
+    let aimed = url.replace("/saml/beta/slo", "/saml/default/slo");
+    let r = http.get(&aimed).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        session_status(&app, &http, &cookie).await,
+        200,
+        "alice is still signed in"
+    );
+
+    // At beta's own SLO service the request is genuine, but nobody there has that NameID.
+    let r = http.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 302, "answered with a LogoutResponse");
+    assert_eq!(
+        session_status(&app, &http, &cookie).await,
+        200,
+        "alice is still signed in"
+    );
+    drop(beta_idp);
     drop(idp);
     app.stop().await;
 }

@@ -1,13 +1,14 @@
 // A real SAML IdP for Tessera's end-to-end tests: samlify (npm), signing with its own
 // key. Loopback only. Started by tests/api/saml_e2e.rs with:
-//   node idp.js PORT SP_METADATA_URL MODE[,post][,enc=ALG][,etsign][,oaep256]
+//   node idp.js PORT SP_METADATA_URL MODE[,post][,slopost][,enc=ALG][,etsign][,oaep256]
 // MODE: assertion | response | both  (which element(s) the IdP signs); with `,post` the
 // IdP's metadata offers only the HTTP-POST binding for single sign-on; with `,enc=ALG`
 // (aes128-cbc, aes256-cbc, aes128-gcm, aes256-gcm) samlify encrypts the assertion to the
 // encryption certificate in Tessera's metadata (RSA-OAEP, SHA-1, MGF1-SHA1); `,oaep256`
 // (with MODE assertion) instead encrypts it here with AES-256-GCM under xmlenc11 RSA-OAEP
 // with SHA-256 and MGF1-SHA256, which samlify does not offer; `,etsign` signs the
-// Response after encrypting (samlify's default: before); `,forge` (with `,oaep256`)
+// Response after encrypting (samlify's default: before); `,slopost` offers Single
+// Logout by HTTP-POST instead of HTTP-Redirect; `,forge` (with `,oaep256`)
 // plays an attacker who knows only Tessera's public encryption certificate: every
 // signature is removed and the NameID changed before the assertion is encrypted.
 // Endpoints:
@@ -17,6 +18,11 @@
 //                                 auto-posting form, so the test can post it itself
 //   POST /sso (form: SAMLRequest, RelayState)   the same over HTTP-POST (`,post` only)
 //   GET /unsolicited              an IdP-initiated response (no AuthnRequest)
+//   GET /logout-request?nameid=N  an IdP-initiated LogoutRequest to Tessera, signed, as
+//                                 JSON {url} (Redirect) or {action, SAMLRequest, RelayState}
+//   GET|POST /slo                 Tessera's LogoutRequest (answered with a signed
+//                                 LogoutResponse, as JSON like the above) or its
+//                                 LogoutResponse (JSON {ok: true})
 //   GET /bearer?audience&recipient   one signed Assertion for the SAML 2.0 bearer grant
 //                                 (RFC 7522), base64url, as JSON {assertion}
 // For bench/ (the `acs` scenario), without a server:
@@ -37,6 +43,7 @@ const [port, spMetadataUrl, modeArg] = generating
   : process.argv.slice(2);
 const [mode, ...flags] = modeArg.split(',');
 const postBinding = flags.includes('post');
+const sloPost = flags.includes('slopost');
 const encFlag = flags.find((f) => f.startsWith('enc='));
 const encryption = encFlag ? encFlag.slice(4) : null;
 const oaep256 = flags.includes('oaep256');
@@ -72,6 +79,15 @@ const idp = saml.IdentityProvider({
       Location: `${base}/sso`,
     },
   ],
+  singleLogoutService: [
+    {
+      Binding: sloPost ? saml.Constants.namespace.binding.post : saml.Constants.namespace.binding.redirect,
+      Location: `${base}/slo`,
+    },
+  ],
+  // Tessera signs its logout messages: verify them against its metadata.
+  wantLogoutRequestSigned: true,
+  wantLogoutResponseSigned: true,
   nameIDFormat: ['urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress'],
   // Tessera signs its AuthnRequests: verify each against the certificate in its metadata.
   wantAuthnRequestsSigned: true,
@@ -135,7 +151,13 @@ async function loadSp() {
   let metadata = await res.text();
   const wantAssertionsSigned = mode === 'assertion' || mode === 'both';
   metadata = metadata.replace(/WantAssertionsSigned="[^"]*"/, `WantAssertionsSigned="${wantAssertionsSigned}"`);
-  sp = saml.ServiceProvider({ metadata, wantMessageSigned: mode === 'response' || mode === 'both' });
+  sp = saml.ServiceProvider({
+    metadata,
+    wantMessageSigned: mode === 'response' || mode === 'both',
+    // This IdP signs the logout messages it sends Tessera.
+    wantLogoutRequestSigned: true,
+    wantLogoutResponseSigned: true,
+  });
 }
 
 async function generate(count, outDir) {
@@ -238,6 +260,54 @@ async function main() {
             .filter((p) => !p.startsWith('Signature='))
             .join('&');
           await answer(res, await idp.parseLoginRequest(sp, 'redirect', { query, octetString }), query.RelayState);
+          return;
+        }
+        if (url.pathname === '/logout-request') {
+          const nameid = url.searchParams.get('nameid');
+          const user = { logoutNameID: nameid, sessionIndex: '_idp-session-1' };
+          res.writeHead(200, { 'content-type': 'application/json' });
+          if (sloPost) {
+            const r = idp.createLogoutRequest(sp, 'post', user, { relayState: 'idp-relay' });
+            res.end(JSON.stringify({ action: r.entityEndpoint, SAMLRequest: r.context, RelayState: r.relayState }));
+          } else {
+            const r = idp.createLogoutRequest(sp, 'redirect', user, { relayState: 'idp-relay' });
+            res.end(JSON.stringify({ url: r.context }));
+          }
+          return;
+        }
+        if (url.pathname === '/slo') {
+          const binding = req.method === 'POST' ? 'post' : 'redirect';
+          let fields;
+          let request;
+          if (binding === 'post') {
+            let raw = '';
+            for await (const chunk of req) raw += chunk;
+            fields = Object.fromEntries(new URLSearchParams(raw));
+            request = { body: fields };
+          } else {
+            fields = Object.fromEntries(url.searchParams);
+            const octetString = url.search
+              .slice(1)
+              .split('&')
+              .filter((p) => !p.startsWith('Signature='))
+              .join('&');
+            request = { query: fields, octetString };
+          }
+          res.setHeader('content-type', 'application/json');
+          if (fields.SAMLResponse) {
+            const parsed = await idp.parseLogoutResponse(sp, binding, request);
+            res.writeHead(200);
+            res.end(JSON.stringify({ ok: true, inResponseTo: parsed.extract.response && parsed.extract.response.inResponseTo }));
+            return;
+          }
+          const parsed = await idp.parseLogoutRequest(sp, binding, request);
+          const out = idp.createLogoutResponse(sp, parsed, binding, { relayState: fields.RelayState });
+          res.writeHead(200);
+          if (binding === 'post') {
+            res.end(JSON.stringify({ action: out.entityEndpoint, SAMLResponse: out.context, RelayState: out.relayState, nameid: parsed.extract.nameID }));
+          } else {
+            res.end(JSON.stringify({ url: out.context, nameid: parsed.extract.nameID }));
+          }
           return;
         }
         if (url.pathname === '/bearer') {

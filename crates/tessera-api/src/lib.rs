@@ -589,6 +589,12 @@ pub struct PutSsoConfig {
     /// only HTTP-POST. From the metadata when it is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp_sso_binding: Option<SamlBinding>,
+    /// The IdP's Single Logout URL (from the metadata when it is given): IdP-initiated
+    /// logouts are answered there, and `POST /saml/{org}/logout` sends the person there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_slo_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_slo_binding: Option<SamlBinding>,
     /// The IdP's signing certificates, PEM; several while the IdP rotates.
     #[serde(default)]
     pub idp_certificates: Vec<String>,
@@ -648,6 +654,8 @@ pub struct SsoConfigView {
     pub idp_entity_id: Option<String>,
     pub idp_sso_url: Option<String>,
     pub idp_sso_binding: SamlBinding,
+    pub idp_slo_url: Option<String>,
+    pub idp_slo_binding: SamlBinding,
     pub idp_certificates: Vec<String>,
     /// What each certificate is, in the same order: check `not_after` before it expires.
     pub idp_certificate_details: Vec<CertificateView>,
@@ -665,6 +673,8 @@ pub struct SsoConfigView {
     /// What to give the IdP: Tessera's entity id, ACS URL and metadata for this org.
     pub sp_entity_id: String,
     pub sp_acs_url: String,
+    /// Tessera's Single Logout service (HTTP-Redirect and HTTP-POST).
+    pub sp_slo_url: String,
     pub sp_metadata_url: String,
     /// Where humans of this org start an SSO login.
     pub sso_login_url: String,

@@ -60,6 +60,10 @@ pub struct SsoConfig {
     /// How they go there: HTTP-Redirect (a signed query) or HTTP-POST (an auto-submitted
     /// form carrying an enveloped-signed request), for IdPs that offer only POST.
     pub idp_sso_binding: SsoBinding,
+    /// The IdP's Single Logout service, if it has one: where LogoutRequests and
+    /// LogoutResponses go, and by which binding.
+    pub idp_slo_url: Option<String>,
+    pub idp_slo_binding: SsoBinding,
     /// The IdP's signing certificates, PEM; more than one while the IdP rotates.
     pub idp_certificates: Vec<String>,
     /// The NameID format asked for, e.g. `urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress`.
@@ -89,6 +93,8 @@ impl Default for SsoConfig {
             idp_entity_id: None,
             idp_sso_url: None,
             idp_sso_binding: SsoBinding::Redirect,
+            idp_slo_url: None,
+            idp_slo_binding: SsoBinding::Redirect,
             idp_certificates: Vec::new(),
             name_id_format: None,
             attribute_email: None,

@@ -389,6 +389,13 @@ pub trait SsoStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>>;
     fn delete_session<'a>(&'a self, id_hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>>;
+    /// Ends a person's SAML browser sessions in an org (the IdP's Single Logout): deletes
+    /// them and returns them, so what they gave clients can be revoked.
+    fn end_saml_sessions<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<Session>>>;
     /// Forgets sessions idle since `idle_before` or created before `created_before` (both
     /// inclusive: such a session is no longer live), so sessions nobody comes back to do
     /// not stay in the database. Returns how many were removed.

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod decrypt;
 pub mod metadata;
 pub mod scan;
+pub mod slo;
 pub mod sp;
 pub mod sp_key;
 pub mod validate;

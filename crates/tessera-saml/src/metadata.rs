@@ -13,6 +13,9 @@ pub struct IdpFields {
     pub sso_url: Option<String>,
     /// The binding of `sso_url`.
     pub sso_binding: SsoBinding,
+    /// The Single Logout URL (HTTP-Redirect preferred, else HTTP-POST), if any.
+    pub slo_url: Option<String>,
+    pub slo_binding: SsoBinding,
     /// Signing certificates, bare base64 as in the document.
     pub signing_certificates: Vec<String>,
     pub name_id_formats: Vec<String>,
@@ -40,10 +43,16 @@ pub fn read_idp_metadata(xml: &str) -> Result<IdpFields, String> {
             SsoBinding::Post,
         ),
     };
+    let (slo_url, slo_binding) = match m.get_single_logout_service(Binding::Redirect) {
+        Some(url) => (Some(url), SsoBinding::Redirect),
+        None => (m.get_single_logout_service(Binding::Post), SsoBinding::Post),
+    };
     Ok(IdpFields {
         entity_id,
         sso_url,
         sso_binding,
+        slo_url,
+        slo_binding,
         signing_certificates,
         name_id_formats: m.get_name_id_format(),
     })

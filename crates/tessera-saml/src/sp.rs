@@ -22,10 +22,15 @@ pub struct SpSite {
     pub name_id_format: Option<String>,
     /// The certificate IdPs encrypt assertions to (`use="encryption"` in the metadata).
     pub encryption_certificate: Option<String>,
+    /// The Single Logout service (both bindings), in the metadata.
+    pub slo_url: Option<String>,
 }
 
 impl SpSite {
-    fn service_provider(&self, policy: &Policy) -> Result<saml_rs::Saml<saml_rs::Sp>, Rejected> {
+    pub(crate) fn service_provider(
+        &self,
+        policy: &Policy,
+    ) -> Result<saml_rs::Saml<saml_rs::Sp>, Rejected> {
         service_provider(
             &self.entity_id,
             &self.acs_url,
@@ -34,6 +39,7 @@ impl SpSite {
                 signing_key: &self.signing_key,
                 name_id_format: self.name_id_format.as_deref(),
                 encryption_certificate: self.encryption_certificate.as_deref(),
+                slo_url: self.slo_url.as_deref(),
             }),
         )
     }
@@ -96,16 +102,24 @@ pub fn start_login(
     let started = sp
         .start_sso(&descriptor, options.relay_state(relay))
         .map_err(config_error)?;
-    let dispatch = match idp.sso_binding {
-        SsoBinding::Redirect => Dispatch::Redirect(
-            started
-                .outbound
-                .redirect_url()
-                .map_err(config_error)?
-                .to_string(),
-        ),
+    let dispatch = dispatch_of(idp.sso_binding, &started.outbound)?;
+    Ok(LoginStart {
+        dispatch,
+        request_id: started.outbound.id().as_str().to_string(),
+    })
+}
+
+/// How an outbound message reaches its peer, by `binding`: the redirect URL, or the
+/// HTTP-POST form's action and fields.
+pub(crate) fn dispatch_of<M>(
+    binding: SsoBinding,
+    out: &saml_rs::Outbound<M>,
+) -> Result<Dispatch, Rejected> {
+    let err = |e: saml_rs::SamlError| Rejected::new(Reason::SamlNotConfigured, e.to_string());
+    Ok(match binding {
+        SsoBinding::Redirect => Dispatch::Redirect(out.redirect_url().map_err(err)?.to_string()),
         SsoBinding::Post => {
-            let form = started.outbound.post_form().map_err(config_error)?;
+            let form = out.post_form().map_err(err)?;
             Dispatch::Post {
                 action: form.action().as_str().to_string(),
                 fields: form
@@ -115,10 +129,6 @@ pub fn start_login(
                     .collect(),
             }
         }
-    };
-    Ok(LoginStart {
-        dispatch,
-        request_id: started.outbound.id().as_str().to_string(),
     })
 }
 
@@ -136,12 +146,15 @@ mod tests {
             signing_key: key.clone(),
             name_id_format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into()),
             encryption_certificate: None,
+            slo_url: None,
         };
         let idp = IdpTrust {
             entity_id: "https://idp.example/metadata".into(),
             certificates: vec![include_str!("../../../tests/fixtures/samlify-idp.crt").into()],
             sso_url: Some("https://idp.example/sso".into()),
             sso_binding: SsoBinding::Redirect,
+            slo_url: None,
+            slo_binding: Default::default(),
         };
         let policy = Policy::default();
         let start = start_login(&site, &idp, "handle", &policy).unwrap();
@@ -181,12 +194,15 @@ mod tests {
             signing_key: key,
             name_id_format: None,
             encryption_certificate: None,
+            slo_url: None,
         };
         let idp = IdpTrust {
             entity_id: "https://idp.example/metadata".into(),
             certificates: vec![include_str!("../../../tests/fixtures/samlify-idp.crt").into()],
             sso_url: Some("https://idp.example/sso/post".into()),
             sso_binding: SsoBinding::Post,
+            slo_url: None,
+            slo_binding: Default::default(),
         };
         let start = start_login(&site, &idp, "handle", &Policy::default()).unwrap();
         let Dispatch::Post { action, fields } = &start.dispatch else {

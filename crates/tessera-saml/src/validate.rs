@@ -29,7 +29,7 @@ use crate::sp_key::SpSigningKey;
 use crate::{Rejected, scan};
 
 /// The IdP a response must come from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct IdpTrust {
     /// The Issuer its responses carry.
     pub entity_id: String,
@@ -39,6 +39,9 @@ pub struct IdpTrust {
     pub sso_url: Option<String>,
     /// The binding AuthnRequests go by.
     pub sso_binding: tessera_core::sso::SsoBinding,
+    /// Its Single Logout service (LogoutRequests and LogoutResponses), if it has one.
+    pub slo_url: Option<String>,
+    pub slo_binding: tessera_core::sso::SsoBinding,
 }
 
 /// What the SP expects of a response.
@@ -329,6 +332,8 @@ pub(crate) struct Local<'a> {
     pub name_id_format: Option<&'a str>,
     /// Advertised with `use="encryption"`.
     pub encryption_certificate: Option<&'a str>,
+    /// Our Single Logout service, both bindings.
+    pub slo_url: Option<&'a str>,
 }
 
 /// Our SP, with every validation-policy field chosen here (never a preset: saml-rs's
@@ -387,6 +392,11 @@ pub(crate) fn service_provider(
                 .map(|c| CertificatePem::new(c.to_string())),
             ..Credentials::default()
         });
+        if let Some(url) = local.slo_url {
+            config = config
+                .slo_endpoint(saml_rs::SloEndpoint::redirect(url).map_err(config_error)?)
+                .slo_endpoint(saml_rs::SloEndpoint::post(url).map_err(config_error)?);
+        }
         if let Some(format) = local.name_id_format {
             config = config.name_id_format(name_id_format_of(format));
         }
@@ -408,7 +418,7 @@ pub(crate) fn xml_limits() -> saml_rs::xml::XmlLimits {
 }
 
 /// saml-rs's name for a NameID format URI.
-fn name_id_format_of(uri: &str) -> NameIdFormat {
+pub(crate) fn name_id_format_of(uri: &str) -> NameIdFormat {
     [
         NameIdFormat::EmailAddress,
         NameIdFormat::Persistent,
@@ -454,6 +464,21 @@ pub fn idp_descriptor(idp: &IdpTrust) -> Result<IdpDescriptor, Rejected> {
             // Validation never sends anything: any URL will do when none is configured.
             idp.sso_url.as_deref().unwrap_or("https://idp.invalid/sso"),
         )],
+        single_logout_service: idp
+            .slo_url
+            .iter()
+            .map(|url| {
+                Endpoint::new(
+                    match idp.slo_binding {
+                        tessera_core::sso::SsoBinding::Redirect => {
+                            saml_rs::constants::Binding::Redirect
+                        }
+                        tessera_core::sso::SsoBinding::Post => saml_rs::constants::Binding::Post,
+                    },
+                    url.as_str(),
+                )
+            })
+            .collect(),
         // Tessera signs every AuthnRequest; IdPs that do not ask for it ignore it.
         want_authn_requests_signed: true,
         ..IdpMetadataConfig::default()

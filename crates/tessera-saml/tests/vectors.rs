@@ -204,6 +204,8 @@ fn validate_with(
         certificates: certificates(&row.idp_cert_file),
         sso_url: None,
         sso_binding: Default::default(),
+        slo_url: None,
+        slo_binding: Default::default(),
     };
     validate(&std::fs::read(&row.file).unwrap(), &idp, &expect)
 }
@@ -240,6 +242,8 @@ fn idp(row: &Row) -> IdpTrust {
         certificates: certificates(&row.idp_cert_file),
         sso_url: None,
         sso_binding: Default::default(),
+        slo_url: None,
+        slo_binding: Default::default(),
     }
 }
 

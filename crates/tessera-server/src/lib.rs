@@ -26,6 +26,7 @@ mod request_id;
 mod saml;
 mod serve;
 mod session;
+mod slo;
 mod state;
 mod token;
 mod token_service;
@@ -383,6 +384,13 @@ fn router(state: Shared, limits: &Limits) -> Router {
         .route("/assets/saml-post.js", get(meta::saml_post_script))
         .route("/saml/{org}/metadata", get(saml::metadata))
         .route("/saml/{org}/login", get(saml::login))
+        .route(
+            "/saml/{org}/slo",
+            get(slo::slo_get)
+                .post(slo::slo_post)
+                .layer(DefaultBodyLimit::max(slo::SLO_BODY_LIMIT)),
+        )
+        .route("/saml/{org}/logout", post(slo::logout))
         .route(
             "/saml/{org}/acs",
             post(saml::acs).layer(DefaultBodyLimit::max(saml::ACS_BODY_LIMIT)),

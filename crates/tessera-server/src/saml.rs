@@ -22,11 +22,11 @@ use tessera_core::sso::{self, LoginPlan, SamlPending, SsoConfig};
 use tessera_core::store::{SamlLogin, SamlLoginWritten, StoreError, UserWrite};
 use tessera_core::text::clip;
 use tessera_core::trace::{Check, Trace};
-use tessera_saml::sp::{Dispatch, SpSite, sp_metadata, start_login};
+use tessera_saml::sp::{SpSite, sp_metadata, start_login};
 use tessera_saml::{Expectation, IdpTrust, Policy, RequestCheck};
 
 use crate::clock;
-use crate::html::{page, post_form, unavailable};
+use crate::html::{page, unavailable};
 use crate::session::{self, DEFAULT_RETURN, check_return_to};
 use crate::state::{AppState, Shared};
 
@@ -37,7 +37,7 @@ pub(crate) fn addresses(st: &AppState, org: &Org) -> (String, String) {
 }
 
 /// The org's SP with its signing key, or the page saying the key is unavailable.
-async fn site(st: &AppState, org: &Org, config: &SsoConfig) -> Result<SpSite, Response> {
+pub(crate) async fn site(st: &AppState, org: &Org, config: &SsoConfig) -> Result<SpSite, Response> {
     let signing_key = match st.keys.saml_sp_key(st.store.as_ref()).await {
         Ok(k) => (*k).clone(),
         Err(e) => return Err(unavailable(e)),
@@ -53,6 +53,7 @@ async fn site(st: &AppState, org: &Org, config: &SsoConfig) -> Result<SpSite, Re
         signing_key,
         name_id_format: config.name_id_format.clone(),
         encryption_certificate,
+        slo_url: Some(format!("{}/saml/{}/slo", st.issuer, org.slug)),
     })
 }
 
@@ -71,18 +72,20 @@ pub(crate) fn trust(c: &SsoConfig) -> IdpTrust {
         certificates: c.idp_certificates.clone(),
         sso_url: c.idp_sso_url.clone(),
         sso_binding: c.idp_sso_binding,
+        slo_url: c.idp_slo_url.clone(),
+        slo_binding: c.idp_slo_binding,
     }
 }
 
 /// Why an org cannot take a SAML login: the page to show, and the org when it exists
 /// but has no identity provider (the ACS audits that attempt in the org's trail).
-struct NoSso {
-    page: Response,
+pub(crate) struct NoSso {
+    pub(crate) page: Response,
     unconfigured: Option<Org>,
 }
 
 /// The org and its SSO configuration, or the page saying why there is none.
-async fn org_sso(st: &AppState, slug: &str) -> Result<(Org, SsoConfig), NoSso> {
+pub(crate) async fn org_sso(st: &AppState, slug: &str) -> Result<(Org, SsoConfig), NoSso> {
     let only_page = |page| NoSso {
         page,
         unconfigured: None,
@@ -197,16 +200,7 @@ pub async fn login(
         return_to,
         expires_at: clock::now() + sso::PENDING_SECONDS,
     };
-    match st
-        .store
-        .put_saml_pending(
-            &pending,
-            &crate::serve::host_key(peer.ip()).to_string(),
-            sso::PENDING_PER_SOURCE,
-            sso::PENDING_PER_ORG,
-        )
-        .await
-    {
+    match put_pending(&st, peer, &pending).await {
         Ok(true) => {}
         Ok(false) => {
             // Not an audit event: starting a login is not one either, and a row per
@@ -223,25 +217,24 @@ pub async fn login(
         }
         Err(e) => return unavailable(e),
     }
-    let url = match start.dispatch {
-        Dispatch::Redirect(url) => url,
-        Dispatch::Post { action, fields } => return post_form(&action, &fields),
-    };
-    let mut res = StatusCode::FOUND.into_response();
-    match HeaderValue::from_str(&url) {
-        Ok(v) => {
-            res.headers_mut().insert(header::LOCATION, v);
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
-        }
-        Err(_) => page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Single sign-on is misconfigured",
-            "The identity provider's SSO URL is not usable.",
-            Some(Reason::SamlNotConfigured),
-        ),
-    }
+    crate::slo::send(start.dispatch)
+}
+
+/// Keeps a started login or logout under its RelayState handle, within the bounds per
+/// source and per org; false when a bound is reached.
+pub(crate) async fn put_pending(
+    st: &AppState,
+    peer: std::net::SocketAddr,
+    pending: &SamlPending,
+) -> Result<bool, StoreError> {
+    st.store
+        .put_saml_pending(
+            pending,
+            &crate::serve::host_key(peer.ip()).to_string(),
+            sso::PENDING_PER_SOURCE,
+            sso::PENDING_PER_ORG,
+        )
+        .await
 }
 
 /// The largest ACS body read (a SAMLResponse of 256 KiB in base64, plus the form).

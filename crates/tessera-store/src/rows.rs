@@ -12,6 +12,7 @@ use sqlx::{Postgres, Row, Sqlite};
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::interactive::{AuthCode, LoginGrant};
 use tessera_core::model::{Client, ClientId, IpAllowList, Org, OrgSlug, StoredSecret, User};
+use tessera_core::session::Session;
 use tessera_core::store::{StoreError, StoreResult};
 use tessera_core::trace::Trace;
 
@@ -180,6 +181,17 @@ pub(crate) fn code_from(r: &impl Fields) -> StoreResult<AuthCode> {
         created_at: get(r, "created_at")?,
         expires_at: get(r, "expires_at")?,
         used_at: get(r, "used_at")?,
+    })
+}
+
+pub(crate) fn session_from(r: &impl Fields) -> StoreResult<Session> {
+    Ok(Session {
+        id_hash: get(r, "id_hash")?,
+        org_id: get(r, "org_id")?,
+        user_id: get(r, "user_id")?,
+        method: get(r, "method")?,
+        created_at: get(r, "created_at")?,
+        last_seen_at: get(r, "last_seen_at")?,
     })
 }
 

@@ -31,8 +31,8 @@ use crate::backend::{Backend, Change, ClientParts, Feed, OrgParts, ThrottleRecor
 use crate::cols;
 use crate::migrate;
 use crate::rows::{
-    audit_from, client_from, code_from, from_json, get, grant_from, org_from, secret_from, to_json,
-    user_from,
+    audit_from, client_from, code_from, from_json, get, grant_from, org_from, secret_from,
+    session_from, to_json, user_from,
 };
 use crate::unix_now;
 

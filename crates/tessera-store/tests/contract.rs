@@ -896,6 +896,44 @@ async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip(d
     assert_eq!(s.prune_sessions(0, 10).await.unwrap(), 1);
     assert!(s.session(&[5]).await.unwrap().is_none(), "too old");
     assert!(s.session(&[6]).await.unwrap().is_some(), "live");
+
+    // The IdP's logout ends that person's SAML sessions in that org, and only those.
+    s.create_user(&human(org, "2")).await.unwrap();
+    let other_org = s
+        .create_org(&tessera_core::model::OrgSlug::parse("beta").unwrap(), 10)
+        .await
+        .unwrap()
+        .id;
+    let mut beta_user = human(other_org, "1");
+    beta_user.id = "usr_beta_1".into();
+    s.create_user(&beta_user).await.unwrap();
+    for (id, user, method, in_org) in [
+        (10u8, "usr_1", "saml", org),
+        (11, "usr_1", "password", org),
+        (12, "usr_2", "saml", org),
+        (13, "usr_beta_1", "saml", other_org),
+    ] {
+        let mut x = sess.clone();
+        x.id_hash = vec![id];
+        x.user_id = user.into();
+        x.method = method.into();
+        x.org_id = in_org;
+        s.create_session(&x).await.unwrap();
+    }
+    let ended = s.end_saml_sessions(org, "usr_1").await.unwrap();
+    let ended: Vec<Vec<u8>> = ended.into_iter().map(|x| x.id_hash).collect();
+    assert!(
+        ended.contains(&vec![10]) && ended.contains(&vec![6]),
+        "{ended:?}"
+    );
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    for (id, live) in [(10u8, false), (11, true), (12, true), (13, true)] {
+        assert_eq!(
+            s.session(&[id]).await.unwrap().is_some(),
+            live,
+            "session {id}"
+        );
+    }
 }
 
 async fn the_first_saml_sp_key_stored_wins(dir: TestDb) {

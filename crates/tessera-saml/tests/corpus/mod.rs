@@ -182,6 +182,8 @@ pub fn run(row: &Row) -> (String, String) {
         certificates: certificates(&row.idp_cert_file),
         sso_url: None,
         sso_binding: Default::default(),
+        slo_url: None,
+        slo_binding: Default::default(),
     };
     let expect = Expectation {
         sp_entity_id: row.sp_entity_id.clone(),

@@ -27,10 +27,9 @@ fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView 
         configured: c.has_idp(),
         idp_entity_id: c.idp_entity_id.clone(),
         idp_sso_url: c.idp_sso_url.clone(),
-        idp_sso_binding: match c.idp_sso_binding {
-            SsoBinding::Redirect => SamlBinding::Redirect,
-            SsoBinding::Post => SamlBinding::Post,
-        },
+        idp_sso_binding: api_binding(c.idp_sso_binding),
+        idp_slo_url: c.idp_slo_url.clone(),
+        idp_slo_binding: api_binding(c.idp_slo_binding),
         idp_certificates: c.idp_certificates.clone(),
         idp_certificate_details: c
             .idp_certificates
@@ -56,6 +55,7 @@ fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView 
         break_glass_user_ids: c.break_glass_user_ids.clone(),
         sp_entity_id: format!("{base}/metadata"),
         sp_acs_url: format!("{base}/acs"),
+        sp_slo_url: format!("{base}/slo"),
         sp_metadata_url: format!("{base}/metadata"),
         sso_login_url: format!("{base}/login"),
     }
@@ -103,6 +103,7 @@ pub async fn put(
                 "idp_entity_id": config.idp_entity_id,
                 "idp_sso_url": config.idp_sso_url,
                 "idp_sso_binding": config.idp_sso_binding.as_str(),
+                "idp_slo_url": config.idp_slo_url,
                 "certificates": config.idp_certificates.len(),
                 "jit_provisioning": config.jit_provisioning,
                 "allow_sha1": config.allow_sha1,
@@ -133,10 +134,11 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
                     "the metadata has no SingleSignOnService with the HTTP-Redirect or HTTP-POST binding",
                 )
             })?);
-            b.idp_sso_binding.get_or_insert(match m.sso_binding {
-                SsoBinding::Redirect => SamlBinding::Redirect,
-                SsoBinding::Post => SamlBinding::Post,
-            });
+            b.idp_sso_binding.get_or_insert(api_binding(m.sso_binding));
+        }
+        if b.idp_slo_url.is_none() && m.slo_url.is_some() {
+            b.idp_slo_url = m.slo_url;
+            b.idp_slo_binding.get_or_insert(api_binding(m.slo_binding));
         }
         if b.idp_certificates.is_empty() {
             b.idp_certificates = m.signing_certificates;
@@ -157,6 +159,10 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
     let idp_sso_url = text("idp_sso_url", b.idp_sso_url, 2048)?;
     if let Some(u) = &idp_sso_url {
         check_url(u).map_err(|why| ApiError::field("idp_sso_url", why))?;
+    }
+    let idp_slo_url = text("idp_slo_url", b.idp_slo_url, 2048)?;
+    if let Some(u) = &idp_slo_url {
+        check_url(u).map_err(|why| ApiError::field("idp_slo_url", why))?;
     }
     let mut certificates = Vec::with_capacity(b.idp_certificates.len());
     for (i, pem) in b.idp_certificates.iter().enumerate() {
@@ -228,10 +234,9 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
     Ok(SsoConfig {
         idp_entity_id,
         idp_sso_url,
-        idp_sso_binding: match b.idp_sso_binding.unwrap_or_default() {
-            SamlBinding::Redirect => SsoBinding::Redirect,
-            SamlBinding::Post => SsoBinding::Post,
-        },
+        idp_sso_binding: core_binding(b.idp_sso_binding.unwrap_or_default()),
+        idp_slo_url,
+        idp_slo_binding: core_binding(b.idp_slo_binding.unwrap_or_default()),
         idp_certificates: certificates,
         name_id_format: text("name_id_format", b.name_id_format, 256)?,
         attribute_email: text("attribute_email", b.attribute_email, 256)?,
@@ -245,6 +250,20 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
         allow_idp_initiated: b.allow_idp_initiated,
         break_glass_user_ids: b.break_glass_user_ids,
     })
+}
+
+fn api_binding(b: SsoBinding) -> SamlBinding {
+    match b {
+        SsoBinding::Redirect => SamlBinding::Redirect,
+        SsoBinding::Post => SamlBinding::Post,
+    }
+}
+
+fn core_binding(b: SamlBinding) -> SsoBinding {
+    match b {
+        SamlBinding::Redirect => SsoBinding::Redirect,
+        SamlBinding::Post => SsoBinding::Post,
+    }
 }
 
 /// An IdP URL must be https, except on loopback (test IdPs).

@@ -255,6 +255,14 @@ impl<B: Backend> SsoStore for Cached<B> {
         self.backend.delete_session(id_hash)
     }
 
+    fn end_saml_sessions<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<Session>>> {
+        self.backend.end_saml_sessions(org_id, user_id)
+    }
+
     fn prune_sessions(
         &self,
         idle_before: Timestamp,

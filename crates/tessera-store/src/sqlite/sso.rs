@@ -286,17 +286,7 @@ impl SsoStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(be)?;
-            row.map(|r| {
-                Ok(Session {
-                    id_hash: get(&r, "id_hash")?,
-                    org_id: get(&r, "org_id")?,
-                    user_id: get(&r, "user_id")?,
-                    method: get(&r, "method")?,
-                    created_at: get(&r, "created_at")?,
-                    last_seen_at: get(&r, "last_seen_at")?,
-                })
-            })
-            .transpose()
+            row.map(|r| session_from(&r)).transpose()
         })
     }
 
@@ -314,6 +304,28 @@ impl SsoStore for SqliteStore {
                 .await
                 .map_err(be)?;
             Ok(())
+        })
+    }
+
+    fn end_saml_sessions<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<Session>>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            sqlx::query(concat!(
+                "DELETE FROM sessions WHERE org_id = ? AND user_id = ? AND method = 'saml' RETURNING ",
+                cols::sessions_cols!()
+            ))
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_all(&mut *w)
+            .await
+            .map_err(be)?
+            .iter()
+            .map(session_from)
+            .collect()
         })
     }
 
