@@ -147,16 +147,3 @@ impl Default for JwksFetch {
         }
     }
 }
-
-impl JwksFetch {
-    /// Whether the operator trusts this host (as a URL names it; IPv6 in brackets or
-    /// not).
-    pub fn is_trusted(&self, host: &str) -> bool {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        self.trusted_hosts.iter().any(|t| {
-            t.trim_start_matches('[')
-                .trim_end_matches(']')
-                .eq_ignore_ascii_case(bare)
-        })
-    }
-}

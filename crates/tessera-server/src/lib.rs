@@ -15,6 +15,7 @@ pub mod config;
 mod cors;
 mod end_session;
 mod error;
+mod fence;
 mod html;
 mod introspect;
 mod jwks_fetch;

@@ -190,7 +190,11 @@ fn check_jwks(v: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
 
 /// A `jwks_uri` to keep: a URL the server may fetch under its `[jwks_fetch]` policy.
 fn check_jwks_uri(admin: &Admin, u: &str) -> Result<String, ApiError> {
-    crate::jwks_fetch::check_uri(admin.st.jwks.policy(), u)
+    admin
+        .st
+        .jwks
+        .fence()
+        .check_url(u)
         .map_err(|e| ApiError::field("jwks_uri", e))?;
     Ok(u.to_string())
 }
