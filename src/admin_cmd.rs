@@ -143,6 +143,8 @@ pub enum SsoCmd {
     },
     /// Switch enforcement off: humans may use local passwords again
     Unenforce,
+    /// Fetch the registered IdP metadata URL now and show what changed
+    RefreshMetadata,
     /// The SP's encryption keys (shared by every org): the certificate IdPs encrypt to
     EncryptionKeys,
     /// A new SP encryption key; the previous one still decrypts for the overlap, while
@@ -158,8 +160,12 @@ pub enum SsoCmd {
 pub struct SsoFields {
     /// The IdP's metadata document, a file (`-`: standard input); fills the entity id,
     /// SSO URL, certificates and NameID format, which options given here override
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "metadata_url")]
     metadata: Option<PathBuf>,
+    /// Where the IdP publishes its metadata (https): fetched now, then refreshed on a
+    /// schedule so its certificate rotations reach Tessera by themselves
+    #[arg(long, value_name = "URL")]
+    metadata_url: Option<String>,
     /// The IdP's entity id (the Issuer of its responses)
     #[arg(long)]
     idp_entity_id: Option<String>,
@@ -224,7 +230,7 @@ pub struct SsoFields {
 /// `--break-glass` must not silently end an exemption.
 fn dropped_sso_settings(current: &Value, new: &tessera_api::PutSsoConfig) -> Vec<String> {
     let mut dropped = vec![];
-    let metadata = new.idp_metadata_xml.is_some();
+    let metadata = new.idp_metadata_xml.is_some() || new.idp_metadata_url.is_some();
     let set = |k: &str| !current[k].is_null();
     if set("idp_entity_id") && !metadata && new.idp_entity_id.is_none() {
         dropped.push("the IdP (idp_entity_id, idp_sso_url, idp_certificates)".to_string());
@@ -329,6 +335,7 @@ fn put_sso_body(f: &SsoFields) -> Result<tessera_api::PutSsoConfig, Failure> {
             .as_ref()
             .map(|p| read(p, "metadata file"))
             .transpose()?,
+        idp_metadata_url: f.metadata_url.clone(),
         idp_entity_id: f.idp_entity_id.clone(),
         idp_sso_url: f.idp_sso_url.clone(),
         idp_sso_binding: f.idp_sso_binding.as_deref().map(binding),
@@ -383,6 +390,37 @@ fn print_sso(v: &Value) {
 }
 
 /// The enforcement preview for people, ending with the command that acknowledges it.
+fn print_refresh(v: &Value) {
+    if let Some(e) = v["error"].as_str() {
+        println!("the metadata could not be used: {}", shown(e));
+        println!("the configuration is unchanged");
+        return;
+    }
+    if v["changed"] != true {
+        println!("the metadata is unchanged");
+    }
+    for (key, what) in [
+        ("certificates_added", "now trusted"),
+        ("certificates_removed", "no longer trusted"),
+        (
+            "certificates_expired",
+            "EXPIRED, still published by the IdP",
+        ),
+    ] {
+        for c in v[key].as_array().into_iter().flatten() {
+            println!(
+                "certificate {what}: {} ({}, valid until {})",
+                s(&c["subject"]),
+                s(&c["key"]),
+                s(&c["not_after"])
+            );
+        }
+    }
+    for f in v["fields_changed"].as_array().into_iter().flatten() {
+        println!("changed: {}", s(f));
+    }
+}
+
 fn binding(b: &str) -> tessera_api::SamlBinding {
     match b {
         "post" => tessera_api::SamlBinding::Post,
@@ -1510,6 +1548,15 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 SsoCmd::Unenforce => {
                     let patch = tessera_api::PatchSsoConfig::default();
                     api.patch("/sso/saml", body(&patch)).await?
+                }
+                SsoCmd::RefreshMetadata => {
+                    let v = api.post("/sso/saml/metadata/refresh", json!({})).await?;
+                    if json_out {
+                        out(&v)
+                    } else {
+                        print_refresh(&v)
+                    }
+                    return Ok(());
                 }
                 SsoCmd::EncryptionKeys | SsoCmd::RotateEncryptionKey { .. } => {
                     let v = match cmd {

@@ -108,7 +108,18 @@ struct FileConfig {
     throttle: Option<FileThrottle>,
     limits: Option<FileLimits>,
     jwks_fetch: Option<FileJwksFetch>,
+    saml_metadata: Option<FileSamlMetadata>,
     postgres: Option<FilePostgres>,
+}
+
+/// `[saml_metadata]`: how orgs' IdP metadata URLs are fetched (docs/configuration.md).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSamlMetadata {
+    trusted_hosts: Option<Vec<String>>,
+    timeout_ms: Option<u64>,
+    max_bytes: Option<usize>,
+    refresh_seconds: Option<u64>,
 }
 
 /// `[postgres]`: the pool of each node on PostgreSQL (docs/operations.md).
@@ -340,6 +351,30 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
         }
         if let Some(v) = j.max_cached_uris {
             d.max_cached_uris = positive("max_cached_uris", v as u64)? as usize;
+        }
+    }
+    if let Some(m) = file.saml_metadata {
+        let d = &mut config.saml_metadata;
+        if let Some(v) = m.trusted_hosts {
+            d.trusted_hosts = v;
+        }
+        if let Some(v) = m.timeout_ms {
+            if v == 0 {
+                bail!("[saml_metadata] timeout_ms must be at least 1");
+            }
+            d.timeout_ms = v;
+        }
+        if let Some(v) = m.max_bytes {
+            if v == 0 {
+                bail!("[saml_metadata] max_bytes must be at least 1");
+            }
+            d.max_bytes = v;
+        }
+        if let Some(v) = m.refresh_seconds {
+            if v < 60 {
+                bail!("[saml_metadata] refresh_seconds must be at least 60");
+            }
+            d.refresh_seconds = v;
         }
     }
     config.master_key = if let Ok(v) = std::env::var("TESSERA_MASTER_KEY") {

@@ -1519,3 +1519,185 @@ async fn a_logout_request_from_another_orgs_idp_ends_nothing_here() {
     drop(idp);
     app.stop().await;
 }
+
+/// A login's outcome: the ACS reply's status, or the reason of its error page.
+async fn login_outcome(app: &TestApp, http: &reqwest::Client) -> String {
+    let (r, _) = login(app, http, "/").await;
+    if r.status() == 303 {
+        return "ok".into();
+    }
+    let page = r.text().await.unwrap();
+    page.split("<code>")
+        .nth(1)
+        .and_then(|x| x.split("</code>").next())
+        .unwrap_or("?")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_metadata_url_brings_the_idps_new_certificate_without_an_admin() {
+    // The schedule is left at its default (an hour): this test refreshes by hand.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.saml_metadata.trusted_hosts = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let Some(idp) = start_idp(&app, "assertion").await else {
+        return;
+    };
+    let metadata_url = format!("{}/metadata", idp.base);
+    let (s, v) = app
+        .put(
+            "/sso/saml",
+            json!({
+                "idp_metadata_url": metadata_url,
+                "attribute_email": "email",
+                "jit_provisioning": true,
+                "name_id_format": EMAIL_FORMAT,
+            }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["idp_metadata_url"], metadata_url);
+    assert!(v["idp_metadata_refreshed_at"].is_string(), "{v}");
+    assert_eq!(v["idp_certificates"].as_array().unwrap().len(), 1);
+    let http = no_redirects();
+    assert_eq!(login_outcome(&app, &http).await, "ok");
+
+    // The IdP starts signing with a new key and lists both certificates. A refresh now
+    // (as the schedule does) trusts the new one beside the old, and says so.
+    let r = reqwest::Client::new()
+        .post(format!("{}/rotate?then=both", idp.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let before = login_outcome(&app, &http).await;
+    assert!(
+        ["saml_cert_untrusted", "saml_signature_invalid"].contains(&before.as_str()),
+        "not trusted before the refresh: {before}"
+    );
+    let (s, refreshed) = app.post("/sso/saml/metadata/refresh", json!({})).await;
+    assert_eq!(s, 200, "{refreshed}");
+    assert_eq!(refreshed["changed"], true, "{refreshed}");
+    let added = refreshed["certificates_added"].as_array().unwrap();
+    assert_eq!(added.len(), 1, "{refreshed}");
+    assert!(added[0]["subject"].as_str().unwrap().contains("rotated"));
+    assert_eq!(refreshed["certificates_removed"], json!([]));
+    assert_eq!(
+        refreshed["config"]["idp_certificates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        login_outcome(&app, &http).await,
+        "ok",
+        "signed with the new key"
+    );
+    let (_, events) = app.get("/audit/events?kind=admin").await;
+    assert!(
+        events.to_string().contains("idp_metadata_refreshed"),
+        "{events}"
+    );
+    // Nothing new: nothing changes.
+    let (_, again) = app.post("/sso/saml/metadata/refresh", json!({})).await;
+    assert_eq!(again["changed"], false, "{again}");
+
+    // The IdP drops the old certificate: the refresh follows.
+    reqwest::Client::new()
+        .post(format!("{}/rotate?then=new", idp.base))
+        .send()
+        .await
+        .unwrap();
+    let (_, dropped) = app.post("/sso/saml/metadata/refresh", json!({})).await;
+    assert_eq!(
+        dropped["certificates_removed"].as_array().unwrap().len(),
+        1,
+        "{dropped}"
+    );
+    assert_eq!(login_outcome(&app, &http).await, "ok");
+
+    // The IdP goes away: the refresh fails, says why, and changes nothing else.
+    drop(idp);
+    let (_, failed) = app.post("/sso/saml/metadata/refresh", json!({})).await;
+    assert!(failed["error"].is_string(), "{failed}");
+    assert_eq!(
+        failed["config"]["idp_certificates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_metadata_schedule_picks_up_a_rotation_by_itself() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.saml_metadata.trusted_hosts = vec!["127.0.0.1".into()];
+        c.saml_metadata.refresh_seconds = 1;
+    })
+    .await;
+    let Some(idp) = start_idp(&app, "assertion").await else {
+        return;
+    };
+    let (s, v) = app
+        .put(
+            "/sso/saml",
+            json!({"idp_metadata_url": format!("{}/metadata", idp.base), "jit_provisioning": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    reqwest::Client::new()
+        .post(format!("{}/rotate?then=both", idp.base))
+        .send()
+        .await
+        .unwrap();
+    // Waits for the schedule (every second here), at most 10 seconds.
+    let mut certificates = 1;
+    for _ in 0..100 {
+        let (_, v) = app.get("/sso/saml").await;
+        certificates = v["idp_certificates"].as_array().unwrap().len();
+        if certificates == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        certificates, 2,
+        "the scheduled refresh added the new certificate"
+    );
+    let (_, events) = app.get("/audit/events?kind=admin").await;
+    let refresh = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e.to_string().contains("idp_metadata_refreshed"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{events}"));
+    assert_eq!(refresh["actor"], "metadata_refresh", "{refresh}");
+    drop(idp);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_metadata_url_may_not_reach_internal_addresses_unless_the_operator_trusts_them() {
+    let app = spawn_app().await;
+    for (url, why) in [
+        ("http://127.0.0.1:9/metadata", "must be https"),
+        ("https://127.0.0.1:9/metadata", "not public"),
+        ("https://[::1]:9/metadata", "not public"),
+        ("https://169.254.169.254/latest/meta-data", "not public"),
+        ("https://localhost:9/metadata", "not public"),
+        ("https://user:pw@idp.example/metadata", "user name"),
+    ] {
+        let (s, v) = app.put("/sso/saml", json!({"idp_metadata_url": url})).await;
+        assert_eq!(s, 422, "{url}: {v}");
+        assert_eq!(v["field"], "idp_metadata_url", "{url}: {v}");
+        assert!(v.to_string().contains(why), "{url}: {v}");
+    }
+    let (s, v) = app.post("/sso/saml/metadata/refresh", json!({})).await;
+    assert_eq!(s, 422, "{v}");
+    app.stop().await;
+}

@@ -23,6 +23,8 @@
 //   GET|POST /slo                 Tessera's LogoutRequest (answered with a signed
 //                                 LogoutResponse, as JSON like the above) or its
 //                                 LogoutResponse (JSON {ok: true})
+//   POST /rotate?then=both|new    sign with a second key from now on; the metadata lists
+//                                 the old and the new certificate (both), or the new one
 //   GET /bearer?audience&recipient   one signed Assertion for the SAML 2.0 bearer grant
 //                                 (RFC 7522), base64url, as JSON {assertion}
 // For bench/ (the `acs` scenario), without a server:
@@ -60,39 +62,47 @@ if (encryption && !dataAlgorithms[encryption]) throw new Error(`unknown enc=${en
 const here = __dirname;
 const key = fs.readFileSync(path.join(here, '../fixtures/samlify-idp.key'), 'utf8');
 const cert = fs.readFileSync(path.join(here, '../fixtures/samlify-idp.crt'), 'utf8');
+const key2 = fs.readFileSync(path.join(here, '../fixtures/samlify-idp-2.key'), 'utf8');
+const cert2 = fs.readFileSync(path.join(here, '../fixtures/samlify-idp-2.crt'), 'utf8');
 const base = generating ? 'https://bench-idp.invalid' : `http://127.0.0.1:${port}`;
 
 // samlify validates XML against a schema before parsing; this test IdP only reads
 // Tessera's AuthnRequest, so a no-op validator is enough (samlify's README allows it).
 saml.setSchemaValidator({ validate: () => Promise.resolve('skipped') });
 
-const idp = saml.IdentityProvider({
-  entityID: `${base}/metadata`,
-  privateKey: key,
-  signingCert: cert,
-  isAssertionEncrypted: Boolean(encryption),
-  dataEncryptionAlgorithm: encryption ? dataAlgorithms[encryption] : undefined,
-  keyEncryptionAlgorithm: 'http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p',
-  singleSignOnService: [
-    {
-      Binding: postBinding ? saml.Constants.namespace.binding.post : saml.Constants.namespace.binding.redirect,
-      Location: `${base}/sso`,
-    },
-  ],
-  singleLogoutService: [
-    {
-      Binding: sloPost ? saml.Constants.namespace.binding.post : saml.Constants.namespace.binding.redirect,
-      Location: `${base}/slo`,
-    },
-  ],
-  // Tessera signs its logout messages: verify them against its metadata.
-  wantLogoutRequestSigned: true,
-  wantLogoutResponseSigned: true,
-  nameIDFormat: ['urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress'],
-  // Tessera signs its AuthnRequests: verify each against the certificate in its metadata.
-  wantAuthnRequestsSigned: true,
-  requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
-});
+function makeIdp(key, cert) {
+  return saml.IdentityProvider({
+    entityID: `${base}/metadata`,
+    privateKey: key,
+    signingCert: cert,
+    isAssertionEncrypted: Boolean(encryption),
+    dataEncryptionAlgorithm: encryption ? dataAlgorithms[encryption] : undefined,
+    keyEncryptionAlgorithm: 'http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p',
+    singleSignOnService: [
+      {
+        Binding: postBinding ? saml.Constants.namespace.binding.post : saml.Constants.namespace.binding.redirect,
+        Location: `${base}/sso`,
+      },
+    ],
+    singleLogoutService: [
+      {
+        Binding: sloPost ? saml.Constants.namespace.binding.post : saml.Constants.namespace.binding.redirect,
+        Location: `${base}/slo`,
+      },
+    ],
+    // Tessera signs its logout messages: verify them against its metadata.
+    wantLogoutRequestSigned: true,
+    wantLogoutResponseSigned: true,
+    nameIDFormat: ['urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress'],
+    // Tessera signs its AuthnRequests: verify each against the certificate in its metadata.
+    wantAuthnRequestsSigned: true,
+    requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
+  });
+}
+
+// The signing key; `POST /rotate` switches to a second one (metadata URL tests).
+let idp = makeIdp(key, cert);
+let rotation = null; // null, 'both' (old and new certificate published) or 'new'
 
 const user = { email: 'alice@example.com' };
 
@@ -177,6 +187,18 @@ async function generate(count, outDir) {
   fs.closeSync(out);
 }
 
+// The metadata: while rotating ('both'), the old certificate is still listed beside
+// the new one, as IdPs do during a rollover.
+function metadata() {
+  const xml = idp.getMetadata();
+  if (rotation !== 'both') return xml;
+  const start = xml.indexOf('<KeyDescriptor use="signing"');
+  const end = xml.indexOf('</KeyDescriptor>', start) + '</KeyDescriptor>'.length;
+  const body = (pem) => pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+  const old = xml.slice(start, end).split(body(cert2)).join(body(cert));
+  return xml.slice(0, end) + old + xml.slice(end);
+}
+
 // Encrypts the (signed) assertion of an unsigned response with AES-256-GCM, the key under
 // xmlenc11 RSA-OAEP with SHA-256 and MGF1-SHA256, to the SP's encryption certificate.
 function encryptOaep256(base64Response) {
@@ -234,7 +256,7 @@ async function main() {
       try {
         if (url.pathname === '/metadata') {
           res.writeHead(200, { 'content-type': 'application/xml' });
-          res.end(idp.getMetadata());
+          res.end(metadata());
           return;
         }
         if (url.pathname === '/sso' && req.method === 'POST') {
@@ -260,6 +282,13 @@ async function main() {
             .filter((p) => !p.startsWith('Signature='))
             .join('&');
           await answer(res, await idp.parseLoginRequest(sp, 'redirect', { query, octetString }), query.RelayState);
+          return;
+        }
+        if (url.pathname === '/rotate' && req.method === 'POST') {
+          rotation = url.searchParams.get('then') === 'new' ? 'new' : 'both';
+          idp = makeIdp(key2, cert2);
+          res.writeHead(204);
+          res.end();
           return;
         }
         if (url.pathname === '/logout-request') {

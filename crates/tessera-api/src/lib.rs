@@ -579,6 +579,11 @@ pub struct PutSsoConfig {
     /// format (fields given explicitly win).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp_metadata_xml: Option<String>,
+    /// Where the IdP publishes its metadata (https): fetched now, like
+    /// `idp_metadata_xml`, then refreshed on a schedule so certificate rotations reach
+    /// Tessera by themselves (`[saml_metadata] refresh_seconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_metadata_url: Option<String>,
     /// The IdP's entity id: the Issuer of its responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp_entity_id: Option<String>,
@@ -656,6 +661,10 @@ pub struct SsoConfigView {
     pub idp_sso_binding: SamlBinding,
     pub idp_slo_url: Option<String>,
     pub idp_slo_binding: SamlBinding,
+    /// The registered metadata URL, and its last refresh: when, and why it failed.
+    pub idp_metadata_url: Option<String>,
+    pub idp_metadata_refreshed_at: Option<String>,
+    pub idp_metadata_error: Option<String>,
     pub idp_certificates: Vec<String>,
     /// What each certificate is, in the same order: check `not_after` before it expires.
     pub idp_certificate_details: Vec<CertificateView>,
@@ -735,4 +744,22 @@ pub struct CertificateView {
     pub not_after: String,
     /// For instance `RSA 2048` or `EC`.
     pub key: String,
+    /// Past `not_after`: the IdP should have rotated it.
+    pub expired: bool,
+}
+
+/// `POST /api/v2/sso/saml/metadata/refresh`: what fetching the metadata URL now changed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MetadataRefreshView {
+    /// Anything changed (certificates, URLs).
+    pub changed: bool,
+    /// Why the refresh failed (the configuration is then unchanged).
+    pub error: Option<String>,
+    pub certificates_added: Vec<CertificateView>,
+    pub certificates_removed: Vec<CertificateView>,
+    /// Certificates the IdP still publishes that are past `not_after`.
+    pub certificates_expired: Vec<CertificateView>,
+    /// Other changes, as `field: old → new`.
+    pub fields_changed: Vec<String>,
+    pub config: SsoConfigView,
 }

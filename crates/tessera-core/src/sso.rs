@@ -60,6 +60,12 @@ pub struct SsoConfig {
     /// How they go there: HTTP-Redirect (a signed query) or HTTP-POST (an auto-submitted
     /// form carrying an enveloped-signed request), for IdPs that offer only POST.
     pub idp_sso_binding: SsoBinding,
+    /// Where the IdP publishes its metadata: fetched when set and refreshed on a
+    /// schedule, so certificate rotations reach Tessera without an admin.
+    pub idp_metadata_url: Option<String>,
+    /// The last refresh of `idp_metadata_url`: when it ran, and why it failed if it did.
+    pub metadata_refreshed_at: Option<Timestamp>,
+    pub metadata_error: Option<String>,
     /// The IdP's Single Logout service, if it has one: where LogoutRequests and
     /// LogoutResponses go, and by which binding.
     pub idp_slo_url: Option<String>,
@@ -93,6 +99,9 @@ impl Default for SsoConfig {
             idp_entity_id: None,
             idp_sso_url: None,
             idp_sso_binding: SsoBinding::Redirect,
+            idp_metadata_url: None,
+            metadata_refreshed_at: None,
+            metadata_error: None,
             idp_slo_url: None,
             idp_slo_binding: SsoBinding::Redirect,
             idp_certificates: Vec::new(),

@@ -237,6 +237,8 @@ pub trait OrgStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<Org>>;
     fn org_by_slug<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, StoreResult<Option<Org>>>;
     fn org_by_id(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<Org>>>;
+    /// Every org, oldest first (a background job's round over them).
+    fn list_orgs(&self) -> BoxFuture<'_, StoreResult<Vec<Org>>>;
     fn create_scope<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, StoreResult<()>>;
     fn list_scopes(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<Scope>>>;
 }

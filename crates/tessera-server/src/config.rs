@@ -49,6 +49,7 @@ pub struct Config {
     pub operator_org: String,
     /// How clients' `jwks_uri` are fetched.
     pub jwks_fetch: JwksFetch,
+    pub saml_metadata: SamlMetadataFetch,
 }
 
 impl Config {
@@ -70,6 +71,7 @@ impl Config {
             bootstrap_on_empty: true,
             operator_org: "default".into(),
             jwks_fetch: JwksFetch::default(),
+            saml_metadata: SamlMetadataFetch::default(),
         }
     }
 }
@@ -106,6 +108,31 @@ impl Default for Limits {
             max_connections_per_source: 256,
             header_read_timeout_seconds: 10,
             request_timeout_seconds: 30,
+        }
+    }
+}
+
+/// `[saml_metadata]`: fetching and refreshing orgs' IdP metadata URLs
+/// (`saml_metadata.rs`), through the fence of `fence.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlMetadataFetch {
+    /// Hosts that may resolve to non-public addresses and may use plain `http`.
+    pub trusted_hosts: Vec<String>,
+    /// The longest a fetch may take, connecting included, in milliseconds.
+    pub timeout_ms: u64,
+    /// The largest metadata document accepted, in bytes.
+    pub max_bytes: usize,
+    /// How often each registered metadata URL is fetched again, in seconds.
+    pub refresh_seconds: u64,
+}
+
+impl Default for SamlMetadataFetch {
+    fn default() -> Self {
+        Self {
+            trusted_hosts: Vec::new(),
+            timeout_ms: 10_000,
+            max_bytes: 1024 * 1024,
+            refresh_seconds: 3600,
         }
     }
 }

@@ -25,6 +25,7 @@ mod meta;
 mod metrics;
 mod request_id;
 mod saml;
+mod saml_metadata;
 mod serve;
 mod session;
 mod slo;
@@ -269,6 +270,7 @@ impl App {
             signing_alg: config.signing_alg,
             operator_org: config.operator_org.clone(),
             jwks: jwks_fetch::JwksCache::new(config.jwks_fetch.clone()),
+            metadata: saml_metadata::MetadataFetcher::new(&config.saml_metadata),
         });
         Ok(Self {
             listener,
@@ -316,6 +318,7 @@ impl App {
             header_read_timeout: Duration::from_secs(limits.header_read_timeout_seconds.max(1)),
             shutdown_grace: Duration::from_secs(limits.request_timeout_seconds.max(1)),
         };
+        let metadata_task = saml_metadata::spawn_refresher(state.clone());
         serve::serve(
             listener,
             router,
@@ -324,6 +327,7 @@ impl App {
             shutdown,
         )
         .await;
+        metadata_task.abort();
         reload_task.abort();
         sync_task.abort();
         // The router (and its clones of the writer handle) are gone: the writer drains.

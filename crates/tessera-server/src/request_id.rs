@@ -17,6 +17,16 @@ pub fn current() -> String {
     REQUEST_ID.try_with(|id| id.clone()).unwrap_or_default()
 }
 
+/// A new request id (a ULID), for work that is not a request (a background job).
+pub fn new_id() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+/// Runs `f` with `id` as the current request id.
+pub async fn scope<F: std::future::Future>(id: String, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
+}
+
 /// Axum middleware: assigns the id, sets the header.
 pub async fn middleware(req: Request, next: Next) -> Response {
     let id = ulid::Ulid::new().to_string();

@@ -33,6 +33,8 @@ pub struct AppState {
     pub operator_org: String,
     /// Clients' JWK Sets fetched from their `jwks_uri`.
     pub jwks: crate::jwks_fetch::JwksCache,
+    /// Fetches orgs' IdP metadata URLs (through the fence).
+    pub metadata: crate::saml_metadata::MetadataFetcher,
 }
 
 /// What handlers extract.

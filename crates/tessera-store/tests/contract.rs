@@ -757,6 +757,9 @@ async fn sso_configuration_and_enforcement(dir: TestDb) {
     use tessera_core::sso::SsoConfig;
     let s = store(&dir).await;
     let (org, _) = org_with_client(s.as_ref()).await;
+    // Every org is listed (a background job's round over them).
+    let listed: Vec<i64> = s.list_orgs().await.unwrap().iter().map(|o| o.id).collect();
+    assert_eq!(listed, [org]);
     assert_eq!(s.sso_config(org).await.unwrap(), None);
     let cfg = SsoConfig {
         idp_entity_id: Some("https://idp.example".into()),

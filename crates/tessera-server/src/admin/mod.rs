@@ -70,6 +70,7 @@ pub fn routes() -> Router<Shared> {
         )
         .route("/signing-keys/rotate", post(rotate_signing_key))
         .route("/sso/saml", get(sso::show).put(sso::put).patch(sso::patch))
+        .route("/sso/saml/metadata/refresh", post(sso::refresh_metadata))
         .route("/saml/encryption-keys", get(sso::encryption_keys))
         .route(
             "/saml/encryption-keys/rotate",
@@ -209,32 +210,42 @@ async fn current_rights(st: &Shared, claims: &jwt::AccessClaims) -> Result<Org, 
 impl Admin {
     /// Records an admin change in the audit trail (waits for the commit).
     pub async fn audit(&self, op: &str, change: serde_json::Value) -> Result<(), ApiError> {
-        let mut change = change;
-        change["op"] = serde_json::Value::String(op.to_string());
-        let event = AuditEvent {
-            request_id: request_id::current(),
-            time_ms: clock::now_ms(),
-            org_id: Some(self.org.id),
-            kind: AuditKind::Admin,
-            actor: Some(self.client_id.clone()),
-            client_id: None,
-            subject: None,
-            source_ip: None,
-            outcome: "ok".into(),
-            reason: None,
-            description: Some(op.to_string()),
-            grant_type: None,
-            scope: None,
-            secret_id: None,
-            secret_hint: None,
-            trace: Trace::default(),
-            change: Some(change),
-        };
+        let event = admin_event(self.org.id, &self.client_id, op, change);
         self.st
             .audit
             .record(event)
             .await
             .map_err(|e| ApiError::Store(e.to_string()))
+    }
+}
+
+/// An admin-kind audit event: a change to `org_id` by `actor` (an admin client, or a
+/// background job such as `metadata_refresh`), with what changed.
+pub fn admin_event(
+    org_id: i64,
+    actor: &str,
+    op: &str,
+    mut change: serde_json::Value,
+) -> AuditEvent {
+    change["op"] = serde_json::Value::String(op.to_string());
+    AuditEvent {
+        request_id: request_id::current(),
+        time_ms: clock::now_ms(),
+        org_id: Some(org_id),
+        kind: AuditKind::Admin,
+        actor: Some(actor.to_string()),
+        client_id: None,
+        subject: None,
+        source_ip: None,
+        outcome: "ok".into(),
+        reason: None,
+        description: Some(op.to_string()),
+        grant_type: None,
+        scope: None,
+        secret_id: None,
+        secret_hint: None,
+        trace: Trace::default(),
+        change: Some(change),
     }
 }
 

@@ -39,6 +39,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::sso::put,
         super::sso::patch,
         super::sso::encryption_keys,
+        super::sso::refresh_metadata,
         super::sso::rotate_encryption_key,
         super::sso::enforcement_impact,
     ),

@@ -19,8 +19,19 @@ use crate::error::ApiError;
 
 const IMPACT_PATH: &str = "GET /api/v2/sso/saml/enforcement-impact";
 
+fn cert_view(i: &tessera_saml::certs::CertInfo, now: i64) -> CertificateView {
+    CertificateView {
+        subject: i.subject.clone(),
+        not_before: rfc3339(i.not_before),
+        not_after: rfc3339(i.not_after),
+        key: i.key.clone(),
+        expired: i.not_after <= now,
+    }
+}
+
 fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView {
     let base = format!("{}/saml/{}", st.issuer, org.slug);
+    let now = clock::now();
     SsoConfigView {
         org: org.slug.to_string(),
         enforced: org.sso_enforced,
@@ -30,17 +41,15 @@ fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView 
         idp_sso_binding: api_binding(c.idp_sso_binding),
         idp_slo_url: c.idp_slo_url.clone(),
         idp_slo_binding: api_binding(c.idp_slo_binding),
+        idp_metadata_url: c.idp_metadata_url.clone(),
+        idp_metadata_refreshed_at: time_opt(c.metadata_refreshed_at),
+        idp_metadata_error: c.metadata_error.clone(),
         idp_certificates: c.idp_certificates.clone(),
         idp_certificate_details: c
             .idp_certificates
             .iter()
             .filter_map(|pem| tessera_saml::certs::inspect(pem, true).ok())
-            .map(|i| CertificateView {
-                subject: i.subject,
-                not_before: rfc3339(i.not_before),
-                not_after: rfc3339(i.not_after),
-                key: i.key,
-            })
+            .map(|i| cert_view(&i, now))
             .collect(),
         name_id_format: c.name_id_format.clone(),
         attribute_email: c.attribute_email.clone(),
@@ -104,6 +113,7 @@ pub async fn put(
                 "idp_sso_url": config.idp_sso_url,
                 "idp_sso_binding": config.idp_sso_binding.as_str(),
                 "idp_slo_url": config.idp_slo_url,
+                "idp_metadata_url": config.idp_metadata_url,
                 "certificates": config.idp_certificates.len(),
                 "jit_provisioning": config.jit_provisioning,
                 "allow_sha1": config.allow_sha1,
@@ -117,6 +127,27 @@ pub async fn put(
 }
 
 async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiError> {
+    let metadata_url = b.idp_metadata_url.take();
+    if let Some(url) = &metadata_url {
+        if b.idp_metadata_xml.is_some() {
+            return Err(ApiError::field(
+                "idp_metadata_url",
+                "give the metadata URL or the metadata document, not both",
+            ));
+        }
+        printable("idp_metadata_url", url)?;
+        admin
+            .st
+            .metadata
+            .fence()
+            .check_url(url)
+            .map_err(|why| ApiError::field("idp_metadata_url", why))?;
+        let (xml, _) =
+            admin.st.metadata.fetch(url).await.map_err(|why| {
+                ApiError::field("idp_metadata_url", format!("cannot be used: {why}"))
+            })?;
+        b.idp_metadata_xml = Some(xml);
+    }
     if let Some(xml) = b.idp_metadata_xml.take() {
         let m = tessera_saml::metadata::read_idp_metadata(&xml)
             .map_err(|why| ApiError::field("idp_metadata_xml", why))?;
@@ -237,6 +268,9 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
         idp_sso_binding: core_binding(b.idp_sso_binding.unwrap_or_default()),
         idp_slo_url,
         idp_slo_binding: core_binding(b.idp_slo_binding.unwrap_or_default()),
+        metadata_refreshed_at: metadata_url.as_ref().map(|_| clock::now()),
+        metadata_error: None,
+        idp_metadata_url: metadata_url,
         idp_certificates: certificates,
         name_id_format: text("name_id_format", b.name_id_format, 256)?,
         attribute_email: text("attribute_email", b.attribute_email, 256)?,
@@ -479,4 +513,41 @@ pub async fn rotate_encryption_key(
         )
         .await?;
     Ok(Json(encryption_key_list(&st.keys.get())))
+}
+
+/// `POST /api/v2/sso/saml/metadata/refresh`: fetches the registered metadata URL now (as
+/// the schedule does), applies it, and says what changed.
+#[utoipa::path(post, path = "/api/v2/sso/saml/metadata/refresh", operation_id = "refreshIdpMetadata", tag = "sso", responses((status = 200, body = tessera_api::MetadataRefreshView), (status = 422, description = "no metadata URL is registered; `field` is `idp_metadata_url`", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn refresh_metadata(
+    admin: Admin,
+) -> Result<Json<tessera_api::MetadataRefreshView>, ApiError> {
+    use crate::saml_metadata::{Refreshed, refresh_org};
+    let now = clock::now();
+    let certs = |v: &[tessera_saml::certs::CertInfo]| -> Vec<CertificateView> {
+        v.iter().map(|c| cert_view(c, now)).collect()
+    };
+    match refresh_org(&admin.st, &admin.org, &admin.client_id).await? {
+        Refreshed::NoUrl => Err(ApiError::field(
+            "idp_metadata_url",
+            "no metadata URL is registered for this org (PUT /api/v2/sso/saml with idp_metadata_url)",
+        )),
+        Refreshed::Applied(config, changes) => Ok(Json(tessera_api::MetadataRefreshView {
+            changed: changes.any(),
+            error: None,
+            certificates_added: certs(&changes.added),
+            certificates_removed: certs(&changes.removed),
+            certificates_expired: certs(&changes.expired),
+            fields_changed: changes.fields.clone(),
+            config: view(&admin.st, &admin.org, &config),
+        })),
+        Refreshed::Failed(config, why) => Ok(Json(tessera_api::MetadataRefreshView {
+            changed: false,
+            error: Some(why),
+            certificates_added: vec![],
+            certificates_removed: vec![],
+            certificates_expired: vec![],
+            fields_changed: vec![],
+            config: view(&admin.st, &admin.org, &config),
+        })),
+    }
 }

@@ -39,6 +39,10 @@ impl<B: Backend> OrgStore for Cached<B> {
         self.backend.org_by_id(id)
     }
 
+    fn list_orgs(&self) -> BoxFuture<'_, StoreResult<Vec<Org>>> {
+        self.backend.list_orgs()
+    }
+
     fn create_scope<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, StoreResult<()>> {
         self.caught_up(self.backend.create_scope(scope))
     }

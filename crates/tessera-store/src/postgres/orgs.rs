@@ -80,6 +80,22 @@ impl OrgStore for PgStore {
         Box::pin(self.org(id))
     }
 
+    fn list_orgs(&self) -> BoxFuture<'_, StoreResult<Vec<Org>>> {
+        Box::pin(async move {
+            sqlx::query(concat!(
+                "SELECT ",
+                cols::orgs_cols!(),
+                " FROM orgs ORDER BY id"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(be)?
+            .iter()
+            .map(org_from)
+            .collect()
+        })
+    }
+
     fn create_scope<'a>(&'a self, s: &'a Scope) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let mut w = self.pool.begin().await.map_err(be)?;
