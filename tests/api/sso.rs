@@ -465,3 +465,35 @@ async fn a_configuration_that_could_never_validate_is_refused_by_field() {
     }
     app.stop().await;
 }
+
+/// An IdP certificate that is not strict DER where it does not matter (its own signature
+/// algorithm is the invalid OID 0.0, as old OneLogin certificates have) is accepted, and
+/// the view says what was read leniently.
+#[tokio::test]
+async fn a_certificate_not_strict_der_is_accepted_and_noted() {
+    let app = spawn_app().await;
+    let cert = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/tessera-saml/tests/data/saml-vectors/python3-saml/tests/certs/certificate1"
+    ))
+    .unwrap();
+    let (s, v) = app
+        .put(
+            "/sso/saml",
+            json!({
+                "idp_entity_id": "https://app.onelogin.com/saml/metadata/1",
+                "idp_sso_url": "https://app.onelogin.com/trust/saml2/http-redirect/sso/1",
+                "idp_certificates": [cert],
+                "allow_rsa_1024": true,
+            }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let details = &v["idp_certificate_details"][0];
+    assert!(
+        details["note"].as_str().unwrap().contains("not strict DER"),
+        "{details}"
+    );
+    assert_eq!(details["expired"], true, "{details}");
+    app.stop().await;
+}

@@ -746,6 +746,10 @@ pub struct CertificateView {
     pub key: String,
     /// Past `not_after`: the IdP should have rotated it.
     pub expired: bool,
+    /// Set when the certificate is not strict DER and was read leniently (what is wrong,
+    /// and why it does not matter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// `POST /api/v2/sso/saml/metadata/refresh`: what fetching the metadata URL now changed.

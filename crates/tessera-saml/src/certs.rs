@@ -4,6 +4,9 @@
 use base64::Engine;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, Encode};
+use x509_cert::name::Name;
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
+use x509_cert::time::Validity;
 
 /// The smallest RSA key accepted by default (NIST SP 800-131A: 1024-bit RSA signatures
 /// are legacy-use only).
@@ -23,6 +26,41 @@ pub struct CertInfo {
     pub key: String,
     /// The certificate as PEM (normalised).
     pub pem: String,
+    /// Why the certificate is not strict DER, when it was read leniently.
+    pub note: Option<String>,
+}
+
+/// What Tessera needs of a certificate, read from DER that is not strict: only the
+/// validity, the subject and the public key are decoded; the certificate's own signature
+/// algorithm and issuer are skipped, element by element. Some IdPs (old OneLogin ones)
+/// issue certificates whose signature algorithm is the invalid OID `0.0`; OpenSSL and
+/// those IdPs read them, and Tessera never checks a configured certificate's own
+/// signature (the configuration is the trust), so that flaw does not matter. By hand:
+/// x509-cert decodes the whole certificate strictly or not at all.
+fn lenient(
+    der: &[u8],
+) -> Result<(Validity, Name, SubjectPublicKeyInfoOwned), x509_cert::der::Error> {
+    use x509_cert::der::asn1::AnyRef;
+    use x509_cert::der::{Reader, SliceReader, Tag, TagNumber, Tagged};
+    let mut outer = SliceReader::new(der)?;
+    let cert: AnyRef = outer.decode()?;
+    let mut c = SliceReader::new(cert.value())?;
+    let tbs: AnyRef = c.decode()?;
+    let mut t = SliceReader::new(tbs.value())?;
+    let first: AnyRef = t.decode()?;
+    let version = Tag::ContextSpecific {
+        constructed: true,
+        number: TagNumber::N0,
+    };
+    if first.tag() == version {
+        let _serial: AnyRef = t.decode()?;
+    }
+    let _signature_algorithm: AnyRef = t.decode()?;
+    let _issuer: AnyRef = t.decode()?;
+    let validity: Validity = t.decode()?;
+    let subject: Name = t.decode()?;
+    let spki: SubjectPublicKeyInfoOwned = t.decode()?;
+    Ok((validity, subject, spki))
 }
 
 /// Parses one certificate, PEM or bare base64 (as in SAML metadata), and refuses keys
@@ -47,10 +85,28 @@ pub fn inspect(text: &str, allow_rsa_1024: bool) -> Result<CertInfo, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(&b64)
         .map_err(|_| "not base64 inside the PEM armour".to_string())?;
-    let cert = Certificate::from_der(&der)
-        .map_err(|e| format!("not a DER-encoded X.509 certificate: {e}"))?;
-    let tbs = &cert.tbs_certificate;
-    let spki = &tbs.subject_public_key_info;
+    let (validity, subject, spki, canonical, note) = match Certificate::from_der(&der) {
+        Ok(cert) => {
+            let tbs = cert.tbs_certificate.clone();
+            let canonical = cert.to_der().map_err(|e| e.to_string())?;
+            (
+                tbs.validity,
+                tbs.subject,
+                tbs.subject_public_key_info,
+                canonical,
+                None,
+            )
+        }
+        Err(strict) => {
+            let (validity, subject, spki) = lenient(&der)
+                .map_err(|_| format!("not a DER-encoded X.509 certificate: {strict}"))?;
+            let note = format!(
+                "not strict DER ({strict}) outside the parts Tessera uses; read leniently: its validity, subject and public key are well formed"
+            );
+            (validity, subject, spki, der.clone(), Some(note))
+        }
+    };
+    let spki = &spki;
     const RSA: &str = "1.2.840.113549.1.1.1";
     const EC: &str = "1.2.840.10045.2.1";
     let key = match spki.algorithm.oid.to_string().as_str() {
@@ -75,19 +131,19 @@ pub fn inspect(text: &str, allow_rsa_1024: bool) -> Result<CertInfo, String> {
     };
     let secs = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs() as i64;
     let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    let canonical =
-        base64::engine::general_purpose::STANDARD.encode(cert.to_der().map_err(|e| e.to_string())?);
+    let canonical = base64::engine::general_purpose::STANDARD.encode(canonical);
     for line in canonical.as_bytes().chunks(64) {
         pem.push_str(std::str::from_utf8(line).unwrap_or_default());
         pem.push('\n');
     }
     pem.push_str("-----END CERTIFICATE-----\n");
     Ok(CertInfo {
-        subject: tbs.subject.to_string(),
-        not_before: secs(&tbs.validity.not_before),
-        not_after: secs(&tbs.validity.not_after),
+        subject: subject.to_string(),
+        not_before: secs(&validity.not_before),
+        not_after: secs(&validity.not_after),
         key,
         pem,
+        note,
     })
 }
 

@@ -175,6 +175,28 @@ fn rsa_1024_rows_are_refused_unless_allowed() {
     assert!(n >= 10, "only {n} accepted rows with a 1024-bit IdP key");
 }
 
+/// Two corpus certificates are not strict DER (their own signature algorithm is the
+/// invalid OID 0.0); OpenSSL and their IdP read them, and so does Tessera, saying so.
+#[test]
+fn a_certificate_not_strict_der_where_it_does_not_matter_is_read_and_noted() {
+    let dir = corpus_dir();
+    let cert = std::fs::read_to_string(dir.join("python3-saml/tests/certs/certificate1")).unwrap();
+    let info = tessera_saml::certs::inspect(&cert, true).unwrap();
+    assert!(
+        info.subject.contains("app.onelogin.com"),
+        "{}",
+        info.subject
+    );
+    let note = info.note.expect("the leniency is noted");
+    assert!(note.contains("not strict DER"), "{note}");
+    assert!(info.key.starts_with("RSA 1024"), "{}", info.key);
+    // Its 1024-bit key still needs allow_rsa_1024: leniency is about encoding only.
+    assert!(tessera_saml::certs::inspect(&cert, false).is_err());
+    // Garbage is still refused, naming the strict error.
+    let e = tessera_saml::certs::inspect("TUlJQg==", true).unwrap_err();
+    assert!(e.contains("not a DER-encoded X.509 certificate"), "{e}");
+}
+
 #[test]
 fn an_assertion_without_authn_statement_is_refused_with_its_reason() {
     let dir = corpus_dir();
@@ -420,11 +442,13 @@ fn wrapping_attacks_are_refused_as_signature_failures() {
                 || r.reason.to_lowercase().contains("wrapping")
                 || r.reason.to_lowercase().contains("comment"))
     }) {
-        // A row whose configured certificate does not even parse never reaches the
-        // signature checks (the configuration is refused first).
+        // A row whose configured certificate does not even parse, or whose SP context is
+        // not made of URLs (ruby-saml's stubbed 'audience' and 'recipient'), never
+        // reaches the signature checks: the configuration is refused first.
         if certificates(&row.idp_cert_file)
             .iter()
             .any(|c| tessera_saml::certs::inspect(c, true).is_err())
+            || !row.acs_url.contains("://")
         {
             continue;
         }

@@ -26,6 +26,7 @@ fn cert_view(i: &tessera_saml::certs::CertInfo, now: i64) -> CertificateView {
         not_after: rfc3339(i.not_after),
         key: i.key.clone(),
         expired: i.not_after <= now,
+        note: i.note.clone(),
     }
 }
 
