@@ -1086,6 +1086,35 @@ async fn an_enforced_orgs_code_flow_goes_through_the_idp_and_ends_with_a_code() 
         session["detail"].as_str().unwrap().contains("by saml"),
         "{session}"
     );
+
+    // prompt=login: a fresh login, and the IdP is asked to authenticate afresh too
+    // (ForceAuthn), not to answer from its own session.
+    let fresh = app.url(&format!(
+        "/oauth/authorize?{}",
+        request("spa", "&prompt=login")
+    ));
+    let r = http
+        .get(&fresh)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let to_sso = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(query_of(&to_sso)["force_authn"], "1", "{to_sso}");
+    let r = http.get(app.url(&to_sso)).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let to_idp = r.headers()["location"].to_str().unwrap().to_string();
+    let saml_request = query_of(&to_idp)["SAMLRequest"].clone();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(saml_request)
+        .unwrap();
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::DeflateDecoder::new(&raw[..]), &mut xml)
+        .unwrap();
+    assert!(xml.contains("ForceAuthn=\"true\""), "{xml}");
+    let at_idp = http.get(&to_idp).send().await.unwrap();
+    assert_eq!(at_idp.status(), 200, "the IdP takes the forced request");
     drop(idp);
     app.stop().await;
 }

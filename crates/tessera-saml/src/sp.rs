@@ -77,11 +77,12 @@ pub enum Dispatch {
 /// Builds the AuthnRequest for `idp`, signed as its binding says (HTTP-Redirect: SigAlg
 /// rsa-sha256 and Signature over the query; HTTP-POST: an enveloped XML signature), with
 /// `relay` as RelayState (an opaque handle of at most 80 bytes; never the return
-/// address).
+/// address); with `force_authn`, `ForceAuthn="true"`.
 pub fn start_login(
     site: &SpSite,
     idp: &IdpTrust,
     relay: &str,
+    force_authn: bool,
     policy: &Policy,
 ) -> Result<LoginStart, Rejected> {
     if idp.sso_url.is_none() {
@@ -95,10 +96,15 @@ pub fn start_login(
     let sp = site.service_provider(policy)?;
     let descriptor = idp_descriptor(idp)?;
     let relay = RelayStateParam::try_from_option(Some(relay.to_string())).map_err(config_error)?;
-    let options = match idp.sso_binding {
+    let mut options = match idp.sso_binding {
         SsoBinding::Redirect => StartSso::redirect(),
         SsoBinding::Post => StartSso::post(),
     };
+    if force_authn {
+        // SAML core §3.4.1: the IdP must authenticate the person afresh, not answer
+        // from its own session (OIDC's prompt=login and max_age).
+        options = options.force_authn(saml_rs::ForceAuthn::Required);
+    }
     let started = sp
         .start_sso(&descriptor, options.relay_state(relay))
         .map_err(config_error)?;
@@ -157,7 +163,14 @@ mod tests {
             slo_binding: Default::default(),
         };
         let policy = Policy::default();
-        let start = start_login(&site, &idp, "handle", &policy).unwrap();
+        let start = start_login(&site, &idp, "handle", false, &policy).unwrap();
+        let forced = start_login(&site, &idp, "handle", true, &policy).unwrap();
+        let Dispatch::Redirect(forced) = forced.dispatch else {
+            panic!("a redirect")
+        };
+        let query: std::collections::HashMap<String, String> = url_query(&forced);
+        let xml = inflate(&query["SAMLRequest"]);
+        assert!(xml.contains("ForceAuthn=\"true\""), "{xml}");
         let Dispatch::Redirect(url) = &start.dispatch else {
             panic!("a redirect: {:?}", start.dispatch)
         };
@@ -185,6 +198,30 @@ mod tests {
         );
     }
 
+    fn url_query(url: &str) -> std::collections::HashMap<String, String> {
+        let q = url.split_once('?').map(|x| x.1).unwrap_or_default();
+        q.split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| {
+                let v = v
+                    .replace("%2B", "+")
+                    .replace("%2F", "/")
+                    .replace("%3D", "=");
+                (k.to_string(), v)
+            })
+            .collect()
+    }
+
+    fn inflate(b64: &str) -> String {
+        use std::io::Read;
+        let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+        let mut out = String::new();
+        flate2::read::DeflateDecoder::new(&raw[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+
     #[test]
     fn a_post_only_idp_gets_a_form_with_an_enveloped_signature() {
         let key = generate_sp_signing_key("test SP").unwrap();
@@ -204,7 +241,7 @@ mod tests {
             slo_url: None,
             slo_binding: Default::default(),
         };
-        let start = start_login(&site, &idp, "handle", &Policy::default()).unwrap();
+        let start = start_login(&site, &idp, "handle", false, &Policy::default()).unwrap();
         let Dispatch::Post { action, fields } = &start.dispatch else {
             panic!("a form: {:?}", start.dispatch)
         };

@@ -238,6 +238,14 @@ fn to_login(d: &AuthorizeDecision, params: &AuthorizeParams, sso: bool) -> Respo
     if !sso && let Some(h) = params.get("login_hint") {
         p.push(("login_hint", h));
     }
+    // A fresh login asked for: the IdP too must authenticate afresh (ForceAuthn).
+    let fresh = params
+        .get("prompt")
+        .is_some_and(|p| p.split(' ').any(|v| v == "login"))
+        || params.get("max_age").is_some();
+    if sso && fresh {
+        p.push(("force_authn", "1"));
+    }
     let path = if sso {
         format!("/saml/{org}/login")
     } else {

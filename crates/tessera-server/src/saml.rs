@@ -157,6 +157,9 @@ pub async fn metadata(State(st): State<Shared>, Path(slug): Path<String>) -> Res
 #[derive(serde::Deserialize)]
 pub struct LoginQuery {
     return_to: Option<String>,
+    /// `1`: the IdP must authenticate the person afresh (ForceAuthn), as OIDC's
+    /// `prompt=login` and `max_age` ask.
+    force_authn: Option<String>,
 }
 
 /// `GET /saml/{org}/login`: sends the browser to the IdP with an AuthnRequest.
@@ -181,7 +184,8 @@ pub async fn login(
         Ok(sp) => sp,
         Err(page) => return page,
     };
-    let start = match start_login(&sp, &trust(&config), &handle, &policy(&config)) {
+    let force = q.force_authn.as_deref() == Some("1");
+    let start = match start_login(&sp, &trust(&config), &handle, force, &policy(&config)) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, org = %org.slug, "AuthnRequest not built");
