@@ -1115,6 +1115,27 @@ async fn an_enforced_orgs_code_flow_goes_through_the_idp_and_ends_with_a_code() 
     assert!(xml.contains("ForceAuthn=\"true\""), "{xml}");
     let at_idp = http.get(&to_idp).send().await.unwrap();
     assert_eq!(at_idp.status(), 200, "the IdP takes the forced request");
+
+    // The IdP logs Alice out: her session here ends, and the refresh token her
+    // session's login gave the app stops working.
+    let refresh_token = t["refresh_token"].as_str().unwrap().to_string();
+    let ask: Value = http
+        .get(format!(
+            "{}/logout-request?nameid=alice@example.com",
+            idp.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = deliver(&http, ask).await;
+    assert_eq!(r.status(), 302, "answered with a LogoutResponse");
+    assert_eq!(session_status(&app, &http, &cookie).await, 401);
+    let (s, refused) = crate::code_flow::refresh(&app, &refresh_token).await;
+    assert_eq!(s, 400, "{refused}");
+    assert_eq!(refused["error"], "invalid_grant", "{refused}");
     drop(idp);
     app.stop().await;
 }
