@@ -1330,7 +1330,17 @@ async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_na
     assert_eq!(s, 400, "{body}");
     assert_eq!(body["error"], "unauthorized_client", "{body}");
 
-    // SSO enforcement allows the grant: the IdP authenticated the person.
+    // A client that may refresh gets a refresh token, which works.
+    let (rid, rsecret) = app
+        .client(json!({"name": "sync backend", "grant_types": [SAML_BEARER, "refresh_token"]}))
+        .await;
+    let a = bearer_assertion(&idp, &token_url, &token_url).await;
+    let (s, body) = app.token_basic(&rid, &rsecret, &form(&a)).await;
+    assert_eq!(s, 200, "{body}");
+    let refresh_token = body["refresh_token"].as_str().unwrap().to_string();
+
+    // SSO enforcement allows the grant, and its refreshes: the IdP authenticated the
+    // person.
     let (s, b) = app
         .patch("/sso/saml", json!({"enforced": true, "force": true}))
         .await;
@@ -1338,6 +1348,19 @@ async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_na
     let a = bearer_assertion(&idp, &token_url, &token_url).await;
     let (s, body) = app.token_basic(&id, &secret, &form(&a)).await;
     assert_eq!(s, 200, "{body}");
+    let (s, refreshed) = app
+        .token_basic(
+            &rid,
+            &rsecret,
+            &format!(
+                "grant_type=refresh_token&refresh_token={}",
+                crate::helpers::enc(&refresh_token)
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{refreshed}");
+    let claims = crate::helpers::jwt_claims(refreshed["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], alice["id"], "{claims}");
     drop(idp);
     app.stop().await;
 }

@@ -158,6 +158,13 @@ pub trait GrantStore: Send + Sync + 'static {
         refresh: Option<&'a RefreshToken>,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Starts a grant without a code (the SAML bearer grant), with its first refresh
+    /// token, in one transaction.
+    fn start_login_grant<'a>(
+        &'a self,
+        grant: &'a LoginGrant,
+        refresh: Option<&'a RefreshToken>,
+    ) -> BoxFuture<'a, StoreResult<()>>;
     /// Marks a code used without a grant (its second use).
     fn burn_auth_code<'a>(
         &'a self,

@@ -1,11 +1,13 @@
 //! The SAML 2.0 bearer grant (RFC 7522), exhaustively: every combination of the
 //! assertion's verdict, its first use, the users its NameID and email name, just-in-time
-//! provisioning, SSO enforcement, the client's grant and a dry run, checked against an
+//! provisioning, SSO enforcement, the client's grants (with or without refresh) and a dry
+//! run, checked against an
 //! independent statement of the rules. The assertion itself never reaches a trace.
 
 use tessera_core::Reason;
 use tessera_core::decision::{
-    BearerAssertion, DecideOptions, Facts, GrantFacts, SamlBearerFacts, SamlBearerWrite,
+    BearerAssertion, DecideOptions, Facts, GrantEffect, GrantFacts, SamlBearerFacts,
+    SamlBearerWrite,
 };
 use tessera_core::model::{GrantType, User, UserState, UserType};
 use tessera_core::sso::{SamlIdentity, SsoConfig};
@@ -45,6 +47,7 @@ fn linked_user(l: Linked) -> Option<User> {
     Some(u)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn facts(
     verdict: Verdict3,
     replayed: bool,
@@ -53,12 +56,16 @@ fn facts(
     jit: bool,
     enforced: bool,
     grant: bool,
+    refresh: bool,
 ) -> Facts {
-    let grants = if grant {
+    let mut grants = if grant {
         vec![GrantType::SamlBearer]
     } else {
         vec![GrantType::Password]
     };
+    if refresh {
+        grants.push(GrantType::RefreshToken);
+    }
     let by_email = email_match.then(|| {
         let mut u = user(UserType::Human, UserState::Active, None, false);
         u.id = "usr_by_email".into();
@@ -95,6 +102,7 @@ fn facts(
             by_link: linked_user(linked),
             by_email,
             new_user_id: "usr_new".into(),
+            new_grant_id: "grt_new".into(),
             new_username: "alice@example.com".into(),
             replayed,
         })),
@@ -158,7 +166,9 @@ fn every_combination_gets_the_stated_outcome() {
                     for jit in [false, true] {
                         for enforced in [false, true] {
                             for grant in [false, true] {
-                                for dry_run in [false, true] {
+                                for (dry_run, refresh) in
+                                    [(false, false), (false, true), (true, false), (true, true)]
+                                {
                                     n += 1;
                                     let f = facts(
                                         verdict,
@@ -168,6 +178,7 @@ fn every_combination_gets_the_stated_outcome() {
                                         jit,
                                         enforced,
                                         grant,
+                                        refresh,
                                     );
                                     let o = DecideOptions {
                                         dry_run,
@@ -175,7 +186,7 @@ fn every_combination_gets_the_stated_outcome() {
                                     };
                                     let d = run(&body, &f, o);
                                     let case = format!(
-                                        "{verdict:?} replayed={replayed} {linked:?} email={email_match} jit={jit} enforced={enforced} grant={grant} dry_run={dry_run}"
+                                        "{verdict:?} replayed={replayed} {linked:?} email={email_match} jit={jit} enforced={enforced} grant={grant} dry_run={dry_run} refresh={refresh}"
                                     );
                                     let trace = format!("{:?}", d.trace);
                                     assert!(!trace.contains(ASSERTION), "{case}: {trace}");
@@ -192,7 +203,23 @@ fn every_combination_gets_the_stated_outcome() {
                                                 panic!("{case}: refused {e:?}\n{trace}")
                                             });
                                             assert_eq!(g.subject, subject, "{case}");
-                                            assert!(g.login.is_none(), "{case}: no refresh");
+                                            // A refresh token where the client may refresh:
+                                            // a grant of its own, started unless a dry run.
+                                            assert_eq!(g.login.is_some(), refresh, "{case}");
+                                            if let Some(l) = &g.login {
+                                                assert_eq!(l.grant_id, "grt_new", "{case}");
+                                                assert!(l.refresh_idle_until.is_some());
+                                                assert!(!l.id_token, "{case}");
+                                            }
+                                            match &d.grant_effect {
+                                                Some(GrantEffect::Start { grant }) => {
+                                                    assert!(refresh && !dry_run, "{case}");
+                                                    assert_eq!(grant.user_id, subject);
+                                                    assert_eq!(grant.auth_method, "saml");
+                                                }
+                                                None => assert!(!refresh || dry_run, "{case}"),
+                                                other => panic!("{case}: {other:?}"),
+                                            }
                                             match (&d.saml_bearer_write, dry_run) {
                                                 (None, true) => {}
                                                 (
@@ -240,7 +267,7 @@ fn every_combination_gets_the_stated_outcome() {
             }
         }
     }
-    assert_eq!(n, 3 * 2 * 5 * 2 * 2 * 2 * 2 * 2);
+    assert_eq!(n, 3 * 2 * 5 * 2 * 2 * 2 * 2 * 4);
 }
 
 #[test]
@@ -256,6 +283,7 @@ fn the_assertion_parameter_is_required() {
         false,
         false,
         true,
+        false,
     );
     let d = run(&body, &f, DecideOptions::default());
     assert_eq!(d.outcome.unwrap_err().reason, Reason::ParameterMissing);

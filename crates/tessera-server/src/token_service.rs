@@ -137,18 +137,18 @@ async fn decide_and_apply(
             }
             Some(GrantEffect::Redeem { code_hash, grant }) => {
                 let fresh = next(&d);
-                let record = fresh.as_ref().map(|(_, hash, idle)| RefreshToken {
-                    hash: hash.clone(),
-                    grant_id: grant.id.clone(),
-                    created_at: now,
-                    idle_expires_at: *idle,
-                    used_at: None,
-                });
+                let record = first_refresh(&fresh, &grant.id, now);
                 let won = st
                     .store
                     .redeem_auth_code(&code_hash, &grant, record.as_ref(), now)
                     .await?;
                 won.then(|| fresh.map(|f| f.0))
+            }
+            Some(GrantEffect::Start { grant }) => {
+                let fresh = next(&d);
+                let record = first_refresh(&fresh, &grant.id, now);
+                st.store.start_login_grant(&grant, record.as_ref()).await?;
+                Some(fresh.map(|f| f.0))
             }
             Some(GrantEffect::Rotate { old_hash }) => {
                 let grant_id = d
@@ -187,6 +187,22 @@ async fn decide_and_apply(
             .await?;
     }
     Ok((d, None))
+}
+
+/// The stored record of a grant's first refresh token, when one is issued (`fresh`: the
+/// token, its hash and its idle end).
+fn first_refresh(
+    fresh: &Option<(String, Vec<u8>, i64)>,
+    grant_id: &str,
+    now: i64,
+) -> Option<RefreshToken> {
+    fresh.as_ref().map(|(_, hash, idle)| RefreshToken {
+        hash: hash.clone(),
+        grant_id: grant_id.to_string(),
+        created_at: now,
+        idle_expires_at: *idle,
+        used_at: None,
+    })
 }
 
 /// A dry run of a parsed request for an admin of `org_id`: the same facts and decision
@@ -792,6 +808,7 @@ async fn bearer_facts(
     Ok(SamlBearerFacts {
         new_username: crate::saml::provisioned_username(&identity),
         new_user_id: format!("usr_{}", ulid::Ulid::new().to_string().to_lowercase()),
+        new_grant_id: interactive::new_grant_id(),
         verdict: Some(Ok(BearerAssertion {
             identity,
             issuer: accepted.issuer,

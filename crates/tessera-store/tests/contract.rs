@@ -1324,6 +1324,28 @@ async fn codes_grants_and_refresh_tokens(dir: TestDb) {
     );
     let (t, g) = s.refresh_token(&[1; 32]).await.unwrap().unwrap();
     assert_eq!((t.used_at, g), (None, grant.clone()));
+    // A grant without a code (the SAML bearer grant), with its first refresh token.
+    let bearer = LoginGrant {
+        id: "grt_bearer".into(),
+        sid: "saml-bearer:_a1".into(),
+        nonce: None,
+        ..grant.clone()
+    };
+    let first = RefreshToken {
+        grant_id: "grt_bearer".into(),
+        ..rt(9, 110)
+    };
+    s.start_login_grant(&bearer, Some(&first)).await.unwrap();
+    assert_eq!(
+        s.login_grant("grt_bearer").await.unwrap(),
+        Some(bearer.clone())
+    );
+    let (t, g) = s.refresh_token(&[9; 32]).await.unwrap().unwrap();
+    assert_eq!((t.grant_id.as_str(), g), ("grt_bearer", bearer));
+    // Out of the way of the counts below.
+    s.revoke_login_grant("grt_bearer", "test", 111)
+        .await
+        .unwrap();
 
     assert_eq!(
         s.rotate_refresh_token(&[1; 32], &rt(2, 120), 120)
@@ -1369,7 +1391,8 @@ async fn codes_grants_and_refresh_tokens(dir: TestDb) {
         (Some(130), Some("user_disabled"))
     );
     assert!(!s.revoke_login_grant("grt_1", "again", 131).await.unwrap());
-    assert_eq!(s.user_grants(org, "usr_alice").await.unwrap().len(), 1);
+    // Both of Alice's grants are listed (revoked ones too): the code's and the bearer's.
+    assert_eq!(s.user_grants(org, "usr_alice").await.unwrap().len(), 2);
 
     // Assertion ids: once each, until they expire.
     assert!(s.remember_assertion_id("c1", "j1", 200, 100).await.unwrap());

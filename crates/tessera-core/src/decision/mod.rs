@@ -163,6 +163,9 @@ pub enum GrantEffect {
     },
     /// Mark the refresh token used (only if nobody did first) and store the next one.
     Rotate { old_hash: Vec<u8> },
+    /// Start a grant that no code carried (the SAML bearer grant) with its first refresh
+    /// token.
+    Start { grant: Box<LoginGrant> },
     /// Revoke a grant: what a reused code or refresh token had issued.
     Revoke { grant_id: String, reason: Reason },
 }

@@ -6,7 +6,8 @@
 //!
 //! SSO enforcement allows this grant: the person was authenticated by the org's IdP.
 
-use crate::model::{Timestamp, User};
+use crate::interactive::LoginGrant;
+use crate::model::{GrantType, Timestamp, User};
 use crate::reason::Reason;
 use crate::sso::{LoginPlan, SamlIdentity, SsoConfig, plan_saml_login};
 use crate::store::UserWrite;
@@ -14,7 +15,7 @@ use crate::text::clip;
 use crate::trace::{Check, Denial, Trace};
 
 use super::scope::check_scopes;
-use super::{ClientFacts, Decision, Facts, Grant, GrantFacts};
+use super::{ClientFacts, Decision, Facts, Grant, GrantEffect, GrantFacts, LoginIssue};
 use crate::request::TokenRequest;
 
 /// What the bearer grant reads: the assertion's verdict and the users it may name.
@@ -29,6 +30,8 @@ pub struct SamlBearerFacts {
     pub by_email: Option<User>,
     /// The id and username a just-in-time user would get.
     pub new_user_id: String,
+    /// The id of the grant a refresh token would belong to.
+    pub new_grant_id: String,
     pub new_username: String,
     /// The assertion was used before (found when its use was recorded).
     pub replayed: bool,
@@ -164,12 +167,48 @@ pub(super) fn decide(
             write,
         });
     }
+    // A client that may refresh gets a refresh token: a grant of its own, like a
+    // browser login's (a SAML login, so SSO enforcement lets its refreshes through).
+    let c = &cf.client;
+    let login = c.grant_types.contains(&GrantType::RefreshToken).then(|| {
+        let grant = LoginGrant {
+            id: f.new_grant_id.clone(),
+            org_id: cf.org.id,
+            client_id: c.client_id.to_string(),
+            user_id: user.id.clone(),
+            scopes: scopes.clone(),
+            nonce: None,
+            auth_time: now,
+            sid: format!("saml-bearer:{}", a.assertion_id),
+            auth_method: "saml".into(),
+            created_at: now,
+            expires_at: now + c.interactive.refresh_token_ttl,
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        if !dry_run {
+            d.grant_effect = Some(GrantEffect::Start {
+                grant: Box::new(grant.clone()),
+            });
+        }
+        Box::new(LoginIssue {
+            grant_id: grant.id,
+            sid: grant.sid,
+            auth_time: now,
+            nonce: None,
+            id_token: false,
+            refresh_idle_until: Some(
+                (now + c.interactive.refresh_idle_ttl).min(now + c.interactive.refresh_token_ttl),
+            ),
+            user: user.clone(),
+        })
+    });
     Ok(Grant {
         client_id: cf.client.client_id.to_string(),
         org: cf.org.slug.to_string(),
         subject: user.id,
         scopes,
         ttl: cf.client.token_ttl,
-        login: None,
+        login,
     })
 }

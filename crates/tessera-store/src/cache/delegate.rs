@@ -354,6 +354,14 @@ impl<B: Backend> GrantStore for Cached<B> {
         self.backend.redeem_auth_code(hash, grant, refresh, now)
     }
 
+    fn start_login_grant<'a>(
+        &'a self,
+        grant: &'a LoginGrant,
+        refresh: Option<&'a RefreshToken>,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        self.backend.start_login_grant(grant, refresh)
+    }
+
     fn burn_auth_code<'a>(
         &'a self,
         hash: &'a [u8],

@@ -9,6 +9,32 @@ use tessera_core::store::{BoxFuture, GrantStore, Rotation, StoreResult};
 
 use super::{SqliteStore, be, code_from, cols, get, grant_from, to_json};
 
+/// Inserts a grant (a login's refresh token family).
+async fn insert_grant(conn: &mut sqlx::SqliteConnection, g: &LoginGrant) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO login_grants (id, org_id, client_id, user_id, scopes, nonce, auth_time,
+            sid, created_at, expires_at, revoked_at, revoked_reason, auth_method)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&g.id)
+    .bind(g.org_id)
+    .bind(&g.client_id)
+    .bind(&g.user_id)
+    .bind(to_json(&g.scopes))
+    .bind(&g.nonce)
+    .bind(g.auth_time)
+    .bind(&g.sid)
+    .bind(g.created_at)
+    .bind(g.expires_at)
+    .bind(g.revoked_at)
+    .bind(&g.revoked_reason)
+    .bind(&g.auth_method)
+    .execute(conn)
+    .await
+    .map_err(be)?;
+    Ok(())
+}
+
 async fn insert_refresh(conn: &mut sqlx::SqliteConnection, t: &RefreshToken) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, idle_expires_at, used_at)
@@ -120,32 +146,28 @@ impl GrantStore for SqliteStore {
                 tx.rollback().await.map_err(be)?;
                 return Ok(false);
             }
-            sqlx::query(
-                "INSERT INTO login_grants (id, org_id, client_id, user_id, scopes, nonce, auth_time,
-                    sid, created_at, expires_at, revoked_at, revoked_reason, auth_method)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&g.id)
-            .bind(g.org_id)
-            .bind(&g.client_id)
-            .bind(&g.user_id)
-            .bind(to_json(&g.scopes))
-            .bind(&g.nonce)
-            .bind(g.auth_time)
-            .bind(&g.sid)
-            .bind(g.created_at)
-            .bind(g.expires_at)
-            .bind(g.revoked_at)
-            .bind(&g.revoked_reason)
-            .bind(&g.auth_method)
-            .execute(&mut *tx)
-            .await
-            .map_err(be)?;
+            insert_grant(&mut tx, g).await?;
             if let Some(t) = refresh {
                 insert_refresh(&mut tx, t).await?;
             }
             tx.commit().await.map_err(be)?;
             Ok(true)
+        })
+    }
+
+    fn start_login_grant<'a>(
+        &'a self,
+        g: &'a LoginGrant,
+        refresh: Option<&'a RefreshToken>,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            let mut tx = w.begin().await.map_err(be)?;
+            insert_grant(&mut tx, g).await?;
+            if let Some(t) = refresh {
+                insert_refresh(&mut tx, t).await?;
+            }
+            tx.commit().await.map_err(be)
         })
     }
 
