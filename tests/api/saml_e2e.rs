@@ -1191,11 +1191,13 @@ async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_na
         .client(json!({"name": "reporting backend", "grant_types": [SAML_BEARER]}))
         .await;
     let token_url = app.url("/oauth/token");
+    // The audience names this org's SP: an assertion for one org is good in no other.
+    let audience = app.url("/saml/default/metadata");
     let form = |a: &str| bearer_form(a);
 
     // Success: the person is provisioned just in time, as at a browser login, and the
     // token is theirs.
-    let assertion = bearer_assertion(&idp, &token_url, &token_url).await;
+    let assertion = bearer_assertion(&idp, &audience, &token_url).await;
     let (s, body) = app.token_basic(&id, &secret, &form(&assertion)).await;
     assert_eq!(s, 200, "{body}");
     assert!(body["refresh_token"].is_null(), "{body}");
@@ -1235,10 +1237,9 @@ async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_na
     app.assert_refused(&r, 400, "invalid_grant", "saml_replay", "saml_replay")
         .await;
 
-    // The org's SP entity id is an audience too; a second assertion, the same person.
-    let other_audience =
-        bearer_assertion(&idp, &app.url("/saml/default/metadata"), &token_url).await;
-    let (s, body) = app.token_basic(&id, &secret, &form(&other_audience)).await;
+    // A second assertion: the same person.
+    let second = bearer_assertion(&idp, &audience, &token_url).await;
+    let (s, body) = app.token_basic(&id, &secret, &form(&second)).await;
     assert_eq!(s, 200, "{body}");
     let claims = crate::helpers::jwt_claims(body["access_token"].as_str().unwrap());
     assert_eq!(claims["sub"], alice["id"], "the same person: {claims}");
@@ -1246,16 +1247,23 @@ async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_na
     // Refusals, each with its saml_* reason at the assertion's step.
     let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let unsigned = {
-        let a = bearer_assertion(&idp, &token_url, &token_url).await;
+        let a = bearer_assertion(&idp, &audience, &token_url).await;
         let xml = String::from_utf8(base64::Engine::decode(engine, a).unwrap()).unwrap();
         let start = xml.find("<ds:Signature").unwrap();
         let end = xml.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
         base64::Engine::encode(engine, format!("{}{}", &xml[..start], &xml[end..]))
     };
     let another_sp = bearer_assertion(&idp, "https://other-sp.example/metadata", &token_url).await;
-    let wrong_recipient = bearer_assertion(&idp, &token_url, "https://other-sp.example/acs").await;
+    // The token endpoint is every org's: not an audience of this org alone.
+    let shared = bearer_assertion(&idp, &token_url, &token_url).await;
+    let wrong_recipient = bearer_assertion(&idp, &audience, "https://other-sp.example/acs").await;
     for (what, a, reason) in [
         ("unsigned", unsigned, "saml_unsigned"),
+        (
+            "the token endpoint as audience",
+            shared,
+            "saml_audience_mismatch",
+        ),
         (
             "another SP's audience",
             another_sp,
@@ -1300,7 +1308,7 @@ async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_na
         .json()
         .await
         .unwrap();
-    let a = bearer_assertion(&idp, &token_url, &token_url).await;
+    let a = bearer_assertion(&idp, &audience, &token_url).await;
     let r = bearer_token(
         &app,
         made["client_id"].as_str().unwrap(),
@@ -1325,7 +1333,7 @@ async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_na
     let (plain, plain_secret) = app
         .client(json!({"name": "other backend", "grant_types": ["password"]}))
         .await;
-    let a = bearer_assertion(&idp, &token_url, &token_url).await;
+    let a = bearer_assertion(&idp, &audience, &token_url).await;
     let (s, body) = app.token_basic(&plain, &plain_secret, &form(&a)).await;
     assert_eq!(s, 400, "{body}");
     assert_eq!(body["error"], "unauthorized_client", "{body}");
@@ -1334,7 +1342,7 @@ async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_na
     let (rid, rsecret) = app
         .client(json!({"name": "sync backend", "grant_types": [SAML_BEARER, "refresh_token"]}))
         .await;
-    let a = bearer_assertion(&idp, &token_url, &token_url).await;
+    let a = bearer_assertion(&idp, &audience, &token_url).await;
     let (s, body) = app.token_basic(&rid, &rsecret, &form(&a)).await;
     assert_eq!(s, 200, "{body}");
     let refresh_token = body["refresh_token"].as_str().unwrap().to_string();
@@ -1345,7 +1353,7 @@ async fn the_saml_bearer_grant_gives_a_backend_a_token_for_the_person_the_idp_na
         .patch("/sso/saml", json!({"enforced": true, "force": true}))
         .await;
     assert_eq!(s, 200, "{b}");
-    let a = bearer_assertion(&idp, &token_url, &token_url).await;
+    let a = bearer_assertion(&idp, &audience, &token_url).await;
     let (s, body) = app.token_basic(&id, &secret, &form(&a)).await;
     assert_eq!(s, 200, "{body}");
     let (s, refreshed) = app

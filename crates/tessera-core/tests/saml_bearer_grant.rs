@@ -105,6 +105,7 @@ fn facts(
             new_grant_id: "grt_new".into(),
             new_username: "alice@example.com".into(),
             replayed,
+            unchecked: false,
         })),
         ..Facts::default()
     }

@@ -599,8 +599,8 @@ pub const MAX_BEARER_ASSERTION: usize = 256 * 1024;
 /// `Recipient` = the token endpoint, time, replay identifiers), except that an
 /// AuthnStatement is not required (§3 item 6 makes it optional).
 ///
-/// `audiences` are tried in turn (the token endpoint, then the org's SP entity id):
-/// §3 item 2 lets the IdP name the authorization server either way.
+/// `audiences` are tried in turn: what names this authorization server (§3 item 2); the
+/// caller passes the org's SP entity id, an audience of that org alone.
 pub fn validate_bearer(
     assertion: &str,
     idp: &IdpTrust,
@@ -679,15 +679,16 @@ pub fn validate_bearer(
             other => return other,
         }
     }
-    Err(last.map(|mut e| {
-        e.detail = format!(
-            "{}; a bearer assertion's Audience must be the token endpoint ({}) or this org's SP entity id",
-            e.detail,
-            audiences.join(" or ")
-        );
-        e
-    })
-    .unwrap_or_else(|| Rejected::new(Reason::SamlAudienceMismatch, "no audience to accept")))
+    Err(last
+        .map(|mut e| {
+            e.detail = format!(
+                "{}; a bearer assertion's Audience must be {}",
+                e.detail,
+                audiences.join(" or ")
+            );
+            e
+        })
+        .unwrap_or_else(|| Rejected::new(Reason::SamlAudienceMismatch, "no audience to accept")))
 }
 
 fn xml_attr(s: &str) -> String {

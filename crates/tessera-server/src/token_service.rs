@@ -525,7 +525,9 @@ pub async fn password_login(
 /// Runs the decision function over a parsed request: load facts, reserve the attempt's
 /// places in its throttle budgets, decide, and settle them.
 async fn evaluate(st: &AppState, parsed: Parsed, source: &str) -> Result<Decision, ServiceError> {
-    let mut facts = load_facts(st, &parsed, source).await?;
+    // A SAML bearer assertion costs signature checks: none before the client has
+    // authenticated (checked below), so a stranger naming a client cannot make them.
+    let mut facts = load_facts_checking(st, &parsed, source, false).await?;
     let now = clock::now();
     let opts = st.decide_options();
     // A request that parsed names its client: its attempt takes a place in the budget of
@@ -556,6 +558,21 @@ async fn evaluate(st: &AppState, parsed: Parsed, source: &str) -> Result<Decisio
                 pf.throttle = p.throttle();
             }
             person = Some(p);
+        }
+    }
+    // The bearer assertion is validated once a probe decision shows the client
+    // authenticated and may use the grant.
+    if let (GrantRequest::SamlBearer(assertion), Some(cf)) = (&req.grant, &facts.client)
+        && !client.blocked()
+    {
+        let probe = decision::decide(parsed.clone(), &facts, now, opts);
+        let client_ok = probe.trace.steps().iter().any(|s| {
+            s.check == tessera_core::trace::Check::GrantTypeAllowed
+                && s.verdict == tessera_core::trace::Verdict::Pass
+        });
+        if client_ok {
+            facts.grant =
+                GrantFacts::SamlBearer(Box::new(bearer_facts(st, cf, assertion.expose()).await?));
         }
     }
     // A client assertion's id is remembered after the decision verified it; if another
@@ -691,6 +708,17 @@ async fn remember_assertion(
 /// The stored facts a parsed request needs: the client's, and what its grant reads
 /// (none when it names no client).
 async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<Facts, StoreError> {
+    load_facts_checking(st, parsed, source, true).await
+}
+
+/// [`load_facts`], with a SAML bearer assertion validated (`check_assertion`) or left
+/// unchecked until the client has authenticated (the token endpoint's probe).
+async fn load_facts_checking(
+    st: &AppState,
+    parsed: &Parsed,
+    source: &str,
+    check_assertion: bool,
+) -> Result<Facts, StoreError> {
     let mut facts = match decision::facts_key(parsed) {
         Some(client_id) => st.store.token_facts(client_id, source).await?,
         None => return Ok(Facts::default()),
@@ -715,6 +743,12 @@ async fn load_facts(st: &AppState, parsed: &Parsed, source: &str) -> Result<Fact
                 None => None,
             };
             GrantFacts::Code(Box::new(CodeFacts { code, user }))
+        }
+        GrantRequest::SamlBearer(_) if !check_assertion => {
+            GrantFacts::SamlBearer(Box::new(SamlBearerFacts {
+                unchecked: true,
+                ..SamlBearerFacts::default()
+            }))
         }
         GrantRequest::SamlBearer(assertion) => {
             GrantFacts::SamlBearer(Box::new(bearer_facts(st, cf, assertion.expose()).await?))
@@ -778,7 +812,9 @@ async fn bearer_facts(
         tessera_saml::validate_bearer(
             &assertion,
             &trust,
-            &[token_endpoint.clone(), sp_entity_id],
+            // The org's own SP entity id only: the token endpoint is every org's, and an
+            // assertion for one org must not be good in another that trusts the same IdP.
+            &[sp_entity_id],
             &token_endpoint,
             now,
             policy,
@@ -820,6 +856,7 @@ async fn bearer_facts(
         by_link,
         by_email,
         replayed: false,
+        unchecked: false,
     })
 }
 

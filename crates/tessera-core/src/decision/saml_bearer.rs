@@ -35,6 +35,9 @@ pub struct SamlBearerFacts {
     pub new_username: String,
     /// The assertion was used before (found when its use was recorded).
     pub replayed: bool,
+    /// Not validated yet: the token endpoint validates it only once the client has
+    /// authenticated (a probe decision stops here).
+    pub unchecked: bool,
 }
 
 /// A verified assertion, as the grant needs it.
@@ -77,6 +80,13 @@ pub(super) fn decide(
         _ => &none,
     };
     let org = &cf.org.slug;
+    if f.unchecked {
+        return Err(trace.fail(
+            Check::SamlResponse,
+            Reason::SamlMalformed,
+            "the assertion was not validated",
+        ));
+    }
     let a = match &f.verdict {
         None => {
             return Err(trace.fail(
