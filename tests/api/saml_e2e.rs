@@ -1780,5 +1780,17 @@ async fn a_metadata_url_may_not_reach_internal_addresses_unless_the_operator_tru
     }
     let (s, v) = app.post("/sso/saml/metadata/refresh", json!({})).await;
     assert_eq!(s, 422, "{v}");
+    // With a metadata URL, the IdP's fields come from the metadata only.
+    let (s, v) = app
+        .put(
+            "/sso/saml",
+            json!({
+                "idp_metadata_url": "https://idp.example/metadata",
+                "idp_certificates": [crate::helpers::IDP_CERT],
+            }),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v.to_string().contains("leave out idp_certificates"), "{v}");
     app.stop().await;
 }

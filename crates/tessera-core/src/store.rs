@@ -353,6 +353,16 @@ pub trait SsoStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>>;
     /// Switches SSO enforcement for humans on or off.
+    /// Replaces the org's configuration only if it is still `expected` (as written):
+    /// false when someone changed it meanwhile (a background refresh must not undo an
+    /// admin's change).
+    fn replace_sso_config<'a>(
+        &'a self,
+        org_id: i64,
+        expected: &'a SsoConfig,
+        config: &'a SsoConfig,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
     fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>>;
     /// Stores a pending login started from `source`, unless `source` already has
     /// `per_source` pending logins or the org `per_org` (unexpired at

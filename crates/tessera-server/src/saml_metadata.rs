@@ -165,6 +165,13 @@ pub fn apply(
             *old = new;
         }
     };
+    // The same rules as an admin's save: https (http on loopback only), bounded length.
+    for url in [&fields.sso_url, &fields.slo_url].into_iter().flatten() {
+        if url.len() > 2048 || url.chars().any(char::is_control) {
+            return Err("a service URL in the metadata is too long or not printable".into());
+        }
+        crate::admin::sso::check_url(url)?;
+    }
     set("idp_sso_url", &mut next.idp_sso_url, fields.sso_url);
     set("idp_slo_url", &mut next.idp_slo_url, fields.slo_url);
     if next.idp_sso_binding != fields.sso_binding {
@@ -202,51 +209,78 @@ pub async fn refresh_org(
     org: &Org,
     actor: &str,
 ) -> Result<Refreshed, tessera_core::store::StoreError> {
-    let Some(current) = st.store.sso_config(org.id).await? else {
+    let Some(first) = st.store.sso_config(org.id).await? else {
         return Ok(Refreshed::NoUrl);
     };
-    let Some(url) = current.idp_metadata_url.clone() else {
+    let Some(url) = first.idp_metadata_url.clone() else {
         return Ok(Refreshed::NoUrl);
     };
-    let now = clock::now();
-    let result = match st.metadata.fetch(&url).await {
-        Ok((_, fields)) => apply(&current, fields, now),
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok((mut next, changes)) => {
-            next.metadata_refreshed_at = Some(now);
-            next.metadata_error = None;
-            // The time of a refresh that changed nothing is not worth a write on every
-            // node every hour; a change or a cleared error is.
-            if changes.any() || current.metadata_error.is_some() {
-                st.store.put_sso_config(org.id, &next, now).await?;
-            }
-            if changes.any() || !changes.expired.is_empty() {
-                let mut record = changes.to_json(now);
-                record["idp_metadata_url"] = json!(url);
-                audit(st, org, actor, "idp_metadata_refreshed", record).await;
-            }
-            Ok(Refreshed::Applied(Box::new(next), changes))
+    let fetched = st.metadata.fetch(&url).await.map(|(_, fields)| fields);
+    // The fetch may have taken seconds: the configuration is replaced only if it is
+    // still the one the refresh started from (an admin's change made meanwhile wins and
+    // the refresh is applied to it instead).
+    for _ in 0..3 {
+        let Some(current) = st.store.sso_config(org.id).await? else {
+            return Ok(Refreshed::NoUrl);
+        };
+        if current.idp_metadata_url.as_deref() != Some(url.as_str()) {
+            return Ok(Refreshed::NoUrl);
         }
-        Err(why) => {
-            let mut next = current.clone();
-            next.metadata_refreshed_at = Some(now);
-            next.metadata_error = Some(why.clone());
-            if current.metadata_error.as_deref() != Some(why.as_str()) {
-                st.store.put_sso_config(org.id, &next, now).await?;
-                audit(
-                    st,
-                    org,
-                    actor,
-                    "idp_metadata_refresh_failed",
-                    json!({"idp_metadata_url": url, "error": why}),
-                )
-                .await;
+        let now = clock::now();
+        let result = fetched
+            .clone()
+            .and_then(|fields| apply(&current, fields, now));
+        match result {
+            Ok((mut next, changes)) => {
+                next.metadata_refreshed_at = Some(now);
+                next.metadata_error = None;
+                // The time of a refresh that changed nothing is not worth a write on
+                // every node every hour; a change or a cleared error is.
+                if (changes.any() || current.metadata_error.is_some())
+                    && !st
+                        .store
+                        .replace_sso_config(org.id, &current, &next, now)
+                        .await?
+                {
+                    continue;
+                }
+                if changes.any() || !changes.expired.is_empty() {
+                    let mut record = changes.to_json(now);
+                    record["idp_metadata_url"] = json!(url);
+                    audit(st, org, actor, "idp_metadata_refreshed", record).await;
+                }
+                return Ok(Refreshed::Applied(Box::new(next), changes));
             }
-            Ok(Refreshed::Failed(Box::new(next), why))
+            Err(why) => {
+                let mut next = current.clone();
+                next.metadata_refreshed_at = Some(now);
+                next.metadata_error = Some(why.clone());
+                if current.metadata_error.as_deref() != Some(why.as_str()) {
+                    if !st
+                        .store
+                        .replace_sso_config(org.id, &current, &next, now)
+                        .await?
+                    {
+                        continue;
+                    }
+                    audit(
+                        st,
+                        org,
+                        actor,
+                        "idp_metadata_refresh_failed",
+                        json!({"idp_metadata_url": url, "error": why}),
+                    )
+                    .await;
+                }
+                return Ok(Refreshed::Failed(Box::new(next), why));
+            }
         }
     }
+    let current = st.store.sso_config(org.id).await?.unwrap_or_default();
+    Ok(Refreshed::Failed(
+        Box::new(current),
+        "the configuration kept changing during the refresh; the next refresh will apply it".into(),
+    ))
 }
 
 /// An admin-kind audit event of the refresher (best effort: a refresh is retried).

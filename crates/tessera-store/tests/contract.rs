@@ -767,7 +767,30 @@ async fn sso_configuration_and_enforcement(dir: TestDb) {
         ..SsoConfig::default()
     };
     s.put_sso_config(org, &cfg, 5).await.unwrap();
-    assert_eq!(s.sso_config(org).await.unwrap(), Some(cfg));
+    assert_eq!(s.sso_config(org).await.unwrap(), Some(cfg.clone()));
+    // A replacement holds only over the configuration it was made from.
+    let refreshed = SsoConfig {
+        idp_sso_url: Some("https://idp.example/sso".into()),
+        ..cfg.clone()
+    };
+    let by_admin = SsoConfig {
+        jit_provisioning: true,
+        ..cfg.clone()
+    };
+    s.put_sso_config(org, &by_admin, 6).await.unwrap();
+    assert!(
+        !s.replace_sso_config(org, &cfg, &refreshed, 7)
+            .await
+            .unwrap(),
+        "an admin changed it meanwhile"
+    );
+    assert_eq!(s.sso_config(org).await.unwrap(), Some(by_admin.clone()));
+    assert!(
+        s.replace_sso_config(org, &by_admin, &refreshed, 8)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.sso_config(org).await.unwrap(), Some(refreshed));
     // Enforcement is part of the org the token path caches: the change shows at once.
     let before = s.token_facts("c1", "10.0.0.1").await.unwrap();
     assert!(!before.client.unwrap().org.sso_enforced);

@@ -9,7 +9,7 @@ mod clients;
 mod diagnose;
 pub mod openapi;
 mod scopes;
-mod sso;
+pub(crate) mod sso;
 mod users;
 
 use axum::Router;

@@ -136,6 +136,27 @@ async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiEr
                 "give the metadata URL or the metadata document, not both",
             ));
         }
+        // The metadata is then the one source of the IdP's fields: each refresh would
+        // overwrite values given here.
+        let given: Vec<&str> = [
+            ("idp_entity_id", b.idp_entity_id.is_some()),
+            ("idp_sso_url", b.idp_sso_url.is_some()),
+            ("idp_slo_url", b.idp_slo_url.is_some()),
+            ("idp_certificates", !b.idp_certificates.is_empty()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+        .collect();
+        if !given.is_empty() {
+            return Err(ApiError::field(
+                "idp_metadata_url",
+                format!(
+                    "with a metadata URL the IdP's fields come from its metadata, at every refresh; leave out {}",
+                    given.join(", ")
+                ),
+            ));
+        }
         printable("idp_metadata_url", url)?;
         admin
             .st
@@ -302,7 +323,7 @@ fn core_binding(b: SamlBinding) -> SsoBinding {
 }
 
 /// An IdP URL must be https, except on loopback (test IdPs).
-fn check_url(u: &str) -> Result<(), String> {
+pub(crate) fn check_url(u: &str) -> Result<(), String> {
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
     if u.starts_with("https://") || loopback.iter().any(|p| u.starts_with(p)) {
         Ok(())

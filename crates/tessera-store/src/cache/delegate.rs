@@ -200,6 +200,17 @@ impl<B: Backend> SsoStore for Cached<B> {
         self.caught_up(self.backend.put_sso_config(org_id, config, now))
     }
 
+    fn replace_sso_config<'a>(
+        &'a self,
+        org_id: i64,
+        expected: &'a SsoConfig,
+        config: &'a SsoConfig,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        self.backend
+            .replace_sso_config(org_id, expected, config, now)
+    }
+
     fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>> {
         self.caught_up(self.backend.set_sso_enforced(org_id, enforced))
     }

@@ -90,6 +90,27 @@ impl SsoStore for PgStore {
         })
     }
 
+    fn replace_sso_config<'a>(
+        &'a self,
+        org_id: i64,
+        expected: &'a SsoConfig,
+        config: &'a SsoConfig,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            let r = sqlx::query("UPDATE sso_configs SET config = $1, updated_at = $2 WHERE org_id = $3 AND config = $4")
+                .bind(to_json(config))
+                .bind(now)
+                .bind(org_id)
+                .bind(to_json(expected))
+                .execute(&mut *w)
+                .await
+                .map_err(be)?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
     fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             let mut w = self.pool.begin().await.map_err(be)?;

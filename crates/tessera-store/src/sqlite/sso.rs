@@ -93,6 +93,29 @@ impl SsoStore for SqliteStore {
         })
     }
 
+    fn replace_sso_config<'a>(
+        &'a self,
+        org_id: i64,
+        expected: &'a SsoConfig,
+        config: &'a SsoConfig,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let mut w = self.writer().await?;
+            let r = sqlx::query(
+                "UPDATE sso_configs SET config = ?, updated_at = ? WHERE org_id = ? AND config = ?",
+            )
+            .bind(to_json(config))
+            .bind(now)
+            .bind(org_id)
+            .bind(to_json(expected))
+            .execute(&mut *w)
+            .await
+            .map_err(be)?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
     fn set_sso_enforced(&self, org_id: i64, enforced: bool) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             let mut gate = self.writer().await?;
