@@ -1473,6 +1473,16 @@ async fn single_logout_from_the_idp_and_from_tessera_in_both_bindings() {
         // The same LogoutRequest again: a replay.
         let again = deliver(&http, ask.clone()).await;
         refused_with(again, "saml_replay").await;
+        // SHA-1 is refused in logout messages as in responses (allow_sha1 is off).
+        if let Some(url) = ask["url"].as_str() {
+            let sha1 = url.replace(
+                "2001%2F04%2Fxmldsig-more%23rsa-sha256",
+                "2000%2F09%2Fxmldsig%23rsa-sha1",
+            );
+            assert_ne!(sha1, url, "{url}");
+            let r = deliver(&http, json!({ "url": sha1 })).await;
+            refused_with(r, "saml_sha1_refused").await;
+        }
         // A forged one: its signature no longer covers what it says.
         let forged = match ask["url"].as_str() {
             Some(url) => {

@@ -6,12 +6,13 @@
 //! element, so the `EncryptedKey` that Okta places beside it (a `RetrievalMethod`
 //! reference) is never found; it takes one key, so a rotated SP key cannot overlap with
 //! the old one; its algorithm and padding-oracle rules are not the ones Tessera states;
-//! and the RSA private-key operation below it runs unblinded, which RUSTSEC-2023-0071
-//! (the `rsa` crate's timing side channel) makes worth avoiding for ciphertexts anyone
-//! can post. Here the content key is unwrapped with `rsa`'s blinded decryption (a fresh
-//! random blinding factor per operation), and the content is decrypted with `aes-gcm` or
-//! `aes` + `cbc`: XML Encryption's framing (IV first, ISO 10126 padding) is all that is
-//! written by hand.
+//! and the RSA private-key operation below it runs unblinded. The content key is
+//! unwrapped here with `rsa`'s blinded decryption (a fresh random blinding factor per
+//! operation), which narrows but does not close RUSTSEC-2023-0071 (the crate's big-number
+//! arithmetic is not constant-time; no fixed release exists): ciphertexts anyone can post
+//! reach it, so the ACS runs it off the async workers and docs/sso.md says so. The
+//! content is decrypted with `aes-gcm` or `aes` + `cbc`: XML Encryption's framing (IV
+//! first, ISO 10126 padding) is all that is written by hand.
 //!
 //! The decrypted assertion is validated by exactly the rules of a plain one
 //! ([`crate::validate`]): it is put where the `EncryptedAssertion` was, and the result
@@ -153,10 +154,11 @@ fn descendants<'a>(n: &'a Node, name: &str, out: &mut Vec<&'a Node>) {
     }
 }
 
-/// True when the response carries an `EncryptedAssertion` anywhere (the raw text; the
-/// structure is checked by [`open`]).
+/// True when the response carries an `EncryptedAssertion` element anywhere (start tags
+/// only: the word in an attribute value is no assertion; the structure is checked by
+/// [`open`]).
 pub fn is_encrypted(xml: &str) -> bool {
-    xml.contains("EncryptedAssertion")
+    scan::has_element(xml, "EncryptedAssertion")
 }
 
 /// Checks the shape and the algorithms of an encrypted response, then decrypts it with

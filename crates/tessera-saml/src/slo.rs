@@ -148,6 +148,29 @@ fn not_configured(why: &str) -> Rejected {
     Rejected::new(Reason::SamlNotConfigured, why)
 }
 
+/// The checks on a logout message's raw input that run before any parser, as for a
+/// Response: no DTD or processing instruction, and the algorithm allowlist (SHA-1 only
+/// with `allow_sha1`), on the posted XML or on the redirect binding's `SigAlg`.
+fn check_inbound(inbound: &Inbound, field: &str, policy: &Policy) -> Result<(), Rejected> {
+    match inbound {
+        Inbound::Post(f) => {
+            if let Some((_, v)) = f.iter().find(|(k, _)| k == field) {
+                let xml = crate::scan::decode(v.as_bytes())?;
+                crate::scan::structure(&xml)?;
+                crate::scan::algorithms(&xml, policy.allow_sha1)?;
+            }
+        }
+        Inbound::Redirect(query) => {
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                if k == "SigAlg" {
+                    crate::scan::check_algorithm("SignatureMethod", &v, policy.allow_sha1)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks a LogoutRequest from the IdP: signed by a configured certificate (over the
 /// query for HTTP-Redirect, enveloped for HTTP-POST), from the configured Issuer, to our
 /// SLO URL, in time, and not seen before (the caller stores `replay_keys`).
@@ -158,13 +181,7 @@ pub fn receive_logout_request(
     now: SystemTime,
     policy: &Policy,
 ) -> Result<LogoutAsked, Rejected> {
-    if let Inbound::Post(f) = &inbound {
-        for (k, v) in f {
-            if k == "SAMLRequest" {
-                crate::scan::decode(v.as_bytes()).and_then(|xml| crate::scan::structure(&xml))?;
-            }
-        }
-    }
+    check_inbound(&inbound, "SAMLRequest", policy)?;
     let sp = site.service_provider(policy)?;
     let descriptor = idp_descriptor(idp)?;
     let mut replay = Collect::default();
@@ -270,6 +287,7 @@ pub fn finish_logout(
     now: SystemTime,
     policy: &Policy,
 ) -> Result<Vec<(String, i64)>, Rejected> {
+    check_inbound(&inbound, "SAMLResponse", policy)?;
     let err = |e: SamlError| Rejected::new(Reason::SamlMalformed, e.to_string());
     let sp = site.service_provider(policy)?;
     let descriptor = idp_descriptor(idp)?;

@@ -375,7 +375,11 @@ async fn consume(
     };
 
     // RelayState: the handle of a login this server started.
-    let (check, return_to) = match fields.get("RelayState").filter(|r| !r.is_empty()) {
+    // A logout's handle (crate::slo) is never a login's: not taken here.
+    let relay = fields
+        .get("RelayState")
+        .filter(|r| !r.is_empty() && !r.starts_with(crate::slo::HANDLE_PREFIX));
+    let (check, return_to) = match relay {
         Some(handle) => match st
             .store
             .take_saml_pending(handle, now)
@@ -445,7 +449,15 @@ async fn consume(
         now: std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64),
         policy: policy(config),
     };
-    let accepted = match tessera_saml::validate(response.as_bytes(), &trust(config), &expect) {
+    // Signature checks and decryption are CPU work: off the async workers.
+    let idp = trust(config);
+    let response = response.clone();
+    let validated = tokio::task::spawn_blocking(move || {
+        tessera_saml::validate(response.as_bytes(), &idp, &expect)
+    })
+    .await
+    .map_err(|e| Failure::Unavailable(e.to_string()))?;
+    let accepted = match validated {
         Ok(a) => a,
         Err(r) => return refuse(trace, Check::SamlResponse, r.reason, r.detail),
     };

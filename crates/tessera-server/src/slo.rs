@@ -25,6 +25,10 @@ use crate::saml::{org_sso, policy, site, trust};
 use crate::session::{self, LoginResult, audit_login};
 use crate::state::{AppState, Shared};
 
+/// How the RelayState handle of a logout starts: never a login's (those are base64url,
+/// without dots), so neither endpoint can consume the other's.
+pub const HANDLE_PREFIX: &str = "slo.";
+
 /// The largest logout message read (a LogoutRequest or LogoutResponse is small).
 pub const SLO_BODY_LIMIT: usize = 64 * 1024;
 
@@ -267,6 +271,14 @@ async fn logout_finished(
     source: &str,
 ) -> Response {
     let now = clock::now();
+    if !relay.starts_with(HANDLE_PREFIX) {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Logout not recognised",
+            "This logout answer does not match a logout started here. You are signed out of this service all the same.",
+            Some(Reason::SamlRelayStateInvalid),
+        );
+    }
     let pending = match st.store.take_saml_pending(relay, now).await {
         Ok(Some(p)) if p.org_id == org.id => p,
         Ok(_) => {
@@ -385,7 +397,10 @@ async fn logout_at_idp(
     };
     let mut raw = [0u8; 16];
     tessera_core::secret::random_bytes(&mut raw);
-    let handle = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw);
+    let handle = format!(
+        "{HANDLE_PREFIX}{}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw)
+    );
     let start = match saml_slo::start_logout(
         &sp,
         &trust(&config),
