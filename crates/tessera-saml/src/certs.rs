@@ -4,9 +4,6 @@
 use base64::Engine;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, Encode};
-use x509_cert::name::Name;
-use x509_cert::spki::SubjectPublicKeyInfoOwned;
-use x509_cert::time::Validity;
 
 /// The smallest RSA key accepted by default (NIST SP 800-131A: 1024-bit RSA signatures
 /// are legacy-use only).
@@ -30,37 +27,66 @@ pub struct CertInfo {
     pub note: Option<String>,
 }
 
-/// What Tessera needs of a certificate, read from DER that is not strict: only the
-/// validity, the subject and the public key are decoded; the certificate's own signature
-/// algorithm and issuer are skipped, element by element. Some IdPs (old OneLogin ones)
-/// issue certificates whose signature algorithm is the invalid OID `0.0`; OpenSSL and
-/// those IdPs read them, and Tessera never checks a configured certificate's own
-/// signature (the configuration is the trust), so that flaw does not matter. By hand:
-/// x509-cert decodes the whole certificate strictly or not at all.
-fn lenient(
-    der: &[u8],
-) -> Result<(Validity, Name, SubjectPublicKeyInfoOwned), x509_cert::der::Error> {
-    use x509_cert::der::asn1::AnyRef;
-    use x509_cert::der::{Reader, SliceReader, Tag, TagNumber, Tagged};
-    let mut outer = SliceReader::new(der)?;
-    let cert: AnyRef = outer.decode()?;
-    let mut c = SliceReader::new(cert.value())?;
-    let tbs: AnyRef = c.decode()?;
-    let mut t = SliceReader::new(tbs.value())?;
-    let first: AnyRef = t.decode()?;
-    let version = Tag::ContextSpecific {
-        constructed: true,
-        number: TagNumber::N0,
-    };
-    if first.tag() == version {
-        let _serial: AnyRef = t.decode()?;
+/// sha256WithRSAEncryption, as a DER AlgorithmIdentifier (with NULL parameters).
+const SHA256_RSA: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
+];
+
+/// A DER SEQUENCE around `content`.
+fn sequence(content: &[u8]) -> Vec<u8> {
+    let n = content.len();
+    let mut out = vec![0x30];
+    match n {
+        0..=0x7f => out.push(n as u8),
+        0x80..=0xff => out.extend([0x81, n as u8]),
+        _ => out.extend([0x82, (n >> 8) as u8, n as u8]),
     }
-    let _signature_algorithm: AnyRef = t.decode()?;
-    let _issuer: AnyRef = t.decode()?;
-    let validity: Validity = t.decode()?;
-    let subject: Name = t.decode()?;
-    let spki: SubjectPublicKeyInfoOwned = t.decode()?;
-    Ok((validity, subject, spki))
+    out.extend_from_slice(content);
+    out
+}
+
+/// A certificate whose only flaw is its own signature algorithm (some IdPs, old OneLogin
+/// ones, wrote the invalid OID `0.0`), with a well-formed algorithm in its place, so
+/// strict DER readers (x509-cert here, and the XML signature verifier) can read it. The
+/// key, names, validity and extensions are the original bytes. This changes nothing that
+/// matters: a configured certificate is trusted because an admin configured it, and its
+/// own signature is never checked. The result must parse strictly, or there is none.
+/// By hand: x509-cert decodes a whole certificate strictly or not at all.
+pub fn with_sound_signature_algorithm(der: &[u8]) -> Option<Vec<u8>> {
+    use x509_cert::der::asn1::AnyRef;
+    use x509_cert::der::{Reader, SliceReader};
+    if der.len() > 0xffff - 64 {
+        return None;
+    }
+    let mut outer = SliceReader::new(der).ok()?;
+    let cert: AnyRef = outer.decode().ok()?;
+    if !outer.is_finished() {
+        return None;
+    }
+    let mut c = SliceReader::new(cert.value()).ok()?;
+    let tbs: AnyRef = c.decode().ok()?;
+    let _algorithm: AnyRef = c.decode().ok()?;
+    let signature: AnyRef = c.decode().ok()?;
+    if !c.is_finished() {
+        return None;
+    }
+    let mut t = SliceReader::new(tbs.value()).ok()?;
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    while !t.is_finished() {
+        let part: AnyRef = t.decode().ok()?;
+        parts.push(part.to_der().ok()?);
+    }
+    // [0] version, serial, signature algorithm, ...: the algorithm is the second or third.
+    let at = if parts.first()?.first() == Some(&0xa0) {
+        2
+    } else {
+        1
+    };
+    *parts.get_mut(at)? = SHA256_RSA.to_vec();
+    let tbs = sequence(&parts.concat());
+    let fixed = sequence(&[tbs, SHA256_RSA.to_vec(), signature.to_der().ok()?].concat());
+    Certificate::from_der(&fixed).ok()?;
+    Some(fixed)
 }
 
 /// Parses one certificate, PEM or bare base64 (as in SAML metadata), and refuses keys
@@ -98,12 +124,21 @@ pub fn inspect(text: &str, allow_rsa_1024: bool) -> Result<CertInfo, String> {
             )
         }
         Err(strict) => {
-            let (validity, subject, spki) = lenient(&der)
-                .map_err(|_| format!("not a DER-encoded X.509 certificate: {strict}"))?;
+            let fixed = with_sound_signature_algorithm(&der)
+                .ok_or_else(|| format!("not a DER-encoded X.509 certificate: {strict}"))?;
+            let cert = Certificate::from_der(&fixed).map_err(|e| e.to_string())?;
+            let tbs = cert.tbs_certificate;
             let note = format!(
-                "not strict DER ({strict}) outside the parts Tessera uses; read leniently: its validity, subject and public key are well formed"
+                "not strict DER ({strict}): its own signature algorithm is malformed; verified with a well-formed one in its place (Tessera never checks a configured certificate's own signature; the key is unchanged)"
             );
-            (validity, subject, spki, der.clone(), Some(note))
+            // Kept as given; made sound where it is used (verifiable()).
+            (
+                tbs.validity,
+                tbs.subject,
+                tbs.subject_public_key_info,
+                der.clone(),
+                Some(note),
+            )
         }
     };
     let spki = &spki;
@@ -145,6 +180,24 @@ pub fn inspect(text: &str, allow_rsa_1024: bool) -> Result<CertInfo, String> {
         pem,
         note,
     })
+}
+
+/// A configured certificate (PEM or bare base64) as the XML signature verifier must be
+/// given it, bare base64: as configured, or with its signature algorithm made sound
+/// when that is its only flaw ([`with_sound_signature_algorithm`]).
+pub fn verifiable(text: &str) -> String {
+    let bare: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .flat_map(|l| l.split_whitespace())
+        .collect();
+    let engine = &base64::engine::general_purpose::STANDARD;
+    match engine.decode(&bare) {
+        Ok(der) if Certificate::from_der(&der).is_err() => with_sound_signature_algorithm(&der)
+            .map(|fixed| engine.encode(fixed))
+            .unwrap_or(bare),
+        _ => bare,
+    }
 }
 
 /// The certificates in a file's text, as bare base64: every PEM `CERTIFICATE` block, or

@@ -263,7 +263,11 @@ pub(crate) fn open(
     // A signature made before encryption (sign-then-encrypt) verifies only once the
     // assertion is decrypted: the ciphertext is then unauthenticated, as if unsigned.
     let over_ciphertext = if signed {
-        let certs: Vec<String> = idp.certificates.iter().map(|c| bare(c)).collect();
+        let certs: Vec<String> = idp
+            .certificates
+            .iter()
+            .map(|c| crate::certs::verifiable(c))
+            .collect();
         match verify_signature_with_limits(xml, &certs, limits) {
             Ok((true, Some(content))) => Some(content),
             Ok(_) => None,
@@ -352,14 +356,6 @@ fn signature_error(e: saml_rs::SamlError) -> Rejected {
         _ => Reason::SamlSignatureInvalid,
     };
     Rejected::new(reason, e.to_string())
-}
-
-/// A certificate as bare base64 (what saml-rs's verifier takes).
-fn bare(c: &str) -> String {
-    c.lines()
-        .filter(|l| !l.starts_with("-----"))
-        .map(str::trim)
-        .collect()
 }
 
 /// The SignatureMethod of the Response's own signature.

@@ -297,7 +297,8 @@ pub fn has_element(xml: &str, local_name: &str) -> bool {
 }
 
 /// Rewrites each `X509Certificate` whose text is base64 of PEM text (some ADFS set-ups
-/// write the PEM file, armour and all) as base64 of the DER inside, so that saml-rs can
+/// write the PEM file, armour and all) as base64 of the DER inside, and each whose only
+/// flaw is its own signature algorithm as configured (`certs::with_sound_signature_algorithm`), so that saml-rs can
 /// match the KeyInfo with a configured certificate. Trust is unchanged: only configured
 /// certificates verify, and KeyInfo lies outside what a signature digests (SignedInfo
 /// names elements by reference; the enveloped transform drops the Signature). A rewrite
@@ -313,11 +314,19 @@ pub fn unwrap_pem_certificates(xml: String) -> String {
             continue;
         };
         let compact: String = xml[t.end..t.end + len].split_ascii_whitespace().collect();
-        let Some(pem) = engine
-            .decode(compact)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-        else {
+        let Ok(bytes) = engine.decode(compact) else {
+            continue;
+        };
+        // A certificate read only with its signature algorithm made sound is configured
+        // in that form (certs.rs): KeyInfo carries the original, so it is matched as the
+        // same certificate.
+        if let Some(fixed) = crate::certs::with_sound_signature_algorithm(&bytes)
+            && <x509_cert::Certificate as x509_cert::der::Decode>::from_der(&bytes).is_err()
+        {
+            edits.push((t.end..t.end + len, engine.encode(fixed)));
+            continue;
+        }
+        let Ok(pem) = String::from_utf8(bytes) else {
             continue;
         };
         let Some(body) = pem

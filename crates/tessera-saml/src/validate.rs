@@ -446,12 +446,7 @@ pub fn idp_descriptor(idp: &IdpTrust) -> Result<IdpDescriptor, Rejected> {
     let certs: Vec<String> = idp
         .certificates
         .iter()
-        .map(|c| {
-            c.lines()
-                .filter(|l| !l.starts_with("-----"))
-                .map(str::trim)
-                .collect::<String>()
-        })
+        .map(|c| crate::certs::verifiable(c))
         .collect();
     let metadata = try_generate_idp_metadata(&IdpMetadataConfig {
         entity_id: idp.entity_id.clone(),

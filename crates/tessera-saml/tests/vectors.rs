@@ -189,6 +189,29 @@ fn a_certificate_not_strict_der_where_it_does_not_matter_is_read_and_noted() {
     );
     let note = info.note.expect("the leniency is noted");
     assert!(note.contains("not strict DER"), "{note}");
+    // Kept as given; the verifier is given it with a sound signature algorithm, which it
+    // loads, and whose key is the original's, byte for byte.
+    let verifiable = tessera_saml::certs::verifiable(&info.pem);
+    saml_rs::crypto::keys::load_certificate(&verifiable).expect("the verifier reads it");
+    let b64 = |pem: &str| -> Vec<u8> {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body.trim()).unwrap()
+    };
+    let original = b64(&cert);
+    assert_eq!(b64(&info.pem), original, "stored as given");
+    let fixed = b64(&verifiable);
+    let spki = |der: &[u8]| -> Vec<u8> {
+        use x509_cert::der::{Decode, Encode};
+        let c = x509_cert::Certificate::from_der(der).unwrap();
+        c.tbs_certificate.subject_public_key_info.to_der().unwrap()
+    };
+    let fixed_spki = spki(&fixed);
+    assert!(
+        original
+            .windows(fixed_spki.len())
+            .any(|w| w == fixed_spki.as_slice()),
+        "the public key is the original's"
+    );
     assert!(info.key.starts_with("RSA 1024"), "{}", info.key);
     // Its 1024-bit key still needs allow_rsa_1024: leniency is about encoding only.
     assert!(tessera_saml::certs::inspect(&cert, false).is_err());
