@@ -33,6 +33,7 @@ mod state;
 mod token;
 mod token_service;
 mod userinfo;
+mod users;
 
 use std::future::Future;
 use std::net::SocketAddr;

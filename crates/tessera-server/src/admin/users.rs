@@ -8,13 +8,13 @@ use tessera_api::{
     ActorView, CreateUser, LoggedOut, LoginGrantList, LoginGrantView, PatchUser, UserList, UserView,
 };
 use tessera_core::model::{Actor, Org, User, UserState, UserType};
-use tessera_core::secret::{SecretString, hash_password, random_id};
-use tessera_core::store::UserFields;
+use tessera_core::secret::SecretString;
 use tessera_core::text::{parse_rfc3339, rfc3339};
 
-use super::{Admin, ApiJson, printable, time_opt};
+use super::{Admin, ApiJson, time_opt};
 use crate::clock;
 use crate::error::ApiError;
+use crate::users::{self, Change, NewUser};
 
 fn actor_view(a: &Actor) -> ActorView {
     let (kind, client_id) = match a {
@@ -70,63 +70,6 @@ pub fn view(u: &User, org: &Org) -> UserView {
     }
 }
 
-fn check_username(s: &str) -> Result<(), ApiError> {
-    printable("username", s)?;
-    if s.is_empty() || s.chars().count() > 128 {
-        return Err(ApiError::field(
-            "username",
-            "must be 1 to 128 characters long",
-        ));
-    }
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._@+-".contains(c))
-    {
-        return Err(ApiError::field(
-            "username",
-            "may contain only letters, digits and . _ @ + -",
-        ));
-    }
-    Ok(())
-}
-
-fn check_email(s: &str) -> Result<(), ApiError> {
-    printable("email", s)?;
-    let ok = s.len() <= 254
-        && s.split_once('@').is_some_and(|(l, d)| {
-            !l.is_empty() && d.contains('.') && !s.contains(char::is_whitespace)
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::field("email", "not an email address"))
-    }
-}
-
-fn check_display_name(s: &str) -> Result<(), ApiError> {
-    use tessera_core::model::DISPLAY_NAME_MAX_CHARS as MAX;
-    if s.trim().is_empty() || s.chars().count() > MAX {
-        return Err(ApiError::field(
-            "display_name",
-            format!("a display name is 1 to {MAX} characters"),
-        ));
-    }
-    printable("display_name", s)
-}
-
-fn check_roles(roles: &[String]) -> Result<(), ApiError> {
-    for (i, r) in roles.iter().enumerate() {
-        printable(format!("roles[{i}]"), r)?;
-        if r.is_empty() || r.chars().count() > 64 || r.contains(' ') {
-            return Err(ApiError::field(
-                format!("roles[{i}]"),
-                "a role is 1 to 64 characters without spaces",
-            ));
-        }
-    }
-    Ok(())
-}
-
 async fn find(admin: &Admin, id: &str) -> Result<User, ApiError> {
     admin
         .st
@@ -171,56 +114,19 @@ pub async fn create(
             ));
         }
     };
-    check_username(&body.username)?;
-    if let Some(e) = &body.email {
-        check_email(e)?;
-    }
-    if let Some(n) = &body.display_name {
-        check_display_name(n)?;
-    }
-    check_roles(&body.roles)?;
-    let password_hash = match (&body.password, user_type) {
-        (Some(_), UserType::Service) => {
-            return Err(ApiError::field(
-                "password",
-                "service accounts never have a password: they authenticate through their OAuth clients' credentials",
-            ));
-        }
-        (Some(p), UserType::Human) => {
-            if !(12..=1024).contains(&p.chars().count()) {
-                return Err(ApiError::field(
-                    "password",
-                    "must be 12 to 1024 characters long",
-                ));
-            }
-            let p = SecretString::new(p.clone());
-            Some(
-                tokio::task::spawn_blocking(move || hash_password(&p))
-                    .await
-                    .map_err(|e| ApiError::Store(e.to_string()))?,
-            )
-        }
-        (None, _) => None,
-    };
-    let user = User {
-        id: random_id("usr_"),
-        org_id: admin.org.id,
-        user_type,
-        username: body.username,
-        email: body.email,
-        display_name: body.display_name,
-        roles: body.roles,
-        state: UserState::Active,
-        state_changed_by: None,
-        state_changed_at: None,
-        locked_until: None,
-        password_hash,
-        saml_name_id: None,
-        failed_logins: 0,
-        last_password_login_at: None,
-        created_at: clock::now(),
-    };
-    admin.st.store.create_user(&user).await?;
+    let user = users::create(
+        &admin.st,
+        &admin.org,
+        NewUser {
+            user_type,
+            username: body.username,
+            email: body.email,
+            display_name: body.display_name,
+            roles: body.roles,
+            password: body.password.map(SecretString::new),
+        },
+    )
+    .await?;
     admin
         .audit(
             "create_user",
@@ -237,7 +143,7 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<PatchUser>,
 ) -> Result<Json<UserView>, ApiError> {
-    let mut u = find(&admin, &id).await?;
+    let u = find(&admin, &id).await?;
     let now = clock::now();
     let target = match (patch.enabled, patch.state.as_deref()) {
         (Some(_), Some(_)) => {
@@ -292,54 +198,22 @@ pub async fn update(
             )));
         }
     }
-    // Whether the state actually changes is the store's call, against the row as stored
-    // when it writes: this copy may already be stale.
-    if let Some(state) = target {
-        u.state = state;
-        u.locked_until = locked_until;
-        if state == UserState::Active {
-            u.state_changed_by = None;
-            u.state_changed_at = None;
-        } else {
-            u.state_changed_by = Some(Actor::Admin {
-                client_id: admin.client_id.clone(),
-            });
-            u.state_changed_at = Some(now);
-        }
-    }
-    if let Some(roles) = &patch.roles {
-        check_roles(roles)?;
-        u.roles = roles.clone();
-    }
-    if let Some(e) = &patch.email {
-        check_email(e)?;
-        u.email = Some(e.clone());
-    }
-    if let Some(n) = &patch.display_name {
-        check_display_name(n)?;
-        u.display_name = Some(n.clone());
-    }
-    let fields = UserFields {
-        email: patch.email.is_some(),
-        display_name: patch.display_name.is_some(),
-        roles: patch.roles.is_some(),
-        state: target.is_some(),
+    let actor = Actor::Admin {
+        client_id: admin.client_id.clone(),
     };
-    admin.st.store.update_user(&u, fields, now).await?;
-    // A disabled or locked person keeps nothing: their sessions end and what their logins
-    // gave clients (refresh tokens, and access tokens at introspection) is revoked.
-    let ended = match target {
-        Some(UserState::Disabled) => Some("user_disabled"),
-        Some(UserState::Locked) => Some("user_locked"),
-        _ => None,
-    };
-    if let Some(reason) = ended {
-        admin
-            .st
-            .store
-            .revoke_user_grants(admin.org.id, &u.id, reason, now)
-            .await?;
-    }
+    let u = users::change(
+        &admin.st,
+        &admin.org,
+        u,
+        Change {
+            state: target.map(|s| (s, locked_until)),
+            roles: patch.roles.clone(),
+            email: patch.email.clone(),
+            display_name: patch.display_name.clone(),
+        },
+        &actor,
+    )
+    .await?;
     admin
         .audit(
             "update_user",
@@ -347,7 +221,6 @@ pub async fn update(
         )
         .await?;
     // The user as stored: fields this request did not touch may have changed meanwhile.
-    let u = find(&admin, &id).await?;
     Ok(Json(view(&u, &admin.org)))
 }
 
