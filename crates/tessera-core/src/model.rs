@@ -391,6 +391,22 @@ pub struct User {
     /// The last successful password login or password grant.
     #[serde(default)]
     pub last_password_login_at: Option<Timestamp>,
+    /// The human's link to the org's SCIM provisioning, once a provisioning client
+    /// created or matched them (never on a service account).
+    #[serde(default)]
+    pub scim: Option<ScimLink>,
+}
+
+/// A human's link to SCIM provisioning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScimLink {
+    /// The IdP's id for the person (`externalId`), unique in the org.
+    pub external_id: Option<String>,
+    /// The provisioning client that created or matched them.
+    pub provisioned_by: String,
+    pub provisioned_at: Timestamp,
+    /// When SCIM deleted them: they stay, disabled, and SCIM no longer sees them.
+    pub deleted_at: Option<Timestamp>,
 }
 
 impl User {
@@ -414,6 +430,7 @@ impl User {
             saml_name_id: None,
             failed_logins: 0,
             last_password_login_at: None,
+            scim: None,
         }
     }
 
@@ -592,6 +609,7 @@ mod tests {
             saml_name_id: None,
             failed_logins: 0,
             last_password_login_at: None,
+            scim: None,
         };
         assert_eq!(u.effective_state(199), UserState::Locked);
         assert_eq!(u.effective_state(200), UserState::Active);

@@ -499,6 +499,7 @@ mod tests {
             saml_name_id: link.map(str::to_string),
             failed_logins: 0,
             last_password_login_at: None,
+            scim: None,
         }
     }
 

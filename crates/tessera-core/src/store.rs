@@ -13,7 +13,7 @@ use std::pin::Pin;
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::decision::{Facts, LoginUpdate};
 use crate::interactive::{AuthCode, LoginGrant, RefreshToken};
-use crate::model::{Client, Org, OrgSlug, Scope, StoredSecret, Timestamp, User};
+use crate::model::{Client, Org, OrgSlug, ScimLink, Scope, StoredSecret, Timestamp, User};
 use crate::session::Session;
 use crate::sso::{SamlPending, SsoConfig};
 use crate::throttle::{AttemptOutcome, Reservation, ThrottlePolicy};
@@ -309,6 +309,20 @@ pub trait UserStore: Send + Sync + 'static {
         user: &'a User,
         fields: UserFields,
         now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// The org's human whose SCIM `externalId` is `external_id`.
+    fn user_by_scim_external_id<'a>(
+        &'a self,
+        org_id: i64,
+        external_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>>;
+    /// Sets (or, with `None`, removes) a human's link to SCIM provisioning; a conflict
+    /// when another user of the org has that `externalId`.
+    fn set_scim_link<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+        link: Option<&'a ScimLink>,
     ) -> BoxFuture<'a, StoreResult<()>>;
     fn user_by_username<'a>(
         &'a self,

@@ -89,6 +89,7 @@ fn facts() -> ClientFacts {
             saml_name_id: None,
             failed_logins: 0,
             last_password_login_at: None,
+            scim: None,
             created_at: 0,
         }),
         known_scopes: ["a", "b", "c"]

@@ -126,6 +126,7 @@ fn person(state: UserState) -> User {
         saml_name_id: None,
         failed_logins: 0,
         last_password_login_at: None,
+        scim: None,
     }
 }
 

@@ -48,6 +48,7 @@ pub async fn bootstrap(store: &dyn Store, slug: &OrgSlug) -> Result<Bootstrapped
         saml_name_id: None,
         failed_logins: 0,
         last_password_login_at: None,
+        scim: None,
         created_at: now,
     };
     store.create_user(&sa).await?;

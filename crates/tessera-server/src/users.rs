@@ -128,6 +128,7 @@ pub async fn create(st: &AppState, org: &Org, new: NewUser) -> Result<User, ApiE
         saml_name_id: None,
         failed_logins: 0,
         last_password_login_at: None,
+        scim: None,
         created_at: clock::now(),
     };
     st.store.create_user(&user).await?;

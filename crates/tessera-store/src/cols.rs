@@ -11,7 +11,7 @@ pub(crate) use clients_cols;
 
 macro_rules! users_cols {
     () => {
-        "id, org_id, user_type, username, email, roles, state, state_changed_by, state_changed_at, locked_until, password_hash, created_at, saml_name_id, failed_logins, last_password_login_at, display_name"
+        "id, org_id, user_type, username, email, roles, state, state_changed_by, state_changed_at, locked_until, password_hash, created_at, saml_name_id, failed_logins, last_password_login_at, display_name, scim_external_id, scim_provisioned_by, scim_provisioned_at, scim_deleted_at"
     };
 }
 pub(crate) use users_cols;

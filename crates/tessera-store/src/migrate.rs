@@ -95,6 +95,11 @@ pub const SQLITE: &[Migration] = &[
         name: "key_certificate",
         sql: include_str!("../migrations/sqlite/0016_key_certificate.sql"),
     },
+    Migration {
+        version: 17,
+        name: "scim",
+        sql: include_str!("../migrations/sqlite/0017_scim.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order. They start where SQLite's stand after its 15th:
@@ -109,6 +114,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "key_certificate",
         sql: include_str!("../migrations/postgres/0002_key_certificate.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "scim",
+        sql: include_str!("../migrations/postgres/0003_scim.sql"),
     },
 ];
 

@@ -14,7 +14,8 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
 use tessera_core::decision::LoginUpdate;
 use tessera_core::model::{
-    Client, Org, OrgSlug, Scope, ScopeName, StoredSecret, Timestamp, User, UserState, UserType,
+    Client, Org, OrgSlug, ScimLink, Scope, ScopeName, StoredSecret, Timestamp, User, UserState,
+    UserType,
 };
 use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};

@@ -11,7 +11,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Postgres, Row, Sqlite};
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::interactive::{AuthCode, LoginGrant};
-use tessera_core::model::{Client, ClientId, IpAllowList, Org, OrgSlug, StoredSecret, User};
+use tessera_core::model::{
+    Client, ClientId, IpAllowList, Org, OrgSlug, ScimLink, StoredSecret, User,
+};
 use tessera_core::session::Session;
 use tessera_core::store::{StoreError, StoreResult};
 use tessera_core::trace::Trace;
@@ -95,6 +97,16 @@ pub(crate) fn user_from(row: &impl Fields) -> StoreResult<User> {
         saml_name_id: get(row, "saml_name_id")?,
         failed_logins: get::<i64>(row, "failed_logins")?.clamp(0, u32::MAX as i64) as u32,
         last_password_login_at: get(row, "last_password_login_at")?,
+        scim: get::<Option<String>>(row, "scim_provisioned_by")?
+            .map(|provisioned_by| -> StoreResult<ScimLink> {
+                Ok(ScimLink {
+                    external_id: get(row, "scim_external_id")?,
+                    provisioned_by,
+                    provisioned_at: get(row, "scim_provisioned_at")?,
+                    deleted_at: get(row, "scim_deleted_at")?,
+                })
+            })
+            .transpose()?,
     })
 }
 

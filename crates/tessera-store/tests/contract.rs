@@ -91,6 +91,7 @@ fn human(org_id: i64, name: &str) -> User {
         saml_name_id: None,
         failed_logins: 0,
         last_password_login_at: None,
+        scim: None,
         created_at: 10,
     }
 }
@@ -123,6 +124,7 @@ async fn org_with_client(s: &dyn Store) -> (i64, Client) {
         saml_name_id: None,
         failed_logins: 0,
         last_password_login_at: None,
+        scim: None,
         created_at: 10,
     };
     s.create_user(&sa).await.unwrap();
@@ -962,6 +964,59 @@ async fn saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip(d
     }
 }
 
+async fn a_scim_link_is_a_humans_unique_external_id(dir: TestDb) {
+    use tessera_core::model::ScimLink;
+    let s = store(&dir).await;
+    let (org, _) = org_with_client(s.as_ref()).await;
+    let link = |ext: &str| ScimLink {
+        external_id: Some(ext.into()),
+        provisioned_by: "cli_okta".into(),
+        provisioned_at: 50,
+        deleted_at: None,
+    };
+    // Created with a link, it round-trips.
+    let mut alice = human(org, "alice");
+    alice.scim = Some(link("00u1"));
+    s.create_user(&alice).await.unwrap();
+    assert_eq!(s.get_user(org, "usr_alice").await.unwrap().unwrap(), alice);
+    assert_eq!(
+        s.user_by_scim_external_id(org, "00u1")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some("usr_alice".to_string())
+    );
+    // Linked later; an externalId is one person's only.
+    s.create_user(&human(org, "bob")).await.unwrap();
+    s.set_scim_link(org, "usr_bob", Some(&link("00u2")))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.set_scim_link(org, "usr_bob", Some(&link("00u1"))).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Deleted by SCIM: the link stays, marked.
+    let deleted = ScimLink {
+        deleted_at: Some(60),
+        ..link("00u2")
+    };
+    s.set_scim_link(org, "usr_bob", Some(&deleted))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_user(org, "usr_bob").await.unwrap().unwrap().scim,
+        Some(deleted)
+    );
+    // Unlinked.
+    s.set_scim_link(org, "usr_bob", None).await.unwrap();
+    assert_eq!(s.user_by_scim_external_id(org, "00u2").await.unwrap(), None);
+    // Never a service account.
+    assert!(matches!(
+        s.set_scim_link(org, "usr_1", Some(&link("00u3"))).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 async fn the_first_saml_sp_key_stored_wins(dir: TestDb) {
     let s = store(&dir).await;
     assert!(s.saml_sp_key().await.unwrap().is_none());
@@ -1484,6 +1539,7 @@ contract! {
     sso_configuration_and_enforcement,
     saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip,
     the_first_saml_sp_key_stored_wins,
+    a_scim_link_is_a_humans_unique_external_id,
     a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages,
     an_admin_edit_writes_only_what_an_admin_manages,
     codes_grants_and_refresh_tokens,

@@ -77,6 +77,7 @@ pub fn user(kind: UserType, state: UserState, locked_until: Option<i64>, hash: b
         saml_name_id: None,
         failed_logins: 0,
         last_password_login_at: None,
+        scim: None,
         created_at: 0,
     }
 }

@@ -6,7 +6,7 @@
 use tessera_core::audit::{AuditEvent, AuditFilter};
 use tessera_core::decision::LoginUpdate;
 use tessera_core::interactive::{AuthCode, LoginGrant, RefreshToken};
-use tessera_core::model::{Client, Org, OrgSlug, Scope, StoredSecret, Timestamp, User};
+use tessera_core::model::{Client, Org, OrgSlug, ScimLink, Scope, StoredSecret, Timestamp, User};
 use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};
 use tessera_core::store::{
@@ -143,6 +143,23 @@ impl<B: Backend> UserStore for Cached<B> {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<()>> {
         self.caught_up(self.backend.update_user(user, fields, now))
+    }
+
+    fn user_by_scim_external_id<'a>(
+        &'a self,
+        org_id: i64,
+        external_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        self.backend.user_by_scim_external_id(org_id, external_id)
+    }
+
+    fn set_scim_link<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+        link: Option<&'a ScimLink>,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        self.caught_up(self.backend.set_scim_link(org_id, user_id, link))
     }
 
     fn user_by_username<'a>(

@@ -55,8 +55,10 @@ impl PgStore {
         sqlx::query(
             "INSERT INTO users (id, org_id, user_type, username, email, roles, state, state_changed_by,
                 state_changed_at, locked_until, password_hash, created_at, saml_name_id,
-                failed_logins, last_password_login_at, display_name)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                failed_logins, last_password_login_at, display_name, scim_external_id,
+                scim_provisioned_by, scim_provisioned_at, scim_deleted_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                $18, $19, $20)",
         )
         .bind(&u.id)
         .bind(u.org_id)
@@ -74,6 +76,10 @@ impl PgStore {
         .bind(i64::from(u.failed_logins))
         .bind(u.last_password_login_at)
         .bind(&u.display_name)
+        .bind(u.scim.as_ref().and_then(|l| l.external_id.as_deref()))
+        .bind(u.scim.as_ref().map(|l| l.provisioned_by.as_str()))
+        .bind(u.scim.as_ref().map(|l| l.provisioned_at))
+        .bind(u.scim.as_ref().and_then(|l| l.deleted_at))
         .execute(conn)
         .await
         .map_err(|e| conflict_as(e, || format!("a user named '{}' already exists", u.username)))?;
@@ -184,6 +190,45 @@ impl UserStore for PgStore {
             }
             .await;
             self.committed(w, out, &[Change::User(u.id.clone())]).await
+        })
+    }
+
+    fn user_by_scim_external_id<'a>(
+        &'a self,
+        org_id: i64,
+        external_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        Box::pin(self.user_by(org_id, "scim_external_id", external_id))
+    }
+
+    fn set_scim_link<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+        link: Option<&'a ScimLink>,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut w = self.pool.begin().await.map_err(be)?;
+            let out = async {
+                let r = sqlx::query("UPDATE users SET scim_external_id = $1, scim_provisioned_by = $2, scim_provisioned_at = $3, scim_deleted_at = $4 WHERE org_id = $5 AND id = $6 AND user_type = 'human'")
+                    .bind(link.and_then(|l| l.external_id.as_deref()))
+                    .bind(link.map(|l| l.provisioned_by.as_str()))
+                    .bind(link.map(|l| l.provisioned_at))
+                    .bind(link.and_then(|l| l.deleted_at))
+                    .bind(org_id)
+                    .bind(user_id)
+                    .execute(&mut *w)
+                    .await
+                    .map_err(|e| {
+                        conflict_as(e, || {
+                            "another user of the org has that externalId".to_string()
+                        })
+                    })?;
+                user_updated(r.rows_affected(), user_id)
+            }
+            .await;
+            self.committed(w, out, &[Change::User(user_id.to_string())])
+                .await
         })
     }
 

@@ -55,8 +55,9 @@ impl SqliteStore {
         sqlx::query(
             "INSERT INTO users (id, org_id, user_type, username, email, roles, state, state_changed_by,
                 state_changed_at, locked_until, password_hash, created_at, saml_name_id,
-                failed_logins, last_password_login_at, display_name)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                failed_logins, last_password_login_at, display_name, scim_external_id,
+                scim_provisioned_by, scim_provisioned_at, scim_deleted_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&u.id)
         .bind(u.org_id)
@@ -74,6 +75,10 @@ impl SqliteStore {
         .bind(i64::from(u.failed_logins))
         .bind(u.last_password_login_at)
         .bind(&u.display_name)
+        .bind(u.scim.as_ref().and_then(|l| l.external_id.as_deref()))
+        .bind(u.scim.as_ref().map(|l| l.provisioned_by.as_str()))
+        .bind(u.scim.as_ref().map(|l| l.provisioned_at))
+        .bind(u.scim.as_ref().and_then(|l| l.deleted_at))
         .execute(conn)
         .await
         .map_err(|e| conflict_as(e, || format!("a user named '{}' already exists", u.username)))?;
@@ -186,6 +191,46 @@ impl UserStore for SqliteStore {
             }
             .await;
             self.committed(w, out, &[Change::User(u.id.clone())]).await
+        })
+    }
+
+    fn user_by_scim_external_id<'a>(
+        &'a self,
+        org_id: i64,
+        external_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<User>>> {
+        Box::pin(self.user_by(org_id, "scim_external_id", external_id))
+    }
+
+    fn set_scim_link<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+        link: Option<&'a ScimLink>,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut gate = self.writer().await?;
+            let mut w = gate.begin().await.map_err(be)?;
+            let out = async {
+                let r = sqlx::query("UPDATE users SET scim_external_id = ?, scim_provisioned_by = ?, scim_provisioned_at = ?, scim_deleted_at = ? WHERE org_id = ? AND id = ? AND user_type = 'human'")
+                    .bind(link.and_then(|l| l.external_id.as_deref()))
+                    .bind(link.map(|l| l.provisioned_by.as_str()))
+                    .bind(link.map(|l| l.provisioned_at))
+                    .bind(link.and_then(|l| l.deleted_at))
+                    .bind(org_id)
+                    .bind(user_id)
+                    .execute(&mut *w)
+                    .await
+                    .map_err(|e| {
+                        conflict_as(e, || {
+                            "another user of the org has that externalId".to_string()
+                        })
+                    })?;
+                user_updated(r.rows_affected(), user_id)
+            }
+            .await;
+            self.committed(w, out, &[Change::User(user_id.to_string())])
+                .await
         })
     }
 
