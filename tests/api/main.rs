@@ -21,5 +21,6 @@ mod pg_outage;
 mod private_key_jwt;
 mod saml_cli;
 mod saml_e2e;
+mod scim;
 mod sso;
 mod token;

@@ -9,6 +9,9 @@ use utoipa::ToSchema;
 /// The scope the admin API requires.
 pub const ADMIN_SCOPE: &str = "tessera:admin";
 
+/// The scope SCIM provisioning (`/scim/v2/{org}/`) requires; in every org's catalogue.
+pub const SCIM_SCOPE: &str = "tessera:scim";
+
 /// The body of every admin API error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiErrorBody {

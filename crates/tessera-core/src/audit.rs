@@ -22,6 +22,8 @@ pub enum AuditKind {
     Introspect,
     /// A token revocation (RFC 7009), or its refused client authentication.
     Revoke,
+    /// A SCIM provisioning request (a change, or its refusal).
+    Scim,
 }
 
 impl AuditKind {
@@ -35,6 +37,7 @@ impl AuditKind {
             AuditKind::Authorize => "authorize",
             AuditKind::Introspect => "introspect",
             AuditKind::Revoke => "revoke",
+            AuditKind::Scim => "scim",
         }
     }
 }

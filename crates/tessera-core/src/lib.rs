@@ -13,6 +13,7 @@ pub mod jwt;
 pub mod model;
 pub mod reason;
 pub mod request;
+pub mod scim;
 pub mod secret;
 pub mod session;
 pub mod sso;

@@ -180,6 +180,11 @@ reasons! {
     SamlNotConfigured => "saml_not_configured", InvalidGrant;
     SamlUserUnknown => "saml_user_unknown", InvalidGrant;
     SamlPendingLimit => "saml_pending_limit", InvalidGrant;
+    ScimInvalidFilter => "scim_invalid_filter", InvalidRequest;
+    ScimInvalidValue => "scim_invalid_value", InvalidRequest;
+    ScimUniqueness => "scim_uniqueness", InvalidRequest;
+    ScimNotFound => "scim_not_found", InvalidRequest;
+    ScimMutability => "scim_mutability", InvalidRequest;
 }
 
 impl Reason {

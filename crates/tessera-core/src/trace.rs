@@ -55,13 +55,17 @@ pub enum Check {
     RefreshToken,
     /// A `private_key_jwt` client assertion.
     ClientAssertion,
+    /// A SCIM request's target: a human of the org the provisioning may see.
+    ScimResource,
+    /// A SCIM change: what it asks, by the provisioning rules.
+    ScimChange,
 }
 
 impl Check {
     /// Every check, by its storage index ([`Check::index`]). Append-only: stored traces
     /// refer to checks by their position here, so a new check goes at the end whatever
     /// its place in the evaluation order.
-    pub const ALL: [Check; 33] = [
+    pub const ALL: [Check; 35] = [
         Check::ContentType,
         Check::Body,
         Check::Parameters,
@@ -95,6 +99,8 @@ impl Check {
         Check::Code,
         Check::RefreshToken,
         Check::ClientAssertion,
+        Check::ScimResource,
+        Check::ScimChange,
     ];
 
     /// The position in [`Check::ALL`]. An exhaustive match: a new variant does not compile
@@ -134,6 +140,8 @@ impl Check {
             Check::Code => 30,
             Check::RefreshToken => 31,
             Check::ClientAssertion => 32,
+            Check::ScimResource => 33,
+            Check::ScimChange => 34,
         }
     }
 
@@ -173,6 +181,8 @@ impl Check {
             Check::Code => "code",
             Check::RefreshToken => "refresh_token",
             Check::ClientAssertion => "client_assertion",
+            Check::ScimResource => "scim_resource",
+            Check::ScimChange => "scim_change",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Bootstrap: an org with an admin service account and a client holding the admin scope.
 
-use tessera_api::ADMIN_SCOPE;
+use tessera_api::{ADMIN_SCOPE, SCIM_SCOPE};
 use tessera_core::model::{
     AuthMethod, Client, ClientId, GrantType, IpAllowList, OrgSlug, Scope, ScopeName, StoredSecret,
     User, UserState, UserType,
@@ -18,7 +18,7 @@ pub struct Bootstrapped {
     pub client_secret: SecretString,
 }
 
-/// Creates org `slug` with the `tessera:admin` scope, a service account
+/// Creates org `slug` with the `tessera:admin` and `tessera:scim` scopes, a service account
 /// `<slug>-admin` and a client `<slug>-admin` running as it.
 pub async fn bootstrap(store: &dyn Store, slug: &OrgSlug) -> Result<Bootstrapped, StoreError> {
     let now = clock::now();
@@ -29,6 +29,13 @@ pub async fn bootstrap(store: &dyn Store, slug: &OrgSlug) -> Result<Bootstrapped
             org_id: org.id,
             name: admin_scope.clone(),
             description: "Full access to this org's admin API".into(),
+        })
+        .await?;
+    store
+        .create_scope(&Scope {
+            org_id: org.id,
+            name: ScopeName::parse(SCIM_SCOPE).expect("a valid scope name"),
+            description: format!("SCIM 2.0 provisioning of this org's people (/scim/v2/{slug}/)"),
         })
         .await?;
     let name = format!("{slug}-admin");

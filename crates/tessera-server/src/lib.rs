@@ -26,6 +26,7 @@ mod metrics;
 mod request_id;
 mod saml;
 mod saml_metadata;
+mod scim;
 mod serve;
 mod session;
 mod slo;
@@ -397,6 +398,26 @@ fn router(state: Shared, limits: &Limits) -> Router {
                 .layer(DefaultBodyLimit::max(slo::SLO_BODY_LIMIT)),
         )
         .route("/saml/{org}/logout", post(slo::logout))
+        .route(
+            "/scim/v2/{org}/ServiceProviderConfig",
+            get(scim::service_provider_config),
+        )
+        .route("/scim/v2/{org}/ResourceTypes", get(scim::resource_types))
+        .route("/scim/v2/{org}/Schemas", get(scim::schemas))
+        .route(
+            "/scim/v2/{org}/Users",
+            get(scim::list_users)
+                .post(scim::create_user)
+                .layer(DefaultBodyLimit::max(scim::BODY_LIMIT)),
+        )
+        .route(
+            "/scim/v2/{org}/Users/{id}",
+            get(scim::get_user)
+                .put(scim::replace_user)
+                .patch(scim::patch_user)
+                .delete(scim::delete_user)
+                .layer(DefaultBodyLimit::max(scim::BODY_LIMIT)),
+        )
         .route(
             "/saml/{org}/acs",
             post(saml::acs).layer(DefaultBodyLimit::max(saml::ACS_BODY_LIMIT)),

@@ -113,10 +113,11 @@ pub async fn list(
         Some("authorize") => Some(AuditKind::Authorize),
         Some("introspect") => Some(AuditKind::Introspect),
         Some("revoke") => Some(AuditKind::Revoke),
+        Some("scim") => Some(AuditKind::Scim),
         Some(_) => {
             return Err(ApiError::field(
                 "kind",
-                "one of token, diagnose, admin, login, authorize, introspect, revoke",
+                "one of token, diagnose, admin, login, authorize, introspect, revoke, scim",
             ));
         }
     };

@@ -94,38 +94,7 @@ impl FromRequestParts<Shared> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &Shared) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "the admin API needs 'Authorization: Bearer <access token>'; get one from POST /oauth/token with a client holding the tessera:admin scope".into(),
-                )
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must use the Bearer scheme".into())
-            })?
-            .trim();
-        let keys = st.keys.get();
-        let claims = jwt::verify(token, &keys.verifiers, clock::now())
-            .map_err(|e| ApiError::Unauthorized(format!("the access token is not usable: {e}")))?;
-        if claims.iss != st.issuer {
-            return Err(ApiError::Unauthorized(format!(
-                "the access token was issued by '{}', not by this server ('{}')",
-                claims.iss, st.issuer
-            )));
-        }
-        if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
-            return Err(ApiError::Forbidden(format!(
-                "the access token lacks the '{ADMIN_SCOPE}' scope (it has: '{}')",
-                claims.scope
-            )));
-        }
-        let org = current_rights(st, &claims).await?;
+        let (org, claims) = bearer_rights(st, &parts.headers, ADMIN_SCOPE, "the admin API").await?;
         Ok(Admin {
             org,
             client_id: claims.client_id,
@@ -135,6 +104,49 @@ impl FromRequestParts<Shared> for Admin {
     }
 }
 
+/// The org and claims of a request's bearer token, which must be this server's, hold
+/// `scope`, and still be backed by its client as it is now ([`current_rights`]). `api`
+/// names the API in refusals.
+pub(crate) async fn bearer_rights(
+    st: &Shared,
+    headers: &axum::http::HeaderMap,
+    scope: &str,
+    api: &str,
+) -> Result<(Org, jwt::AccessClaims), ApiError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(format!(
+                "{api} needs 'Authorization: Bearer <access token>'; get one from POST /oauth/token with a client holding the {scope} scope"
+            ))
+        })?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must use the Bearer scheme".into())
+        })?
+        .trim();
+    let keys = st.keys.get();
+    let claims = jwt::verify(token, &keys.verifiers, clock::now())
+        .map_err(|e| ApiError::Unauthorized(format!("the access token is not usable: {e}")))?;
+    if claims.iss != st.issuer {
+        return Err(ApiError::Unauthorized(format!(
+            "the access token was issued by '{}', not by this server ('{}')",
+            claims.iss, st.issuer
+        )));
+    }
+    if !claims.scope.split(' ').any(|s| s == scope) {
+        return Err(ApiError::Forbidden(format!(
+            "the access token lacks the '{scope}' scope (it has: '{}')",
+            claims.scope
+        )));
+    }
+    let org = current_rights(st, &claims, scope).await?;
+    Ok((org, claims))
+}
+
 /// A token outlives nothing it was issued for: on every request the client's current
 /// record, from the same caches the token endpoint reads (so a change on another node
 /// applies within the cache-sync bound), must still be the one the token was issued to
@@ -142,7 +154,11 @@ impl FromRequestParts<Shared> for Admin {
 /// revoked: a client deleted and created again under the same id has other secrets),
 /// enabled, holding the admin scope, in an enabled org, running as an active service
 /// account if it runs as one. Returns the org.
-async fn current_rights(st: &Shared, claims: &jwt::AccessClaims) -> Result<Org, ApiError> {
+async fn current_rights(
+    st: &Shared,
+    claims: &jwt::AccessClaims,
+    scope: &str,
+) -> Result<Org, ApiError> {
     let id = &claims.client_id;
     let gone = || {
         ApiError::Unauthorized(format!(
@@ -175,14 +191,14 @@ async fn current_rights(st: &Shared, claims: &jwt::AccessClaims) -> Result<Org, 
             cf.org.slug
         )));
     }
-    if !cf.client.scopes.iter().any(|s| s.as_str() == ADMIN_SCOPE) {
+    if !cf.client.scopes.iter().any(|s| s.as_str() == scope) {
         return Err(ApiError::Forbidden(format!(
-            "client '{id}' no longer holds the '{ADMIN_SCOPE}' scope; tokens issued before it was removed no longer work"
+            "client '{id}' no longer holds the '{scope}' scope; tokens issued before it was removed no longer work"
         )));
     }
-    // The admin API is for machines: the token's subject must be the client itself or
-    // the service account it runs as now (not a person through the password grant, not
-    // a service account the client ran as before).
+    // The admin and SCIM APIs are for machines: the token's subject must be the client
+    // itself or the service account it runs as now (not a person through the password
+    // grant, not a service account the client ran as before).
     let subject = cf
         .client
         .service_account_id
@@ -190,7 +206,7 @@ async fn current_rights(st: &Shared, claims: &jwt::AccessClaims) -> Result<Org, 
         .unwrap_or(cf.client.client_id.as_str());
     if claims.sub != subject {
         return Err(ApiError::Forbidden(format!(
-            "this token's subject '{}' is not client '{id}' or the service account it runs as: the admin API takes client_credentials tokens",
+            "this token's subject '{}' is not client '{id}' or the service account it runs as: only client_credentials tokens are taken here",
             tessera_core::text::clip(&claims.sub)
         )));
     }

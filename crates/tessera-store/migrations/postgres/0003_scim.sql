@@ -23,3 +23,10 @@ CREATE TABLE scim_group_members (
     user_id  TEXT NOT NULL REFERENCES users(id),
     PRIMARY KEY (group_id, user_id)
 );
+
+-- The scope a provisioning client needs, in every org's catalogue (bootstrap adds it to
+-- new orgs).
+INSERT INTO scopes (org_id, name, description)
+SELECT id, 'tessera:scim', 'SCIM 2.0 provisioning of this org''s people (/scim/v2/<org>/)'
+FROM orgs
+WHERE NOT EXISTS (SELECT 1 FROM scopes s WHERE s.org_id = orgs.id AND s.name = 'tessera:scim');

@@ -1,0 +1,1092 @@
+//! SCIM 2.0 provisioning (RFC 7643/7644) at `/scim/v2/{org}/`: an IdP (Okta, Entra ID)
+//! creates, updates, deactivates and deletes the org's people. SCIM manages humans only:
+//! service accounts are invisible to it (not listed, not found by a filter, 404 by id),
+//! so no sync can ever disable one. Changes go through `users.rs`, the code the admin API
+//! uses, and every change (or refusal) is an audit event of kind `scim` with the
+//! provisioning client and a trace.
+//!
+//! Auth: a client_credentials bearer token of a client of that org holding
+//! `tessera:scim`, checked on every request against the client as it is now (disable
+//! the client, or take the scope away, and its tokens stop working).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tessera_api::SCIM_SCOPE;
+use tessera_core::Reason;
+use tessera_core::audit::{AuditEvent, AuditKind};
+use tessera_core::model::{Actor, Org, ScimLink, User, UserState, UserType};
+use tessera_core::scim::{self as filter, Resource};
+use tessera_core::store::StoreError;
+use tessera_core::text::{clip, rfc3339};
+use tessera_core::trace::{Check, Trace};
+
+use crate::error::ApiError;
+use crate::state::Shared;
+use crate::users::{self, Change, NewUser};
+use crate::{clock, request_id};
+
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// The most resources one page holds.
+const MAX_PAGE: usize = 200;
+/// The largest SCIM request body (a User with everything an IdP sends is a few KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A SCIM refusal: the HTTP status, the `scimType`, the reason code for the audit trail,
+/// and a detail.
+#[derive(Debug)]
+pub struct ScimError {
+    status: StatusCode,
+    scim_type: Option<&'static str>,
+    reason: Option<Reason>,
+    detail: String,
+}
+
+impl ScimError {
+    fn new(
+        status: StatusCode,
+        scim_type: Option<&'static str>,
+        reason: Option<Reason>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            scim_type,
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+            Some(Reason::ScimInvalidValue),
+            detail,
+        )
+    }
+
+    fn not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            None,
+            Some(Reason::ScimNotFound),
+            format!("no user {} here", clip(id)),
+        )
+    }
+}
+
+impl From<ApiError> for ScimError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::InvalidField { field, message } => {
+                Self::invalid(format!("{}: {message}", scim_field(&field)))
+            }
+            ApiError::BadRequest(m) => Self::new(
+                StatusCode::BAD_REQUEST,
+                Some("invalidSyntax"),
+                Some(Reason::ScimInvalidValue),
+                m,
+            ),
+            ApiError::NotFound(m) => {
+                Self::new(StatusCode::NOT_FOUND, None, Some(Reason::ScimNotFound), m)
+            }
+            ApiError::Conflict(m) => Self::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                Some(Reason::ScimUniqueness),
+                m,
+            ),
+            ApiError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, None, None, m),
+            ApiError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, None, None, m),
+            ApiError::Store(m) => {
+                tracing::error!(error = %m, "SCIM: storage unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    None,
+                    "the database is unavailable; retry",
+                )
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ScimError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+/// The admin API's field names as SCIM names them.
+fn scim_field(f: &str) -> &str {
+    match f {
+        "username" => "userName",
+        "display_name" => "displayName",
+        "email" => "emails",
+        other => other,
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "schemas": [ERROR_SCHEMA],
+            "status": self.status.as_u16().to_string(),
+            "detail": self.detail,
+        });
+        if let Some(t) = self.scim_type {
+            body["scimType"] = json!(t);
+        }
+        scim_json(self.status, body)
+    }
+}
+
+fn scim_json(status: StatusCode, body: Value) -> Response {
+    let mut res = (status, Json(body)).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/scim+json"),
+    );
+    res
+}
+
+/// The provisioning client of a request, and its org (the one in the path).
+pub struct Provisioner {
+    org: Org,
+    client_id: String,
+    st: Shared,
+}
+
+async fn provisioner(
+    st: &Shared,
+    headers: &HeaderMap,
+    slug: &str,
+) -> Result<Provisioner, ScimError> {
+    let (org, claims) =
+        crate::admin::bearer_rights(st, headers, SCIM_SCOPE, "SCIM provisioning").await?;
+    if org.slug.as_str() != slug {
+        return Err(ScimError::new(
+            StatusCode::FORBIDDEN,
+            None,
+            None,
+            format!(
+                "this token provisions org '{}', not '{}'",
+                org.slug,
+                clip(slug)
+            ),
+        ));
+    }
+    Ok(Provisioner {
+        org,
+        client_id: claims.client_id,
+        st: st.clone(),
+    })
+}
+
+impl Provisioner {
+    fn actor(&self) -> Actor {
+        Actor::Provisioning {
+            source: self.client_id.clone(),
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("{}/scim/v2/{}", self.st.issuer, self.org.slug)
+    }
+
+    /// Records a SCIM request's outcome (best effort after a change is written: the
+    /// change stands, and the failure is logged).
+    async fn audit(
+        &self,
+        op: &str,
+        subject: Option<&str>,
+        outcome: Result<Value, &ScimError>,
+        trace: Trace,
+    ) {
+        let (outcome, reason, description, change) = match outcome {
+            Ok(change) => ("ok", None, Some(op.to_string()), Some(change)),
+            Err(e) => (
+                "denied",
+                e.reason.map(|r| r.code().to_string()),
+                Some(e.detail.clone()),
+                None,
+            ),
+        };
+        let event = AuditEvent {
+            request_id: request_id::current(),
+            time_ms: clock::now_ms(),
+            org_id: Some(self.org.id),
+            kind: AuditKind::Scim,
+            actor: Some(self.client_id.clone()),
+            client_id: Some(self.client_id.clone()),
+            subject: subject.map(str::to_string),
+            source_ip: None,
+            outcome: outcome.into(),
+            reason,
+            description,
+            grant_type: None,
+            scope: None,
+            secret_id: None,
+            secret_hint: None,
+            trace,
+            change: change.map(|mut c| {
+                c["op"] = json!(op);
+                c
+            }),
+        };
+        if let Err(e) = self.st.audit.record(event).await {
+            tracing::error!(error = %e, "SCIM change not audited");
+        }
+    }
+}
+
+/// Whether SCIM may see this user: a human SCIM has not deleted.
+fn visible(u: &User) -> bool {
+    u.user_type == UserType::Human && u.scim.as_ref().is_none_or(|l| l.deleted_at.is_none())
+}
+
+/// A user as SCIM shows it.
+fn resource(p: &Provisioner, u: &User) -> Value {
+    let mut r = json!({
+        "schemas": [USER_SCHEMA],
+        "id": u.id,
+        "userName": u.username,
+        "active": u.effective_state(clock::now()) == UserState::Active,
+        "meta": {
+            "resourceType": "User",
+            "created": rfc3339(u.created_at),
+            "lastModified": rfc3339(u.state_changed_at.unwrap_or(u.created_at).max(u.created_at)),
+            "location": format!("{}/Users/{}", p.base(), u.id),
+        },
+    });
+    if let Some(ext) = u.scim.as_ref().and_then(|l| l.external_id.as_ref()) {
+        r["externalId"] = json!(ext);
+    }
+    if let Some(n) = &u.display_name {
+        r["displayName"] = json!(n);
+        r["name"] = json!({"formatted": n});
+    }
+    if let Some(e) = &u.email {
+        r["emails"] = json!([{"value": e, "type": "work", "primary": true}]);
+    }
+    if !u.roles.is_empty() {
+        r["roles"] = json!(
+            u.roles
+                .iter()
+                .map(|r| json!({"value": r}))
+                .collect::<Vec<_>>()
+        );
+    }
+    r
+}
+
+/// A user's attributes as filters read them.
+struct Attrs<'a>(&'a User);
+struct EmailAttrs<'a>(&'a str);
+
+impl Resource for EmailAttrs<'_> {
+    fn values(&self, attr: &str, _: Option<&str>) -> Vec<filter::Value> {
+        match attr {
+            "value" => vec![filter::Value::Str(self.0.to_string())],
+            "type" => vec![filter::Value::Str("work".into())],
+            "primary" => vec![filter::Value::Bool(true)],
+            _ => vec![],
+        }
+    }
+    fn elements(&self, _: &str) -> Vec<Box<dyn Resource + '_>> {
+        vec![]
+    }
+}
+
+impl Resource for Attrs<'_> {
+    fn values(&self, attr: &str, sub: Option<&str>) -> Vec<filter::Value> {
+        let u = self.0;
+        let s = |v: &str| vec![filter::Value::Str(v.to_string())];
+        match (attr, sub) {
+            ("id", None) => s(&u.id),
+            ("username", None) => s(&u.username),
+            ("externalid", None) => u
+                .scim
+                .as_ref()
+                .and_then(|l| l.external_id.as_deref())
+                .map(s)
+                .unwrap_or_default(),
+            ("displayname", None) | ("name", Some("formatted")) => {
+                u.display_name.as_deref().map(s).unwrap_or_default()
+            }
+            ("emails", None | Some("value")) => u.email.as_deref().map(s).unwrap_or_default(),
+            ("active", None) => vec![filter::Value::Bool(
+                u.effective_state(clock::now()) == UserState::Active,
+            )],
+            _ => vec![],
+        }
+    }
+
+    fn elements(&self, attr: &str) -> Vec<Box<dyn Resource + '_>> {
+        match (attr, &self.0.email) {
+            ("emails", Some(e)) => vec![Box::new(EmailAttrs(e))],
+            _ => vec![],
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    filter: Option<String>,
+    #[serde(rename = "startIndex")]
+    start_index: Option<usize>,
+    count: Option<usize>,
+}
+
+/// `GET /scim/v2/{org}/Users`: the org's humans, filtered and paged.
+pub async fn list_users(
+    State(st): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ScimError> {
+    let p = provisioner(&st, &headers, &slug).await?;
+    let parsed = match q.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        Some(f) => Some(filter::parse_filter(f).map_err(|e| {
+            ScimError::new(
+                StatusCode::BAD_REQUEST,
+                Some("invalidFilter"),
+                Some(Reason::ScimInvalidFilter),
+                e.0,
+            )
+        })?),
+        None => None,
+    };
+    let all = st.store.list_users(p.org.id).await?;
+    let found: Vec<&User> = all
+        .iter()
+        .filter(|u| visible(u))
+        .filter(|u| {
+            parsed
+                .as_ref()
+                .is_none_or(|f| filter::matches(f, &Attrs(u)))
+        })
+        .collect();
+    let start = q.start_index.unwrap_or(1).max(1);
+    let count = q.count.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let page: Vec<Value> = found
+        .iter()
+        .skip(start - 1)
+        .take(count)
+        .map(|u| resource(&p, u))
+        .collect();
+    Ok(scim_json(
+        StatusCode::OK,
+        json!({
+            "schemas": [LIST_SCHEMA],
+            "totalResults": found.len(),
+            "startIndex": start,
+            "itemsPerPage": page.len(),
+            "Resources": page,
+        }),
+    ))
+}
+
+/// The user a request names, recorded in its trace.
+async fn target(p: &Provisioner, id: &str, trace: &mut Trace) -> Result<User, ScimError> {
+    let u = find(p, id).await?;
+    trace.pass(
+        Check::ScimResource,
+        format!("human '{}' ({})", u.username, u.id),
+    );
+    Ok(u)
+}
+
+/// Links `u` to the IdP's `externalId` when the request names another one.
+async fn relink(p: &Provisioner, u: &User, external_id: Option<&String>) -> Result<(), ScimError> {
+    let Some(ext) = external_id else {
+        return Ok(());
+    };
+    if u.scim.as_ref().and_then(|l| l.external_id.as_ref()) == Some(ext) {
+        return Ok(());
+    }
+    let link = ScimLink {
+        external_id: Some(ext.clone()),
+        provisioned_by: p.client_id.clone(),
+        provisioned_at: clock::now(),
+        deleted_at: None,
+    };
+    p.st.store
+        .set_scim_link(p.org.id, &u.id, Some(&link))
+        .await?;
+    Ok(())
+}
+
+async fn find(p: &Provisioner, id: &str) -> Result<User, ScimError> {
+    match p.st.store.get_user(p.org.id, id).await? {
+        Some(u) if visible(&u) => Ok(u),
+        _ => Err(ScimError::not_found(id)),
+    }
+}
+
+/// `GET /scim/v2/{org}/Users/{id}`.
+pub async fn get_user(
+    State(st): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let p = provisioner(&st, &headers, &slug).await?;
+    let u = find(&p, &id).await?;
+    Ok(scim_json(StatusCode::OK, resource(&p, &u)))
+}
+
+/// What a SCIM body says about a user.
+#[derive(Debug, Default)]
+struct Fields {
+    user_name: Option<String>,
+    external_id: Option<String>,
+    display_name: Option<String>,
+    email: Option<String>,
+    active: Option<bool>,
+}
+
+fn body(bytes: &Bytes) -> Result<Value, ScimError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ScimError::new(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            Some(Reason::ScimInvalidValue),
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+/// A boolean as IdPs send it: `false`, or Entra ID's `"False"`.
+fn boolean(v: &Value, field: &str) -> Result<bool, ScimError> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(ScimError::invalid(format!("{field} must be true or false"))),
+    }
+}
+
+fn text(v: &Value, field: &str) -> Result<String, ScimError> {
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| ScimError::invalid(format!("{field} must be a string")))
+}
+
+/// The primary (else the first) email of an `emails` array.
+fn primary_email(v: &Value) -> Result<Option<String>, ScimError> {
+    let Some(list) = v.as_array() else {
+        return Err(ScimError::invalid("emails must be an array"));
+    };
+    let pick = list
+        .iter()
+        .find(|e| {
+            e.get("primary")
+                .is_some_and(|p| boolean(p, "primary").unwrap_or(false))
+        })
+        .or_else(|| list.first());
+    pick.and_then(|e| e.get("value"))
+        .map(|v| text(v, "emails.value"))
+        .transpose()
+}
+
+/// Reads the attributes Tessera manages from a User resource (POST, PUT, or a PATCH
+/// value object). Others are ignored (the enterprise extension, phone numbers, …).
+fn fields_of(v: &Value) -> Result<Fields, ScimError> {
+    let mut f = Fields::default();
+    let Some(obj) = v.as_object() else {
+        return Err(ScimError::invalid("a User must be a JSON object"));
+    };
+    for (k, val) in obj {
+        match k.to_ascii_lowercase().as_str() {
+            "username" => f.user_name = Some(text(val, "userName")?),
+            "externalid" => f.external_id = Some(text(val, "externalId")?),
+            "displayname" => f.display_name = Some(text(val, "displayName")?),
+            "name" => {
+                if f.display_name.is_none()
+                    && let Some(n) = name_of(val)
+                {
+                    f.display_name = Some(n);
+                }
+            }
+            "emails" => f.email = primary_email(val)?,
+            "active" => f.active = Some(boolean(val, "active")?),
+            "name.formatted" => f.display_name = Some(text(val, "name.formatted")?),
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+/// A display name from a `name` object: `formatted`, else given and family names.
+fn name_of(v: &Value) -> Option<String> {
+    if let Some(f) = v.get("formatted").and_then(Value::as_str) {
+        return Some(f.to_string());
+    }
+    let parts: Vec<&str> = ["givenName", "familyName"]
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(Value::as_str))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// `POST /scim/v2/{org}/Users`: a new human, or an existing one matched once (by
+/// externalId, then userName, then email, among humans SCIM has not linked elsewhere).
+pub async fn create_user(
+    State(st): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ScimError> {
+    let p = provisioner(&st, &headers, &slug).await?;
+    let mut trace = Trace::default();
+    let result = create(&p, &bytes, &mut trace).await;
+    match result {
+        Ok((status, u, change)) => {
+            p.audit("create_user", Some(&u.id), Ok(change), trace).await;
+            let mut res = scim_json(status, resource(&p, &u));
+            if let Ok(v) = HeaderValue::from_str(&format!("{}/Users/{}", p.base(), u.id)) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(res)
+        }
+        Err(e) => {
+            trace.fail(
+                Check::ScimChange,
+                e.reason.unwrap_or(Reason::ScimInvalidValue),
+                e.detail.clone(),
+            );
+            p.audit("create_user", None, Err(&e), trace).await;
+            Err(e)
+        }
+    }
+}
+
+async fn create(
+    p: &Provisioner,
+    bytes: &Bytes,
+    trace: &mut Trace,
+) -> Result<(StatusCode, User, Value), ScimError> {
+    let f = fields_of(&body(bytes)?)?;
+    let user_name = f
+        .user_name
+        .clone()
+        .ok_or_else(|| ScimError::invalid("userName is required"))?;
+    let now = clock::now();
+    let store = &p.st.store;
+    let link = |existing: Option<&ScimLink>| ScimLink {
+        external_id: f.external_id.clone(),
+        provisioned_by: existing
+            .map(|l| l.provisioned_by.clone())
+            .unwrap_or_else(|| p.client_id.clone()),
+        provisioned_at: existing.map(|l| l.provisioned_at).unwrap_or(now),
+        deleted_at: None,
+    };
+    // The person may exist: by externalId, then userName, then email, once.
+    let mut existing = None;
+    if let Some(ext) = &f.external_id {
+        existing = store.user_by_scim_external_id(p.org.id, ext).await?;
+        if existing
+            .as_ref()
+            .is_some_and(|u| u.scim.as_ref().is_some_and(|l| l.deleted_at.is_none()))
+        {
+            return Err(ScimError::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                Some(Reason::ScimUniqueness),
+                format!("externalId '{}' is already provisioned", clip(ext)),
+            ));
+        }
+    }
+    if existing.is_none() {
+        existing = store.user_by_username(p.org.id, &user_name).await?;
+    }
+    if existing.is_none()
+        && let Some(e) = &f.email
+    {
+        existing = store.user_by_email(p.org.id, e).await?;
+    }
+    if let Some(u) = existing {
+        if u.user_type == UserType::Service {
+            return Err(ScimError::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                Some(Reason::ScimUniqueness),
+                format!(
+                    "userName '{}' is taken by a user SCIM does not manage",
+                    clip(&user_name)
+                ),
+            ));
+        }
+        if let Some(l) = &u.scim
+            && l.deleted_at.is_none()
+            && l.external_id.is_some()
+            && l.external_id != f.external_id
+        {
+            return Err(ScimError::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                Some(Reason::ScimUniqueness),
+                format!(
+                    "userName '{}' is already provisioned as another identity",
+                    clip(&user_name)
+                ),
+            ));
+        }
+        trace.pass(
+            Check::ScimResource,
+            format!(
+                "human '{}' ({}) exists: matched and linked to this provisioning",
+                u.username, u.id
+            ),
+        );
+        store
+            .set_scim_link(p.org.id, &u.id, Some(&link(u.scim.as_ref())))
+            .await?;
+        let u = apply_fields(p, u, &f, trace).await?;
+        let change = json!({"user_id": u.id, "matched": true, "userName": u.username, "externalId": f.external_id});
+        return Ok((StatusCode::CREATED, u, change));
+    }
+    trace.pass(Check::ScimResource, "a new human of the org");
+    let u = users::create(
+        &p.st,
+        &p.org,
+        NewUser {
+            user_type: UserType::Human,
+            username: user_name,
+            email: f.email.clone(),
+            display_name: f.display_name.clone(),
+            roles: vec![],
+            password: None,
+        },
+    )
+    .await?;
+    store
+        .set_scim_link(p.org.id, &u.id, Some(&link(None)))
+        .await?;
+    let mut u = u;
+    if f.active == Some(false) {
+        u = users::change(
+            &p.st,
+            &p.org,
+            u,
+            Change {
+                state: Some((UserState::Disabled, None)),
+                ..Change::default()
+            },
+            &p.actor(),
+        )
+        .await?;
+    }
+    let u = find(p, &u.id).await?;
+    trace.pass(
+        Check::ScimChange,
+        format!("created '{}' ({})", u.username, u.id),
+    );
+    let change = json!({"user_id": u.id, "created": true, "userName": u.username, "externalId": f.external_id});
+    Ok((StatusCode::CREATED, u, change))
+}
+
+/// Writes what `f` sets on `u`: profile fields and the active flag, by the provisioning
+/// rules (SCIM re-enables only whom provisioning disabled).
+async fn apply_fields(
+    p: &Provisioner,
+    u: User,
+    f: &Fields,
+    trace: &mut Trace,
+) -> Result<User, ScimError> {
+    let now = clock::now();
+    let mut change = Change {
+        email: f.email.clone().filter(|e| Some(e) != u.email.as_ref()),
+        display_name: f
+            .display_name
+            .clone()
+            .filter(|n| Some(n) != u.display_name.as_ref()),
+        ..Change::default()
+    };
+    let active = u.effective_state(now) == UserState::Active;
+    match f.active {
+        Some(false) if active => change.state = Some((UserState::Disabled, None)),
+        Some(true) if !active => {
+            let by_provisioning = matches!(u.state_changed_by, Some(Actor::Provisioning { .. }));
+            if !by_provisioning {
+                return Err(ScimError::new(
+                    StatusCode::BAD_REQUEST,
+                    Some("mutability"),
+                    Some(Reason::ScimMutability),
+                    format!(
+                        "user '{}' was {} by {}, not by provisioning: only an admin enables them again",
+                        u.username,
+                        u.state.as_str(),
+                        u.state_changed_by
+                            .as_ref()
+                            .map(|a| a.to_string())
+                            .unwrap_or_else(|| "someone".into())
+                    ),
+                ));
+            }
+            change.state = Some((UserState::Active, None));
+        }
+        _ => {}
+    }
+    if let Some(name) = &f.user_name
+        && *name != u.username
+    {
+        return Err(ScimError::new(
+            StatusCode::BAD_REQUEST,
+            Some("mutability"),
+            Some(Reason::ScimMutability),
+            format!(
+                "renaming '{}' to '{}' is not supported yet: usernames are stable in Tessera",
+                u.username,
+                clip(name)
+            ),
+        ));
+    }
+    let what: Vec<&str> = [
+        ("email", change.email.is_some()),
+        ("displayName", change.display_name.is_some()),
+        ("active", change.state.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, c)| *c)
+    .map(|(n, _)| n)
+    .collect();
+    if what.is_empty() {
+        trace.pass(Check::ScimChange, "nothing to change");
+        return Ok(u);
+    }
+    let ended = matches!(change.state, Some((UserState::Disabled, _)));
+    let u = users::change(&p.st, &p.org, u, change, &p.actor()).await?;
+    trace.pass(
+        Check::ScimChange,
+        format!(
+            "changed {} of '{}'{}",
+            what.join(", "),
+            u.username,
+            if ended {
+                " (disabled: sessions ended, refresh tokens revoked)"
+            } else {
+                ""
+            }
+        ),
+    );
+    Ok(u)
+}
+
+/// `PUT /scim/v2/{org}/Users/{id}`: the attributes Tessera manages, replaced.
+pub async fn replace_user(
+    State(st): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ScimError> {
+    let p = provisioner(&st, &headers, &slug).await?;
+    let mut trace = Trace::default();
+    let result = async {
+        let u = target(&p, &id, &mut trace).await?;
+        let f = fields_of(&body(&bytes)?)?;
+        relink(&p, &u, f.external_id.as_ref()).await?;
+        apply_fields(&p, u, &f, &mut trace).await
+    }
+    .await;
+    finish(&p, "replace_user", &id, result, trace).await
+}
+
+async fn finish(
+    p: &Provisioner,
+    op: &str,
+    id: &str,
+    result: Result<User, ScimError>,
+    mut trace: Trace,
+) -> Result<Response, ScimError> {
+    match result {
+        Ok(u) => {
+            let u = find(p, &u.id).await.unwrap_or(u);
+            p.audit(op, Some(&u.id), Ok(json!({"user_id": u.id})), trace)
+                .await;
+            Ok(scim_json(StatusCode::OK, resource(p, &u)))
+        }
+        Err(e) => {
+            trace.fail(
+                Check::ScimChange,
+                e.reason.unwrap_or(Reason::ScimInvalidValue),
+                e.detail.clone(),
+            );
+            p.audit(op, Some(id), Err(&e), trace).await;
+            Err(e)
+        }
+    }
+}
+
+/// `PATCH /scim/v2/{org}/Users/{id}`: `add`, `replace` and `remove` operations, with a
+/// path (`active`, `emails[type eq "work"].value`, `name.formatted`, …) or a value
+/// object without one; operation names in any case (Entra ID writes `Replace`).
+pub async fn patch_user(
+    State(st): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ScimError> {
+    let p = provisioner(&st, &headers, &slug).await?;
+    let mut trace = Trace::default();
+    let result = async {
+        let u = target(&p, &id, &mut trace).await?;
+        let v = body(&bytes)?;
+        let ops = v
+            .get("Operations")
+            .or_else(|| v.get("operations"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                ScimError::new(
+                    StatusCode::BAD_REQUEST,
+                    Some("invalidSyntax"),
+                    Some(Reason::ScimInvalidValue),
+                    format!("a PATCH body is a {PATCH_SCHEMA} message with an Operations array"),
+                )
+            })?;
+        let mut f = Fields::default();
+        for (i, op) in ops.iter().enumerate() {
+            let name = op
+                .get("op")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let value = op.get("value").cloned().unwrap_or(Value::Null);
+            let path = op.get("path").and_then(Value::as_str);
+            match (name.as_str(), path) {
+                ("add" | "replace", None) => {
+                    let g = fields_of(&value)?;
+                    merge(&mut f, g);
+                }
+                ("add" | "replace", Some(path)) => set_path(&mut f, path, &value)?,
+                ("remove", Some(path)) => remove_path(&mut f, path)?,
+                ("remove", None) => {
+                    return Err(ScimError::new(
+                        StatusCode::BAD_REQUEST,
+                        Some("noTarget"),
+                        Some(Reason::ScimInvalidValue),
+                        format!("operation {i}: remove needs a path"),
+                    ));
+                }
+                (other, _) => {
+                    return Err(ScimError::invalid(format!(
+                        "operation {i}: '{}' is not a PATCH operation (add, replace, remove)",
+                        clip(other)
+                    )));
+                }
+            }
+        }
+        relink(&p, &u, f.external_id.as_ref()).await?;
+        apply_fields(&p, u, &f, &mut trace).await
+    }
+    .await;
+    finish(&p, "patch_user", &id, result, trace).await
+}
+
+fn merge(f: &mut Fields, g: Fields) {
+    f.user_name = g.user_name.or(f.user_name.take());
+    f.external_id = g.external_id.or(f.external_id.take());
+    f.display_name = g.display_name.or(f.display_name.take());
+    f.email = g.email.or(f.email.take());
+    f.active = g.active.or(f.active);
+}
+
+fn set_path(f: &mut Fields, path: &str, value: &Value) -> Result<(), ScimError> {
+    let parsed = filter::parse_path(path).map_err(|e| {
+        ScimError::new(
+            StatusCode::BAD_REQUEST,
+            Some("invalidPath"),
+            Some(Reason::ScimInvalidValue),
+            e.0,
+        )
+    })?;
+    match (parsed.attr.as_str(), parsed.sub.as_deref()) {
+        ("active", None) => f.active = Some(boolean(value, "active")?),
+        ("username", None) => f.user_name = Some(text(value, "userName")?),
+        ("externalid", None) => f.external_id = Some(text(value, "externalId")?),
+        ("displayname", None) | ("name", Some("formatted")) => {
+            f.display_name = Some(text(value, "displayName")?)
+        }
+        ("name", None) => f.display_name = name_of(value),
+        ("emails", Some("value")) => f.email = Some(text(value, "emails.value")?),
+        ("emails", None) => f.email = primary_email(value)?,
+        // What Tessera does not keep (phone numbers, titles, the enterprise extension's
+        // fields) is accepted and ignored, as IdPs send them with everything else.
+        _ => {}
+    }
+    Ok(())
+}
+
+fn remove_path(f: &mut Fields, path: &str) -> Result<(), ScimError> {
+    let parsed = filter::parse_path(path).map_err(|e| {
+        ScimError::new(
+            StatusCode::BAD_REQUEST,
+            Some("invalidPath"),
+            Some(Reason::ScimInvalidValue),
+            e.0,
+        )
+    })?;
+    match parsed.attr.as_str() {
+        "username" | "active" => Err(ScimError::new(
+            StatusCode::BAD_REQUEST,
+            Some("mutability"),
+            Some(Reason::ScimMutability),
+            format!("{} cannot be removed", parsed.attr),
+        )),
+        _ => {
+            let _ = f;
+            Ok(())
+        }
+    }
+}
+
+/// `DELETE /scim/v2/{org}/Users/{id}`: the person is disabled (named as disabled by the
+/// provisioning client: sessions end, refresh tokens are revoked) and SCIM sees them no
+/// more; the account and its audit history stay.
+pub async fn delete_user(
+    State(st): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let p = provisioner(&st, &headers, &slug).await?;
+    let mut trace = Trace::default();
+    let result = async {
+        let u = find(&p, &id).await?;
+        trace.pass(Check::ScimResource, format!("human '{}' ({})", u.username, u.id));
+        let u = if u.effective_state(clock::now()) != UserState::Disabled {
+            users::change(
+                &p.st,
+                &p.org,
+                u,
+                Change {
+                    state: Some((UserState::Disabled, None)),
+                    ..Change::default()
+                },
+                &p.actor(),
+            )
+            .await?
+        } else {
+            u
+        };
+        let link = ScimLink {
+            deleted_at: Some(clock::now()),
+            ..u.scim.clone().unwrap_or(ScimLink {
+                external_id: None,
+                provisioned_by: p.client_id.clone(),
+                provisioned_at: clock::now(),
+                deleted_at: None,
+            })
+        };
+        p.st.store.set_scim_link(p.org.id, &u.id, Some(&link)).await?;
+        trace.pass(
+            Check::ScimChange,
+            format!(
+                "deleted '{}': disabled (sessions ended, refresh tokens revoked), no longer visible to SCIM",
+                u.username
+            ),
+        );
+        Ok::<User, ScimError>(u)
+    }
+    .await;
+    match result {
+        Ok(u) => {
+            p.audit(
+                "delete_user",
+                Some(&u.id),
+                Ok(json!({"user_id": u.id})),
+                trace,
+            )
+            .await;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(e) => {
+            trace.fail(
+                Check::ScimChange,
+                e.reason.unwrap_or(Reason::ScimNotFound),
+                e.detail.clone(),
+            );
+            p.audit("delete_user", Some(&id), Err(&e), trace).await;
+            Err(e)
+        }
+    }
+}
+
+/// `GET /scim/v2/{org}/ServiceProviderConfig` (RFC 7643 §5).
+pub async fn service_provider_config(
+    State(st): State<Shared>,
+    Path(slug): Path<String>,
+) -> Response {
+    scim_json(
+        StatusCode::OK,
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "documentationUri": format!("{}/docs/errors", st.issuer),
+            "patch": {"supported": true},
+            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": true, "maxResults": MAX_PAGE},
+            "changePassword": {"supported": false},
+            "sort": {"supported": false},
+            "etag": {"supported": false},
+            "authenticationSchemes": [{
+                "type": "oauthbearertoken",
+                "name": "OAuth 2.0 bearer token",
+                "description": format!("a client_credentials token of a client of org '{}' holding {SCIM_SCOPE}", clip(&slug)),
+                "primary": true,
+            }],
+            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/scim/v2/{}/ServiceProviderConfig", st.issuer, clip(&slug))},
+        }),
+    )
+}
+
+/// `GET /scim/v2/{org}/ResourceTypes`.
+pub async fn resource_types(State(st): State<Shared>, Path(slug): Path<String>) -> Response {
+    let base = format!("{}/scim/v2/{}", st.issuer, clip(&slug));
+    let user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "User",
+        "name": "User",
+        "endpoint": "/Users",
+        "description": "The org's people (service accounts are not SCIM resources)",
+        "schema": USER_SCHEMA,
+        "schemaExtensions": [{"schema": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "required": false}],
+        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User")},
+    });
+    scim_json(
+        StatusCode::OK,
+        json!({"schemas": [LIST_SCHEMA], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user]}),
+    )
+}
+
+/// `GET /scim/v2/{org}/Schemas`: the User attributes Tessera keeps.
+pub async fn schemas(State(st): State<Shared>, Path(slug): Path<String>) -> Response {
+    let attr = |name: &str, kind: &str, required: bool, uniqueness: &str, multi: bool| {
+        json!({"name": name, "type": kind, "multiValued": multi, "required": required,
+               "caseExact": false, "mutability": "readWrite", "returned": "default",
+               "uniqueness": uniqueness})
+    };
+    let user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": USER_SCHEMA,
+        "name": "User",
+        "description": "A person of the org",
+        "attributes": [
+            attr("userName", "string", true, "server", false),
+            attr("displayName", "string", false, "none", false),
+            attr("active", "boolean", false, "none", false),
+            attr("emails", "complex", false, "none", true),
+            attr("externalId", "string", false, "server", false),
+        ],
+        "meta": {"resourceType": "Schema", "location": format!("{}/scim/v2/{}/Schemas/{USER_SCHEMA}", st.issuer, clip(&slug))},
+    });
+    scim_json(
+        StatusCode::OK,
+        json!({"schemas": [LIST_SCHEMA], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user]}),
+    )
+}
