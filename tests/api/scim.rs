@@ -118,6 +118,17 @@ async fn okta_provisions_a_person_from_lookup_to_delete() {
     assert_eq!(alice["active"], true);
     let (s, got) = scim.get(&format!("/Users/{id}")).await;
     assert_eq!((s, &got["id"]), (200, &json!(id)));
+    // The admin API lists her as provisioned, by whom.
+    let (_, provisioned) = app.get("/users?source=scim").await;
+    let items = provisioned["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{provisioned}");
+    assert_eq!(items[0]["source"], "scim");
+    assert_eq!(items[0]["provisioning"]["client_id"], client_id.as_str());
+    assert_eq!(items[0]["provisioning"]["external_id"], "00u1abcd");
+    let (_, local) = app.get("/users?source=local").await;
+    assert!(!local.to_string().contains(&id), "{local}");
+    let (s, _) = app.get("/users?source=ldap").await;
+    assert_eq!(s, 422);
     let (_, by_ext) = scim
         .get("/Users?filter=externalId%20eq%20%2200u1abcd%22")
         .await;

@@ -130,6 +130,30 @@ pub struct UserView {
     pub locked_until: Option<String>,
     pub has_password: bool,
     pub created_at: String,
+    /// Where the account comes from: `local` (created here), `saml` (linked at an SSO
+    /// login) or `scim` (provisioned by the org's IdP).
+    pub source: String,
+    /// For a provisioned person: the provisioning client, since when, the IdP's id, and
+    /// when SCIM deleted them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<ProvisioningView>,
+}
+
+/// A person's link to SCIM provisioning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProvisioningView {
+    pub client_id: String,
+    pub since: String,
+    pub external_id: Option<String>,
+    pub deleted_at: Option<String>,
+}
+
+/// `GET /api/v2/users` query: `source` keeps the accounts of one origin.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct UserListQuery {
+    /// `local`, `saml` or `scim`.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// What one login gave one client: the family of its refresh tokens (a grant).

@@ -67,6 +67,24 @@ pub fn view(u: &User, org: &Org) -> UserView {
         locked_until,
         has_password: u.password_hash.is_some(),
         created_at: rfc3339(u.created_at),
+        source: source(u).into(),
+        provisioning: u.scim.as_ref().map(|l| tessera_api::ProvisioningView {
+            client_id: l.provisioned_by.clone(),
+            since: rfc3339(l.provisioned_at),
+            external_id: l.external_id.clone(),
+            deleted_at: time_opt(l.deleted_at),
+        }),
+    }
+}
+
+/// Where an account comes from: provisioned by SCIM, linked at an SSO login, or local.
+fn source(u: &User) -> &'static str {
+    if u.scim.is_some() {
+        "scim"
+    } else if u.saml_name_id.is_some() {
+        "saml"
+    } else {
+        "local"
     }
 }
 
@@ -80,11 +98,23 @@ async fn find(admin: &Admin, id: &str) -> Result<User, ApiError> {
 }
 
 /// `GET /api/v2/users`.
-#[utoipa::path(get, path = "/api/v2/users", operation_id = "listUsers", tag = "users", responses((status = 200, body = tessera_api::UserList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
-pub async fn list(admin: Admin) -> Result<Json<UserList>, ApiError> {
+#[utoipa::path(get, path = "/api/v2/users", operation_id = "listUsers", tag = "users", params(tessera_api::UserListQuery), responses((status = 200, body = tessera_api::UserList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+pub async fn list(
+    admin: Admin,
+    axum::extract::Query(q): axum::extract::Query<tessera_api::UserListQuery>,
+) -> Result<Json<UserList>, ApiError> {
+    if let Some(s) = q.source.as_deref()
+        && !["local", "saml", "scim"].contains(&s)
+    {
+        return Err(ApiError::field("source", "one of local, saml, scim"));
+    }
     let users = admin.st.store.list_users(admin.org.id).await?;
     Ok(Json(UserList {
-        items: users.iter().map(|u| view(u, &admin.org)).collect(),
+        items: users
+            .iter()
+            .filter(|u| q.source.as_deref().is_none_or(|s| source(u) == s))
+            .map(|u| view(u, &admin.org))
+            .collect(),
     }))
 }
 
