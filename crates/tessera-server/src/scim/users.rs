@@ -1,251 +1,24 @@
-//! SCIM 2.0 provisioning (RFC 7643/7644) at `/scim/v2/{org}/`: an IdP (Okta, Entra ID)
-//! creates, updates, deactivates and deletes the org's people. SCIM manages humans only:
-//! service accounts are invisible to it (not listed, not found by a filter, 404 by id),
-//! so no sync can ever disable one. Changes go through `users.rs`, the code the admin API
-//! uses, and every change (or refusal) is an audit event of kind `scim` with the
-//! provisioning client and a trace.
-//!
-//! Auth: a client_credentials bearer token of a client of that org holding
-//! `tessera:scim`, checked on every request against the client as it is now (disable
-//! the client, or take the scope away, and its tokens stop working).
+//! SCIM `Users`: the org's humans, created, matched, changed, deactivated and deleted
+//! through `users.rs` (the admin API's code), each request audited.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tessera_api::SCIM_SCOPE;
 use tessera_core::Reason;
-use tessera_core::audit::{AuditEvent, AuditKind};
-use tessera_core::model::{Actor, Org, ScimLink, User, UserState, UserType};
+use tessera_core::model::{Actor, ScimLink, User, UserState, UserType};
 use tessera_core::scim::{self as filter, Resource};
-use tessera_core::store::StoreError;
 use tessera_core::text::{clip, rfc3339};
 use tessera_core::trace::{Check, Trace};
 
-use crate::error::ApiError;
+use super::{
+    LIST_SCHEMA, ListQuery, MAX_PAGE, PATCH_SCHEMA, Provisioner, ScimError, USER_SCHEMA, body,
+    boolean, provisioner, scim_json, text,
+};
+use crate::clock;
 use crate::state::Shared;
 use crate::users::{self, Change, NewUser};
-use crate::{clock, request_id};
-
-const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
-const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-/// The most resources one page holds.
-const MAX_PAGE: usize = 200;
-/// The largest SCIM request body (a User with everything an IdP sends is a few KiB).
-pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// A SCIM refusal: the HTTP status, the `scimType`, the reason code for the audit trail,
-/// and a detail.
-#[derive(Debug)]
-pub struct ScimError {
-    status: StatusCode,
-    scim_type: Option<&'static str>,
-    reason: Option<Reason>,
-    detail: String,
-}
-
-impl ScimError {
-    fn new(
-        status: StatusCode,
-        scim_type: Option<&'static str>,
-        reason: Option<Reason>,
-        detail: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            scim_type,
-            reason,
-            detail: detail.into(),
-        }
-    }
-
-    fn invalid(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            Some("invalidValue"),
-            Some(Reason::ScimInvalidValue),
-            detail,
-        )
-    }
-
-    fn not_found(id: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            None,
-            Some(Reason::ScimNotFound),
-            format!("no user {} here", clip(id)),
-        )
-    }
-}
-
-impl From<ApiError> for ScimError {
-    fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::InvalidField { field, message } => {
-                Self::invalid(format!("{}: {message}", scim_field(&field)))
-            }
-            ApiError::BadRequest(m) => Self::new(
-                StatusCode::BAD_REQUEST,
-                Some("invalidSyntax"),
-                Some(Reason::ScimInvalidValue),
-                m,
-            ),
-            ApiError::NotFound(m) => {
-                Self::new(StatusCode::NOT_FOUND, None, Some(Reason::ScimNotFound), m)
-            }
-            ApiError::Conflict(m) => Self::new(
-                StatusCode::CONFLICT,
-                Some("uniqueness"),
-                Some(Reason::ScimUniqueness),
-                m,
-            ),
-            ApiError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, None, None, m),
-            ApiError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, None, None, m),
-            ApiError::Store(m) => {
-                tracing::error!(error = %m, "SCIM: storage unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    None,
-                    None,
-                    "the database is unavailable; retry",
-                )
-            }
-        }
-    }
-}
-
-impl From<StoreError> for ScimError {
-    fn from(e: StoreError) -> Self {
-        ApiError::from(e).into()
-    }
-}
-
-/// The admin API's field names as SCIM names them.
-fn scim_field(f: &str) -> &str {
-    match f {
-        "username" => "userName",
-        "display_name" => "displayName",
-        "email" => "emails",
-        other => other,
-    }
-}
-
-impl IntoResponse for ScimError {
-    fn into_response(self) -> Response {
-        let mut body = json!({
-            "schemas": [ERROR_SCHEMA],
-            "status": self.status.as_u16().to_string(),
-            "detail": self.detail,
-        });
-        if let Some(t) = self.scim_type {
-            body["scimType"] = json!(t);
-        }
-        scim_json(self.status, body)
-    }
-}
-
-fn scim_json(status: StatusCode, body: Value) -> Response {
-    let mut res = (status, Json(body)).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/scim+json"),
-    );
-    res
-}
-
-/// The provisioning client of a request, and its org (the one in the path).
-pub struct Provisioner {
-    org: Org,
-    client_id: String,
-    st: Shared,
-}
-
-async fn provisioner(
-    st: &Shared,
-    headers: &HeaderMap,
-    slug: &str,
-) -> Result<Provisioner, ScimError> {
-    let (org, claims) =
-        crate::admin::bearer_rights(st, headers, SCIM_SCOPE, "SCIM provisioning").await?;
-    if org.slug.as_str() != slug {
-        return Err(ScimError::new(
-            StatusCode::FORBIDDEN,
-            None,
-            None,
-            format!(
-                "this token provisions org '{}', not '{}'",
-                org.slug,
-                clip(slug)
-            ),
-        ));
-    }
-    Ok(Provisioner {
-        org,
-        client_id: claims.client_id,
-        st: st.clone(),
-    })
-}
-
-impl Provisioner {
-    fn actor(&self) -> Actor {
-        Actor::Provisioning {
-            source: self.client_id.clone(),
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("{}/scim/v2/{}", self.st.issuer, self.org.slug)
-    }
-
-    /// Records a SCIM request's outcome (best effort after a change is written: the
-    /// change stands, and the failure is logged).
-    async fn audit(
-        &self,
-        op: &str,
-        subject: Option<&str>,
-        outcome: Result<Value, &ScimError>,
-        trace: Trace,
-    ) {
-        let (outcome, reason, description, change) = match outcome {
-            Ok(change) => ("ok", None, Some(op.to_string()), Some(change)),
-            Err(e) => (
-                "denied",
-                e.reason.map(|r| r.code().to_string()),
-                Some(e.detail.clone()),
-                None,
-            ),
-        };
-        let event = AuditEvent {
-            request_id: request_id::current(),
-            time_ms: clock::now_ms(),
-            org_id: Some(self.org.id),
-            kind: AuditKind::Scim,
-            actor: Some(self.client_id.clone()),
-            client_id: Some(self.client_id.clone()),
-            subject: subject.map(str::to_string),
-            source_ip: None,
-            outcome: outcome.into(),
-            reason,
-            description,
-            grant_type: None,
-            scope: None,
-            secret_id: None,
-            secret_hint: None,
-            trace,
-            change: change.map(|mut c| {
-                c["op"] = json!(op);
-                c
-            }),
-        };
-        if let Err(e) = self.st.audit.record(event).await {
-            tracing::error!(error = %e, "SCIM change not audited");
-        }
-    }
-}
 
 /// Whether SCIM may see this user: a human SCIM has not deleted.
 fn visible(u: &User) -> bool {
@@ -335,14 +108,6 @@ impl Resource for Attrs<'_> {
             _ => vec![],
         }
     }
-}
-
-#[derive(serde::Deserialize)]
-pub struct ListQuery {
-    filter: Option<String>,
-    #[serde(rename = "startIndex")]
-    start_index: Option<usize>,
-    count: Option<usize>,
 }
 
 /// `GET /scim/v2/{org}/Users`: the org's humans, filtered and paged.
@@ -450,33 +215,6 @@ struct Fields {
     display_name: Option<String>,
     email: Option<String>,
     active: Option<bool>,
-}
-
-fn body(bytes: &Bytes) -> Result<Value, ScimError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ScimError::new(
-            StatusCode::BAD_REQUEST,
-            Some("invalidSyntax"),
-            Some(Reason::ScimInvalidValue),
-            format!("the body is not JSON: {e}"),
-        )
-    })
-}
-
-/// A boolean as IdPs send it: `false`, or Entra ID's `"False"`.
-fn boolean(v: &Value, field: &str) -> Result<bool, ScimError> {
-    match v {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(ScimError::invalid(format!("{field} must be true or false"))),
-    }
-}
-
-fn text(v: &Value, field: &str) -> Result<String, ScimError> {
-    v.as_str()
-        .map(str::to_string)
-        .ok_or_else(|| ScimError::invalid(format!("{field} must be a string")))
 }
 
 /// The primary (else the first) email of an `emails` array.
@@ -1016,77 +754,4 @@ pub async fn delete_user(
             Err(e)
         }
     }
-}
-
-/// `GET /scim/v2/{org}/ServiceProviderConfig` (RFC 7643 §5).
-pub async fn service_provider_config(
-    State(st): State<Shared>,
-    Path(slug): Path<String>,
-) -> Response {
-    scim_json(
-        StatusCode::OK,
-        json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-            "documentationUri": format!("{}/docs/errors", st.issuer),
-            "patch": {"supported": true},
-            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-            "filter": {"supported": true, "maxResults": MAX_PAGE},
-            "changePassword": {"supported": false},
-            "sort": {"supported": false},
-            "etag": {"supported": false},
-            "authenticationSchemes": [{
-                "type": "oauthbearertoken",
-                "name": "OAuth 2.0 bearer token",
-                "description": format!("a client_credentials token of a client of org '{}' holding {SCIM_SCOPE}", clip(&slug)),
-                "primary": true,
-            }],
-            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/scim/v2/{}/ServiceProviderConfig", st.issuer, clip(&slug))},
-        }),
-    )
-}
-
-/// `GET /scim/v2/{org}/ResourceTypes`.
-pub async fn resource_types(State(st): State<Shared>, Path(slug): Path<String>) -> Response {
-    let base = format!("{}/scim/v2/{}", st.issuer, clip(&slug));
-    let user = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
-        "id": "User",
-        "name": "User",
-        "endpoint": "/Users",
-        "description": "The org's people (service accounts are not SCIM resources)",
-        "schema": USER_SCHEMA,
-        "schemaExtensions": [{"schema": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "required": false}],
-        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User")},
-    });
-    scim_json(
-        StatusCode::OK,
-        json!({"schemas": [LIST_SCHEMA], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user]}),
-    )
-}
-
-/// `GET /scim/v2/{org}/Schemas`: the User attributes Tessera keeps.
-pub async fn schemas(State(st): State<Shared>, Path(slug): Path<String>) -> Response {
-    let attr = |name: &str, kind: &str, required: bool, uniqueness: &str, multi: bool| {
-        json!({"name": name, "type": kind, "multiValued": multi, "required": required,
-               "caseExact": false, "mutability": "readWrite", "returned": "default",
-               "uniqueness": uniqueness})
-    };
-    let user = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
-        "id": USER_SCHEMA,
-        "name": "User",
-        "description": "A person of the org",
-        "attributes": [
-            attr("userName", "string", true, "server", false),
-            attr("displayName", "string", false, "none", false),
-            attr("active", "boolean", false, "none", false),
-            attr("emails", "complex", false, "none", true),
-            attr("externalId", "string", false, "server", false),
-        ],
-        "meta": {"resourceType": "Schema", "location": format!("{}/scim/v2/{}/Schemas/{USER_SCHEMA}", st.issuer, clip(&slug))},
-    });
-    scim_json(
-        StatusCode::OK,
-        json!({"schemas": [LIST_SCHEMA], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user]}),
-    )
 }

@@ -1,0 +1,286 @@
+//! SCIM 2.0 provisioning (RFC 7643/7644) at `/scim/v2/{org}/`: an IdP (Okta, Entra ID)
+//! creates, updates, deactivates and deletes the org's people. SCIM manages humans only:
+//! service accounts are invisible to it (not listed, not found by a filter, 404 by id),
+//! so no sync can ever disable one. Changes go through `users.rs`, the code the admin API
+//! uses, and every change (or refusal) is an audit event of kind `scim` with the
+//! provisioning client and a trace.
+//!
+//! Auth: a client_credentials bearer token of a client of that org holding
+//! `tessera:scim`, checked on every request against the client as it is now (disable
+//! the client, or take the scope away, and its tokens stop working).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tessera_api::SCIM_SCOPE;
+use tessera_core::Reason;
+use tessera_core::audit::{AuditEvent, AuditKind};
+use tessera_core::model::{Actor, Org};
+use tessera_core::store::StoreError;
+use tessera_core::text::clip;
+use tessera_core::trace::Trace;
+
+use crate::error::ApiError;
+use crate::state::Shared;
+use crate::{clock, request_id};
+
+mod discovery;
+mod users;
+
+pub use discovery::{resource_types, schemas, service_provider_config};
+pub use users::{create_user, delete_user, get_user, list_users, patch_user, replace_user};
+
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// The most resources one page holds.
+const MAX_PAGE: usize = 200;
+/// The largest SCIM request body (a User with everything an IdP sends is a few KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A SCIM refusal: the HTTP status, the `scimType`, the reason code for the audit trail,
+/// and a detail.
+#[derive(Debug)]
+pub struct ScimError {
+    status: StatusCode,
+    scim_type: Option<&'static str>,
+    reason: Option<Reason>,
+    detail: String,
+}
+
+impl ScimError {
+    fn new(
+        status: StatusCode,
+        scim_type: Option<&'static str>,
+        reason: Option<Reason>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            scim_type,
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+            Some(Reason::ScimInvalidValue),
+            detail,
+        )
+    }
+
+    fn not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            None,
+            Some(Reason::ScimNotFound),
+            format!("no user {} here", clip(id)),
+        )
+    }
+}
+
+impl From<ApiError> for ScimError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::InvalidField { field, message } => {
+                Self::invalid(format!("{}: {message}", scim_field(&field)))
+            }
+            ApiError::BadRequest(m) => Self::new(
+                StatusCode::BAD_REQUEST,
+                Some("invalidSyntax"),
+                Some(Reason::ScimInvalidValue),
+                m,
+            ),
+            ApiError::NotFound(m) => {
+                Self::new(StatusCode::NOT_FOUND, None, Some(Reason::ScimNotFound), m)
+            }
+            ApiError::Conflict(m) => Self::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                Some(Reason::ScimUniqueness),
+                m,
+            ),
+            ApiError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, None, None, m),
+            ApiError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, None, None, m),
+            ApiError::Store(m) => {
+                tracing::error!(error = %m, "SCIM: storage unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    None,
+                    "the database is unavailable; retry",
+                )
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ScimError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+/// The admin API's field names as SCIM names them.
+fn scim_field(f: &str) -> &str {
+    match f {
+        "username" => "userName",
+        "display_name" => "displayName",
+        "email" => "emails",
+        other => other,
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "schemas": [ERROR_SCHEMA],
+            "status": self.status.as_u16().to_string(),
+            "detail": self.detail,
+        });
+        if let Some(t) = self.scim_type {
+            body["scimType"] = json!(t);
+        }
+        scim_json(self.status, body)
+    }
+}
+
+fn scim_json(status: StatusCode, body: Value) -> Response {
+    let mut res = (status, Json(body)).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/scim+json"),
+    );
+    res
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    filter: Option<String>,
+    #[serde(rename = "startIndex")]
+    start_index: Option<usize>,
+    count: Option<usize>,
+}
+
+fn body(bytes: &Bytes) -> Result<Value, ScimError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ScimError::new(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            Some(Reason::ScimInvalidValue),
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+/// A boolean as IdPs send it: `false`, or Entra ID's `"False"`.
+fn boolean(v: &Value, field: &str) -> Result<bool, ScimError> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(ScimError::invalid(format!("{field} must be true or false"))),
+    }
+}
+
+fn text(v: &Value, field: &str) -> Result<String, ScimError> {
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| ScimError::invalid(format!("{field} must be a string")))
+}
+
+/// The provisioning client of a request, and its org (the one in the path).
+pub struct Provisioner {
+    org: Org,
+    client_id: String,
+    st: Shared,
+}
+
+async fn provisioner(
+    st: &Shared,
+    headers: &HeaderMap,
+    slug: &str,
+) -> Result<Provisioner, ScimError> {
+    let (org, claims) =
+        crate::admin::bearer_rights(st, headers, SCIM_SCOPE, "SCIM provisioning").await?;
+    if org.slug.as_str() != slug {
+        return Err(ScimError::new(
+            StatusCode::FORBIDDEN,
+            None,
+            None,
+            format!(
+                "this token provisions org '{}', not '{}'",
+                org.slug,
+                clip(slug)
+            ),
+        ));
+    }
+    Ok(Provisioner {
+        org,
+        client_id: claims.client_id,
+        st: st.clone(),
+    })
+}
+
+impl Provisioner {
+    fn actor(&self) -> Actor {
+        Actor::Provisioning {
+            source: self.client_id.clone(),
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("{}/scim/v2/{}", self.st.issuer, self.org.slug)
+    }
+
+    /// Records a SCIM request's outcome (best effort after a change is written: the
+    /// change stands, and the failure is logged).
+    async fn audit(
+        &self,
+        op: &str,
+        subject: Option<&str>,
+        outcome: Result<Value, &ScimError>,
+        trace: Trace,
+    ) {
+        let (outcome, reason, description, change) = match outcome {
+            Ok(change) => ("ok", None, Some(op.to_string()), Some(change)),
+            Err(e) => (
+                "denied",
+                e.reason.map(|r| r.code().to_string()),
+                Some(e.detail.clone()),
+                None,
+            ),
+        };
+        let event = AuditEvent {
+            request_id: request_id::current(),
+            time_ms: clock::now_ms(),
+            org_id: Some(self.org.id),
+            kind: AuditKind::Scim,
+            actor: Some(self.client_id.clone()),
+            client_id: Some(self.client_id.clone()),
+            subject: subject.map(str::to_string),
+            source_ip: None,
+            outcome: outcome.into(),
+            reason,
+            description,
+            grant_type: None,
+            scope: None,
+            secret_id: None,
+            secret_hint: None,
+            trace,
+            change: change.map(|mut c| {
+                c["op"] = json!(op);
+                c
+            }),
+        };
+        if let Err(e) = self.st.audit.record(event).await {
+            tracing::error!(error = %e, "SCIM change not audited");
+        }
+    }
+}
