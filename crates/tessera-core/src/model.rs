@@ -409,6 +409,53 @@ pub struct ScimLink {
     pub deleted_at: Option<Timestamp>,
 }
 
+/// A SCIM group: a name the org's IdP pushes, with the humans in it. Its name (or its
+/// `externalId`) is looked up in the org's group mapping, the one SAML logins use, to
+/// give its members roles. Only humans are ever members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScimGroup {
+    pub id: String,
+    pub org_id: i64,
+    pub display_name: String,
+    pub external_id: Option<String>,
+    /// The members' user ids, sorted.
+    pub members: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What a change to a SCIM group writes, in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScimGroupChange {
+    pub display_name: Option<String>,
+    /// `Some(None)` removes the `externalId`.
+    pub external_id: Option<Option<String>>,
+    /// The members, all replaced (applied before `add` and `remove`).
+    pub replace_members: Option<Vec<String>>,
+    pub add_members: Vec<String>,
+    pub remove_members: Vec<String>,
+}
+
+/// A long-lived SCIM bearer token, for IdPs that hold one static token (Okta's "HTTP
+/// Header", Entra ID's "Secret Token"): bound to a provisioning client, which must still
+/// hold `tessera:scim` when the token is used; stored as its SHA-256 only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScimToken {
+    pub id: String,
+    pub org_id: i64,
+    pub client_id: String,
+    /// SHA-256 of the token.
+    #[serde(skip)]
+    pub hash: Vec<u8>,
+    /// The token's last four characters, to recognise it.
+    pub hint: String,
+    pub description: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+}
+
 impl User {
     /// A new, active human with nothing but a name: what SAML just-in-time provisioning
     /// starts from before the IdP's attributes fill it in.

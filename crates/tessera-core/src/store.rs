@@ -13,7 +13,10 @@ use std::pin::Pin;
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::decision::{Facts, LoginUpdate};
 use crate::interactive::{AuthCode, LoginGrant, RefreshToken};
-use crate::model::{Client, Org, OrgSlug, ScimLink, Scope, StoredSecret, Timestamp, User};
+use crate::model::{
+    Client, Org, OrgSlug, ScimGroup, ScimGroupChange, ScimLink, ScimToken, Scope, StoredSecret,
+    Timestamp, User,
+};
 use crate::session::Session;
 use crate::sso::{SamlPending, SsoConfig};
 use crate::throttle::{AttemptOutcome, Reservation, ThrottlePolicy};
@@ -356,6 +359,63 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<Option<User>>>;
 }
 
+/// SCIM provisioning's own records: groups with their members, and long-lived tokens.
+pub trait ScimStore: Send + Sync + 'static {
+    /// Creates a group with its members; a conflict when the org has a group of that
+    /// name. Members that are not humans of the org are left out (a service account is
+    /// never a member, whatever a caller asks).
+    fn create_scim_group<'a>(&'a self, group: &'a ScimGroup) -> BoxFuture<'a, StoreResult<()>>;
+    fn scim_group<'a>(
+        &'a self,
+        org_id: i64,
+        id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<ScimGroup>>>;
+    /// The org's groups with their members, by name.
+    fn list_scim_groups(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<ScimGroup>>>;
+    /// Applies `change` in one transaction (so concurrent membership changes add up):
+    /// false when the group does not exist; a conflict when the new name is taken.
+    /// Members are filtered as in [`create_scim_group`](ScimStore::create_scim_group).
+    fn change_scim_group<'a>(
+        &'a self,
+        org_id: i64,
+        id: &'a str,
+        change: &'a ScimGroupChange,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Deletes a group and its memberships; false when it did not exist.
+    fn delete_scim_group<'a>(
+        &'a self,
+        org_id: i64,
+        id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    /// The groups a user is a member of (members left empty), by name.
+    fn scim_groups_of<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<ScimGroup>>>;
+    fn create_scim_token<'a>(&'a self, token: &'a ScimToken) -> BoxFuture<'a, StoreResult<()>>;
+    /// The token with this SHA-256, revoked or expired ones included.
+    fn scim_token_by_hash<'a>(
+        &'a self,
+        hash: &'a [u8],
+    ) -> BoxFuture<'a, StoreResult<Option<ScimToken>>>;
+    fn list_scim_tokens(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<ScimToken>>>;
+    /// Revokes a token (no-op when it already is); false when it does not exist.
+    fn revoke_scim_token<'a>(
+        &'a self,
+        org_id: i64,
+        id: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Records a token's use (callers do it at most once a minute per token).
+    fn touch_scim_token<'a>(
+        &'a self,
+        id: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+}
+
 /// An org's SSO configuration, SAML logins in flight and their replay cache, and
 /// browser sessions.
 pub trait SsoStore: Send + Sync + 'static {
@@ -548,6 +608,7 @@ pub trait Store:
     OrgStore
     + ClientStore
     + UserStore
+    + ScimStore
     + SsoStore
     + ThrottleStore
     + AuditStore
@@ -561,6 +622,7 @@ impl<T> Store for T where
     T: OrgStore
         + ClientStore
         + UserStore
+        + ScimStore
         + SsoStore
         + ThrottleStore
         + AuditStore

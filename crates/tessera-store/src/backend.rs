@@ -4,8 +4,8 @@
 
 use tessera_core::model::{Client, Org, ScopeName, StoredSecret, Timestamp, User};
 use tessera_core::store::{
-    AuditStore, BoxFuture, ClientStore, GrantStore, KeyStore, OrgStore, SsoStore, StoreResult,
-    ThrottleStore, UserStore,
+    AuditStore, BoxFuture, ClientStore, GrantStore, KeyStore, OrgStore, ScimStore, SsoStore,
+    StoreResult, ThrottleStore, UserStore,
 };
 use tessera_core::throttle::{ThrottlePolicy, ThrottleState};
 
@@ -81,6 +81,7 @@ pub trait Backend:
     OrgStore
     + ClientStore
     + UserStore
+    + ScimStore
     + SsoStore
     + ThrottleStore
     + AuditStore

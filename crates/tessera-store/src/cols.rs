@@ -71,3 +71,17 @@ macro_rules! audit_events_cols {
     };
 }
 pub(crate) use audit_events_cols;
+
+macro_rules! scim_groups_cols {
+    () => {
+        "id, org_id, display_name, external_id, created_at, updated_at"
+    };
+}
+pub(crate) use scim_groups_cols;
+
+macro_rules! scim_tokens_cols {
+    () => {
+        "id, org_id, client_id, hash, hint, description, created_at, expires_at, revoked_at, last_used_at"
+    };
+}
+pub(crate) use scim_tokens_cols;

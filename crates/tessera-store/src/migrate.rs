@@ -100,6 +100,11 @@ pub const SQLITE: &[Migration] = &[
         name: "scim",
         sql: include_str!("../migrations/sqlite/0017_scim.sql"),
     },
+    Migration {
+        version: 18,
+        name: "scim_tokens",
+        sql: include_str!("../migrations/sqlite/0018_scim_tokens.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order. They start where SQLite's stand after its 15th:
@@ -119,6 +124,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "scim",
         sql: include_str!("../migrations/postgres/0003_scim.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "scim_tokens",
+        sql: include_str!("../migrations/postgres/0004_scim_tokens.sql"),
     },
 ];
 

@@ -40,6 +40,7 @@ mod clients;
 mod grants;
 mod keys;
 mod orgs;
+mod scim;
 mod sso;
 mod throttle;
 mod users;

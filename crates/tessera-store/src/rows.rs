@@ -12,7 +12,7 @@ use sqlx::{Postgres, Row, Sqlite};
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::interactive::{AuthCode, LoginGrant};
 use tessera_core::model::{
-    Client, ClientId, IpAllowList, Org, OrgSlug, ScimLink, StoredSecret, User,
+    Client, ClientId, IpAllowList, Org, OrgSlug, ScimGroup, ScimLink, ScimToken, StoredSecret, User,
 };
 use tessera_core::session::Session;
 use tessera_core::store::{StoreError, StoreResult};
@@ -148,6 +148,48 @@ pub(crate) fn secret_from(row: &impl Fields) -> StoreResult<StoredSecret> {
         revoked_at: get(row, "revoked_at")?,
         last_used_at: get(row, "last_used_at")?,
         last_used_from: get(row, "last_used_from")?,
+    })
+}
+
+/// A SCIM group without its members (read from their own table).
+pub(crate) fn scim_group_from(row: &impl Fields) -> StoreResult<ScimGroup> {
+    Ok(ScimGroup {
+        id: get(row, "id")?,
+        org_id: get(row, "org_id")?,
+        display_name: get(row, "display_name")?,
+        external_id: get(row, "external_id")?,
+        members: Vec::new(),
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+/// Puts each (group, user) pair in its group's member list.
+pub(crate) fn attach_members(groups: &mut [ScimGroup], members: Vec<(String, String)>) {
+    let index: std::collections::HashMap<String, usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.id.clone(), i))
+        .collect();
+    for (group_id, user_id) in members {
+        if let Some(&i) = index.get(&group_id) {
+            groups[i].members.push(user_id);
+        }
+    }
+}
+
+pub(crate) fn scim_token_from(row: &impl Fields) -> StoreResult<ScimToken> {
+    Ok(ScimToken {
+        id: get(row, "id")?,
+        org_id: get(row, "org_id")?,
+        client_id: get(row, "client_id")?,
+        hash: get(row, "hash")?,
+        hint: get(row, "hint")?,
+        description: get(row, "description")?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+        revoked_at: get(row, "revoked_at")?,
+        last_used_at: get(row, "last_used_at")?,
     })
 }
 

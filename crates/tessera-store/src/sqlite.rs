@@ -42,6 +42,7 @@ mod clients;
 mod grants;
 mod keys;
 mod orgs;
+mod scim;
 mod sso;
 mod throttle;
 mod users;
@@ -390,6 +391,8 @@ mod tests {
             ("client_secrets", cols::client_secrets_cols!()),
             ("scopes", cols::scopes_cols!()),
             ("audit_events", cols::audit_events_cols!()),
+            ("scim_groups", cols::scim_groups_cols!()),
+            ("scim_tokens", cols::scim_tokens_cols!()),
         ] {
             let columns: Vec<String> = sqlx::query(&format!("PRAGMA table_info({table})"))
                 .fetch_all(&s.pool)

@@ -1017,6 +1017,138 @@ async fn a_scim_link_is_a_humans_unique_external_id(dir: TestDb) {
     ));
 }
 
+async fn scim_groups_hold_only_humans_and_tokens_are_found_by_hash(dir: TestDb) {
+    use tessera_core::model::{ScimGroup, ScimGroupChange, ScimToken};
+    let s = store(&dir).await;
+    let (org, client) = org_with_client(s.as_ref()).await;
+    for n in ["alice", "bob", "carol"] {
+        s.create_user(&human(org, n)).await.unwrap();
+    }
+    let group = ScimGroup {
+        id: "grp_1".into(),
+        org_id: org,
+        display_name: "Engineering".into(),
+        external_id: Some("00g1".into()),
+        // The service account and a user of no org are left out, whatever is asked.
+        members: vec!["usr_alice".into(), "usr_1".into(), "usr_nobody".into()],
+        created_at: 20,
+        updated_at: 20,
+    };
+    s.create_scim_group(&group).await.unwrap();
+    let got = s.scim_group(org, "grp_1").await.unwrap().unwrap();
+    assert_eq!(got.members, vec!["usr_alice".to_string()]);
+    assert_eq!(got.display_name, "Engineering");
+    assert!(matches!(
+        s.create_scim_group(&ScimGroup {
+            id: "grp_2".into(),
+            ..group.clone()
+        })
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Changes add up: each add and remove is applied to the stored members.
+    let add = |u: &str| ScimGroupChange {
+        add_members: vec![u.into()],
+        ..ScimGroupChange::default()
+    };
+    assert!(
+        s.change_scim_group(org, "grp_1", &add("usr_bob"), 30)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.change_scim_group(org, "grp_1", &add("usr_1"), 30)
+            .await
+            .unwrap()
+    );
+    let remove = ScimGroupChange {
+        remove_members: vec!["usr_alice".into()],
+        display_name: Some("Eng".into()),
+        external_id: Some(None),
+        ..ScimGroupChange::default()
+    };
+    assert!(
+        s.change_scim_group(org, "grp_1", &remove, 31)
+            .await
+            .unwrap()
+    );
+    let got = s.scim_group(org, "grp_1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.members.clone(),
+            got.display_name.as_str(),
+            got.external_id.clone(),
+            got.updated_at
+        ),
+        (vec!["usr_bob".to_string()], "Eng", None, 31)
+    );
+    let replace = ScimGroupChange {
+        replace_members: Some(vec!["usr_carol".into(), "usr_alice".into()]),
+        ..ScimGroupChange::default()
+    };
+    assert!(
+        s.change_scim_group(org, "grp_1", &replace, 32)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.scim_group(org, "grp_1").await.unwrap().unwrap().members,
+        vec!["usr_alice".to_string(), "usr_carol".to_string()]
+    );
+    let groups = s.scim_groups_of(org, "usr_carol").await.unwrap();
+    assert_eq!(
+        groups.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+        vec!["grp_1"]
+    );
+    assert!(s.scim_groups_of(org, "usr_bob").await.unwrap().is_empty());
+    assert!(
+        !s.change_scim_group(org, "grp_9", &add("usr_bob"), 33)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.list_scim_groups(org).await.unwrap().len(), 1);
+    // Another org sees none of it.
+    assert!(s.scim_group(org + 1, "grp_1").await.unwrap().is_none());
+    assert!(s.delete_scim_group(org, "grp_1").await.unwrap());
+    assert!(!s.delete_scim_group(org, "grp_1").await.unwrap());
+    assert!(s.scim_groups_of(org, "usr_carol").await.unwrap().is_empty());
+
+    // Tokens: found by hash, revoked once, gone with their client.
+    let token = ScimToken {
+        id: "sct_1".into(),
+        org_id: org,
+        client_id: client.client_id.as_str().to_string(),
+        hash: vec![7; 32],
+        hint: "abcd".into(),
+        description: Some("Okta".into()),
+        created_at: 40,
+        expires_at: 1_000,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    s.create_scim_token(&token).await.unwrap();
+    assert_eq!(
+        s.scim_token_by_hash(&[7; 32]).await.unwrap(),
+        Some(token.clone())
+    );
+    assert_eq!(s.scim_token_by_hash(&[8; 32]).await.unwrap(), None);
+    s.touch_scim_token("sct_1", 45).await.unwrap();
+    assert!(s.revoke_scim_token(org, "sct_1", 50).await.unwrap());
+    assert!(s.revoke_scim_token(org, "sct_1", 60).await.unwrap());
+    assert!(!s.revoke_scim_token(org + 1, "sct_1", 60).await.unwrap());
+    let listed = s.list_scim_tokens(org).await.unwrap();
+    assert_eq!(
+        (listed.len(), listed[0].revoked_at, listed[0].last_used_at),
+        (1, Some(50), Some(45))
+    );
+    assert!(
+        s.delete_client(org, client.client_id.as_str())
+            .await
+            .unwrap()
+    );
+    assert!(s.list_scim_tokens(org).await.unwrap().is_empty());
+}
+
 async fn the_first_saml_sp_key_stored_wins(dir: TestDb) {
     let s = store(&dir).await;
     assert!(s.saml_sp_key().await.unwrap().is_none());
@@ -1540,6 +1672,7 @@ contract! {
     saml_pending_is_single_use_replays_are_caught_and_sessions_round_trip,
     the_first_saml_sp_key_stored_wins,
     a_scim_link_is_a_humans_unique_external_id,
+    scim_groups_hold_only_humans_and_tokens_are_found_by_hash,
     a_saml_login_is_one_transaction_that_writes_only_what_the_idp_manages,
     an_admin_edit_writes_only_what_an_admin_manages,
     codes_grants_and_refresh_tokens,

@@ -6,13 +6,16 @@
 use tessera_core::audit::{AuditEvent, AuditFilter};
 use tessera_core::decision::LoginUpdate;
 use tessera_core::interactive::{AuthCode, LoginGrant, RefreshToken};
-use tessera_core::model::{Client, Org, OrgSlug, ScimLink, Scope, StoredSecret, Timestamp, User};
+use tessera_core::model::{
+    Client, Org, OrgSlug, ScimGroup, ScimGroupChange, ScimLink, ScimToken, Scope, StoredSecret,
+    Timestamp, User,
+};
 use tessera_core::session::Session;
 use tessera_core::sso::{SamlPending, SsoConfig};
 use tessera_core::store::{
     AuditAppender, AuditStore, BoxFuture, ClientStore, GrantStore, KeyStore, OrgStore, Rotation,
-    SamlLogin, SamlLoginWritten, SealedSpKey, SsoStore, StoreResult, StoredKey, ThrottleStore,
-    UserFields, UserStore,
+    SamlLogin, SamlLoginWritten, ScimStore, SealedSpKey, SsoStore, StoreResult, StoredKey,
+    ThrottleStore, UserFields, UserStore,
 };
 
 use super::Cached;
@@ -200,6 +203,84 @@ impl<B: Backend> UserStore for Cached<B> {
         email: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<User>>> {
         self.backend.user_by_email(org_id, email)
+    }
+}
+
+// SCIM's own records are not cached: nothing on the token path reads them (a group's
+// roles reach users through `update_user`, which goes through the user delegation).
+impl<B: Backend> ScimStore for Cached<B> {
+    fn create_scim_group<'a>(&'a self, group: &'a ScimGroup) -> BoxFuture<'a, StoreResult<()>> {
+        self.backend.create_scim_group(group)
+    }
+
+    fn scim_group<'a>(
+        &'a self,
+        org_id: i64,
+        id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<ScimGroup>>> {
+        self.backend.scim_group(org_id, id)
+    }
+
+    fn list_scim_groups(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<ScimGroup>>> {
+        self.backend.list_scim_groups(org_id)
+    }
+
+    fn change_scim_group<'a>(
+        &'a self,
+        org_id: i64,
+        id: &'a str,
+        change: &'a ScimGroupChange,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        self.backend.change_scim_group(org_id, id, change, now)
+    }
+
+    fn delete_scim_group<'a>(
+        &'a self,
+        org_id: i64,
+        id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        self.backend.delete_scim_group(org_id, id)
+    }
+
+    fn scim_groups_of<'a>(
+        &'a self,
+        org_id: i64,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<ScimGroup>>> {
+        self.backend.scim_groups_of(org_id, user_id)
+    }
+
+    fn create_scim_token<'a>(&'a self, token: &'a ScimToken) -> BoxFuture<'a, StoreResult<()>> {
+        self.backend.create_scim_token(token)
+    }
+
+    fn scim_token_by_hash<'a>(
+        &'a self,
+        hash: &'a [u8],
+    ) -> BoxFuture<'a, StoreResult<Option<ScimToken>>> {
+        self.backend.scim_token_by_hash(hash)
+    }
+
+    fn list_scim_tokens(&self, org_id: i64) -> BoxFuture<'_, StoreResult<Vec<ScimToken>>> {
+        self.backend.list_scim_tokens(org_id)
+    }
+
+    fn revoke_scim_token<'a>(
+        &'a self,
+        org_id: i64,
+        id: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        self.backend.revoke_scim_token(org_id, id, now)
+    }
+
+    fn touch_scim_token<'a>(
+        &'a self,
+        id: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        self.backend.touch_scim_token(id, now)
     }
 }
 
