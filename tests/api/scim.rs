@@ -364,3 +364,167 @@ async fn only_a_provisioning_token_of_the_org_gets_in() {
     );
     app.stop().await;
 }
+
+/// The roles the admin API shows for a user.
+async fn roles(app: &TestApp, id: &str) -> Value {
+    let (s, u) = app.get(&format!("/users/{id}")).await;
+    assert_eq!(s, 200, "{u}");
+    u["roles"].clone()
+}
+
+#[tokio::test]
+async fn pushed_groups_become_roles_through_the_orgs_mapping() {
+    let app = spawn_app().await;
+    let (_, token) = provisioning_token(&app).await;
+    let scim = Scim {
+        app: &app,
+        token,
+        http: reqwest::Client::new(),
+    };
+    // The org maps groups to roles; its assertions carry no groups (they come by SCIM).
+    let (s, b) = app
+        .put(
+            "/sso/saml",
+            json!({
+                "idp_entity_id": "https://idp.example/metadata",
+                "idp_sso_url": "https://idp.example/sso",
+                "idp_certificates": [crate::helpers::IDP_CERT],
+                "group_roles": {"Engineering": ["developer"], "00gAdmins": ["auditor"]},
+            }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let mut ids = vec![];
+    for name in ["alice", "bob"] {
+        let (s, u) = scim
+            .post("/Users", json!({"userName": name, "active": true}))
+            .await;
+        assert_eq!(s, 201, "{u}");
+        ids.push(u["id"].as_str().unwrap().to_string());
+    }
+    let (alice, bob) = (ids[0].as_str(), ids[1].as_str());
+
+    // Okta looks the group up by name, then pushes it with its members.
+    let (_, none) = scim
+        .get("/Groups?filter=displayName+eq+%22Engineering%22")
+        .await;
+    assert_eq!(none["totalResults"], 0, "{none}");
+    let (s, g) = scim
+        .post(
+            "/Groups",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Engineering",
+                "members": [{"value": alice, "display": "alice"}],
+            }),
+        )
+        .await;
+    assert_eq!(s, 201, "{g}");
+    let gid = g["id"].as_str().unwrap().to_string();
+    assert_eq!(g["members"][0]["value"], alice);
+    assert_eq!(g["members"][0]["display"], "alice");
+    assert_eq!(roles(&app, alice).await, json!(["developer"]));
+    assert_eq!(roles(&app, bob).await, json!([]));
+    let (s, dup) = scim
+        .post("/Groups", json!({"displayName": "Engineering"}))
+        .await;
+    assert_eq!((s, &dup["scimType"]), (409, &json!("uniqueness")));
+
+    // Okta adds a member, then removes one by a filtered path.
+    let (s, b) = scim
+        .patch(
+            &format!("/Groups/{gid}"),
+            patch_op("add", Some("members"), json!([{"value": bob}])),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    assert_eq!(roles(&app, bob).await, json!(["developer"]));
+    let (s, _) = scim
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "remove", "path": format!("members[value eq \"{alice}\"]")}],
+            })),
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(roles(&app, alice).await, json!([]));
+
+    // Entra ID: capitalised ops, members to remove as the value, a path-less rename,
+    // and an externalId that the mapping knows.
+    let (s, _) = scim
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!({"Operations": [
+                {"op": "Add", "path": "members", "value": [{"value": alice}]},
+                {"op": "Remove", "path": "members", "value": [{"value": bob}]},
+                {"op": "Replace", "value": {"displayName": "Platform", "externalId": "00gAdmins"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(roles(&app, alice).await, json!(["auditor"]));
+    assert_eq!(roles(&app, bob).await, json!([]));
+    let (_, g) = scim
+        .get(&format!("/Groups/{gid}?excludedAttributes=members"))
+        .await;
+    assert_eq!(g["displayName"], "Platform");
+    assert!(g.get("members").is_none(), "{g}");
+    assert_eq!(g["id"], gid.as_str());
+
+    // A service account is never a member: 404, and nothing changes.
+    let sa = app.service_account("svc-dfo").await;
+    let (_, sa_before) = app.get(&format!("/users/{sa}")).await;
+    let (s, e) = scim
+        .patch(
+            &format!("/Groups/{gid}"),
+            patch_op("add", Some("members"), json!([{"value": sa}])),
+        )
+        .await;
+    assert_eq!(s, 404, "{e}");
+    let (s, _) = scim
+        .post(
+            "/Groups",
+            json!({"displayName": "Backends", "members": [{"value": sa}]}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (_, listed) = scim.get("/Groups").await;
+    assert_eq!(listed["totalResults"], 1, "{listed}");
+    assert_eq!(
+        listed["Resources"][0]["members"].as_array().unwrap().len(),
+        1
+    );
+    let (_, sa_after) = app.get(&format!("/users/{sa}")).await;
+    assert_eq!(sa_before, sa_after);
+
+    // PUT replaces members; DELETE takes the group and its roles away.
+    let (s, g) = scim
+        .put(
+            &format!("/Groups/{gid}"),
+            json!({"displayName": "Engineering", "members": [{"value": bob}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{g}");
+    assert_eq!(roles(&app, alice).await, json!([]));
+    assert_eq!(roles(&app, bob).await, json!(["developer"]));
+    assert_eq!(scim.delete(&format!("/Groups/{gid}")).await.0, 204);
+    assert_eq!(roles(&app, bob).await, json!([]));
+    assert_eq!(scim.get(&format!("/Groups/{gid}")).await.0, 404);
+
+    // Each change is audited with what it did to whom.
+    let (_, events) = app.get("/audit/events?kind=scim").await;
+    let text = events.to_string();
+    for op in [
+        "create_group",
+        "patch_group",
+        "replace_group",
+        "delete_group",
+    ] {
+        assert!(text.contains(op), "{op} not audited: {text}");
+    }
+    assert!(text.contains("roles of 'bob' now [developer]"), "{text}");
+    app.stop().await;
+}

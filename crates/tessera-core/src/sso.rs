@@ -320,6 +320,14 @@ impl SsoConfig {
         }
     }
 
+    /// Whether a SAML login replaces the user's roles with those its groups map to: only
+    /// when the org names the attribute that carries groups and maps some. (An org whose
+    /// IdP pushes groups by SCIM instead sends none in assertions; its logins must not
+    /// wipe the roles SCIM gave.)
+    pub fn roles_from_assertions(&self) -> bool {
+        !self.group_roles.is_empty() && self.attribute_groups.is_some()
+    }
+
     /// The roles `groups` map to, sorted and without repeats.
     pub fn roles_for(&self, groups: &[String]) -> Vec<String> {
         let mut roles: Vec<String> = groups
@@ -367,7 +375,7 @@ pub fn plan_saml_login(
         if let Some(n) = &identity.display_name {
             u.display_name = Some(n.clone());
         }
-        if !config.group_roles.is_empty() {
+        if config.roles_from_assertions() {
             u.roles = config.roles_for(&identity.groups);
         }
         u.saml_name_id = Some(identity.name_id.clone());
@@ -549,6 +557,23 @@ mod tests {
         }
         .identity("n", &[("name".to_string(), vec!["x".repeat(1000)])].into());
         assert_eq!(long.display_name.map(|n| n.chars().count()), Some(256));
+    }
+
+    /// Without an attribute carrying groups (an org whose IdP pushes groups by SCIM), a
+    /// login keeps the roles the user has.
+    #[test]
+    fn roles_come_from_assertions_only_when_they_carry_groups() {
+        let mut c = config(false);
+        c.attribute_groups = None;
+        assert!(!c.roles_from_assertions());
+        let id = identity(&c);
+        let mut linked = human("a", "a@x", Some("nid-1"));
+        linked.roles = vec!["from-scim".into()];
+        match plan_saml_login(&c, &id, Some(linked), None, || human("n", "x@y", None), 0) {
+            LoginPlan::Linked(u) => assert_eq!(u.roles, vec!["from-scim"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(config(false).roles_from_assertions());
     }
 
     #[test]

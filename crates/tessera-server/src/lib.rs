@@ -419,6 +419,20 @@ fn router(state: Shared, limits: &Limits) -> Router {
                 .layer(DefaultBodyLimit::max(scim::BODY_LIMIT)),
         )
         .route(
+            "/scim/v2/{org}/Groups",
+            get(scim::list_groups)
+                .post(scim::create_group)
+                .layer(DefaultBodyLimit::max(scim::BODY_LIMIT)),
+        )
+        .route(
+            "/scim/v2/{org}/Groups/{id}",
+            get(scim::get_group)
+                .put(scim::replace_group)
+                .patch(scim::patch_group)
+                .delete(scim::delete_group)
+                .layer(DefaultBodyLimit::max(scim::BODY_LIMIT)),
+        )
+        .route(
             "/saml/{org}/acs",
             post(saml::acs).layer(DefaultBodyLimit::max(saml::ACS_BODY_LIMIT)),
         )

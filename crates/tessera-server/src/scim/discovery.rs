@@ -4,11 +4,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::json;
+use serde_json::{Value, json};
 use tessera_api::SCIM_SCOPE;
 use tessera_core::text::clip;
 
+use super::groups::GROUP_SCHEMA;
 use super::{LIST_SCHEMA, MAX_PAGE, USER_SCHEMA, scim_json};
+
+const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 use crate::state::Shared;
 
 /// `GET /scim/v2/{org}/ServiceProviderConfig` (RFC 7643 §5).
@@ -41,45 +44,127 @@ pub async fn service_provider_config(
 /// `GET /scim/v2/{org}/ResourceTypes`.
 pub async fn resource_types(State(st): State<Shared>, Path(slug): Path<String>) -> Response {
     let base = format!("{}/scim/v2/{}", st.issuer, clip(&slug));
-    let user = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
-        "id": "User",
-        "name": "User",
-        "endpoint": "/Users",
-        "description": "The org's people (service accounts are not SCIM resources)",
-        "schema": USER_SCHEMA,
-        "schemaExtensions": [{"schema": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "required": false}],
-        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User")},
-    });
+    let kind = |id: &str, endpoint: &str, description: &str, schema: &str, ext: Value| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+            "id": id,
+            "name": id,
+            "endpoint": endpoint,
+            "description": description,
+            "schema": schema,
+            "schemaExtensions": ext,
+            "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/{id}")},
+        })
+    };
+    let all = [
+        kind(
+            "User",
+            "/Users",
+            "The org's people (service accounts are not SCIM resources)",
+            USER_SCHEMA,
+            json!([{"schema": ENTERPRISE_SCHEMA, "required": false}]),
+        ),
+        kind(
+            "Group",
+            "/Groups",
+            "Groups of the org's people, mapped to roles by the org's group mapping",
+            GROUP_SCHEMA,
+            json!([]),
+        ),
+    ];
+    list(&all)
+}
+
+fn list(all: &[Value]) -> Response {
     scim_json(
         StatusCode::OK,
-        json!({"schemas": [LIST_SCHEMA], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user]}),
+        json!({"schemas": [LIST_SCHEMA], "totalResults": all.len(), "startIndex": 1,
+               "itemsPerPage": all.len(), "Resources": all}),
     )
 }
 
-/// `GET /scim/v2/{org}/Schemas`: the User attributes Tessera keeps.
+/// An attribute's definition (RFC 7643 §7).
+fn attr(name: &str, kind: &str, required: bool, uniqueness: &str, mutability: &str) -> Value {
+    json!({"name": name, "type": kind, "multiValued": false, "required": required,
+           "caseExact": false, "mutability": mutability, "returned": "default",
+           "uniqueness": uniqueness})
+}
+
+fn complex(name: &str, multi: bool, sub: Vec<Value>) -> Value {
+    let mut a = attr(name, "complex", false, "none", "readWrite");
+    a["multiValued"] = json!(multi);
+    a["subAttributes"] = json!(sub);
+    a
+}
+
+/// `GET /scim/v2/{org}/Schemas`: the attributes Tessera keeps, and nothing it does not
+/// (what else an IdP sends is accepted and dropped).
 pub async fn schemas(State(st): State<Shared>, Path(slug): Path<String>) -> Response {
-    let attr = |name: &str, kind: &str, required: bool, uniqueness: &str, multi: bool| {
-        json!({"name": name, "type": kind, "multiValued": multi, "required": required,
-               "caseExact": false, "mutability": "readWrite", "returned": "default",
-               "uniqueness": uniqueness})
+    let base = format!("{}/scim/v2/{}", st.issuer, clip(&slug));
+    let schema = |id: &str, name: &str, description: &str, attributes: Vec<Value>| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+            "id": id,
+            "name": name,
+            "description": description,
+            "attributes": attributes,
+            "meta": {"resourceType": "Schema", "location": format!("{base}/Schemas/{id}")},
+        })
     };
-    let user = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
-        "id": USER_SCHEMA,
-        "name": "User",
-        "description": "A person of the org",
-        "attributes": [
-            attr("userName", "string", true, "server", false),
-            attr("displayName", "string", false, "none", false),
-            attr("active", "boolean", false, "none", false),
-            attr("emails", "complex", false, "none", true),
-            attr("externalId", "string", false, "server", false),
-        ],
-        "meta": {"resourceType": "Schema", "location": format!("{}/scim/v2/{}/Schemas/{USER_SCHEMA}", st.issuer, clip(&slug))},
-    });
-    scim_json(
-        StatusCode::OK,
-        json!({"schemas": [LIST_SCHEMA], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user]}),
-    )
+    let mut member_ref = attr("$ref", "reference", false, "none", "immutable");
+    member_ref["referenceTypes"] = json!(["User"]);
+    let all = [
+        schema(
+            USER_SCHEMA,
+            "User",
+            "A person of the org",
+            vec![
+                attr("userName", "string", true, "server", "readWrite"),
+                attr("displayName", "string", false, "none", "readWrite"),
+                complex(
+                    "name",
+                    false,
+                    vec![
+                        attr("formatted", "string", false, "none", "readWrite"),
+                        attr("givenName", "string", false, "none", "writeOnly"),
+                        attr("familyName", "string", false, "none", "writeOnly"),
+                    ],
+                ),
+                attr("active", "boolean", false, "none", "readWrite"),
+                complex(
+                    "emails",
+                    true,
+                    vec![
+                        attr("value", "string", false, "none", "readWrite"),
+                        attr("type", "string", false, "none", "readWrite"),
+                        attr("primary", "boolean", false, "none", "readWrite"),
+                    ],
+                ),
+                complex(
+                    "roles",
+                    true,
+                    vec![attr("value", "string", false, "none", "readOnly")],
+                ),
+            ],
+        ),
+        schema(
+            GROUP_SCHEMA,
+            "Group",
+            "A group of the org's people",
+            vec![
+                attr("displayName", "string", true, "server", "readWrite"),
+                complex(
+                    "members",
+                    true,
+                    vec![
+                        attr("value", "string", false, "none", "immutable"),
+                        attr("display", "string", false, "none", "readOnly"),
+                        attr("type", "string", false, "none", "immutable"),
+                        member_ref,
+                    ],
+                ),
+            ],
+        ),
+    ];
+    list(&all)
 }

@@ -18,18 +18,21 @@ use tessera_api::SCIM_SCOPE;
 use tessera_core::Reason;
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::model::{Actor, Org};
+use tessera_core::scim as filter;
 use tessera_core::store::StoreError;
 use tessera_core::text::clip;
-use tessera_core::trace::Trace;
+use tessera_core::trace::{Check, Trace};
 
 use crate::error::ApiError;
 use crate::state::Shared;
 use crate::{clock, request_id};
 
 mod discovery;
+mod groups;
 mod users;
 
 pub use discovery::{resource_types, schemas, service_provider_config};
+pub use groups::{create_group, delete_group, get_group, list_groups, patch_group, replace_group};
 pub use users::{create_user, delete_user, get_user, list_users, patch_user, replace_user};
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -160,12 +163,145 @@ fn scim_json(status: StatusCode, body: Value) -> Response {
     res
 }
 
-#[derive(serde::Deserialize)]
+/// A list request's query (RFC 7644 §3.4.2), and a resource request's projection.
+#[derive(serde::Deserialize, Default)]
 pub struct ListQuery {
     filter: Option<String>,
     #[serde(rename = "startIndex")]
     start_index: Option<usize>,
     count: Option<usize>,
+    attributes: Option<String>,
+    #[serde(rename = "excludedAttributes")]
+    excluded_attributes: Option<String>,
+}
+
+impl ListQuery {
+    /// The filter, parsed (none for an absent or blank one).
+    fn filter(&self) -> Result<Option<filter::Filter>, ScimError> {
+        match self.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+            Some(f) => filter::parse_filter(f).map(Some).map_err(|e| {
+                ScimError::new(
+                    StatusCode::BAD_REQUEST,
+                    Some("invalidFilter"),
+                    Some(Reason::ScimInvalidFilter),
+                    e.0,
+                )
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// A page of `found` (each shown by `show`) as a ListResponse.
+    fn page<T>(&self, found: &[T], show: impl Fn(&T) -> Value) -> Response {
+        let start = self.start_index.unwrap_or(1).max(1);
+        let count = self.count.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        let page: Vec<Value> = found
+            .iter()
+            .skip(start - 1)
+            .take(count)
+            .map(|r| self.project(show(r)))
+            .collect();
+        scim_json(
+            StatusCode::OK,
+            json!({
+                "schemas": [LIST_SCHEMA],
+                "totalResults": found.len(),
+                "startIndex": start,
+                "itemsPerPage": page.len(),
+                "Resources": page,
+            }),
+        )
+    }
+
+    /// `attributes` / `excludedAttributes` applied to a resource (top-level names, any
+    /// case; `id`, `schemas` and `meta` always stay, RFC 7643 §7 "returned: always").
+    fn project(&self, mut r: Value) -> Value {
+        let names = |s: &Option<String>| -> Option<Vec<String>> {
+            s.as_deref().map(|s| {
+                s.split(',')
+                    .map(|a| {
+                        let a = a.trim();
+                        // A full URN path keeps its last part (core schema attributes).
+                        let a = a.rsplit_once(':').map_or(a, |(_, n)| n);
+                        a.split('.').next().unwrap_or(a).to_ascii_lowercase()
+                    })
+                    .filter(|a| !a.is_empty())
+                    .collect()
+            })
+        };
+        let always = |k: &str| matches!(k, "id" | "schemas" | "meta");
+        if let Some(obj) = r.as_object_mut() {
+            if let Some(keep) = names(&self.attributes) {
+                obj.retain(|k, _| always(k) || keep.contains(&k.to_ascii_lowercase()));
+            } else if let Some(drop) = names(&self.excluded_attributes) {
+                obj.retain(|k, _| always(k) || !drop.contains(&k.to_ascii_lowercase()));
+            }
+        }
+        r
+    }
+}
+
+/// The `Operations` of a PATCH body, each as (lower-case op, path, value); Entra ID
+/// writes `Replace`, so op names are taken in any case.
+fn patch_ops(v: &Value) -> Result<Vec<(String, Option<String>, Value)>, ScimError> {
+    let ops = v
+        .get("Operations")
+        .or_else(|| v.get("operations"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            ScimError::new(
+                StatusCode::BAD_REQUEST,
+                Some("invalidSyntax"),
+                Some(Reason::ScimInvalidValue),
+                format!("a PATCH body is a {PATCH_SCHEMA} message with an Operations array"),
+            )
+        })?;
+    ops.iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let name = op
+                .get("op")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if !matches!(name.as_str(), "add" | "replace" | "remove") {
+                return Err(ScimError::invalid(format!(
+                    "operation {i}: '{}' is not a PATCH operation (add, replace, remove)",
+                    clip(&name)
+                )));
+            }
+            let path = op.get("path").and_then(Value::as_str).map(str::to_string);
+            if name == "remove" && path.is_none() {
+                return Err(ScimError::new(
+                    StatusCode::BAD_REQUEST,
+                    Some("noTarget"),
+                    Some(Reason::ScimInvalidValue),
+                    format!("operation {i}: remove needs a path"),
+                ));
+            }
+            Ok((name, path, op.get("value").cloned().unwrap_or(Value::Null)))
+        })
+        .collect()
+}
+
+/// A PATCH path, parsed.
+fn path_of(path: &str) -> Result<filter::AttrPath, ScimError> {
+    filter::parse_path(path).map_err(|e| {
+        ScimError::new(
+            StatusCode::BAD_REQUEST,
+            Some("invalidPath"),
+            Some(Reason::ScimInvalidValue),
+            e.0,
+        )
+    })
+}
+
+/// A SCIM change that was made: what the handler answers with, whom it touched (the
+/// audit event's subject), and what changed.
+struct Done<T> {
+    value: T,
+    subject: String,
+    change: Value,
 }
 
 fn body(bytes: &Bytes) -> Result<Value, ScimError> {
@@ -229,6 +365,33 @@ async fn provisioner(
 }
 
 impl Provisioner {
+    /// Audits a SCIM change's outcome (a refusal with the trace's failing check) and
+    /// gives back what it made.
+    async fn settle<T>(
+        &self,
+        op: &str,
+        subject: Option<&str>,
+        result: Result<Done<T>, ScimError>,
+        mut trace: Trace,
+    ) -> Result<T, ScimError> {
+        match result {
+            Ok(done) => {
+                self.audit(op, Some(&done.subject), Ok(done.change), trace)
+                    .await;
+                Ok(done.value)
+            }
+            Err(e) => {
+                trace.fail(
+                    Check::ScimChange,
+                    e.reason.unwrap_or(Reason::ScimInvalidValue),
+                    e.detail.clone(),
+                );
+                self.audit(op, subject, Err(&e), trace).await;
+                Err(e)
+            }
+        }
+    }
+
     fn actor(&self) -> Actor {
         Actor::Provisioning {
             source: self.client_id.clone(),

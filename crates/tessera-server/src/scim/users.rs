@@ -13,15 +13,15 @@ use tessera_core::text::{clip, rfc3339};
 use tessera_core::trace::{Check, Trace};
 
 use super::{
-    LIST_SCHEMA, ListQuery, MAX_PAGE, PATCH_SCHEMA, Provisioner, ScimError, USER_SCHEMA, body,
-    boolean, provisioner, scim_json, text,
+    Done, ListQuery, Provisioner, ScimError, USER_SCHEMA, body, boolean, patch_ops, path_of,
+    provisioner, scim_json, text,
 };
 use crate::clock;
 use crate::state::Shared;
 use crate::users::{self, Change, NewUser};
 
 /// Whether SCIM may see this user: a human SCIM has not deleted.
-fn visible(u: &User) -> bool {
+pub(super) fn visible(u: &User) -> bool {
     u.user_type == UserType::Human && u.scim.as_ref().is_none_or(|l| l.deleted_at.is_none())
 }
 
@@ -118,17 +118,7 @@ pub async fn list_users(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
     let p = provisioner(&st, &headers, &slug).await?;
-    let parsed = match q.filter.as_deref().filter(|f| !f.trim().is_empty()) {
-        Some(f) => Some(filter::parse_filter(f).map_err(|e| {
-            ScimError::new(
-                StatusCode::BAD_REQUEST,
-                Some("invalidFilter"),
-                Some(Reason::ScimInvalidFilter),
-                e.0,
-            )
-        })?),
-        None => None,
-    };
+    let parsed = q.filter()?;
     let all = st.store.list_users(p.org.id).await?;
     let found: Vec<&User> = all
         .iter()
@@ -139,24 +129,7 @@ pub async fn list_users(
                 .is_none_or(|f| filter::matches(f, &Attrs(u)))
         })
         .collect();
-    let start = q.start_index.unwrap_or(1).max(1);
-    let count = q.count.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-    let page: Vec<Value> = found
-        .iter()
-        .skip(start - 1)
-        .take(count)
-        .map(|u| resource(&p, u))
-        .collect();
-    Ok(scim_json(
-        StatusCode::OK,
-        json!({
-            "schemas": [LIST_SCHEMA],
-            "totalResults": found.len(),
-            "startIndex": start,
-            "itemsPerPage": page.len(),
-            "Resources": page,
-        }),
-    ))
+    Ok(q.page(&found, |u| resource(&p, u)))
 }
 
 /// The user a request names, recorded in its trace.
@@ -201,10 +174,11 @@ pub async fn get_user(
     State(st): State<Shared>,
     Path((slug, id)): Path<(String, String)>,
     headers: HeaderMap,
+    Query(q): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
     let p = provisioner(&st, &headers, &slug).await?;
     let u = find(&p, &id).await?;
-    Ok(scim_json(StatusCode::OK, resource(&p, &u)))
+    Ok(scim_json(StatusCode::OK, q.project(resource(&p, &u))))
 }
 
 /// What a SCIM body says about a user.
@@ -285,32 +259,19 @@ pub async fn create_user(
     let p = provisioner(&st, &headers, &slug).await?;
     let mut trace = Trace::default();
     let result = create(&p, &bytes, &mut trace).await;
-    match result {
-        Ok((status, u, change)) => {
-            p.audit("create_user", Some(&u.id), Ok(change), trace).await;
-            let mut res = scim_json(status, resource(&p, &u));
-            if let Ok(v) = HeaderValue::from_str(&format!("{}/Users/{}", p.base(), u.id)) {
-                res.headers_mut().insert(header::LOCATION, v);
-            }
-            Ok(res)
-        }
-        Err(e) => {
-            trace.fail(
-                Check::ScimChange,
-                e.reason.unwrap_or(Reason::ScimInvalidValue),
-                e.detail.clone(),
-            );
-            p.audit("create_user", None, Err(&e), trace).await;
-            Err(e)
-        }
+    let u = p.settle("create_user", None, result, trace).await?;
+    let mut res = scim_json(StatusCode::CREATED, resource(&p, &u));
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/Users/{}", p.base(), u.id)) {
+        res.headers_mut().insert(header::LOCATION, v);
     }
+    Ok(res)
 }
 
 async fn create(
     p: &Provisioner,
     bytes: &Bytes,
     trace: &mut Trace,
-) -> Result<(StatusCode, User, Value), ScimError> {
+) -> Result<Done<User>, ScimError> {
     let f = fields_of(&body(bytes)?)?;
     let user_name = f
         .user_name
@@ -389,7 +350,11 @@ async fn create(
             .await?;
         let u = apply_fields(p, u, &f, trace).await?;
         let change = json!({"user_id": u.id, "matched": true, "userName": u.username, "externalId": f.external_id});
-        return Ok((StatusCode::CREATED, u, change));
+        return Ok(Done {
+            subject: u.id.clone(),
+            value: u,
+            change,
+        });
     }
     trace.pass(Check::ScimResource, "a new human of the org");
     let u = users::create(
@@ -428,7 +393,11 @@ async fn create(
         format!("created '{}' ({})", u.username, u.id),
     );
     let change = json!({"user_id": u.id, "created": true, "userName": u.username, "externalId": f.external_id});
-    Ok((StatusCode::CREATED, u, change))
+    Ok(Done {
+        subject: u.id.clone(),
+        value: u,
+        change,
+    })
 }
 
 /// Writes what `f` sets on `u`: profile fields and the active flag, by the provisioning
@@ -542,25 +511,16 @@ async fn finish(
     op: &str,
     id: &str,
     result: Result<User, ScimError>,
-    mut trace: Trace,
+    trace: Trace,
 ) -> Result<Response, ScimError> {
-    match result {
-        Ok(u) => {
-            let u = find(p, &u.id).await.unwrap_or(u);
-            p.audit(op, Some(&u.id), Ok(json!({"user_id": u.id})), trace)
-                .await;
-            Ok(scim_json(StatusCode::OK, resource(p, &u)))
-        }
-        Err(e) => {
-            trace.fail(
-                Check::ScimChange,
-                e.reason.unwrap_or(Reason::ScimInvalidValue),
-                e.detail.clone(),
-            );
-            p.audit(op, Some(id), Err(&e), trace).await;
-            Err(e)
-        }
-    }
+    let result = result.map(|u| Done {
+        subject: u.id.clone(),
+        change: json!({"user_id": u.id}),
+        value: u,
+    });
+    let u = p.settle(op, Some(id), result, trace).await?;
+    let u = find(p, &u.id).await.unwrap_or(u);
+    Ok(scim_json(StatusCode::OK, resource(p, &u)))
 }
 
 /// `PATCH /scim/v2/{org}/Users/{id}`: `add`, `replace` and `remove` operations, with a
@@ -576,49 +536,12 @@ pub async fn patch_user(
     let mut trace = Trace::default();
     let result = async {
         let u = target(&p, &id, &mut trace).await?;
-        let v = body(&bytes)?;
-        let ops = v
-            .get("Operations")
-            .or_else(|| v.get("operations"))
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                ScimError::new(
-                    StatusCode::BAD_REQUEST,
-                    Some("invalidSyntax"),
-                    Some(Reason::ScimInvalidValue),
-                    format!("a PATCH body is a {PATCH_SCHEMA} message with an Operations array"),
-                )
-            })?;
         let mut f = Fields::default();
-        for (i, op) in ops.iter().enumerate() {
-            let name = op
-                .get("op")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let value = op.get("value").cloned().unwrap_or(Value::Null);
-            let path = op.get("path").and_then(Value::as_str);
-            match (name.as_str(), path) {
-                ("add" | "replace", None) => {
-                    let g = fields_of(&value)?;
-                    merge(&mut f, g);
-                }
-                ("add" | "replace", Some(path)) => set_path(&mut f, path, &value)?,
-                ("remove", Some(path)) => remove_path(&mut f, path)?,
-                ("remove", None) => {
-                    return Err(ScimError::new(
-                        StatusCode::BAD_REQUEST,
-                        Some("noTarget"),
-                        Some(Reason::ScimInvalidValue),
-                        format!("operation {i}: remove needs a path"),
-                    ));
-                }
-                (other, _) => {
-                    return Err(ScimError::invalid(format!(
-                        "operation {i}: '{}' is not a PATCH operation (add, replace, remove)",
-                        clip(other)
-                    )));
-                }
+        for (op, path, value) in patch_ops(&body(&bytes)?)? {
+            match (op.as_str(), path) {
+                ("remove", Some(path)) => remove_path(&path)?,
+                (_, None) => merge(&mut f, fields_of(&value)?),
+                (_, Some(path)) => set_path(&mut f, &path, &value)?,
             }
         }
         relink(&p, &u, f.external_id.as_ref()).await?;
@@ -637,14 +560,7 @@ fn merge(f: &mut Fields, g: Fields) {
 }
 
 fn set_path(f: &mut Fields, path: &str, value: &Value) -> Result<(), ScimError> {
-    let parsed = filter::parse_path(path).map_err(|e| {
-        ScimError::new(
-            StatusCode::BAD_REQUEST,
-            Some("invalidPath"),
-            Some(Reason::ScimInvalidValue),
-            e.0,
-        )
-    })?;
+    let parsed = path_of(path)?;
     match (parsed.attr.as_str(), parsed.sub.as_deref()) {
         ("active", None) => f.active = Some(boolean(value, "active")?),
         ("username", None) => f.user_name = Some(text(value, "userName")?),
@@ -662,15 +578,10 @@ fn set_path(f: &mut Fields, path: &str, value: &Value) -> Result<(), ScimError> 
     Ok(())
 }
 
-fn remove_path(f: &mut Fields, path: &str) -> Result<(), ScimError> {
-    let parsed = filter::parse_path(path).map_err(|e| {
-        ScimError::new(
-            StatusCode::BAD_REQUEST,
-            Some("invalidPath"),
-            Some(Reason::ScimInvalidValue),
-            e.0,
-        )
-    })?;
+/// A `remove`: of what Tessera keeps, only the optional profile fields may go, and
+/// removing them leaves them as they are (an IdP clearing a phone number it sent).
+fn remove_path(path: &str) -> Result<(), ScimError> {
+    let parsed = path_of(path)?;
     match parsed.attr.as_str() {
         "username" | "active" => Err(ScimError::new(
             StatusCode::BAD_REQUEST,
@@ -678,10 +589,7 @@ fn remove_path(f: &mut Fields, path: &str) -> Result<(), ScimError> {
             Some(Reason::ScimMutability),
             format!("{} cannot be removed", parsed.attr),
         )),
-        _ => {
-            let _ = f;
-            Ok(())
-        }
+        _ => Ok(()),
     }
 }
 
@@ -730,28 +638,13 @@ pub async fn delete_user(
                 u.username
             ),
         );
-        Ok::<User, ScimError>(u)
+        Ok(Done {
+            subject: u.id.clone(),
+            change: json!({"user_id": u.id}),
+            value: (),
+        })
     }
     .await;
-    match result {
-        Ok(u) => {
-            p.audit(
-                "delete_user",
-                Some(&u.id),
-                Ok(json!({"user_id": u.id})),
-                trace,
-            )
-            .await;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        Err(e) => {
-            trace.fail(
-                Check::ScimChange,
-                e.reason.unwrap_or(Reason::ScimNotFound),
-                e.detail.clone(),
-            );
-            p.audit("delete_user", Some(&id), Err(&e), trace).await;
-            Err(e)
-        }
-    }
+    p.settle("delete_user", Some(&id), result, trace).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
