@@ -528,3 +528,113 @@ async fn pushed_groups_become_roles_through_the_orgs_mapping() {
     assert!(text.contains("roles of 'bob' now [developer]"), "{text}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_lived_scim_token_works_while_its_client_is_entitled() {
+    let app = spawn_app().await;
+    let (client_id, _) = provisioning_token(&app).await;
+    let (s, made) = app
+        .post(
+            "/scim/tokens",
+            json!({"client_id": client_id, "description": "Entra ID", "expires_in_days": 30}),
+        )
+        .await;
+    assert_eq!(s, 201, "{made}");
+    let token = made["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("tscim_"), "{made}");
+    assert_eq!(made["scim_base_url"], app.url("/scim/v2/default"));
+    assert_eq!(made["active"], true);
+    let scim = Scim {
+        app: &app,
+        token: token.clone(),
+        http: reqwest::Client::new(),
+    };
+    let (s, b) = scim.post("/Users", json!({"userName": "dana"})).await;
+    assert_eq!(s, 201, "{b}");
+    // Listed without the token, with its last use; provisioning names the client.
+    let (_, listed) = app.get("/scim/tokens").await;
+    assert!(!listed.to_string().contains(&token), "{listed}");
+    assert_eq!(listed["items"][0]["hint"], &token[token.len() - 4..]);
+    assert!(listed["items"][0]["last_used_at"].is_string(), "{listed}");
+    let (_, events) = app.get("/audit/events?kind=scim").await;
+    assert_eq!(events["events"][0]["actor"], client_id.as_str(), "{events}");
+
+    // Only for a client holding tessera:scim, for a sane lifetime.
+    let (plain, _) = app
+        .client(json!({"name": "plain", "grant_types": ["client_credentials"], "scopes": []}))
+        .await;
+    let (s, e) = app.post("/scim/tokens", json!({"client_id": plain})).await;
+    assert_eq!((s, &e["field"]), (422, &json!("client_id")), "{e}");
+    let (s, e) = app
+        .post(
+            "/scim/tokens",
+            json!({"client_id": client_id, "expires_in_days": 9999}),
+        )
+        .await;
+    assert_eq!((s, &e["field"]), (422, &json!("expires_in_days")), "{e}");
+
+    // The client loses the scope: the token stops at once; gets it back: works again.
+    let (s, b) = app
+        .patch(
+            &format!("/oauth/clients/{client_id}"),
+            json!({"scopes": []}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, e) = scim.get("/Users").await;
+    assert_eq!(s, 403, "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("tessera:scim"),
+        "{e}"
+    );
+    app.patch(
+        &format!("/oauth/clients/{client_id}"),
+        json!({"scopes": ["tessera:scim"]}),
+    )
+    .await;
+    assert_eq!(scim.get("/Users").await.0, 200);
+
+    // Revoked: refused, saying so; another org's path: refused.
+    assert_eq!(scim.call(reqwest::Method::GET, "/Users", None).await.0, 200);
+    let id = made["id"].as_str().unwrap();
+    assert_eq!(app.delete(&format!("/scim/tokens/{id}")).await.0, 204);
+    let (s, e) = scim.get("/Users").await;
+    assert_eq!(s, 401, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("revoked"), "{e}");
+    let (s, _) = app.delete("/scim/tokens/sct_nope").await;
+    assert_eq!(s, 404);
+    // A token made up in the right shape is unknown.
+    let forged = Scim {
+        app: &app,
+        token: format!("tscim_{}", "A".repeat(43)),
+        http: reqwest::Client::new(),
+    };
+    assert_eq!(forged.get("/Users").await.0, 401);
+
+    // Gone with its client.
+    let (_, again) = app
+        .post("/scim/tokens", json!({"client_id": client_id}))
+        .await;
+    let again = Scim {
+        app: &app,
+        token: again["token"].as_str().unwrap().to_string(),
+        http: reqwest::Client::new(),
+    };
+    assert_eq!(again.get("/Users").await.0, 200);
+    let r = again
+        .http
+        .get(app.url("/scim/v2/beta/Users"))
+        .bearer_auth(&again.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        app.delete(&format!("/oauth/clients/{client_id}")).await.0,
+        204
+    );
+    assert_eq!(again.get("/Users").await.0, 401);
+    let (_, listed) = app.get("/scim/tokens").await;
+    assert_eq!(listed["items"], json!([]));
+    app.stop().await;
+}

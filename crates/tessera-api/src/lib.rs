@@ -794,3 +794,57 @@ pub struct MetadataRefreshView {
     pub fields_changed: Vec<String>,
     pub config: SsoConfigView,
 }
+
+/// `POST /api/v2/scim/tokens`: a long-lived SCIM token for an IdP that holds one static
+/// token (Okta's "HTTP Header", Entra ID's "Secret Token").
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateScimToken {
+    /// The provisioning client the token acts as: a client of the org holding
+    /// `tessera:scim`. The token works only while the client does (enabled, holding the
+    /// scope, its service account active).
+    #[schema(min_length = 1, max_length = 128)]
+    pub client_id: String,
+    /// Days until the token expires (default 365).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 730)]
+    pub expires_in_days: Option<i64>,
+    /// What it is for ("Okta production").
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub description: Option<String>,
+}
+
+/// A SCIM token's metadata (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScimTokenView {
+    pub id: String,
+    pub client_id: String,
+    /// The token's last 4 characters.
+    pub hint: String,
+    pub description: Option<String>,
+    /// Usable now: not revoked, not expired (its client must still be entitled too).
+    pub active: bool,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    /// Recorded at most once a minute.
+    pub last_used_at: Option<String>,
+}
+
+/// A new SCIM token: the token itself is shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScimTokenCreated {
+    /// `tscim_…`: give it to the IdP as its bearer token.
+    pub token: String,
+    /// The SCIM base URL to give the IdP with it.
+    pub scim_base_url: String,
+    #[serde(flatten)]
+    pub view: ScimTokenView,
+}
+
+/// `GET /api/v2/scim/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScimTokenList {
+    pub items: Vec<ScimTokenView>,
+}

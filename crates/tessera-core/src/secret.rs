@@ -73,6 +73,22 @@ pub fn generate_client_secret() -> GeneratedSecret {
     }
 }
 
+/// The prefix of long-lived SCIM tokens (see `ScimToken`).
+pub const SCIM_TOKEN_PREFIX: &str = "tscim_";
+
+/// Generates a long-lived SCIM token: 256 random bits, prefixed `tscim_`, stored as its
+/// SHA-256 like a client secret.
+pub fn generate_scim_token() -> GeneratedSecret {
+    let mut b = [0u8; 32];
+    random_bytes(&mut b);
+    let value = format!("{SCIM_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(b));
+    GeneratedSecret {
+        hash: hash_client_secret(&value),
+        hint: hint(&value),
+        value: SecretString::new(value),
+    }
+}
+
 /// The non-secret hint shown for a secret: its last 4 characters.
 pub fn hint(secret: &str) -> String {
     let n = secret.chars().count();

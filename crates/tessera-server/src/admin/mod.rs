@@ -8,6 +8,7 @@ mod audit;
 mod clients;
 mod diagnose;
 pub mod openapi;
+mod scim;
 mod scopes;
 pub(crate) mod sso;
 mod users;
@@ -77,6 +78,8 @@ pub fn routes() -> Router<Shared> {
             post(sso::rotate_encryption_key),
         )
         .route("/sso/saml/enforcement-impact", get(sso::enforcement_impact))
+        .route("/scim/tokens", get(scim::list).post(scim::create))
+        .route("/scim/tokens/{id}", axum::routing::delete(scim::revoke))
         .route("/openapi.json", get(openapi::serve))
 }
 
@@ -104,6 +107,30 @@ impl FromRequestParts<Shared> for Admin {
     }
 }
 
+/// A request's bearer token, or why there is none (for `api`, which takes tokens
+/// holding `scope`).
+pub(crate) fn bearer_token<'h>(
+    headers: &'h axum::http::HeaderMap,
+    scope: &str,
+    api: &str,
+) -> Result<&'h str, ApiError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(format!(
+                "{api} needs 'Authorization: Bearer <access token>'; get one from POST /oauth/token with a client holding the {scope} scope"
+            ))
+        })?;
+    Ok(header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must use the Bearer scheme".into())
+        })?
+        .trim())
+}
+
 /// The org and claims of a request's bearer token, which must be this server's, hold
 /// `scope`, and still be backed by its client as it is now ([`current_rights`]). `api`
 /// names the API in refusals.
@@ -113,21 +140,7 @@ pub(crate) async fn bearer_rights(
     scope: &str,
     api: &str,
 ) -> Result<(Org, jwt::AccessClaims), ApiError> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::Unauthorized(format!(
-                "{api} needs 'Authorization: Bearer <access token>'; get one from POST /oauth/token with a client holding the {scope} scope"
-            ))
-        })?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .ok_or_else(|| {
-            ApiError::Unauthorized("the Authorization header must use the Bearer scheme".into())
-        })?
-        .trim();
+    let token = bearer_token(headers, scope, api)?;
     let keys = st.keys.get();
     let claims = jwt::verify(token, &keys.verifiers, clock::now())
         .map_err(|e| ApiError::Unauthorized(format!("the access token is not usable: {e}")))?;
@@ -152,24 +165,14 @@ pub(crate) async fn bearer_rights(
 /// applies within the cache-sync bound), must still be the one the token was issued to
 /// (same org, and the secret it authenticated with still one of its own and not
 /// revoked: a client deleted and created again under the same id has other secrets),
-/// enabled, holding the admin scope, in an enabled org, running as an active service
-/// account if it runs as one. Returns the org.
+/// and [`client_rights`] must hold. Returns the org.
 async fn current_rights(
     st: &Shared,
     claims: &jwt::AccessClaims,
     scope: &str,
 ) -> Result<Org, ApiError> {
     let id = &claims.client_id;
-    let gone = || {
-        ApiError::Unauthorized(format!(
-            "client '{id}' that holds this token no longer exists"
-        ))
-    };
-    let facts = st.store.token_facts(id, "").await?;
-    let cf = facts.client.ok_or_else(gone)?;
-    if cf.org.slug.as_str() != claims.org {
-        return Err(gone());
-    }
+    let cf = client_rights(st, id, &claims.org, scope).await?;
     let issued_to_this_client = claims.cred.as_ref().is_some_and(|cred| {
         cf.secrets
             .iter()
@@ -179,6 +182,42 @@ async fn current_rights(
         return Err(ApiError::Unauthorized(format!(
             "this token was not issued to client '{id}' as it is now (the client was deleted and created again, the secret it was issued for was revoked, or the token predates this check): get a new token"
         )));
+    }
+    // The admin and SCIM APIs are for machines: the token's subject must be the client
+    // itself or the service account it runs as now (not a person through the password
+    // grant, not a service account the client ran as before).
+    let subject = cf
+        .client
+        .service_account_id
+        .as_deref()
+        .unwrap_or(cf.client.client_id.as_str());
+    if claims.sub != subject {
+        return Err(ApiError::Forbidden(format!(
+            "this token's subject '{}' is not client '{id}' or the service account it runs as: only client_credentials tokens are taken here",
+            tessera_core::text::clip(&claims.sub)
+        )));
+    }
+    Ok((*cf.org).clone())
+}
+
+/// What a machine credential (an access token, a long-lived SCIM token) rests on, as
+/// it is now: client `id` exists in org `org_slug`, is enabled, in an enabled org,
+/// holds `scope`, and runs as an active service account if it runs as one.
+pub(crate) async fn client_rights(
+    st: &Shared,
+    id: &str,
+    org_slug: &str,
+    scope: &str,
+) -> Result<std::sync::Arc<tessera_core::decision::ClientFacts>, ApiError> {
+    let gone = || {
+        ApiError::Unauthorized(format!(
+            "client '{id}' that holds this token no longer exists"
+        ))
+    };
+    let facts = st.store.token_facts(id, "").await?;
+    let cf = facts.client.ok_or_else(gone)?;
+    if cf.org.slug.as_str() != org_slug {
+        return Err(gone());
     }
     if !cf.client.enabled {
         return Err(ApiError::Unauthorized(format!(
@@ -196,20 +235,6 @@ async fn current_rights(
             "client '{id}' no longer holds the '{scope}' scope; tokens issued before it was removed no longer work"
         )));
     }
-    // The admin and SCIM APIs are for machines: the token's subject must be the client
-    // itself or the service account it runs as now (not a person through the password
-    // grant, not a service account the client ran as before).
-    let subject = cf
-        .client
-        .service_account_id
-        .as_deref()
-        .unwrap_or(cf.client.client_id.as_str());
-    if claims.sub != subject {
-        return Err(ApiError::Forbidden(format!(
-            "this token's subject '{}' is not client '{id}' or the service account it runs as: only client_credentials tokens are taken here",
-            tessera_core::text::clip(&claims.sub)
-        )));
-    }
     if let Some(sa_id) = &cf.client.service_account_id {
         let active = cf.service_account.as_ref().is_some_and(|sa| {
             sa.effective_state(clock::now()) == tessera_core::model::UserState::Active
@@ -220,7 +245,7 @@ async fn current_rights(
             )));
         }
     }
-    Ok((*cf.org).clone())
+    Ok(cf)
 }
 
 impl Admin {

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(
         title = "Tessera admin API",
-        description = "Org-scoped administration: users and service accounts, OAuth clients and secrets, the scope catalogue, the audit trail with decision traces, dry-run diagnosis, and SAML SSO configuration with its enforcement-impact preview. Every call needs a bearer access token from POST /oauth/token holding the tessera:admin scope; the org comes from the token. Errors carry `error`, `message`, `field` (when one is at fault) and `request_id`. Names, descriptions and other stored text never hold control characters, line or paragraph separators or bidirectional overrides: such a value gets 422 naming its field."
+        description = "Org-scoped administration: users and service accounts, OAuth clients and secrets, the scope catalogue, the audit trail with decision traces, dry-run diagnosis, SAML SSO configuration with its enforcement-impact preview, and long-lived SCIM provisioning tokens. Every call needs a bearer access token from POST /oauth/token holding the tessera:admin scope; the org comes from the token. Errors carry `error`, `message`, `field` (when one is at fault) and `request_id`. Names, descriptions and other stored text never hold control characters, line or paragraph separators or bidirectional overrides: such a value gets 422 naming its field."
     ),
     paths(
         super::scopes::list,
@@ -42,6 +42,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::sso::refresh_metadata,
         super::sso::rotate_encryption_key,
         super::sso::enforcement_impact,
+        super::scim::list,
+        super::scim::create,
+        super::scim::revoke,
     ),
     modifiers(&BearerAuth, &BodyLimit)
 )]

@@ -19,8 +19,9 @@ use tessera_core::Reason;
 use tessera_core::audit::{AuditEvent, AuditKind};
 use tessera_core::model::{Actor, Org};
 use tessera_core::scim as filter;
+use tessera_core::secret::{SCIM_TOKEN_PREFIX, hash_client_secret};
 use tessera_core::store::StoreError;
-use tessera_core::text::clip;
+use tessera_core::text::{clip, rfc3339};
 use tessera_core::trace::{Check, Trace};
 
 use crate::error::ApiError;
@@ -343,8 +344,14 @@ async fn provisioner(
     headers: &HeaderMap,
     slug: &str,
 ) -> Result<Provisioner, ScimError> {
-    let (org, claims) =
-        crate::admin::bearer_rights(st, headers, SCIM_SCOPE, "SCIM provisioning").await?;
+    let api = "SCIM provisioning";
+    let token = crate::admin::bearer_token(headers, SCIM_SCOPE, api)?;
+    let (org, client_id) = if token.starts_with(SCIM_TOKEN_PREFIX) {
+        scim_token_rights(st, token).await?
+    } else {
+        let (org, claims) = crate::admin::bearer_rights(st, headers, SCIM_SCOPE, api).await?;
+        (org, claims.client_id)
+    };
     if org.slug.as_str() != slug {
         return Err(ScimError::new(
             StatusCode::FORBIDDEN,
@@ -359,9 +366,51 @@ async fn provisioner(
     }
     Ok(Provisioner {
         org,
-        client_id: claims.client_id,
+        client_id,
         st: st.clone(),
     })
+}
+
+/// The org and provisioning client of a long-lived SCIM token: known by its hash, not
+/// revoked, not expired, and its client still entitled as an access token's would be.
+async fn scim_token_rights(st: &Shared, token: &str) -> Result<(Org, String), ScimError> {
+    let unusable = |why: String| ScimError::new(StatusCode::UNAUTHORIZED, None, None, why);
+    // Found by its SHA-256 through an index: the lookup compares hashes, never the token,
+    // and a 256-bit token leaves nothing to learn from how long a miss takes.
+    let hash = hash_client_secret(token);
+    let t = st
+        .store
+        .scim_token_by_hash(&hash)
+        .await?
+        .ok_or_else(|| unusable("this SCIM token is unknown".into()))?;
+    let now = clock::now();
+    if let Some(at) = t.revoked_at {
+        return Err(unusable(format!(
+            "this SCIM token (…{}) was revoked at {}",
+            t.hint,
+            rfc3339(at)
+        )));
+    }
+    if t.expires_at <= now {
+        return Err(unusable(format!(
+            "this SCIM token (…{}) expired at {}; make a new one with `tessera admin scim token`",
+            t.hint,
+            rfc3339(t.expires_at)
+        )));
+    }
+    let org = st
+        .store
+        .org_by_id(t.org_id)
+        .await?
+        .ok_or_else(|| unusable("this SCIM token's org no longer exists".into()))?;
+    crate::admin::client_rights(st, &t.client_id, org.slug.as_str(), SCIM_SCOPE).await?;
+    if t.last_used_at.is_none_or(|at| now - at >= 60) {
+        // Best effort: a failed write must not fail provisioning.
+        if let Err(e) = st.store.touch_scim_token(&t.id, now).await {
+            tracing::warn!(error = %e, "SCIM token use not recorded");
+        }
+    }
+    Ok((org, t.client_id))
 }
 
 impl Provisioner {
