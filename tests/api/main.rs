@@ -22,5 +22,6 @@ mod private_key_jwt;
 mod saml_cli;
 mod saml_e2e;
 mod scim;
+mod scim_tester;
 mod sso;
 mod token;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, spawn_app};
 
 /// A provisioning client of the org (a service account, `tessera:scim`) and its token.
-async fn provisioning_token(app: &TestApp) -> (String, String) {
+pub(crate) async fn provisioning_token(app: &TestApp) -> (String, String) {
     let sa = app.service_account("svc-okta-scim").await;
     let (id, secret) = app
         .client(json!({
@@ -422,7 +422,7 @@ async fn pushed_groups_become_roles_through_the_orgs_mapping() {
     assert_eq!(s, 201, "{g}");
     let gid = g["id"].as_str().unwrap().to_string();
     assert_eq!(g["members"][0]["value"], alice);
-    assert_eq!(g["members"][0]["display"], "alice");
+    assert_eq!(g["members"][0]["type"], "User");
     assert_eq!(roles(&app, alice).await, json!(["developer"]));
     assert_eq!(roles(&app, bob).await, json!([]));
     let (s, dup) = scim

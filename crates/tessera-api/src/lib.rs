@@ -402,7 +402,7 @@ pub struct AuditEventView {
     pub request_id: String,
     pub time: String,
     pub org: Option<String>,
-    /// `token`, `diagnose`, `admin` or `login`.
+    /// `token`, `diagnose`, `admin`, `login`, `authorize`, `introspect`, `revoke` or `scim`.
     pub kind: String,
     pub actor: Option<String>,
     pub client_id: Option<String>,

@@ -403,7 +403,20 @@ fn router(state: Shared, limits: &Limits) -> Router {
             get(scim::service_provider_config),
         )
         .route("/scim/v2/{org}/ResourceTypes", get(scim::resource_types))
+        .route(
+            "/scim/v2/{org}/ResourceTypes/{id}",
+            get(scim::resource_type),
+        )
         .route("/scim/v2/{org}/Schemas", get(scim::schemas))
+        .route("/scim/v2/{org}/Schemas/{id}", get(scim::schema))
+        .route("/scim/v2/{org}/.search", post(scim::not_offered))
+        .route("/scim/v2/{org}/Users/.search", post(scim::not_offered))
+        .route("/scim/v2/{org}/Groups/.search", post(scim::not_offered))
+        .route("/scim/v2/{org}/Bulk", post(scim::not_offered))
+        .route(
+            "/scim/v2/{org}/{*rest}",
+            axum::routing::any(scim::no_such_endpoint),
+        )
         .route(
             "/scim/v2/{org}/Users",
             get(scim::list_users)

@@ -141,8 +141,10 @@ pub struct Change {
     /// A new state, and for `Locked` when the lock lifts by itself.
     pub state: Option<(UserState, Option<i64>)>,
     pub roles: Option<Vec<String>>,
-    pub email: Option<String>,
-    pub display_name: Option<String>,
+    /// A new email; `Some(None)` removes it.
+    pub email: Option<Option<String>>,
+    /// A new display name; `Some(None)` removes it.
+    pub display_name: Option<Option<String>>,
 }
 
 /// Checks and writes `change` to `user` as `actor` did it. A disabled or locked person
@@ -161,10 +163,10 @@ pub async fn change(
     if let Some(roles) = &change.roles {
         check_roles(roles)?;
     }
-    if let Some(e) = &change.email {
+    if let Some(Some(e)) = &change.email {
         check_email(e)?;
     }
-    if let Some(n) = &change.display_name {
+    if let Some(Some(n)) = &change.display_name {
         check_display_name(n)?;
     }
     if let Some((state, locked_until)) = change.state {
@@ -188,10 +190,10 @@ pub async fn change(
         user.roles = r;
     }
     if let Some(e) = change.email {
-        user.email = Some(e);
+        user.email = e;
     }
     if let Some(n) = change.display_name {
-        user.display_name = Some(n);
+        user.display_name = n;
     }
     st.store.update_user(&user, fields, now).await?;
     let ended = match change.state.map(|s| s.0) {

@@ -238,8 +238,8 @@ pub async fn update(
         Change {
             state: target.map(|s| (s, locked_until)),
             roles: patch.roles.clone(),
-            email: patch.email.clone(),
-            display_name: patch.display_name.clone(),
+            email: patch.email.clone().map(Some),
+            display_name: patch.display_name.clone().map(Some),
         },
         &actor,
     )

@@ -9,9 +9,7 @@ use tessera_api::SCIM_SCOPE;
 use tessera_core::text::clip;
 
 use super::groups::GROUP_SCHEMA;
-use super::{LIST_SCHEMA, MAX_PAGE, USER_SCHEMA, scim_json};
-
-const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+use super::{LIST_SCHEMA, MAX_PAGE, ScimError, USER_SCHEMA, scim_json};
 use crate::state::Shared;
 
 /// `GET /scim/v2/{org}/ServiceProviderConfig` (RFC 7643 §5).
@@ -43,7 +41,34 @@ pub async fn service_provider_config(
 
 /// `GET /scim/v2/{org}/ResourceTypes`.
 pub async fn resource_types(State(st): State<Shared>, Path(slug): Path<String>) -> Response {
-    let base = format!("{}/scim/v2/{}", st.issuer, clip(&slug));
+    list(&resource_type_list(&st, &slug))
+}
+
+/// `GET /scim/v2/{org}/ResourceTypes/{id}`.
+pub async fn resource_type(
+    State(st): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Response, ScimError> {
+    one(resource_type_list(&st, &slug), &id, "resource type")
+}
+
+/// `GET /scim/v2/{org}/Schemas/{id}`.
+pub async fn schema(
+    State(st): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Response, ScimError> {
+    one(schema_list(&st, &slug), &id, "schema")
+}
+
+fn one(all: Vec<Value>, id: &str, what: &str) -> Result<Response, ScimError> {
+    all.into_iter()
+        .find(|r| r["id"] == id)
+        .map(|r| scim_json(StatusCode::OK, r))
+        .ok_or_else(|| ScimError::absent(format!("no {what} '{}' here", clip(id))))
+}
+
+fn resource_type_list(st: &Shared, slug: &str) -> Vec<Value> {
+    let base = format!("{}/scim/v2/{}", st.issuer, clip(slug));
     let kind = |id: &str, endpoint: &str, description: &str, schema: &str, ext: Value| {
         json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
@@ -56,13 +81,15 @@ pub async fn resource_types(State(st): State<Shared>, Path(slug): Path<String>) 
             "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/{id}")},
         })
     };
-    let all = [
+    vec![
         kind(
             "User",
             "/Users",
             "The org's people (service accounts are not SCIM resources)",
             USER_SCHEMA,
-            json!([{"schema": ENTERPRISE_SCHEMA, "required": false}]),
+            // The enterprise extension's fields are accepted and not kept, so no
+            // extension is declared (a declared one must be a published schema).
+            json!([]),
         ),
         kind(
             "Group",
@@ -71,8 +98,7 @@ pub async fn resource_types(State(st): State<Shared>, Path(slug): Path<String>) 
             GROUP_SCHEMA,
             json!([]),
         ),
-    ];
-    list(&all)
+    ]
 }
 
 fn list(all: &[Value]) -> Response {
@@ -100,7 +126,18 @@ fn complex(name: &str, multi: bool, sub: Vec<Value>) -> Value {
 /// `GET /scim/v2/{org}/Schemas`: the attributes Tessera keeps, and nothing it does not
 /// (what else an IdP sends is accepted and dropped).
 pub async fn schemas(State(st): State<Shared>, Path(slug): Path<String>) -> Response {
-    let base = format!("{}/scim/v2/{}", st.issuer, clip(&slug));
+    list(&schema_list(&st, &slug))
+}
+
+/// A string attribute whose only value is `value` (what the server always stores).
+fn canonical(name: &str, value: &str) -> Value {
+    let mut a = attr(name, "string", false, "none", "readWrite");
+    a["canonicalValues"] = json!([value]);
+    a
+}
+
+fn schema_list(st: &Shared, slug: &str) -> Vec<Value> {
+    let base = format!("{}/scim/v2/{}", st.issuer, clip(slug));
     let schema = |id: &str, name: &str, description: &str, attributes: Vec<Value>| {
         json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
@@ -113,22 +150,27 @@ pub async fn schemas(State(st): State<Shared>, Path(slug): Path<String>) -> Resp
     };
     let mut member_ref = attr("$ref", "reference", false, "none", "immutable");
     member_ref["referenceTypes"] = json!(["User"]);
-    let all = [
+    let mut roles = complex(
+        "roles",
+        true,
+        vec![attr("value", "string", false, "none", "readOnly")],
+    );
+    roles["mutability"] = json!("readOnly");
+    vec![
         schema(
             USER_SCHEMA,
             "User",
             "A person of the org",
             vec![
-                attr("userName", "string", true, "server", "readWrite"),
+                // Set at creation, never renamed (RFC 7643 §7 "immutable").
+                attr("userName", "string", true, "server", "immutable"),
                 attr("displayName", "string", false, "none", "readWrite"),
                 complex(
                     "name",
                     false,
-                    vec![
-                        attr("formatted", "string", false, "none", "readWrite"),
-                        attr("givenName", "string", false, "none", "writeOnly"),
-                        attr("familyName", "string", false, "none", "writeOnly"),
-                    ],
+                    // givenName and familyName are taken (joined into the display name
+                    // when there is no formatted name) but not kept apart.
+                    vec![attr("formatted", "string", false, "none", "readWrite")],
                 ),
                 attr("active", "boolean", false, "none", "readWrite"),
                 complex(
@@ -136,15 +178,11 @@ pub async fn schemas(State(st): State<Shared>, Path(slug): Path<String>) -> Resp
                     true,
                     vec![
                         attr("value", "string", false, "none", "readWrite"),
-                        attr("type", "string", false, "none", "readWrite"),
+                        canonical("type", "work"),
                         attr("primary", "boolean", false, "none", "readWrite"),
                     ],
                 ),
-                complex(
-                    "roles",
-                    true,
-                    vec![attr("value", "string", false, "none", "readOnly")],
-                ),
+                roles,
             ],
         ),
         schema(
@@ -158,13 +196,11 @@ pub async fn schemas(State(st): State<Shared>, Path(slug): Path<String>) -> Resp
                     true,
                     vec![
                         attr("value", "string", false, "none", "immutable"),
-                        attr("display", "string", false, "none", "readOnly"),
-                        attr("type", "string", false, "none", "immutable"),
+                        canonical("type", "User"),
                         member_ref,
                     ],
                 ),
             ],
         ),
-    ];
-    list(&all)
+    ]
 }

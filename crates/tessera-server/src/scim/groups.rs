@@ -42,7 +42,8 @@ async fn people(p: &Provisioner) -> Result<HashMap<String, User>, ScimError> {
         .collect())
 }
 
-/// A group as SCIM shows it: members SCIM sees, with their userName as `display`.
+/// A group as SCIM shows it, with the members SCIM sees. (No `display`: RFC 7643 §2.4
+/// makes it the client's to set, and Tessera does not keep one.)
 fn resource(p: &Provisioner, g: &ScimGroup, people: &HashMap<String, User>) -> Value {
     let base = p.base();
     let members: Vec<Value> = g
@@ -52,7 +53,6 @@ fn resource(p: &Provisioner, g: &ScimGroup, people: &HashMap<String, User>) -> V
         .map(|u| {
             json!({
                 "value": u.id,
-                "display": u.username,
                 "type": "User",
                 "$ref": format!("{base}/Users/{}", u.id),
             })

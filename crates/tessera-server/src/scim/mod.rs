@@ -32,7 +32,7 @@ mod discovery;
 mod groups;
 mod users;
 
-pub use discovery::{resource_types, schemas, service_provider_config};
+pub use discovery::{resource_type, resource_types, schema, schemas, service_provider_config};
 pub use groups::{create_group, delete_group, get_group, list_groups, patch_group, replace_group};
 pub use users::{create_user, delete_user, get_user, list_users, patch_user, replace_user};
 
@@ -77,6 +77,11 @@ impl ScimError {
             Some(Reason::ScimInvalidValue),
             detail,
         )
+    }
+
+    /// Nothing at this SCIM path: a SCIM error, not the server's JSON 404.
+    fn absent(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, None, None, detail)
     }
 
     fn not_found(id: &str) -> Self {
@@ -330,6 +335,26 @@ fn text(v: &Value, field: &str) -> Result<String, ScimError> {
     v.as_str()
         .map(str::to_string)
         .ok_or_else(|| ScimError::invalid(format!("{field} must be a string")))
+}
+
+/// Any other path under `/scim/v2/{org}/`: a SCIM 404 naming what is here.
+pub async fn no_such_endpoint(
+    axum::extract::Path((_, rest)): axum::extract::Path<(String, String)>,
+) -> ScimError {
+    ScimError::absent(format!(
+        "nothing at '/{}': the endpoints are Users, Groups, ServiceProviderConfig, ResourceTypes and Schemas",
+        clip(&rest)
+    ))
+}
+
+/// `POST /.search` and `/Bulk`: not offered (ServiceProviderConfig says so); a SCIM 501.
+pub async fn not_offered() -> ScimError {
+    ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+        None,
+        "not supported here: search with GET and a filter, one request per change",
+    )
 }
 
 /// The provisioning client of a request, and its org (the one in the path).

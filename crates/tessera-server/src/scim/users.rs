@@ -142,19 +142,26 @@ async fn target(p: &Provisioner, id: &str, trace: &mut Trace) -> Result<User, Sc
     Ok(u)
 }
 
-/// Links `u` to the IdP's `externalId` when the request names another one.
-async fn relink(p: &Provisioner, u: &User, external_id: Option<&String>) -> Result<(), ScimError> {
-    let Some(ext) = external_id else {
-        return Ok(());
+/// Links `u` to the IdP's `externalId` when the request names another one, or unlinks
+/// the `externalId` a `remove` took away (the person stays provisioned).
+async fn relink(p: &Provisioner, u: &User, f: &Fields) -> Result<(), ScimError> {
+    let current = u.scim.as_ref().and_then(|l| l.external_id.as_ref());
+    let wanted = match (&f.external_id, f.clear.external_id) {
+        (Some(ext), _) => Some(ext),
+        (None, true) => None,
+        (None, false) => return Ok(()),
     };
-    if u.scim.as_ref().and_then(|l| l.external_id.as_ref()) == Some(ext) {
+    if current == wanted {
         return Ok(());
     }
     let link = ScimLink {
-        external_id: Some(ext.clone()),
-        provisioned_by: p.client_id.clone(),
-        provisioned_at: clock::now(),
-        deleted_at: None,
+        external_id: wanted.cloned(),
+        ..u.scim.clone().unwrap_or(ScimLink {
+            external_id: None,
+            provisioned_by: p.client_id.clone(),
+            provisioned_at: clock::now(),
+            deleted_at: None,
+        })
     };
     p.st.store
         .set_scim_link(p.org.id, &u.id, Some(&link))
@@ -189,6 +196,15 @@ struct Fields {
     display_name: Option<String>,
     email: Option<String>,
     active: Option<bool>,
+    /// What a `remove` (or a PUT without it) unassigns, unless set again after.
+    clear: Clear,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Clear {
+    external_id: bool,
+    display_name: bool,
+    email: bool,
 }
 
 /// The primary (else the first) email of an `emails` array.
@@ -409,12 +425,18 @@ async fn apply_fields(
     trace: &mut Trace,
 ) -> Result<User, ScimError> {
     let now = clock::now();
+    // A value to set, or none where a remove unassigns one; nothing when it is already so.
+    let wanted = |set: &Option<String>, clear: bool, now: &Option<String>| {
+        let want = match (set, clear) {
+            (Some(v), _) => Some(v.clone()),
+            (None, true) => None,
+            (None, false) => return None,
+        };
+        (want != *now).then_some(want)
+    };
     let mut change = Change {
-        email: f.email.clone().filter(|e| Some(e) != u.email.as_ref()),
-        display_name: f
-            .display_name
-            .clone()
-            .filter(|n| Some(n) != u.display_name.as_ref()),
+        email: wanted(&f.email, f.clear.email, &u.email),
+        display_name: wanted(&f.display_name, f.clear.display_name, &u.display_name),
         ..Change::default()
     };
     let active = u.effective_state(now) == UserState::Active;
@@ -498,8 +520,12 @@ pub async fn replace_user(
     let mut trace = Trace::default();
     let result = async {
         let u = target(&p, &id, &mut trace).await?;
-        let f = fields_of(&body(&bytes)?)?;
-        relink(&p, &u, f.external_id.as_ref()).await?;
+        let mut f = fields_of(&body(&bytes)?)?;
+        // A PUT replaces: what Tessera keeps and the body leaves out is unassigned (not
+        // the externalId: it is the person's link to the IdP, kept until removed).
+        f.clear.display_name = f.display_name.is_none();
+        f.clear.email = f.email.is_none();
+        relink(&p, &u, &f).await?;
         apply_fields(&p, u, &f, &mut trace).await
     }
     .await;
@@ -539,12 +565,12 @@ pub async fn patch_user(
         let mut f = Fields::default();
         for (op, path, value) in patch_ops(&body(&bytes)?)? {
             match (op.as_str(), path) {
-                ("remove", Some(path)) => remove_path(&path)?,
+                ("remove", Some(path)) => remove_path(&mut f, &path)?,
                 (_, None) => merge(&mut f, fields_of(&value)?),
                 (_, Some(path)) => set_path(&mut f, &path, &value)?,
             }
         }
-        relink(&p, &u, f.external_id.as_ref()).await?;
+        relink(&p, &u, &f).await?;
         apply_fields(&p, u, &f, &mut trace).await
     }
     .await;
@@ -557,6 +583,9 @@ fn merge(f: &mut Fields, g: Fields) {
     f.display_name = g.display_name.or(f.display_name.take());
     f.email = g.email.or(f.email.take());
     f.active = g.active.or(f.active);
+    f.clear.external_id &= f.external_id.is_none();
+    f.clear.display_name &= f.display_name.is_none();
+    f.clear.email &= f.email.is_none();
 }
 
 fn set_path(f: &mut Fields, path: &str, value: &Value) -> Result<(), ScimError> {
@@ -575,22 +604,41 @@ fn set_path(f: &mut Fields, path: &str, value: &Value) -> Result<(), ScimError> 
         // fields) is accepted and ignored, as IdPs send them with everything else.
         _ => {}
     }
+    f.clear.external_id &= f.external_id.is_none();
+    f.clear.display_name &= f.display_name.is_none();
+    f.clear.email &= f.email.is_none();
     Ok(())
 }
 
-/// A `remove`: of what Tessera keeps, only the optional profile fields may go, and
-/// removing them leaves them as they are (an IdP clearing a phone number it sent).
-fn remove_path(path: &str) -> Result<(), ScimError> {
+/// A `remove` unassigns what Tessera keeps (RFC 7644 §3.5.2.2): the display name (also
+/// as `name`), the email, the `externalId`. `userName` and `active` always have a value.
+fn remove_path(f: &mut Fields, path: &str) -> Result<(), ScimError> {
     let parsed = path_of(path)?;
     match parsed.attr.as_str() {
-        "username" | "active" => Err(ScimError::new(
-            StatusCode::BAD_REQUEST,
-            Some("mutability"),
-            Some(Reason::ScimMutability),
-            format!("{} cannot be removed", parsed.attr),
-        )),
-        _ => Ok(()),
+        "username" | "active" => {
+            return Err(ScimError::new(
+                StatusCode::BAD_REQUEST,
+                Some("mutability"),
+                Some(Reason::ScimMutability),
+                format!("{} cannot be removed", parsed.attr),
+            ));
+        }
+        "displayname" | "name" => {
+            f.display_name = None;
+            f.clear.display_name = true;
+        }
+        // One email is kept: removing an email (or its value) removes it.
+        "emails" if matches!(parsed.sub.as_deref(), None | Some("value")) => {
+            f.email = None;
+            f.clear.email = true;
+        }
+        "externalid" => {
+            f.external_id = None;
+            f.clear.external_id = true;
+        }
+        _ => {}
     }
+    Ok(())
 }
 
 /// `DELETE /scim/v2/{org}/Users/{id}`: the person is disabled (named as disabled by the
