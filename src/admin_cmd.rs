@@ -13,6 +13,8 @@ use tessera_core::text::shown;
 
 use crate::token_cmd::exit;
 
+mod scim;
+
 #[derive(Parser, Debug)]
 pub struct AdminArgs {
     /// The server's base URL
@@ -69,6 +71,9 @@ pub enum AdminCommand {
     /// SAML single sign-on: the org's IdP, the enforcement preview, enforcement
     #[command(subcommand)]
     Sso(SsoCmd),
+    /// SCIM provisioning: set an IdP up, its long-lived tokens, recent activity
+    #[command(subcommand)]
+    Scim(scim::ScimCmd),
     /// Dry-run a token request: the decision and trace the token endpoint would give
     Diagnose(DiagnoseArgs),
     /// Rotate the server's signing key (operator org only)
@@ -701,6 +706,10 @@ fn cache_path(base: &str, client_id: &str, secret: &str) -> Option<PathBuf> {
 }
 
 impl Api {
+    fn base_url(&self) -> &str {
+        &self.base
+    }
+
     fn new(args: &AdminArgs) -> Result<Self, Failure> {
         if args.client_id.is_empty() || args.client_secret.is_empty() {
             return Err(Failure {
@@ -1500,6 +1509,7 @@ async fn execute(args: &AdminArgs) -> Result<(), Failure> {
                 }
             }
         },
+        AdminCommand::Scim(cmd) => scim::run(&mut api, cmd, json_out).await?,
         AdminCommand::Sso(cmd) => {
             let v = match cmd {
                 SsoCmd::Show => api.get("/sso/saml").await?,

@@ -645,3 +645,69 @@ async fn sso_commands_configure_preview_and_enforce() {
     assert_eq!(o.json()["enforced"], false);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn scim_commands_set_provisioning_up_and_show_what_it_did() {
+    let app = spawn_app().await;
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path();
+    let o = tessera(&app, c, &["admin", "scim", "activity"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("no provisioning yet"), "{}", o.stdout);
+
+    let o = tessera(&app, c, &["admin", "scim", "setup", "--name", "Okta"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("svc-scim-okta"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains(&app.url("/scim/v2/default")),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stderr.contains("shown only this once"), "{}", o.stderr);
+    let token = o
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("bearer token"))
+        .map(|t| t.trim().to_string())
+        .unwrap_or_else(|| panic!("no token in {}", o.stdout));
+    assert!(token.starts_with("tscim_"), "{token}");
+
+    // The IdP provisions someone with it; the activity shows it.
+    let r = reqwest::Client::new()
+        .post(app.url("/scim/v2/default/Users"))
+        .bearer_auth(&token)
+        .header("content-type", "application/scim+json")
+        .body(json!({"userName": "erin", "active": true}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let o = tessera(&app, c, &["admin", "scim", "activity"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("create_user"), "{}", o.stdout);
+    assert!(o.stdout.contains("created 'erin'"), "{}", o.stdout);
+
+    // Listed without the token; revoked by id.
+    let o = tessera(&app, c, &["admin", "--json", "scim", "tokens"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(!o.stdout.contains(&token));
+    let id = o.json()["items"][0]["id"].as_str().unwrap().to_string();
+    let o = tessera(&app, c, &["admin", "scim", "tokens"]).await;
+    assert!(
+        o.stdout.contains(&id) && o.stdout.contains("active"),
+        "{}",
+        o.stdout
+    );
+    let o = tessera(&app, c, &["admin", "scim", "revoke", &id]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let r = reqwest::Client::new()
+        .get(app.url("/scim/v2/default/Users"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let o = tessera(&app, c, &["admin", "scim", "tokens"]).await;
+    assert!(o.stdout.contains("revoked"), "{}", o.stdout);
+    app.stop().await;
+}
