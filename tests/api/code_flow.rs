@@ -233,7 +233,7 @@ pub async fn refresh(app: &TestApp, token: &str) -> (u16, Value) {
 
 use crate::helpers::jwt_claims as claims;
 
-fn code_of(landed: Landed) -> String {
+pub fn code_of(landed: Landed) -> String {
     match landed {
         Landed::Client(url, q) => {
             assert!(url.starts_with(REDIRECT), "{url}");

@@ -638,3 +638,82 @@ async fn a_long_lived_scim_token_works_while_its_client_is_entitled() {
     assert_eq!(listed["items"], json!([]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_person_scim_disables_loses_their_session_and_refresh_tokens_at_once() {
+    use crate::code_flow::{
+        Browser, Landed, REDIRECT, VERIFIER, code_of, exchange, refresh, request,
+    };
+    let app = spawn_app().await;
+    let client = crate::code_flow::setup(&app).await;
+    let mut browser = Browser::new(&app);
+    let code = code_of(
+        browser
+            .authorize(&request(&client, ""), "alice", "correct horse battery")
+            .await,
+    );
+    let (s, tokens) = exchange(&app, &code, VERIFIER, REDIRECT).await;
+    assert_eq!(s, 200, "{tokens}");
+    let rt = tokens["refresh_token"].as_str().unwrap().to_string();
+
+    // The IdP takes her over (matched by userName, once), then deactivates her.
+    let (provisioner, token) = provisioning_token(&app).await;
+    let scim = Scim {
+        app: &app,
+        token,
+        http: reqwest::Client::new(),
+    };
+    let (s, alice) = scim
+        .post(
+            "/Users",
+            json!({"userName": "alice", "externalId": "00u42"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{alice}");
+    let id = alice["id"].as_str().unwrap();
+    let (s, b) = scim
+        .patch(
+            &format!("/Users/{id}"),
+            patch_op("replace", None, json!({"active": false})),
+        )
+        .await;
+    assert_eq!((s, &b["active"]), (200, &json!(false)), "{b}");
+
+    // Her refresh token stops and her browser session is gone, at once.
+    let (s, r) = refresh(&app, &rt).await;
+    assert_eq!(s, 400, "{r}");
+    match browser
+        .walk(&format!("/oauth/authorize?{}", request(&client, "")))
+        .await
+    {
+        Landed::Page(200, url, _) => assert!(url.contains("/login/default"), "{url}"),
+        other => panic!("her session should have ended: {other:?}"),
+    }
+    let (_, grants) = app.get(&format!("/users/{id}/grants")).await;
+    assert!(
+        grants["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["active"] == false && g["revoked_reason"] == "user_disabled"),
+        "{grants}"
+    );
+    // Logging in again is refused, and the audit trail names who disabled her.
+    let landed = browser
+        .authorize(&request(&client, ""), "alice", "correct horse battery")
+        .await;
+    assert!(
+        !matches!(landed, Landed::Client(..)),
+        "a disabled person logged in: {landed:?}"
+    );
+    let (_, user) = app.get(&format!("/users/{id}")).await;
+    assert_eq!(user["disabled_by"]["kind"], "provisioning", "{user}");
+    assert!(
+        user["disabled_by"]["description"]
+            .as_str()
+            .unwrap()
+            .contains(provisioner.as_str()),
+        "{user}"
+    );
+    app.stop().await;
+}
