@@ -146,6 +146,33 @@ async fn okta_provisions_a_person_from_lookup_to_delete() {
         )
         .await;
     assert_eq!(s, 200);
+    // Her login changes at the IdP: Okta renames her. Onto a name taken by a service
+    // account, it is a conflict that changes nothing.
+    let (s, renamed) = scim
+        .patch(
+            &format!("/Users/{id}"),
+            patch_op("replace", Some("userName"), json!("alice@corp.example")),
+        )
+        .await;
+    assert_eq!(
+        (s, &renamed["userName"]),
+        (200, &json!("alice@corp.example")),
+        "{renamed}"
+    );
+    app.service_account("svc-taken").await;
+    let (s, clash) = scim
+        .patch(
+            &format!("/Users/{id}"),
+            patch_op("replace", Some("userName"), json!("svc-taken")),
+        )
+        .await;
+    assert_eq!(
+        (s, &clash["scimType"]),
+        (409, &json!("uniqueness")),
+        "{clash}"
+    );
+    let (_, got) = scim.get(&format!("/Users/{id}")).await;
+    assert_eq!(got["userName"], "alice@corp.example");
     let (s, off) = scim
         .patch(
             &format!("/Users/{id}"),
@@ -175,7 +202,7 @@ async fn okta_provisions_a_person_from_lookup_to_delete() {
         .token_basic(
             &portal,
             &portal_secret,
-            "grant_type=password&username=alice%40example.com&password=whatever-it-is",
+            "grant_type=password&username=alice%40corp.example&password=whatever-it-is",
         )
         .await;
     assert_eq!(s, 400, "{refused}");

@@ -67,6 +67,8 @@ pub struct SamlLogin<'a> {
 /// Which admin-managed fields [`UserStore::update_user`] writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UserFields {
+    /// The username (a conflict when another user of the org has it).
+    pub username: bool,
     pub email: bool,
     pub display_name: bool,
     pub roles: bool,

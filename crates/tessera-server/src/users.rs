@@ -138,6 +138,8 @@ pub async fn create(st: &AppState, org: &Org, new: NewUser) -> Result<User, ApiE
 /// What to change on a user (fields left `None` stay as they are).
 #[derive(Default)]
 pub struct Change {
+    /// A new username (SCIM renames: an IdP's person whose login name changed).
+    pub username: Option<String>,
     /// A new state, and for `Locked` when the lock lifts by itself.
     pub state: Option<(UserState, Option<i64>)>,
     pub roles: Option<Vec<String>>,
@@ -163,6 +165,9 @@ pub async fn change(
     if let Some(roles) = &change.roles {
         check_roles(roles)?;
     }
+    if let Some(name) = &change.username {
+        check_username(name)?;
+    }
     if let Some(Some(e)) = &change.email {
         check_email(e)?;
     }
@@ -181,6 +186,7 @@ pub async fn change(
         }
     }
     let fields = UserFields {
+        username: change.username.is_some(),
         email: change.email.is_some(),
         display_name: change.display_name.is_some(),
         roles: change.roles.is_some(),
@@ -188,6 +194,9 @@ pub async fn change(
     };
     if let Some(r) = change.roles {
         user.roles = r;
+    }
+    if let Some(name) = change.username {
+        user.username = name;
     }
     if let Some(e) = change.email {
         user.email = e;

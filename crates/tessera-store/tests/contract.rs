@@ -1412,6 +1412,35 @@ async fn an_admin_edit_writes_only_what_an_admin_manages(dir: TestDb) {
     assert_eq!(got.roles, vec!["developer".to_string()]);
     assert_eq!(got.saml_name_id.as_deref(), Some("nid-bob"));
     assert_eq!(got.failed_logins, 1);
+    // A rename is written only when asked, and never onto another user's name.
+    let renamed = User {
+        username: "robert".into(),
+        ..edit.clone()
+    };
+    s.update_user(&renamed, profile, 21).await.unwrap();
+    assert_eq!(
+        s.get_user(org, "usr_bob").await.unwrap().unwrap().username,
+        "bob"
+    );
+    let rename = UserFields {
+        username: true,
+        ..UserFields::default()
+    };
+    s.update_user(&renamed, rename, 21).await.unwrap();
+    assert_eq!(
+        s.get_user(org, "usr_bob").await.unwrap().unwrap().username,
+        "robert"
+    );
+    s.create_user(&human(org, "carol")).await.unwrap();
+    let clash = User {
+        username: "carol".into(),
+        ..edit.clone()
+    };
+    assert!(matches!(
+        s.update_user(&clash, rename, 22).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.update_user(&edit, rename, 22).await.unwrap();
     // Disabling keeps the counter; enabling again restarts it.
     let disable = User {
         state: UserState::Disabled,

@@ -240,6 +240,7 @@ pub async fn update(
             roles: patch.roles.clone(),
             email: patch.email.clone().map(Some),
             display_name: patch.display_name.clone().map(Some),
+            username: None,
         },
         &actor,
     )

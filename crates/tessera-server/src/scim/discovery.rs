@@ -162,8 +162,7 @@ fn schema_list(st: &Shared, slug: &str) -> Vec<Value> {
             "User",
             "A person of the org",
             vec![
-                // Set at creation, never renamed (RFC 7643 §7 "immutable").
-                attr("userName", "string", true, "server", "immutable"),
+                attr("userName", "string", true, "server", "readWrite"),
                 attr("displayName", "string", false, "none", "readWrite"),
                 complex(
                     "name",

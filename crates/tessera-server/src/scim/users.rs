@@ -464,21 +464,11 @@ async fn apply_fields(
         }
         _ => {}
     }
-    if let Some(name) = &f.user_name
-        && *name != u.username
-    {
-        return Err(ScimError::new(
-            StatusCode::BAD_REQUEST,
-            Some("mutability"),
-            Some(Reason::ScimMutability),
-            format!(
-                "renaming '{}' to '{}' is not supported yet: usernames are stable in Tessera",
-                u.username,
-                clip(name)
-            ),
-        ));
-    }
+    // A rename (Okta renames when a person's login changes); another user's name is a
+    // conflict that changes nothing.
+    change.username = f.user_name.clone().filter(|n| *n != u.username);
     let what: Vec<&str> = [
+        ("userName", change.username.is_some()),
         ("email", change.email.is_some()),
         ("displayName", change.display_name.is_some()),
         ("active", change.state.is_some()),

@@ -158,6 +158,7 @@ impl UserStore for PgStore {
                     THEN 'active' ELSE state END))";
                 let sql = format!(
                     "UPDATE users SET
+                        username = CASE WHEN $15 THEN $16 ELSE username END,
                         email = CASE WHEN $1 THEN $2 ELSE email END,
                         display_name = CASE WHEN $3 THEN $4 ELSE display_name END,
                         roles = CASE WHEN $5 THEN $6 ELSE roles END,
@@ -183,9 +184,13 @@ impl UserStore for PgStore {
                 .bind(u.org_id)
                 .bind(&u.id)
                 .bind(now)
+                .bind(f.username)
+                .bind(&u.username)
                 .execute(&mut *w)
                 .await
-                .map_err(be)?;
+                .map_err(|e| {
+                    conflict_as(e, || format!("the org has a user named '{}'", u.username))
+                })?;
                 user_updated(r.rows_affected(), &u.id)
             }
             .await;
