@@ -466,7 +466,13 @@ fn print_impact(v: &Value) {
     println!("Humans who would lose password login ({}):", humans.len());
     if !humans.is_empty() {
         table(
-            &["id", "username", "email", "last password login"],
+            &[
+                "id",
+                "username",
+                "email",
+                "last password login",
+                "provisioned by",
+            ],
             humans
                 .iter()
                 .map(|h| {
@@ -475,6 +481,7 @@ fn print_impact(v: &Value) {
                         s(&h["username"]),
                         s(&h["email"]),
                         s(&h["last_password_login_at"]),
+                        s(&h["provisioned_by"]),
                     ]
                 })
                 .collect(),
@@ -505,6 +512,27 @@ fn print_impact(v: &Value) {
     println!("\nBreak-glass users, exempt ({}):", exempt.len());
     for u in &exempt {
         println!("  {} ({})", s(&u["username"]), s(&u["id"]));
+    }
+    for p in list("provisioning") {
+        println!(
+            "\nSCIM client {} manages {} active human(s); it turned off {} (enforcement changes none of this):",
+            s(&p["client_id"]),
+            s(&p["active"]),
+            s(&p["deprovisioned_total"])
+        );
+        for d in p["deprovisioned"].as_array().cloned().unwrap_or_default() {
+            println!(
+                "  {} ({}) {} {}",
+                s(&d["username"]),
+                s(&d["id"]),
+                if d["deleted"] == json!(true) {
+                    "deleted"
+                } else {
+                    "deactivated"
+                },
+                s(&d["at"])
+            );
+        }
     }
     println!(
         "\nUnaffected: {} client_credentials clients, {} service accounts.",

@@ -742,5 +742,28 @@ async fn a_person_scim_disables_loses_their_session_and_refresh_tokens_at_once()
             .contains(provisioner.as_str()),
         "{user}"
     );
+    // The enforcement preview says what provisioning did, and by whom.
+    let (s, impact) = app.get("/sso/saml/enforcement-impact").await;
+    assert_eq!(s, 200, "{impact}");
+    let p = &impact["provisioning"][0];
+    assert_eq!(p["client_id"], provisioner.as_str(), "{impact}");
+    assert_eq!(p["deprovisioned_total"], 1, "{impact}");
+    assert_eq!(p["deprovisioned"][0]["username"], "alice", "{impact}");
+    assert_eq!(p["deprovisioned"][0]["deleted"], false, "{impact}");
+    assert!(
+        impact["summary"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach service accounts"),
+        "{impact}"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let o = crate::cli::tessera(&app, cache.path(), &["admin", "sso", "impact"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains("alice") && o.stdout.contains("deactivated"),
+        "{}",
+        o.stdout
+    );
     app.stop().await;
 }

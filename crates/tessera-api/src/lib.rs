@@ -723,6 +723,29 @@ pub struct AffectedHumanView {
     pub username: String,
     pub email: Option<String>,
     pub last_password_login_at: Option<String>,
+    /// The SCIM provisioning client that manages this person, if one does.
+    pub provisioned_by: Option<String>,
+}
+
+/// What one SCIM provisioning client did to the org's people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProvisioningSummaryView {
+    pub client_id: String,
+    /// Humans it provisioned that are active.
+    pub active: usize,
+    /// Humans it deactivated or deleted, most recent first (at most 20).
+    pub deprovisioned: Vec<DeprovisionedView>,
+    pub deprovisioned_total: usize,
+}
+
+/// A person provisioning turned off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeprovisionedView {
+    pub id: String,
+    pub username: String,
+    pub at: Option<String>,
+    /// SCIM deleted them (not only deactivated).
+    pub deleted: bool,
 }
 
 /// A client whose password grants enforcement would refuse for humans.
@@ -759,6 +782,9 @@ pub struct EnforcementImpactView {
     pub client_credentials_clients_unaffected: usize,
     /// Service accounts: never affected by enforcement.
     pub service_accounts_unaffected: usize,
+    /// Per SCIM provisioning client: the humans it manages and whom it turned off.
+    /// Enforcement changes none of it; service accounts are never there.
+    pub provisioning: Vec<ProvisioningSummaryView>,
     /// The same in one sentence.
     pub summary: String,
 }

@@ -141,7 +141,37 @@ pub struct AffectedHuman {
     pub username: String,
     pub email: Option<String>,
     pub last_password_login_at: Option<Timestamp>,
+    /// The provisioning client that manages them, if SCIM does (the IdP knows them).
+    pub provisioned_by: Option<String>,
 }
+
+/// What one provisioning client did to the org's people: enforcement does not change
+/// it, but an admin rolling SSO out sees who the IdP manages and whom it turned off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProvisioningSummary {
+    pub client_id: String,
+    /// Humans it provisioned that are active.
+    pub active: usize,
+    /// Humans it disabled or deleted, most recent first (at most
+    /// [`DEPROVISIONED_SHOWN`]).
+    pub deprovisioned: Vec<Deprovisioned>,
+    /// How many it disabled or deleted in all.
+    pub deprovisioned_total: usize,
+}
+
+/// A person provisioning turned off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deprovisioned {
+    pub id: String,
+    pub username: String,
+    /// When it was disabled (or deleted).
+    pub at: Option<Timestamp>,
+    /// SCIM deleted them (not only deactivated).
+    pub deleted: bool,
+}
+
+/// How many deprovisioned people a summary lists.
+pub const DEPROVISIONED_SHOWN: usize = 20;
 
 /// A client whose password grants enforcement would refuse for humans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -176,6 +206,9 @@ pub struct EnforcementImpact {
     pub client_credentials_clients_unaffected: usize,
     /// Service accounts: enforcement never affects them either.
     pub service_accounts_unaffected: usize,
+    /// Per provisioning client, the humans SCIM manages and whom it turned off (service
+    /// accounts are never among them: SCIM cannot reach them).
+    pub provisioning: Vec<ProvisioningSummary>,
 }
 
 /// The enforcement-impact preview over the org's users and clients. `password_uses`
@@ -201,6 +234,11 @@ pub fn enforcement_impact(
             username: u.username.clone(),
             email: u.email.clone(),
             last_password_login_at: u.last_password_login_at,
+            provisioned_by: u
+                .scim
+                .as_ref()
+                .filter(|l| l.deleted_at.is_none())
+                .map(|l| l.provisioned_by.clone()),
         })
         .collect();
     let last_use = |id: &str| {
@@ -269,7 +307,58 @@ pub fn enforcement_impact(
         break_glass_users,
         client_credentials_clients_unaffected,
         service_accounts_unaffected,
+        provisioning: provisioning_summary(users, now),
     }
+}
+
+/// Who each provisioning client manages, and whom it (not an admin) turned off.
+fn provisioning_summary(users: &[User], now: Timestamp) -> Vec<ProvisioningSummary> {
+    use crate::model::{Actor, UserState};
+    fn of<'m>(
+        by: &'m mut BTreeMap<String, ProvisioningSummary>,
+        client: &str,
+    ) -> &'m mut ProvisioningSummary {
+        by.entry(client.to_string())
+            .or_insert_with(|| ProvisioningSummary {
+                client_id: client.to_string(),
+                active: 0,
+                deprovisioned: vec![],
+                deprovisioned_total: 0,
+            })
+    }
+    let mut by: BTreeMap<String, ProvisioningSummary> = BTreeMap::new();
+    for u in users.iter().filter(|u| u.user_type == UserType::Human) {
+        let Some(link) = &u.scim else { continue };
+        of(&mut by, &link.provisioned_by);
+        let state = u.effective_state(now);
+        let turned_off_by = match (&u.state_changed_by, state) {
+            (Some(Actor::Provisioning { source }), UserState::Disabled) => Some(source.as_str()),
+            _ if link.deleted_at.is_some() => Some(link.provisioned_by.as_str()),
+            _ => None,
+        };
+        match turned_off_by {
+            Some(client) => {
+                let s = of(&mut by, client);
+                s.deprovisioned_total += 1;
+                s.deprovisioned.push(Deprovisioned {
+                    id: u.id.clone(),
+                    username: u.username.clone(),
+                    at: link.deleted_at.or(u.state_changed_at),
+                    deleted: link.deleted_at.is_some(),
+                });
+            }
+            None if state == UserState::Active => of(&mut by, &link.provisioned_by).active += 1,
+            None => {}
+        }
+    }
+    by.into_values()
+        .map(|mut s| {
+            s.deprovisioned
+                .sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.id.cmp(&b.id)));
+            s.deprovisioned.truncate(DEPROVISIONED_SHOWN);
+            s
+        })
+        .collect()
 }
 
 /// A verified SAML identity, read through the org's attribute mapping.
@@ -557,6 +646,86 @@ mod tests {
         }
         .identity("n", &[("name".to_string(), vec!["x".repeat(1000)])].into());
         assert_eq!(long.display_name.map(|n| n.chars().count()), Some(256));
+    }
+
+    /// The preview says whom each provisioning client manages and whom it turned off,
+    /// apart from what an admin did; service accounts never appear there.
+    #[test]
+    fn the_preview_shows_what_provisioning_did() {
+        use crate::model::{Actor, ScimLink};
+        let link = |by: &str, deleted: Option<i64>| {
+            Some(ScimLink {
+                external_id: None,
+                provisioned_by: by.into(),
+                provisioned_at: 1,
+                deleted_at: deleted,
+            })
+        };
+        let by_scim = |by: &str| Some(Actor::Provisioning { source: by.into() });
+        let mut users = vec![];
+        // Active, provisioned by okta, who still uses a password: affected, and named.
+        let mut a = human("a", "a@x", None);
+        a.scim = link("cli_okta", None);
+        a.last_password_login_at = Some(900);
+        users.push(a);
+        // Deactivated by okta at 50; deleted by okta at 70; disabled by an admin.
+        let mut b = human("b", "b@x", None);
+        (b.scim, b.state, b.state_changed_by, b.state_changed_at) = (
+            link("cli_okta", None),
+            UserState::Disabled,
+            by_scim("cli_okta"),
+            Some(50),
+        );
+        users.push(b);
+        let mut c = human("c", "c@x", None);
+        (c.scim, c.state, c.state_changed_by, c.state_changed_at) = (
+            link("cli_okta", Some(70)),
+            UserState::Disabled,
+            by_scim("cli_okta"),
+            Some(70),
+        );
+        users.push(c);
+        let mut d = human("d", "d@x", None);
+        (d.scim, d.state, d.state_changed_by) = (
+            link("cli_entra", None),
+            UserState::Disabled,
+            Some(Actor::Admin {
+                client_id: "adm".into(),
+            }),
+        );
+        users.push(d);
+        let mut svc = human("svc", "s@x", None);
+        svc.user_type = UserType::Service;
+        users.push(svc);
+        let i = enforcement_impact(&SsoConfig::default(), &users, &[], &[], 1_000);
+        assert_eq!(
+            i.humans_affected
+                .iter()
+                .map(|h| (h.id.as_str(), h.provisioned_by.as_deref()))
+                .collect::<Vec<_>>(),
+            vec![("a", Some("cli_okta"))]
+        );
+        let okta = &i.provisioning[1];
+        assert_eq!((okta.client_id.as_str(), okta.active), ("cli_okta", 1));
+        assert_eq!(okta.deprovisioned_total, 2);
+        assert_eq!(
+            okta.deprovisioned
+                .iter()
+                .map(|d| (d.id.as_str(), d.at, d.deleted))
+                .collect::<Vec<_>>(),
+            vec![("c", Some(70), true), ("b", Some(50), false)]
+        );
+        // Entra ID provisioned d, but an admin disabled d: not provisioning's doing.
+        let entra = &i.provisioning[0];
+        assert_eq!(
+            (
+                entra.client_id.as_str(),
+                entra.active,
+                entra.deprovisioned_total
+            ),
+            ("cli_entra", 0, 0)
+        );
+        assert_eq!(i.service_accounts_unaffected, 1);
     }
 
     /// Without an attribute carrying groups (an org whose IdP pushes groups by SCIM), a

@@ -5,9 +5,9 @@
 use axum::Json;
 use serde_json::json;
 use tessera_api::{
-    AffectedHumanView, BreakGlassUserView, CertificateView, EnforcementImpactView,
-    PasswordGrantClientView, PatchSsoConfig, PutSsoConfig, SamlBinding, SamlEncryptionKeyList,
-    SamlEncryptionKeyView, SsoConfigView,
+    AffectedHumanView, BreakGlassUserView, CertificateView, DeprovisionedView,
+    EnforcementImpactView, PasswordGrantClientView, PatchSsoConfig, ProvisioningSummaryView,
+    PutSsoConfig, SamlBinding, SamlEncryptionKeyList, SamlEncryptionKeyView, SsoConfigView,
 };
 use tessera_core::model::{Org, UserType};
 use tessera_core::sso::{self, EnforcementImpact, SsoBinding, SsoConfig};
@@ -358,7 +358,7 @@ pub async fn enforcement_impact(admin: Admin) -> Result<Json<EnforcementImpactVi
 }
 
 fn impact_view(org: &Org, i: EnforcementImpact) -> EnforcementImpactView {
-    let summary = format!(
+    let mut summary = format!(
         "Enforcing SSO in org '{}' stops {} human(s) who used a password in the last 90 days and the password grant of {} client(s); {} break-glass user(s) stay exempt; {} client_credentials client(s) and {} service account(s) are not affected.",
         org.slug,
         i.humans_affected.len(),
@@ -367,6 +367,12 @@ fn impact_view(org: &Org, i: EnforcementImpact) -> EnforcementImpactView {
         i.client_credentials_clients_unaffected,
         i.service_accounts_unaffected,
     );
+    for p in &i.provisioning {
+        summary.push_str(&format!(
+            " SCIM client '{}' manages {} active human(s) and has turned {} off; it cannot reach service accounts.",
+            p.client_id, p.active, p.deprovisioned_total
+        ));
+    }
     EnforcementImpactView {
         preview_id: i.preview_id,
         enforced: org.sso_enforced,
@@ -378,6 +384,7 @@ fn impact_view(org: &Org, i: EnforcementImpact) -> EnforcementImpactView {
                 username: h.username,
                 email: h.email,
                 last_password_login_at: time_opt(h.last_password_login_at),
+                provisioned_by: h.provisioned_by,
             })
             .collect(),
         password_grant_clients: i
@@ -400,6 +407,25 @@ fn impact_view(org: &Org, i: EnforcementImpact) -> EnforcementImpactView {
             .collect(),
         client_credentials_clients_unaffected: i.client_credentials_clients_unaffected,
         service_accounts_unaffected: i.service_accounts_unaffected,
+        provisioning: i
+            .provisioning
+            .into_iter()
+            .map(|p| ProvisioningSummaryView {
+                client_id: p.client_id,
+                active: p.active,
+                deprovisioned: p
+                    .deprovisioned
+                    .into_iter()
+                    .map(|d| DeprovisionedView {
+                        id: d.id,
+                        username: d.username,
+                        at: time_opt(d.at),
+                        deleted: d.deleted,
+                    })
+                    .collect(),
+                deprovisioned_total: p.deprovisioned_total,
+            })
+            .collect(),
         summary,
     }
 }
