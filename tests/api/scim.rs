@@ -767,3 +767,78 @@ async fn a_person_scim_disables_loses_their_session_and_refresh_tokens_at_once()
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn etags_guard_against_changing_a_stale_copy() {
+    let app = spawn_app().await;
+    let (_, token) = provisioning_token(&app).await;
+    let scim = Scim {
+        app: &app,
+        token: token.clone(),
+        http: reqwest::Client::new(),
+    };
+    let (_, cfg) = scim.get("/ServiceProviderConfig").await;
+    assert_eq!(cfg["etag"]["supported"], true);
+    let (s, u) = scim.post("/Users", json!({"userName": "fay"})).await;
+    assert_eq!(s, 201, "{u}");
+    let url = app.url(&format!(
+        "/scim/v2/default/Users/{}",
+        u["id"].as_str().unwrap()
+    ));
+    let http = reqwest::Client::new();
+    let r = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    let tag = r.headers()["etag"].to_str().unwrap().to_string();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["meta"]["version"], tag.as_str());
+    assert!(tag.starts_with("W/\""), "{tag}");
+    // The same version: nothing to send.
+    let r = http
+        .get(&url)
+        .bearer_auth(&token)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    // A change with the current version goes through and moves the version...
+    let patch = |v: Value| patch_op("replace", Some("displayName"), v).to_string();
+    let r = http
+        .patch(&url)
+        .bearer_auth(&token)
+        .header("if-match", &tag)
+        .header("content-type", "application/scim+json")
+        .body(patch(json!("Fay One")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let newer = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(newer, tag);
+    // ...so one from the stale copy is refused and changes nothing.
+    let r = http
+        .patch(&url)
+        .bearer_auth(&token)
+        .header("if-match", &tag)
+        .header("content-type", "application/scim+json")
+        .body(patch(json!("Fay Two")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let r = http
+        .delete(&url)
+        .bearer_auth(&token)
+        .header("if-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let (_, now) = scim
+        .get(&format!("/Users/{}", u["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        (&now["displayName"], &now["active"]),
+        (&json!("Fay One"), &json!(true))
+    );
+    app.stop().await;
+}

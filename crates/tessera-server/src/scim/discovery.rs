@@ -27,7 +27,7 @@ pub async fn service_provider_config(
             "filter": {"supported": true, "maxResults": MAX_PAGE},
             "changePassword": {"supported": false},
             "sort": {"supported": false},
-            "etag": {"supported": false},
+            "etag": {"supported": true},
             "authenticationSchemes": [{
                 "type": "oauthbearertoken",
                 "name": "OAuth 2.0 bearer token",

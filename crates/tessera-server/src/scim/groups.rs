@@ -20,7 +20,8 @@ use tessera_core::trace::{Check, Trace};
 
 use super::users::visible;
 use super::{
-    Done, ListQuery, Provisioner, ScimError, body, patch_ops, path_of, provisioner, scim_json, text,
+    Done, ListQuery, Provisioner, ScimError, body, not_modified, patch_ops, path_of, precondition,
+    provisioner, scim_resource, text, versioned,
 };
 use crate::clock;
 use crate::state::Shared;
@@ -73,7 +74,7 @@ fn resource(p: &Provisioner, g: &ScimGroup, people: &HashMap<String, User>) -> V
     if let Some(ext) = &g.external_id {
         r["externalId"] = json!(ext);
     }
-    r
+    versioned(r)
 }
 
 /// A group's attributes as filters read them.
@@ -180,10 +181,11 @@ pub async fn get_group(
     let p = provisioner(&st, &headers, &slug).await?;
     let g = find(&p, &id).await?;
     let people = people(&p).await?;
-    Ok(scim_json(
-        StatusCode::OK,
-        q.project(resource(&p, &g, &people)),
-    ))
+    let r = resource(&p, &g, &people);
+    if let Some(res) = not_modified(&headers, &r) {
+        return Ok(res);
+    }
+    Ok(scim_resource(StatusCode::OK, q.project(r)))
 }
 
 /// The user ids of a `members` value (`[{"value": "…"}, …]`), each one a human SCIM
@@ -323,7 +325,7 @@ pub async fn create_group(
     }
     .await;
     let g = p.settle("create_group", None, result, trace).await?;
-    let mut res = scim_json(StatusCode::CREATED, resource(&p, &g, &people));
+    let mut res = scim_resource(StatusCode::CREATED, resource(&p, &g, &people));
     if let Ok(v) = HeaderValue::from_str(&format!("{}/Groups/{}", p.base(), g.id)) {
         res.headers_mut().insert(header::LOCATION, v);
     }
@@ -476,6 +478,7 @@ pub async fn replace_group(
     let people = people(&p).await?;
     let result = async {
         let g = target(&p, &id, &mut trace).await?;
+        precondition(&headers, &resource(&p, &g, &people))?;
         let f = fields_of(&body(&bytes)?, &people, &mut trace)?;
         let change = ScimGroupChange {
             display_name: Some(
@@ -490,7 +493,7 @@ pub async fn replace_group(
     }
     .await;
     let g = p.settle("replace_group", Some(&id), result, trace).await?;
-    Ok(scim_json(StatusCode::OK, resource(&p, &g, &people)))
+    Ok(scim_resource(StatusCode::OK, resource(&p, &g, &people)))
 }
 
 /// `PATCH /scim/v2/{org}/Groups/{id}`: members added (`add` with path `members`),
@@ -510,6 +513,7 @@ pub async fn patch_group(
     let people = people(&p).await?;
     let result = async {
         let g = target(&p, &id, &mut trace).await?;
+        precondition(&headers, &resource(&p, &g, &people))?;
         let mut change = ScimGroupChange::default();
         for (op, path, value) in patch_ops(&body(&bytes)?)? {
             let parsed = path.as_deref().map(path_of).transpose()?;
@@ -592,7 +596,7 @@ pub async fn patch_group(
     .await;
     let g = p.settle("patch_group", Some(&id), result, trace).await?;
     if q.attributes.is_some() || q.excluded_attributes.is_some() {
-        return Ok(scim_json(
+        return Ok(scim_resource(
             StatusCode::OK,
             q.project(resource(&p, &g, &people)),
         ));
@@ -608,8 +612,10 @@ pub async fn delete_group(
 ) -> Result<Response, ScimError> {
     let p = provisioner(&st, &headers, &slug).await?;
     let mut trace = Trace::default();
+    let people = people(&p).await?;
     let result = async {
         let g = target(&p, &id, &mut trace).await?;
+        precondition(&headers, &resource(&p, &g, &people))?;
         p.st.store.delete_scim_group(p.org.id, &g.id).await?;
         trace.pass(
             Check::ScimChange,

@@ -13,6 +13,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use tessera_api::SCIM_SCOPE;
 use tessera_core::Reason;
@@ -158,6 +160,63 @@ impl IntoResponse for ScimError {
         }
         scim_json(self.status, body)
     }
+}
+
+/// A resource with its version in `meta.version`: a weak ETag over its content (RFC 7644
+/// §3.14), so it changes exactly when what SCIM shows of the resource does.
+fn versioned(mut r: Value) -> Value {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        &serde_json::to_vec(&r).unwrap_or_default(),
+    );
+    let tag = format!("W/\"{}\"", URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]));
+    r["meta"]["version"] = json!(tag);
+    r
+}
+
+/// Answers with a resource (made by [`versioned`]) and its `ETag`.
+fn scim_resource(status: StatusCode, r: Value) -> Response {
+    let tag = r["meta"]["version"].as_str().map(HeaderValue::from_str);
+    let mut res = scim_json(status, r);
+    if let Some(Ok(tag)) = tag {
+        res.headers_mut().insert(header::ETAG, tag);
+    }
+    res
+}
+
+/// `If-Match` on a change (RFC 7644 §3.14, RFC 9110 §13.1.1): a version other than the
+/// resource's current one means the client's copy is stale; nothing is changed.
+fn precondition(headers: &HeaderMap, current: &Value) -> Result<(), ScimError> {
+    let Some(wanted) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let now = current["meta"]["version"].as_str().unwrap_or_default();
+    let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    if wanted.trim() == "*" || wanted.split(',').any(|t| weak(t) == weak(now)) {
+        return Ok(());
+    }
+    Err(ScimError::new(
+        StatusCode::PRECONDITION_FAILED,
+        None,
+        Some(Reason::ScimInvalidValue),
+        format!("the resource changed: it is at version {now} now; read it again"),
+    ))
+}
+
+/// `If-None-Match` on a read: the client's copy is current, so nothing is sent.
+fn not_modified(headers: &HeaderMap, current: &Value) -> Option<Response> {
+    let have = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())?;
+    let now = current["meta"]["version"].as_str()?;
+    let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    have.split(',').any(|t| weak(t) == weak(now)).then(|| {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(tag) = HeaderValue::from_str(now) {
+            res.headers_mut().insert(header::ETAG, tag);
+        }
+        res
+    })
 }
 
 fn scim_json(status: StatusCode, body: Value) -> Response {

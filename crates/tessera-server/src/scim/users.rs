@@ -13,8 +13,8 @@ use tessera_core::text::{clip, rfc3339};
 use tessera_core::trace::{Check, Trace};
 
 use super::{
-    Done, ListQuery, Provisioner, ScimError, USER_SCHEMA, body, boolean, patch_ops, path_of,
-    provisioner, scim_json, text,
+    Done, ListQuery, Provisioner, ScimError, USER_SCHEMA, body, boolean, not_modified, patch_ops,
+    path_of, precondition, provisioner, scim_resource, text, versioned,
 };
 use crate::clock;
 use crate::state::Shared;
@@ -57,7 +57,7 @@ fn resource(p: &Provisioner, u: &User) -> Value {
                 .collect::<Vec<_>>()
         );
     }
-    r
+    versioned(r)
 }
 
 /// A user's attributes as filters read them.
@@ -185,7 +185,11 @@ pub async fn get_user(
 ) -> Result<Response, ScimError> {
     let p = provisioner(&st, &headers, &slug).await?;
     let u = find(&p, &id).await?;
-    Ok(scim_json(StatusCode::OK, q.project(resource(&p, &u))))
+    let r = resource(&p, &u);
+    if let Some(res) = not_modified(&headers, &r) {
+        return Ok(res);
+    }
+    Ok(scim_resource(StatusCode::OK, q.project(r)))
 }
 
 /// What a SCIM body says about a user.
@@ -276,7 +280,7 @@ pub async fn create_user(
     let mut trace = Trace::default();
     let result = create(&p, &bytes, &mut trace).await;
     let u = p.settle("create_user", None, result, trace).await?;
-    let mut res = scim_json(StatusCode::CREATED, resource(&p, &u));
+    let mut res = scim_resource(StatusCode::CREATED, resource(&p, &u));
     if let Ok(v) = HeaderValue::from_str(&format!("{}/Users/{}", p.base(), u.id)) {
         res.headers_mut().insert(header::LOCATION, v);
     }
@@ -510,6 +514,7 @@ pub async fn replace_user(
     let mut trace = Trace::default();
     let result = async {
         let u = target(&p, &id, &mut trace).await?;
+        precondition(&headers, &resource(&p, &u))?;
         let mut f = fields_of(&body(&bytes)?)?;
         // A PUT replaces: what Tessera keeps and the body leaves out is unassigned (not
         // the externalId: it is the person's link to the IdP, kept until removed).
@@ -536,7 +541,7 @@ async fn finish(
     });
     let u = p.settle(op, Some(id), result, trace).await?;
     let u = find(p, &u.id).await.unwrap_or(u);
-    Ok(scim_json(StatusCode::OK, resource(p, &u)))
+    Ok(scim_resource(StatusCode::OK, resource(p, &u)))
 }
 
 /// `PATCH /scim/v2/{org}/Users/{id}`: `add`, `replace` and `remove` operations, with a
@@ -552,6 +557,7 @@ pub async fn patch_user(
     let mut trace = Trace::default();
     let result = async {
         let u = target(&p, &id, &mut trace).await?;
+        precondition(&headers, &resource(&p, &u))?;
         let mut f = Fields::default();
         for (op, path, value) in patch_ops(&body(&bytes)?)? {
             match (op.as_str(), path) {
@@ -642,8 +648,8 @@ pub async fn delete_user(
     let p = provisioner(&st, &headers, &slug).await?;
     let mut trace = Trace::default();
     let result = async {
-        let u = find(&p, &id).await?;
-        trace.pass(Check::ScimResource, format!("human '{}' ({})", u.username, u.id));
+        let u = target(&p, &id, &mut trace).await?;
+        precondition(&headers, &resource(&p, &u))?;
         let u = if u.effective_state(clock::now()) != UserState::Disabled {
             users::change(
                 &p.st,
