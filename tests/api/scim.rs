@@ -842,3 +842,33 @@ async fn etags_guard_against_changing_a_stale_copy() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn wrong_scim_tokens_are_throttled_like_wrong_secrets() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    let mut statuses = vec![];
+    for i in 0..40 {
+        let r = http
+            .get(app.url("/scim/v2/default/Users"))
+            .bearer_auth(format!("tscim_{i:0>43}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            let body: Value = r.json().await.unwrap();
+            assert!(
+                body["detail"].as_str().unwrap().contains("retry in"),
+                "{body}"
+            );
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses[..statuses.len() - 1].iter().all(|s| *s == 401),
+        "{statuses:?}"
+    );
+    app.stop().await;
+}

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -21,10 +21,9 @@ use tessera_core::trace::{Check, Trace};
 use super::users::visible;
 use super::{
     Done, ListQuery, Provisioner, ScimError, body, not_modified, patch_ops, path_of, precondition,
-    provisioner, scim_resource, text, versioned,
+    scim_resource, text, versioned,
 };
 use crate::clock;
-use crate::state::Shared;
 use crate::users::{self, Change};
 
 pub(super) const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -127,15 +126,12 @@ impl Resource for Attrs<'_> {
 /// `GET /scim/v2/{org}/Groups`: the org's groups, filtered (`displayName eq "…"`, as Okta
 /// and Entra ID look a group up before creating it) and paged.
 pub async fn list_groups(
-    State(st): State<Shared>,
-    Path(slug): Path<String>,
-    headers: HeaderMap,
+    p: Provisioner,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
     let parsed = q.filter()?;
     let people = people(&p).await?;
-    let mut all = st.store.list_scim_groups(p.org.id).await?;
+    let mut all = p.st.store.list_scim_groups(p.org.id).await?;
     for g in &mut all {
         g.members.retain(|m| people.contains_key(m));
     }
@@ -173,12 +169,11 @@ async fn target(p: &Provisioner, id: &str, trace: &mut Trace) -> Result<ScimGrou
 
 /// `GET /scim/v2/{org}/Groups/{id}`.
 pub async fn get_group(
-    State(st): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
+    p: Provisioner,
+    Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
     let g = find(&p, &id).await?;
     let people = people(&p).await?;
     let r = resource(&p, &g, &people);
@@ -272,13 +267,7 @@ fn display_name(v: &Value) -> Result<String, ScimError> {
 }
 
 /// `POST /scim/v2/{org}/Groups`.
-pub async fn create_group(
-    State(st): State<Shared>,
-    Path(slug): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
+pub async fn create_group(p: Provisioner, bytes: Bytes) -> Result<Response, ScimError> {
     let mut trace = Trace::default();
     let people = people(&p).await?;
     let result = async {
@@ -468,12 +457,11 @@ async fn sync_roles(
 
 /// `PUT /scim/v2/{org}/Groups/{id}`: name, externalId and members replaced.
 pub async fn replace_group(
-    State(st): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
+    p: Provisioner,
+    Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
     let mut trace = Trace::default();
     let people = people(&p).await?;
     let result = async {
@@ -502,13 +490,12 @@ pub async fn replace_group(
 /// `externalId` replaced with a path or a value object. Answers `204` as Okta and Entra
 /// ID expect, unless asked for `attributes`.
 pub async fn patch_group(
-    State(st): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
+    p: Provisioner,
+    Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
     bytes: Bytes,
 ) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
     let mut trace = Trace::default();
     let people = people(&p).await?;
     let result = async {
@@ -606,11 +593,10 @@ pub async fn patch_group(
 
 /// `DELETE /scim/v2/{org}/Groups/{id}`: the group goes, and its members' roles follow.
 pub async fn delete_group(
-    State(st): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
+    p: Provisioner,
+    Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
     let mut trace = Trace::default();
     let people = people(&p).await?;
     let result = async {

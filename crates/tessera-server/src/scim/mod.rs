@@ -11,6 +11,11 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -24,8 +29,10 @@ use tessera_core::scim as filter;
 use tessera_core::secret::{SCIM_TOKEN_PREFIX, hash_client_secret};
 use tessera_core::store::StoreError;
 use tessera_core::text::{clip, rfc3339};
+use tessera_core::throttle::AttemptOutcome;
 use tessera_core::trace::{Check, Trace};
 
+use crate::attempts::Attempt;
 use crate::error::ApiError;
 use crate::state::Shared;
 use crate::{clock, request_id};
@@ -423,15 +430,35 @@ pub struct Provisioner {
     st: Shared,
 }
 
+/// The provisioning client of a SCIM request, checked before the handler runs: only a
+/// handler that has one can touch the org's people, and the org is the one in the path.
+impl FromRequestParts<Shared> for Provisioner {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Shared) -> Result<Self, ScimError> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, st)
+            .await
+            .map_err(|e| ScimError::absent(e.body_text()))?;
+        let slug = params.get("org").map(String::as_str).unwrap_or_default();
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        provisioner(st, &parts.headers, slug, &source).await
+    }
+}
+
 async fn provisioner(
     st: &Shared,
     headers: &HeaderMap,
     slug: &str,
+    source: &str,
 ) -> Result<Provisioner, ScimError> {
     let api = "SCIM provisioning";
     let token = crate::admin::bearer_token(headers, SCIM_SCOPE, api)?;
     let (org, client_id) = if token.starts_with(SCIM_TOKEN_PREFIX) {
-        scim_token_rights(st, token).await?
+        scim_token_rights(st, token, slug, source).await?
     } else {
         let (org, claims) = crate::admin::bearer_rights(st, headers, SCIM_SCOPE, api).await?;
         (org, claims.client_id)
@@ -457,7 +484,43 @@ async fn provisioner(
 
 /// The org and provisioning client of a long-lived SCIM token: known by its hash, not
 /// revoked, not expired, and its client still entitled as an access token's would be.
-async fn scim_token_rights(st: &Shared, token: &str) -> Result<(Org, String), ScimError> {
+/// Each check takes a place in the throttle budget of (the org in the path, the source
+/// address) first, like a client secret's: wrong tokens from one address are refused
+/// with 429 once the budget is spent, however many arrive at once.
+async fn scim_token_rights(
+    st: &Shared,
+    token: &str,
+    slug: &str,
+    source: &str,
+) -> Result<(Org, String), ScimError> {
+    let mut attempt = Attempt::take(&st.store, &format!("scim:{slug}"), source, st.throttle).await;
+    if attempt.blocked() {
+        let wait = st
+            .throttle
+            .retry_after(&attempt.state, clock::now())
+            .unwrap_or(1);
+        return Err(ScimError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            None,
+            format!("too many wrong SCIM tokens from this address; retry in {wait} s"),
+        ));
+    }
+    attempt.count_if_abandoned();
+    let checked = check_scim_token(st, token).await;
+    let outcome = match &checked {
+        Ok(_) => Some(AttemptOutcome::Succeeded),
+        // The database, not the token, failed: nothing was judged.
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => None,
+        Err(_) => Some(AttemptOutcome::Failed),
+    };
+    if let Err(e) = attempt.settle(outcome).await {
+        tracing::warn!(error = %e, "SCIM token attempt not recorded");
+    }
+    checked
+}
+
+async fn check_scim_token(st: &Shared, token: &str) -> Result<(Org, String), ScimError> {
     let unusable = |why: String| ScimError::new(StatusCode::UNAUTHORIZED, None, None, why);
     // Found by its SHA-256 through an index: the lookup compares hashes, never the token,
     // and a 256-bit token leaves nothing to learn from how long a miss takes.

@@ -2,7 +2,7 @@
 //! through `users.rs` (the admin API's code), each request audited.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -14,10 +14,9 @@ use tessera_core::trace::{Check, Trace};
 
 use super::{
     Done, ListQuery, Provisioner, ScimError, USER_SCHEMA, body, boolean, not_modified, patch_ops,
-    path_of, precondition, provisioner, scim_resource, text, versioned,
+    path_of, precondition, scim_resource, text, versioned,
 };
 use crate::clock;
-use crate::state::Shared;
 use crate::users::{self, Change, NewUser};
 
 /// Whether SCIM may see this user: a human SCIM has not deleted.
@@ -111,15 +110,9 @@ impl Resource for Attrs<'_> {
 }
 
 /// `GET /scim/v2/{org}/Users`: the org's humans, filtered and paged.
-pub async fn list_users(
-    State(st): State<Shared>,
-    Path(slug): Path<String>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
+pub async fn list_users(p: Provisioner, Query(q): Query<ListQuery>) -> Result<Response, ScimError> {
     let parsed = q.filter()?;
-    let all = st.store.list_users(p.org.id).await?;
+    let all = p.st.store.list_users(p.org.id).await?;
     let found: Vec<&User> = all
         .iter()
         .filter(|u| visible(u))
@@ -178,12 +171,11 @@ async fn find(p: &Provisioner, id: &str) -> Result<User, ScimError> {
 
 /// `GET /scim/v2/{org}/Users/{id}`.
 pub async fn get_user(
-    State(st): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
+    p: Provisioner,
+    Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
     let u = find(&p, &id).await?;
     let r = resource(&p, &u);
     if let Some(res) = not_modified(&headers, &r) {
@@ -270,13 +262,7 @@ fn name_of(v: &Value) -> Option<String> {
 
 /// `POST /scim/v2/{org}/Users`: a new human, or an existing one matched once (by
 /// externalId, then userName, then email, among humans SCIM has not linked elsewhere).
-pub async fn create_user(
-    State(st): State<Shared>,
-    Path(slug): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
+pub async fn create_user(p: Provisioner, bytes: Bytes) -> Result<Response, ScimError> {
     let mut trace = Trace::default();
     let result = create(&p, &bytes, &mut trace).await;
     let u = p.settle("create_user", None, result, trace).await?;
@@ -505,12 +491,11 @@ async fn apply_fields(
 
 /// `PUT /scim/v2/{org}/Users/{id}`: the attributes Tessera manages, replaced.
 pub async fn replace_user(
-    State(st): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
+    p: Provisioner,
+    Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
     let mut trace = Trace::default();
     let result = async {
         let u = target(&p, &id, &mut trace).await?;
@@ -548,12 +533,11 @@ async fn finish(
 /// path (`active`, `emails[type eq "work"].value`, `name.formatted`, …) or a value
 /// object without one; operation names in any case (Entra ID writes `Replace`).
 pub async fn patch_user(
-    State(st): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
+    p: Provisioner,
+    Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
     let mut trace = Trace::default();
     let result = async {
         let u = target(&p, &id, &mut trace).await?;
@@ -641,11 +625,10 @@ fn remove_path(f: &mut Fields, path: &str) -> Result<(), ScimError> {
 /// provisioning client: sessions end, refresh tokens are revoked) and SCIM sees them no
 /// more; the account and its audit history stay.
 pub async fn delete_user(
-    State(st): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
+    p: Provisioner,
+    Path((_, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    let p = provisioner(&st, &headers, &slug).await?;
     let mut trace = Trace::default();
     let result = async {
         let u = target(&p, &id, &mut trace).await?;
