@@ -185,6 +185,7 @@ reasons! {
     ScimUniqueness => "scim_uniqueness", InvalidRequest;
     ScimNotFound => "scim_not_found", InvalidRequest;
     ScimMutability => "scim_mutability", InvalidRequest;
+    ScimVersionMismatch => "scim_version_mismatch", InvalidRequest;
 }
 
 impl Reason {

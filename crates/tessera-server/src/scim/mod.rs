@@ -205,7 +205,7 @@ fn precondition(headers: &HeaderMap, current: &Value) -> Result<(), ScimError> {
     Err(ScimError::new(
         StatusCode::PRECONDITION_FAILED,
         None,
-        Some(Reason::ScimInvalidValue),
+        Some(Reason::ScimVersionMismatch),
         format!("the resource changed: it is at version {now} now; read it again"),
     ))
 }
