@@ -872,3 +872,123 @@ async fn wrong_scim_tokens_are_throttled_like_wrong_secrets() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn deprovisioning_is_not_undone_by_a_lapsing_lock_or_a_reused_name() {
+    let app = spawn_app().await;
+    let (_, token) = provisioning_token(&app).await;
+    let scim = Scim {
+        app: &app,
+        token,
+        http: reqwest::Client::new(),
+    };
+    // A person an admin locked until tomorrow: deactivating them disables them, so the
+    // lock lapsing does not bring them back.
+    let (_, gus) = scim
+        .post("/Users", json!({"userName": "gus", "externalId": "00uGUS"}))
+        .await;
+    let gus = gus["id"].as_str().unwrap().to_string();
+    let tomorrow = "2099-01-01T00:00:00Z";
+    let (s, b) = app
+        .patch(
+            &format!("/users/{gus}"),
+            json!({"state": "locked", "locked_until": tomorrow}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = scim
+        .patch(
+            &format!("/Users/{gus}"),
+            patch_op("replace", Some("active"), json!(false)),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, user) = app.get(&format!("/users/{gus}")).await;
+    assert_eq!(user["state"], "disabled", "{user}");
+    assert_eq!(user["disabled_by"]["kind"], "provisioning", "{user}");
+
+    // The IdP deletes jo; a new hire with jo's old name is not given jo's account.
+    let (_, jo) = scim
+        .post(
+            "/Users",
+            json!({"userName": "jo", "externalId": "00uOLD", "emails": [{"value": "jo@example.com"}]}),
+        )
+        .await;
+    let jo = jo["id"].as_str().unwrap().to_string();
+    assert_eq!(scim.delete(&format!("/Users/{jo}")).await.0, 204);
+    let (s, e) = scim
+        .post("/Users", json!({"userName": "jo", "externalId": "00uNEW"}))
+        .await;
+    assert_eq!((s, &e["scimType"]), (409, &json!("uniqueness")), "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("deleted"), "{e}");
+    let (s, e) = scim
+        .post(
+            "/Users",
+            json!({"userName": "jo2", "externalId": "00uNEW2", "emails": [{"value": "jo@example.com"}]}),
+        )
+        .await;
+    assert_eq!((s, &e["scimType"]), (409, &json!("uniqueness")), "{e}");
+    assert_eq!(scim.get(&format!("/Users/{jo}")).await.0, 404);
+    // The same person coming back (same externalId) is matched again.
+    let (s, back) = scim
+        .post(
+            "/Users",
+            json!({"userName": "jo", "externalId": "00uOLD", "active": true}),
+        )
+        .await;
+    assert_eq!((s, &back["id"]), (201, &json!(jo)), "{back}");
+
+    // A refused change writes nothing: not the externalId it carried either.
+    let (s, _) = app
+        .patch(&format!("/users/{jo}"), json!({"enabled": false}))
+        .await;
+    assert_eq!(s, 200);
+    let (s, e) = scim
+        .patch(
+            &format!("/Users/{jo}"),
+            json!({"Operations": [
+                {"op": "replace", "path": "externalId", "value": "00uX"},
+                {"op": "replace", "path": "active", "value": true},
+            ]}),
+        )
+        .await;
+    assert_eq!((s, &e["scimType"]), (400, &json!("mutability")), "{e}");
+    let (_, by_old) = scim.get("/Users?filter=externalId+eq+%2200uOLD%22").await;
+    assert_eq!(by_old["totalResults"], 1, "{by_old}");
+
+    // Removing an email the path's filter does not pick leaves it.
+    let (_, hal) = scim
+        .post(
+            "/Users",
+            json!({"userName": "hal", "emails": [{"value": "hal@example.com", "type": "work"}]}),
+        )
+        .await;
+    let hal = hal["id"].as_str().unwrap().to_string();
+    let (s, kept) = scim
+        .patch(
+            &format!("/Users/{hal}"),
+            json!({"Operations": [{"op": "remove", "path": "emails[type eq \"home\"]"}]}),
+        )
+        .await;
+    assert_eq!(
+        (s, &kept["emails"][0]["value"]),
+        (200, &json!("hal@example.com")),
+        "{kept}"
+    );
+    let (_, gone) = scim
+        .patch(
+            &format!("/Users/{hal}"),
+            json!({"Operations": [{"op": "remove", "path": "emails[type eq \"work\"]"}]}),
+        )
+        .await;
+    assert!(gone.get("emails").is_none(), "{gone}");
+    // An externalId with a bidirectional override is refused.
+    let (s, e) = scim
+        .patch(
+            &format!("/Users/{hal}"),
+            patch_op("replace", Some("externalId"), json!("00u\u{202e}x")),
+        )
+        .await;
+    assert_eq!(s, 400, "{e}");
+    app.stop().await;
+}

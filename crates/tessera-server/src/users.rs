@@ -3,7 +3,7 @@
 //! hold, what a state change ends (a disabled or locked person's sessions and grants),
 //! and who is named as having done it. Callers audit in their own kind.
 
-use tessera_core::model::{Actor, Org, User, UserState, UserType};
+use tessera_core::model::{Actor, Org, ScimLink, User, UserState, UserType};
 use tessera_core::secret::{SecretString, hash_password, random_id};
 use tessera_core::store::UserFields;
 
@@ -78,6 +78,8 @@ pub struct NewUser {
     pub roles: Vec<String>,
     /// A human's first password (never a service account's).
     pub password: Option<SecretString>,
+    /// A human's link to SCIM provisioning, stored with them (one write).
+    pub scim: Option<ScimLink>,
 }
 
 /// Checks `new` and stores it. A conflict (username taken) is the store's answer.
@@ -128,7 +130,7 @@ pub async fn create(st: &AppState, org: &Org, new: NewUser) -> Result<User, ApiE
         saml_name_id: None,
         failed_logins: 0,
         last_password_login_at: None,
-        scim: None,
+        scim: new.scim,
         created_at: clock::now(),
     };
     st.store.create_user(&user).await?;

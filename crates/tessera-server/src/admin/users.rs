@@ -154,6 +154,7 @@ pub async fn create(
             display_name: body.display_name,
             roles: body.roles,
             password: body.password.map(SecretString::new),
+            scim: None,
         },
     )
     .await?;

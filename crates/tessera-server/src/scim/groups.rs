@@ -20,8 +20,8 @@ use tessera_core::trace::{Check, Trace};
 
 use super::users::visible;
 use super::{
-    Done, ListQuery, Provisioner, ScimError, body, not_modified, patch_ops, path_of, precondition,
-    scim_resource, text, versioned,
+    Done, ListQuery, Provisioner, ScimError, body, external_id, not_modified, patch_ops, path_of,
+    precondition, scim_resource, text, versioned,
 };
 use crate::clock;
 use crate::users::{self, Change};
@@ -248,7 +248,7 @@ fn fields_of(
     for (k, val) in obj {
         match k.to_ascii_lowercase().as_str() {
             "displayname" => f.display_name = Some(display_name(val)?),
-            "externalid" => f.external_id = Some(text(val, "externalId")?),
+            "externalid" => f.external_id = Some(external_id(val)?),
             "members" => f.members = Some(member_ids(val, people, trace)?),
             _ => {}
         }
@@ -258,11 +258,10 @@ fn fields_of(
 
 fn display_name(v: &Value) -> Result<String, ScimError> {
     let name = text(v, "displayName")?;
-    if name.trim().is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control) {
-        return Err(ScimError::invalid(
-            "displayName is 1 to 256 characters, without control characters",
-        ));
+    if name.trim().is_empty() || name.chars().count() > 256 {
+        return Err(ScimError::invalid("displayName is 1 to 256 characters"));
     }
+    crate::admin::printable("displayName", &name)?;
     Ok(name)
 }
 
@@ -536,7 +535,7 @@ pub async fn patch_group(
                     change.external_id = Some(if op == "remove" {
                         None
                     } else {
-                        Some(text(&value, "externalId")?)
+                        Some(external_id(&value)?)
                     });
                 }
                 ("add", Some(path)) if path.attr == "members" => {

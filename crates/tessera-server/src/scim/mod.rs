@@ -423,6 +423,17 @@ pub async fn not_offered() -> ScimError {
     )
 }
 
+/// An `externalId`: the IdP's id for a person or group, stored and shown to admins, so
+/// bounded and free of control and bidirectional characters.
+fn external_id(v: &Value) -> Result<String, ScimError> {
+    let ext = text(v, "externalId")?;
+    if ext.is_empty() || ext.chars().count() > 256 {
+        return Err(ScimError::invalid("externalId is 1 to 256 characters"));
+    }
+    crate::admin::printable("externalId", &ext)?;
+    Ok(ext)
+}
+
 /// The provisioning client of a request, and its org (the one in the path).
 pub struct Provisioner {
     org: Org,

@@ -13,8 +13,8 @@ use tessera_core::text::{clip, rfc3339};
 use tessera_core::trace::{Check, Trace};
 
 use super::{
-    Done, ListQuery, Provisioner, ScimError, USER_SCHEMA, body, boolean, not_modified, patch_ops,
-    path_of, precondition, scim_resource, text, versioned,
+    Done, ListQuery, Provisioner, ScimError, USER_SCHEMA, body, boolean, external_id, not_modified,
+    patch_ops, path_of, precondition, scim_resource, text, versioned,
 };
 use crate::clock;
 use crate::users::{self, Change, NewUser};
@@ -230,7 +230,7 @@ fn fields_of(v: &Value) -> Result<Fields, ScimError> {
     for (k, val) in obj {
         match k.to_ascii_lowercase().as_str() {
             "username" => f.user_name = Some(text(val, "userName")?),
-            "externalid" => f.external_id = Some(text(val, "externalId")?),
+            "externalid" => f.external_id = Some(external_id(val)?),
             "displayname" => f.display_name = Some(text(val, "displayName")?),
             "name" => {
                 if f.display_name.is_none()
@@ -315,33 +315,49 @@ async fn create(
     if existing.is_none()
         && let Some(e) = &f.email
     {
-        existing = store.user_by_email(p.org.id, e).await?;
+        // Only a human is matched by email: a service account sharing the address is
+        // not SCIM's, and does not stop the person from being created.
+        existing = store
+            .user_by_email(p.org.id, e)
+            .await?
+            .filter(|u| u.user_type == UserType::Human);
     }
     if let Some(u) = existing {
-        if u.user_type == UserType::Service {
-            return Err(ScimError::new(
+        let taken = || {
+            ScimError::new(
                 StatusCode::CONFLICT,
                 Some("uniqueness"),
                 Some(Reason::ScimUniqueness),
-                format!(
-                    "userName '{}' is taken by a user SCIM does not manage",
-                    clip(&user_name)
-                ),
-            ));
+                format!("userName '{}' is taken in the org", clip(&user_name)),
+            )
+        };
+        if u.user_type == UserType::Service {
+            return Err(taken());
         }
+        // Matched once: a person provisioned as another identity is not taken over, nor
+        // is a person the IdP deleted by someone new with their old name (a new hire
+        // must not inherit a departed person's account, roles and `sub`).
         if let Some(l) = &u.scim
-            && l.deleted_at.is_none()
             && l.external_id.is_some()
             && l.external_id != f.external_id
+            && (l.deleted_at.is_none() || f.external_id.is_some())
         {
-            return Err(ScimError::new(
-                StatusCode::CONFLICT,
-                Some("uniqueness"),
-                Some(Reason::ScimUniqueness),
+            let detail = if l.deleted_at.is_some() {
+                format!(
+                    "userName '{}' belonged to another person the IdP deleted: an admin renames or removes that account before the name is given again",
+                    clip(&user_name)
+                )
+            } else {
                 format!(
                     "userName '{}' is already provisioned as another identity",
                     clip(&user_name)
-                ),
+                )
+            };
+            return Err(ScimError::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                Some(Reason::ScimUniqueness),
+                detail,
             ));
         }
         trace.pass(
@@ -351,10 +367,12 @@ async fn create(
                 u.username, u.id
             ),
         );
-        store
-            .set_scim_link(p.org.id, &u.id, Some(&link(u.scim.as_ref())))
-            .await?;
-        let u = apply_fields(p, u, &f, trace).await?;
+        // Everything is checked before anything is written.
+        let change = plan(&u, &f)?;
+        let linked = link(u.scim.as_ref());
+        let u = write(p, u, change, trace).await?;
+        store.set_scim_link(p.org.id, &u.id, Some(&linked)).await?;
+        let u = find(p, &u.id).await?;
         let change = json!({"user_id": u.id, "matched": true, "userName": u.username, "externalId": f.external_id});
         return Ok(Done {
             subject: u.id.clone(),
@@ -373,12 +391,10 @@ async fn create(
             display_name: f.display_name.clone(),
             roles: vec![],
             password: None,
+            scim: Some(link(None)),
         },
     )
     .await?;
-    store
-        .set_scim_link(p.org.id, &u.id, Some(&link(None)))
-        .await?;
     let mut u = u;
     if f.active == Some(false) {
         u = users::change(
@@ -406,14 +422,10 @@ async fn create(
     })
 }
 
-/// Writes what `f` sets on `u`: profile fields and the active flag, by the provisioning
-/// rules (SCIM re-enables only whom provisioning disabled).
-async fn apply_fields(
-    p: &Provisioner,
-    u: User,
-    f: &Fields,
-    trace: &mut Trace,
-) -> Result<User, ScimError> {
+/// What `f` changes on `u` (profile fields, the active flag, the name), by the
+/// provisioning rules, without writing anything: a refusal leaves everything as it was.
+/// SCIM re-enables only whom provisioning disabled.
+fn plan(u: &User, f: &Fields) -> Result<Change, ScimError> {
     let now = clock::now();
     // A value to set, or none where a remove unassigns one; nothing when it is already so.
     let wanted = |set: &Option<String>, clear: bool, now: &Option<String>| {
@@ -429,10 +441,13 @@ async fn apply_fields(
         display_name: wanted(&f.display_name, f.clear.display_name, &u.display_name),
         ..Change::default()
     };
-    let active = u.effective_state(now) == UserState::Active;
+    let state = u.effective_state(now);
     match f.active {
-        Some(false) if active => change.state = Some((UserState::Disabled, None)),
-        Some(true) if !active => {
+        // A locked person too: the lock would lapse, the deactivation must not.
+        Some(false) if state != UserState::Disabled => {
+            change.state = Some((UserState::Disabled, None))
+        }
+        Some(true) if state != UserState::Active => {
             let by_provisioning = matches!(u.state_changed_by, Some(Actor::Provisioning { .. }));
             if !by_provisioning {
                 return Err(ScimError::new(
@@ -457,6 +472,25 @@ async fn apply_fields(
     // A rename (Okta renames when a person's login changes); another user's name is a
     // conflict that changes nothing.
     change.username = f.user_name.clone().filter(|n| *n != u.username);
+    if let Some(name) = &change.username {
+        users::check_username(name)?;
+    }
+    if let Some(Some(e)) = &change.email {
+        users::check_email(e)?;
+    }
+    if let Some(Some(n)) = &change.display_name {
+        users::check_display_name(n)?;
+    }
+    Ok(change)
+}
+
+/// Writes a planned change to `u` as the provisioning client, with its trace.
+async fn write(
+    p: &Provisioner,
+    u: User,
+    change: Change,
+    trace: &mut Trace,
+) -> Result<User, ScimError> {
     let what: Vec<&str> = [
         ("userName", change.username.is_some()),
         ("email", change.email.is_some()),
@@ -489,6 +523,33 @@ async fn apply_fields(
     Ok(u)
 }
 
+/// A PUT's or PATCH's change to `u`: everything checked first (the fields, the
+/// `externalId` not being another person's), then written, then the link moved.
+async fn update(
+    p: &Provisioner,
+    u: User,
+    f: &Fields,
+    trace: &mut Trace,
+) -> Result<User, ScimError> {
+    let change = plan(&u, f)?;
+    if let Some(ext) = &f.external_id
+        && u.scim.as_ref().and_then(|l| l.external_id.as_ref()) != Some(ext)
+        && let Some(other) = p.st.store.user_by_scim_external_id(p.org.id, ext).await?
+        && other.id != u.id
+    {
+        return Err(ScimError::new(
+            StatusCode::CONFLICT,
+            Some("uniqueness"),
+            Some(Reason::ScimUniqueness),
+            format!("externalId '{}' is another person's", clip(ext)),
+        ));
+    }
+    let before = u.clone();
+    let u = write(p, u, change, trace).await?;
+    relink(p, &before, f).await?;
+    Ok(u)
+}
+
 /// `PUT /scim/v2/{org}/Users/{id}`: the attributes Tessera manages, replaced.
 pub async fn replace_user(
     p: Provisioner,
@@ -505,8 +566,7 @@ pub async fn replace_user(
         // the externalId: it is the person's link to the IdP, kept until removed).
         f.clear.display_name = f.display_name.is_none();
         f.clear.email = f.email.is_none();
-        relink(&p, &u, &f).await?;
-        apply_fields(&p, u, &f, &mut trace).await
+        update(&p, u, &f, &mut trace).await
     }
     .await;
     finish(&p, "replace_user", &id, result, trace).await
@@ -545,13 +605,12 @@ pub async fn patch_user(
         let mut f = Fields::default();
         for (op, path, value) in patch_ops(&body(&bytes)?)? {
             match (op.as_str(), path) {
-                ("remove", Some(path)) => remove_path(&mut f, &path)?,
+                ("remove", Some(path)) => remove_path(&mut f, &path, u.email.as_deref())?,
                 (_, None) => merge(&mut f, fields_of(&value)?),
                 (_, Some(path)) => set_path(&mut f, &path, &value)?,
             }
         }
-        relink(&p, &u, &f).await?;
-        apply_fields(&p, u, &f, &mut trace).await
+        update(&p, u, &f, &mut trace).await
     }
     .await;
     finish(&p, "patch_user", &id, result, trace).await
@@ -573,7 +632,7 @@ fn set_path(f: &mut Fields, path: &str, value: &Value) -> Result<(), ScimError> 
     match (parsed.attr.as_str(), parsed.sub.as_deref()) {
         ("active", None) => f.active = Some(boolean(value, "active")?),
         ("username", None) => f.user_name = Some(text(value, "userName")?),
-        ("externalid", None) => f.external_id = Some(text(value, "externalId")?),
+        ("externalid", None) => f.external_id = Some(external_id(value)?),
         ("displayname", None) | ("name", Some("formatted")) => {
             f.display_name = Some(text(value, "displayName")?)
         }
@@ -592,7 +651,7 @@ fn set_path(f: &mut Fields, path: &str, value: &Value) -> Result<(), ScimError> 
 
 /// A `remove` unassigns what Tessera keeps (RFC 7644 §3.5.2.2): the display name (also
 /// as `name`), the email, the `externalId`. `userName` and `active` always have a value.
-fn remove_path(f: &mut Fields, path: &str) -> Result<(), ScimError> {
+fn remove_path(f: &mut Fields, path: &str, email: Option<&str>) -> Result<(), ScimError> {
     let parsed = path_of(path)?;
     match parsed.attr.as_str() {
         "username" | "active" => {
@@ -607,8 +666,14 @@ fn remove_path(f: &mut Fields, path: &str) -> Result<(), ScimError> {
             f.display_name = None;
             f.clear.display_name = true;
         }
-        // One email is kept: removing an email (or its value) removes it.
-        "emails" if matches!(parsed.sub.as_deref(), None | Some("value")) => {
+        // One email is kept: removing an email (or its value) removes it, when a filter
+        // in the path (`emails[type eq "home"]`) picks it.
+        "emails"
+            if matches!(parsed.sub.as_deref(), None | Some("value"))
+                && parsed.filter.as_ref().is_none_or(|flt| {
+                    email.is_some_and(|e| filter::matches(flt, &EmailAttrs(e)))
+                }) =>
+        {
             f.email = None;
             f.clear.email = true;
         }
