@@ -655,7 +655,7 @@ async fn a_long_lived_scim_token_works_while_its_client_is_entitled() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 404, "no org 'beta' here");
     assert_eq!(
         app.delete(&format!("/oauth/clients/{client_id}")).await.0,
         204
@@ -990,5 +990,56 @@ async fn deprovisioning_is_not_undone_by_a_lapsing_lock_or_a_reused_name() {
         )
         .await;
     assert_eq!(s, 400, "{e}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_lived_token_keeps_to_its_org_and_its_clients_allow_list() {
+    let app = spawn_app().await;
+    let (client_id, _) = provisioning_token(&app).await;
+    let (_, made) = app
+        .post("/scim/tokens", json!({"client_id": client_id}))
+        .await;
+    let token = made["token"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let get = |org: &'static str| {
+        http.get(app.url(&format!("/scim/v2/{org}/Users")))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(get("default").await.unwrap().status(), 200);
+    // At another org's path it is as unknown as a made-up token, and a made-up org is 404.
+    app.other_org_admin("beta").await;
+    let r = get("beta").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(get("no-such-org").await.unwrap().status(), 404);
+    // The client's IP allow-list applies to its static token too.
+    let (s, b) = app
+        .patch(
+            &format!("/oauth/clients/{client_id}"),
+            json!({"ip_allowlist": ["10.9.0.0/16"]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let r = get("default").await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("allow-list"),
+        "{body}"
+    );
+    // Refused credentials are in the org's audit trail, with the address.
+    let (_, events) = app.get("/audit/events?kind=scim&outcome=denied").await;
+    let list = events["events"].as_array().unwrap();
+    assert!(
+        list.iter().any(|e| e["reason"] == "scim_token_refused"
+            && e["source_ip"] == "127.0.0.1"
+            && e["description"].as_str().unwrap().contains("allow-list")),
+        "{events}"
+    );
+    assert!(
+        !events.to_string().contains(&token),
+        "the token is never audited"
+    );
     app.stop().await;
 }

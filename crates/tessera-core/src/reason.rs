@@ -186,6 +186,8 @@ reasons! {
     ScimNotFound => "scim_not_found", InvalidRequest;
     ScimMutability => "scim_mutability", InvalidRequest;
     ScimVersionMismatch => "scim_version_mismatch", InvalidRequest;
+    ScimTokenRefused => "scim_token_refused", InvalidClient;
+    ScimThrottled => "scim_throttled", InvalidRequest;
 }
 
 impl Reason {

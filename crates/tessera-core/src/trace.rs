@@ -59,13 +59,15 @@ pub enum Check {
     ScimResource,
     /// A SCIM change: what it asks, by the provisioning rules.
     ScimChange,
+    /// A SCIM request's bearer credential (an access token or a long-lived SCIM token).
+    ScimCredential,
 }
 
 impl Check {
     /// Every check, by its storage index ([`Check::index`]). Append-only: stored traces
     /// refer to checks by their position here, so a new check goes at the end whatever
     /// its place in the evaluation order.
-    pub const ALL: [Check; 35] = [
+    pub const ALL: [Check; 36] = [
         Check::ContentType,
         Check::Body,
         Check::Parameters,
@@ -101,6 +103,7 @@ impl Check {
         Check::ClientAssertion,
         Check::ScimResource,
         Check::ScimChange,
+        Check::ScimCredential,
     ];
 
     /// The position in [`Check::ALL`]. An exhaustive match: a new variant does not compile
@@ -142,6 +145,7 @@ impl Check {
             Check::ClientAssertion => 32,
             Check::ScimResource => 33,
             Check::ScimChange => 34,
+            Check::ScimCredential => 35,
         }
     }
 
@@ -183,6 +187,7 @@ impl Check {
             Check::ClientAssertion => "client_assertion",
             Check::ScimResource => "scim_resource",
             Check::ScimChange => "scim_change",
+            Check::ScimCredential => "scim_credential",
         }
     }
 }

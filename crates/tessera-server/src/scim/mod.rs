@@ -12,7 +12,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -443,6 +443,7 @@ pub struct Provisioner {
 
 /// The provisioning client of a SCIM request, checked before the handler runs: only a
 /// handler that has one can touch the org's people, and the org is the one in the path.
+/// A refusal is audited in that org (when it exists) with the source address.
 impl FromRequestParts<Shared> for Provisioner {
     type Rejection = ScimError;
 
@@ -454,31 +455,83 @@ impl FromRequestParts<Shared> for Provisioner {
         let source = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_default();
-        provisioner(st, &parts.headers, slug, &source).await
+            .map(|c| c.0.ip());
+        let checked = provisioner(st, &parts.headers, slug, source).await;
+        if let Err(e) = &checked
+            && e.status != StatusCode::SERVICE_UNAVAILABLE
+            && let Ok(Some(org)) = st.store.org_by_slug(slug).await
+        {
+            audit_refusal(st, &org, source, e).await;
+        }
+        checked
     }
+}
+
+/// Records a refused SCIM credential in `org`'s audit trail.
+async fn audit_refusal(st: &Shared, org: &Org, source: Option<IpAddr>, e: &ScimError) {
+    let reason = e.reason.unwrap_or(Reason::ScimTokenRefused);
+    let mut trace = Trace::default();
+    trace.fail(Check::ScimCredential, reason, e.detail.clone());
+    let event = AuditEvent {
+        request_id: request_id::current(),
+        time_ms: clock::now_ms(),
+        org_id: Some(org.id),
+        kind: AuditKind::Scim,
+        actor: None,
+        client_id: None,
+        subject: None,
+        source_ip: source.map(|ip| ip.to_string()),
+        outcome: "denied".into(),
+        reason: Some(reason.code().to_string()),
+        description: Some(e.detail.clone()),
+        grant_type: None,
+        scope: None,
+        secret_id: None,
+        secret_hint: None,
+        trace,
+        change: None,
+    };
+    if let Err(err) = st.audit.record(event).await {
+        tracing::error!(error = %err, "SCIM refusal not audited");
+    }
+}
+
+/// An auth refusal from the admin API's checks, as SCIM answers it.
+fn refused(e: ApiError) -> ScimError {
+    let mut e = ScimError::from(e);
+    if matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        e.reason = Some(Reason::ScimTokenRefused);
+    }
+    e
 }
 
 async fn provisioner(
     st: &Shared,
     headers: &HeaderMap,
     slug: &str,
-    source: &str,
+    source: Option<IpAddr>,
 ) -> Result<Provisioner, ScimError> {
     let api = "SCIM provisioning";
-    let token = crate::admin::bearer_token(headers, SCIM_SCOPE, api)?;
+    let token = crate::admin::bearer_token(headers, SCIM_SCOPE, api).map_err(refused)?;
     let (org, client_id) = if token.starts_with(SCIM_TOKEN_PREFIX) {
-        scim_token_rights(st, token, slug, source).await?
+        let org = st
+            .store
+            .org_by_slug(slug)
+            .await?
+            .ok_or_else(|| ScimError::absent(format!("no org '{}' here", clip(slug))))?;
+        let client_id = scim_token_rights(st, token, &org, source).await?;
+        (org, client_id)
     } else {
-        let (org, claims) = crate::admin::bearer_rights(st, headers, SCIM_SCOPE, api).await?;
+        let (org, claims) = crate::admin::bearer_rights(st, headers, SCIM_SCOPE, api)
+            .await
+            .map_err(refused)?;
         (org, claims.client_id)
     };
     if org.slug.as_str() != slug {
         return Err(ScimError::new(
             StatusCode::FORBIDDEN,
             None,
-            None,
+            Some(Reason::ScimTokenRefused),
             format!(
                 "this token provisions org '{}', not '{}'",
                 org.slug,
@@ -493,18 +546,21 @@ async fn provisioner(
     })
 }
 
-/// The org and provisioning client of a long-lived SCIM token: known by its hash, not
-/// revoked, not expired, and its client still entitled as an access token's would be.
-/// Each check takes a place in the throttle budget of (the org in the path, the source
-/// address) first, like a client secret's: wrong tokens from one address are refused
-/// with 429 once the budget is spent, however many arrive at once.
+/// The provisioning client of a long-lived SCIM token presented at `org`: known by its
+/// hash, of that org, not revoked, not expired, used from an address its client's
+/// allow-list admits, and its client still entitled as an access token's would be.
+/// Each check takes a place in the throttle budget of (org, source address) first, like
+/// a client secret's: wrong tokens from one address are refused with 429 once the
+/// budget is spent, however many arrive at once, and only a token of this org clears it.
 async fn scim_token_rights(
     st: &Shared,
     token: &str,
-    slug: &str,
-    source: &str,
-) -> Result<(Org, String), ScimError> {
-    let mut attempt = Attempt::take(&st.store, &format!("scim:{slug}"), source, st.throttle).await;
+    org: &Org,
+    source: Option<IpAddr>,
+) -> Result<String, ScimError> {
+    let from = source.map(|ip| ip.to_string()).unwrap_or_default();
+    let key = format!("scim:{}", org.slug);
+    let mut attempt = Attempt::take(&st.store, &key, &from, st.throttle).await;
     if attempt.blocked() {
         let wait = st
             .throttle
@@ -513,12 +569,12 @@ async fn scim_token_rights(
         return Err(ScimError::new(
             StatusCode::TOO_MANY_REQUESTS,
             None,
-            None,
+            Some(Reason::ScimThrottled),
             format!("too many wrong SCIM tokens from this address; retry in {wait} s"),
         ));
     }
     attempt.count_if_abandoned();
-    let checked = check_scim_token(st, token).await;
+    let checked = check_scim_token(st, token, org, source).await;
     let outcome = match &checked {
         Ok(_) => Some(AttemptOutcome::Succeeded),
         // The database, not the token, failed: nothing was judged.
@@ -531,16 +587,30 @@ async fn scim_token_rights(
     checked
 }
 
-async fn check_scim_token(st: &Shared, token: &str) -> Result<(Org, String), ScimError> {
-    let unusable = |why: String| ScimError::new(StatusCode::UNAUTHORIZED, None, None, why);
+async fn check_scim_token(
+    st: &Shared,
+    token: &str,
+    org: &Org,
+    source: Option<IpAddr>,
+) -> Result<String, ScimError> {
+    let unusable = |why: String| {
+        ScimError::new(
+            StatusCode::UNAUTHORIZED,
+            None,
+            Some(Reason::ScimTokenRefused),
+            why,
+        )
+    };
     // Found by its SHA-256 through an index: the lookup compares hashes, never the token,
-    // and a 256-bit token leaves nothing to learn from how long a miss takes.
+    // and a 256-bit token leaves nothing to learn from how long a miss takes. A token of
+    // another org is as unknown here as a made-up one.
     let hash = hash_client_secret(token);
     let t = st
         .store
         .scim_token_by_hash(&hash)
         .await?
-        .ok_or_else(|| unusable("this SCIM token is unknown".into()))?;
+        .filter(|t| t.org_id == org.id)
+        .ok_or_else(|| unusable(format!("this SCIM token is not one of org '{}'", org.slug)))?;
     let now = clock::now();
     if let Some(at) = t.revoked_at {
         return Err(unusable(format!(
@@ -556,19 +626,34 @@ async fn check_scim_token(st: &Shared, token: &str) -> Result<(Org, String), Sci
             rfc3339(t.expires_at)
         )));
     }
-    let org = st
-        .store
-        .org_by_id(t.org_id)
-        .await?
-        .ok_or_else(|| unusable("this SCIM token's org no longer exists".into()))?;
-    crate::admin::client_rights(st, &t.client_id, org.slug.as_str(), SCIM_SCOPE).await?;
+    let cf = crate::admin::client_rights(st, &t.client_id, org.slug.as_str(), SCIM_SCOPE)
+        .await
+        .map_err(refused)?;
+    // A static token is used where its client would have fetched an access token: the
+    // client's allow-list applies to it as it would at the token endpoint.
+    if !cf.client.ip_allowlist.is_empty()
+        && !source.is_some_and(|ip| cf.client.ip_allowlist.allows(ip))
+    {
+        return Err(ScimError::new(
+            StatusCode::FORBIDDEN,
+            None,
+            Some(Reason::ScimTokenRefused),
+            format!(
+                "client '{}' of this SCIM token takes requests only from its IP allow-list, which does not hold {}",
+                t.client_id,
+                source
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_else(|| "this address".into())
+            ),
+        ));
+    }
     if t.last_used_at.is_none_or(|at| now - at >= 60) {
         // Best effort: a failed write must not fail provisioning.
         if let Err(e) = st.store.touch_scim_token(&t.id, now).await {
             tracing::warn!(error = %e, "SCIM token use not recorded");
         }
     }
-    Ok((org, t.client_id))
+    Ok(t.client_id)
 }
 
 impl Provisioner {
