@@ -1043,3 +1043,80 @@ async fn a_long_lived_token_keeps_to_its_org_and_its_clients_allow_list() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn group_patch_operations_apply_in_order() {
+    let app = spawn_app().await;
+    let (_, token) = provisioning_token(&app).await;
+    let scim = Scim {
+        app: &app,
+        token,
+        http: reqwest::Client::new(),
+    };
+    let mut ids = vec![];
+    for name in ["ann", "ben"] {
+        let (_, u) = scim.post("/Users", json!({"userName": name})).await;
+        ids.push(u["id"].as_str().unwrap().to_string());
+    }
+    let (ann, ben) = (ids[0].as_str(), ids[1].as_str());
+    let (_, g) = scim
+        .post(
+            "/Groups",
+            json!({"displayName": "Ops", "members": [{"value": ann}]}),
+        )
+        .await;
+    let url = format!("/Groups/{}", g["id"].as_str().unwrap());
+    let members = |g: &Value| {
+        let mut m: Vec<String> = g["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["value"].as_str().unwrap().to_string())
+            .collect();
+        m.sort();
+        m
+    };
+    // Removed then added back: a member; added then removed by a filter: not one.
+    let (s, _) = scim
+        .patch(
+            &url,
+            json!({"Operations": [
+                {"op": "remove", "path": format!("members[value eq \"{ann}\"]")},
+                {"op": "add", "path": "members", "value": [{"value": ann}]},
+                {"op": "add", "path": "members", "value": [{"value": ben}]},
+                {"op": "remove", "path": format!("members[value eq \"{ben}\"]")},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (_, got) = scim.get(&url).await;
+    assert_eq!(members(&got), vec![ann.to_string()], "{got}");
+    // Replaced, then added to: both.
+    let (s, _) = scim
+        .patch(
+            &url,
+            json!({"Operations": [
+                {"op": "replace", "path": "members", "value": [{"value": ben}]},
+                {"op": "add", "path": "members", "value": [{"value": ann}]},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (_, got) = scim.get(&url).await;
+    let mut both = vec![ann.to_string(), ben.to_string()];
+    both.sort();
+    assert_eq!(members(&got), both, "{got}");
+    // A member is never changed in place.
+    let (s, e) = scim
+        .patch(
+            &url,
+            json!({"Operations": [
+                {"op": "replace", "path": format!("members[value eq \"{ann}\"]"), "value": [{"value": ben}]},
+            ]}),
+        )
+        .await;
+    assert_eq!((s, &e["scimType"]), (400, &json!("mutability")), "{e}");
+    let (_, got) = scim.get(&url).await;
+    assert_eq!(members(&got), both, "{got}");
+    app.stop().await;
+}

@@ -328,6 +328,13 @@ async fn apply(
     change: ScimGroupChange,
     trace: &mut Trace,
 ) -> Result<Done<ScimGroup>, ScimError> {
+    let named: Vec<String> = change
+        .add_members
+        .iter()
+        .chain(&change.remove_members)
+        .chain(change.replace_members.iter().flatten())
+        .cloned()
+        .collect();
     let renamed = change
         .display_name
         .as_ref()
@@ -375,8 +382,10 @@ async fn apply(
             if renamed { ", renamed" } else { "" }
         ),
     );
-    // A rename moves every member's mapping; otherwise only those who came or went.
-    let affected: BTreeSet<String> = if renamed {
+    // A rename moves every member's mapping; otherwise those who came or went, and
+    // everyone the request named (a concurrent change may have made its own diff
+    // empty: their roles are recomputed from what is stored either way).
+    let mut affected: BTreeSet<String> = if renamed {
         old.union(&new).map(|s| s.to_string()).collect()
     } else {
         added
@@ -385,6 +394,7 @@ async fn apply(
             .map(|s| s.to_string())
             .collect()
     };
+    affected.extend(named);
     let roles = sync_roles(p, affected, trace).await?;
     Ok(Done {
         subject: after.id.clone(),
@@ -483,6 +493,70 @@ pub async fn replace_group(
     Ok(scim_resource(StatusCode::OK, resource(&p, &g, &people)))
 }
 
+/// A PATCH's membership operations, applied in order: either all members replaced (and
+/// then changed), or members added and removed (never both for one person).
+#[derive(Default)]
+struct Members {
+    replaced: Option<BTreeSet<String>>,
+    added: BTreeSet<String>,
+    removed: BTreeSet<String>,
+}
+
+impl Members {
+    fn add(&mut self, ids: Vec<String>) {
+        for id in ids {
+            match &mut self.replaced {
+                Some(all) => {
+                    all.insert(id);
+                }
+                None => {
+                    self.removed.remove(&id);
+                    self.added.insert(id);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, ids: Vec<String>) {
+        for id in ids {
+            match &mut self.replaced {
+                Some(all) => {
+                    all.remove(&id);
+                }
+                None => {
+                    self.added.remove(&id);
+                    self.removed.insert(id);
+                }
+            }
+        }
+    }
+
+    fn replace(&mut self, ids: Vec<String>) {
+        self.replaced = Some(ids.into_iter().collect());
+        self.added.clear();
+        self.removed.clear();
+    }
+
+    /// The members now, from the stored ones.
+    fn current(&self, stored: &[String]) -> Vec<String> {
+        match &self.replaced {
+            Some(all) => all.iter().cloned().collect(),
+            None => stored
+                .iter()
+                .filter(|m| !self.removed.contains(*m))
+                .chain(self.added.iter())
+                .cloned()
+                .collect(),
+        }
+    }
+
+    fn into_change(self, change: &mut ScimGroupChange) {
+        change.replace_members = self.replaced.map(|all| all.into_iter().collect());
+        change.add_members = self.added.into_iter().collect();
+        change.remove_members = self.removed.into_iter().collect();
+    }
+}
+
 /// `PATCH /scim/v2/{org}/Groups/{id}`: members added (`add` with path `members`),
 /// removed (`remove` with path `members[value eq "…"]`, or with path `members` and the
 /// members as value, as Entra ID sends it, or all of them), replaced; `displayName` and
@@ -501,6 +575,9 @@ pub async fn patch_group(
         let g = target(&p, &id, &mut trace).await?;
         precondition(&headers, &resource(&p, &g, &people))?;
         let mut change = ScimGroupChange::default();
+        // The members as the operations so far leave them, in order: later operations see
+        // what earlier ones did (a filter, too), and the store gets the net effect.
+        let mut members = Members::default();
         for (op, path, value) in patch_ops(&body(&bytes)?)? {
             let parsed = path.as_deref().map(path_of).transpose()?;
             match (op.as_str(), parsed) {
@@ -512,11 +589,9 @@ pub async fn patch_group(
                     }
                     if let Some(m) = f.members {
                         if op == "add" {
-                            change.add_members.extend(m);
+                            members.add(m);
                         } else {
-                            change.replace_members = Some(m);
-                            change.add_members.clear();
-                            change.remove_members.clear();
+                            members.replace(m);
                         }
                     }
                 }
@@ -538,23 +613,28 @@ pub async fn patch_group(
                         Some(external_id(&value)?)
                     });
                 }
-                ("add", Some(path)) if path.attr == "members" => {
-                    change
-                        .add_members
-                        .extend(member_ids(&value, &people, &mut trace)?);
-                }
-                ("replace", Some(path)) if path.attr == "members" => {
-                    change.replace_members = Some(member_ids(&value, &people, &mut trace)?);
-                    change.add_members.clear();
-                    change.remove_members.clear();
+                (_, Some(path)) if path.attr == "members" && op != "remove" => {
+                    if path.filter.is_some() || path.sub.is_some() {
+                        return Err(ScimError::new(
+                            StatusCode::BAD_REQUEST,
+                            Some("mutability"),
+                            Some(Reason::ScimMutability),
+                            "a member is added or removed, never changed in place: use add, or remove with members[value eq \"…\"]",
+                        ));
+                    }
+                    let ids = member_ids(&value, &people, &mut trace)?;
+                    if op == "add" {
+                        members.add(ids);
+                    } else {
+                        members.replace(ids);
+                    }
                 }
                 ("remove", Some(path)) if path.attr == "members" => {
-                    let current = change.replace_members.clone().unwrap_or(g.members.clone());
                     let gone: Vec<String> = match (&path.filter, &value) {
-                        (Some(f), _) => current
-                            .iter()
+                        (Some(f), _) => members
+                            .current(&g.members)
+                            .into_iter()
                             .filter(|m| filter::matches(f, &MemberAttrs(m)))
-                            .cloned()
                             .collect(),
                         // Entra ID: the members to remove as the value. An id that is not
                         // a member is nothing to remove (no 404 for what SCIM can't see).
@@ -568,15 +648,18 @@ pub async fn patch_group(
                                 .map(str::to_string)
                                 .collect()
                         }
-                        (None, _) => current,
+                        (None, _) => {
+                            members.replace(vec![]);
+                            vec![]
+                        }
                     };
-                    change.add_members.retain(|m| !gone.contains(m));
-                    change.remove_members.extend(gone);
+                    members.remove(gone);
                 }
                 // What Tessera does not keep on a group is accepted and ignored.
                 _ => {}
             }
         }
+        members.into_change(&mut change);
         apply(&p, &g, change, &mut trace).await
     }
     .await;
