@@ -33,7 +33,15 @@ struct Scim<'a> {
     http: reqwest::Client,
 }
 
-impl Scim<'_> {
+impl<'a> Scim<'a> {
+    fn new(app: &'a TestApp, token: String) -> Self {
+        Scim {
+            app,
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self
             .http
@@ -85,11 +93,7 @@ fn patch_op(op: &str, path: Option<&str>, value: Value) -> Value {
 async fn okta_provisions_a_person_from_lookup_to_delete() {
     let app = spawn_app().await;
     let (client_id, token) = provisioning_token(&app).await;
-    let scim = Scim {
-        app: &app,
-        token,
-        http: reqwest::Client::new(),
-    };
+    let scim = Scim::new(&app, token);
     let (s, cfg) = scim.get("/ServiceProviderConfig").await;
     assert_eq!(s, 200, "{cfg}");
     assert_eq!(cfg["patch"]["supported"], true);
@@ -249,12 +253,7 @@ async fn okta_provisions_a_person_from_lookup_to_delete() {
 #[tokio::test]
 async fn entra_ids_quirks_are_understood() {
     let app = spawn_app().await;
-    let (_, token) = provisioning_token(&app).await;
-    let scim = Scim {
-        app: &app,
-        token,
-        http: reqwest::Client::new(),
-    };
+    let scim = Scim::new(&app, provisioning_token(&app).await.1);
     // Entra ID looks up by externalId first, then creates.
     let (_, found) = scim.get("/Users?filter=externalId+eq+%22e2c4a0b6%22").await;
     assert_eq!(found["totalResults"], 0);
@@ -311,12 +310,7 @@ async fn entra_ids_quirks_are_understood() {
 #[tokio::test]
 async fn service_accounts_are_out_of_scims_reach() {
     let app = spawn_app().await;
-    let (_, token) = provisioning_token(&app).await;
-    let scim = Scim {
-        app: &app,
-        token,
-        http: reqwest::Client::new(),
-    };
+    let scim = Scim::new(&app, provisioning_token(&app).await.1);
     let sa = app.service_account("svc-dfo").await;
     let (_, before) = app.get(&format!("/users/{sa}")).await;
     // Not listed, not found by any filter, 404 by id for every operation.
@@ -402,12 +396,7 @@ async fn roles(app: &TestApp, id: &str) -> Value {
 #[tokio::test]
 async fn pushed_groups_become_roles_through_the_orgs_mapping() {
     let app = spawn_app().await;
-    let (_, token) = provisioning_token(&app).await;
-    let scim = Scim {
-        app: &app,
-        token,
-        http: reqwest::Client::new(),
-    };
+    let scim = Scim::new(&app, provisioning_token(&app).await.1);
     // The org maps groups to roles; its assertions carry no groups (they come by SCIM).
     let (s, b) = app
         .put(
@@ -571,11 +560,7 @@ async fn a_long_lived_scim_token_works_while_its_client_is_entitled() {
     assert!(token.starts_with("tscim_"), "{made}");
     assert_eq!(made["scim_base_url"], app.url("/scim/v2/default"));
     assert_eq!(made["active"], true);
-    let scim = Scim {
-        app: &app,
-        token: token.clone(),
-        http: reqwest::Client::new(),
-    };
+    let scim = Scim::new(&app, token.clone());
     let (s, b) = scim.post("/Users", json!({"userName": "dana"})).await;
     assert_eq!(s, 201, "{b}");
     // Listed without the token, with its last use; provisioning names the client.
@@ -631,22 +616,14 @@ async fn a_long_lived_scim_token_works_while_its_client_is_entitled() {
     let (s, _) = app.delete("/scim/tokens/sct_nope").await;
     assert_eq!(s, 404);
     // A token made up in the right shape is unknown.
-    let forged = Scim {
-        app: &app,
-        token: format!("tscim_{}", "A".repeat(43)),
-        http: reqwest::Client::new(),
-    };
+    let forged = Scim::new(&app, format!("tscim_{}", "A".repeat(43)));
     assert_eq!(forged.get("/Users").await.0, 401);
 
     // Gone with its client.
     let (_, again) = app
         .post("/scim/tokens", json!({"client_id": client_id}))
         .await;
-    let again = Scim {
-        app: &app,
-        token: again["token"].as_str().unwrap().to_string(),
-        http: reqwest::Client::new(),
-    };
+    let again = Scim::new(&app, again["token"].as_str().unwrap().to_string());
     assert_eq!(again.get("/Users").await.0, 200);
     let r = again
         .http
@@ -685,11 +662,7 @@ async fn a_person_scim_disables_loses_their_session_and_refresh_tokens_at_once()
 
     // The IdP takes her over (matched by userName, once), then deactivates her.
     let (provisioner, token) = provisioning_token(&app).await;
-    let scim = Scim {
-        app: &app,
-        token,
-        http: reqwest::Client::new(),
-    };
+    let scim = Scim::new(&app, token);
     let (s, alice) = scim
         .post(
             "/Users",
@@ -772,11 +745,7 @@ async fn a_person_scim_disables_loses_their_session_and_refresh_tokens_at_once()
 async fn etags_guard_against_changing_a_stale_copy() {
     let app = spawn_app().await;
     let (_, token) = provisioning_token(&app).await;
-    let scim = Scim {
-        app: &app,
-        token: token.clone(),
-        http: reqwest::Client::new(),
-    };
+    let scim = Scim::new(&app, token.clone());
     let (_, cfg) = scim.get("/ServiceProviderConfig").await;
     assert_eq!(cfg["etag"]["supported"], true);
     let (s, u) = scim.post("/Users", json!({"userName": "fay"})).await;
@@ -876,12 +845,7 @@ async fn wrong_scim_tokens_are_throttled_like_wrong_secrets() {
 #[tokio::test]
 async fn deprovisioning_is_not_undone_by_a_lapsing_lock_or_a_reused_name() {
     let app = spawn_app().await;
-    let (_, token) = provisioning_token(&app).await;
-    let scim = Scim {
-        app: &app,
-        token,
-        http: reqwest::Client::new(),
-    };
+    let scim = Scim::new(&app, provisioning_token(&app).await.1);
     // A person an admin locked until tomorrow: deactivating them disables them, so the
     // lock lapsing does not bring them back.
     let (_, gus) = scim
@@ -1047,12 +1011,7 @@ async fn a_long_lived_token_keeps_to_its_org_and_its_clients_allow_list() {
 #[tokio::test]
 async fn group_patch_operations_apply_in_order() {
     let app = spawn_app().await;
-    let (_, token) = provisioning_token(&app).await;
-    let scim = Scim {
-        app: &app,
-        token,
-        http: reqwest::Client::new(),
-    };
+    let scim = Scim::new(&app, provisioning_token(&app).await.1);
     let mut ids = vec![];
     for name in ["ann", "ben"] {
         let (_, u) = scim.post("/Users", json!({"userName": name})).await;
