@@ -1077,5 +1077,9 @@ async fn group_patch_operations_apply_in_order() {
     assert_eq!((s, &e["scimType"]), (400, &json!("mutability")), "{e}");
     let (_, got) = scim.get(&url).await;
     assert_eq!(members(&got), both, "{got}");
+    // A person SCIM deletes leaves their groups.
+    assert_eq!(scim.delete(&format!("/Users/{ben}")).await.0, 204);
+    let (_, got) = scim.get(&url).await;
+    assert_eq!(members(&got), vec![ann.to_string()], "{got}");
     app.stop().await;
 }

@@ -30,31 +30,50 @@ pub(super) const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Gro
 /// The most members one request may name (a body is at most 64 KiB anyway).
 const MAX_MEMBERS_PER_REQUEST: usize = 1_000;
 
-/// The org's humans SCIM sees, by id (for members' display names and checks).
-async fn people(p: &Provisioner) -> Result<HashMap<String, User>, ScimError> {
-    Ok(p.st
-        .store
-        .list_users(p.org.id)
-        .await?
-        .into_iter()
-        .filter(visible)
-        .map(|u| (u.id.clone(), u))
-        .collect())
+/// The humans SCIM sees among the ids a request body names (any `value` in an array):
+/// looked up one by one, so the work follows the request (bounded by its size), never
+/// the size of the org.
+async fn people(p: &Provisioner, body: &Bytes) -> Result<HashMap<String, User>, ScimError> {
+    fn ids(v: &Value, in_array: bool, out: &mut BTreeSet<String>) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| ids(i, true, out)),
+            Value::Object(o) => {
+                if in_array && let Some(Value::String(id)) = o.get("value") {
+                    out.insert(id.clone());
+                }
+                o.values().for_each(|i| ids(i, false, out));
+            }
+            _ => {}
+        }
+    }
+    let mut named = BTreeSet::new();
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        ids(&v, false, &mut named);
+    }
+    let mut found = HashMap::new();
+    for id in named {
+        if let Some(u) = p.st.store.get_user(p.org.id, &id).await?
+            && visible(&u)
+        {
+            found.insert(id, u);
+        }
+    }
+    Ok(found)
 }
 
-/// A group as SCIM shows it, with the members SCIM sees. (No `display`: RFC 7643 §2.4
+/// A group as SCIM shows it. Its members are humans SCIM sees: the store takes only
+/// humans, and a person SCIM deletes leaves their groups. (No `display`: RFC 7643 §2.4
 /// makes it the client's to set, and Tessera does not keep one.)
-fn resource(p: &Provisioner, g: &ScimGroup, people: &HashMap<String, User>) -> Value {
+fn resource(p: &Provisioner, g: &ScimGroup) -> Value {
     let base = p.base();
     let members: Vec<Value> = g
         .members
         .iter()
-        .filter_map(|id| people.get(id))
-        .map(|u| {
+        .map(|id| {
             json!({
-                "value": u.id,
+                "value": id,
                 "type": "User",
-                "$ref": format!("{base}/Users/{}", u.id),
+                "$ref": format!("{base}/Users/{id}"),
             })
         })
         .collect();
@@ -130,11 +149,7 @@ pub async fn list_groups(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
     let parsed = q.filter()?;
-    let people = people(&p).await?;
-    let mut all = p.st.store.list_scim_groups(p.org.id).await?;
-    for g in &mut all {
-        g.members.retain(|m| people.contains_key(m));
-    }
+    let all = p.st.store.list_scim_groups(p.org.id).await?;
     let found: Vec<&ScimGroup> = all
         .iter()
         .filter(|g| {
@@ -143,7 +158,7 @@ pub async fn list_groups(
                 .is_none_or(|f| filter::matches(f, &Attrs(g)))
         })
         .collect();
-    Ok(q.page(&found, |g| resource(&p, g, &people)))
+    Ok(q.page(&found, |g| resource(&p, g)))
 }
 
 async fn find(p: &Provisioner, id: &str) -> Result<ScimGroup, ScimError> {
@@ -175,8 +190,7 @@ pub async fn get_group(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ScimError> {
     let g = find(&p, &id).await?;
-    let people = people(&p).await?;
-    let r = resource(&p, &g, &people);
+    let r = resource(&p, &g);
     if let Some(res) = not_modified(&headers, &r) {
         return Ok(res);
     }
@@ -268,7 +282,7 @@ fn display_name(v: &Value) -> Result<String, ScimError> {
 /// `POST /scim/v2/{org}/Groups`.
 pub async fn create_group(p: Provisioner, bytes: Bytes) -> Result<Response, ScimError> {
     let mut trace = Trace::default();
-    let people = people(&p).await?;
+    let people = people(&p, &bytes).await?;
     let result = async {
         let f = fields_of(&body(&bytes)?, &people, &mut trace)?;
         let name = f
@@ -313,7 +327,7 @@ pub async fn create_group(p: Provisioner, bytes: Bytes) -> Result<Response, Scim
     }
     .await;
     let g = p.settle("create_group", None, result, trace).await?;
-    let mut res = scim_resource(StatusCode::CREATED, resource(&p, &g, &people));
+    let mut res = scim_resource(StatusCode::CREATED, resource(&p, &g));
     if let Ok(v) = HeaderValue::from_str(&format!("{}/Groups/{}", p.base(), g.id)) {
         res.headers_mut().insert(header::LOCATION, v);
     }
@@ -472,10 +486,10 @@ pub async fn replace_group(
     bytes: Bytes,
 ) -> Result<Response, ScimError> {
     let mut trace = Trace::default();
-    let people = people(&p).await?;
+    let people = people(&p, &bytes).await?;
     let result = async {
         let g = target(&p, &id, &mut trace).await?;
-        precondition(&headers, &resource(&p, &g, &people))?;
+        precondition(&headers, &resource(&p, &g))?;
         let f = fields_of(&body(&bytes)?, &people, &mut trace)?;
         let change = ScimGroupChange {
             display_name: Some(
@@ -490,7 +504,7 @@ pub async fn replace_group(
     }
     .await;
     let g = p.settle("replace_group", Some(&id), result, trace).await?;
-    Ok(scim_resource(StatusCode::OK, resource(&p, &g, &people)))
+    Ok(scim_resource(StatusCode::OK, resource(&p, &g)))
 }
 
 /// A PATCH's membership operations, applied in order: either all members replaced (and
@@ -570,10 +584,10 @@ pub async fn patch_group(
     bytes: Bytes,
 ) -> Result<Response, ScimError> {
     let mut trace = Trace::default();
-    let people = people(&p).await?;
+    let people = people(&p, &bytes).await?;
     let result = async {
         let g = target(&p, &id, &mut trace).await?;
-        precondition(&headers, &resource(&p, &g, &people))?;
+        precondition(&headers, &resource(&p, &g))?;
         let mut change = ScimGroupChange::default();
         // The members as the operations so far leave them, in order: later operations see
         // what earlier ones did (a filter, too), and the store gets the net effect.
@@ -665,10 +679,7 @@ pub async fn patch_group(
     .await;
     let g = p.settle("patch_group", Some(&id), result, trace).await?;
     if q.attributes.is_some() || q.excluded_attributes.is_some() {
-        return Ok(scim_resource(
-            StatusCode::OK,
-            q.project(resource(&p, &g, &people)),
-        ));
+        return Ok(scim_resource(StatusCode::OK, q.project(resource(&p, &g))));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -680,10 +691,9 @@ pub async fn delete_group(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     let mut trace = Trace::default();
-    let people = people(&p).await?;
     let result = async {
         let g = target(&p, &id, &mut trace).await?;
-        precondition(&headers, &resource(&p, &g, &people))?;
+        precondition(&headers, &resource(&p, &g))?;
         p.st.store.delete_scim_group(p.org.id, &g.id).await?;
         trace.pass(
             Check::ScimChange,

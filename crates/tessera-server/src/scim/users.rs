@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tessera_core::Reason;
-use tessera_core::model::{Actor, ScimLink, User, UserState, UserType};
+use tessera_core::model::{Actor, ScimGroupChange, ScimLink, User, UserState, UserType};
 use tessera_core::scim::{self as filter, Resource};
 use tessera_core::text::{clip, rfc3339};
 use tessera_core::trace::{Check, Trace};
@@ -723,11 +723,23 @@ pub async fn delete_user(
             })
         };
         p.st.store.set_scim_link(p.org.id, &u.id, Some(&link)).await?;
+        // Out of sight of SCIM, out of its groups: a group shows only people SCIM sees.
+        let groups = p.st.store.scim_groups_of(p.org.id, &u.id).await?;
+        let leave = ScimGroupChange {
+            remove_members: vec![u.id.clone()],
+            ..ScimGroupChange::default()
+        };
+        for g in &groups {
+            p.st.store
+                .change_scim_group(p.org.id, &g.id, &leave, clock::now())
+                .await?;
+        }
         trace.pass(
             Check::ScimChange,
             format!(
-                "deleted '{}': disabled (sessions ended, refresh tokens revoked), no longer visible to SCIM",
-                u.username
+                "deleted '{}': disabled (sessions ended, refresh tokens revoked), out of {} group(s), no longer visible to SCIM",
+                u.username,
+                groups.len()
             ),
         );
         Ok(Done {
