@@ -102,3 +102,33 @@ fn operation_ids_are_unique_and_descriptive() {
     }
     assert_eq!(seen.len(), 32, "every operation counted");
 }
+
+/// A path parameter must be in the path's template, and each template variable a path
+/// parameter (openapi-spec-validator's rule, checked here so `cargo test` catches it: a
+/// query struct deriving `IntoParams` without `parameter_in = Query` came out as a path
+/// parameter once).
+#[test]
+fn path_parameters_are_the_templates_variables() {
+    let doc: serde_json::Value = serde_json::from_str(&tessera_server::openapi_document()).unwrap();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        let mut vars: Vec<&str> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|p| p.split('}').next())
+            .collect();
+        vars.sort();
+        for (method, op) in methods.as_object().unwrap() {
+            let mut params: Vec<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["in"] == "path")
+                        .map(|p| p["name"].as_str().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            params.sort();
+            assert_eq!(params, vars, "{method} {path}: path parameters");
+        }
+    }
+}

@@ -150,9 +150,11 @@ pub struct ProvisioningView {
 
 /// `GET /api/v2/users` query: `source` keeps the accounts of one origin.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserListQuery {
     /// `local`, `saml` or `scim`.
     #[serde(default)]
+    #[param(pattern = "^(local|saml|scim)$")]
     pub source: Option<String>,
 }
 
