@@ -80,6 +80,35 @@ impl Browser {
         r
     }
 
+    /// Posts a form from this browser (its cookies; `origin` as the `Origin` header, as
+    /// browsers send it on a form post): (status, Location, body).
+    pub async fn post_form(
+        &mut self,
+        url: &str,
+        fields: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> (u16, Option<String>, String) {
+        let mut req = self.http.post(self.absolute(url)).form(fields);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = self.send(req).await;
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string());
+        (status, location, r.text().await.unwrap())
+    }
+
+    /// A page of the server as this browser gets it: (status, headers, body).
+    pub async fn get(&mut self, url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let r = self.send(self.http.get(self.absolute(url))).await;
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.text().await.unwrap())
+    }
+
     /// Follows redirects and `<meta http-equiv="refresh">` from `url` until the browser
     /// leaves the server or stops at a page.
     pub async fn walk(&mut self, url: &str) -> Landed {

@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod code_flow;
+mod console;
 mod diagnose;
 mod golden;
 mod hardening;

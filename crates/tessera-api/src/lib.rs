@@ -97,7 +97,8 @@ pub struct PatchUser {
 /// Who changed an account's state, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ActorView {
-    /// `admin`, `provisioning`, `lockout_policy` or `system`.
+    /// `admin` (an admin client), `org_admin` (a person in the console),
+    /// `provisioning`, `lockout_policy` or `system`.
     pub kind: String,
     /// The admin's client id, for `admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -335,6 +335,8 @@ impl UserState {
 pub enum Actor {
     /// An admin acting through the admin API, named by their client id.
     Admin { client_id: String },
+    /// An org admin (a person with the `org_admin` role) acting in the console.
+    OrgAdmin { user_id: String, username: String },
     /// The SCIM provisioning sync.
     Provisioning { source: String },
     /// The lockout policy after repeated failures (earlier versions; wrong passwords now
@@ -348,6 +350,9 @@ impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Actor::Admin { client_id } => write!(f, "admin client '{client_id}'"),
+            Actor::OrgAdmin { user_id, username } => {
+                write!(f, "org admin '{username}' ({user_id}) in the console")
+            }
             Actor::Provisioning { source } => write!(f, "the provisioning sync ({source})"),
             Actor::LockoutPolicy => f.write_str("the lockout policy"),
             Actor::System => f.write_str("Tessera"),

@@ -12,6 +12,7 @@ mod authorize;
 pub mod bootstrap;
 mod clock;
 pub mod config;
+mod console;
 mod cors;
 mod end_session;
 mod error;
@@ -457,6 +458,11 @@ fn router(state: Shared, limits: &Limits) -> Router {
         )
         .route("/session", get(session::whoami))
         .route("/logout", post(session::logout))
+        .merge(
+            console::routes()
+                .layer(DefaultBodyLimit::max(16 * 1024))
+                .layer(axum::middleware::from_fn(html::no_store)),
+        )
         .nest(
             "/api/v2",
             admin::routes()

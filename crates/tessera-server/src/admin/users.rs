@@ -19,6 +19,7 @@ use crate::users::{self, Change, NewUser};
 fn actor_view(a: &Actor) -> ActorView {
     let (kind, client_id) = match a {
         Actor::Admin { client_id } => ("admin", Some(client_id.clone())),
+        Actor::OrgAdmin { .. } => ("org_admin", None),
         Actor::Provisioning { .. } => ("provisioning", None),
         Actor::LockoutPolicy => ("lockout_policy", None),
         Actor::System => ("system", None),

@@ -1,0 +1,178 @@
+//! The org admin's console at `/admin/`: server-rendered pages (askama templates,
+//! checked at compile time) that work without JavaScript and carry no inline script or
+//! style, so the strict Content-Security-Policy of every HTML page holds
+//! (`html::CSP`). Who comes in: a human with the `org_admin` role of their org, on a
+//! live browser session started by the org's own login (SSO when enforced, the
+//! password form otherwise), with its idle and absolute timeouts. Every action is a
+//! form post carrying a CSRF token bound to the session, from this server's own pages,
+//! and goes through the code the admin API uses (`users.rs`), audited with the person
+//! named.
+
+mod pages;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use subtle::ConstantTimeEq;
+use tessera_core::model::{Actor, Org, User, UserState, UserType};
+
+use crate::state::Shared;
+use crate::{request_id, session};
+
+/// The role that opens the console.
+pub const ORG_ADMIN_ROLE: &str = "org_admin";
+
+/// The console's routes.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
+        .route("/admin/", get(pages::overview))
+        .route("/admin/login", get(pages::login))
+        .route("/admin/logout", post(pages::logout))
+        .route("/admin/users", get(pages::users))
+        .route("/admin/users/{id}/enable", post(pages::enable_user))
+        .route("/admin/users/{id}/disable", post(pages::disable_user))
+        .route("/admin/audit", get(pages::audit))
+        .route("/assets/console.css", get(stylesheet))
+}
+
+/// A human with the `org_admin` role of their org, on a live session: a console page
+/// exists only for one. The CSRF token of their session comes with it.
+pub struct OrgAdmin {
+    pub org: Org,
+    pub user: User,
+    pub csrf: String,
+    pub st: Shared,
+}
+
+impl FromRequestParts<Shared> for OrgAdmin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Shared) -> Result<Self, Response> {
+        let Some(s) = session::current(st, &parts.headers).await else {
+            return Err(Redirect::to("/admin/login").into_response());
+        };
+        let user = st.store.get_user(s.org_id, &s.user_id).await;
+        let org = st.store.org_by_id(s.org_id).await;
+        let (Ok(Some(user)), Ok(Some(org))) = (user, org) else {
+            return Err(Redirect::to("/admin/login").into_response());
+        };
+        let admin = user.user_type == UserType::Human
+            && user.effective_state(crate::clock::now()) == UserState::Active
+            && user.roles.iter().any(|r| r == ORG_ADMIN_ROLE);
+        if !admin {
+            return Err(refused(
+                StatusCode::FORBIDDEN,
+                "Only org admins use the console",
+                &format!(
+                    "You are logged in to {} as {}, who does not have the {ORG_ADMIN_ROLE} role. An org admin can give it to you.",
+                    org.slug, user.username
+                ),
+                ("/session", "See who you are logged in as"),
+            ));
+        }
+        let token = session::cookie(&parts.headers).unwrap_or_default();
+        Ok(OrgAdmin {
+            csrf: csrf_for(&token),
+            org,
+            user,
+            st: st.clone(),
+        })
+    }
+}
+
+impl OrgAdmin {
+    /// The person as the actor of what they change.
+    pub fn actor(&self) -> Actor {
+        Actor::OrgAdmin {
+            user_id: self.user.id.clone(),
+            username: self.user.username.clone(),
+        }
+    }
+
+    /// A form post's checks: from this server's own pages (`Origin`), and carrying the
+    /// session's CSRF token. The refusal page when they fail.
+    pub fn form_refusal(&self, headers: &HeaderMap, csrf: Option<&str>) -> Option<Response> {
+        if session::foreign_origin(&self.st, headers, "a console form").is_some() {
+            return Some(refused(
+                StatusCode::FORBIDDEN,
+                "Refused: a form from another site",
+                "Console forms are accepted only from the console's own pages.",
+                ("/admin/", "Back to the console"),
+            ));
+        }
+        let given = csrf.unwrap_or_default();
+        if given.is_empty() || !bool::from(given.as_bytes().ct_eq(self.csrf.as_bytes())) {
+            return Some(refused(
+                StatusCode::FORBIDDEN,
+                "Refused: the form's CSRF token is missing or stale",
+                "Nothing was changed. Reload the page and submit the form again.",
+                ("/admin/", "Back to the console"),
+            ));
+        }
+        None
+    }
+}
+
+/// The CSRF token of the session whose cookie carries `session_token`: derived from
+/// it (so it dies with the session and needs no storage), never the token itself.
+fn csrf_for(session_token: &str) -> String {
+    let d = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("tessera-console-csrf\n{session_token}").as_bytes(),
+    );
+    URL_SAFE_NO_PAD.encode(&d.as_ref()[..18])
+}
+
+/// A rendered page, never cached (it shows the org's records).
+pub fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
+    match body {
+        Ok(body) => {
+            let mut res = (status, Html(body)).into_response();
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "console page not rendered");
+            crate::html::page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page could not be shown",
+                "Retry in a moment; the server log says more.",
+                None,
+            )
+        }
+    }
+}
+
+/// A refusal page: what happened, the request id, and a way on.
+pub fn refused(status: StatusCode, title: &str, text: &str, back: (&str, &str)) -> Response {
+    use askama::Template;
+    html(
+        status,
+        pages::Refused {
+            title,
+            text,
+            request_id: request_id::current(),
+            back: back.0,
+            back_label: back.1,
+        }
+        .render(),
+    )
+}
+
+/// `GET /assets/console.css`: readable at 1280 px and on a phone, visible focus.
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../assets/console.css"),
+    )
+}

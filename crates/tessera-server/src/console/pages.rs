@@ -1,0 +1,489 @@
+//! The console's pages: each handler takes an [`OrgAdmin`], reads through the store,
+//! changes through `users.rs` (the admin API's code) and renders a template.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::json;
+use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
+use tessera_core::model::{User, UserState, UserType};
+use tessera_core::text::rfc3339;
+
+use super::{OrgAdmin, html, refused};
+use crate::admin::admin_event;
+use crate::state::Shared;
+use crate::users::{self, Change};
+use crate::{clock, session};
+
+/// Users per page.
+const PAGE: usize = 50;
+
+#[derive(Template)]
+#[template(path = "console/refused.html")]
+pub struct Refused<'a> {
+    pub title: &'a str,
+    pub text: &'a str,
+    pub request_id: String,
+    pub back: &'a str,
+    pub back_label: &'a str,
+}
+
+/// A user as the console's tables show them.
+pub struct Row {
+    pub id: String,
+    pub username: String,
+    pub kind: &'static str,
+    pub state: &'static str,
+    /// Who changed the state (empty when nobody did).
+    pub by: String,
+    /// When (RFC 3339, empty when never).
+    pub at: String,
+    pub source: &'static str,
+}
+
+fn row(u: &User) -> Row {
+    let state = u.effective_state(clock::now());
+    let changed = state != UserState::Active;
+    Row {
+        id: u.id.clone(),
+        username: u.username.clone(),
+        kind: match u.user_type {
+            UserType::Human => "person",
+            UserType::Service => "service account",
+        },
+        state: state.as_str(),
+        by: u
+            .state_changed_by
+            .as_ref()
+            .filter(|_| changed)
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        at: match state {
+            UserState::Locked => u.locked_until.map(rfc3339).unwrap_or_default(),
+            UserState::Disabled => u.state_changed_at.map(rfc3339).unwrap_or_default(),
+            UserState::Active => String::new(),
+        },
+        source: if u.scim.is_some() {
+            "SCIM"
+        } else if u.saml_name_id.is_some() {
+            "SAML"
+        } else {
+            "local"
+        },
+    }
+}
+
+pub struct Refusal {
+    pub reason: String,
+    pub count: usize,
+    pub latest: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/overview.html")]
+struct Overview<'a> {
+    org: &'a str,
+    me: &'a str,
+    csrf: &'a str,
+    section: &'a str,
+    notice: Option<String>,
+    disabled_services: Vec<Row>,
+    locked: Vec<Row>,
+    refusals: Vec<Refusal>,
+}
+
+/// `GET /admin/`: what needs attention.
+pub async fn overview(a: OrgAdmin) -> Response {
+    let users = match a.st.store.list_users(a.org.id).await {
+        Ok(u) => u,
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
+    let now = clock::now();
+    let disabled_services = users
+        .iter()
+        .filter(|u| {
+            u.user_type == UserType::Service && u.effective_state(now) == UserState::Disabled
+        })
+        .map(row)
+        .collect();
+    let locked = users
+        .iter()
+        .filter(|u| u.effective_state(now) == UserState::Locked)
+        .map(row)
+        .collect();
+    let filter = AuditFilter {
+        since_ms: Some(clock::now_ms() - 86_400_000),
+        outcome: Some("denied".into()),
+        kind: Some(AuditKind::Token),
+        limit: 500,
+        ..AuditFilter::default()
+    };
+    let events =
+        a.st.store
+            .list_audit_events(a.org.id, &filter)
+            .await
+            .unwrap_or_default();
+    let mut by_reason: BTreeMap<String, Refusal> = BTreeMap::new();
+    // Newest first: the first event of a reason is its latest.
+    for e in &events {
+        let reason = e.reason.clone().unwrap_or_else(|| "unknown".into());
+        by_reason
+            .entry(reason.clone())
+            .or_insert_with(|| Refusal {
+                reason,
+                count: 0,
+                latest: e.request_id.clone(),
+            })
+            .count += 1;
+    }
+    let mut refusals: Vec<Refusal> = by_reason.into_values().collect();
+    refusals.sort_by(|x, y| y.count.cmp(&x.count).then(x.reason.cmp(&y.reason)));
+    html(
+        StatusCode::OK,
+        Overview {
+            org: a.org.slug.as_str(),
+            me: &a.user.username,
+            csrf: &a.csrf,
+            section: "overview",
+            notice: None,
+            disabled_services,
+            locked,
+            refusals,
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/users.html")]
+struct Users<'a> {
+    org: &'a str,
+    me: &'a str,
+    me_id: &'a str,
+    csrf: &'a str,
+    section: &'a str,
+    notice: Option<String>,
+    rows: Vec<Row>,
+    page: usize,
+    pages: usize,
+    prev: Option<usize>,
+    next: Option<usize>,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct UsersQuery {
+    page: Option<usize>,
+    /// The user an action just changed (its result is shown).
+    changed: Option<String>,
+}
+
+/// `GET /admin/users`: every user and service account, with state and who changed it.
+pub async fn users(a: OrgAdmin, Query(q): Query<UsersQuery>) -> Response {
+    let mut all = match a.st.store.list_users(a.org.id).await {
+        Ok(u) => u,
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
+    all.sort_by(|x, y| x.username.cmp(&y.username));
+    let pages = all.len().div_ceil(PAGE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let notice = q.changed.as_deref().and_then(|id| {
+        all.iter().find(|u| u.id == id).map(|u| {
+            format!(
+                "{} is {} now.",
+                u.username,
+                u.effective_state(clock::now()).as_str()
+            )
+        })
+    });
+    let rows = all
+        .iter()
+        .skip((page - 1) * PAGE)
+        .take(PAGE)
+        .map(row)
+        .collect();
+    html(
+        StatusCode::OK,
+        Users {
+            org: a.org.slug.as_str(),
+            me: &a.user.username,
+            me_id: &a.user.id,
+            csrf: &a.csrf,
+            section: "users",
+            notice,
+            rows,
+            page,
+            pages,
+            prev: (page > 1).then(|| page - 1),
+            next: (page < pages).then(|| page + 1),
+        }
+        .render(),
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+/// `POST /admin/users/{id}/enable`: enables a disabled account, or lifts a lock.
+pub async fn enable_user(
+    a: OrgAdmin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    set_state(a, id, &headers, f, UserState::Active).await
+}
+
+/// `POST /admin/users/{id}/disable`: disables an account (never one's own).
+pub async fn disable_user(
+    a: OrgAdmin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if id == a.user.id {
+        return refused(
+            StatusCode::CONFLICT,
+            "You cannot disable yourself",
+            "Another org admin can, if that is what is wanted.",
+            ("/admin/users", "Back to users"),
+        );
+    }
+    set_state(a, id, &headers, f, UserState::Disabled).await
+}
+
+/// A state change through `users.rs`, audited as the admin API's `update_user` is, with
+/// the person named as who did it.
+async fn set_state(
+    a: OrgAdmin,
+    id: String,
+    headers: &HeaderMap,
+    f: CsrfForm,
+    state: UserState,
+) -> Response {
+    if let Some(refusal) = a.form_refusal(headers, f.csrf.as_deref()) {
+        return refusal;
+    }
+    let user = match a.st.store.get_user(a.org.id, &id).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return refused(
+                StatusCode::NOT_FOUND,
+                "No such user",
+                "This user does not exist in your organization (any more).",
+                ("/admin/users", "Back to users"),
+            );
+        }
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
+    let changed = users::change(
+        &a.st,
+        &a.org,
+        user,
+        Change {
+            state: Some((state, None)),
+            ..Change::default()
+        },
+        &a.actor(),
+    )
+    .await;
+    let u = match changed {
+        Ok(u) => u,
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
+    let event = admin_event(
+        a.org.id,
+        &a.user.id,
+        "update_user",
+        json!({"user_id": u.id, "state": state.as_str(), "via": "console", "by": a.user.username}),
+    );
+    if let Err(e) = a.st.audit.record(event).await {
+        return crate::html::unavailable(e.to_string());
+    }
+    Redirect::to(&format!("/admin/users?changed={}", u.id)).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct Login<'a> {
+    org: &'a str,
+    message: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct LoginQuery {
+    org: Option<String>,
+}
+
+/// `GET /admin/login`: asks for the organization, then sends the person to its login
+/// (the IdP when SSO is enforced), which brings them back to the console.
+pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Response {
+    let asked = q.org.as_deref().map(str::trim).unwrap_or_default();
+    if asked.is_empty() {
+        return html(
+            StatusCode::OK,
+            Login {
+                org: "",
+                message: None,
+            }
+            .render(),
+        );
+    }
+    match st.store.org_by_slug(&asked.to_ascii_lowercase()).await {
+        Ok(Some(org)) => Redirect::to(&format!("/login/{}?return_to=%2Fadmin%2F", org.slug))
+            .into_response(),
+        Ok(None) => html(
+            StatusCode::NOT_FOUND,
+            Login {
+                org: asked,
+                message: Some(format!(
+                    "There is no organization '{}' here. Check the name your administrator gave you.",
+                    tessera_core::text::clip(asked)
+                )),
+            }
+            .render(),
+        ),
+        Err(e) => crate::html::unavailable(e.to_string()),
+    }
+}
+
+/// `POST /admin/logout`: ends the session and what its logins gave clients.
+pub async fn logout(a: OrgAdmin, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    if let Some(refusal) = a.form_refusal(&headers, f.csrf.as_deref()) {
+        return refusal;
+    }
+    if let Err(e) = session::end_current(&a.st, &headers).await {
+        return crate::html::unavailable(e.to_string());
+    }
+    let mut res = Redirect::to("/admin/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&a.st, "", 0)) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// One step of a decision trace, as shown.
+pub struct StepRow {
+    pub check: &'static str,
+    pub verdict: &'static str,
+    pub detail: String,
+    pub reason: String,
+}
+
+/// An audit event, as shown.
+pub struct EventView {
+    pub request_id: String,
+    pub time: String,
+    pub kind: &'static str,
+    pub outcome: String,
+    pub reason: String,
+    pub client: String,
+    pub subject: String,
+    pub source: String,
+    pub description: String,
+    pub steps: Vec<StepRow>,
+}
+
+fn event_view(e: &AuditEvent) -> EventView {
+    EventView {
+        request_id: e.request_id.clone(),
+        time: rfc3339(e.time_ms / 1000),
+        kind: e.kind.as_str(),
+        outcome: e.outcome.to_string(),
+        reason: e.reason.clone().unwrap_or_default(),
+        client: e.client_id.clone().unwrap_or_default(),
+        subject: e.subject.clone().unwrap_or_default(),
+        source: e.source_ip.clone().unwrap_or_default(),
+        description: e.description.clone().unwrap_or_default(),
+        steps: e
+            .trace
+            .steps()
+            .iter()
+            .map(|s| StepRow {
+                check: s.check.as_str(),
+                verdict: match s.verdict {
+                    tessera_core::trace::Verdict::Pass => "pass",
+                    tessera_core::trace::Verdict::Fail => "fail",
+                    tessera_core::trace::Verdict::Skip => "skip",
+                },
+                detail: s.detail.to_string(),
+                reason: s.reason.map(|r| r.code().to_string()).unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/audit.html")]
+struct Audit<'a> {
+    org: &'a str,
+    me: &'a str,
+    csrf: &'a str,
+    section: &'a str,
+    notice: Option<String>,
+    asked: String,
+    event: Option<EventView>,
+    recent: Vec<EventView>,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct AuditQuery {
+    request_id: Option<String>,
+}
+
+/// `GET /admin/audit`: a request id's decision trace with the failing check marked, and
+/// the latest refusals.
+pub async fn audit(a: OrgAdmin, Query(q): Query<AuditQuery>) -> Response {
+    let asked: String = q
+        .request_id
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(64)
+        .collect();
+    let event = if asked.is_empty() {
+        None
+    } else {
+        match a.st.store.get_audit_event(a.org.id, &asked).await {
+            Ok(e) => e.as_ref().map(event_view),
+            Err(e) => return crate::html::unavailable(e.to_string()),
+        }
+    };
+    let filter = AuditFilter {
+        outcome: Some("denied".into()),
+        limit: 25,
+        ..AuditFilter::default()
+    };
+    let recent =
+        a.st.store
+            .list_audit_events(a.org.id, &filter)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(event_view)
+            .collect();
+    let status = if event.is_none() && !asked.is_empty() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    html(
+        status,
+        Audit {
+            org: a.org.slug.as_str(),
+            me: &a.user.username,
+            csrf: &a.csrf,
+            section: "audit",
+            notice: None,
+            asked,
+            event,
+            recent,
+        }
+        .render(),
+    )
+}

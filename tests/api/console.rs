@@ -1,0 +1,217 @@
+//! The org admin's console at /admin/, driven over HTTP as a browser would (cookies, no
+//! redirects followed blindly): who gets in, CSRF, the CSP, and the actions going
+//! through the same code and audit trail as the admin API.
+
+use serde_json::json;
+
+use crate::code_flow::{Browser, Landed};
+use crate::helpers::{TestApp, spawn_app};
+
+/// A person with the org_admin role, logged in to the console through the org's login.
+async fn logged_in_admin(app: &TestApp) -> (Browser, String) {
+    let id = app.human("ada", "correct horse battery").await;
+    let (s, b) = app
+        .patch(&format!("/users/{id}"), json!({"roles": ["org_admin"]}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let mut browser = Browser::new(app);
+    // No session: the console asks for the organization first.
+    match browser.walk("/admin/").await {
+        Landed::Page(200, url, html) => {
+            assert!(url.ends_with("/admin/login"), "{url}");
+            assert!(
+                html.contains("<label for=\"org\">Organization</label>"),
+                "{html}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Then sends the person to the org's own login, which brings them back.
+    let landed = match browser.walk("/admin/login?org=default").await {
+        Landed::Page(200, url, html) if html.contains("name=\"password\"") => {
+            browser
+                .log_in(&url, &html, "ada", "correct horse battery")
+                .await
+        }
+        other => panic!("no login form: {other:?}"),
+    };
+    match &landed {
+        Landed::Page(200, url, html) => {
+            assert!(url.ends_with("/admin/"), "{url}");
+            assert!(html.contains("What needs attention"), "{html}");
+        }
+        other => panic!("{other:?}"),
+    }
+    (browser, id)
+}
+
+/// The CSRF token in a console page's forms.
+fn csrf(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf field in {html}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_org_admin_finds_a_disabled_service_account_and_enables_it() {
+    let app = spawn_app().await;
+    let (mut browser, ada) = logged_in_admin(&app).await;
+    let sa = app.service_account("svc-dfo").await;
+    let (s, _) = app
+        .patch(&format!("/users/{sa}"), json!({"enabled": false}))
+        .await;
+    assert_eq!(s, 200);
+
+    // The overview shows it, who disabled it, and a labelled button.
+    let (s, headers, html) = browser.get("/admin/").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("svc-dfo"), "{html}");
+    assert!(html.contains("default-admin"), "{html}");
+    assert!(html.contains("aria-label=\"Enable svc-dfo\""), "{html}");
+    // A strict CSP, and nothing in the page that it would have to allow.
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("style="),
+        "{html}"
+    );
+    assert_eq!(headers["cache-control"], "no-store");
+
+    // Without the form's CSRF token: refused, nothing changed.
+    let (s, _, body) = browser
+        .post_form(&format!("/admin/users/{sa}/enable"), &[], None)
+        .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("CSRF"), "{body}");
+    // From another site's page: refused too.
+    let token = csrf(&html);
+    let (s, _, _) = browser
+        .post_form(
+            &format!("/admin/users/{sa}/enable"),
+            &[("csrf", &token)],
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (_, user) = app.get(&format!("/users/{sa}")).await;
+    assert_eq!(user["state"], "disabled");
+
+    // With it: enabled, through the admin API's code, audited with the person named.
+    let (s, location, _) = browser
+        .post_form(
+            &format!("/admin/users/{sa}/enable"),
+            &[("csrf", &token)],
+            Some(&app.base),
+        )
+        .await;
+    assert_eq!(s, 303);
+    let (_, _, page) = browser.get(&location.unwrap()).await;
+    assert!(page.contains("svc-dfo is active now."), "{page}");
+    let (_, user) = app.get(&format!("/users/{sa}")).await;
+    assert_eq!(user["state"], "active", "{user}");
+    let (_, events) = app.get("/audit/events?kind=admin").await;
+    let e = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["change"]["via"] == "console")
+        .unwrap_or_else(|| panic!("{events}"));
+    assert_eq!(e["actor"], ada.as_str());
+    assert_eq!(e["change"]["user_id"], sa.as_str());
+
+    // Disabling from the console names the person as who did it.
+    let (_, _, html) = browser.get("/admin/users").await;
+    let (s, _, _) = browser
+        .post_form(
+            &format!("/admin/users/{sa}/disable"),
+            &[("csrf", &csrf(&html))],
+            None,
+        )
+        .await;
+    assert_eq!(s, 303);
+    let (_, user) = app.get(&format!("/users/{sa}")).await;
+    assert_eq!(user["disabled_by"]["kind"], "org_admin", "{user}");
+    assert!(
+        user["disabled_by"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("org admin 'ada'"),
+        "{user}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refusal_is_found_by_its_request_id_with_the_failing_check_marked() {
+    let app = spawn_app().await;
+    let (mut browser, _) = logged_in_admin(&app).await;
+    let (id, _) = app
+        .client(json!({"name": "ci", "grant_types": ["client_credentials"]}))
+        .await;
+    let (s, refusal) = app
+        .token_basic(&id, "tsec_wrong", "grant_type=client_credentials")
+        .await;
+    assert_eq!(s, 401, "{refusal}");
+    let rid = refusal["request_id"].as_str().unwrap();
+    let (s, _, html) = browser.get(&format!("/admin/audit?request_id={rid}")).await;
+    assert_eq!(s, 200, "{html}");
+    assert!(html.contains("fails here"), "{html}");
+    assert!(
+        html.contains("href=\"/docs/errors#client_secret_mismatch\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("<label for=\"request_id\">Request id</label>"),
+        "{html}"
+    );
+    // The overview counts it by reason.
+    let (_, _, html) = browser.get("/admin/").await;
+    assert!(html.contains("client_secret_mismatch"), "{html}");
+    // An id of nothing: said so.
+    let (s, _, html) = browser.get("/admin/audit?request_id=01NOTHING").await;
+    assert_eq!(s, 404);
+    assert!(html.contains("No event with request id"), "{html}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_person_without_org_admin_is_refused_and_logout_ends_the_session() {
+    let app = spawn_app().await;
+    app.human("bob", "another long password").await;
+    let mut browser = Browser::new(&app);
+    let landed = match browser.walk("/admin/login?org=default").await {
+        Landed::Page(200, url, html) => {
+            browser
+                .log_in(&url, &html, "bob", "another long password")
+                .await
+        }
+        other => panic!("{other:?}"),
+    };
+    match landed {
+        Landed::Page(403, _, html) => {
+            assert!(html.contains("Only org admins use the console"), "{html}");
+            assert!(html.contains("org_admin"), "{html}");
+        }
+        other => panic!("bob got in: {other:?}"),
+    }
+    // An unknown organization is said to be unknown.
+    let (s, _, html) = browser.get("/admin/login?org=nope").await;
+    assert_eq!(s, 404);
+    assert!(html.contains("no organization"), "{html}");
+
+    let (mut admin, _) = logged_in_admin(&app).await;
+    let (_, _, html) = admin.get("/admin/").await;
+    let (s, location, _) = admin
+        .post_form("/admin/logout", &[("csrf", &csrf(&html))], None)
+        .await;
+    assert_eq!((s, location.as_deref()), (303, Some("/admin/login")));
+    let (s, headers, _) = admin.get("/admin/").await;
+    assert_eq!(s, 303);
+    assert_eq!(headers["location"], "/admin/login");
+    app.stop().await;
+}
