@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod code_flow;
 mod console;
+mod console_browser;
 mod diagnose;
 mod golden;
 mod hardening;

@@ -115,10 +115,11 @@ pub fn add_security_headers(res: &mut Response) {
         h.entry(header::CONTENT_SECURITY_POLICY)
             .or_insert(HeaderValue::from_static(CSP));
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        h.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
+        // A page that names its own policy keeps it (the console's `same-origin`: with
+        // `no-referrer` browsers send `Origin: null` on form posts, and the console
+        // checks that its forms come from its own pages).
+        h.entry(header::REFERRER_POLICY)
+            .or_insert(HeaderValue::from_static("no-referrer"));
     }
 }
 

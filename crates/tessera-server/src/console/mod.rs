@@ -134,8 +134,14 @@ pub fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response
     match body {
         Ok(body) => {
             let mut res = (status, Html(body)).into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            let h = res.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            // Addresses stay on this site, and form posts name their origin (see
+            // `html::add_security_headers`).
+            h.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("same-origin"),
+            );
             res
         }
         Err(e) => {
