@@ -16,23 +16,16 @@ fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console-browser")
 }
 
-fn missing(msg: &str) {
-    if std::env::var("TESSERA_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{msg}; TESSERA_REQUIRE_ALL=1 makes this a failure");
-    }
-    eprintln!("SKIPPED: {msg}");
-}
-
 #[tokio::test]
 async fn an_org_admin_uses_the_console_in_chromium() {
     let chromium = std::env::var("TESSERA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !std::path::Path::new(&chromium).exists() {
-        return missing(&format!(
+        return crate::helpers::missing_peer(&format!(
             "no Chromium at {chromium}: install Debian's chromium package (apt-get install chromium; .ci/run does it), or set TESSERA_CHROMIUM"
         ));
     }
     if !dir().join("node_modules/playwright-core").exists() {
-        return missing(
+        return crate::helpers::missing_peer(
             "playwright-core is not installed: run `npm ci` in tests/console-browser (.ci/run does it)",
         );
     }

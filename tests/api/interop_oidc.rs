@@ -32,14 +32,6 @@ fn rp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-rp")
 }
 
-/// A missing optional peer: skipped with `msg`, or a failure under TESSERA_REQUIRE_ALL=1.
-fn missing(msg: &str) {
-    if std::env::var("TESSERA_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{msg}; TESSERA_REQUIRE_ALL=1 makes this a failure");
-    }
-    eprintln!("SKIPPED: {msg}");
-}
-
 /// A public client for `client_id` (code and refresh grants) and the person who logs in;
 /// returns the person's id.
 async fn setup(app: &TestApp, client_id: &str) -> String {
@@ -286,11 +278,13 @@ fn openid_client(app: &TestApp, client_id: &str) -> Option<Rp> {
         "install Node.js 20 or newer and run `npm ci` in tests/oidc-rp (.ci/run does both)";
     match node_major() {
         None => {
-            missing(&format!("openid-client: node is not installed: {install}"));
+            crate::helpers::missing_peer(&format!(
+                "openid-client: node is not installed: {install}"
+            ));
             return None;
         }
         Some(v) if v < 20 => {
-            missing(&format!(
+            crate::helpers::missing_peer(&format!(
                 "openid-client v6 needs Node.js 20 or newer, found {v}: {install}"
             ));
             return None;
@@ -298,7 +292,7 @@ fn openid_client(app: &TestApp, client_id: &str) -> Option<Rp> {
         Some(_) => {}
     }
     if !rp_dir().join("node_modules/openid-client").exists() {
-        missing(&format!(
+        crate::helpers::missing_peer(&format!(
             "openid-client is not installed in tests/oidc-rp/node_modules: {install}"
         ));
         return None;
@@ -340,7 +334,7 @@ fn authlib(app: &TestApp, client_id: &str) -> Option<Rp> {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        missing(&format!(
+        crate::helpers::missing_peer(&format!(
             "authlib is not installed in tests/oidc-rp/.venv: {install}"
         ));
         return None;

@@ -50,10 +50,7 @@ async fn start_idp_for(app: &TestApp, org: &str, mode: &str) -> Option<Idp> {
         .is_ok_and(|o| o.status.success());
     if !node_ok || !dir.join("node_modules/samlify").exists() {
         let msg = "the samlify test IdP is not installed: install Node.js and run `npm install` in tests/saml-idp (.ci/run does both)";
-        if std::env::var("TESSERA_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("{msg}; TESSERA_REQUIRE_ALL=1 makes this a failure");
-        }
-        eprintln!("SKIPPED: {msg}");
+        crate::helpers::missing_peer(msg);
         return None;
     }
     let port = free_port();
