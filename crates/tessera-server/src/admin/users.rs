@@ -99,11 +99,17 @@ async fn find(admin: &Admin, id: &str) -> Result<User, ApiError> {
 }
 
 /// `GET /api/v2/users`.
-#[utoipa::path(get, path = "/api/v2/users", operation_id = "listUsers", tag = "users", params(tessera_api::UserListQuery), responses((status = 200, body = tessera_api::UserList), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v2/users", operation_id = "listUsers", tag = "users", params(tessera_api::UserListQuery), responses((status = 200, body = tessera_api::UserList), (status = 422, description = "source is not local, saml or scim (`field` is `source`), or the query string cannot be read (`field` is `(query)`)", body = tessera_api::ApiErrorBody), (status = 401, description = "no usable bearer token", body = tessera_api::ApiErrorBody), (status = 403, description = "the token lacks tessera:admin", body = tessera_api::ApiErrorBody), (status = 503, description = "the database is unavailable", body = tessera_api::ApiErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     admin: Admin,
-    axum::extract::Query(q): axum::extract::Query<tessera_api::UserListQuery>,
+    query: Result<
+        axum::extract::Query<tessera_api::UserListQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
 ) -> Result<Json<UserList>, ApiError> {
+    // A query string that cannot be read (a repeated parameter) is a 422 naming it, as
+    // on the audit list.
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::field("(query)", e.body_text()))?;
     if let Some(s) = q.source.as_deref()
         && !["local", "saml", "scim"].contains(&s)
     {
