@@ -215,6 +215,14 @@ impl AuthMethod {
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
+
+    /// Whether the method authenticates with a client secret.
+    pub fn uses_secret(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
 }
 
 impl FromStr for AuthMethod {

@@ -10,6 +10,7 @@ mod attempts;
 mod audit_writer;
 mod authorize;
 pub mod bootstrap;
+mod clients;
 mod clock;
 pub mod config;
 mod console;

@@ -16,11 +16,8 @@ use tessera_core::store::StoreError;
 use tessera_core::text::{clip, rfc3339};
 
 use super::{Admin, ApiJson, OptionalJson, printable, time_opt};
-use crate::clock;
 use crate::error::ApiError;
-
-/// Default grace period of a rotation, in seconds.
-const DEFAULT_GRACE: i64 = 3600;
+use crate::{clients, clock};
 
 fn secret_view(s: &StoredSecret, now: i64) -> SecretView {
     SecretView {
@@ -208,12 +205,7 @@ fn both_key_sources() -> ApiError {
 
 /// Whether the client authenticates with a secret at all (else it gets none).
 fn uses_secret(c: &Client) -> bool {
-    c.auth_methods.iter().any(|m| {
-        matches!(
-            m,
-            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
-        )
-    })
+    c.auth_methods.iter().any(|m| m.uses_secret())
 }
 
 async fn parse_scopes(admin: &Admin, v: &[String]) -> Result<Vec<ScopeName>, ApiError> {
@@ -673,54 +665,26 @@ pub async fn rotate_secret(
     OptionalJson(body): OptionalJson<RotateSecret>,
 ) -> Result<(StatusCode, Json<RotatedSecret>), ApiError> {
     let c = find(&admin, &client_id).await?;
-    let grace = body.and_then(|b| b.grace_seconds).unwrap_or(DEFAULT_GRACE);
-    if !(0..=30 * 86_400).contains(&grace) {
-        return Err(ApiError::field(
-            "grace_seconds",
-            "between 0 and 2592000 (30 days)",
-        ));
-    }
+    let grace = body
+        .and_then(|b| b.grace_seconds)
+        .unwrap_or(clients::DEFAULT_GRACE);
+    let r = clients::rotate_secret(&admin.st, &c, grace).await?;
     let now = clock::now();
-    let generated = generate_client_secret();
-    let secret = StoredSecret {
-        id: random_id("sec_"),
-        client_id: c.client_id.clone(),
-        hash: generated.hash,
-        hint: generated.hint,
-        created_at: now,
-        expires_at: None,
-        revoked_at: None,
-        last_used_at: None,
-        last_used_from: None,
-    };
-    admin
-        .st
-        .store
-        .rotate_secret(&secret, now + grace, now)
-        .await?;
-    let all = admin.st.store.list_secrets(c.client_id.as_str()).await?;
-    let previous: Vec<SecretView> = all
-        .iter()
-        .filter(|s| {
-            s.id != secret.id && s.revoked_at.is_none() && s.expires_at.is_none_or(|e| e >= now)
-        })
-        .map(|s| secret_view(s, now))
-        .collect();
     admin
         .audit(
             "rotate_secret",
-            json!({ "client_id": c.client_id, "secret_id": secret.id, "secret_hint": secret.hint, "grace_seconds": grace }),
+            json!({ "client_id": c.client_id, "secret_id": r.secret.id, "secret_hint": r.secret.hint, "grace_seconds": grace }),
         )
         .await?;
     Ok((
         StatusCode::CREATED,
         Json(RotatedSecret {
-            id: secret.id,
-            client_secret: generated.value.expose().to_string(),
-            hint: secret.hint,
-            created_at: rfc3339(now),
+            id: r.secret.id,
+            client_secret: r.value.expose().to_string(),
+            hint: r.secret.hint,
+            created_at: rfc3339(r.secret.created_at),
             expires_at: None,
-            previous,
+            previous: r.previous.iter().map(|s| secret_view(s, now)).collect(),
         }),
     ))
 }
@@ -738,18 +702,7 @@ pub async fn revoke_secret(
             clip(&secret_id)
         )));
     }
-    if !admin
-        .st
-        .store
-        .revoke_secret(c.client_id.as_str(), &secret_id, clock::now())
-        .await?
-    {
-        return Err(ApiError::NotFound(format!(
-            "client '{}' has no unrevoked secret {}",
-            c.client_id,
-            clip(&secret_id)
-        )));
-    }
+    clients::revoke_secret(&admin.st, &c, &secret_id).await?;
     admin
         .audit(
             "revoke_secret",
