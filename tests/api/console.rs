@@ -215,3 +215,106 @@ async fn a_person_without_org_admin_is_refused_and_logout_ends_the_session() {
     assert_eq!(headers["location"], "/admin/login");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_org_admin_rotates_a_secret_with_grace_and_revokes_the_old_one() {
+    let app = spawn_app().await;
+    let (mut browser, ada) = logged_in_admin(&app).await;
+    let (id, old) = app
+        .client(json!({"name": "DFO channel", "grant_types": ["client_credentials"]}))
+        .await;
+    let (s, _) = app
+        .token_basic(&id, &old, "grant_type=client_credentials")
+        .await;
+    assert_eq!(s, 200);
+
+    let (_, _, html) = browser.get("/admin/clients").await;
+    assert!(
+        html.contains(&format!("href=\"/admin/clients/{id}\">DFO channel</a>")),
+        "{html}"
+    );
+    let (s, _, html) = browser.get(&format!("/admin/clients/{id}")).await;
+    assert_eq!(s, 200);
+    let old_hint = &old[old.len() - 4..];
+    assert!(html.contains(&format!("…{old_hint}")), "{html}");
+    assert!(html.contains("<label for=\"grace\">"), "{html}");
+
+    // Rotate with a day's grace: the new secret is shown once, on the answer itself.
+    let (s, location, page) = browser
+        .post_form(
+            &format!("/admin/clients/{id}/rotate"),
+            &[("csrf", &csrf(&html)), ("grace_seconds", "86400")],
+            None,
+        )
+        .await;
+    assert_eq!((s, location), (200, None), "{page}");
+    let new = page
+        .split("id=\"new-secret\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("{page}"))
+        .to_string();
+    assert!(new.starts_with("tsec_"), "{new}");
+    assert!(page.contains(&format!("…{old_hint}")), "{page}");
+    // Both work during the grace period.
+    for secret in [&old, &new] {
+        let (s, b) = app
+            .token_basic(&id, secret, "grant_type=client_credentials")
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    // The client's page never shows a secret's value again.
+    let (_, _, html) = browser.get(&format!("/admin/clients/{id}")).await;
+    assert!(!html.contains(&new) && !html.contains(&old), "{html}");
+
+    // Revoke the old one: it stops at once; the new one goes on.
+    let (_, secrets) = app.get(&format!("/oauth/clients/{id}/secrets")).await;
+    let old_id = secrets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["hint"] == old_hint)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, location, _) = browser
+        .post_form(
+            &format!("/admin/clients/{id}/secrets/{old_id}/revoke"),
+            &[("csrf", &csrf(&html))],
+            None,
+        )
+        .await;
+    assert_eq!(s, 303);
+    let (_, _, page) = browser.get(&location.unwrap()).await;
+    assert!(page.contains("is revoked"), "{page}");
+    let (s, _) = app
+        .token_basic(&id, &old, "grant_type=client_credentials")
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = app
+        .token_basic(&id, &new, "grant_type=client_credentials")
+        .await;
+    assert_eq!(s, 200);
+
+    // Both changes are in the audit trail as the admin API's would be, naming ada, and
+    // no secret's value is there.
+    let (_, events) = app.get("/audit/events?kind=admin").await;
+    let by_console: Vec<&serde_json::Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["change"]["via"] == "console")
+        .collect();
+    let ops: Vec<&str> = by_console
+        .iter()
+        .map(|e| e["change"]["op"].as_str().unwrap())
+        .collect();
+    assert!(
+        ops.contains(&"rotate_secret") && ops.contains(&"revoke_secret"),
+        "{events}"
+    );
+    assert!(by_console.iter().all(|e| e["actor"] == ada.as_str()));
+    assert!(!events.to_string().contains(&new), "{events}");
+    app.stop().await;
+}

@@ -61,6 +61,7 @@ async fn an_org_admin_uses_the_console_in_chromium() {
         "other": {"username": "bob", "password": "another long password"},
         "service_account": {"id": sa, "username": "svc-dfo"},
         "request_id": request_id,
+        "client": {"name": "DFO channel", "secret_hint": &secret[secret.len() - 4..]},
         "chromium": chromium,
         "screenshots": screenshots,
     });
@@ -98,6 +99,9 @@ async fn an_org_admin_uses_the_console_in_chromium() {
         "{seen:#}"
     );
     assert_eq!(seen["phone_overflow"], false, "{seen:#}");
+    assert_eq!(seen["new_secret_prefix"], "tsec_", "{seen:#}");
+    assert_eq!(seen["old_secret_listed"], 1, "{seen:#}");
+    assert_eq!(seen["secret_shown_again"], false, "{seen:#}");
     assert_eq!(
         seen["other_heading"], "Only org admins use the console",
         "{seen:#}"

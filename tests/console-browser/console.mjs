@@ -7,7 +7,7 @@
 //
 // config: base, org, admin {username, password}, other {username, password} (a human
 // without org_admin), service_account {id, username} (disabled), request_id (a
-// refusal), chromium (path), screenshots (a folder, or null).
+// refusal), client {name, secret_hint}, chromium (path), screenshots (a folder, or null).
 
 import { chromium } from 'playwright-core';
 
@@ -83,6 +83,19 @@ try {
   seen.failing_step = (await failing.textContent()).replace(/\s+/g, ' ').trim();
   seen.reason_link = await failing.getByRole('link').first().getAttribute('href');
   await shot(page, 'console-audit');
+
+  // Rotates the client's secret with a day's grace: the new one is shown once, the old
+  // one is listed as still valid until then.
+  await page.getByRole('link', { name: 'Clients' }).click();
+  await page.getByRole('link', { name: cfg.client.name }).click();
+  await page.getByLabel('Grace period for the secrets in use now').selectOption('86400');
+  await page.getByRole('button', { name: 'Rotate secret' }).click();
+  const fresh = await page.getByLabel('New client secret').inputValue();
+  seen.new_secret_prefix = fresh.slice(0, 5);
+  seen.old_secret_listed = await page.getByText(`…${cfg.client.secret_hint}`).count();
+  await shot(page, 'console-rotated');
+  await page.getByRole('link', { name: `Back to ${cfg.client.name}` }).click();
+  seen.secret_shown_again = (await page.content()).includes(fresh);
 
   // Keyboard: the first control after the page's links is reachable by Tab.
   await page.keyboard.press('Tab');

@@ -8,6 +8,7 @@
 //! and goes through the code the admin API uses (`users.rs`), audited with the person
 //! named.
 
+mod clients;
 mod pages;
 
 use axum::Router;
@@ -37,6 +38,13 @@ pub fn routes() -> Router<Shared> {
         .route("/admin/users", get(pages::users))
         .route("/admin/users/{id}/enable", post(pages::enable_user))
         .route("/admin/users/{id}/disable", post(pages::disable_user))
+        .route("/admin/clients", get(clients::list))
+        .route("/admin/clients/{id}", get(clients::show))
+        .route("/admin/clients/{id}/rotate", post(clients::rotate))
+        .route(
+            "/admin/clients/{id}/secrets/{secret_id}/revoke",
+            post(clients::revoke),
+        )
         .route("/admin/audit", get(pages::audit))
         .route("/assets/console.css", get(stylesheet))
 }
@@ -93,6 +101,21 @@ impl OrgAdmin {
             user_id: self.user.id.clone(),
             username: self.user.username.clone(),
         }
+    }
+
+    /// Records a change made in the console as the admin API's operation `op` would be
+    /// (`kind=admin`), with the person as actor and `via: console`. The page to answer
+    /// with when the audit trail cannot take it.
+    pub async fn audit(&self, op: &str, mut change: serde_json::Value) -> Option<Response> {
+        change["via"] = "console".into();
+        change["by"] = self.user.username.clone().into();
+        let event = crate::admin::admin_event(self.org.id, &self.user.id, op, change);
+        self.st
+            .audit
+            .record(event)
+            .await
+            .err()
+            .map(|e| crate::html::unavailable(e.to_string()))
     }
 
     /// A form post's checks: from this server's own pages (`Origin`), and carrying the

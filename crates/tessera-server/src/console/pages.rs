@@ -14,7 +14,6 @@ use tessera_core::model::{User, UserState, UserType};
 use tessera_core::text::rfc3339;
 
 use super::{OrgAdmin, html, refused};
-use crate::admin::admin_event;
 use crate::state::Shared;
 use crate::users::{self, Change};
 use crate::{clock, session};
@@ -224,9 +223,10 @@ pub async fn users(a: OrgAdmin, Query(q): Query<UsersQuery>) -> Response {
     )
 }
 
+/// A form whose only field is its CSRF token.
 #[derive(serde::Deserialize)]
 pub struct CsrfForm {
-    csrf: Option<String>,
+    pub(super) csrf: Option<String>,
 }
 
 /// `POST /admin/users/{id}/enable`: enables a disabled account, or lifts a lock.
@@ -296,14 +296,9 @@ async fn set_state(
         Ok(u) => u,
         Err(e) => return crate::html::unavailable(e.to_string()),
     };
-    let event = admin_event(
-        a.org.id,
-        &a.user.id,
-        "update_user",
-        json!({"user_id": u.id, "state": state.as_str(), "via": "console", "by": a.user.username}),
-    );
-    if let Err(e) = a.st.audit.record(event).await {
-        return crate::html::unavailable(e.to_string());
+    let change = json!({"user_id": u.id, "state": state.as_str()});
+    if let Some(failed) = a.audit("update_user", change).await {
+        return failed;
     }
     Redirect::to(&format!("/admin/users?changed={}", u.id)).into_response()
 }

@@ -1,0 +1,331 @@
+//! The console's clients pages: the org's OAuth clients, one client's settings and
+//! secrets (with their last use), rotation with a grace period (the new secret shown
+//! once) and revocation, through `clients.rs` as the admin API does.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::json;
+use tessera_core::model::{Client, StoredSecret};
+use tessera_core::text::rfc3339;
+
+use super::pages::CsrfForm;
+use super::{OrgAdmin, html, refused};
+use crate::clients;
+use crate::clock;
+use crate::error::ApiError;
+
+/// A client as the console shows it.
+pub struct ClientRow {
+    pub id: String,
+    pub name: String,
+    pub state: &'static str,
+    pub grants: String,
+    pub scopes: String,
+    pub runs_as: String,
+    pub redirect_uris: String,
+    pub allowlist: String,
+    pub ttl: i64,
+    pub methods: String,
+    pub uses_secret: bool,
+    pub active_secrets: usize,
+    /// The latest use of any of its secrets (RFC 3339, empty when never).
+    pub last_used: String,
+}
+
+/// A secret as the console shows it: never its value.
+pub struct SecretRow {
+    pub id: String,
+    pub hint: String,
+    pub state: &'static str,
+    pub created: String,
+    pub expires: String,
+    pub last_used: String,
+    pub last_from: String,
+}
+
+fn secret_row(s: &StoredSecret, now: i64) -> SecretRow {
+    SecretRow {
+        id: s.id.clone(),
+        hint: s.hint.clone(),
+        state: if s.revoked_at.is_some() {
+            "revoked"
+        } else if s.expires_at.is_some_and(|e| e < now) {
+            "expired"
+        } else {
+            "active"
+        },
+        created: rfc3339(s.created_at),
+        expires: s.expires_at.map(rfc3339).unwrap_or_default(),
+        last_used: s.last_used_at.map(rfc3339).unwrap_or_default(),
+        last_from: s.last_used_from.clone().unwrap_or_default(),
+    }
+}
+
+fn client_row(c: &Client, secrets: &[StoredSecret], now: i64) -> ClientRow {
+    let list = |v: Vec<String>| v.join(", ");
+    ClientRow {
+        id: c.client_id.to_string(),
+        name: c.name.clone(),
+        state: if c.enabled { "enabled" } else { "disabled" },
+        grants: list(
+            c.grant_types
+                .iter()
+                .map(|g| g.as_str().to_string())
+                .collect(),
+        ),
+        scopes: list(c.scopes.iter().map(|s| s.to_string()).collect()),
+        runs_as: c.service_account_id.clone().unwrap_or_default(),
+        redirect_uris: list(c.redirect_uris.clone()),
+        allowlist: list(c.ip_allowlist.to_strings()),
+        ttl: c.token_ttl,
+        methods: list(
+            c.auth_methods
+                .iter()
+                .map(|m| m.as_str().to_string())
+                .collect(),
+        ),
+        uses_secret: c.auth_methods.iter().any(|m| m.uses_secret()),
+        active_secrets: secrets
+            .iter()
+            .filter(|s| secret_row(s, now).state == "active")
+            .count(),
+        last_used: secrets
+            .iter()
+            .filter_map(|s| s.last_used_at)
+            .max()
+            .map(rfc3339)
+            .unwrap_or_default(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/clients.html")]
+struct Clients<'a> {
+    org: &'a str,
+    me: &'a str,
+    csrf: &'a str,
+    section: &'a str,
+    notice: Option<String>,
+    rows: Vec<ClientRow>,
+}
+
+/// `GET /admin/clients`.
+pub async fn list(a: OrgAdmin) -> Response {
+    let now = clock::now();
+    let all = match a.st.store.list_clients(a.org.id).await {
+        Ok(c) => c,
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
+    let mut rows = Vec::with_capacity(all.len());
+    for c in &all {
+        let secrets = match a.st.store.list_secrets(c.client_id.as_str()).await {
+            Ok(s) => s,
+            Err(e) => return crate::html::unavailable(e.to_string()),
+        };
+        rows.push(client_row(c, &secrets, now));
+    }
+    rows.sort_by(|x, y| x.name.cmp(&y.name));
+    html(
+        StatusCode::OK,
+        Clients {
+            org: a.org.slug.as_str(),
+            me: &a.user.username,
+            csrf: &a.csrf,
+            section: "clients",
+            notice: None,
+            rows,
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/client.html")]
+struct ClientPage<'a> {
+    org: &'a str,
+    me: &'a str,
+    csrf: &'a str,
+    section: &'a str,
+    notice: Option<String>,
+    c: ClientRow,
+    secrets: Vec<SecretRow>,
+}
+
+async fn find(a: &OrgAdmin, id: &str) -> Result<Client, Response> {
+    match a.st.store.get_client(a.org.id, id).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(refused(
+            StatusCode::NOT_FOUND,
+            "No such client",
+            "This client does not exist in your organization (any more).",
+            ("/admin/clients", "Back to clients"),
+        )),
+        Err(e) => Err(crate::html::unavailable(e.to_string())),
+    }
+}
+
+/// A form post about client `id`: the form's checks, then the client.
+async fn posted(
+    a: &OrgAdmin,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    id: &str,
+) -> Result<Client, Response> {
+    if let Some(refusal) = a.form_refusal(headers, csrf) {
+        return Err(refusal);
+    }
+    find(a, id).await
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct ClientQuery {
+    revoked: Option<String>,
+}
+
+/// `GET /admin/clients/{id}`: settings and secrets.
+pub async fn show(
+    a: OrgAdmin,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ClientQuery>,
+) -> Response {
+    let c = match find(&a, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let secrets = match a.st.store.list_secrets(c.client_id.as_str()).await {
+        Ok(s) => s,
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
+    let now = clock::now();
+    let notice = q.revoked.and_then(|sid| {
+        secrets
+            .iter()
+            .find(|s| s.id == sid && s.revoked_at.is_some())
+            .map(|s| {
+                format!(
+                    "Secret …{} is revoked: it works nowhere from now on.",
+                    s.hint
+                )
+            })
+    });
+    html(
+        StatusCode::OK,
+        ClientPage {
+            org: a.org.slug.as_str(),
+            me: &a.user.username,
+            csrf: &a.csrf,
+            section: "clients",
+            notice,
+            c: client_row(&c, &secrets, now),
+            secrets: secrets.iter().map(|s| secret_row(s, now)).collect(),
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/rotated.html")]
+struct Rotated<'a> {
+    org: &'a str,
+    me: &'a str,
+    csrf: &'a str,
+    section: &'a str,
+    notice: Option<String>,
+    name: &'a str,
+    client_id: &'a str,
+    secret: &'a str,
+    previous: Vec<SecretRow>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct RotateForm {
+    csrf: Option<String>,
+    grace_seconds: Option<i64>,
+}
+
+/// `POST /admin/clients/{id}/rotate`: a new secret, shown on the answer (never in a
+/// URL), the others valid for the grace period.
+pub async fn rotate(
+    a: OrgAdmin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<RotateForm>,
+) -> Response {
+    let c = match posted(&a, &headers, f.csrf.as_deref(), &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let grace = f.grace_seconds.unwrap_or(clients::DEFAULT_GRACE);
+    let r = match clients::rotate_secret(&a.st, &c, grace).await {
+        Ok(r) => r,
+        Err(e) => return api_refusal(e, &c),
+    };
+    let change = json!({"client_id": c.client_id, "secret_id": r.secret.id,
+                        "secret_hint": r.secret.hint, "grace_seconds": grace});
+    if let Some(failed) = a.audit("rotate_secret", change).await {
+        return failed;
+    }
+    let now = clock::now();
+    html(
+        StatusCode::OK,
+        Rotated {
+            org: a.org.slug.as_str(),
+            me: &a.user.username,
+            csrf: &a.csrf,
+            section: "clients",
+            notice: None,
+            name: &c.name,
+            client_id: c.client_id.as_str(),
+            secret: r.value.expose(),
+            previous: r.previous.iter().map(|s| secret_row(s, now)).collect(),
+        }
+        .render(),
+    )
+}
+
+/// `POST /admin/clients/{id}/secrets/{secret_id}/revoke`.
+pub async fn revoke(
+    a: OrgAdmin,
+    Path((id, secret_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let c = match posted(&a, &headers, f.csrf.as_deref(), &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(e) = clients::revoke_secret(&a.st, &c, &secret_id).await {
+        return api_refusal(e, &c);
+    }
+    let change = json!({"client_id": c.client_id, "secret_id": secret_id});
+    if let Some(failed) = a.audit("revoke_secret", change).await {
+        return failed;
+    }
+    Redirect::to(&format!(
+        "/admin/clients/{}?revoked={}",
+        c.client_id,
+        form_urlencoded::byte_serialize(secret_id.as_bytes()).collect::<String>()
+    ))
+    .into_response()
+}
+
+/// A refusal of the shared client code, as a console page.
+fn api_refusal(e: ApiError, c: &Client) -> Response {
+    let back = format!("/admin/clients/{}", c.client_id);
+    let (status, text) = match e {
+        ApiError::InvalidField { message, .. } => (StatusCode::UNPROCESSABLE_ENTITY, message),
+        ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+        ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        ApiError::Store(m) => return crate::html::unavailable(m),
+        other => (StatusCode::BAD_REQUEST, other.to_string()),
+    };
+    refused(
+        status,
+        "Nothing was changed",
+        &text,
+        (&back, "Back to the client"),
+    )
+}
