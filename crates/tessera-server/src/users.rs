@@ -222,3 +222,39 @@ pub async fn change(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no user {} in org '{}'", user.id, org.slug)))
 }
+
+/// Revokes one of `user`'s grants (the refresh tokens of one login at one client):
+/// `NotFound` when the grant is not theirs in this org. Returns the grant as stored.
+pub async fn revoke_grant(
+    st: &AppState,
+    org: &Org,
+    user: &User,
+    grant_id: &str,
+) -> Result<tessera_core::interactive::LoginGrant, ApiError> {
+    let not_found = || {
+        ApiError::NotFound(format!(
+            "user {} has no grant '{}'",
+            user.id,
+            tessera_core::text::clip(grant_id)
+        ))
+    };
+    let g = st
+        .store
+        .login_grant(grant_id)
+        .await?
+        .filter(|g| g.org_id == org.id && g.user_id == user.id)
+        .ok_or_else(not_found)?;
+    st.store
+        .revoke_login_grant(&g.id, "revoked_by_admin", clock::now())
+        .await?;
+    st.store.login_grant(&g.id).await?.ok_or_else(not_found)
+}
+
+/// Logs `user` out everywhere: their browser sessions end and every grant their logins
+/// gave clients is revoked. Returns how many grants.
+pub async fn log_out_everywhere(st: &AppState, org: &Org, user: &User) -> Result<u64, ApiError> {
+    Ok(st
+        .store
+        .revoke_user_grants(org.id, &user.id, "revoked_by_admin", clock::now())
+        .await?)
+}

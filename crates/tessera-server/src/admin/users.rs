@@ -306,39 +306,14 @@ pub async fn revoke_grant(
     Path((id, grant_id)): Path<(String, String)>,
 ) -> Result<Json<LoginGrantView>, ApiError> {
     let u = find(&admin, &id).await?;
-    let not_found = || {
-        ApiError::NotFound(format!(
-            "user {} has no grant '{}'",
-            u.id,
-            tessera_core::text::clip(&grant_id)
-        ))
-    };
-    let g = admin
-        .st
-        .store
-        .login_grant(&grant_id)
-        .await?
-        .filter(|g| g.org_id == admin.org.id && g.user_id == u.id)
-        .ok_or_else(not_found)?;
-    let now = clock::now();
-    admin
-        .st
-        .store
-        .revoke_login_grant(&g.id, "revoked_by_admin", now)
-        .await?;
+    let g = users::revoke_grant(&admin.st, &admin.org, &u, &grant_id).await?;
     admin
         .audit(
             "revoke_grant",
             json!({ "user_id": u.id, "grant_id": g.id, "client_id": g.client_id }),
         )
         .await?;
-    let g = admin
-        .st
-        .store
-        .login_grant(&g.id)
-        .await?
-        .ok_or_else(not_found)?;
-    Ok(Json(grant_view(&g, now)))
+    Ok(Json(grant_view(&g, clock::now())))
 }
 
 /// `DELETE /api/v2/users/{id}/sessions`: logs the person out everywhere: every browser
@@ -349,11 +324,7 @@ pub async fn end_sessions(
     Path(id): Path<String>,
 ) -> Result<Json<LoggedOut>, ApiError> {
     let u = find(&admin, &id).await?;
-    let n = admin
-        .st
-        .store
-        .revoke_user_grants(admin.org.id, &u.id, "revoked_by_admin", clock::now())
-        .await?;
+    let n = users::log_out_everywhere(&admin.st, &admin.org, &u).await?;
     admin
         .audit(
             "end_sessions",
