@@ -318,3 +318,61 @@ async fn an_org_admin_rotates_a_secret_with_grace_and_revokes_the_old_one() {
     assert!(!events.to_string().contains(&new), "{events}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_org_admin_ends_a_persons_logins_from_their_page() {
+    use crate::code_flow::{REDIRECT, VERIFIER, code_of, exchange, refresh, request};
+    let app = spawn_app().await;
+    let client = crate::code_flow::setup(&app).await;
+    // Alice logs in to an app through the code flow: it holds a refresh token of hers.
+    let mut alice = Browser::new(&app);
+    let code = code_of(
+        alice
+            .authorize(&request(&client, ""), "alice", "correct horse battery")
+            .await,
+    );
+    let (_, tokens) = exchange(&app, &code, VERIFIER, REDIRECT).await;
+    let rt = tokens["refresh_token"].as_str().unwrap().to_string();
+    let alice_id = crate::helpers::jwt_claims(tokens["id_token"].as_str().unwrap())["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (mut browser, _) = logged_in_admin(&app).await;
+    let (_, _, list) = browser.get("/admin/users").await;
+    assert!(
+        list.contains(&format!("href=\"/admin/users/{alice_id}\">alice</a>")),
+        "{list}"
+    );
+    let (s, _, page) = browser.get(&format!("/admin/users/{alice_id}")).await;
+    assert_eq!(s, 200);
+    // One Revoke per app, named for it (the apostrophe comes HTML-escaped).
+    assert!(page.contains("aria-label=\"Revoke spa"), "{page}");
+    assert!(
+        page.contains("aria-label=\"Log alice out everywhere\""),
+        "{page}"
+    );
+    let (s, location, _) = browser
+        .post_form(
+            &format!("/admin/users/{alice_id}/logout"),
+            &[("csrf", &csrf(&page))],
+            None,
+        )
+        .await;
+    assert_eq!(s, 303);
+    let (_, _, page) = browser.get(&location.unwrap()).await;
+    assert!(page.contains("alice is logged out everywhere"), "{page}");
+    assert!(page.contains("revoked (revoked_by_admin)"), "{page}");
+    let (s, r) = refresh(&app, &rt).await;
+    assert_eq!(s, 400, "{r}");
+    let (_, events) = app.get("/audit/events?kind=admin").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["change"]["op"] == "end_sessions" && e["change"]["via"] == "console"),
+        "{events}"
+    );
+    app.stop().await;
+}

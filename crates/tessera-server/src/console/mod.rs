@@ -36,7 +36,13 @@ pub fn routes() -> Router<Shared> {
         .route("/admin/login", get(pages::login))
         .route("/admin/logout", post(pages::logout))
         .route("/admin/users", get(pages::users))
+        .route("/admin/users/{id}", get(pages::user))
         .route("/admin/users/{id}/enable", post(pages::enable_user))
+        .route("/admin/users/{id}/logout", post(pages::log_out_everywhere))
+        .route(
+            "/admin/users/{id}/grants/{grant_id}/revoke",
+            post(pages::revoke_grant),
+        )
         .route("/admin/users/{id}/disable", post(pages::disable_user))
         .route("/admin/clients", get(clients::list))
         .route("/admin/clients/{id}", get(clients::show))

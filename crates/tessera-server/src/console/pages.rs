@@ -266,20 +266,9 @@ async fn set_state(
     f: CsrfForm,
     state: UserState,
 ) -> Response {
-    if let Some(refusal) = a.form_refusal(headers, f.csrf.as_deref()) {
-        return refusal;
-    }
-    let user = match a.st.store.get_user(a.org.id, &id).await {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return refused(
-                StatusCode::NOT_FOUND,
-                "No such user",
-                "This user does not exist in your organization (any more).",
-                ("/admin/users", "Back to users"),
-            );
-        }
-        Err(e) => return crate::html::unavailable(e.to_string()),
+    let user = match posted_user(&a, headers, f.csrf.as_deref(), &id).await {
+        Ok(u) => u,
+        Err(r) => return r,
     };
     let changed = users::change(
         &a.st,
@@ -481,4 +470,186 @@ pub async fn audit(a: OrgAdmin, Query(q): Query<AuditQuery>) -> Response {
         }
         .render(),
     )
+}
+
+/// A login grant (the refresh tokens of one login at one client), as shown.
+pub struct GrantRow {
+    pub id: String,
+    pub client: String,
+    pub scopes: String,
+    pub login: String,
+    pub ends: String,
+    pub state: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/user.html")]
+struct UserPage<'a> {
+    org: &'a str,
+    me: &'a str,
+    csrf: &'a str,
+    section: &'a str,
+    notice: Option<String>,
+    u: Row,
+    email: String,
+    roles: String,
+    provisioning: String,
+    grants: Vec<GrantRow>,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct UserQuery {
+    /// What an action just did, as a fixed word (`logged_out`, `revoked`).
+    done: Option<String>,
+}
+
+async fn find_user(a: &OrgAdmin, id: &str) -> Result<User, Response> {
+    match a.st.store.get_user(a.org.id, id).await {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(refused(
+            StatusCode::NOT_FOUND,
+            "No such user",
+            "This user does not exist in your organization (any more).",
+            ("/admin/users", "Back to users"),
+        )),
+        Err(e) => Err(crate::html::unavailable(e.to_string())),
+    }
+}
+
+/// `GET /admin/users/{id}`: the person or service account, and what their logins gave
+/// apps.
+pub async fn user(a: OrgAdmin, Path(id): Path<String>, Query(q): Query<UserQuery>) -> Response {
+    let u = match find_user(&a, &id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let grants = match a.st.store.user_grants(a.org.id, &u.id).await {
+        Ok(g) => g,
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
+    let now = clock::now();
+    let notice = match q.done.as_deref() {
+        Some("logged_out") => Some(format!(
+            "{} is logged out everywhere: sessions ended, refresh tokens revoked.",
+            u.username
+        )),
+        Some("revoked") => Some("The app's refresh tokens are revoked.".to_string()),
+        _ => None,
+    };
+    let provisioning = u
+        .scim
+        .as_ref()
+        .map(|l| {
+            format!(
+                "provisioned by {} since {}{}",
+                l.provisioned_by,
+                rfc3339(l.provisioned_at),
+                l.deleted_at
+                    .map(|d| format!(", deleted by SCIM at {}", rfc3339(d)))
+                    .unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    html(
+        StatusCode::OK,
+        UserPage {
+            org: a.org.slug.as_str(),
+            me: &a.user.username,
+            csrf: &a.csrf,
+            section: "users",
+            notice,
+            email: u.email.clone().unwrap_or_default(),
+            roles: u.roles.join(", "),
+            provisioning,
+            grants: grants
+                .iter()
+                .map(|g| GrantRow {
+                    id: g.id.clone(),
+                    client: g.client_id.clone(),
+                    scopes: g.scopes.join(" "),
+                    login: rfc3339(g.auth_time),
+                    ends: rfc3339(g.expires_at),
+                    state: if g.is_live(now) {
+                        "active".into()
+                    } else if let Some(r) = &g.revoked_reason {
+                        format!("revoked ({r})")
+                    } else {
+                        "ended".into()
+                    },
+                })
+                .collect(),
+            u: row(&u),
+        }
+        .render(),
+    )
+}
+
+/// A form post about user `id`: the form's checks, then the user.
+async fn posted_user(
+    a: &OrgAdmin,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    id: &str,
+) -> Result<User, Response> {
+    if let Some(refusal) = a.form_refusal(headers, csrf) {
+        return Err(refusal);
+    }
+    find_user(a, id).await
+}
+
+/// `POST /admin/users/{id}/grants/{grant_id}/revoke`: one app's refresh tokens of the
+/// person, through the admin API's code.
+pub async fn revoke_grant(
+    a: OrgAdmin,
+    Path((id, grant_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let u = match posted_user(&a, &headers, f.csrf.as_deref(), &id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let g = match users::revoke_grant(&a.st, &a.org, &u, &grant_id).await {
+        Ok(g) => g,
+        Err(e) => {
+            return refused(
+                StatusCode::NOT_FOUND,
+                "Nothing was changed",
+                &e.to_string(),
+                (&format!("/admin/users/{}", u.id), "Back to the user"),
+            );
+        }
+    };
+    let change = json!({"user_id": u.id, "grant_id": g.id, "client_id": g.client_id});
+    if let Some(failed) = a.audit("revoke_grant", change).await {
+        return failed;
+    }
+    Redirect::to(&format!("/admin/users/{}?done=revoked", u.id)).into_response()
+}
+
+/// `POST /admin/users/{id}/logout`: logs the person out everywhere.
+pub async fn log_out_everywhere(
+    a: OrgAdmin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let u = match posted_user(&a, &headers, f.csrf.as_deref(), &id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let n = match users::log_out_everywhere(&a.st, &a.org, &u).await {
+        Ok(n) => n,
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
+    if let Some(failed) = a
+        .audit(
+            "end_sessions",
+            json!({"user_id": u.id, "grants_revoked": n}),
+        )
+        .await
+    {
+        return failed;
+    }
+    Redirect::to(&format!("/admin/users/{}?done=logged_out", u.id)).into_response()
 }
