@@ -16,6 +16,7 @@ pub mod config;
 mod console;
 mod cors;
 mod end_session;
+mod enforcement;
 mod error;
 mod fence;
 mod html;

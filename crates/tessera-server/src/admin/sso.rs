@@ -15,9 +15,8 @@ use tessera_core::text::{clip, rfc3339, shown};
 
 use super::{Admin, ApiJson, printable, time_opt};
 use crate::clock;
+use crate::enforcement::{self, Ack};
 use crate::error::ApiError;
-
-const IMPACT_PATH: &str = "GET /api/v2/sso/saml/enforcement-impact";
 
 fn cert_view(i: &tessera_saml::certs::CertInfo, now: i64) -> CertificateView {
     CertificateView {
@@ -30,7 +29,7 @@ fn cert_view(i: &tessera_saml::certs::CertInfo, now: i64) -> CertificateView {
     }
 }
 
-fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView {
+pub(crate) fn view(st: &crate::state::AppState, org: &Org, c: &SsoConfig) -> SsoConfigView {
     let base = format!("{}/saml/{}", st.issuer, org.slug);
     let now = clock::now();
     SsoConfigView {
@@ -336,17 +335,7 @@ pub(crate) fn check_url(u: &str) -> Result<(), String> {
 }
 
 async fn impact(admin: &Admin, config: &SsoConfig) -> Result<EnforcementImpact, ApiError> {
-    let st = &admin.st;
-    let users = st.store.list_users(admin.org.id).await?;
-    let clients = st.store.list_clients(admin.org.id).await?;
-    let uses = st.store.password_grant_uses(admin.org.id).await?;
-    Ok(sso::enforcement_impact(
-        config,
-        &users,
-        &clients,
-        &uses,
-        clock::now(),
-    ))
+    enforcement::impact(&admin.st, &admin.org, config).await
 }
 
 /// `GET /api/v2/sso/saml/enforcement-impact`.
@@ -357,7 +346,7 @@ pub async fn enforcement_impact(admin: Admin) -> Result<Json<EnforcementImpactVi
     Ok(Json(impact_view(&admin.org, i)))
 }
 
-fn impact_view(org: &Org, i: EnforcementImpact) -> EnforcementImpactView {
+pub(crate) fn impact_view(org: &Org, i: EnforcementImpact) -> EnforcementImpactView {
     let mut summary = format!(
         "Enforcing SSO in org '{}' stops {} human(s) who used a password in the last 90 days and the password grant of {} client(s); {} break-glass user(s) stay exempt; {} client_credentials client(s) and {} service account(s) are not affected.",
         org.slug,
@@ -438,55 +427,20 @@ pub async fn patch(
     ApiJson(body): ApiJson<PatchSsoConfig>,
 ) -> Result<Json<SsoConfigView>, ApiError> {
     let config = current(&admin).await?;
-    let mut change = json!({ "enforced": body.enforced });
-    if body.enforced && !admin.org.sso_enforced {
-        if !config.has_idp() {
-            return Err(ApiError::field(
-                "enforced",
-                "no IdP is configured: humans would have no way to log in; set the IdP first (PUT /api/v2/sso/saml)",
-            ));
-        }
-        let i = impact(&admin, &config).await?;
-        match (&body.preview_id, body.force) {
-            (Some(id), _) if *id == i.preview_id => {}
-            (Some(id), _) => {
-                return Err(ApiError::Conflict(format!(
-                    "preview '{}' no longer describes the impact: the affected accounts changed since; review {IMPACT_PATH} again (current preview_id: {})",
-                    clip(id),
-                    i.preview_id
-                )));
-            }
-            (None, true) => {}
-            (None, false) => {
-                return Err(ApiError::Conflict(format!(
-                    "switching SSO enforcement on changes how {} human(s) and {} password-grant client(s) authenticate: review {IMPACT_PATH} and send its preview_id (now {}), or send \"force\": true",
-                    i.humans_affected.len(),
-                    i.password_grant_clients.len(),
-                    i.preview_id
-                )));
-            }
-        }
-        change = json!({
-            "enforced": true,
-            "preview_id": i.preview_id,
-            "forced": body.preview_id.is_none(),
-            "humans_affected": i.humans_affected.iter().map(|h| &h.id).collect::<Vec<_>>(),
-            "password_grant_clients": i.password_grant_clients.iter().map(|c| &c.client_id).collect::<Vec<_>>(),
-            "break_glass_users": i.break_glass_users.iter().map(|b| &b.id).collect::<Vec<_>>(),
-            "client_credentials_clients_unaffected": i.client_credentials_clients_unaffected,
-        });
-    } else if !body.enforced && (body.preview_id.is_some() || body.force) {
+    if !body.enforced && (body.preview_id.is_some() || body.force) {
         return Err(ApiError::field(
             "preview_id",
             "only when switching enforcement on",
         ));
     }
-    if body.enforced != admin.org.sso_enforced {
-        admin
-            .st
-            .store
-            .set_sso_enforced(admin.org.id, body.enforced)
-            .await?;
+    let ack = match (&body.preview_id, body.force) {
+        (Some(id), _) => Ack::Preview(id),
+        (None, true) => Ack::Force,
+        (None, false) => Ack::None,
+    };
+    if let Some(change) =
+        enforcement::set_enforced(&admin.st, &admin.org, &config, body.enforced, ack).await?
+    {
         admin.audit("set_sso_enforced", change).await?;
     }
     let mut org = admin.org.clone();
