@@ -376,3 +376,91 @@ async fn an_org_admin_ends_a_persons_logins_from_their_page() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_enforcement_switch_needs_the_preview_the_admin_saw() {
+    let app = spawn_app().await;
+    let (mut browser, ada) = logged_in_admin(&app).await;
+    let (_, _, page) = browser.get("/admin/sso").await;
+    assert!(
+        page.contains("No identity provider is configured yet"),
+        "{page}"
+    );
+    app.configure_idp(&[&ada]).await;
+    app.service_account("svc-dfo").await;
+    let (s, _, page) = browser.get("/admin/sso").await;
+    assert_eq!(s, 200);
+    assert!(page.contains("What it will not touch"), "{page}");
+    assert!(page.contains("ada"), "break-glass listed: {page}");
+    let preview = page
+        .split("name=\"preview_id\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let token = csrf(&page);
+    // Not without ticking the box; not with a preview that is no longer current.
+    let (s, _, body) = browser
+        .post_form(
+            "/admin/sso/enforce",
+            &[("csrf", &token), ("preview_id", &preview)],
+            None,
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    let (s, _, body) = browser
+        .post_form(
+            "/admin/sso/enforce",
+            &[
+                ("csrf", &token),
+                ("preview_id", "imp_stale"),
+                ("confirm", "yes"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, 409, "{body}");
+    assert!(
+        body.contains("The impact changed since you looked"),
+        "{body}"
+    );
+    let (_, cfg) = app.get("/sso/saml").await;
+    assert_eq!(cfg["enforced"], false);
+    // With it: enforced, audited as the API's switch would be, naming ada.
+    let (s, location, _) = browser
+        .post_form(
+            "/admin/sso/enforce",
+            &[
+                ("csrf", &token),
+                ("preview_id", &preview),
+                ("confirm", "yes"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, 303);
+    let (_, _, page) = browser.get(&location.unwrap()).await;
+    assert!(page.contains("SSO is enforced now"), "{page}");
+    let (_, cfg) = app.get("/sso/saml").await;
+    assert_eq!(cfg["enforced"], true);
+    let (_, events) = app.get("/audit/events?kind=admin").await;
+    let e = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["change"]["op"] == "set_sso_enforced")
+        .unwrap_or_else(|| panic!("{events}"));
+    assert_eq!(
+        (&e["actor"], &e["change"]["via"]),
+        (&json!(ada), &json!("console"))
+    );
+    assert_eq!(e["change"]["preview_id"], preview.as_str());
+    // And off again.
+    let (s, _, _) = browser
+        .post_form("/admin/sso/unenforce", &[("csrf", &csrf(&page))], None)
+        .await;
+    assert_eq!(s, 303);
+    let (_, cfg) = app.get("/sso/saml").await;
+    assert_eq!(cfg["enforced"], false);
+    app.stop().await;
+}

@@ -39,6 +39,8 @@ async fn an_org_admin_uses_the_console_in_chromium() {
         .patch(&format!("/users/{sa}"), json!({"enabled": false}))
         .await;
     assert_eq!(s, 200);
+    // An IdP, so the SSO page has an enforcement preview to show.
+    app.configure_idp(&[]).await;
     // A refusal to look up: the service account's client asks for a token.
     let (client, secret) = app
         .client(json!({"name": "DFO channel", "grant_types": ["client_credentials"], "service_account_id": sa}))
@@ -100,6 +102,12 @@ async fn an_org_admin_uses_the_console_in_chromium() {
     );
     assert_eq!(seen["phone_overflow"], false, "{seen:#}");
     assert_eq!(seen["new_secret_prefix"], "tsec_", "{seen:#}");
+    let untouched = seen["preview_untouched"].as_str().unwrap();
+    assert!(
+        untouched.contains("client_credentials") && untouched.contains("service account"),
+        "{seen:#}"
+    );
+    assert_eq!(seen["switch_needs_confirmation"], true, "{seen:#}");
     assert_eq!(seen["old_secret_listed"], 1, "{seen:#}");
     assert_eq!(seen["secret_shown_again"], false, "{seen:#}");
     assert_eq!(

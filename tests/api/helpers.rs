@@ -317,8 +317,8 @@ impl TestApp {
         b["id"].as_str().unwrap().to_string()
     }
 
-    /// Configures a test IdP with `break_glass` exempt, and enforces SSO (forced).
-    pub async fn enforce_sso(&self, break_glass: &[&str]) {
+    /// Configures the test IdP (`IDP_CERT`) with `break_glass` exempt, not enforced.
+    pub async fn configure_idp(&self, break_glass: &[&str]) {
         let (s, b) = self
             .admin(
                 reqwest::Method::PUT,
@@ -332,6 +332,11 @@ impl TestApp {
             )
             .await;
         assert_eq!(s, 200, "{b}");
+    }
+
+    /// Configures a test IdP with `break_glass` exempt, and enforces SSO (forced).
+    pub async fn enforce_sso(&self, break_glass: &[&str]) {
+        self.configure_idp(break_glass).await;
         let (s, b) = self
             .patch("/sso/saml", json!({"enforced": true, "force": true}))
             .await;

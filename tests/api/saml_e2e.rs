@@ -798,17 +798,7 @@ async fn open_redirects_and_unconfigured_orgs_are_refused() {
     assert_eq!(e["outcome"], "denied", "{events}");
     assert_eq!(e["reason"], "saml_not_configured", "{events}");
     assert_eq!(e["source_ip"], "127.0.0.1", "{events}");
-    let (s, b) = app
-        .put(
-            "/sso/saml",
-            json!({
-                "idp_entity_id": "https://idp.example/metadata",
-                "idp_sso_url": "https://idp.example/sso",
-                "idp_certificates": [crate::helpers::IDP_CERT],
-            }),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
+    app.configure_idp(&[]).await;
     for bad in [
         "https://evil.example/",
         "//evil.example/x",

@@ -97,6 +97,17 @@ try {
   await page.getByRole('link', { name: `Back to ${cfg.client.name}` }).click();
   seen.secret_shown_again = (await page.content()).includes(fresh);
 
+  // Opens the enforcement preview: who would change, and what it will not touch.
+  await page.getByRole('link', { name: 'SSO' }).click();
+  await page.getByRole('heading', { name: 'What it will not touch' }).waitFor();
+  seen.preview_untouched = (
+    await page.getByRole('heading', { name: 'What it will not touch' }).locator('xpath=following-sibling::p[1]').textContent()
+  ).replace(/\s+/g, ' ').trim();
+  seen.switch_needs_confirmation = await page
+    .getByLabel('I have read what switching enforcement on changes')
+    .evaluate((el) => el.required);
+  await shot(page, 'console-sso');
+
   // Keyboard: the first control after the page's links is reachable by Tab.
   await page.keyboard.press('Tab');
   seen.first_tab_stop = await page.evaluate(() => document.activeElement?.textContent?.trim() ?? '');

@@ -104,11 +104,7 @@ fn client_row(c: &Client, secrets: &[StoredSecret], now: i64) -> ClientRow {
 #[derive(Template)]
 #[template(path = "console/clients.html")]
 struct Clients<'a> {
-    org: &'a str,
-    me: &'a str,
-    csrf: &'a str,
-    section: &'a str,
-    notice: Option<String>,
+    f: super::Frame<'a>,
     rows: Vec<ClientRow>,
 }
 
@@ -131,11 +127,7 @@ pub async fn list(a: OrgAdmin) -> Response {
     html(
         StatusCode::OK,
         Clients {
-            org: a.org.slug.as_str(),
-            me: &a.user.username,
-            csrf: &a.csrf,
-            section: "clients",
-            notice: None,
+            f: a.frame("clients", None),
             rows,
         }
         .render(),
@@ -145,11 +137,7 @@ pub async fn list(a: OrgAdmin) -> Response {
 #[derive(Template)]
 #[template(path = "console/client.html")]
 struct ClientPage<'a> {
-    org: &'a str,
-    me: &'a str,
-    csrf: &'a str,
-    section: &'a str,
-    notice: Option<String>,
+    f: super::Frame<'a>,
     c: ClientRow,
     secrets: Vec<SecretRow>,
 }
@@ -214,11 +202,7 @@ pub async fn show(
     html(
         StatusCode::OK,
         ClientPage {
-            org: a.org.slug.as_str(),
-            me: &a.user.username,
-            csrf: &a.csrf,
-            section: "clients",
-            notice,
+            f: a.frame("clients", notice),
             c: client_row(&c, &secrets, now),
             secrets: secrets.iter().map(|s| secret_row(s, now)).collect(),
         }
@@ -229,11 +213,7 @@ pub async fn show(
 #[derive(Template)]
 #[template(path = "console/rotated.html")]
 struct Rotated<'a> {
-    org: &'a str,
-    me: &'a str,
-    csrf: &'a str,
-    section: &'a str,
-    notice: Option<String>,
+    f: super::Frame<'a>,
     name: &'a str,
     client_id: &'a str,
     secret: &'a str,
@@ -272,11 +252,7 @@ pub async fn rotate(
     html(
         StatusCode::OK,
         Rotated {
-            org: a.org.slug.as_str(),
-            me: &a.user.username,
-            csrf: &a.csrf,
-            section: "clients",
-            notice: None,
+            f: a.frame("clients", None),
             name: &c.name,
             client_id: c.client_id.as_str(),
             secret: r.value.expose(),

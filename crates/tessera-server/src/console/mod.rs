@@ -10,6 +10,7 @@
 
 mod clients;
 mod pages;
+mod sso;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -51,6 +52,9 @@ pub fn routes() -> Router<Shared> {
             "/admin/clients/{id}/secrets/{secret_id}/revoke",
             post(clients::revoke),
         )
+        .route("/admin/sso", get(sso::show))
+        .route("/admin/sso/enforce", post(sso::enforce))
+        .route("/admin/sso/unenforce", post(sso::unenforce))
         .route("/admin/audit", get(pages::audit))
         .route("/assets/console.css", get(stylesheet))
 }
@@ -100,7 +104,28 @@ impl FromRequestParts<Shared> for OrgAdmin {
     }
 }
 
+/// What the frame of every console page shows: the org, who is logged in (with the
+/// CSRF token of the frame's logout form), the section, and a notice.
+pub struct Frame<'a> {
+    pub org: &'a str,
+    pub me: &'a str,
+    pub csrf: &'a str,
+    pub section: &'static str,
+    pub notice: Option<String>,
+}
+
 impl OrgAdmin {
+    /// The frame of a page in `section`.
+    pub fn frame(&self, section: &'static str, notice: Option<String>) -> Frame<'_> {
+        Frame {
+            org: self.org.slug.as_str(),
+            me: &self.user.username,
+            csrf: &self.csrf,
+            section,
+            notice,
+        }
+    }
+
     /// The person as the actor of what they change.
     pub fn actor(&self) -> Actor {
         Actor::OrgAdmin {

@@ -85,11 +85,7 @@ pub struct Refusal {
 #[derive(Template)]
 #[template(path = "console/overview.html")]
 struct Overview<'a> {
-    org: &'a str,
-    me: &'a str,
-    csrf: &'a str,
-    section: &'a str,
-    notice: Option<String>,
+    f: super::Frame<'a>,
     disabled_services: Vec<Row>,
     locked: Vec<Row>,
     refusals: Vec<Refusal>,
@@ -144,11 +140,7 @@ pub async fn overview(a: OrgAdmin) -> Response {
     html(
         StatusCode::OK,
         Overview {
-            org: a.org.slug.as_str(),
-            me: &a.user.username,
-            csrf: &a.csrf,
-            section: "overview",
-            notice: None,
+            f: a.frame("overview", None),
             disabled_services,
             locked,
             refusals,
@@ -160,12 +152,8 @@ pub async fn overview(a: OrgAdmin) -> Response {
 #[derive(Template)]
 #[template(path = "console/users.html")]
 struct Users<'a> {
-    org: &'a str,
-    me: &'a str,
+    f: super::Frame<'a>,
     me_id: &'a str,
-    csrf: &'a str,
-    section: &'a str,
-    notice: Option<String>,
     rows: Vec<Row>,
     page: usize,
     pages: usize,
@@ -207,12 +195,8 @@ pub async fn users(a: OrgAdmin, Query(q): Query<UsersQuery>) -> Response {
     html(
         StatusCode::OK,
         Users {
-            org: a.org.slug.as_str(),
-            me: &a.user.username,
+            f: a.frame("users", notice),
             me_id: &a.user.id,
-            csrf: &a.csrf,
-            section: "users",
-            notice,
             rows,
             page,
             pages,
@@ -405,11 +389,7 @@ fn event_view(e: &AuditEvent) -> EventView {
 #[derive(Template)]
 #[template(path = "console/audit.html")]
 struct Audit<'a> {
-    org: &'a str,
-    me: &'a str,
-    csrf: &'a str,
-    section: &'a str,
-    notice: Option<String>,
+    f: super::Frame<'a>,
     asked: String,
     event: Option<EventView>,
     recent: Vec<EventView>,
@@ -459,11 +439,7 @@ pub async fn audit(a: OrgAdmin, Query(q): Query<AuditQuery>) -> Response {
     html(
         status,
         Audit {
-            org: a.org.slug.as_str(),
-            me: &a.user.username,
-            csrf: &a.csrf,
-            section: "audit",
-            notice: None,
+            f: a.frame("audit", None),
             asked,
             event,
             recent,
@@ -485,11 +461,7 @@ pub struct GrantRow {
 #[derive(Template)]
 #[template(path = "console/user.html")]
 struct UserPage<'a> {
-    org: &'a str,
-    me: &'a str,
-    csrf: &'a str,
-    section: &'a str,
-    notice: Option<String>,
+    f: super::Frame<'a>,
     u: Row,
     email: String,
     roles: String,
@@ -553,11 +525,7 @@ pub async fn user(a: OrgAdmin, Path(id): Path<String>, Query(q): Query<UserQuery
     html(
         StatusCode::OK,
         UserPage {
-            org: a.org.slug.as_str(),
-            me: &a.user.username,
-            csrf: &a.csrf,
-            section: "users",
-            notice,
+            f: a.frame("users", notice),
             email: u.email.clone().unwrap_or_default(),
             roles: u.roles.join(", "),
             provisioning,
