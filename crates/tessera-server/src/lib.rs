@@ -30,6 +30,7 @@ mod request_id;
 mod saml;
 mod saml_metadata;
 mod scim;
+mod scopes;
 mod serve;
 mod session;
 mod slo;

@@ -29,6 +29,21 @@ pub async fn diagnose(
     admin: Admin,
     ApiJson(req): ApiJson<DiagnoseRequest>,
 ) -> Result<Json<DiagnoseResponse>, ApiError> {
+    Ok(Json(
+        dry_run(&admin.st, admin.org.id, &admin.client_id, &req).await?,
+    ))
+}
+
+/// A dry run of the token request `req` describes, in org `org_id`, as `actor` asked
+/// it (the admin API's client, or a person in the console): the decision and trace the
+/// token endpoint would give, nothing issued, no throttling budget used; audited as
+/// `diagnose`.
+pub(crate) async fn dry_run(
+    st: &crate::state::AppState,
+    org_id: i64,
+    actor: &str,
+    req: &DiagnoseRequest,
+) -> Result<DiagnoseResponse, ApiError> {
     let source: IpAddr = match &req.source_ip {
         Some(s) => s
             .parse()
@@ -52,10 +67,8 @@ pub async fn diagnose(
         secret: req.client_secret.as_deref().map(SecretString::new),
     };
     let parsed = decision::parse_fields(&req.grant_type, client, req.scope.as_deref(), &[], source);
-    let st = &admin.st;
-    let (d, request_id) =
-        token_service::dry_run(st, parsed, source, admin.org.id, &admin.client_id).await?;
-    Ok(Json(DiagnoseResponse {
+    let (d, request_id) = token_service::dry_run(st, parsed, source, org_id, actor).await?;
+    Ok(DiagnoseResponse {
         outcome: if d.outcome.is_ok() {
             "granted"
         } else {
@@ -68,7 +81,7 @@ pub async fn diagnose(
         scope: d.outcome.as_ref().ok().map(|g| g.scopes.join(" ")),
         trace: trace_view(&d.trace),
         request_id,
-    }))
+    })
 }
 
 /// `POST /api/v2/oauth/diagnose/authorize`.

@@ -6,7 +6,7 @@
 
 mod audit;
 mod clients;
-mod diagnose;
+pub(crate) mod diagnose;
 pub mod openapi;
 mod scim;
 mod scopes;
