@@ -464,3 +464,117 @@ async fn the_enforcement_switch_needs_the_preview_the_admin_saw() {
     assert_eq!(cfg["enforced"], false);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_dry_run_form_shows_the_token_endpoints_decision() {
+    let app = spawn_app().await;
+    let (mut browser, _) = logged_in_admin(&app).await;
+    let sa = app.service_account("svc-ci").await;
+    let (id, secret) = app
+        .client(
+            json!({"name": "CI", "grant_types": ["client_credentials"], "service_account_id": sa}),
+        )
+        .await;
+    app.patch(&format!("/users/{sa}"), json!({"enabled": false}))
+        .await;
+    let (s, _, form) = browser.get("/admin/diagnose").await;
+    assert_eq!(s, 200);
+    for label in [
+        "Client id",
+        "Client secret",
+        "Grant type",
+        "Scope",
+        "From address",
+    ] {
+        assert!(form.contains(label), "{label}: {form}");
+    }
+    let (s, _, page) = browser
+        .post_form(
+            "/admin/diagnose",
+            &[
+                ("csrf", &csrf(&form)),
+                ("client_id", &id),
+                ("client_secret", &secret),
+                ("grant_type", "client_credentials"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("would answer: denied"), "{page}");
+    assert!(
+        page.contains("href=\"/docs/errors#service_account_disabled\""),
+        "{page}"
+    );
+    assert!(page.contains("fails here"), "{page}");
+    // The secret typed in is not shown back.
+    assert!(!page.contains(&secret), "{page}");
+    // Nothing was issued, and the dry run is audited.
+    let (_, events) = app.get("/audit/events?kind=diagnose").await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
+    let (_, tokens) = app
+        .get(&format!("/audit/events?kind=token&client_id={id}"))
+        .await;
+    assert_eq!(tokens["events"], json!([]), "{tokens}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn scopes_are_listed_and_added_by_the_admin_apis_rules() {
+    let app = spawn_app().await;
+    let (mut browser, ada) = logged_in_admin(&app).await;
+    let (_, _, page) = browser.get("/admin/scopes").await;
+    assert!(
+        page.contains("<code>openid</code>") && page.contains("built in"),
+        "{page}"
+    );
+    let token = csrf(&page);
+    let (s, location, _) = browser
+        .post_form(
+            "/admin/scopes",
+            &[
+                ("csrf", &token),
+                ("name", "billing:read"),
+                ("description", "Read invoices"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, 303);
+    let (_, _, page) = browser.get(&location.unwrap()).await;
+    assert!(
+        page.contains("Scope billing:read is in the catalogue"),
+        "{page}"
+    );
+    let (_, api) = app.get("/scopes").await;
+    assert!(api.to_string().contains("billing:read"), "{api}");
+    // The API's rules: a built-in name is a conflict, a space is not a scope.
+    let (s, _, body) = browser
+        .post_form(
+            "/admin/scopes",
+            &[("csrf", &token), ("name", "openid")],
+            None,
+        )
+        .await;
+    assert_eq!(s, 409, "{body}");
+    let (s, _, _) = browser
+        .post_form(
+            "/admin/scopes",
+            &[("csrf", &token), ("name", "two words")],
+            None,
+        )
+        .await;
+    assert_eq!(s, 422);
+    let (_, events) = app.get("/audit/events?kind=admin").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["change"]["op"] == "create_scope"
+                && e["actor"] == ada.as_str()
+                && e["change"]["via"] == "console"),
+        "{events}"
+    );
+    app.stop().await;
+}

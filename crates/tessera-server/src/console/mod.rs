@@ -9,7 +9,9 @@
 //! named.
 
 mod clients;
+mod diagnose;
 mod pages;
+mod scopes;
 mod sso;
 
 use axum::Router;
@@ -52,9 +54,11 @@ pub fn routes() -> Router<Shared> {
             "/admin/clients/{id}/secrets/{secret_id}/revoke",
             post(clients::revoke),
         )
+        .route("/admin/scopes", get(scopes::list).post(scopes::add))
         .route("/admin/sso", get(sso::show))
         .route("/admin/sso/enforce", post(sso::enforce))
         .route("/admin/sso/unenforce", post(sso::unenforce))
+        .route("/admin/diagnose", get(diagnose::form).post(diagnose::run))
         .route("/admin/audit", get(pages::audit))
         .route("/assets/console.css", get(stylesheet))
 }
