@@ -9,9 +9,14 @@ use crate::helpers::{TestApp, spawn_app};
 
 /// A person with the org_admin role, logged in to the console through the org's login.
 async fn logged_in_admin(app: &TestApp) -> (Browser, String) {
-    let id = app.human("ada", "correct horse battery").await;
+    logged_in_as(app, "ada", "org_admin").await
+}
+
+/// A person with `role`, logged in to the console through the org's login.
+async fn logged_in_as(app: &TestApp, name: &str, role: &str) -> (Browser, String) {
+    let id = app.human(name, "correct horse battery").await;
     let (s, b) = app
-        .patch(&format!("/users/{id}"), json!({"roles": ["org_admin"]}))
+        .patch(&format!("/users/{id}"), json!({"roles": [role]}))
         .await;
     assert_eq!(s, 200, "{b}");
     let mut browser = Browser::new(app);
@@ -30,7 +35,7 @@ async fn logged_in_admin(app: &TestApp) -> (Browser, String) {
     let landed = match browser.walk("/admin/login?org=default").await {
         Landed::Page(200, url, html) if html.contains("name=\"password\"") => {
             browser
-                .log_in(&url, &html, "ada", "correct horse battery")
+                .log_in(&url, &html, name, "correct horse battery")
                 .await
         }
         other => panic!("no login form: {other:?}"),
@@ -576,5 +581,63 @@ async fn scopes_are_listed_and_added_by_the_admin_apis_rules() {
                 && e["change"]["via"] == "console"),
         "{events}"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_auditor_reads_every_page_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (mut browser, _) = logged_in_as(&app, "cy", "org_auditor").await;
+    let sa = app.service_account("svc-dfo").await;
+    app.patch(&format!("/users/{sa}"), json!({"enabled": false}))
+        .await;
+    for page in [
+        "/admin/",
+        "/admin/users",
+        "/admin/clients",
+        "/admin/scopes",
+        "/admin/sso",
+        "/admin/audit",
+        "/admin/diagnose",
+    ] {
+        let (s, _, html) = browser.get(page).await;
+        assert_eq!(s, 200, "{page}: {html}");
+        assert!(html.contains("Read only"), "{page}: {html}");
+    }
+    let (_, _, html) = browser.get("/admin/").await;
+    assert!(
+        html.contains("svc-dfo") && !html.contains("aria-label=\"Enable svc-dfo\""),
+        "{html}"
+    );
+    // A post made anyway is refused, and nothing changes.
+    let token = csrf(&html);
+    let (s, _, body) = browser
+        .post_form(
+            &format!("/admin/users/{sa}/enable"),
+            &[("csrf", &token)],
+            None,
+        )
+        .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("read-only"), "{body}");
+    let (_, user) = app.get(&format!("/users/{sa}")).await;
+    assert_eq!(user["state"], "disabled");
+    // A dry run changes nothing: allowed.
+    let (s, _, _) = browser
+        .post_form(
+            "/admin/diagnose",
+            &[
+                ("csrf", &token),
+                ("client_id", "nobody"),
+                ("grant_type", "client_credentials"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, location, _) = browser
+        .post_form("/admin/logout", &[("csrf", &token)], None)
+        .await;
+    assert_eq!((s, location.as_deref()), (303, Some("/admin/login")));
     app.stop().await;
 }

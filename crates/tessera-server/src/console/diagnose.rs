@@ -63,7 +63,8 @@ pub async fn form(a: OrgAdmin) -> Response {
 
 /// `POST /admin/diagnose`: the decision, with its trace.
 pub async fn run(a: OrgAdmin, headers: HeaderMap, Form(f): Form<DiagnoseForm>) -> Response {
-    if let Some(refusal) = a.form_refusal(&headers, f.csrf.as_deref()) {
+    // A dry run changes nothing: an auditor may run one too.
+    if let Some(refusal) = a.session_form_refusal(&headers, f.csrf.as_deref()) {
         return refusal;
     }
     let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());

@@ -30,6 +30,8 @@ use crate::{request_id, session};
 
 /// The role that opens the console.
 pub const ORG_ADMIN_ROLE: &str = "org_admin";
+/// The role that opens the console to read only: every page, no change.
+pub const ORG_AUDITOR_ROLE: &str = "org_auditor";
 
 /// The console's routes.
 pub fn routes() -> Router<Shared> {
@@ -68,6 +70,8 @@ pub fn routes() -> Router<Shared> {
 pub struct OrgAdmin {
     pub org: Org,
     pub user: User,
+    /// An org admin; an auditor (`org_auditor`) reads every page and changes nothing.
+    pub can_change: bool,
     pub csrf: String,
     pub st: Shared,
 }
@@ -84,15 +88,16 @@ impl FromRequestParts<Shared> for OrgAdmin {
         let (Ok(Some(user)), Ok(Some(org))) = (user, org) else {
             return Err(Redirect::to("/admin/login").into_response());
         };
-        let admin = user.user_type == UserType::Human
-            && user.effective_state(crate::clock::now()) == UserState::Active
-            && user.roles.iter().any(|r| r == ORG_ADMIN_ROLE);
-        if !admin {
+        let person = user.user_type == UserType::Human
+            && user.effective_state(crate::clock::now()) == UserState::Active;
+        let has = |role: &str| person && user.roles.iter().any(|r| r == role);
+        let can_change = has(ORG_ADMIN_ROLE);
+        if !can_change && !has(ORG_AUDITOR_ROLE) {
             return Err(refused(
                 StatusCode::FORBIDDEN,
                 "Only org admins use the console",
                 &format!(
-                    "You are logged in to {} as {}, who does not have the {ORG_ADMIN_ROLE} role. An org admin can give it to you.",
+                    "You are logged in to {} as {}, who has neither the {ORG_ADMIN_ROLE} role nor the read-only {ORG_AUDITOR_ROLE} role. An org admin can give you one.",
                     org.slug, user.username
                 ),
                 ("/session", "See who you are logged in as"),
@@ -100,6 +105,7 @@ impl FromRequestParts<Shared> for OrgAdmin {
         }
         let token = session::cookie(&parts.headers).unwrap_or_default();
         Ok(OrgAdmin {
+            can_change,
             csrf: csrf_for(&token),
             org,
             user,
@@ -111,6 +117,8 @@ impl FromRequestParts<Shared> for OrgAdmin {
 /// What the frame of every console page shows: the org, who is logged in (with the
 /// CSRF token of the frame's logout form), the section, and a notice.
 pub struct Frame<'a> {
+    /// Whether the page offers changes (false for an auditor: no buttons but log out).
+    pub can_change: bool,
     pub org: &'a str,
     pub me: &'a str,
     pub csrf: &'a str,
@@ -122,6 +130,7 @@ impl OrgAdmin {
     /// The frame of a page in `section`.
     pub fn frame(&self, section: &'static str, notice: Option<String>) -> Frame<'_> {
         Frame {
+            can_change: self.can_change,
             org: self.org.slug.as_str(),
             me: &self.user.username,
             csrf: &self.csrf,
@@ -156,6 +165,27 @@ impl OrgAdmin {
     /// A form post's checks: from this server's own pages (`Origin`), and carrying the
     /// session's CSRF token. The refusal page when they fail.
     pub fn form_refusal(&self, headers: &HeaderMap, csrf: Option<&str>) -> Option<Response> {
+        self.session_form_refusal(headers, csrf).or_else(|| {
+            (!self.can_change).then(|| {
+                refused(
+                    StatusCode::FORBIDDEN,
+                    "Read only",
+                    &format!(
+                        "You have the read-only {ORG_AUDITOR_ROLE} role: the console shows you everything and changes nothing. An org admin can make the change."
+                    ),
+                    ("/admin/", "Back to the console"),
+                )
+            })
+        })
+    }
+
+    /// The checks of a form that only touches the person's own session (logging out):
+    /// from this server's pages, with the session's CSRF token.
+    pub fn session_form_refusal(
+        &self,
+        headers: &HeaderMap,
+        csrf: Option<&str>,
+    ) -> Option<Response> {
         if session::foreign_origin(&self.st, headers, "a console form").is_some() {
             return Some(refused(
                 StatusCode::FORBIDDEN,

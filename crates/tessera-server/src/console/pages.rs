@@ -322,7 +322,7 @@ pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Res
 
 /// `POST /admin/logout`: ends the session and what its logins gave clients.
 pub async fn logout(a: OrgAdmin, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
-    if let Some(refusal) = a.form_refusal(&headers, f.csrf.as_deref()) {
+    if let Some(refusal) = a.session_form_refusal(&headers, f.csrf.as_deref()) {
         return refusal;
     }
     if let Err(e) = session::end_current(&a.st, &headers).await {
