@@ -641,3 +641,54 @@ async fn an_auditor_reads_every_page_and_changes_nothing() {
     assert_eq!((s, location.as_deref()), (303, Some("/admin/login")));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_audit_list_filters_pages_back_and_follows_live() {
+    let app = spawn_app().await;
+    let (mut browser, _) = logged_in_admin(&app).await;
+    let (id, secret) = app
+        .client(json!({"name": "CI", "grant_types": ["client_credentials"]}))
+        .await;
+    app.token_basic(&id, &secret, "grant_type=client_credentials")
+        .await;
+    // More refusals than one page holds (the throttle's among them).
+    for _ in 0..52 {
+        app.token_basic(&id, "tsec_wrong", "grant_type=client_credentials")
+            .await;
+    }
+    let (s, _, page) = browser
+        .get(&format!(
+            "/admin/audit?outcome=denied&kind=token&client_id={id}"
+        ))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(page.matches("<tr><td><time").count(), 50, "{page}");
+    assert!(!page.contains("\"Outcome\">granted<"), "{page}");
+    assert!(
+        page.contains("<option value=\"denied\" selected>"),
+        "{page}"
+    );
+    // The next page: the rest, older.
+    let older = page
+        .split("href=\"/admin/audit?")
+        .find(|p| p.contains("before="))
+        .and_then(|p| p.split('"').next())
+        .unwrap_or_else(|| panic!("no older page: {page}"))
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let (_, _, rest) = browser.get(&format!("/admin/audit?{older}")).await;
+    assert_eq!(rest.matches("<tr><td><time").count(), 2, "{rest}");
+    // Followed live: the page reloads itself, on the same filters.
+    let (_, _, live) = browser
+        .get(&format!(
+            "/admin/audit?outcome=granted&client_id={id}&live=1"
+        ))
+        .await;
+    assert!(
+        live.contains("<meta http-equiv=\"refresh\" content=\"5\">"),
+        "{live}"
+    );
+    assert_eq!(live.matches("<tr><td><time").count(), 1, "{live}");
+    assert!(live.contains("Stop following"), "{live}");
+    app.stop().await;
+}

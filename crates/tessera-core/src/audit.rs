@@ -27,6 +27,23 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
+    /// Every kind, in the order they are documented.
+    pub const ALL: [AuditKind; 8] = [
+        AuditKind::Token,
+        AuditKind::Diagnose,
+        AuditKind::Admin,
+        AuditKind::Login,
+        AuditKind::Authorize,
+        AuditKind::Introspect,
+        AuditKind::Revoke,
+        AuditKind::Scim,
+    ];
+
+    /// The kind of a wire spelling.
+    pub fn parse(s: &str) -> Option<AuditKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -106,20 +106,12 @@ pub async fn list(
     }
     let kind = match q.kind.as_deref() {
         None => None,
-        Some("token") => Some(AuditKind::Token),
-        Some("diagnose") => Some(AuditKind::Diagnose),
-        Some("admin") => Some(AuditKind::Admin),
-        Some("login") => Some(AuditKind::Login),
-        Some("authorize") => Some(AuditKind::Authorize),
-        Some("introspect") => Some(AuditKind::Introspect),
-        Some("revoke") => Some(AuditKind::Revoke),
-        Some("scim") => Some(AuditKind::Scim),
-        Some(_) => {
-            return Err(ApiError::field(
+        Some(k) => Some(AuditKind::parse(k).ok_or_else(|| {
+            ApiError::field(
                 "kind",
                 "one of token, diagnose, admin, login, authorize, introspect, revoke, scim",
-            ));
-        }
+            )
+        })?),
     };
     if let Some(o) = &q.outcome
         && !["granted", "denied", "ok", "login"].contains(&o.as_str())

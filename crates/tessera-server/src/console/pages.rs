@@ -392,24 +392,51 @@ struct Audit<'a> {
     f: super::Frame<'a>,
     asked: String,
     event: Option<EventView>,
-    recent: Vec<EventView>,
+    /// The filters as given (empty: any), and the choices of the selects.
+    outcome: String,
+    kind: String,
+    reason: String,
+    client: String,
+    outcomes: [&'static str; 4],
+    kinds: Vec<&'static str>,
+    events: Vec<EventView>,
+    /// The query of the next (older) page, when there is one.
+    older: Option<String>,
+    /// The query of this list, followed live (the page reloads itself every 5 s).
+    live_query: String,
+    /// The same, not followed.
+    stop_query: String,
+    live: bool,
 }
 
 #[derive(serde::Deserialize, Default)]
 pub struct AuditQuery {
     request_id: Option<String>,
+    outcome: Option<String>,
+    kind: Option<String>,
+    reason: Option<String>,
+    client_id: Option<String>,
+    before: Option<String>,
+    live: Option<String>,
 }
 
+/// Events per page of the list.
+const EVENTS_PER_PAGE: u32 = 50;
+
 /// `GET /admin/audit`: a request id's decision trace with the failing check marked, and
-/// the latest refusals.
+/// the events, filtered by outcome, kind, reason and client, paged back in time, or
+/// followed live.
 pub async fn audit(a: OrgAdmin, Query(q): Query<AuditQuery>) -> Response {
-    let asked: String = q
-        .request_id
-        .unwrap_or_default()
-        .trim()
-        .chars()
-        .take(64)
-        .collect();
+    let clean = |v: &Option<String>| -> String {
+        v.as_deref()
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(128)
+            .collect()
+    };
+    let asked = clean(&q.request_id);
     let event = if asked.is_empty() {
         None
     } else {
@@ -418,19 +445,48 @@ pub async fn audit(a: OrgAdmin, Query(q): Query<AuditQuery>) -> Response {
             Err(e) => return crate::html::unavailable(e.to_string()),
         }
     };
+    let (outcome, kind, reason, client) = (
+        clean(&q.outcome),
+        clean(&q.kind),
+        clean(&q.reason),
+        clean(&q.client_id),
+    );
+    let some = |v: &str| (!v.is_empty()).then(|| v.to_string());
+    let live = q.live.as_deref() == Some("1");
     let filter = AuditFilter {
-        outcome: Some("denied".into()),
-        limit: 25,
+        outcome: some(&outcome),
+        kind: AuditKind::parse(&kind),
+        reason: some(&reason),
+        client_id: some(&client),
+        // Live, the newest page: the page reloads to show what came since.
+        before: if live { None } else { some(&clean(&q.before)) },
+        limit: EVENTS_PER_PAGE,
         ..AuditFilter::default()
     };
-    let recent =
-        a.st.store
-            .list_audit_events(a.org.id, &filter)
-            .await
-            .unwrap_or_default()
-            .iter()
-            .map(event_view)
-            .collect();
+    let events: Vec<EventView> = match a.st.store.list_audit_events(a.org.id, &filter).await {
+        Ok(list) => list.iter().map(event_view).collect(),
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
+    let query = |extra: &[(&str, &str)]| -> String {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("outcome", outcome.as_str()),
+            ("kind", kind.as_str()),
+            ("reason", reason.as_str()),
+            ("client_id", client.as_str()),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            if !v.is_empty() {
+                ser.append_pair(k, v);
+            }
+        }
+        ser.finish()
+    };
+    let older = (events.len() == EVENTS_PER_PAGE as usize && !live)
+        .then(|| events.last().map(|e| query(&[("before", &e.request_id)])))
+        .flatten();
     let status = if event.is_none() && !asked.is_empty() {
         StatusCode::NOT_FOUND
     } else {
@@ -442,7 +498,17 @@ pub async fn audit(a: OrgAdmin, Query(q): Query<AuditQuery>) -> Response {
             f: a.frame("audit", None),
             asked,
             event,
-            recent,
+            live_query: query(&[("live", "1")]),
+            stop_query: query(&[]),
+            outcome,
+            kind,
+            reason,
+            client,
+            outcomes: ["granted", "denied", "ok", "login"],
+            kinds: AuditKind::ALL.iter().map(|k| k.as_str()).collect(),
+            events,
+            older,
+            live,
         }
         .render(),
     )
