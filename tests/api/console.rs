@@ -75,14 +75,21 @@ async fn an_org_admin_finds_a_disabled_service_account_and_enables_it() {
     assert!(html.contains("svc-dfo"), "{html}");
     assert!(html.contains("default-admin"), "{html}");
     assert!(html.contains("aria-label=\"Enable svc-dfo\""), "{html}");
-    // A strict CSP, and nothing in the page that it would have to allow.
+    // A strict CSP, and nothing in the page that it would have to allow: one script,
+    // from a file, no inline script or style.
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(
-        csp.contains("default-src 'none'") && !csp.contains("unsafe"),
+        csp.contains("default-src 'none'")
+            && csp.contains("script-src 'self'")
+            && !csp.contains("unsafe"),
         "{csp}"
     );
     assert!(
-        !html.contains("<script") && !html.contains("style="),
+        !html.contains("<script>") && !html.contains("style="),
+        "{html}"
+    );
+    assert!(
+        html.contains("<script src=\"/assets/console.js\" defer></script>"),
         "{html}"
     );
     assert_eq!(headers["cache-control"], "no-store");

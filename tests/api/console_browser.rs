@@ -87,6 +87,12 @@ async fn an_org_admin_uses_the_console_in_chromium() {
     assert_eq!(r["ok"], true, "{r:#}\n{stderr}");
     let seen = &r["seen"];
     assert_eq!(seen["overview_lists_service_account"], 1, "{seen:#}");
+    assert!(
+        seen["time_title"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(" UTC")),
+        "{seen:#}"
+    );
     assert_eq!(seen["notice"], "svc-dfo is active now.", "{seen:#}");
     assert_eq!(seen["post_without_csrf"], 403, "{seen:#}");
     assert!(

@@ -60,6 +60,8 @@ try {
     .getByRole('row', { name: new RegExp(cfg.service_account.username) })
     .count();
   await shot(page, 'console-overview');
+  // The console's script shows times in the viewer's zone, with UTC on hover.
+  seen.time_title = await page.locator('time').first().getAttribute('title');
 
   // Enables the service account an admin client disabled, from the overview.
   await page.getByRole('button', { name: `Enable ${cfg.service_account.username}` }).click();
