@@ -32,7 +32,23 @@ fn secret_view(s: &StoredSecret, now: i64) -> SecretView {
     }
 }
 
-fn view(admin: &Admin, c: &Client, secrets: &[StoredSecret]) -> ClientView {
+/// The org a client operation works in, and the server: what the admin API's `Admin`
+/// and the console's `OrgAdmin` both have.
+pub(crate) struct OrgCtx<'a> {
+    pub st: &'a crate::state::AppState,
+    pub org: &'a tessera_core::model::Org,
+}
+
+impl Admin {
+    fn ctx(&self) -> OrgCtx<'_> {
+        OrgCtx {
+            st: &self.st,
+            org: &self.org,
+        }
+    }
+}
+
+fn view(admin: &OrgCtx<'_>, c: &Client, secrets: &[StoredSecret]) -> ClientView {
     let now = clock::now();
     ClientView {
         client_id: c.client_id.to_string(),
@@ -186,7 +202,7 @@ fn check_jwks(v: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
 }
 
 /// A `jwks_uri` to keep: a URL the server may fetch under its `[jwks_fetch]` policy.
-fn check_jwks_uri(admin: &Admin, u: &str) -> Result<String, ApiError> {
+fn check_jwks_uri(admin: &OrgCtx<'_>, u: &str) -> Result<String, ApiError> {
     admin
         .st
         .jwks
@@ -208,7 +224,7 @@ fn uses_secret(c: &Client) -> bool {
     c.auth_methods.iter().any(|m| m.uses_secret())
 }
 
-async fn parse_scopes(admin: &Admin, v: &[String]) -> Result<Vec<ScopeName>, ApiError> {
+async fn parse_scopes(admin: &OrgCtx<'_>, v: &[String]) -> Result<Vec<ScopeName>, ApiError> {
     let known = admin.st.store.list_scopes(admin.org.id).await?;
     let mut out = vec![];
     for (i, s) in v.iter().enumerate() {
@@ -326,7 +342,7 @@ fn check_name(n: &str) -> Result<(), ApiError> {
     printable("name", n)
 }
 
-async fn check_service_account(admin: &Admin, id: &str) -> Result<(), ApiError> {
+async fn check_service_account(admin: &OrgCtx<'_>, id: &str) -> Result<(), ApiError> {
     match admin.st.store.get_user(admin.org.id, id).await? {
         Some(u) if u.user_type == UserType::Service => Ok(()),
         Some(_) => Err(ApiError::field(
@@ -350,7 +366,7 @@ async fn check_service_account(admin: &Admin, id: &str) -> Result<(), ApiError> 
 /// client. So a client of the caller's own org is named as its own (the caller can read
 /// it anyway), and any other taken id gets one neutral 409, "not available", that says
 /// nothing about a holder. Generated ids (`cli_` and 128 random bits) never meet this.
-async fn taken(admin: &Admin, client_id: &ClientId) -> ApiError {
+async fn taken(admin: &OrgCtx<'_>, client_id: &ClientId) -> ApiError {
     match admin
         .st
         .store
@@ -368,7 +384,7 @@ async fn taken(admin: &Admin, client_id: &ClientId) -> ApiError {
     }
 }
 
-async fn find(admin: &Admin, client_id: &str) -> Result<Client, ApiError> {
+async fn find(admin: &OrgCtx<'_>, client_id: &str) -> Result<Client, ApiError> {
     admin
         .st
         .store
@@ -390,7 +406,7 @@ pub async fn list(admin: Admin) -> Result<Json<ClientList>, ApiError> {
     let mut items = Vec::with_capacity(clients.len());
     for c in &clients {
         let secrets = admin.st.store.list_secrets(c.client_id.as_str()).await?;
-        items.push(view(&admin, c, &secrets));
+        items.push(view(&admin.ctx(), c, &secrets));
     }
     Ok(Json(ClientList { items }))
 }
@@ -401,9 +417,9 @@ pub async fn show(
     admin: Admin,
     Path(client_id): Path<String>,
 ) -> Result<Json<ClientView>, ApiError> {
-    let c = find(&admin, &client_id).await?;
+    let c = find(&admin.ctx(), &client_id).await?;
     let secrets = admin.st.store.list_secrets(c.client_id.as_str()).await?;
-    Ok(Json(view(&admin, &c, &secrets)))
+    Ok(Json(view(&admin.ctx(), &c, &secrets)))
 }
 
 /// `POST /api/v2/oauth/clients`: creates a client and its first secret, shown once.
@@ -412,6 +428,38 @@ pub async fn create(
     admin: Admin,
     ApiJson(body): ApiJson<CreateClient>,
 ) -> Result<(StatusCode, Json<ClientView>), ApiError> {
+    let ctx = admin.ctx();
+    let (client, secret, generated) = create_client(&ctx, &body).await?;
+    admin
+        .audit(
+            "create_client",
+            json!({
+                "client_id": client.client_id,
+                "secret_id": secret.as_ref().map(|s| &s.id),
+                "secret_hint": secret.as_ref().map(|s| &s.hint),
+            }),
+        )
+        .await?;
+    let mut v = view(&ctx, &client, secret.as_slice());
+    v.client_secret = generated.map(|g| g.value.expose().to_string());
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// Creates the client `body` describes, by the admin API's rules (the console's form
+/// comes here too), with its first secret unless it authenticates without one.
+/// Returns the client, its stored secret and the secret's value (shown once). The
+/// caller audits.
+pub(crate) async fn create_client(
+    admin: &OrgCtx<'_>,
+    body: &CreateClient,
+) -> Result<
+    (
+        Client,
+        Option<StoredSecret>,
+        Option<tessera_core::secret::GeneratedSecret>,
+    ),
+    ApiError,
+> {
     let client_id = match &body.client_id {
         Some(id) => ClientId::parse(id).map_err(|e| ApiError::field("client_id", e.0))?,
         None => ClientId::parse(&random_id("cli_")).expect("generated ids are valid"),
@@ -421,7 +469,7 @@ pub async fn create(
         Some(g) => parse_grants(g)?,
         None => vec![GrantType::ClientCredentials],
     };
-    let scopes = parse_scopes(&admin, &body.scopes).await?;
+    let scopes = parse_scopes(admin, &body.scopes).await?;
     let ip_allowlist = parse_allowlist(&body.ip_allowlist)?;
     check_redirects(&body.redirect_uris)?;
     let auth_methods = match &body.token_endpoint_auth_methods {
@@ -429,7 +477,7 @@ pub async fn create(
         None => vec![AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost],
     };
     if let Some(sa) = &body.service_account_id {
-        check_service_account(&admin, sa).await?;
+        check_service_account(admin, sa).await?;
     }
     let now = clock::now();
     let mut client = Client {
@@ -462,7 +510,7 @@ pub async fn create(
         client.jwks = Some(check_jwks(j)?);
     }
     if let Some(u) = &body.jwks_uri {
-        client.jwks_uri = Some(check_jwks_uri(&admin, u)?);
+        client.jwks_uri = Some(check_jwks_uri(admin, u)?);
     }
     check_redirects_named("post_logout_redirect_uris", &body.post_logout_redirect_uris)?;
     client.interactive.post_logout_redirect_uris = body.post_logout_redirect_uris.clone();
@@ -482,22 +530,10 @@ pub async fn create(
         last_used_from: None,
     });
     match admin.st.store.create_client(&client, secret.as_ref()).await {
-        Err(StoreError::Conflict(_)) => return Err(taken(&admin, &client.client_id).await),
+        Err(StoreError::Conflict(_)) => return Err(taken(admin, &client.client_id).await),
         other => other?,
     }
-    admin
-        .audit(
-            "create_client",
-            json!({
-                "client_id": client.client_id,
-                "secret_id": secret.as_ref().map(|s| &s.id),
-                "secret_hint": secret.as_ref().map(|s| &s.hint),
-            }),
-        )
-        .await?;
-    let mut v = view(&admin, &client, secret.as_slice());
-    v.client_secret = generated.map(|g| g.value.expose().to_string());
-    Ok((StatusCode::CREATED, Json(v)))
+    Ok((client, secret, generated))
 }
 
 /// `PATCH /api/v2/oauth/clients/{client_id}`.
@@ -507,7 +543,7 @@ pub async fn update(
     Path(client_id): Path<String>,
     ApiJson(patch): ApiJson<PatchClient>,
 ) -> Result<Json<ClientView>, ApiError> {
-    let mut c = find(&admin, &client_id).await?;
+    let mut c = find(&admin.ctx(), &client_id).await?;
     if let Some(n) = &patch.name {
         check_name(n)?;
         c.name = n.clone();
@@ -525,7 +561,7 @@ pub async fn update(
         c.grant_types = parse_grants(g)?;
     }
     if let Some(s) = &patch.scopes {
-        c.scopes = parse_scopes(&admin, s).await?;
+        c.scopes = parse_scopes(&admin.ctx(), s).await?;
         // Admin tokens carry only the rights their client still has (`current_rights`).
         if c.client_id.as_str() == admin.client_id
             && !c
@@ -545,7 +581,7 @@ pub async fn update(
     }
     if let Some(sa) = &patch.service_account_id {
         if let Some(id) = sa {
-            check_service_account(&admin, id).await?;
+            check_service_account(&admin.ctx(), id).await?;
         }
         if c.client_id.as_str() == admin.client_id && *sa != c.service_account_id {
             return Err(ApiError::Conflict(format!(
@@ -579,7 +615,7 @@ pub async fn update(
             c.jwks_uri = None;
         }
         (None, Some(Some(u))) => {
-            c.jwks_uri = Some(check_jwks_uri(&admin, u)?);
+            c.jwks_uri = Some(check_jwks_uri(&admin.ctx(), u)?);
             c.jwks = None;
         }
         (None, Some(None)) => c.jwks_uri = None,
@@ -590,7 +626,7 @@ pub async fn update(
         c.interactive.post_logout_redirect_uris = u.clone();
     }
     check_consistent(&c)?;
-    let was_enabled = find(&admin, &client_id).await?.enabled;
+    let was_enabled = find(&admin.ctx(), &client_id).await?.enabled;
     admin.st.store.update_client(&c).await?;
     // A client disabled loses what its logins gave it (RFC 7009 §2.1 spirit: nothing
     // it holds keeps working).
@@ -608,7 +644,7 @@ pub async fn update(
         )
         .await?;
     let secrets = admin.st.store.list_secrets(c.client_id.as_str()).await?;
-    Ok(Json(view(&admin, &c, &secrets)))
+    Ok(Json(view(&admin.ctx(), &c, &secrets)))
 }
 
 /// `DELETE /api/v2/oauth/clients/{client_id}`.
@@ -648,7 +684,7 @@ pub async fn list_secrets(
     admin: Admin,
     Path(client_id): Path<String>,
 ) -> Result<Json<SecretList>, ApiError> {
-    let c = find(&admin, &client_id).await?;
+    let c = find(&admin.ctx(), &client_id).await?;
     let now = clock::now();
     let secrets = admin.st.store.list_secrets(c.client_id.as_str()).await?;
     Ok(Json(SecretList {
@@ -664,7 +700,7 @@ pub async fn rotate_secret(
     Path(client_id): Path<String>,
     OptionalJson(body): OptionalJson<RotateSecret>,
 ) -> Result<(StatusCode, Json<RotatedSecret>), ApiError> {
-    let c = find(&admin, &client_id).await?;
+    let c = find(&admin.ctx(), &client_id).await?;
     let grace = body
         .and_then(|b| b.grace_seconds)
         .unwrap_or(clients::DEFAULT_GRACE);
@@ -695,7 +731,7 @@ pub async fn revoke_secret(
     admin: Admin,
     Path((client_id, secret_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let c = find(&admin, &client_id).await?;
+    let c = find(&admin.ctx(), &client_id).await?;
     if c.client_id.as_str() == admin.client_id && admin.secret_id.as_deref() == Some(&secret_id) {
         return Err(ApiError::Conflict(format!(
             "secret {} is the one this request's token was issued for; revoking it would lock you out (get a token with the client's other secret first)",
