@@ -699,3 +699,108 @@ async fn the_audit_list_filters_pages_back_and_follows_live() {
     assert!(live.contains("Stop following"), "{live}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_org_admin_creates_a_client_and_sees_its_secret_once() {
+    let app = spawn_app().await;
+    let (mut browser, ada) = logged_in_admin(&app).await;
+    app.post("/scopes", json!({"name": "billing:read"})).await;
+    let sa = app.service_account("svc-billing").await;
+    let (s, _, form) = browser.get("/admin/clients/new").await;
+    assert_eq!(s, 200);
+    for label in [
+        "Name",
+        "Grant types",
+        "Scopes it may get",
+        "Runs as",
+        "IP allow-list",
+    ] {
+        assert!(form.contains(label), "{label}: {form}");
+    }
+    let token = csrf(&form);
+    let (s, _, page) = browser
+        .post_form(
+            "/admin/clients",
+            &[
+                ("csrf", &token),
+                ("name", "Billing export"),
+                ("grant", "client_credentials"),
+                ("scope", "billing:read"),
+                ("service_account", &sa),
+                ("ip_allowlist", "127.0.0.0/8\n10.0.0.0/8"),
+                ("ttl", "600"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{page}");
+    let value = |page: &str, id: &str| {
+        page.split(&format!("id=\"{id}\" value=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .map(str::to_string)
+    };
+    let secret = value(&page, "new-secret").unwrap_or_else(|| panic!("{page}"));
+    let client_id = page
+        .split("<dt>Client id</dt><dd><code>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_string();
+    // It works as created: the scope, the service account, the lifetime.
+    let (s, b) = app
+        .token_basic(&client_id, &secret, "grant_type=client_credentials")
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        (b["scope"].as_str(), b["expires_in"].as_i64()),
+        (Some("billing:read"), Some(600))
+    );
+    let (_, c) = app.get(&format!("/oauth/clients/{client_id}")).await;
+    assert_eq!(c["service_account_id"], sa.as_str());
+    assert_eq!(c["ip_allowlist"], json!(["127.0.0.0/8", "10.0.0.0/8"]));
+    // A public client gets no secret; a bad value is refused naming its field.
+    let (s, _, page) = browser
+        .post_form(
+            "/admin/clients",
+            &[
+                ("csrf", &token),
+                ("name", "Agent desktop"),
+                ("grant", "authorization_code"),
+                ("redirect_uris", "http://127.0.0.1:9/callback"),
+                ("public", "yes"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{page}");
+    assert!(
+        page.contains("has no secret") && value(&page, "new-secret").is_none(),
+        "{page}"
+    );
+    let (s, _, page) = browser
+        .post_form(
+            "/admin/clients",
+            &[
+                ("csrf", &token),
+                ("name", "Bad"),
+                ("grant", "client_credentials"),
+                ("ip_allowlist", "not-an-ip"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, 422, "{page}");
+    assert!(page.contains("ip_allowlist"), "{page}");
+    let (_, events) = app.get("/audit/events?kind=admin").await;
+    let created: Vec<&serde_json::Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["change"]["op"] == "create_client" && e["change"]["via"] == "console")
+        .collect();
+    assert_eq!(created.len(), 2, "{events}");
+    assert!(created.iter().all(|e| e["actor"] == ada.as_str()));
+    assert!(!events.to_string().contains(&secret));
+    app.stop().await;
+}

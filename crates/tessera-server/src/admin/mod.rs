@@ -5,7 +5,7 @@
 //! check. The org comes from the token, never from the request.
 
 mod audit;
-mod clients;
+pub(crate) mod clients;
 pub(crate) mod diagnose;
 pub mod openapi;
 mod scim;

@@ -291,17 +291,172 @@ pub async fn revoke(
 /// A refusal of the shared client code, as a console page.
 fn api_refusal(e: ApiError, c: &Client) -> Response {
     let back = format!("/admin/clients/{}", c.client_id);
-    let (status, text) = match e {
-        ApiError::InvalidField { message, .. } => (StatusCode::UNPROCESSABLE_ENTITY, message),
-        ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
-        ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-        ApiError::Store(m) => return crate::html::unavailable(m),
-        other => (StatusCode::BAD_REQUEST, other.to_string()),
+    super::not_done(e, "Nothing was changed", (&back, "Back to the client"))
+}
+
+#[derive(Template)]
+#[template(path = "console/client_new.html")]
+struct NewClient<'a> {
+    f: super::Frame<'a>,
+    /// (wire name, label) of each grant type.
+    grants: Vec<(&'static str, &'static str)>,
+    scopes: Vec<String>,
+    /// (id, username) of the org's service accounts.
+    accounts: Vec<(String, String)>,
+}
+
+/// `GET /admin/clients/new`: the form.
+pub async fn new_form(a: OrgAdmin) -> Response {
+    if !a.can_change {
+        return Redirect::to("/admin/clients").into_response();
+    }
+    let (scopes, users) = match (
+        crate::scopes::list(&a.st, &a.org).await,
+        a.st.store.list_users(a.org.id).await,
+    ) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) => return crate::html::unavailable(e.to_string()),
+        (_, Err(e)) => return crate::html::unavailable(e.to_string()),
     };
-    refused(
-        status,
-        "Nothing was changed",
-        &text,
-        (&back, "Back to the client"),
+    let mut accounts: Vec<(String, String)> = users
+        .into_iter()
+        .filter(|u| u.user_type == tessera_core::model::UserType::Service)
+        .map(|u| (u.id, u.username))
+        .collect();
+    accounts.sort_by(|x, y| x.1.cmp(&y.1));
+    html(
+        StatusCode::OK,
+        NewClient {
+            f: a.frame("clients", None),
+            grants: vec![
+                (
+                    "client_credentials",
+                    "client_credentials: a service acting as itself",
+                ),
+                (
+                    "authorization_code",
+                    "authorization_code: people log in to an app",
+                ),
+                ("refresh_token", "refresh_token: the app keeps the login"),
+                (
+                    "password",
+                    "password: a legacy app sends people's passwords",
+                ),
+                (
+                    "urn:ietf:params:oauth:grant-type:saml2-bearer",
+                    "SAML 2.0 bearer: a backend acting for a person with their IdP's assertion",
+                ),
+            ],
+            scopes: scopes.into_iter().map(|s| s.name).collect(),
+            accounts,
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/client_created.html")]
+struct Created<'a> {
+    f: super::Frame<'a>,
+    name: &'a str,
+    client_id: &'a str,
+    secret: Option<&'a str>,
+}
+
+/// `POST /admin/clients`: creates a client by the admin API's rules
+/// (`admin::clients::create_client`), its secret shown once on the answer.
+pub async fn create(
+    a: OrgAdmin,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let one = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let all = |k: &str| -> Vec<String> {
+        fields
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let lines = |k: &str| -> Vec<String> {
+        one(k)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    if let Some(refusal) = a.form_refusal(&headers, one("csrf").as_deref()) {
+        return refusal;
+    }
+    let public = one("public").as_deref() == Some("yes");
+    let ttl = match one("ttl").map(|t| t.parse::<i64>()) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => {
+            return refused(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "The client was not created",
+                "access token lifetime: a whole number of seconds",
+                ("/admin/clients/new", "Back to the form"),
+            );
+        }
+        None => None,
+    };
+    let body = tessera_api::CreateClient {
+        client_id: None,
+        name: one("name").unwrap_or_default(),
+        grant_types: Some(all("grant")),
+        scopes: all("scope"),
+        ip_allowlist: lines("ip_allowlist"),
+        service_account_id: one("service_account"),
+        redirect_uris: lines("redirect_uris"),
+        token_endpoint_auth_methods: public.then(|| vec!["none".to_string()]),
+        access_token_ttl: ttl,
+        pkce_required: None,
+        refresh_token_ttl: None,
+        refresh_token_idle_ttl: None,
+        jwks: None,
+        jwks_uri: None,
+        post_logout_redirect_uris: vec![],
+    };
+    let ctx = crate::admin::clients::OrgCtx {
+        st: &a.st,
+        org: &a.org,
+    };
+    let (client, secret, generated) = match crate::admin::clients::create_client(&ctx, &body).await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return super::not_done(
+                e,
+                "The client was not created",
+                ("/admin/clients/new", "Back to the form"),
+            );
+        }
+    };
+    let change = json!({
+        "client_id": client.client_id,
+        "secret_id": secret.as_ref().map(|s| &s.id),
+        "secret_hint": secret.as_ref().map(|s| &s.hint),
+    });
+    if let Some(failed) = a.audit("create_client", change).await {
+        return failed;
+    }
+    html(
+        StatusCode::CREATED,
+        Created {
+            f: a.frame("clients", None),
+            name: &client.name,
+            client_id: client.client_id.as_str(),
+            secret: generated.as_ref().map(|g| g.value.expose()),
+        }
+        .render(),
     )
 }

@@ -9,9 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use tessera_api::{DiagnoseRequest, DiagnoseResponse};
 
-use super::{Frame, OrgAdmin, html, refused};
+use super::{Frame, OrgAdmin, html};
 use crate::admin::diagnose::dry_run;
-use crate::error::ApiError;
 
 const GRANTS: [&str; 2] = ["client_credentials", "password"];
 
@@ -81,12 +80,10 @@ pub async fn run(a: OrgAdmin, headers: HeaderMap, Form(f): Form<DiagnoseForm>) -
     };
     match dry_run(&a.st, a.org.id, &a.user.id, &req).await {
         Ok(result) => page(&a, &f, Some(result)),
-        Err(ApiError::InvalidField { field, message }) => refused(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        Err(e) => super::not_done(
+            e,
             "The dry run could not start",
-            &format!("{field}: {message}"),
             ("/admin/diagnose", "Back to the form"),
         ),
-        Err(e) => crate::html::unavailable(e.to_string()),
     }
 }

@@ -49,7 +49,8 @@ pub fn routes() -> Router<Shared> {
             post(pages::revoke_grant),
         )
         .route("/admin/users/{id}/disable", post(pages::disable_user))
-        .route("/admin/clients", get(clients::list))
+        .route("/admin/clients", get(clients::list).post(clients::create))
+        .route("/admin/clients/new", get(clients::new_form))
         .route("/admin/clients/{id}", get(clients::show))
         .route("/admin/clients/{id}/rotate", post(clients::rotate))
         .route(
@@ -247,6 +248,23 @@ pub fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response
             )
         }
     }
+}
+
+/// The page for a refusal of the code the console shares with the admin API: what was
+/// refused (the field, when one is at fault), nothing changed, and a way back.
+pub fn not_done(e: crate::error::ApiError, title: &str, back: (&str, &str)) -> Response {
+    use crate::error::ApiError;
+    let (status, text) = match e {
+        ApiError::InvalidField { field, message } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{field}: {message}"),
+        ),
+        ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+        ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        ApiError::Store(m) => return crate::html::unavailable(m),
+        other => (StatusCode::BAD_REQUEST, other.to_string()),
+    };
+    refused(status, title, &text, back)
 }
 
 /// A refusal page: what happened, the request id, and a way on.

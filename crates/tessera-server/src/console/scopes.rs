@@ -8,8 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 use tessera_api::ScopeView;
 
-use super::{Frame, OrgAdmin, html, refused};
-use crate::error::ApiError;
+use super::{Frame, OrgAdmin, html};
 use crate::scopes;
 
 #[derive(Template)]
@@ -69,23 +68,13 @@ pub async fn add(a: OrgAdmin, headers: HeaderMap, Form(f): Form<AddForm>) -> Res
     .await;
     let scope = match created {
         Ok(s) => s,
-        Err(ApiError::InvalidField { field, message }) => {
-            return refused(
-                StatusCode::UNPROCESSABLE_ENTITY,
+        Err(e) => {
+            return super::not_done(
+                e,
                 "The scope was not added",
-                &format!("{field}: {message}"),
                 ("/admin/scopes", "Back to scopes"),
             );
         }
-        Err(ApiError::Conflict(m)) => {
-            return refused(
-                StatusCode::CONFLICT,
-                "The scope was not added",
-                &m,
-                ("/admin/scopes", "Back to scopes"),
-            );
-        }
-        Err(e) => return crate::html::unavailable(e.to_string()),
     };
     if let Some(failed) = a.audit("create_scope", json!({"name": scope.name})).await {
         return failed;

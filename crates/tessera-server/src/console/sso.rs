@@ -118,15 +118,9 @@ async fn switch(a: OrgAdmin, on: bool, ack: Ack<'_>) -> Response {
                 ("/admin/sso", "See the new preview"),
             );
         }
-        Err(ApiError::InvalidField { message, .. }) => {
-            return refused(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Nothing was changed",
-                &message,
-                ("/admin/sso", "Back to SSO"),
-            );
+        Err(e) => {
+            return super::not_done(e, "Nothing was changed", ("/admin/sso", "Back to SSO"));
         }
-        Err(e) => return crate::html::unavailable(e.to_string()),
     }
     Redirect::to(if on {
         "/admin/sso?done=on"
