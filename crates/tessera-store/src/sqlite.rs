@@ -125,6 +125,28 @@ fn conflict_as(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
     }
 }
 
+/// Opens a connection (or pool), retrying a few times while the file is locked: a
+/// connection's first statements (the journal mode among them) can meet another
+/// process's or node's lock on the same file before the busy timeout applies, seen as
+/// "database is locked" when two nodes start together on a loaded machine.
+async fn with_open_retries<T, F, Fut>(url: &str, open: F) -> StoreResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match open().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < 20 && e.to_string().contains("database is locked") => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(StoreError::Backend(format!("cannot open {url}: {e}"))),
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens the SQLite database at `url` (creating the file) and migrates it.
     pub async fn open(url: &str, durability: Durability) -> StoreResult<Self> {
@@ -154,24 +176,21 @@ impl SqliteStore {
         // bought no throughput). Connections live as long as the store, and a local file
         // needs no liveness ping before each use (a round trip to the connection's worker
         // thread per query, seen in profiles).
-        let pool = SqlitePoolOptions::new()
-            .max_connections(if in_memory { 1 } else { 4 })
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .test_before_acquire(false)
-            .connect_with(opts.clone())
-            .await
-            .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
+        let pool = with_open_retries(&url, || {
+            SqlitePoolOptions::new()
+                .max_connections(if in_memory { 1 } else { 4 })
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .test_before_acquire(false)
+                .connect_with(opts.clone())
+        })
+        .await?;
         migrate::run(&pool, migrate::SQLITE).await?;
         let writer = if in_memory {
             None
         } else {
-            Some(
-                SqliteConnection::connect_with(&opts)
-                    .await
-                    .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?,
-            )
+            Some(with_open_retries(&url, || SqliteConnection::connect_with(&opts)).await?)
         };
         let store = Self {
             pool,
