@@ -275,6 +275,13 @@ async fn an_org_admin_rotates_a_secret_with_grace_and_revokes_the_old_one() {
             .await;
         assert_eq!(s, 200, "{b}");
     }
+    // The overview says the rotation is not finished: the old secret is still in use.
+    let (_, _, overview) = browser.get("/admin/").await;
+    assert!(
+        overview.contains("Clients still using a rotated secret (1)")
+            && overview.contains(&format!("…{old_hint}")),
+        "{overview}"
+    );
     // The client's page never shows a secret's value again.
     let (_, _, html) = browser.get(&format!("/admin/clients/{id}")).await;
     assert!(!html.contains(&new) && !html.contains(&old), "{html}");

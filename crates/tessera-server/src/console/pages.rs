@@ -82,6 +82,56 @@ pub struct Refusal {
     pub latest: String,
 }
 
+/// A client's secret that needs attention on the overview.
+pub struct SecretNote {
+    pub client_id: String,
+    pub client_name: String,
+    pub hint: String,
+    pub last_used: String,
+    pub from: String,
+    pub expires: String,
+}
+
+/// How far ahead the overview looks for expiring secrets.
+const EXPIRING_WITHIN: i64 = 14 * 86_400;
+
+/// The secrets that need attention: those a caller still uses though a newer one exists
+/// (a rotation not finished), and those expiring soon.
+async fn secret_notes(a: &OrgAdmin) -> (Vec<SecretNote>, Vec<SecretNote>) {
+    let now = clock::now();
+    let mut still_old = vec![];
+    let mut expiring = vec![];
+    let clients = a.st.store.list_clients(a.org.id).await.unwrap_or_default();
+    for c in &clients {
+        let Ok(secrets) = a.st.store.list_secrets(c.client_id.as_str()).await else {
+            continue;
+        };
+        let active: Vec<_> = secrets
+            .iter()
+            .filter(|s| s.revoked_at.is_none() && s.expires_at.is_none_or(|e| e > now))
+            .collect();
+        // The store lists secrets oldest first: all but the last active one have a newer
+        // one beside them (a rotation in its grace period).
+        for (i, s) in active.iter().enumerate() {
+            let note = || SecretNote {
+                client_id: c.client_id.to_string(),
+                client_name: c.name.clone(),
+                hint: s.hint.clone(),
+                last_used: s.last_used_at.map(rfc3339).unwrap_or_default(),
+                from: s.last_used_from.clone().unwrap_or_default(),
+                expires: s.expires_at.map(rfc3339).unwrap_or_default(),
+            };
+            let superseded = i + 1 < active.len();
+            if superseded && s.last_used_at.is_some() {
+                still_old.push(note());
+            } else if s.expires_at.is_some_and(|e| e - now <= EXPIRING_WITHIN) {
+                expiring.push(note());
+            }
+        }
+    }
+    (still_old, expiring)
+}
+
 #[derive(Template)]
 #[template(path = "console/overview.html")]
 struct Overview<'a> {
@@ -89,6 +139,8 @@ struct Overview<'a> {
     disabled_services: Vec<Row>,
     locked: Vec<Row>,
     refusals: Vec<Refusal>,
+    still_old: Vec<SecretNote>,
+    expiring: Vec<SecretNote>,
 }
 
 /// `GET /admin/`: what needs attention.
@@ -137,6 +189,7 @@ pub async fn overview(a: OrgAdmin) -> Response {
     }
     let mut refusals: Vec<Refusal> = by_reason.into_values().collect();
     refusals.sort_by(|x, y| y.count.cmp(&x.count).then(x.reason.cmp(&y.reason)));
+    let (still_old, expiring) = secret_notes(&a).await;
     html(
         StatusCode::OK,
         Overview {
@@ -144,6 +197,8 @@ pub async fn overview(a: OrgAdmin) -> Response {
             disabled_services,
             locked,
             refusals,
+            still_old,
+            expiring,
         }
         .render(),
     )
