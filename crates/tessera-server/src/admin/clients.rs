@@ -543,16 +543,39 @@ pub async fn update(
     Path(client_id): Path<String>,
     ApiJson(patch): ApiJson<PatchClient>,
 ) -> Result<Json<ClientView>, ApiError> {
-    let mut c = find(&admin.ctx(), &client_id).await?;
+    let ctx = admin.ctx();
+    let c = update_client(&ctx, &client_id, &patch, Some(&admin.client_id)).await?;
+    admin
+        .audit(
+            "update_client",
+            json!({ "client_id": c.client_id, "patch": serde_json::to_value(&patch).unwrap_or_default() }),
+        )
+        .await?;
+    let secrets = admin.st.store.list_secrets(c.client_id.as_str()).await?;
+    Ok(Json(view(&ctx, &c, &secrets)))
+}
+
+/// Applies `patch` to client `client_id` by the admin API's rules (the console's form
+/// comes here too); a client disabled loses what its logins gave it. `caller` is the
+/// admin API's own client, when it is the one asking: it may not lock itself out. The
+/// caller audits.
+pub(crate) async fn update_client(
+    admin: &OrgCtx<'_>,
+    client_id: &str,
+    patch: &PatchClient,
+    caller: Option<&str>,
+) -> Result<Client, ApiError> {
+    let is_caller = |c: &Client| caller == Some(c.client_id.as_str());
+    let mut c = find(admin, client_id).await?;
     if let Some(n) = &patch.name {
         check_name(n)?;
         c.name = n.clone();
     }
     if let Some(e) = patch.enabled {
-        if !e && c.client_id.as_str() == admin.client_id {
+        if !e && is_caller(&c) {
             return Err(ApiError::Conflict(format!(
                 "client '{}' makes this request; disabling it would lock you out",
-                admin.client_id
+                c.client_id
             )));
         }
         c.enabled = e;
@@ -561,9 +584,9 @@ pub async fn update(
         c.grant_types = parse_grants(g)?;
     }
     if let Some(s) = &patch.scopes {
-        c.scopes = parse_scopes(&admin.ctx(), s).await?;
+        c.scopes = parse_scopes(admin, s).await?;
         // Admin tokens carry only the rights their client still has (`current_rights`).
-        if c.client_id.as_str() == admin.client_id
+        if is_caller(&c)
             && !c
                 .scopes
                 .iter()
@@ -571,7 +594,7 @@ pub async fn update(
         {
             return Err(ApiError::Conflict(format!(
                 "client '{}' makes this request; removing '{}' from it would lock you out",
-                admin.client_id,
+                c.client_id,
                 tessera_api::ADMIN_SCOPE
             )));
         }
@@ -581,12 +604,12 @@ pub async fn update(
     }
     if let Some(sa) = &patch.service_account_id {
         if let Some(id) = sa {
-            check_service_account(&admin.ctx(), id).await?;
+            check_service_account(admin, id).await?;
         }
-        if c.client_id.as_str() == admin.client_id && *sa != c.service_account_id {
+        if is_caller(&c) && *sa != c.service_account_id {
             return Err(ApiError::Conflict(format!(
                 "client '{}' makes this request; its token is bound to the service account it runs as now, so changing it would lock you out",
-                admin.client_id
+                c.client_id
             )));
         }
         c.service_account_id = sa.clone();
@@ -615,7 +638,7 @@ pub async fn update(
             c.jwks_uri = None;
         }
         (None, Some(Some(u))) => {
-            c.jwks_uri = Some(check_jwks_uri(&admin.ctx(), u)?);
+            c.jwks_uri = Some(check_jwks_uri(admin, u)?);
             c.jwks = None;
         }
         (None, Some(None)) => c.jwks_uri = None,
@@ -626,7 +649,7 @@ pub async fn update(
         c.interactive.post_logout_redirect_uris = u.clone();
     }
     check_consistent(&c)?;
-    let was_enabled = find(&admin.ctx(), &client_id).await?.enabled;
+    let was_enabled = find(admin, client_id).await?.enabled;
     admin.st.store.update_client(&c).await?;
     // A client disabled loses what its logins gave it (RFC 7009 §2.1 spirit: nothing
     // it holds keeps working).
@@ -637,14 +660,7 @@ pub async fn update(
             .revoke_client_grants(c.client_id.as_str(), "client_disabled", clock::now())
             .await?;
     }
-    admin
-        .audit(
-            "update_client",
-            json!({ "client_id": c.client_id, "patch": serde_json::to_value(&patch).unwrap_or_default() }),
-        )
-        .await?;
-    let secrets = admin.st.store.list_secrets(c.client_id.as_str()).await?;
-    Ok(Json(view(&admin.ctx(), &c, &secrets)))
+    Ok(c)
 }
 
 /// `DELETE /api/v2/oauth/clients/{client_id}`.
