@@ -811,3 +811,63 @@ async fn an_org_admin_creates_a_client_and_sees_its_secret_once() {
     assert!(!events.to_string().contains(&secret));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_org_admin_changes_a_clients_settings() {
+    let app = spawn_app().await;
+    let (mut browser, _) = logged_in_admin(&app).await;
+    app.post("/scopes", json!({"name": "billing:read"})).await;
+    let (id, secret) = app
+        .client(json!({"name": "Billing export", "grant_types": ["client_credentials"]}))
+        .await;
+    let (_, _, page) = browser.get(&format!("/admin/clients/{id}")).await;
+    assert!(
+        page.contains("<legend>Scopes it may get</legend>"),
+        "{page}"
+    );
+    let token = csrf(&page);
+    let path = format!("/admin/clients/{id}/settings");
+    let save = |extra: &[(&'static str, &'static str)]| {
+        let mut f = vec![("csrf", token.as_str()), ("grant", "client_credentials")];
+        f.extend_from_slice(extra);
+        f
+    };
+    // Enabled, the scope given, a shorter lifetime.
+    let fields = save(&[
+        ("enabled", "yes"),
+        ("scope", "billing:read"),
+        ("ttl", "300"),
+    ]);
+    let (s, location, _) = browser.post_form(&path, &fields, None).await;
+    assert_eq!(s, 303);
+    let (_, _, shown) = browser.get(&location.unwrap()).await;
+    assert!(shown.contains("Settings saved."), "{shown}");
+    let (s, b) = app
+        .token_basic(&id, &secret, "grant_type=client_credentials")
+        .await;
+    assert_eq!(
+        (s, b["scope"].as_str(), b["expires_in"].as_i64()),
+        (200, Some("billing:read"), Some(300)),
+        "{b}"
+    );
+    // Disabled from the form (the box left unticked): the token endpoint says so.
+    let fields = save(&[("scope", "billing:read")]);
+    let (s, _, _) = browser.post_form(&path, &fields, None).await;
+    assert_eq!(s, 303);
+    let (s, b) = app
+        .token_basic(&id, &secret, "grant_type=client_credentials")
+        .await;
+    assert_eq!(
+        (s, b["reason"].as_str()),
+        (401, Some("client_disabled")),
+        "{b}"
+    );
+    // A bad allow-list is refused, naming the field, and changes nothing.
+    let fields = save(&[("enabled", "yes"), ("ip_allowlist", "nope")]);
+    let (s, _, body) = browser.post_form(&path, &fields, None).await;
+    assert_eq!(s, 422, "{body}");
+    assert!(body.contains("ip_allowlist"), "{body}");
+    let (_, c) = app.get(&format!("/oauth/clients/{id}")).await;
+    assert_eq!(c["enabled"], false, "{c}");
+    app.stop().await;
+}

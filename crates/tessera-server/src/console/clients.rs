@@ -140,6 +140,12 @@ struct ClientPage<'a> {
     f: super::Frame<'a>,
     c: ClientRow,
     secrets: Vec<SecretRow>,
+    /// Each grant type, and whether the client has it.
+    grant_choices: Vec<(&'static str, bool)>,
+    /// Each scope of the catalogue, and whether the client may get it.
+    scope_choices: Vec<(String, bool)>,
+    redirect_lines: String,
+    allowlist_lines: String,
 }
 
 async fn find(a: &OrgAdmin, id: &str) -> Result<Client, Response> {
@@ -171,6 +177,7 @@ async fn posted(
 #[derive(serde::Deserialize, Default)]
 pub struct ClientQuery {
     revoked: Option<String>,
+    saved: Option<String>,
 }
 
 /// `GET /admin/clients/{id}`: settings and secrets.
@@ -188,23 +195,45 @@ pub async fn show(
         Err(e) => return crate::html::unavailable(e.to_string()),
     };
     let now = clock::now();
-    let notice = q.revoked.and_then(|sid| {
-        secrets
-            .iter()
-            .find(|s| s.id == sid && s.revoked_at.is_some())
-            .map(|s| {
-                format!(
-                    "Secret …{} is revoked: it works nowhere from now on.",
-                    s.hint
-                )
-            })
-    });
+    let notice = q
+        .revoked
+        .and_then(|sid| {
+            secrets
+                .iter()
+                .find(|s| s.id == sid && s.revoked_at.is_some())
+                .map(|s| {
+                    format!(
+                        "Secret …{} is revoked: it works nowhere from now on.",
+                        s.hint
+                    )
+                })
+        })
+        .or_else(|| q.saved.map(|_| "Settings saved.".to_string()));
+    let catalogue = match crate::scopes::list(&a.st, &a.org).await {
+        Ok(list) => list,
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
+    let grant_choices = tessera_core::model::GrantType::ALL
+        .iter()
+        .map(|g| (g.as_str(), c.grant_types.contains(g)))
+        .collect();
+    let scope_choices = catalogue
+        .into_iter()
+        .map(|sc| {
+            let has = c.scopes.iter().any(|s| s.as_str() == sc.name);
+            (sc.name, has)
+        })
+        .collect();
     html(
         StatusCode::OK,
         ClientPage {
             f: a.frame("clients", notice),
             c: client_row(&c, &secrets, now),
             secrets: secrets.iter().map(|s| secret_row(s, now)).collect(),
+            grant_choices,
+            scope_choices,
+            redirect_lines: c.redirect_uris.join("\n"),
+            allowlist_lines: c.ip_allowlist.to_strings().join("\n"),
         }
         .render(),
     )
@@ -370,53 +399,27 @@ pub async fn create(
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let one = |k: &str| {
-        fields
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let all = |k: &str| -> Vec<String> {
-        fields
-            .iter()
-            .filter(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .collect()
-    };
-    let lines = |k: &str| -> Vec<String> {
-        one(k)
-            .unwrap_or_default()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    if let Some(refusal) = a.form_refusal(&headers, one("csrf").as_deref()) {
+    let form = Fields(fields);
+    if let Some(refusal) = a.form_refusal(&headers, form.one("csrf").as_deref()) {
         return refusal;
     }
-    let public = one("public").as_deref() == Some("yes");
-    let ttl = match one("ttl").map(|t| t.parse::<i64>()) {
-        Some(Ok(t)) => Some(t),
-        Some(Err(_)) => {
-            return refused(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "The client was not created",
-                "access token lifetime: a whole number of seconds",
-                ("/admin/clients/new", "Back to the form"),
-            );
-        }
-        None => None,
+    let public = form.one("public").as_deref() == Some("yes");
+    let Ok(ttl) = form.number("ttl") else {
+        return refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The client was not created",
+            "access token lifetime: a whole number of seconds",
+            ("/admin/clients/new", "Back to the form"),
+        );
     };
     let body = tessera_api::CreateClient {
         client_id: None,
-        name: one("name").unwrap_or_default(),
-        grant_types: Some(all("grant")),
-        scopes: all("scope"),
-        ip_allowlist: lines("ip_allowlist"),
-        service_account_id: one("service_account"),
-        redirect_uris: lines("redirect_uris"),
+        name: form.one("name").unwrap_or_default(),
+        grant_types: Some(form.all("grant")),
+        scopes: form.all("scope"),
+        ip_allowlist: form.lines("ip_allowlist"),
+        service_account_id: form.one("service_account"),
+        redirect_uris: form.lines("redirect_uris"),
         token_endpoint_auth_methods: public.then(|| vec!["none".to_string()]),
         access_token_ttl: ttl,
         pkce_required: None,
@@ -459,4 +462,97 @@ pub async fn create(
         }
         .render(),
     )
+}
+
+/// `POST /admin/clients/{id}/settings`: the settings form, applied by the admin API's
+/// rules (`admin::clients::update_client`), audited as `update_client`.
+pub async fn save_settings(
+    a: OrgAdmin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let form = Fields(fields);
+    let c = match posted(&a, &headers, form.one("csrf").as_deref(), &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let back = format!("/admin/clients/{}", c.client_id);
+    let Ok(ttl) = form.number("ttl") else {
+        return refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The settings were not saved",
+            "access token lifetime: a whole number of seconds",
+            (&back, "Back to the client"),
+        );
+    };
+    let patch = tessera_api::PatchClient {
+        enabled: Some(form.one("enabled").as_deref() == Some("yes")),
+        grant_types: Some(form.all("grant")),
+        scopes: Some(form.all("scope")),
+        ip_allowlist: Some(form.lines("ip_allowlist")),
+        redirect_uris: Some(form.lines("redirect_uris")),
+        access_token_ttl: ttl,
+        ..Default::default()
+    };
+    let ctx = crate::admin::clients::OrgCtx {
+        st: &a.st,
+        org: &a.org,
+    };
+    let updated =
+        crate::admin::clients::update_client(&ctx, c.client_id.as_str(), &patch, None).await;
+    let c = match updated {
+        Ok(c) => c,
+        Err(e) => {
+            return super::not_done(
+                e,
+                "The settings were not saved",
+                (&back, "Back to the client"),
+            );
+        }
+    };
+    let change = json!({"client_id": c.client_id, "patch": serde_json::to_value(&patch).unwrap_or_default()});
+    if let Some(failed) = a.audit("update_client", change).await {
+        return failed;
+    }
+    Redirect::to(&format!("/admin/clients/{}?saved=1", c.client_id)).into_response()
+}
+
+/// A form's fields, repeated keys kept (checkboxes of one name).
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    /// The first value of `k`, trimmed; none when absent or blank.
+    fn one(&self, k: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every value of `k` (the ticked checkboxes of one name).
+    fn all(&self, k: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// `k` as a whole number; none when absent or blank, an error when not a number.
+    fn number(&self, k: &str) -> Result<Option<i64>, std::num::ParseIntError> {
+        self.one(k).map(|v| v.parse()).transpose()
+    }
+
+    /// The non-blank lines of `k` (a textarea), trimmed.
+    fn lines(&self, k: &str) -> Vec<String> {
+        self.one(k)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
 }

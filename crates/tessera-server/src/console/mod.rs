@@ -53,6 +53,7 @@ pub fn routes() -> Router<Shared> {
         .route("/admin/clients/new", get(clients::new_form))
         .route("/admin/clients/{id}", get(clients::show))
         .route("/admin/clients/{id}/rotate", post(clients::rotate))
+        .route("/admin/clients/{id}/settings", post(clients::save_settings))
         .route(
             "/admin/clients/{id}/secrets/{secret_id}/revoke",
             post(clients::revoke),
