@@ -871,3 +871,181 @@ async fn an_org_admin_changes_a_clients_settings() {
     assert_eq!(c["enabled"], false, "{c}");
     app.stop().await;
 }
+
+/// IdP metadata as an IdP publishes it, with the test IdP's certificate.
+fn idp_metadata(entity: &str) -> String {
+    let bare: String = crate::helpers::IDP_CERT
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{bare}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.console.example/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+#[tokio::test]
+async fn an_org_admin_imports_the_idp_and_edits_the_mapping_and_break_glass_users() {
+    let app = spawn_app().await;
+    let (mut browser, ada) = logged_in_admin(&app).await;
+    let grace = app.human("grace", "correct horse battery").await;
+    let (_, _, page) = browser.get("/admin/sso").await;
+    assert!(page.contains("<label for=\"metadata_xml\">"), "{page}");
+    let token = csrf(&page);
+    // Nothing given: refused, naming what is wanted.
+    let (s, _, body) = browser
+        .post_form("/admin/sso/idp", &[("csrf", &token)], None)
+        .await;
+    assert_eq!(s, 422, "{body}");
+    assert!(body.contains("idp_metadata_url"), "{body}");
+    // Not metadata: refused by field, nothing stored.
+    let (s, _, body) = browser
+        .post_form(
+            "/admin/sso/idp",
+            &[("csrf", &token), ("metadata_xml", "<html>no</html>")],
+            None,
+        )
+        .await;
+    assert_eq!(s, 422, "{body}");
+    assert!(body.contains("idp_metadata_xml"), "{body}");
+    let (_, cfg) = app.get("/sso/saml").await;
+    assert_eq!(cfg["configured"], false, "{cfg}");
+    // The metadata pasted: the IdP is configured.
+    let metadata = idp_metadata("https://idp.console.example/metadata");
+    let (s, location, _) = browser
+        .post_form(
+            "/admin/sso/idp",
+            &[("csrf", &token), ("metadata_xml", &metadata)],
+            None,
+        )
+        .await;
+    assert_eq!(s, 303);
+    let (_, _, page) = browser.get(&location.unwrap()).await;
+    assert!(
+        page.contains("The identity provider is saved, with 1 signing certificate(s)."),
+        "{page}"
+    );
+    assert!(
+        page.contains("https://idp.console.example/metadata"),
+        "{page}"
+    );
+    // The mapping, JIT and a break-glass user.
+    let fields = [
+        ("csrf", token.as_str()),
+        ("attribute_email", "mail"),
+        ("attribute_groups", "groups"),
+        (
+            "group_roles",
+            "Engineering = developer deployer\r\nCN=Admins,OU=Groups = org_admin",
+        ),
+        ("jit_provisioning", "yes"),
+        ("clock_skew_seconds", "90"),
+        ("break_glass", ada.as_str()),
+    ];
+    let (s, location, body) = browser.post_form("/admin/sso/policy", &fields, None).await;
+    assert_eq!(s, 303, "{body}");
+    assert_eq!(location.as_deref(), Some("/admin/sso?done=policy"));
+    let (_, cfg) = app.get("/sso/saml").await;
+    assert_eq!(
+        cfg["idp_entity_id"], "https://idp.console.example/metadata",
+        "the IdP stays: {cfg}"
+    );
+    assert_eq!(cfg["attribute_email"], "mail", "{cfg}");
+    assert_eq!(
+        cfg["group_roles"],
+        json!({"Engineering": ["developer", "deployer"], "CN=Admins,OU=Groups": ["org_admin"]}),
+        "{cfg}"
+    );
+    assert_eq!(cfg["jit_provisioning"], true, "{cfg}");
+    assert_eq!(cfg["clock_skew_seconds"], 90, "{cfg}");
+    assert_eq!(cfg["break_glass_user_ids"], json!([ada]), "{cfg}");
+    let (_, _, page) = browser.get("/admin/sso").await;
+    assert!(
+        page.contains("Engineering = developer deployer"),
+        "the form shows what is stored: {page}"
+    );
+    // Errors name the field, and change nothing.
+    for (field, value, named) in [
+        (
+            "group_roles",
+            "Engineering developer",
+            "group_roles, line 1",
+        ),
+        ("clock_skew_seconds", "601", "clock_skew_seconds"),
+        ("clock_skew_seconds", "soon", "clock_skew_seconds"),
+        ("break_glass", "u_nobody", "break_glass_user_ids[0]"),
+    ] {
+        let (s, _, body) = browser
+            .post_form(
+                "/admin/sso/policy",
+                &[("csrf", token.as_str()), (field, value)],
+                None,
+            )
+            .await;
+        assert_eq!(s, 422, "{field}={value}: {body}");
+        assert!(body.contains(named), "{field}={value}: {body}");
+    }
+    let (_, after) = app.get("/sso/saml").await;
+    assert_eq!(after, cfg);
+    // Unticking: grace was never exempt, ada no longer is.
+    let (s, _, _) = browser
+        .post_form("/admin/sso/policy", &[("csrf", token.as_str())], None)
+        .await;
+    assert_eq!(s, 303);
+    let (_, cfg) = app.get("/sso/saml").await;
+    assert_eq!(cfg["break_glass_user_ids"], json!([]), "{cfg}");
+    assert_eq!(cfg["jit_provisioning"], false, "{cfg}");
+    assert!(!grace.is_empty());
+    // Every change is in the audit trail, by the person, from the console.
+    let (_, events) = app.get("/audit/events?kind=admin").await;
+    let saves: Vec<_> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["change"]["op"] == "put_sso_config")
+        .collect();
+    assert_eq!(saves.len(), 3, "{events}");
+    assert!(
+        saves
+            .iter()
+            .all(|e| e["change"]["via"] == "console" && e["change"]["by"] == "ada"),
+        "{events}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_org_admin_sets_roles_but_not_away_from_themselves() {
+    let app = spawn_app().await;
+    let (mut browser, ada) = logged_in_admin(&app).await;
+    let grace = app.human("grace", "correct horse battery").await;
+    let (_, _, page) = browser.get(&format!("/admin/users/{grace}")).await;
+    assert!(page.contains("<label for=\"roles\">"), "{page}");
+    let token = csrf(&page);
+    let (s, location, _) = browser
+        .post_form(
+            &format!("/admin/users/{grace}/roles"),
+            &[
+                ("csrf", &token),
+                ("roles", " org_auditor  billing org_auditor "),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(s, 303);
+    let (_, _, page) = browser.get(&location.unwrap()).await;
+    assert!(page.contains("grace&#39;s roles are saved."), "{page}");
+    let (_, u) = app.get(&format!("/users/{grace}")).await;
+    assert_eq!(u["roles"], json!(["org_auditor", "billing"]), "{u}");
+    // Taking one's own org_admin role away: refused, nothing changed.
+    let (s, _, body) = browser
+        .post_form(
+            &format!("/admin/users/{ada}/roles"),
+            &[("csrf", &token), ("roles", "billing")],
+            None,
+        )
+        .await;
+    assert_eq!(s, 409, "{body}");
+    let (_, u) = app.get(&format!("/users/{ada}")).await;
+    assert_eq!(u["roles"], json!(["org_admin"]), "{u}");
+    app.stop().await;
+}

@@ -15,7 +15,7 @@ use tessera_core::secret::{generate_client_secret, random_id};
 use tessera_core::store::StoreError;
 use tessera_core::text::{clip, rfc3339};
 
-use super::{Admin, ApiJson, OptionalJson, printable, time_opt};
+use super::{Admin, ApiJson, OptionalJson, OrgCtx, printable, time_opt};
 use crate::error::ApiError;
 use crate::{clients, clock};
 
@@ -29,22 +29,6 @@ fn secret_view(s: &StoredSecret, now: i64) -> SecretView {
         revoked_at: time_opt(s.revoked_at),
         last_used_at: time_opt(s.last_used_at),
         last_used_from: s.last_used_from.clone(),
-    }
-}
-
-/// The org a client operation works in, and the server: what the admin API's `Admin`
-/// and the console's `OrgAdmin` both have.
-pub(crate) struct OrgCtx<'a> {
-    pub st: &'a crate::state::AppState,
-    pub org: &'a tessera_core::model::Org,
-}
-
-impl Admin {
-    fn ctx(&self) -> OrgCtx<'_> {
-        OrgCtx {
-            st: &self.st,
-            org: &self.org,
-        }
     }
 }
 

@@ -290,6 +290,22 @@ pub fn admin_event(
     }
 }
 
+/// The org an admin operation works in, and the server: what the admin API's `Admin`
+/// and the console's `OrgAdmin` both have.
+pub(crate) struct OrgCtx<'a> {
+    pub st: &'a crate::state::AppState,
+    pub org: &'a tessera_core::model::Org,
+}
+
+impl Admin {
+    pub(crate) fn ctx(&self) -> OrgCtx<'_> {
+        OrgCtx {
+            st: &self.st,
+            org: &self.org,
+        }
+    }
+}
+
 /// Refuses a stored name-like value (a client name, scope description, username, email,
 /// display name, role, SSO setting) that holds a character able to rewrite what a
 /// terminal or log viewer shows, by the one rule of [`text::is_unsafe_char`]: such text

@@ -13,6 +13,7 @@ use tessera_core::model::{Org, UserType};
 use tessera_core::sso::{self, EnforcementImpact, SsoBinding, SsoConfig};
 use tessera_core::text::{clip, rfc3339, shown};
 
+use super::OrgCtx;
 use super::{Admin, ApiJson, printable, time_opt};
 use crate::clock;
 use crate::enforcement::{self, Ack};
@@ -93,40 +94,100 @@ pub async fn put(
     admin: Admin,
     ApiJson(body): ApiJson<PutSsoConfig>,
 ) -> Result<Json<SsoConfigView>, ApiError> {
-    let config = validate(&admin, body).await?;
-    if admin.org.sso_enforced && !config.has_idp() {
+    let (config, change) = save(&admin.ctx(), body, None).await?;
+    admin.audit("put_sso_config", change).await?;
+    Ok(Json(view(&admin.st, &admin.org, &config)))
+}
+
+/// Replaces the org's SSO configuration with `body` by the rules of `PUT
+/// /api/v2/sso/saml`; the admin API and the console both save through here. With
+/// `keep_idp`, the identity provider stays as that configuration has it (metadata URL
+/// and refresh state included) and `body` changes the rest: the write then happens only
+/// over that configuration, so a metadata refresh or another admin's save in between
+/// is never undone (`Conflict`). Returns the configuration stored and what to audit.
+pub(crate) async fn save(
+    ctx: &OrgCtx<'_>,
+    mut body: PutSsoConfig,
+    keep_idp: Option<&SsoConfig>,
+) -> Result<(SsoConfig, serde_json::Value), ApiError> {
+    if let Some(c) = keep_idp {
+        body.idp_metadata_url = None;
+        body.idp_metadata_xml = None;
+        body.idp_entity_id = c.idp_entity_id.clone();
+        body.idp_sso_url = c.idp_sso_url.clone();
+        body.idp_sso_binding = Some(api_binding(c.idp_sso_binding));
+        body.idp_slo_url = c.idp_slo_url.clone();
+        body.idp_slo_binding = Some(api_binding(c.idp_slo_binding));
+        body.idp_certificates = c.idp_certificates.clone();
+    }
+    let mut config = validate(ctx, body).await?;
+    if ctx.org.sso_enforced && !config.has_idp() {
         return Err(ApiError::field(
             "idp_certificates",
             "this org enforces SSO: the configuration must keep an IdP entity id, SSO URL and at least one certificate (switch enforcement off first to remove the IdP)",
         ));
     }
-    admin
-        .st
-        .store
-        .put_sso_config(admin.org.id, &config, clock::now())
-        .await?;
-    admin
-        .audit(
-            "put_sso_config",
-            json!({
-                "idp_entity_id": config.idp_entity_id,
-                "idp_sso_url": config.idp_sso_url,
-                "idp_sso_binding": config.idp_sso_binding.as_str(),
-                "idp_slo_url": config.idp_slo_url,
-                "idp_metadata_url": config.idp_metadata_url,
-                "certificates": config.idp_certificates.len(),
-                "jit_provisioning": config.jit_provisioning,
-                "allow_sha1": config.allow_sha1,
-                "allow_rsa_1024": config.allow_rsa_1024,
-                "allow_idp_initiated": config.allow_idp_initiated,
-                "break_glass_user_ids": config.break_glass_user_ids,
-            }),
-        )
-        .await?;
-    Ok(Json(view(&admin.st, &admin.org, &config)))
+    let now = clock::now();
+    let stored = ctx.st.store.sso_config(ctx.org.id).await?;
+    match (keep_idp, stored) {
+        (Some(kept), Some(_)) => {
+            config.idp_metadata_url = kept.idp_metadata_url.clone();
+            config.metadata_refreshed_at = kept.metadata_refreshed_at;
+            config.metadata_error = kept.metadata_error.clone();
+            if !ctx
+                .st
+                .store
+                .replace_sso_config(ctx.org.id, kept, &config, now)
+                .await?
+            {
+                return Err(ApiError::Conflict(
+                    "the SSO configuration changed since it was read (another admin, or a metadata refresh): nothing was saved; read it again".into(),
+                ));
+            }
+        }
+        _ => {
+            ctx.st
+                .store
+                .put_sso_config(ctx.org.id, &config, now)
+                .await?
+        }
+    }
+    let change = json!({
+        "idp_entity_id": config.idp_entity_id,
+        "idp_sso_url": config.idp_sso_url,
+        "idp_sso_binding": config.idp_sso_binding.as_str(),
+        "idp_slo_url": config.idp_slo_url,
+        "idp_metadata_url": config.idp_metadata_url,
+        "certificates": config.idp_certificates.len(),
+        "jit_provisioning": config.jit_provisioning,
+        "allow_sha1": config.allow_sha1,
+        "allow_rsa_1024": config.allow_rsa_1024,
+        "allow_idp_initiated": config.allow_idp_initiated,
+        "break_glass_user_ids": config.break_glass_user_ids,
+    });
+    Ok((config, change))
 }
 
-async fn validate(admin: &Admin, mut b: PutSsoConfig) -> Result<SsoConfig, ApiError> {
+/// `config`'s fields other than the identity provider, as `PUT /api/v2/sso/saml` takes
+/// them: what a form that changes one part starts from.
+pub(crate) fn policy_of(c: &SsoConfig) -> PutSsoConfig {
+    PutSsoConfig {
+        name_id_format: c.name_id_format.clone(),
+        attribute_email: c.attribute_email.clone(),
+        attribute_display_name: c.attribute_display_name.clone(),
+        attribute_groups: c.attribute_groups.clone(),
+        group_roles: c.group_roles.clone(),
+        jit_provisioning: c.jit_provisioning,
+        allow_sha1: c.allow_sha1,
+        allow_rsa_1024: c.allow_rsa_1024,
+        clock_skew_seconds: Some(c.clock_skew_seconds),
+        allow_idp_initiated: c.allow_idp_initiated,
+        break_glass_user_ids: c.break_glass_user_ids.clone(),
+        ..PutSsoConfig::default()
+    }
+}
+
+async fn validate(admin: &OrgCtx<'_>, mut b: PutSsoConfig) -> Result<SsoConfig, ApiError> {
     let metadata_url = b.idp_metadata_url.take();
     if let Some(url) = &metadata_url {
         if b.idp_metadata_xml.is_some() {

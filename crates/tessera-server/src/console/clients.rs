@@ -12,7 +12,7 @@ use tessera_core::model::{Client, StoredSecret};
 use tessera_core::text::rfc3339;
 
 use super::pages::CsrfForm;
-use super::{OrgAdmin, html, refused};
+use super::{Fields, OrgAdmin, html, refused};
 use crate::clients;
 use crate::clock;
 use crate::error::ApiError;
@@ -429,10 +429,7 @@ pub async fn create(
         jwks_uri: None,
         post_logout_redirect_uris: vec![],
     };
-    let ctx = crate::admin::clients::OrgCtx {
-        st: &a.st,
-        org: &a.org,
-    };
+    let ctx = a.ctx();
     let (client, secret, generated) = match crate::admin::clients::create_client(&ctx, &body).await
     {
         Ok(c) => c,
@@ -495,10 +492,7 @@ pub async fn save_settings(
         access_token_ttl: ttl,
         ..Default::default()
     };
-    let ctx = crate::admin::clients::OrgCtx {
-        st: &a.st,
-        org: &a.org,
-    };
+    let ctx = a.ctx();
     let updated =
         crate::admin::clients::update_client(&ctx, c.client_id.as_str(), &patch, None).await;
     let c = match updated {
@@ -516,43 +510,4 @@ pub async fn save_settings(
         return failed;
     }
     Redirect::to(&format!("/admin/clients/{}?saved=1", c.client_id)).into_response()
-}
-
-/// A form's fields, repeated keys kept (checkboxes of one name).
-struct Fields(Vec<(String, String)>);
-
-impl Fields {
-    /// The first value of `k`, trimmed; none when absent or blank.
-    fn one(&self, k: &str) -> Option<String> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    }
-
-    /// Every value of `k` (the ticked checkboxes of one name).
-    fn all(&self, k: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    /// `k` as a whole number; none when absent or blank, an error when not a number.
-    fn number(&self, k: &str) -> Result<Option<i64>, std::num::ParseIntError> {
-        self.one(k).map(|v| v.parse()).transpose()
-    }
-
-    /// The non-blank lines of `k` (a textarea), trimmed.
-    fn lines(&self, k: &str) -> Vec<String> {
-        self.one(k)
-            .unwrap_or_default()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
-    }
 }

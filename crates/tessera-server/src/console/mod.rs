@@ -49,6 +49,7 @@ pub fn routes() -> Router<Shared> {
             post(pages::revoke_grant),
         )
         .route("/admin/users/{id}/disable", post(pages::disable_user))
+        .route("/admin/users/{id}/roles", post(pages::set_roles))
         .route("/admin/clients", get(clients::list).post(clients::create))
         .route("/admin/clients/new", get(clients::new_form))
         .route("/admin/clients/{id}", get(clients::show))
@@ -60,6 +61,8 @@ pub fn routes() -> Router<Shared> {
         )
         .route("/admin/scopes", get(scopes::list).post(scopes::add))
         .route("/admin/sso", get(sso::show))
+        .route("/admin/sso/idp", post(sso::import))
+        .route("/admin/sso/policy", post(sso::policy))
         .route("/admin/sso/enforce", post(sso::enforce))
         .route("/admin/sso/unenforce", post(sso::unenforce))
         .route("/admin/diagnose", get(diagnose::form).post(diagnose::run))
@@ -143,6 +146,14 @@ impl OrgAdmin {
     }
 
     /// The person as the actor of what they change.
+    /// The org and server, as the admin API's operations take them.
+    pub fn ctx(&self) -> crate::admin::OrgCtx<'_> {
+        crate::admin::OrgCtx {
+            st: &self.st,
+            org: &self.org,
+        }
+    }
+
     pub fn actor(&self) -> Actor {
         Actor::OrgAdmin {
             user_id: self.user.id.clone(),
@@ -309,4 +320,43 @@ async fn stylesheet() -> impl IntoResponse {
         ],
         include_str!("../../assets/console.css"),
     )
+}
+
+/// A form's fields, repeated keys kept (checkboxes of one name).
+pub struct Fields(pub Vec<(String, String)>);
+
+impl Fields {
+    /// The first value of `k`, trimmed; none when absent or blank.
+    pub fn one(&self, k: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every value of `k` (the ticked checkboxes of one name).
+    pub fn all(&self, k: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// `k` as a whole number; none when absent or blank, an error when not a number.
+    pub fn number(&self, k: &str) -> Result<Option<i64>, std::num::ParseIntError> {
+        self.one(k).map(|v| v.parse()).transpose()
+    }
+
+    /// The non-blank lines of `k` (a textarea), trimmed.
+    pub fn lines(&self, k: &str) -> Vec<String> {
+        self.one(k)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
 }

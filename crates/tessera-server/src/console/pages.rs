@@ -586,6 +586,10 @@ struct UserPage<'a> {
     u: Row,
     email: String,
     roles: String,
+    /// The roles as the roles form takes them, separated by spaces.
+    roles_words: String,
+    /// The org's IdP sends groups that set roles at each SSO login.
+    sso_sets_roles: bool,
     provisioning: String,
     grants: Vec<GrantRow>,
 }
@@ -620,6 +624,10 @@ pub async fn user(a: OrgAdmin, Path(id): Path<String>, Query(q): Query<UserQuery
         Ok(g) => g,
         Err(e) => return crate::html::unavailable(e.to_string()),
     };
+    let sso_sets_roles = match a.st.store.sso_config(a.org.id).await {
+        Ok(c) => c.is_some_and(|c| c.roles_from_assertions()),
+        Err(e) => return crate::html::unavailable(e.to_string()),
+    };
     let now = clock::now();
     let notice = match q.done.as_deref() {
         Some("logged_out") => Some(format!(
@@ -627,6 +635,7 @@ pub async fn user(a: OrgAdmin, Path(id): Path<String>, Query(q): Query<UserQuery
             u.username
         )),
         Some("revoked") => Some("The app's refresh tokens are revoked.".to_string()),
+        Some("roles") => Some(format!("{}'s roles are saved.", u.username)),
         _ => None,
     };
     let provisioning = u
@@ -649,6 +658,8 @@ pub async fn user(a: OrgAdmin, Path(id): Path<String>, Query(q): Query<UserQuery
             f: a.frame("users", notice),
             email: u.email.clone().unwrap_or_default(),
             roles: u.roles.join(", "),
+            roles_words: u.roles.join(" "),
+            sso_sets_roles,
             provisioning,
             grants: grants
                 .iter()
@@ -671,6 +682,56 @@ pub async fn user(a: OrgAdmin, Path(id): Path<String>, Query(q): Query<UserQuery
         }
         .render(),
     )
+}
+
+#[derive(serde::Deserialize)]
+pub struct RolesForm {
+    csrf: Option<String>,
+    roles: Option<String>,
+}
+
+/// `POST /admin/users/{id}/roles`: the roles, space-separated, through `users.rs` as
+/// the admin API's `PATCH /users/{id}` sets them. An org admin cannot take their own
+/// `org_admin` role away (another admin can), so nobody locks the org's last admin out
+/// by a slip.
+pub async fn set_roles(
+    a: OrgAdmin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<RolesForm>,
+) -> Response {
+    let u = match posted_user(&a, &headers, f.csrf.as_deref(), &id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let back = format!("/admin/users/{}", u.id);
+    let mut roles: Vec<String> = Vec::new();
+    for r in f.roles.unwrap_or_default().split_whitespace() {
+        if !roles.iter().any(|have| have == r) {
+            roles.push(r.to_string());
+        }
+    }
+    if u.id == a.user.id && !roles.iter().any(|r| r == super::ORG_ADMIN_ROLE) {
+        return refused(
+            StatusCode::CONFLICT,
+            "You cannot remove your own org_admin role",
+            "Another org admin can, if that is what is wanted.",
+            (&back, "Back"),
+        );
+    }
+    let change = Change {
+        roles: Some(roles.clone()),
+        ..Change::default()
+    };
+    let u = match users::change(&a.st, &a.org, u, change, &a.actor()).await {
+        Ok(u) => u,
+        Err(e) => return super::not_done(e, "The roles were not saved", (&back, "Back")),
+    };
+    let change = json!({"user_id": u.id, "patch": {"roles": roles}});
+    if let Some(failed) = a.audit("update_user", change).await {
+        return failed;
+    }
+    Redirect::to(&format!("/admin/users/{}?done=roles", u.id)).into_response()
 }
 
 /// A form post about user `id`: the form's checks, then the user.
