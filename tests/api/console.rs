@@ -52,10 +52,15 @@ async fn logged_in_as(app: &TestApp, name: &str, role: &str) -> (Browser, String
 
 /// The CSRF token in a console page's forms.
 fn csrf(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
+    hidden(html, "csrf")
+}
+
+/// The value of the first hidden field `name` in a console page.
+fn hidden(html: &str, name: &str) -> String {
+    html.split(&format!("name=\"{name}\" value=\""))
         .nth(1)
         .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| panic!("no csrf field in {html}"))
+        .unwrap_or_else(|| panic!("no {name} field in {html}"))
         .to_string()
 }
 
@@ -825,20 +830,19 @@ async fn an_org_admin_changes_a_clients_settings() {
         page.contains("<legend>Scopes it may get</legend>"),
         "{page}"
     );
-    let token = csrf(&page);
     let path = format!("/admin/clients/{id}/settings");
-    let save = |extra: &[(&'static str, &'static str)]| {
-        let mut f = vec![("csrf", token.as_str()), ("grant", "client_credentials")];
-        f.extend_from_slice(extra);
-        f
-    };
     // Enabled, the scope given, a shorter lifetime.
-    let fields = save(&[
-        ("enabled", "yes"),
-        ("scope", "billing:read"),
-        ("ttl", "300"),
-    ]);
-    let (s, location, _) = browser.post_form(&path, &fields, None).await;
+    let fields = form_of(
+        &mut browser,
+        &id,
+        &[
+            ("enabled", "yes"),
+            ("scope", "billing:read"),
+            ("ttl", "300"),
+        ],
+    )
+    .await;
+    let (s, location, _) = post(&mut browser, &path, &fields).await;
     assert_eq!(s, 303);
     let (_, _, shown) = browser.get(&location.unwrap()).await;
     assert!(shown.contains("Settings saved."), "{shown}");
@@ -850,9 +854,29 @@ async fn an_org_admin_changes_a_clients_settings() {
         (200, Some("billing:read"), Some(300)),
         "{b}"
     );
+    // A page opened before someone else's change: saving it would undo that change,
+    // so it is refused, and the change stays.
+    let stale = form_of(
+        &mut browser,
+        &id,
+        &[("enabled", "yes"), ("scope", "billing:read")],
+    )
+    .await;
+    let (s, b) = app
+        .patch(&format!("/oauth/clients/{id}"), json!({"scopes": []}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _, body) = post(&mut browser, &path, &stale).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(
+        body.contains("changed since you opened this page"),
+        "{body}"
+    );
+    let (_, c) = app.get(&format!("/oauth/clients/{id}")).await;
+    assert_eq!(c["scopes"], json!([]), "{c}");
     // Disabled from the form (the box left unticked): the token endpoint says so.
-    let fields = save(&[("scope", "billing:read")]);
-    let (s, _, _) = browser.post_form(&path, &fields, None).await;
+    let fields = form_of(&mut browser, &id, &[("scope", "billing:read")]).await;
+    let (s, _, _) = post(&mut browser, &path, &fields).await;
     assert_eq!(s, 303);
     let (s, b) = app
         .token_basic(&id, &secret, "grant_type=client_credentials")
@@ -863,13 +887,45 @@ async fn an_org_admin_changes_a_clients_settings() {
         "{b}"
     );
     // A bad allow-list is refused, naming the field, and changes nothing.
-    let fields = save(&[("enabled", "yes"), ("ip_allowlist", "nope")]);
-    let (s, _, body) = browser.post_form(&path, &fields, None).await;
+    let fields = form_of(
+        &mut browser,
+        &id,
+        &[("enabled", "yes"), ("ip_allowlist", "nope")],
+    )
+    .await;
+    let (s, _, body) = post(&mut browser, &path, &fields).await;
     assert_eq!(s, 422, "{body}");
     assert!(body.contains("ip_allowlist"), "{body}");
     let (_, c) = app.get(&format!("/oauth/clients/{id}")).await;
     assert_eq!(c["enabled"], false, "{c}");
     app.stop().await;
+}
+
+/// A client's settings form as its page shows it now (csrf, version, the
+/// client_credentials grant), with `extra` fields.
+async fn form_of(
+    browser: &mut Browser,
+    id: &str,
+    extra: &[(&'static str, &'static str)],
+) -> Vec<(&'static str, String)> {
+    let (_, _, page) = browser.get(&format!("/admin/clients/{id}")).await;
+    let mut f = vec![
+        ("csrf", csrf(&page)),
+        ("version", hidden(&page, "version")),
+        ("grant", "client_credentials".to_string()),
+    ];
+    f.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    f
+}
+
+/// Posts owned form fields from the browser.
+async fn post(
+    browser: &mut Browser,
+    path: &str,
+    fields: &[(&'static str, String)],
+) -> (u16, Option<String>, String) {
+    let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    browser.post_form(path, &refs, None).await
 }
 
 /// IdP metadata as an IdP publishes it, with the test IdP's certificate.
@@ -929,8 +985,10 @@ async fn an_org_admin_imports_the_idp_and_edits_the_mapping_and_break_glass_user
         "{page}"
     );
     // The mapping, JIT and a break-glass user.
+    let version = hidden(&page, "version");
     let fields = [
         ("csrf", token.as_str()),
+        ("version", version.as_str()),
         ("attribute_email", "mail"),
         ("attribute_groups", "groups"),
         (
@@ -963,6 +1021,7 @@ async fn an_org_admin_imports_the_idp_and_edits_the_mapping_and_break_glass_user
         page.contains("Engineering = developer deployer"),
         "the form shows what is stored: {page}"
     );
+    let version = hidden(&page, "version");
     // Errors name the field, and change nothing.
     for (field, value, named) in [
         (
@@ -977,7 +1036,7 @@ async fn an_org_admin_imports_the_idp_and_edits_the_mapping_and_break_glass_user
         let (s, _, body) = browser
             .post_form(
                 "/admin/sso/policy",
-                &[("csrf", token.as_str()), (field, value)],
+                &[("csrf", &token), ("version", &version), (field, value)],
                 None,
             )
             .await;
@@ -986,14 +1045,51 @@ async fn an_org_admin_imports_the_idp_and_edits_the_mapping_and_break_glass_user
     }
     let (_, after) = app.get("/sso/saml").await;
     assert_eq!(after, cfg);
-    // Unticking: grace was never exempt, ada no longer is.
+    // A form opened before another admin's change is refused, and the change stays.
+    let mut changed = cfg.clone();
+    for k in [
+        "org",
+        "enforced",
+        "configured",
+        "idp_certificate_details",
+        "idp_metadata_refreshed_at",
+        "idp_metadata_error",
+        "sp_entity_id",
+        "sp_acs_url",
+        "sp_slo_url",
+        "sp_metadata_url",
+        "sso_login_url",
+    ] {
+        changed.as_object_mut().unwrap().remove(k);
+    }
+    changed["allow_sha1"] = json!(true);
+    let (s, b) = app.put("/sso/saml", changed).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _, body) = browser
+        .post_form(
+            "/admin/sso/policy",
+            &[("csrf", &token), ("version", &version)],
+            None,
+        )
+        .await;
+    assert_eq!(s, 409, "{body}");
+    let (_, after) = app.get("/sso/saml").await;
+    assert_eq!(after["allow_sha1"], true, "{after}");
+    // Unticking: grace was never exempt, ada no longer is, nor SHA-1.
+    let (_, _, page) = browser.get("/admin/sso").await;
+    let version = hidden(&page, "version");
     let (s, _, _) = browser
-        .post_form("/admin/sso/policy", &[("csrf", token.as_str())], None)
+        .post_form(
+            "/admin/sso/policy",
+            &[("csrf", &token), ("version", &version)],
+            None,
+        )
         .await;
     assert_eq!(s, 303);
     let (_, cfg) = app.get("/sso/saml").await;
     assert_eq!(cfg["break_glass_user_ids"], json!([]), "{cfg}");
     assert_eq!(cfg["jit_provisioning"], false, "{cfg}");
+    assert_eq!(cfg["allow_sha1"], false, "{cfg}");
     assert!(!grace.is_empty());
     // Every change is in the audit trail, by the person, from the console.
     let (_, events) = app.get("/audit/events?kind=admin").await;
@@ -1003,13 +1099,11 @@ async fn an_org_admin_imports_the_idp_and_edits_the_mapping_and_break_glass_user
         .iter()
         .filter(|e| e["change"]["op"] == "put_sso_config")
         .collect();
-    assert_eq!(saves.len(), 3, "{events}");
-    assert!(
-        saves
-            .iter()
-            .all(|e| e["change"]["via"] == "console" && e["change"]["by"] == "ada"),
-        "{events}"
-    );
+    let by_console: Vec<_> = saves
+        .iter()
+        .filter(|e| e["change"]["via"] == "console" && e["change"]["by"] == "ada")
+        .collect();
+    assert_eq!((saves.len(), by_console.len()), (4, 3), "{events}");
     app.stop().await;
 }
 

@@ -497,3 +497,37 @@ async fn a_certificate_not_strict_der_is_accepted_and_noted() {
     assert_eq!(details["expired"], true, "{details}");
     app.stop().await;
 }
+
+/// A group mapping the console's form could not show back is refused by the API too:
+/// an empty role list, a role with a space, a group name with spaces at either end.
+#[tokio::test]
+async fn group_mappings_are_refused_where_they_could_not_round_trip() {
+    let app = spawn_app().await;
+    for (mapping, field) in [
+        (json!({"Engineering": []}), "group_roles[Engineering]"),
+        (
+            json!({"Engineering": ["dev ops"]}),
+            "group_roles[Engineering][0]",
+        ),
+        (
+            json!({" Engineering": ["dev"]}),
+            "group_roles[ Engineering]",
+        ),
+        (json!({"": ["dev"]}), "group_roles[]"),
+    ] {
+        let (s, b) = app.put("/sso/saml", json!({"group_roles": mapping})).await;
+        assert_eq!(
+            (s, b["field"].as_str()),
+            (422, Some(field)),
+            "{mapping}: {b}"
+        );
+    }
+    let (s, b) = app
+        .put(
+            "/sso/saml",
+            json!({"group_roles": {"CN=Admins,OU=Groups": ["org_admin", "dev"]}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    app.stop().await;
+}

@@ -94,23 +94,29 @@ pub async fn put(
     admin: Admin,
     ApiJson(body): ApiJson<PutSsoConfig>,
 ) -> Result<Json<SsoConfigView>, ApiError> {
-    let (config, change) = save(&admin.ctx(), body, None).await?;
+    let (config, change) = save(&admin.ctx(), body, None, false).await?;
     admin.audit("put_sso_config", change).await?;
     Ok(Json(view(&admin.st, &admin.org, &config)))
 }
 
 /// Replaces the org's SSO configuration with `body` by the rules of `PUT
-/// /api/v2/sso/saml`; the admin API and the console both save through here. With
-/// `keep_idp`, the identity provider stays as that configuration has it (metadata URL
-/// and refresh state included) and `body` changes the rest: the write then happens only
-/// over that configuration, so a metadata refresh or another admin's save in between
-/// is never undone (`Conflict`). Returns the configuration stored and what to audit.
+/// /api/v2/sso/saml`; the admin API and the console both save through here.
+///
+/// - `read`: the configuration the caller read and built `body` from. The write then
+///   happens only over it, so a metadata refresh or another admin's save in between
+///   is never undone (`Conflict`). `None` writes over whatever is stored, as `PUT` does.
+/// - `keep_idp`: the identity provider stays as `read` has it (metadata URL and
+///   refresh state included), and `body` changes the rest.
+///
+/// Returns the configuration stored and what to audit.
 pub(crate) async fn save(
     ctx: &OrgCtx<'_>,
     mut body: PutSsoConfig,
-    keep_idp: Option<&SsoConfig>,
+    read: Option<&SsoConfig>,
+    keep_idp: bool,
 ) -> Result<(SsoConfig, serde_json::Value), ApiError> {
-    if let Some(c) = keep_idp {
+    let kept = read.filter(|_| keep_idp);
+    if let Some(c) = kept {
         body.idp_metadata_url = None;
         body.idp_metadata_xml = None;
         body.idp_entity_id = c.idp_entity_id.clone();
@@ -127,17 +133,22 @@ pub(crate) async fn save(
             "this org enforces SSO: the configuration must keep an IdP entity id, SSO URL and at least one certificate (switch enforcement off first to remove the IdP)",
         ));
     }
+    if let Some(c) = kept {
+        config.idp_metadata_url = c.idp_metadata_url.clone();
+        config.metadata_refreshed_at = c.metadata_refreshed_at;
+        config.metadata_error = c.metadata_error.clone();
+    }
     let now = clock::now();
-    let stored = ctx.st.store.sso_config(ctx.org.id).await?;
-    match (keep_idp, stored) {
-        (Some(kept), Some(_)) => {
-            config.idp_metadata_url = kept.idp_metadata_url.clone();
-            config.metadata_refreshed_at = kept.metadata_refreshed_at;
-            config.metadata_error = kept.metadata_error.clone();
+    let stored = match read {
+        Some(_) => ctx.st.store.sso_config(ctx.org.id).await?,
+        None => None,
+    };
+    match (read, stored) {
+        (Some(read), Some(_)) => {
             if !ctx
                 .st
                 .store
-                .replace_sso_config(ctx.org.id, kept, &config, now)
+                .replace_sso_config(ctx.org.id, read, &config, now)
                 .await?
             {
                 return Err(ApiError::Conflict(
@@ -145,6 +156,7 @@ pub(crate) async fn save(
                 ));
             }
         }
+        // Nothing stored yet (or nothing to compare with): the first configuration.
         _ => {
             ctx.st
                 .store
@@ -319,9 +331,25 @@ async fn validate(admin: &OrgCtx<'_>, mut b: PutSsoConfig) -> Result<SsoConfig, 
     for (group, roles) in &b.group_roles {
         let field = format!("group_roles[{}]", clip(&shown(group)));
         printable(field.clone(), group)?;
-        for (j, role) in roles.iter().enumerate() {
-            printable(format!("{field}[{j}]"), role)?;
+        if group.trim() != group || group.is_empty() {
+            return Err(ApiError::field(
+                field,
+                "a group name is not empty and has no space at either end",
+            ));
         }
+        if roles.is_empty() {
+            return Err(ApiError::field(
+                field,
+                "at least one role: a group that gives no role need not be mapped",
+            ));
+        }
+        // The roles a user may hold, by the rule users.rs keeps.
+        crate::users::check_roles(roles).map_err(|e| match e {
+            ApiError::InvalidField { field: f, message } => {
+                ApiError::field(format!("{field}{}", f.trim_start_matches("roles")), message)
+            }
+            other => other,
+        })?;
     }
     let users = admin.st.store.list_users(admin.org.id).await?;
     for (i, id) in b.break_glass_user_ids.iter().enumerate() {

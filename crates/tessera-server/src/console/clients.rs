@@ -146,6 +146,8 @@ struct ClientPage<'a> {
     scope_choices: Vec<(String, bool)>,
     redirect_lines: String,
     allowlist_lines: String,
+    /// The settings form's `version` (`super::version_of`).
+    version: String,
 }
 
 async fn find(a: &OrgAdmin, id: &str) -> Result<Client, Response> {
@@ -234,6 +236,7 @@ pub async fn show(
             scope_choices,
             redirect_lines: c.redirect_uris.join("\n"),
             allowlist_lines: c.ip_allowlist.to_strings().join("\n"),
+            version: super::version_of(&c),
         }
         .render(),
     )
@@ -475,6 +478,9 @@ pub async fn save_settings(
         Err(r) => return r,
     };
     let back = format!("/admin/clients/{}", c.client_id);
+    if form.one("version") != Some(super::version_of(&c)) {
+        return super::stale("The client", (&back, "Back to the client"));
+    }
     let Ok(ttl) = form.number("ttl") else {
         return refused(
             StatusCode::UNPROCESSABLE_ENTITY,

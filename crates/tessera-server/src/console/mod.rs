@@ -145,7 +145,6 @@ impl OrgAdmin {
         }
     }
 
-    /// The person as the actor of what they change.
     /// The org and server, as the admin API's operations take them.
     pub fn ctx(&self) -> crate::admin::OrgCtx<'_> {
         crate::admin::OrgCtx {
@@ -154,6 +153,7 @@ impl OrgAdmin {
         }
     }
 
+    /// The person as the actor of what they change.
     pub fn actor(&self) -> Actor {
         Actor::OrgAdmin {
             user_id: self.user.id.clone(),
@@ -229,6 +229,27 @@ fn csrf_for(session_token: &str) -> String {
         format!("tessera-console-csrf\n{session_token}").as_bytes(),
     );
     URL_SAFE_NO_PAD.encode(&d.as_ref()[..18])
+}
+
+/// A short digest of what a form was filled from, sent back with it: a save whose
+/// digest no longer matches the stored record would undo a change made since the page
+/// was read, and is refused instead.
+pub fn version_of(shown: &impl serde::Serialize) -> String {
+    let bytes = serde_json::to_vec(shown).unwrap_or_default();
+    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    URL_SAFE_NO_PAD.encode(&d.as_ref()[..12])
+}
+
+/// The refusal of a save made from a page that is out of date.
+pub fn stale(what: &str, back: (&str, &str)) -> Response {
+    refused(
+        StatusCode::CONFLICT,
+        "Nothing was changed",
+        &format!(
+            "{what} changed since you opened this page (another admin, the API or the identity provider). Saving would undo that change: read the page again, then save."
+        ),
+        back,
+    )
 }
 
 /// A rendered page, never cached (it shows the org's records).

@@ -588,7 +588,8 @@ struct UserPage<'a> {
     roles: String,
     /// The roles as the roles form takes them, separated by spaces.
     roles_words: String,
-    /// The org's IdP sends groups that set roles at each SSO login.
+    /// The org maps groups to roles: SSO logins that carry groups, and SCIM group
+    /// pushes, set roles from that mapping.
     sso_sets_roles: bool,
     provisioning: String,
     grants: Vec<GrantRow>,
@@ -625,7 +626,7 @@ pub async fn user(a: OrgAdmin, Path(id): Path<String>, Query(q): Query<UserQuery
         Err(e) => return crate::html::unavailable(e.to_string()),
     };
     let sso_sets_roles = match a.st.store.sso_config(a.org.id).await {
-        Ok(c) => c.is_some_and(|c| c.roles_from_assertions()),
+        Ok(c) => c.is_some_and(|c| !c.group_roles.is_empty()),
         Err(e) => return crate::html::unavailable(e.to_string()),
     };
     let now = clock::now();

@@ -31,6 +31,8 @@ struct SsoPage<'a> {
     group_roles_lines: String,
     /// Each person of the org (id, username), and whether they are a break-glass user.
     humans: Vec<(String, String, bool)>,
+    /// The mapping form's `version` (`super::version_of`).
+    policy_version: String,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -91,6 +93,7 @@ pub async fn show(a: OrgAdmin, Query(q): Query<SsoQuery>) -> Response {
             impact,
             group_roles_lines,
             humans,
+            policy_version: super::version_of(&policy_of(&config)),
         }
         .render(),
     )
@@ -210,7 +213,7 @@ pub async fn import(
             ("/admin/sso", "Back to SSO"),
         );
     }
-    saved(a, body, None, "idp").await
+    saved(a, body, &current, false, "idp").await
 }
 
 /// `POST /admin/sso/policy`: attribute mapping, groups to roles, just-in-time accounts,
@@ -226,6 +229,9 @@ pub async fn policy(
         Err(r) => return r,
     };
     let back = ("/admin/sso", "Back to SSO");
+    if form.one("version") != Some(super::version_of(&policy_of(&current))) {
+        return super::stale("The SSO mapping or break-glass users", back);
+    }
     let group_roles = match group_roles(&form.lines("group_roles")) {
         Ok(g) => g,
         Err(why) => {
@@ -264,7 +270,7 @@ pub async fn policy(
         break_glass_user_ids: form.all("break_glass"),
         ..Default::default()
     };
-    saved(a, body, Some(&current), "policy").await
+    saved(a, body, &current, true, "policy").await
 }
 
 /// Saves through `admin::sso::save`, audits as `put_sso_config`, and goes back to the
@@ -272,11 +278,12 @@ pub async fn policy(
 async fn saved(
     a: OrgAdmin,
     body: tessera_api::PutSsoConfig,
-    keep_idp: Option<&tessera_core::sso::SsoConfig>,
+    read: &tessera_core::sso::SsoConfig,
+    keep_idp: bool,
     done: &str,
 ) -> Response {
     let back = ("/admin/sso", "Back to SSO");
-    match save(&a.ctx(), body, keep_idp).await {
+    match save(&a.ctx(), body, Some(read), keep_idp).await {
         Ok((_, change)) => {
             if let Some(failed) = a.audit("put_sso_config", change).await {
                 return failed;
