@@ -79,6 +79,7 @@ fn facts() -> Facts {
         throttle: Default::default(),
         grant: Default::default(),
         assertion_seen: false,
+        remote_jwks: None,
     }
 }
 
