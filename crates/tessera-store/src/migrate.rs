@@ -105,6 +105,11 @@ pub const SQLITE: &[Migration] = &[
         name: "scim_tokens",
         sql: include_str!("../migrations/sqlite/0018_scim_tokens.sql"),
     },
+    Migration {
+        version: 19,
+        name: "secret_last_use_per_batch",
+        sql: include_str!("../migrations/sqlite/0019_secret_last_use_per_batch.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order. They start where SQLite's stand after its 15th:

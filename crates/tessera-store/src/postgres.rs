@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
-use tessera_core::audit::{AuditEvent, AuditFilter, AuditKind};
+use tessera_core::audit::{AuditEvent, AuditFilter};
 use tessera_core::decision::LoginUpdate;
 use tessera_core::model::{
     Client, Org, OrgSlug, ScimLink, Scope, ScopeName, StoredSecret, Timestamp, User, UserState,

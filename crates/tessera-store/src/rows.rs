@@ -275,6 +275,28 @@ pub(crate) enum Cell<'a> {
 
 /// An event's values in [`audit_insert_sql`]'s column order: the one place that order is
 /// written for both appenders.
+/// The last use of each client secret a batch of audit events names: (secret id, time
+/// in seconds, source address) from its latest token event, one per secret, sorted by
+/// id. Written with the batch, in its transaction: under load most events of a batch
+/// name the same secret, so this is one row update where a per-event trigger made one
+/// per event. The order is the same everywhere, so two batches (or a batch and a
+/// rotation) lock secrets' rows in the same order and cannot deadlock.
+pub(crate) fn secret_last_uses(events: &[AuditEvent]) -> Vec<(&str, i64, Option<&str>)> {
+    let mut uses: Vec<(&str, i64, Option<&str>)> = Vec::new();
+    for ev in events.iter().filter(|e| e.kind == AuditKind::Token) {
+        if let Some(id) = ev.secret_id.as_deref() {
+            let at = ev.time_ms / 1000;
+            match uses.iter_mut().find(|(s, _, _)| *s == id) {
+                Some(u) if u.1 <= at => *u = (id, at, ev.source_ip.as_deref()),
+                Some(_) => {}
+                None => uses.push((id, at, ev.source_ip.as_deref())),
+            }
+        }
+    }
+    uses.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    uses
+}
+
 pub(crate) fn audit_row(ev: &AuditEvent) -> [Cell<'_>; 17] {
     use Cell::{Int, Text};
     fn text(s: &str) -> Cell<'_> {

@@ -371,6 +371,14 @@ async fn audit_batches_filters_and_last_use(dir: TestDb) {
     let sec = &s.list_secrets("c1").await.unwrap()[0];
     assert_eq!(sec.last_used_at, Some(4));
     assert_eq!(sec.last_used_from.as_deref(), Some("10.0.0.1"));
+    // A batch committed later with an older use (its events were queued earlier) never
+    // moves the last use back.
+    let mut late = event("r0", Some(org), 3_000, "granted", Some("s1"));
+    late.source_ip = Some("10.0.0.9".into());
+    append(&mut appender, &[late]).unwrap();
+    let sec = &s.list_secrets("c1").await.unwrap()[0];
+    assert_eq!(sec.last_used_at, Some(4));
+    assert_eq!(sec.last_used_from.as_deref(), Some("10.0.0.1"));
     // A duplicate request id fails the whole batch: nothing half-written.
     let dup = vec![
         event("r5", Some(org), 5_000, "granted", None),

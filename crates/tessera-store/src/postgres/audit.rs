@@ -44,21 +44,7 @@ impl AuditAppender for PgAppender {
                 }
             }
         }
-        // The last use of each secret: its batch's latest token event.
-        let mut uses: Vec<(&str, i64, Option<&str>)> = Vec::new();
-        for ev in events.iter().filter(|e| e.kind == AuditKind::Token) {
-            if let Some(id) = ev.secret_id.as_deref() {
-                let at = ev.time_ms / 1000;
-                match uses.iter_mut().find(|(s, _, _)| *s == id) {
-                    Some(u) if u.1 <= at => *u = (id, at, ev.source_ip.as_deref()),
-                    Some(_) => {}
-                    None => uses.push((id, at, ev.source_ip.as_deref())),
-                }
-            }
-        }
-        // In one order everywhere: two batches (or a batch and a rotation) lock secrets'
-        // rows in the same order, so they cannot deadlock.
-        uses.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let uses = crate::rows::secret_last_uses(events);
         let mut q = sqlx::query(APPEND);
         for i in 0..17 {
             // Columns 1 and 2 (time, org) are numbers; the others text.

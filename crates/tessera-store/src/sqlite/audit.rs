@@ -22,6 +22,11 @@ pub(super) fn audit_insert_sql(rows: usize) -> String {
     sql
 }
 
+/// A secret's last use, once per secret per batch ([`crate::rows::secret_last_uses`]);
+/// never moved back by a batch that commits after a later one.
+const SECRET_LAST_USE: &str = "UPDATE client_secrets SET last_used_at = ?1, last_used_from = ?2
+     WHERE id = ?3 AND (last_used_at IS NULL OR last_used_at <= ?1)";
+
 /// The audit trail's connection on a database file, owned by the audit writer's thread:
 /// each batch is a few direct calls into SQLite. With full durability the connection
 /// runs `synchronous=FULL`, so a commit returns once the WAL is on disk.
@@ -87,6 +92,11 @@ impl AuditAppender for FileAppender {
             }
             stmt.raw_execute().map_err(e)?;
         }
+        for (id, at, source) in crate::rows::secret_last_uses(events) {
+            tx.prepare_cached(SECRET_LAST_USE)
+                .and_then(|mut stmt| stmt.execute(rusqlite::params![at, source, id]))
+                .map_err(e)?;
+        }
         tx.commit().map_err(e)
     }
 }
@@ -114,6 +124,15 @@ impl AuditAppender for PoolAppender {
                     };
                 }
                 q.execute(&mut *tx).await.map_err(be)?;
+            }
+            for (id, at, source) in crate::rows::secret_last_uses(events) {
+                sqlx::query(SECRET_LAST_USE)
+                    .bind(at)
+                    .bind(source)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
             }
             tx.commit().await.map_err(be)
         })
