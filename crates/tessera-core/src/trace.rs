@@ -339,10 +339,16 @@ impl Trace {
                     if detail.starts_with('#') {
                         out.push('#');
                     }
-                    out.extend(detail.chars().map(|c| match c {
-                        '\u{1e}' | '\u{1f}' => '\u{fffd}',
-                        c => c,
-                    }));
+                    // The separators are single bytes in UTF-8: most details have
+                    // neither and are copied whole (this runs for every audit event).
+                    if detail.bytes().any(|b| b == 0x1e || b == 0x1f) {
+                        out.extend(detail.chars().map(|c| match c {
+                            '\u{1e}' | '\u{1f}' => '\u{fffd}',
+                            c => c,
+                        }));
+                    } else {
+                        out.push_str(detail);
+                    }
                 }
             }
         }

@@ -221,7 +221,7 @@ fn every_combination_gets_the_stated_outcome() {
                                                 None => assert!(!refresh || dry_run, "{case}"),
                                                 other => panic!("{case}: {other:?}"),
                                             }
-                                            match (&d.saml_bearer_write, dry_run) {
+                                            match (d.saml_bearer_write.as_deref(), dry_run) {
                                                 (None, true) => {}
                                                 (
                                                     Some(SamlBearerWrite {

@@ -170,12 +170,12 @@ pub(super) fn decide(
     d.subject = Some(user.id.clone());
     let scopes = check_scopes(req.scope.as_deref(), cf, false, trace)?;
     if !dry_run {
-        d.saml_bearer_write = Some(SamlBearerWrite {
+        d.saml_bearer_write = Some(Box::new(SamlBearerWrite {
             replay_keys: a.replay_keys.clone(),
             planned_from: stored.filter(|_| write != UserWrite::Create),
             user: user.clone(),
             write,
-        });
+        }));
     }
     // A client that may refresh gets a refresh token: a grant of its own, like a
     // browser login's (a SAML login, so SSO enforcement lets its refreshes through).
