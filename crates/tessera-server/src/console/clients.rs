@@ -406,7 +406,7 @@ pub async fn create(
     if let Some(refusal) = a.form_refusal(&headers, form.one("csrf").as_deref()) {
         return refusal;
     }
-    let public = form.one("public").as_deref() == Some("yes");
+    let public = form.ticked("public");
     let Ok(ttl) = form.number("ttl") else {
         return refused(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -490,7 +490,7 @@ pub async fn save_settings(
         );
     };
     let patch = tessera_api::PatchClient {
-        enabled: Some(form.one("enabled").as_deref() == Some("yes")),
+        enabled: Some(form.ticked("enabled")),
         grant_types: Some(form.all("grant")),
         scopes: Some(form.all("scope")),
         ip_allowlist: Some(form.lines("ip_allowlist")),

@@ -356,6 +356,11 @@ impl Fields {
             .filter(|v| !v.is_empty())
     }
 
+    /// Whether the checkbox `k` (value `yes`) is ticked.
+    pub fn ticked(&self, k: &str) -> bool {
+        self.one(k).as_deref() == Some("yes")
+    }
+
     /// Every value of `k` (the ticked checkboxes of one name).
     pub fn all(&self, k: &str) -> Vec<String> {
         self.0

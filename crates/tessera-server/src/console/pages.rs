@@ -763,12 +763,8 @@ pub async fn revoke_grant(
     let g = match users::revoke_grant(&a.st, &a.org, &u, &grant_id).await {
         Ok(g) => g,
         Err(e) => {
-            return refused(
-                StatusCode::NOT_FOUND,
-                "Nothing was changed",
-                &e.to_string(),
-                (&format!("/admin/users/{}", u.id), "Back to the user"),
-            );
+            let back = format!("/admin/users/{}", u.id);
+            return super::not_done(e, "Nothing was changed", (&back, "Back to the user"));
         }
     };
     let change = json!({"user_id": u.id, "grant_id": g.id, "client_id": g.client_id});

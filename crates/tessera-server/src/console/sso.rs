@@ -255,17 +255,16 @@ pub async fn policy(
             back,
         );
     };
-    let ticked = |k: &str| form.one(k).as_deref() == Some("yes");
     let body = tessera_api::PutSsoConfig {
         name_id_format: form.one("name_id_format"),
         attribute_email: form.one("attribute_email"),
         attribute_display_name: form.one("attribute_display_name"),
         attribute_groups: form.one("attribute_groups"),
         group_roles,
-        jit_provisioning: ticked("jit_provisioning"),
-        allow_idp_initiated: ticked("allow_idp_initiated"),
-        allow_sha1: ticked("allow_sha1"),
-        allow_rsa_1024: ticked("allow_rsa_1024"),
+        jit_provisioning: form.ticked("jit_provisioning"),
+        allow_idp_initiated: form.ticked("allow_idp_initiated"),
+        allow_sha1: form.ticked("allow_sha1"),
+        allow_rsa_1024: form.ticked("allow_rsa_1024"),
         clock_skew_seconds: skew,
         break_glass_user_ids: form.all("break_glass"),
         ..Default::default()
