@@ -632,7 +632,14 @@ async fn a_long_lived_scim_token_works_while_its_client_is_entitled() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404, "no org 'beta' here");
+    // An org that does not exist answers as one whose token this is not: a stranger
+    // cannot tell which orgs exist.
+    assert_eq!(r.status(), 401, "no org 'beta' here");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["detail"], "this SCIM token is not one of org 'beta'",
+        "{body}"
+    );
     assert_eq!(
         app.delete(&format!("/oauth/clients/{client_id}")).await.0,
         204
@@ -815,11 +822,19 @@ async fn etags_guard_against_changing_a_stale_copy() {
 #[tokio::test]
 async fn wrong_scim_tokens_are_throttled_like_wrong_secrets() {
     let app = spawn_app().await;
+    // At an org that exists and at one that does not, alike.
+    for org in ["default", "no-such-org"] {
+        wrong_tokens_until_throttled(&app, org).await;
+    }
+    app.stop().await;
+}
+
+async fn wrong_tokens_until_throttled(app: &crate::helpers::TestApp, org: &str) {
     let http = reqwest::Client::new();
     let mut statuses = vec![];
     for i in 0..40 {
         let r = http
-            .get(app.url("/scim/v2/default/Users"))
+            .get(app.url(&format!("/scim/v2/{org}/Users")))
             .bearer_auth(format!("tscim_{i:0>43}"))
             .send()
             .await
@@ -834,12 +849,11 @@ async fn wrong_scim_tokens_are_throttled_like_wrong_secrets() {
             break;
         }
     }
-    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{org}: {statuses:?}");
     assert!(
         statuses[..statuses.len() - 1].iter().all(|s| *s == 401),
-        "{statuses:?}"
+        "{org}: {statuses:?}"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -972,11 +986,12 @@ async fn a_long_lived_token_keeps_to_its_org_and_its_clients_allow_list() {
             .send()
     };
     assert_eq!(get("default").await.unwrap().status(), 200);
-    // At another org's path it is as unknown as a made-up token, and a made-up org is 404.
+    // At another org's path it is as unknown as a made-up token, and a made-up org
+    // answers the same: which orgs exist is not told.
     app.other_org_admin("beta").await;
     let r = get("beta").await.unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(get("no-such-org").await.unwrap().status(), 404);
+    assert_eq!(get("no-such-org").await.unwrap().status(), 401);
     // The client's IP allow-list applies to its static token too.
     let (s, b) = app
         .patch(

@@ -514,12 +514,11 @@ async fn provisioner(
     let api = "SCIM provisioning";
     let token = crate::admin::bearer_token(headers, SCIM_SCOPE, api).map_err(refused)?;
     let (org, client_id) = if token.starts_with(SCIM_TOKEN_PREFIX) {
-        let org = st
-            .store
-            .org_by_slug(slug)
-            .await?
-            .ok_or_else(|| ScimError::absent(format!("no org '{}' here", clip(slug))))?;
-        let client_id = scim_token_rights(st, token, &org, source).await?;
+        // An org that does not exist answers as one whose tokens this is not, throttle
+        // included: a stranger learns nothing about which orgs exist.
+        let org = st.store.org_by_slug(slug).await?;
+        let client_id = scim_token_rights(st, token, slug, org.as_ref(), source).await?;
+        let org = org.ok_or_else(|| not_of_org(slug))?;
         (org, client_id)
     } else {
         let (org, claims) = crate::admin::bearer_rights(st, headers, SCIM_SCOPE, api)
@@ -555,11 +554,12 @@ async fn provisioner(
 async fn scim_token_rights(
     st: &Shared,
     token: &str,
-    org: &Org,
+    slug: &str,
+    org: Option<&Org>,
     source: Option<IpAddr>,
 ) -> Result<String, ScimError> {
     let from = source.map(|ip| ip.to_string()).unwrap_or_default();
-    let key = format!("scim:{}", org.slug);
+    let key = format!("scim:{}", clip(slug));
     let mut attempt = Attempt::take(&st.store, &key, &from, st.throttle).await;
     if attempt.blocked() {
         let wait = st
@@ -574,7 +574,10 @@ async fn scim_token_rights(
         ));
     }
     attempt.count_if_abandoned();
-    let checked = check_scim_token(st, token, org, source).await;
+    let checked = match org {
+        Some(org) => check_scim_token(st, token, org, source).await,
+        None => Err(not_of_org(slug)),
+    };
     let outcome = match &checked {
         Ok(_) => Some(AttemptOutcome::Succeeded),
         // The database, not the token, failed: nothing was judged.
@@ -585,6 +588,16 @@ async fn scim_token_rights(
         tracing::warn!(error = %e, "SCIM token attempt not recorded");
     }
     checked
+}
+
+/// The refusal of a token that is not one of org `slug`'s (or of a slug no org has).
+fn not_of_org(slug: &str) -> ScimError {
+    ScimError::new(
+        StatusCode::UNAUTHORIZED,
+        None,
+        Some(Reason::ScimTokenRefused),
+        format!("this SCIM token is not one of org '{}'", clip(slug)),
+    )
 }
 
 async fn check_scim_token(
@@ -610,7 +623,7 @@ async fn check_scim_token(
         .scim_token_by_hash(&hash)
         .await?
         .filter(|t| t.org_id == org.id)
-        .ok_or_else(|| unusable(format!("this SCIM token is not one of org '{}'", org.slug)))?;
+        .ok_or_else(|| not_of_org(org.slug.as_str()))?;
     let now = clock::now();
     if let Some(at) = t.revoked_at {
         return Err(unusable(format!(
