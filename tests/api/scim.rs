@@ -241,6 +241,7 @@ async fn okta_provisions_a_person_from_lookup_to_delete() {
         .iter()
         .map(|e| {
             assert_eq!(e["actor"], client_id.as_str(), "{e}");
+            assert_eq!(e["source_ip"], "127.0.0.1", "{e}");
             e["description"].as_str().unwrap_or_default().to_string()
         })
         .collect();
@@ -823,9 +824,27 @@ async fn etags_guard_against_changing_a_stale_copy() {
 async fn wrong_scim_tokens_are_throttled_like_wrong_secrets() {
     let app = spawn_app().await;
     // At an org that exists and at one that does not, alike.
+    let (client_id, _) = provisioning_token(&app).await;
+    let (s, made) = app
+        .post("/scim/tokens", json!({"client_id": client_id}))
+        .await;
+    assert_eq!(s, 201, "{made}");
+    let token = made["token"].as_str().unwrap().to_string();
     for org in ["default", "no-such-org"] {
         wrong_tokens_until_throttled(&app, org).await;
     }
+    // The IdP sharing that address (a cloud NAT) is not locked out by a stranger's wrong
+    // tokens: its own token still provisions while every wrong one gets 429.
+    let scim = Scim::new(&app, token);
+    let (s, b) = scim.post("/Users", json!({"userName": "nat-shared"})).await;
+    assert_eq!(s, 201, "{b}");
+    let r = reqwest::Client::new()
+        .get(app.url("/scim/v2/default/Users"))
+        .bearer_auth(format!("tscim_{:0>43}", 99))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
     app.stop().await;
 }
 

@@ -90,7 +90,24 @@ impl ScimError {
 
     /// Nothing at this SCIM path: a SCIM error, not the server's JSON 404.
     fn absent(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, None, None, detail)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            None,
+            Some(Reason::ScimNotFound),
+            detail,
+        )
+    }
+
+    /// The reason code the audit trail records: the one given, else the one its status
+    /// means (a refusal with no code of its own is never labelled a bad value).
+    fn audit_reason(&self) -> Reason {
+        self.reason.unwrap_or(match self.status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Reason::ScimTokenRefused,
+            StatusCode::NOT_FOUND => Reason::ScimNotFound,
+            StatusCode::CONFLICT => Reason::ScimUniqueness,
+            s if s.is_server_error() => Reason::DatabaseUnavailable,
+            _ => Reason::ScimInvalidValue,
+        })
     }
 
     fn not_found(id: &str) -> Self {
@@ -131,7 +148,7 @@ impl From<ApiError> for ScimError {
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     None,
-                    None,
+                    Some(Reason::DatabaseUnavailable),
                     "the database is unavailable; retry",
                 )
             }
@@ -438,6 +455,8 @@ fn external_id(v: &Value) -> Result<String, ScimError> {
 pub struct Provisioner {
     org: Org,
     client_id: String,
+    /// The peer address, for the audit trail.
+    source: Option<IpAddr>,
     st: Shared,
 }
 
@@ -469,7 +488,7 @@ impl FromRequestParts<Shared> for Provisioner {
 
 /// Records a refused SCIM credential in `org`'s audit trail.
 async fn audit_refusal(st: &Shared, org: &Org, source: Option<IpAddr>, e: &ScimError) {
-    let reason = e.reason.unwrap_or(Reason::ScimTokenRefused);
+    let reason = e.audit_reason();
     let mut trace = Trace::default();
     trace.fail(Check::ScimCredential, reason, e.detail.clone());
     let event = AuditEvent {
@@ -541,6 +560,7 @@ async fn provisioner(
     Ok(Provisioner {
         org,
         client_id,
+        source,
         st: st.clone(),
     })
 }
@@ -551,6 +571,12 @@ async fn provisioner(
 /// Each check takes a place in the throttle budget of (org, source address) first, like
 /// a client secret's: wrong tokens from one address are refused with 429 once the
 /// budget is spent, however many arrive at once, and only a token of this org clears it.
+///
+/// While the address is blocked, a live token of this org still passes: the IdP often
+/// shares its egress addresses (a cloud NAT) with others, and a stranger's wrong tokens
+/// must not stop its provisioning. That lookup is by the token's SHA-256 through an
+/// index (the throttle's own read costs as much), a 256-bit token cannot be guessed,
+/// and every other token gets the same 429, uncounted, whatever made it wrong.
 async fn scim_token_rights(
     st: &Shared,
     token: &str,
@@ -562,6 +588,11 @@ async fn scim_token_rights(
     let key = format!("scim:{}", clip(slug));
     let mut attempt = Attempt::take(&st.store, &key, &from, st.throttle).await;
     if attempt.blocked() {
+        if let Some(org) = org
+            && let Ok(client_id) = check_scim_token(st, token, org, source).await
+        {
+            return Ok(client_id);
+        }
         let wait = st
             .throttle
             .retry_after(&attempt.state, clock::now())
@@ -686,11 +717,7 @@ impl Provisioner {
                 Ok(done.value)
             }
             Err(e) => {
-                trace.fail(
-                    Check::ScimChange,
-                    e.reason.unwrap_or(Reason::ScimInvalidValue),
-                    e.detail.clone(),
-                );
+                trace.fail(Check::ScimChange, e.audit_reason(), e.detail.clone());
                 self.audit(op, subject, Err(&e), trace).await;
                 Err(e)
             }
@@ -720,7 +747,7 @@ impl Provisioner {
             Ok(change) => ("ok", None, Some(op.to_string()), Some(change)),
             Err(e) => (
                 "denied",
-                e.reason.map(|r| r.code().to_string()),
+                Some(e.audit_reason().code().to_string()),
                 Some(e.detail.clone()),
                 None,
             ),
@@ -733,7 +760,7 @@ impl Provisioner {
             actor: Some(self.client_id.clone()),
             client_id: Some(self.client_id.clone()),
             subject: subject.map(str::to_string),
-            source_ip: None,
+            source_ip: self.source.map(|ip| ip.to_string()),
             outcome: outcome.into(),
             reason,
             description,
@@ -750,5 +777,37 @@ impl Provisioner {
         if let Err(e) = self.st.audit.record(event).await {
             tracing::error!(error = %e, "SCIM change not audited");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_without_a_code_is_audited_by_what_its_status_means() {
+        let coded = |e: ScimError| e.audit_reason();
+        let bare = |status| ScimError::new(status, None, None, "x");
+        assert_eq!(coded(bare(StatusCode::FORBIDDEN)), Reason::ScimTokenRefused);
+        assert_eq!(
+            coded(bare(StatusCode::UNAUTHORIZED)),
+            Reason::ScimTokenRefused
+        );
+        assert_eq!(coded(bare(StatusCode::NOT_FOUND)), Reason::ScimNotFound);
+        assert_eq!(coded(bare(StatusCode::CONFLICT)), Reason::ScimUniqueness);
+        assert_eq!(
+            coded(bare(StatusCode::BAD_GATEWAY)),
+            Reason::DatabaseUnavailable
+        );
+        assert_eq!(
+            coded(bare(StatusCode::BAD_REQUEST)),
+            Reason::ScimInvalidValue
+        );
+        // The database failing is never a bad value, and a given code wins.
+        let down = ScimError::from(ApiError::Store("down".into()));
+        assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(coded(down), Reason::DatabaseUnavailable);
+        assert_eq!(coded(ScimError::not_found("u1")), Reason::ScimNotFound);
+        assert_eq!(coded(ScimError::absent("no route")), Reason::ScimNotFound);
     }
 }
