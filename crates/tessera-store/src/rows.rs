@@ -273,30 +273,36 @@ pub(crate) enum Cell<'a> {
     Text(Option<Cow<'a, str>>),
 }
 
-/// An event's values in [`audit_insert_sql`]'s column order: the one place that order is
-/// written for both appenders.
 /// The last use of each client secret a batch of audit events names: (secret id, time
-/// in seconds, source address) from its latest token event, one per secret, sorted by
-/// id. Written with the batch, in its transaction: under load most events of a batch
-/// name the same secret, so this is one row update where a per-event trigger made one
-/// per event. The order is the same everywhere, so two batches (or a batch and a
-/// rotation) lock secrets' rows in the same order and cannot deadlock.
+/// in seconds, source address) from its latest token event (the later event when two
+/// share a second), one per secret, sorted by id. Written with the batch, in its
+/// transaction: under load most events of a batch name the same secret, so this is one
+/// row update where a per-event trigger made one per event. The order is the same
+/// everywhere, so two batches (or a batch and a rotation) lock secrets' rows in the same
+/// order and cannot deadlock. A sort, not a search per event: a batch may hold
+/// thousands of events with as many secrets.
 pub(crate) fn secret_last_uses(events: &[AuditEvent]) -> Vec<(&str, i64, Option<&str>)> {
-    let mut uses: Vec<(&str, i64, Option<&str>)> = Vec::new();
-    for ev in events.iter().filter(|e| e.kind == AuditKind::Token) {
-        if let Some(id) = ev.secret_id.as_deref() {
-            let at = ev.time_ms / 1000;
-            match uses.iter_mut().find(|(s, _, _)| *s == id) {
-                Some(u) if u.1 <= at => *u = (id, at, ev.source_ip.as_deref()),
-                Some(_) => {}
-                None => uses.push((id, at, ev.source_ip.as_deref())),
-            }
-        }
-    }
-    uses.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Newest event first, so after the stable sort the first of each secret's run is its
+    // latest use, and a tie goes to the later event.
+    let mut uses: Vec<(&str, i64, Option<&str>)> = events
+        .iter()
+        .rev()
+        .filter(|e| e.kind == AuditKind::Token)
+        .filter_map(|e| {
+            Some((
+                e.secret_id.as_deref()?,
+                e.time_ms / 1000,
+                e.source_ip.as_deref(),
+            ))
+        })
+        .collect();
+    uses.sort_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+    uses.dedup_by(|later, first| later.0 == first.0);
     uses
 }
 
+/// An event's values in [`audit_insert_sql`]'s column order: the one place that order is
+/// written for both appenders.
 pub(crate) fn audit_row(ev: &AuditEvent) -> [Cell<'_>; 17] {
     use Cell::{Int, Text};
     fn text(s: &str) -> Cell<'_> {
@@ -324,4 +330,53 @@ pub(crate) fn audit_row(ev: &AuditEvent) -> [Cell<'_>; 17] {
         Text(Some(Cow::Owned(ev.trace.to_compact()))),
         Text(ev.change.as_ref().map(|c| Cow::Owned(to_json(c)))),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::trace::Trace;
+
+    fn event(kind: AuditKind, secret: Option<&str>, time_ms: i64, ip: &str) -> AuditEvent {
+        AuditEvent {
+            request_id: format!("r{time_ms}{ip}"),
+            time_ms,
+            org_id: Some(1),
+            kind,
+            actor: None,
+            client_id: Some("c".into()),
+            subject: None,
+            source_ip: Some(ip.into()),
+            outcome: "granted".into(),
+            reason: None,
+            description: None,
+            grant_type: None,
+            scope: None,
+            secret_id: secret.map(str::to_string),
+            secret_hint: None,
+            trace: Trace::default(),
+            change: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_gives_each_secret_its_latest_use_once_in_id_order() {
+        let t = AuditKind::Token;
+        let events = [
+            event(t, Some("s2"), 5_000, "10.0.0.1"),
+            event(t, Some("s1"), 7_000, "10.0.0.2"),
+            event(t, None, 9_000, "10.0.0.3"),
+            // An event committed late with an older time does not move the use back.
+            event(t, Some("s1"), 6_000, "10.0.0.4"),
+            // The same second: the later event's address wins.
+            event(t, Some("s2"), 5_500, "10.0.0.5"),
+            // Only token events count.
+            event(AuditKind::Admin, Some("s3"), 9_000, "10.0.0.6"),
+        ];
+        assert_eq!(
+            secret_last_uses(&events),
+            vec![("s1", 7, Some("10.0.0.2")), ("s2", 5, Some("10.0.0.5")),]
+        );
+        assert!(secret_last_uses(&[]).is_empty());
+    }
 }
