@@ -864,8 +864,11 @@ def wait_idle(max_wait: float) -> float:
     return busy
 
 
-def measure(server: Server, server_label: str, sc: Scenario, work: Path, args) -> Row:
-    """Pre-flight, then a measured run; a run disturbed by other processes is retried."""
+def measure(server: Server, server_label: str, sc: Scenario, work: Path, args,
+            serving: frozenset[int] = frozenset()) -> Row:
+    """Pre-flight, then a measured run; a run disturbed by other processes is retried.
+    `serving`: processes that serve the requests beside the server (its PostgreSQL),
+    not counted as other processes."""
     urls = [f"http://{HOST}:{s.port}{sc.path}" for s in server.all()]
     lua = write_lua(sc, work, f"{server.name}-{sc.key}")
     if isinstance(sc.prepare, CodeFeed):
@@ -874,7 +877,7 @@ def measure(server: Server, server_label: str, sc: Scenario, work: Path, args) -
         info = preflight(sc, s.port)
     log(f"{server_label} / {sc.key}: pre-flight {info}")
     for attempt in range(1, args.retries + 2):
-        row = measure_once(server, server_label, sc, urls, lua, args)
+        row = measure_once(server, server_label, sc, urls, lua, args, serving)
         disturbed = [f for f in row.flags if not f.startswith("socket errors")]
         if not disturbed or attempt > args.retries:
             return row
@@ -882,7 +885,8 @@ def measure(server: Server, server_label: str, sc: Scenario, work: Path, args) -
     raise AssertionError
 
 
-def measure_once(server: Server, server_label: str, sc: Scenario, urls: list[str], lua: Path, args) -> Row:
+def measure_once(server: Server, server_label: str, sc: Scenario, urls: list[str], lua: Path, args,
+                 serving: frozenset[int] = frozenset()) -> Row:
     background = wait_idle(args.idle_wait)
     if background > 20:
         log(f"  WARNING: machine {background:.0f}% busy before the run (other processes)")
@@ -930,8 +934,10 @@ def measure_once(server: Server, server_label: str, sc: Scenario, urls: list[str
     wrk_pct = 100.0 * wrk_s / wall
     # Per-process sum; a reaped child's whole lifetime lands in its parent's cutime, so cap it
     # by what the machine as a whole did beyond the server and wrk.
-    others_pct = min(100.0 * other_process_ticks(p0, p1, mine | {t for p in procs for t in process_tree(p)}) / HZ / wall,
-                     max(0.0, machine_pct - server_pct - wrk_pct))
+    exclude = mine | serving | {t for p in procs for t in process_tree(p)}
+    serving_pct = 100.0 * (other_process_ticks(p0, p1, set()) - other_process_ticks(p0, p1, set(serving))) / HZ / wall
+    others_pct = min(100.0 * other_process_ticks(p0, p1, exclude) / HZ / wall,
+                     max(0.0, machine_pct - server_pct - wrk_pct - serving_pct))
     flags = []
     if others_pct > 15:
         flags.append(f"other processes used {others_pct:.0f}% of a core during the run")
@@ -981,7 +987,7 @@ def measure_postgres(exe: Path, work: Path, args, rows: list, notes: list, serve
                           path="/oauth/token", body=TOKEN_BODY, expect="token")
             pids = postgres_pids()
             t0, c0 = time.monotonic(), pg_ticks(pids)
-            row = measure(first, label, sc, work, args)
+            row = measure(first, label, sc, work, args, serving=frozenset(pids))
             pg_s = (pg_ticks(pids) - c0) / HZ
             rows.append(row)
             per_req = 1000.0 * pg_s / row.requests if row.requests else float("nan")
