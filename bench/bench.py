@@ -1195,7 +1195,7 @@ def report(rows: list[Row], notes: list[str], meta: dict, args, ceil: dict | Non
         for r in rows:
             if r.server.startswith("tessera") and r.scenario.startswith("cc-") and r.cpu_per_1k > 0:
                 per_cpu_s = 1000 / r.cpu_per_1k
-                L.append(f"- tessera {r.scenario}: {per_cpu_s:,.0f} tokens per server CPU-second = "
+                L.append(f"- {r.server} {r.scenario}: {per_cpu_s:,.0f} tokens per server CPU-second = "
                          f"**{100 * per_cpu_s / per_core:.0f}%** of the ceiling")
         L.append("")
     L.append("Scenarios:")
