@@ -107,6 +107,8 @@ struct FileConfig {
     operator_org: Option<String>,
     throttle: Option<FileThrottle>,
     limits: Option<FileLimits>,
+    /// Reverse proxies whose `X-Forwarded-For` names the caller (CIDRs or addresses).
+    trusted_proxies: Option<Vec<String>>,
     jwks_fetch: Option<FileJwksFetch>,
     saml_metadata: Option<FileSamlMetadata>,
     postgres: Option<FilePostgres>,
@@ -267,6 +269,10 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
             max_delay: t.max_delay_seconds.unwrap_or(d.max_delay),
             window: t.window_seconds.unwrap_or(d.window),
         };
+    }
+    if let Some(p) = file.trusted_proxies {
+        config.limits.trusted_proxies = tessera_core::model::IpAllowList::parse(&p)
+            .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?;
     }
     if let Some(l) = file.limits {
         let d = &mut config.limits;

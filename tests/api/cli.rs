@@ -504,6 +504,31 @@ fn serve_refuses_an_unknown_signing_algorithm() {
     );
 }
 
+#[test]
+fn serve_refuses_a_trusted_proxy_that_is_not_an_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tessera.toml");
+    std::fs::write(
+        &config,
+        "trusted_proxies = [\"10.0.0.0/8\", \"lb.internal\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--database")
+        .arg(dir.path().join("t.db"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("trusted_proxies: 'lb.internal' is neither a CIDR"),
+        "{err}"
+    );
+}
+
 /// `tessera admin sso`: the IdP from its metadata file, the impact preview, enforcement
 /// switched on only with that preview's id, and off again.
 #[tokio::test]

@@ -319,6 +319,58 @@ async fn ip_allowlist() {
     app.stop().await;
 }
 
+/// Sends a client_credentials request, as if through a proxy that appended `xff`.
+async fn token_via(app: &crate::helpers::TestApp, body: &str, xff: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new()
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string());
+    if let Some(v) = xff {
+        req = req.header("x-forwarded-for", v);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// A client allowed only from 203.0.113.0/24: its id and a client_credentials body.
+async fn allow_listed_client(app: &crate::helpers::TestApp) -> (String, String) {
+    app.scopes(&["admin:api"]).await;
+    let (id, secret) = app
+        .client(json!({"name": "lb", "scopes": ["admin:api"], "ip_allowlist": ["203.0.113.0/24"]}))
+        .await;
+    let body = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+    (id, body)
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_caller_it_names_is_the_source() {
+    let app = spawn_app_with(|c| {
+        c.limits.trusted_proxies =
+            tessera_core::model::IpAllowList::parse(&["127.0.0.0/8"]).unwrap();
+    })
+    .await;
+    let (id, body) = allow_listed_client(&app).await;
+    // The allow-list sees the caller the proxy names, not the proxy; what the caller
+    // wrote to the left of it is not believed.
+    assert_eq!(token_via(&app, &body, Some("203.0.113.7")).await, 200);
+    assert_eq!(
+        token_via(&app, &body, Some("203.0.113.9, 198.51.100.1")).await,
+        400
+    );
+    assert_eq!(token_via(&app, &body, None).await, 400);
+    // The audit trail records the caller.
+    let (_, ev) = app
+        .get(&format!("/audit/events?client_id={id}&outcome=granted"))
+        .await;
+    assert_eq!(ev["events"][0]["source_ip"], "203.0.113.7", "{ev}");
+    app.stop().await;
+
+    // Without trusted proxies the header is ignored: the TCP peer is the caller.
+    let app = spawn_app().await;
+    let (_, body) = allow_listed_client(&app).await;
+    assert_eq!(token_via(&app, &body, Some("203.0.113.7")).await, 400);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn basic_header_with_only_the_client_id() {
     let app = spawn_app().await;

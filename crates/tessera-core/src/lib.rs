@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod client_keys;
 pub mod decision;
+pub mod forwarded;
 pub mod interactive;
 pub mod jwt;
 pub mod model;

@@ -94,6 +94,9 @@ pub struct Limits {
     pub header_read_timeout_seconds: u64,
     /// Seconds a request may take, reading its body included.
     pub request_timeout_seconds: u64,
+    /// Reverse proxies whose `X-Forwarded-For` names the caller (empty: none; the TCP
+    /// peer is the caller). See `tessera_core::forwarded`.
+    pub trusted_proxies: tessera_core::model::IpAllowList,
 }
 
 impl Default for Limits {
@@ -108,6 +111,7 @@ impl Default for Limits {
             max_connections_per_source: 256,
             header_read_timeout_seconds: 10,
             request_timeout_seconds: 30,
+            trusted_proxies: tessera_core::model::IpAllowList::default(),
         }
     }
 }

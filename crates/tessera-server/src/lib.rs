@@ -323,6 +323,7 @@ impl App {
             max_connections_per_source: limits.max_connections_per_source,
             header_read_timeout: Duration::from_secs(limits.header_read_timeout_seconds.max(1)),
             shutdown_grace: Duration::from_secs(limits.request_timeout_seconds.max(1)),
+            trusted_proxies: Arc::new(limits.trusted_proxies.clone()),
         };
         let metadata_task = saml_metadata::spawn_refresher(state.clone());
         serve::serve(

@@ -16,7 +16,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,16 +31,22 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use tessera_core::forwarded;
+use tessera_core::model::IpAllowList;
+
 use crate::metrics::Metrics;
 
 /// The connection bounds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
     pub max_connections_per_source: usize,
     pub header_read_timeout: Duration,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// Proxies whose `X-Forwarded-For` names the caller: handlers see that caller as the
+    /// request's `ConnectInfo` (the connection limits still count the TCP peer).
+    pub trusted_proxies: Arc<IpAllowList>,
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets open connections
@@ -88,8 +94,16 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let trusted = limits.trusted_proxies.clone();
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
+            let caller = if trusted.is_empty() {
+                peer
+            } else {
+                let lines = req.headers().get_all("x-forwarded-for");
+                let ip = forwarded::caller(peer.ip(), lines.iter().map(|v| v.as_bytes()), &trusted);
+                SocketAddr::new(ip, peer.port())
+            };
+            req.extensions_mut().insert(ConnectInfo(caller));
             let router = router.clone();
             async move {
                 let res: Result<Response, Infallible> =
