@@ -271,7 +271,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
         };
     }
     if let Some(p) = file.trusted_proxies {
-        config.limits.trusted_proxies = tessera_core::model::IpAllowList::parse(&p)
+        config.trusted_proxies = tessera_core::model::IpAllowList::parse(&p)
             .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?;
     }
     if let Some(l) = file.limits {

@@ -344,8 +344,7 @@ async fn allow_listed_client(app: &crate::helpers::TestApp) -> (String, String) 
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_caller_it_names_is_the_source() {
     let app = spawn_app_with(|c| {
-        c.limits.trusted_proxies =
-            tessera_core::model::IpAllowList::parse(&["127.0.0.0/8"]).unwrap();
+        c.trusted_proxies = tessera_core::model::IpAllowList::parse(&["127.0.0.0/8"]).unwrap();
     })
     .await;
     let (id, body) = allow_listed_client(&app).await;

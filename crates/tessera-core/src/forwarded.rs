@@ -52,10 +52,7 @@ fn address(entry: &[u8]) -> Option<IpAddr> {
     s.parse::<IpAddr>()
         .ok()
         .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
-        .map(|ip| match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        })
+        .map(IpAllowList::canonical)
 }
 
 #[cfg(test)]

@@ -280,11 +280,17 @@ impl IpAllowList {
         if self.0.is_empty() {
             return true;
         }
-        let ip = match ip {
+        let ip = Self::canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// `ip` as the list matches it: an IPv4-mapped IPv6 address (`::ffff:10.1.2.3`) as
+    /// the IPv4 address it carries.
+    pub fn canonical(ip: IpAddr) -> IpAddr {
+        match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
-        };
-        self.0.iter().any(|n| n.contains(&ip))
+        }
     }
 
     /// True when no restriction applies.

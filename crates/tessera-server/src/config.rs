@@ -36,6 +36,9 @@ pub struct Config {
     pub account_throttle: ThrottlePolicy,
     /// Server limits on what clients, and strangers, can make it hold.
     pub limits: Limits,
+    /// Reverse proxies whose `X-Forwarded-For` names the caller (empty: none; the TCP
+    /// peer is the caller). See `tessera_core::forwarded`.
+    pub trusted_proxies: tessera_core::model::IpAllowList,
     /// The algorithm of the first signing key and of rotations that name none.
     pub signing_alg: tessera_core::jwt::Alg,
     /// How long a rotated-out signing key stays published, in seconds.
@@ -65,6 +68,7 @@ impl Config {
             throttle: ThrottlePolicy::default(),
             account_throttle: ThrottlePolicy::account_ceiling(),
             limits: Limits::default(),
+            trusted_proxies: tessera_core::model::IpAllowList::default(),
             signing_alg: tessera_core::jwt::Alg::Es256,
             key_overlap_seconds: 86_400 + 3_600,
             key_reload_seconds: 30,
@@ -94,9 +98,6 @@ pub struct Limits {
     pub header_read_timeout_seconds: u64,
     /// Seconds a request may take, reading its body included.
     pub request_timeout_seconds: u64,
-    /// Reverse proxies whose `X-Forwarded-For` names the caller (empty: none; the TCP
-    /// peer is the caller). See `tessera_core::forwarded`.
-    pub trusted_proxies: tessera_core::model::IpAllowList,
 }
 
 impl Default for Limits {
@@ -111,7 +112,6 @@ impl Default for Limits {
             max_connections_per_source: 256,
             header_read_timeout_seconds: 10,
             request_timeout_seconds: 30,
-            trusted_proxies: tessera_core::model::IpAllowList::default(),
         }
     }
 }

@@ -71,6 +71,7 @@ pub struct App {
     reload_task: JoinHandle<()>,
     sync_task: JoinHandle<()>,
     limits: Limits,
+    trusted_proxies: Arc<tessera_core::model::IpAllowList>,
     /// Credentials created because the database was empty (print them once).
     pub bootstrapped: Option<Bootstrapped>,
 }
@@ -285,6 +286,7 @@ impl App {
             reload_task,
             sync_task,
             limits: config.limits.clone(),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             bootstrapped,
         })
     }
@@ -314,6 +316,7 @@ impl App {
             reload_task,
             sync_task,
             limits,
+            trusted_proxies,
             ..
         } = self;
         serve::check_descriptor_limit(limits.max_connections);
@@ -323,7 +326,7 @@ impl App {
             max_connections_per_source: limits.max_connections_per_source,
             header_read_timeout: Duration::from_secs(limits.header_read_timeout_seconds.max(1)),
             shutdown_grace: Duration::from_secs(limits.request_timeout_seconds.max(1)),
-            trusted_proxies: Arc::new(limits.trusted_proxies.clone()),
+            trusted_proxies,
         };
         let metadata_task = saml_metadata::spawn_refresher(state.clone());
         serve::serve(
